@@ -1,0 +1,2 @@
+export * from './port-channel.js';
+export * from './link.js';

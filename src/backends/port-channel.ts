@@ -1,0 +1,206 @@
+import { InvalidArgumentError } from '../errors.js';
+import type { SharedArena } from '../memory/arena.js';
+import { type WordRef, ring } from '../notify/notify-area.js';
+
+/** Int32 words per cache line; each index of the channel gets its own line. */
+const LINE = 16;
+const HEADER_BYTES = 4 * LINE * 4;
+const TAIL = 0;
+const HEAD = LINE;
+const CONSUMER_EVENT = 2 * LINE;
+const PRODUCER_EVENT = 3 * LINE;
+/** Length word that says "the next record starts at the beginning of the data area". */
+const WRAP = 0xffffffff;
+
+const recordBytes = (len: number): number => (len + 4 + 7) & ~7;
+
+/** Same test as the virtqueue event index, on 32-bit byte counters. */
+const needEvent32 = (event: number, next: number, old: number): boolean => ((next - event - 1) >>> 0) < ((next - old) >>> 0);
+
+/**
+ * Plain-data description of a port channel: where it lives and which words to
+ * ring to wake its consumer (new frames) and its producer (space freed).
+ */
+export interface PortChannelSpec {
+  buffer: SharedArrayBuffer;
+  /** Byte offset of the channel header in `buffer`. */
+  offset: number;
+  /** Bytes of the data area: a power of two. */
+  capacity: number;
+  /** Largest frame the channel carries. */
+  maxFrame: number;
+  wakeConsumer: WordRef;
+  wakeProducer: WordRef;
+}
+
+/** Lay out a channel in an arena. Wake words are set by whoever connects its ends. */
+export function allocPortChannel(arena: SharedArena, capacity: number, maxFrame: number, wakeConsumer: WordRef, wakeProducer: WordRef): PortChannelSpec {
+  if ((capacity & (capacity - 1)) !== 0 || capacity < 2 * recordBytes(maxFrame)) {
+    throw new InvalidArgumentError(`channel capacity ${capacity} must be a power of two of at least twice a ${maxFrame}-byte frame record`);
+  }
+  const offset = arena.alloc(HEADER_BYTES + capacity, 64);
+  return { buffer: arena.buffer, offset, capacity, maxFrame, wakeConsumer, wakeProducer };
+}
+
+/**
+ * One end of a single-producer single-consumer frame channel in shared
+ * memory: the port between a NIC's tx worker and a peer's rx worker (or a
+ * switch). Records are [u32 length][bytes] padded to 8, never split at the
+ * end of the data area. Both ends cache the other's index and publish their
+ * own once per batch; each end asks to be woken with an event index, as a
+ * virtqueue does, so a busy channel costs no wake-ups.
+ */
+abstract class PortChannelEnd {
+  readonly u8: Uint8Array;
+  protected readonly i32: Int32Array;
+  protected readonly u32: Uint32Array;
+  protected readonly hdr: number;
+  /** u8 index of the first data byte. */
+  protected readonly data: number;
+  protected readonly mask: number;
+  readonly maxFrame: number;
+
+  constructor(readonly spec: PortChannelSpec) {
+    this.u8 = new Uint8Array(spec.buffer);
+    this.i32 = new Int32Array(spec.buffer);
+    this.u32 = new Uint32Array(spec.buffer);
+    this.hdr = spec.offset >>> 2;
+    this.data = spec.offset + HEADER_BYTES;
+    this.mask = spec.capacity - 1;
+    this.maxFrame = spec.maxFrame;
+  }
+
+  protected load(word: number): number {
+    return Atomics.load(this.i32, this.hdr + word) >>> 0;
+  }
+
+  protected store(word: number, v: number): void {
+    Atomics.store(this.i32, this.hdr + word, v | 0);
+  }
+}
+
+/** The producer end: reserve, fill, commit, and publish once per batch. */
+export class PortChannelProducer extends PortChannelEnd {
+  private tail: number;
+  private published: number;
+  private headCache: number;
+  private reserved = 0;
+  private readonly wakeI32: Int32Array;
+
+  constructor(spec: PortChannelSpec) {
+    super(spec);
+    this.tail = this.load(TAIL);
+    this.published = this.tail;
+    this.headCache = this.load(HEAD);
+    this.wakeI32 = new Int32Array(spec.wakeConsumer.buffer);
+  }
+
+  /**
+   * Room for a frame of `len` bytes: returns the u8 index to write it at, or
+   * -1 when the channel is full. Call commit() once the bytes are written.
+   */
+  reserve(len: number): number {
+    if (!this.room(len)) return -1;
+    let pos = this.tail & this.mask;
+    if (pos + recordBytes(len) > this.spec.capacity) {
+      this.u32[(this.data + pos) >>> 2] = WRAP;
+      this.tail = (this.tail + this.spec.capacity - pos) >>> 0;
+      pos = 0;
+    }
+    this.reserved = len;
+    this.u32[(this.data + pos) >>> 2] = len;
+    return this.data + pos + 4;
+  }
+
+  /** True when a frame of `len` bytes fits now (reloads the consumer's index only when needed). */
+  room(len: number): boolean {
+    const need = recordBytes(len);
+    const pos = this.tail & this.mask;
+    const skip = pos + need > this.spec.capacity ? this.spec.capacity - pos : 0;
+    if (this.spec.capacity - ((this.tail - this.headCache) >>> 0) >= skip + need) return true;
+    this.headCache = this.load(HEAD);
+    return this.spec.capacity - ((this.tail - this.headCache) >>> 0) >= skip + need;
+  }
+
+  /** The reserved frame is written: make it part of the next publish(). */
+  commit(): void {
+    this.tail = (this.tail + recordBytes(this.reserved)) >>> 0;
+  }
+
+  /** Publish committed frames with one store, waking the consumer if it asked. */
+  publish(): void {
+    const old = this.published;
+    if (old === this.tail) return;
+    this.store(TAIL, this.tail);
+    this.published = this.tail;
+    if (needEvent32(this.load(CONSUMER_EVENT), this.tail, old)) ring(this.wakeI32, this.spec.wakeConsumer.index);
+  }
+
+  /**
+   * Before sleeping on a full channel: ask to be woken when the consumer frees
+   * anything, then look again. Returns true when there is room for `len` now.
+   */
+  armSpace(len: number): boolean {
+    this.store(PRODUCER_EVENT, this.headCache);
+    return this.room(len);
+  }
+}
+
+/** The consumer end: peek, consume, and release once per batch. */
+export class PortChannelConsumer extends PortChannelEnd {
+  /** Length of the frame peek() found. */
+  len = 0;
+  private head: number;
+  private released: number;
+  private tailCache: number;
+  private readonly wakeI32: Int32Array;
+
+  constructor(spec: PortChannelSpec) {
+    super(spec);
+    this.head = this.load(HEAD);
+    this.released = this.head;
+    this.tailCache = this.load(TAIL);
+    this.wakeI32 = new Int32Array(spec.wakeProducer.buffer);
+  }
+
+  /** The u8 index of the next frame (length in `len`), or -1 when empty. */
+  peek(): number {
+    if (this.head === this.tailCache) {
+      this.tailCache = this.load(TAIL);
+      if (this.head === this.tailCache) return -1;
+    }
+    let pos = this.head & this.mask;
+    let len = this.u32[(this.data + pos) >>> 2];
+    if (len === WRAP) {
+      this.head = (this.head + this.spec.capacity - pos) >>> 0;
+      pos = 0;
+      len = this.u32[this.data >>> 2];
+    }
+    this.len = len;
+    return this.data + pos + 4;
+  }
+
+  /** Drop the frame peek() returned. */
+  consume(): void {
+    this.head = (this.head + recordBytes(this.len)) >>> 0;
+  }
+
+  /** Publish the consumed space with one store, waking the producer if it asked. */
+  release(): void {
+    const old = this.released;
+    if (old === this.head) return;
+    this.store(HEAD, this.head);
+    this.released = this.head;
+    if (needEvent32(this.load(PRODUCER_EVENT), this.head, old)) ring(this.wakeI32, this.spec.wakeProducer.index);
+  }
+
+  /**
+   * Before sleeping on an empty channel: ask to be woken by the next publish,
+   * then look again. Returns true when a frame is already there.
+   */
+  armData(): boolean {
+    this.release();
+    this.store(CONSUMER_EVENT, this.head);
+    return this.peek() !== -1;
+  }
+}

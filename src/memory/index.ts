@@ -1,0 +1,3 @@
+export * from './guest-memory.js';
+export * from './arena.js';
+export * from './allocator.js';

@@ -1,0 +1,2 @@
+export * from './notify-area.js';
+export * from './adaptive-wait.js';

@@ -1,0 +1,71 @@
+import { InvalidArgumentError } from '../errors.js';
+
+/** Int32 words per cache line: each notification word gets a line of its own. */
+const LINE = 16;
+
+/** Plain-data description of a notify area, to rebuild it in a worker. */
+export interface NotifyAreaSpec {
+  buffer: SharedArrayBuffer;
+  queues: number;
+  vectors: number;
+}
+
+/**
+ * The shared words through which a device's threads signal each other (the
+ * "notify area" of vDPA / vhost-user accelerators, as Int32 words):
+ * - the device status word (workers set DEVICE_NEEDS_RESET in it),
+ * - one doorbell per queue (driver kicks; anything that must wake the queue's
+ *   worker rings it: a kick, a peer channel, a control request),
+ * - one control word per queue (a pending control-plane request),
+ * - one interrupt word per vector (device -> driver), shared by the queues
+ *   and the config change that the driver routed to that vector.
+ * This must be a SharedArrayBuffer: sleepers Atomics.wait on these words.
+ */
+export class NotifyArea {
+  readonly i32: Int32Array;
+  readonly queues: number;
+  readonly vectors: number;
+
+  static create(queues: number, vectors: number): NotifyArea {
+    if (!(queues > 0 && vectors > 0)) throw new InvalidArgumentError(`notify area needs queues > 0 and vectors > 0 (got ${queues}, ${vectors})`);
+    const buffer = new SharedArrayBuffer(4 * LINE * (1 + 2 * queues + vectors));
+    return new NotifyArea({ buffer, queues, vectors });
+  }
+
+  constructor(readonly spec: NotifyAreaSpec) {
+    this.i32 = new Int32Array(spec.buffer);
+    this.queues = spec.queues;
+    this.vectors = spec.vectors;
+  }
+
+  /** Index of the device status word. */
+  readonly statusWord = 0;
+
+  doorbellWord(queue: number): number {
+    return LINE * (1 + queue);
+  }
+
+  controlWord(queue: number): number {
+    return LINE * (1 + this.queues + queue);
+  }
+
+  vectorWord(vector: number): number {
+    return LINE * (1 + 2 * this.queues + vector);
+  }
+}
+
+/** A reference to one shared word: enough to wake whoever sleeps on it. */
+export interface WordRef {
+  buffer: SharedArrayBuffer;
+  index: number;
+}
+
+/**
+ * Ring a word: bump it and wake one sleeper. The bump is what a sleeper that
+ * has not yet gone to sleep sees (Atomics.wait returns "not-equal"), so no
+ * wake-up is lost between a sleeper's last check and its wait.
+ */
+export function ring(i32: Int32Array, index: number): void {
+  Atomics.add(i32, index, 1);
+  Atomics.notify(i32, index);
+}

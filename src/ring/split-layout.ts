@@ -1,0 +1,58 @@
+import { QueueStateError } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { QueueState } from './queue-state.js';
+
+/**
+ * Typed-array indices of one split ring's fields (2.7), computed once from a
+ * validated QueueState. Both sides use it; neither does address arithmetic
+ * per item.
+ */
+export class SplitRingLayout {
+  readonly size: number;
+  readonly mask: number;
+  readonly u8: Uint8Array;
+  readonly u16: Uint16Array;
+  readonly u32: Uint32Array;
+  /** u32 index of descriptor 0 (4 words per descriptor). */
+  readonly desc32: number;
+  /** u16 indices in the avail ring. */
+  readonly availFlags: number;
+  readonly availIdx: number;
+  readonly availRing: number;
+  readonly usedEvent: number;
+  /** u16 indices of used.flags / used.idx and the avail_event word. */
+  readonly usedFlags: number;
+  readonly usedIdx: number;
+  readonly availEvent: number;
+  /** u32 index of used.ring[0].id (len follows; 2 words per element). */
+  readonly usedRing32: number;
+
+  constructor(memory: GuestMemory, state: QueueState) {
+    const size = state.size;
+    // validateQueueState() guaranteed each area lies in one region; the areas
+    // may still sit in different regions (different buffers).
+    const d = memory.region(state.desc, 16 * size);
+    const a = memory.region(state.avail, 6 + 2 * size);
+    const u = memory.region(state.used, 6 + 8 * size);
+    if (d.buffer !== a.buffer || d.buffer !== u.buffer) {
+      // One set of views per ring keeps the hot path monomorphic.
+      throw new QueueStateError('the descriptor table, driver area and device area must share one backing buffer');
+    }
+    this.size = size;
+    this.mask = size - 1;
+    this.u8 = d.u8;
+    this.u16 = d.u16;
+    this.u32 = d.u32;
+    this.desc32 = (state.desc + d.bias) >>> 2;
+    const avail16 = (state.avail + a.bias) >>> 1;
+    this.availFlags = avail16;
+    this.availIdx = avail16 + 1;
+    this.availRing = avail16 + 2;
+    this.usedEvent = avail16 + 2 + size;
+    const used16 = (state.used + u.bias) >>> 1;
+    this.usedFlags = used16;
+    this.usedIdx = used16 + 1;
+    this.availEvent = used16 + 2 + 4 * size;
+    this.usedRing32 = ((state.used + u.bias) >>> 2) + 1;
+  }
+}

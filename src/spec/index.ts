@@ -1,0 +1,6 @@
+export * from './status.js';
+export * from './features.js';
+export * from './ring.js';
+export * from './net.js';
+export * from './vsock.js';
+export * from './pci.js';

@@ -1,0 +1,131 @@
+import { setImmediate as tick } from 'node:timers/promises';
+import { FeatureNegotiationError } from '../errors.js';
+import type { GuestAllocator } from '../memory/allocator.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { WordRef } from '../notify/notify-area.js';
+import type { QueueState } from '../ring/queue-state.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, type FeatureSet, hasFeature } from '../spec/features.js';
+import * as R from '../spec/pci.js';
+import { SPLIT_AVAIL_ALIGN, SPLIT_DESC_ALIGN, SPLIT_USED_ALIGN, splitAvailBytes, splitDescBytes, splitUsedBytes } from '../spec/ring.js';
+import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../spec/status.js';
+import type { PciCommonConfig } from './pci-common-config.js';
+
+/** How a driver wants one queue laid out. */
+export interface DriverQueueOptions {
+  /** Queue size (a power of two no larger than the device's); default the device's maximum. */
+  size?: number;
+  /** MSI-X vector for the queue's interrupts; default none (the driver polls). */
+  vector?: number;
+}
+
+/**
+ * The driver's half of device initialization (3.1.1), done the way a guest
+ * does it: through the common config registers, in the spec's order. It lays
+ * the rings out in guest memory with the driver's allocator and returns each
+ * queue's state for the driver-side ring (SplitQueueDriver).
+ */
+export class PciDriver {
+  /** Features in force after negotiate(). */
+  features: FeatureSet = 0n;
+
+  constructor(
+    readonly pci: PciCommonConfig,
+    readonly memory: GuestMemory,
+    readonly alloc: GuestAllocator,
+  ) {}
+
+  private get status(): number {
+    return this.pci.read(R.PCI_DEVICE_STATUS, 1);
+  }
+
+  private addStatus(bits: number): void {
+    this.pci.write(R.PCI_DEVICE_STATUS, 1, this.status | bits);
+  }
+
+  /** Write 0 and wait until the device reads back 0 (4.1.4.3.2). */
+  async reset(): Promise<void> {
+    this.pci.write(R.PCI_DEVICE_STATUS, 1, 0);
+    while (this.status !== 0) await tick();
+  }
+
+  /**
+   * Reset, ACKNOWLEDGE, DRIVER, read the offered features, accept
+   * `wanted & offered`, FEATURES_OK, and re-read it to learn whether the
+   * device agreed (3.1.1 steps 1-6).
+   * @throws FeatureNegotiationError when the device refused the set.
+   */
+  async negotiate(wanted: FeatureSet): Promise<FeatureSet> {
+    await this.reset();
+    this.addStatus(STATUS_ACKNOWLEDGE);
+    this.addStatus(STATUS_DRIVER);
+    let offered = 0n;
+    for (let sel = 0; sel < 4; sel++) {
+      this.pci.write(R.PCI_DEVICE_FEATURE_SELECT, 4, sel);
+      offered |= BigInt(this.pci.read(R.PCI_DEVICE_FEATURE, 4)) << BigInt(32 * sel);
+    }
+    const accepted = wanted & offered;
+    for (let sel = 0; sel < 4; sel++) {
+      this.pci.write(R.PCI_DRIVER_FEATURE_SELECT, 4, sel);
+      this.pci.write(R.PCI_DRIVER_FEATURE, 4, Number((accepted >> BigInt(32 * sel)) & 0xffffffffn));
+    }
+    this.addStatus(STATUS_FEATURES_OK);
+    if ((this.status & STATUS_FEATURES_OK) === 0) {
+      throw new FeatureNegotiationError(`device refused features 0x${accepted.toString(16)}: ${this.pci.device.lastFeatureRefusal ?? 'no reason given'}`);
+    }
+    this.features = accepted;
+    return accepted;
+  }
+
+  /** Route an MSI-X vector to a shared word (the MSI-X table entry). */
+  routeVector(vector: number, target: WordRef): void {
+    this.pci.device.routeVector(vector, target);
+  }
+
+  /** Set the config-change vector. */
+  setConfigVector(vector: number): void {
+    this.pci.write(R.PCI_CONFIG_MSIX_VECTOR, 2, vector);
+  }
+
+  /** Lay out queue `q` in guest memory, program its registers and enable it (3.1.1 step 7). */
+  setupQueue(q: number, options: DriverQueueOptions = {}): QueueState {
+    const pci = this.pci;
+    pci.write(R.PCI_QUEUE_SELECT, 2, q);
+    const max = pci.read(R.PCI_QUEUE_SIZE, 2);
+    if (max === 0) throw new FeatureNegotiationError(`queue ${q} is not available on this device`);
+    const size = Math.min(options.size ?? max, max);
+    pci.write(R.PCI_QUEUE_SIZE, 2, size);
+    const desc = this.zeroed(splitDescBytes(size), SPLIT_DESC_ALIGN);
+    const avail = this.zeroed(splitAvailBytes(size), SPLIT_AVAIL_ALIGN);
+    const used = this.zeroed(splitUsedBytes(size), SPLIT_USED_ALIGN);
+    for (const [reg, gpa] of [[R.PCI_QUEUE_DESC, desc], [R.PCI_QUEUE_DRIVER, avail], [R.PCI_QUEUE_DEVICE, used]] as const) {
+      pci.write(reg, 4, gpa >>> 0);
+      pci.write(reg + 4, 4, Math.floor(gpa / 0x1_0000_0000));
+    }
+    pci.write(R.PCI_QUEUE_MSIX_VECTOR, 2, options.vector ?? R.PCI_NO_VECTOR);
+    pci.write(R.PCI_QUEUE_ENABLE, 2, 1);
+    if (pci.read(R.PCI_QUEUE_ENABLE, 2) !== 1) {
+      throw new FeatureNegotiationError(`queue ${q} did not enable: ${pci.lastRejected?.message ?? 'unknown reason'}`);
+    }
+    return {
+      size,
+      desc,
+      avail,
+      used,
+      nextAvail: 0,
+      nextUsed: 0,
+      eventIdx: hasFeature(this.features, F_EVENT_IDX),
+      indirect: hasFeature(this.features, F_INDIRECT_DESC),
+    };
+  }
+
+  /** DRIVER_OK: the device goes live (3.1.1 step 8). */
+  driverOk(): void {
+    this.addStatus(STATUS_DRIVER_OK);
+  }
+
+  private zeroed(len: number, align: number): number {
+    const gpa = this.alloc.alloc(len, align);
+    this.memory.fill(gpa, 0, len);
+    return gpa;
+  }
+}

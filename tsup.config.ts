@@ -1,0 +1,21 @@
+import { defineConfig } from 'tsup';
+
+// The library (ESM + CJS + types), the CLI, and one entry per worker file so
+// workers load from dist/ without a TypeScript loader. comlink ships a UMD
+// main that Node's ESM loader cannot name-import: bundle it.
+export default defineConfig([
+  {
+    entry: { index: 'src/index.ts' },
+    format: ['esm', 'cjs'],
+    dts: true,
+    shims: true,
+    target: 'node20',
+    noExternal: ['comlink'],
+  },
+  {
+    entry: { cli: 'src/cli/main.ts', 'workers/queue-worker': 'workers/queue-worker.ts', 'workers/pump-guest': 'workers/pump-guest.ts' },
+    format: ['esm'],
+    target: 'node20',
+    noExternal: ['comlink'],
+  },
+]);

@@ -78,6 +78,15 @@ export class QueueWorkerHandle {
     await this.exited;
   }
 
+  /**
+   * Fault injection: end the thread the way a crash would (no stop, no state
+   * saved). The exit is reported through onDeath like any unexpected death.
+   */
+  async kill(): Promise<void> {
+    await this.worker.terminate();
+    await this.exited;
+  }
+
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     const q = this.queue;
     Atomics.store(this.notify.i32, this.notify.controlWord(q), 1);

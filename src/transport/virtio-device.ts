@@ -406,6 +406,17 @@ export class VirtioDevice extends EventEmitter {
     return state;
   }
 
+  /**
+   * Fault injection: kill queue `q`'s worker thread as a crash would. The
+   * device notices, sets DEVICE_NEEDS_RESET, raises a config interrupt and
+   * emits 'queue-error' with a QueueWorkerError; a reset brings it back.
+   */
+  async killQueueWorker(q: number): Promise<void> {
+    const w = this.slot(q).worker;
+    if (w === undefined) throw new DeviceStatusError(`queue ${q} is not running`);
+    await w.kill();
+  }
+
   /** A snapshot of queue `q`'s counters. */
   queueStats(q: number): QueueStats {
     this.slot(q);

@@ -1,0 +1,157 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  QueueWorkerError,
+  STATUS_DEVICE_NEEDS_RESET,
+  STATUS_DRIVER_OK,
+  VirtqueueError,
+  type QueueErrorEvent,
+  netRxQueue,
+  netTxQueue,
+} from '../../src/index.js';
+import { type NetPair, Transfer, firstDifference, netPair, numberedFrame, until } from '../support/net-pair.js';
+
+const RX = netRxQueue(0);
+const TX = netTxQueue(0);
+
+let pair: NetPair | undefined;
+afterEach(async () => {
+  await pair?.close();
+  pair = undefined;
+});
+
+function nextError(dev: NetPair['a']): Promise<QueueErrorEvent> {
+  return new Promise((resolve) => dev.once('queue-error', resolve));
+}
+
+describe('virtio-net pair through real queue workers', () => {
+  it('first frame: a frame sent on NIC a arrives intact on NIC b', async () => {
+    pair = await netPair();
+    const frame = numberedFrame(1, 60);
+    const t = new Transfer(pair.da, pair.db);
+    await t.run([frame]);
+    expect(t.received).toEqual([frame]);
+    expect(pair.a.queueStats(TX).chains).toBe(1);
+    expect(pair.b.queueStats(RX).bytes).toBe(60);
+  });
+
+  it('moves thousands of frames of mixed sizes both ways with no loss, duplication or reordering', async () => {
+    pair = await netPair({ queueSize: 128 });
+    const frames = Array.from({ length: 4000 }, (_, i) => numberedFrame(i, 60 + ((i * 37) % 1455)));
+    const ab = new Transfer(pair.da, pair.db);
+    const ba = new Transfer(pair.db, pair.da);
+    await until(() => {
+      ab.step(frames);
+      ba.step(frames);
+      return ab.received.length === frames.length && ba.received.length === frames.length;
+    }, 30_000, 'both directions');
+    expect(firstDifference(ab.received, frames)).toBe(-1);
+    expect(firstDifference(ba.received, frames)).toBe(-1);
+  });
+
+  it('2.7.10: with event idx the device interrupts only when used_event asks for it', async () => {
+    pair = await netPair({ queueSize: 256 });
+    const frames = Array.from({ length: 20000 }, (_, i) => numberedFrame(i, 64));
+    const t = new Transfer(pair.da, pair.db);
+    // The driver polls and never moves used_event: at most the first
+    // publication (used_event 0 lies in [0, new)) and one 2^16 wrap interrupt.
+    await t.run(frames);
+    expect(pair.a.queueStats(TX).chains).toBe(frames.length);
+    expect(pair.a.queueStats(TX).interrupts).toBeLessThanOrEqual(2);
+    // Asking (used_event = last seen) brings exactly the next one.
+    const before = pair.a.queueStats(TX).interrupts;
+    expect(pair.da.enableInterrupts()).toBe(false);
+    const more = [...frames, numberedFrame(frames.length, 64)];
+    await t.run(more);
+    await until(() => pair!.a.queueStats(TX).interrupts === before + 1, 5000, 'the requested interrupt');
+  });
+
+  for (const [name, q] of [['tx', TX], ['rx', RX]] as const) {
+    it(`stopping the ${name} queue returns its base and a fresh worker resumes from it, losing and duplicating nothing`, async () => {
+      pair = await netPair({ queueSize: 64 });
+      const dev = q === TX ? pair.a : pair.b;
+      const frames = Array.from({ length: 3000 }, (_, i) => numberedFrame(i, 100));
+      const t = new Transfer(pair.da, pair.db);
+      for (const stopAt of [500, 1500, 2500]) {
+        await until(() => (t.step(frames, stopAt), t.received.length >= stopAt - 10), 20_000, `${stopAt} frames`);
+        const state = await dev.stopQueue(q);
+        expect(dev.queueRunning(q)).toBe(false);
+        // Every chain the worker took was completed before it stopped.
+        expect(state.nextUsed).toBe(state.nextAvail);
+        // Traffic queued while the queue is stopped waits in the ring.
+        t.step(frames, stopAt + 40);
+        dev.startQueue(q, state);
+      }
+      await t.run(frames);
+      expect(firstDifference(t.received, frames)).toBe(-1);
+    });
+  }
+
+  it('GET_VRING_BASE / SET_VRING_BASE: restarting from the returned base resumes the queue', async () => {
+    pair = await netPair();
+    const frames = Array.from({ length: 600 }, (_, i) => numberedFrame(i, 80));
+    const t = new Transfer(pair.da, pair.db);
+    await until(() => (t.step(frames, 300), t.received.length === 300));
+    const base = await pair.a.getVringBase(TX);
+    expect(base).toBe(300 & 0xffff);
+    pair.a.setVringBase(TX, base);
+    pair.a.startQueue(TX);
+    await t.run(frames);
+    expect(firstDifference(t.received, frames)).toBe(-1);
+  });
+
+  it('2.1.2: a killed queue worker sets DEVICE_NEEDS_RESET and raises a config interrupt; a reset brings the device back', async () => {
+    pair = await netPair();
+    const irq = pair.da.interruptWord;
+    const before = Atomics.load(irq.i32, irq.index);
+    const error = nextError(pair.a);
+    await pair.a.killQueueWorker(TX);
+    const e = await error;
+    expect(e.queue).toBe(TX);
+    expect(e.error).toBeInstanceOf(QueueWorkerError);
+    expect(pair.a.status & STATUS_DEVICE_NEEDS_RESET).toBe(STATUS_DEVICE_NEEDS_RESET);
+    expect(Atomics.load(irq.i32, irq.index)).not.toBe(before);
+    // The other queues keep working: b -> a still flows into a's rx queue.
+    const back = new Transfer(pair.db, pair.da);
+    await back.run([numberedFrame(7, 70)]);
+    // The driver resets and starts over.
+    const da = await pair.reopen('a');
+    expect(pair.a.status & STATUS_DEVICE_NEEDS_RESET).toBe(0);
+    expect(pair.a.status & STATUS_DRIVER_OK).toBe(STATUS_DRIVER_OK);
+    const frames = Array.from({ length: 200 }, (_, i) => numberedFrame(i, 90));
+    const t = new Transfer(da, pair.db);
+    await t.run(frames);
+    expect(firstDifference(t.received, frames)).toBe(-1);
+  });
+
+  it('a chain that breaks the ring rules is counted by name, sets DEVICE_NEEDS_RESET, and leaves other queues running', async () => {
+    pair = await netPair({ queueSize: 64 });
+    const error = nextError(pair.a);
+    // A hostile driver: an avail entry naming descriptor 999 in a 64-entry ring.
+    const mem = pair.a.memory;
+    const { avail } = pair.a.queueAddresses(TX);
+    const idx = mem.readU16(avail + 2);
+    mem.writeU16(avail + 4 + 2 * (idx % 64), 999);
+    Atomics.store(new Uint16Array(mem.regions[0].buffer), (avail + mem.regions[0].bias + 2) / 2, idx + 1);
+    Atomics.add(new Int32Array(pair.a.wakeWords.tx.buffer), pair.a.wakeWords.tx.index, 1);
+    Atomics.notify(new Int32Array(pair.a.wakeWords.tx.buffer), pair.a.wakeWords.tx.index);
+    const e = await error;
+    expect(e.error).toBeInstanceOf(VirtqueueError);
+    expect(e.error.code).toBe('AVAIL_HEAD_OUT_OF_RANGE');
+    expect((e.error as VirtqueueError).value).toBe(999);
+    expect(pair.a.queueStats(TX).errorsByCode.AVAIL_HEAD_OUT_OF_RANGE).toBe(1);
+    expect(pair.a.status & STATUS_DEVICE_NEEDS_RESET).toBe(STATUS_DEVICE_NEEDS_RESET);
+    const back = new Transfer(pair.db, pair.da);
+    const frames = Array.from({ length: 100 }, (_, i) => numberedFrame(i, 64));
+    await back.run(frames);
+    expect(firstDifference(back.received, frames)).toBe(-1);
+  });
+
+  it('close() ends every queue worker', async () => {
+    pair = await netPair();
+    expect(pair.a.queueRunning(TX) && pair.a.queueRunning(RX)).toBe(true);
+    await pair.close();
+    for (const dev of [pair.a, pair.b]) for (const q of [RX, TX]) expect(dev.queueRunning(q)).toBe(false);
+    expect(pair.a.status).toBe(0);
+    pair = undefined;
+  });
+});

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { GuestAllocator } from '../memory/allocator.js';
 import { GuestMemory, type MemoryRegionSpec } from '../memory/guest-memory.js';
-import { type WordRef, ring } from '../notify/notify-area.js';
+import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
 import { SplitQueueDriver } from '../ring/split-driver.js';
 import { type FeatureSet } from '../spec/features.js';
@@ -253,5 +253,18 @@ export class NetDriver {
   disableInterrupts(): void {
     this.rx.disableInterrupts();
     this.tx.disableInterrupts();
+  }
+
+  /**
+   * For drivers on the main thread: re-enable interrupts and, unless work is
+   * already waiting, wait for one without blocking the event loop. Resolves
+   * true when woken (or work was waiting), false on timeout.
+   */
+  async waitForInterrupt(timeoutMs: number): Promise<boolean> {
+    const seen = this.interruptSeq();
+    const ready = this.enableInterrupts();
+    const woken = ready || (await waitAsync(this.irqI32, this.spec.interrupt.index, seen, timeoutMs));
+    this.disableInterrupts();
+    return woken;
   }
 }

@@ -108,13 +108,19 @@ export class PciCommonConfig {
         this.driverFeatureSelect = value;
         return;
       case R.PCI_DRIVER_FEATURE: {
+        // Feature bits stop at 127: a select past 3 names no word (and a huge one no bigint).
+        if (this.driverFeatureSelect > 3) throw new InvalidArgumentError(`driver_feature_select ${this.driverFeatureSelect} is past the 4 feature words`);
         const shift = BigInt(32 * this.driverFeatureSelect);
         const mask = 0xffffffffn << shift;
         d.setDriverFeatures((d.driverFeatures & ~mask) | (BigInt(value) << shift));
         return;
       }
       case R.PCI_CONFIG_MSIX_VECTOR:
-        if (value !== R.PCI_NO_VECTOR && value >= d.notify.vectors) throw new InvalidArgumentError(`config vector ${value} out of range`);
+        if (value !== R.PCI_NO_VECTOR && value >= d.notify.vectors) {
+          // A failed mapping reads back as NO_VECTOR (4.1.5.1.2).
+          d.configVector = R.PCI_NO_VECTOR;
+          throw new InvalidArgumentError(`config vector ${value} out of range`);
+        }
         d.configVector = value;
         return;
       case R.PCI_DEVICE_STATUS:

@@ -1,5 +1,5 @@
 import { setImmediate as tick } from 'node:timers/promises';
-import { FeatureNegotiationError } from '../errors.js';
+import { FeatureNegotiationError, InvalidArgumentError } from '../errors.js';
 import type { GuestAllocator } from '../memory/allocator.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { WordRef } from '../notify/notify-area.js';
@@ -84,6 +84,10 @@ export class PciDriver {
   /** Set the config-change vector. */
   setConfigVector(vector: number): void {
     this.pci.write(R.PCI_CONFIG_MSIX_VECTOR, 2, vector);
+    // The driver verifies a mapping by reading it back (4.1.5.1.2).
+    if (this.pci.read(R.PCI_CONFIG_MSIX_VECTOR, 2) !== vector) {
+      throw new InvalidArgumentError(`config vector ${vector} not mapped: ${this.pci.lastRejected?.message ?? 'unknown reason'}`);
+    }
   }
 
   /** Lay out queue `q` in guest memory, program its registers and enable it (3.1.1 step 7). */
@@ -94,6 +98,9 @@ export class PciDriver {
     if (max === 0) throw new FeatureNegotiationError(`queue ${q} is not available on this device`);
     const size = Math.min(options.size ?? max, max);
     pci.write(R.PCI_QUEUE_SIZE, 2, size);
+    if (pci.read(R.PCI_QUEUE_SIZE, 2) !== size) {
+      throw new InvalidArgumentError(`queue ${q} size ${size} refused: ${pci.lastRejected?.message ?? 'unknown reason'}`);
+    }
     const desc = this.zeroed(splitDescBytes(size), SPLIT_DESC_ALIGN);
     const avail = this.zeroed(splitAvailBytes(size), SPLIT_AVAIL_ALIGN);
     const used = this.zeroed(splitUsedBytes(size), SPLIT_USED_ALIGN);
@@ -101,7 +108,12 @@ export class PciDriver {
       pci.write(reg, 4, gpa >>> 0);
       pci.write(reg + 4, 4, Math.floor(gpa / 0x1_0000_0000));
     }
-    pci.write(R.PCI_QUEUE_MSIX_VECTOR, 2, options.vector ?? R.PCI_NO_VECTOR);
+    const vector = options.vector ?? R.PCI_NO_VECTOR;
+    pci.write(R.PCI_QUEUE_MSIX_VECTOR, 2, vector);
+    // The driver verifies a mapping by reading it back (4.1.5.1.2).
+    if (pci.read(R.PCI_QUEUE_MSIX_VECTOR, 2) !== vector) {
+      throw new InvalidArgumentError(`queue ${q} vector ${vector} not mapped: ${pci.lastRejected?.message ?? 'unknown reason'}`);
+    }
     pci.write(R.PCI_QUEUE_ENABLE, 2, 1);
     if (pci.read(R.PCI_QUEUE_ENABLE, 2) !== 1) {
       throw new FeatureNegotiationError(`queue ${q} did not enable: ${pci.lastRejected?.message ?? 'unknown reason'}`);

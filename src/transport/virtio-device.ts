@@ -131,7 +131,9 @@ export class VirtioDevice extends EventEmitter {
     need(STATUS_DRIVER, STATUS_ACKNOWLEDGE, 'DRIVER', 'ACKNOWLEDGE');
     need(STATUS_FEATURES_OK, STATUS_DRIVER, 'FEATURES_OK', 'DRIVER');
     need(STATUS_DRIVER_OK, STATUS_FEATURES_OK, 'DRIVER_OK', 'FEATURES_OK');
-    let next = value | (current & STATUS_DEVICE_NEEDS_RESET);
+    // DEVICE_NEEDS_RESET is the device's to set: a driver's read-modify-write may
+    // carry it back, but a driver write never sets it (2.1.1).
+    let next = (value & ~STATUS_DEVICE_NEEDS_RESET) | (current & STATUS_DEVICE_NEEDS_RESET);
     if ((added & STATUS_FEATURES_OK) !== 0) {
       this.lastFeatureRefusal = this.featureRefusal(this.driverFeatureBits);
       if (this.lastFeatureRefusal !== undefined) next &= ~(STATUS_FEATURES_OK | STATUS_DRIVER_OK);
@@ -315,7 +317,15 @@ export class VirtioDevice extends EventEmitter {
 
   setQueueVector(q: number, vector: number): void {
     const s = this.configurable(q);
-    if (vector !== PCI_NO_VECTOR) this.checkVector(vector);
+    if (vector !== PCI_NO_VECTOR) {
+      try {
+        this.checkVector(vector);
+      } catch (e) {
+        // A failed mapping reads back as NO_VECTOR (4.1.5.1.2).
+        s.vector = PCI_NO_VECTOR;
+        throw e;
+      }
+    }
     s.vector = vector;
   }
 

@@ -100,11 +100,15 @@ export class Transfer {
     return moved;
   }
 
-  /** Move all `frames` and wait until every one has arrived. */
+  /**
+   * Move all `frames`, sleeping on the drivers' interrupt word (waitAsync)
+   * whenever nothing moves, until every frame has arrived.
+   */
   async run(frames: readonly Uint8Array[], ms = 20_000): Promise<void> {
-    await until(() => {
-      this.step(frames);
-      return this.received.length >= frames.length;
-    }, ms, `${frames.length} frames (got ${this.received.length})`);
+    const end = Date.now() + ms;
+    while (this.received.length < frames.length) {
+      if (Date.now() > end) throw new Error(`timed out after ${ms} ms: ${this.received.length} of ${frames.length} frames arrived`);
+      if (this.step(frames) === 0) await this.rx.waitForInterrupt(50);
+    }
   }
 }

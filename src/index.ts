@@ -7,7 +7,8 @@
  * - split virtqueues (device and driver sides, chains, chain readers/writers),
  * - notifications (notify area, doorbells, adaptive waits),
  * - the control plane (VirtioDevice, PciCommonConfig, PciDriver),
- * - virtio-net (VirtioNetDevice, NetDriver) and links between NICs.
+ * - virtio-net (VirtioNetDevice, NetDriver) and links between NICs,
+ * - the packet pump and the placement probe.
  */
 export * from './spec/index.js';
 export * from './errors.js';
@@ -18,3 +19,4 @@ export * from './stats/index.js';
 export * from './transport/index.js';
 export * from './net/index.js';
 export * from './backends/index.js';
+export * from './lab/index.js';

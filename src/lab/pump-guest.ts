@@ -1,7 +1,7 @@
 import { parseMac } from '../net/mac.js';
 import { NetDriver } from '../net/net-driver.js';
 import { AdaptiveWait } from '../notify/adaptive-wait.js';
-import { PUMP_DONE, PUMP_RECEIVED, PUMP_SENT, PUMP_SEQ_ERRORS, PUMP_STOP, type PumpGuestData } from './pump-protocol.js';
+import { PUMP_DONE, PUMP_RECEIVED, PUMP_SENT, PUMP_SEQ_ERRORS, PUMP_STOP, PUMP_T_FIRST, PUMP_T_LAST, type PumpGuestData } from './pump-protocol.js';
 
 /** Byte offset of the sequence number in a pump frame (after the Ethernet header). */
 const SEQ_AT = 14;
@@ -67,7 +67,9 @@ export function runPumpGuest(data: PumpGuestData): void {
     return moved;
   };
 
+  const now = (): number => performance.timeOrigin + performance.now();
   rx.fillRx();
+  counters[PUMP_T_FIRST] = now();
   while (received < limit) {
     // Asked to stop: send no more, but drain what is in flight so nothing counts as lost.
     if (counters[PUMP_STOP] !== 0 && limit > sent) limit = sent;
@@ -78,5 +80,6 @@ export function runPumpGuest(data: PumpGuestData): void {
     tx.disableInterrupts();
     rx.disableInterrupts();
   }
+  counters[PUMP_T_LAST] = now();
   counters[PUMP_DONE] = 1;
 }

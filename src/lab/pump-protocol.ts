@@ -6,7 +6,10 @@ export const PUMP_RECEIVED = 1;
 export const PUMP_SEQ_ERRORS = 2;
 export const PUMP_DONE = 3;
 export const PUMP_STOP = 4;
-export const PUMP_COUNTERS = 5;
+/** performance.timeOrigin + now() when the guest sent its first frame and received its last. */
+export const PUMP_T_FIRST = 5;
+export const PUMP_T_LAST = 6;
+export const PUMP_COUNTERS = 7;
 
 /** What the pump's guest thread starts from. */
 export interface PumpGuestData {

@@ -8,7 +8,7 @@ import { newInterruptWord, setupNetDriver } from '../net/net-driver.js';
 import { NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
 import type { QueueStats } from '../stats/queue-stats.js';
 import { workerFile } from '../transport/worker-file.js';
-import { PUMP_COUNTERS, PUMP_DONE, PUMP_RECEIVED, PUMP_SENT, PUMP_SEQ_ERRORS, PUMP_STOP, type PumpGuestData } from './pump-protocol.js';
+import { PUMP_COUNTERS, PUMP_DONE, PUMP_RECEIVED, PUMP_SENT, PUMP_SEQ_ERRORS, PUMP_STOP, PUMP_T_FIRST, PUMP_T_LAST, type PumpGuestData } from './pump-protocol.js';
 
 /** Options of the packet pump. */
 export interface PumpOptions {
@@ -106,9 +106,10 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
     } finally {
       clearInterval(timer);
     }
-    const seconds = (performance.now() - t0) / 1000;
     if (c[PUMP_DONE] !== 1) throw new InvalidArgumentError('pump guest thread ended before finishing');
     const received = c[PUMP_RECEIVED];
+    // Timed by the guest, first send to last receive: thread start-up is not traffic.
+    const seconds = (c[PUMP_T_LAST] - c[PUMP_T_FIRST]) / 1000;
     const txQueue = a.queueStats(netTxQueue(0));
     const rxQueue = b.queueStats(netRxQueue(0));
     return {

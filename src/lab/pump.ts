@@ -22,6 +22,12 @@ export interface PumpOptions {
   queueSize?: number;
   /** Microseconds every thread polls before sleeping (default 30). */
   spinUs?: number;
+  /**
+   * Runs alongside the traffic once it flows (control-plane operations under
+   * load: stop / restart queues, link changes). The pump still checks that
+   * every frame arrives once and in order.
+   */
+  during?: (nics: { a: VirtioNetDevice; b: VirtioNetDevice }) => Promise<void>;
   /** Called about every `tickMs` with the figures so far. */
   onTick?: (tick: PumpTick) => void;
   tickMs?: number;
@@ -102,7 +108,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       if (options.seconds !== undefined && t - t0 >= options.seconds * 1000) c[PUMP_STOP] = 1;
     }, tickMs);
     try {
-      await exited;
+      await Promise.all([exited, options.during?.({ a, b })]);
     } finally {
       clearInterval(timer);
     }

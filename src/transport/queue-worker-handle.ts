@@ -89,6 +89,9 @@ export class QueueWorkerHandle {
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     const q = this.queue;
+    // Post the request first (comlink posts synchronously), then raise the
+    // control word: a worker that sees the word must find the message queued.
+    const reply = fn();
     Atomics.store(this.notify.i32, this.notify.controlWord(q), 1);
     ring(this.notify.i32, this.notify.doorbellWord(q));
     let timer: NodeJS.Timeout | undefined;
@@ -96,7 +99,7 @@ export class QueueWorkerHandle {
       timer = setTimeout(() => reject(new QueueWorkerError(`queue ${q} worker did not answer within ${CONTROL_TIMEOUT_MS} ms`)), CONTROL_TIMEOUT_MS);
     });
     try {
-      return await Promise.race([fn(), timeout]);
+      return await Promise.race([reply, timeout]);
     } finally {
       clearTimeout(timer);
     }

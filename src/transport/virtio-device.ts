@@ -3,8 +3,7 @@ import {
   DeviceStatusError,
   FeatureNegotiationError,
   InvalidArgumentError,
-  QueueStateError,
-  type VirtioLabError,
+  VirtioLabError,
   VirtqueueError,
 } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
@@ -366,7 +365,9 @@ export class VirtioDevice extends EventEmitter {
       st = state ?? this.configuredState(q, features);
       validateQueueState(st, this.memory);
     } catch (e) {
-      if (!(e instanceof QueueStateError || e instanceof VirtqueueError)) throw e;
+      // Addresses the driver programmed that cannot be a ring (QueueStateError,
+      // GuestMemoryError): the device cannot run the queue (2.1.2).
+      if (!(e instanceof VirtioLabError)) throw e;
       this.needsReset(q, e);
       return;
     }

@@ -11,7 +11,6 @@ export const QUEUE_COUNTERS = [
   'bytes',
   'interrupts',
   'sleeps',
-  'dropsNoBuffer',
   'dropsTooBig',
   'dropsMalformed',
   'errors',
@@ -28,7 +27,6 @@ export const C_CHAINS = counter('chains');
 export const C_BYTES = counter('bytes');
 export const C_INTERRUPTS = counter('interrupts');
 export const C_SLEEPS = counter('sleeps');
-export const C_DROPS_NO_BUFFER = counter('dropsNoBuffer');
 export const C_DROPS_TOO_BIG = counter('dropsTooBig');
 export const C_DROPS_MALFORMED = counter('dropsMalformed');
 export const C_ERRORS = counter('errors');

@@ -1,5 +1,5 @@
 import { setImmediate as tick } from 'node:timers/promises';
-import { FeatureNegotiationError, InvalidArgumentError } from '../errors.js';
+import { DeviceStatusError, FeatureNegotiationError, InvalidArgumentError } from '../errors.js';
 import type { GuestAllocator } from '../memory/allocator.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { WordRef } from '../notify/notify-area.js';
@@ -96,6 +96,8 @@ export class PciDriver {
     pci.write(R.PCI_QUEUE_SELECT, 2, q);
     const max = pci.read(R.PCI_QUEUE_SIZE, 2);
     if (max === 0) throw new FeatureNegotiationError(`queue ${q} is not available on this device`);
+    // An enabled queue ignores every register write: laying out new rings would hand back a state the device does not use.
+    if (pci.read(R.PCI_QUEUE_ENABLE, 2) !== 0) throw new DeviceStatusError(`queue ${q} is already enabled: reset the device to set it up again`);
     const size = Math.min(options.size ?? max, max);
     pci.write(R.PCI_QUEUE_SIZE, 2, size);
     if (pci.read(R.PCI_QUEUE_SIZE, 2) !== size) {

@@ -90,5 +90,4 @@ export const NET_FEATURE_DEPENDENCIES: ReadonlyArray<readonly [number, readonly 
   [NET_F_MQ, [NET_F_CTRL_VQ]],
   [NET_F_CTRL_MAC_ADDR, [NET_F_CTRL_VQ]],
   [NET_F_RSS, [NET_F_CTRL_VQ]],
-  [NET_F_CTRL_RX_EXTRA, [NET_F_CTRL_RX]],
 ];

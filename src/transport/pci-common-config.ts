@@ -88,7 +88,8 @@ export class PciCommonConfig {
 
   write(offset: number, width: number, value: number): void {
     try {
-      this.apply(offset, width, value >>> 0);
+      // A register holds only its width: cut the value as the bus would.
+      this.apply(offset, width, width === 4 ? value >>> 0 : value & ((1 << (8 * width)) - 1));
     } catch (e) {
       if (!(e instanceof VirtioLabError)) throw e;
       this.rejectedWrites.set(e.code, (this.rejectedWrites.get(e.code) ?? 0) + 1);

@@ -165,7 +165,7 @@ export class VirtioDevice extends EventEmitter {
     this.driverFeatureBits = 0n;
     this.lastFeatureRefusal = undefined;
     this.configVector = PCI_NO_VECTOR;
-    this.vectorTargets.forEach((_, v) => (this.vectorTargets[v] = this.ownVector(v)));
+    // Vector routes are MSI-X table state (PCI), which a virtio reset leaves alone.
     for (let q = 0; q < this.slots.length; q++) Atomics.store(this.notify.i32, this.notify.controlWord(q), 0);
     Atomics.store(this.notify.i32, this.notify.statusWord, 0);
   }

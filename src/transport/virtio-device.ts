@@ -121,7 +121,7 @@ export class VirtioDevice extends EventEmitter {
     if (this.resetting !== undefined) throw new DeviceStatusError('device reset in progress: wait until status reads 0');
     const current = this.status;
     const mine = current & ~STATUS_DEVICE_NEEDS_RESET;
-    if ((mine & ~value) !== 0) throw new DeviceStatusError(`status 0x${value.toString(16)} clears bits of 0x${mine.toString(16)}: a driver must not clear status bits (2.1.2)`);
+    if ((mine & ~value) !== 0) throw new DeviceStatusError(`status 0x${value.toString(16)} clears bits of 0x${mine.toString(16)}: a driver must not clear status bits (2.1.1)`);
     if ((value & ~DRIVER_SETTABLE & ~STATUS_DEVICE_NEEDS_RESET) !== 0) throw new DeviceStatusError(`status 0x${value.toString(16)} sets undefined bits`);
     const added = value & ~current & ~STATUS_DEVICE_NEEDS_RESET;
     const need = (bit: number, before: number, name: string, beforeName: string): void => {

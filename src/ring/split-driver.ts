@@ -104,7 +104,8 @@ export class SplitQueueDriver {
     let writableBytes = 0;
     for (let k = nOut; k < n; k++) writableBytes += lens[k];
     const ind = this.indirect;
-    if (ind !== undefined && n > 1 && n <= ind.maxEntries) {
+    // No chain may be longer than the queue size, indirect or not (2.7.5.3.1).
+    if (ind !== undefined && n > 1 && n <= ind.maxEntries && n <= this.size) {
       if (this.numFreeDescs === 0) return false;
       const head = this.takeFree();
       const table = ind.base + head * ind.maxEntries * 16;

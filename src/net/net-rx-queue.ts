@@ -69,13 +69,14 @@ export class NetRxQueue implements QueueHandler {
       n++;
     }
     if (n !== 0 || tooBig !== 0) {
-      input.release();
-      if (device.publishUsed()) this.ctx.interrupt();
+      // Counters first: whoever sees the used entries then sees them counted.
       const f64 = this.ctx.stats.f64;
       const b = this.statBase;
       f64[b + C_CHAINS] += n;
       f64[b + C_BYTES] += bytes;
       f64[b + C_DROPS_TOO_BIG] += tooBig;
+      input.release();
+      if (device.publishUsed()) this.ctx.interrupt();
     }
     return n + tooBig;
   }

@@ -69,13 +69,14 @@ export class NetTxQueue implements QueueHandler {
       n++;
     }
     if (n !== 0) {
-      out.publish();
-      if (device.publishUsed()) this.ctx.interrupt();
+      // Counters first: whoever sees the published frames then sees them counted.
       const b = this.statBase;
       f64[b + C_CHAINS] += n;
       f64[b + C_BYTES] += bytes;
       if (malformed !== 0) f64[b + C_DROPS_MALFORMED] += malformed;
       if (tooBig !== 0) f64[b + C_DROPS_TOO_BIG] += tooBig;
+      out.publish();
+      if (device.publishUsed()) this.ctx.interrupt();
     }
     return n;
   }

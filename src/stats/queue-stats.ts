@@ -2,7 +2,8 @@ import { VQ_ERROR_CODES, type VirtqueueErrorCode } from '../errors.js';
 
 /**
  * Per-queue counters in shared memory. The queue's worker is the only writer
- * and adds once per batch; readers on other threads may see a batch late.
+ * and adds once per batch, before it publishes the batch: a thread that has
+ * seen a batch's effect (an Atomics load of the index) sees it counted.
  * Float64 so counters never wrap; aligned 8-byte stores do not tear on the
  * 64-bit hosts Node runs on.
  */

@@ -8,7 +8,6 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
 } from '../spec/ring.js';
 import { DescriptorChain } from './chain.js';
-import { needEvent } from './event-idx.js';
 import { type QueueState, validateQueueState } from './queue-state.js';
 import { SplitRingLayout } from './split-layout.js';
 
@@ -218,10 +217,8 @@ export class SplitQueueDevice {
     const next = this.nextUsed;
     if (old === next) return false;
     const r = this.ring;
-    Atomics.store(r.u16, r.usedIdx, next);
     this.usedPublished = next;
-    if (this.eventIdx) return needEvent(Atomics.load(r.u16, r.usedEvent), next, old);
-    return (Atomics.load(r.u16, r.availFlags) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+    return r.publishIndex(r.usedIdx, next, old, this.eventIdx, r.usedEvent, r.availFlags, VIRTQ_AVAIL_F_NO_INTERRUPT);
   }
 
   /**

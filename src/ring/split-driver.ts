@@ -1,7 +1,6 @@
 import { InvalidArgumentError, VirtqueueError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../spec/ring.js';
-import { needEvent } from './event-idx.js';
 import type { QueueState } from './queue-state.js';
 import { validateQueueState } from './queue-state.js';
 import { SplitRingLayout } from './split-layout.js';
@@ -177,10 +176,8 @@ export class SplitQueueDriver {
     const next = this.availIdx;
     if (old === next) return false;
     const r = this.ring;
-    Atomics.store(r.u16, r.availIdx, next);
     this.published = next;
-    if (this.eventIdx) return needEvent(Atomics.load(r.u16, r.availEvent), next, old);
-    return (Atomics.load(r.u16, r.usedFlags) & VIRTQ_USED_F_NO_NOTIFY) === 0;
+    return r.publishIndex(r.availIdx, next, old, this.eventIdx, r.availEvent, r.usedFlags, VIRTQ_USED_F_NO_NOTIFY);
   }
 
   /** Used entries the device has published and the driver has not reaped. */

@@ -1,5 +1,6 @@
 import { QueueStateError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import { needEvent } from './event-idx.js';
 import type { QueueState } from './queue-state.js';
 
 /**
@@ -54,5 +55,18 @@ export class SplitRingLayout {
     this.usedIdx = used16 + 1;
     this.availEvent = used16 + 2 + 4 * size;
     this.usedRing32 = ((state.used + u.bias) >>> 2) + 1;
+  }
+
+  /**
+   * Publish a producer index (avail.idx or used.idx) with one store, then
+   * decide whether the consumer asked to be notified of the move from `old` to
+   * `next`: by its event word with event idx (2.7.10), else by its
+   * suppression flag. The store and the load are both Atomics (sequentially
+   * consistent), which is the barrier the spec puts between them.
+   */
+  publishIndex(indexWord: number, next: number, old: number, eventIdx: boolean, eventWord: number, flagsWord: number, suppressFlag: number): boolean {
+    Atomics.store(this.u16, indexWord, next);
+    if (eventIdx) return needEvent(Atomics.load(this.u16, eventWord), next, old);
+    return (Atomics.load(this.u16, flagsWord) & suppressFlag) === 0;
   }
 }

@@ -11,7 +11,7 @@ queue worker threads, printing live packets/s and Gbit/s.
   --frames N       frames to move (default 10000000; 0 with --seconds: run for a time)
   --seconds S      stop after S seconds
   --size B         frame size in bytes (default 64)
-  --queue-size N   ring size (default 256)
+  --queue-size N   ring size (default 1024)
   --spin-us U      microseconds to poll before sleeping (default 30)
   --json           print the result as JSON
 `;
@@ -25,7 +25,7 @@ async function pump(args: string[]): Promise<number> {
       frames: { type: 'string', default: '10000000' },
       seconds: { type: 'string' },
       size: { type: 'string', default: '64' },
-      'queue-size': { type: 'string', default: '256' },
+      'queue-size': { type: 'string', default: '1024' },
       'spin-us': { type: 'string', default: '30' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },

@@ -11,12 +11,21 @@ import { PciDriver } from '../transport/pci-driver.js';
 import { formatMac } from './mac.js';
 import { NET_DEFAULT_FEATURES, type VirtioNetDevice } from './net-device.js';
 
-/** A pool of equal buffers in guest memory. */
+/**
+ * A pool of equal buffer slots in guest memory. Slot b starts at
+ * base + b * stride (a multiple of 64); its virtio_net_hdr sits at the end of
+ * the slot's first cache line (HEADER_AT) so the frame starts on a line of
+ * its own: a tx header, written once, never shares a line with frame bytes
+ * that move between threads on every packet.
+ */
 export interface BufferPool {
   base: number;
   count: number;
-  size: number;
+  stride: number;
 }
+
+/** Offset of the header in a slot: the frame then starts at offset 64. */
+const HEADER_AT = 64 - NET_HDR_SIZE;
 
 /**
  * Everything a NetDriver needs, as plain data: build it on the main thread
@@ -45,7 +54,7 @@ export interface NetDriverOptions {
   features?: FeatureSet;
   /** Queue size for rx and tx; default the device's maximum. */
   queueSize?: number;
-  /** Bytes of each rx/tx buffer, header included, rounded up to 64; default header + 1518. */
+  /** Bytes of each rx/tx buffer, header included; default header + 1518. */
   bufferSize?: number;
   /** Word to route the interrupts to; default a new one. Share one to sleep on several NICs. */
   interrupt?: WordRef;
@@ -73,10 +82,10 @@ export async function setupNetDriver(device: VirtioNetDevice, allocator: GuestAl
   const size = options.queueSize;
   const rx = pci.setupQueue(netRxQueue(0), { size, vector: 1 });
   const tx = pci.setupQueue(netTxQueue(0), { size, vector: 2 });
-  // Buffers start on cache lines: a small frame then spans as few lines as it can.
-  const bufferSize = Math.ceil((options.bufferSize ?? NET_HDR_SIZE + ETH_MAX_FRAME) / 64) * 64;
+  const bufferSize = options.bufferSize ?? NET_HDR_SIZE + ETH_MAX_FRAME;
   if (bufferSize <= NET_HDR_SIZE) throw new InvalidArgumentError(`buffer size ${bufferSize} leaves no room after the ${NET_HDR_SIZE}-byte header`);
-  const pool = (count: number): BufferPool => ({ base: alloc.alloc(count * bufferSize, 64), count, size: bufferSize });
+  const stride = Math.ceil((HEADER_AT + bufferSize) / 64) * 64;
+  const pool = (count: number): BufferPool => ({ base: alloc.alloc(count * stride, 64), count, stride });
   const spec: NetDriverSpec = {
     memory: memory.specs(),
     features: features.toString(16),
@@ -114,9 +123,10 @@ export class NetDriver {
   readonly u8: Uint8Array;
   readonly rx: SplitQueueDriver;
   readonly tx: SplitQueueDriver;
+  /** u8 index of rx / tx slot 0's header. */
   private readonly rxBase: number;
   private readonly txBase: number;
-  private readonly bufSize: number;
+  private readonly stride: number;
   private readonly txFree: Uint16Array;
   private txFreeCount: number;
   private txReserved = -1;
@@ -128,18 +138,18 @@ export class NetDriver {
     this.memory = new GuestMemory(spec.memory);
     this.rx = new SplitQueueDriver(this.memory, spec.rx);
     this.tx = new SplitQueueDriver(this.memory, spec.tx);
-    const rxr = this.memory.region(spec.rxBuffers.base, spec.rxBuffers.count * spec.rxBuffers.size, 'rx buffers');
-    const txr = this.memory.region(spec.txBuffers.base, spec.txBuffers.count * spec.txBuffers.size, 'tx buffers');
+    const rxr = this.memory.region(spec.rxBuffers.base, spec.rxBuffers.count * spec.rxBuffers.stride, 'rx buffers');
+    const txr = this.memory.region(spec.txBuffers.base, spec.txBuffers.count * spec.txBuffers.stride, 'tx buffers');
     if (rxr !== txr) throw new InvalidArgumentError('rx and tx buffers must share one guest memory region');
     this.u8 = rxr.u8;
-    this.rxBase = spec.rxBuffers.base + rxr.bias;
-    this.txBase = spec.txBuffers.base + txr.bias;
-    this.bufSize = spec.rxBuffers.size;
+    this.rxBase = spec.rxBuffers.base + HEADER_AT + rxr.bias;
+    this.txBase = spec.txBuffers.base + HEADER_AT + txr.bias;
+    this.stride = spec.rxBuffers.stride;
     this.txFree = new Uint16Array(spec.txBuffers.count);
     for (let i = 0; i < this.txFree.length; i++) this.txFree[i] = i;
     this.txFreeCount = this.txFree.length;
     // No offloads: every tx header is all zero, written once (the device never writes tx buffers).
-    for (let b = 0; b < spec.txBuffers.count; b++) this.u8.fill(0, this.txBase + b * this.bufSize, this.txBase + b * this.bufSize + NET_HDR_SIZE);
+    for (let b = 0; b < spec.txBuffers.count; b++) this.u8.fill(0, this.txBase + b * this.stride, this.txBase + b * this.stride + NET_HDR_SIZE);
     this.rxKickI32 = new Int32Array(spec.rxKick.buffer);
     this.txKickI32 = new Int32Array(spec.txKick.buffer);
     this.irqI32 = new Int32Array(spec.interrupt.buffer);
@@ -147,7 +157,7 @@ export class NetDriver {
 
   /** Largest frame one buffer holds. */
   get maxFrame(): number {
-    return this.bufSize - NET_HDR_SIZE;
+    return this.stride - HEADER_AT - NET_HDR_SIZE;
   }
 
   /** The interrupt word's current value (sleep on it with Atomics.wait after re-enabling interrupts). */
@@ -170,7 +180,7 @@ export class NetDriver {
     if (this.txFreeCount === 0 || this.tx.numFree === 0) return -1;
     const b = this.txFree[--this.txFreeCount];
     this.txReserved = b;
-    return this.txBase + b * this.bufSize + NET_HDR_SIZE;
+    return this.txBase + b * this.stride + NET_HDR_SIZE;
   }
 
   /** Queue the reserved buffer holding a `len`-byte frame. Visible to the device at flushTx(). */
@@ -179,7 +189,7 @@ export class NetDriver {
     if (b < 0) throw new InvalidArgumentError('commitTx() without reserveTx()');
     if (!(len > 0 && len <= this.maxFrame)) throw new InvalidArgumentError(`frame length ${len} not in [1, ${this.maxFrame}]`);
     this.txReserved = -1;
-    this.tx.addBuffer(this.spec.txBuffers.base + b * this.bufSize, NET_HDR_SIZE + len, false, b);
+    this.tx.addBuffer(this.spec.txBuffers.base + b * this.stride + HEADER_AT, NET_HDR_SIZE + len, false, b);
   }
 
   /** Copy `frame` into a tx buffer and queue it; false when no buffer is free. */
@@ -210,9 +220,12 @@ export class NetDriver {
 
   /** Post every rx buffer not yet posted and kick if needed (call once after setup). */
   fillRx(): void {
-    const pool = this.spec.rxBuffers;
-    for (let b = 0; b < pool.count && this.rx.numFree > 0; b++) this.rx.addBuffer(pool.base + b * pool.size, pool.size, true, b);
+    for (let b = 0; b < this.spec.rxBuffers.count && this.rx.numFree > 0; b++) this.postRx(b);
     this.flushRx();
+  }
+
+  private postRx(b: number): void {
+    this.rx.addBuffer(this.spec.rxBuffers.base + b * this.stride + HEADER_AT, this.stride - HEADER_AT, true, b);
   }
 
   private flushRx(): void {
@@ -225,14 +238,13 @@ export class NetDriver {
    * Returns how many frames were delivered.
    */
   receive(onFrame: (bytes: Uint8Array, index: number, length: number) => void, max = 0x7fffffff): number {
-    const pool = this.spec.rxBuffers;
     let n = 0;
     while (n < max) {
       const b = this.rx.getUsed();
       if (b < 0) break;
       const len = this.rx.usedLen - NET_HDR_SIZE;
-      if (len > 0) onFrame(this.u8, this.rxBase + b * this.bufSize + NET_HDR_SIZE, len);
-      this.rx.addBuffer(pool.base + b * pool.size, pool.size, true, b);
+      if (len > 0) onFrame(this.u8, this.rxBase + b * this.stride + NET_HDR_SIZE, len);
+      this.postRx(b);
       n++;
     }
     if (n !== 0) this.flushRx();

@@ -65,11 +65,6 @@ export class QueueWorkerHandle {
     return this.call(() => this.api.stop());
   }
 
-  /** Resume a stopped queue in the same worker. */
-  start(state?: QueueState): Promise<void> {
-    return this.call(() => this.api.start(state));
-  }
-
   /** End the worker thread (state not saved: stop() first to keep it). */
   async terminate(): Promise<void> {
     this.exiting = true;

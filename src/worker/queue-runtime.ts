@@ -51,9 +51,9 @@ export class QueueRuntime implements QueueWorkerApi {
     expose(this, this.endpoint);
   }
 
-  start(state?: QueueState): void {
+  /** Start the loop from the state the worker was created with. */
+  start(): void {
     if (this.active) return;
-    if (state !== undefined) this.state = state;
     this.device = new SplitQueueDevice(this.memory, this.state);
     const { queue, interrupt } = this.data;
     const stats = this.stats;
@@ -87,10 +87,6 @@ export class QueueRuntime implements QueueWorkerApi {
       this.state = this.device.state(this.state);
     }
     return this.state;
-  }
-
-  running(): boolean {
-    return this.active;
   }
 
   private readonly loop = (): void => {

@@ -27,10 +27,6 @@ export interface QueueWorkerData {
 export interface QueueWorkerApi {
   /** Stop processing after the current batch; returns the queue state (the vring base). */
   stop(): QueueState;
-  /** Resume from `state` (validated), or from where stop() left it. */
-  start(state?: QueueState): void;
-  /** True while the loop runs. */
-  running(): boolean;
 }
 
 /** Messages a queue worker posts on its parentPort (not comlink: they are unsolicited). */

@@ -418,6 +418,21 @@ export class VirtioDevice extends EventEmitter {
   }
 
   /**
+   * Reset one queue (vhost / vDPA style; the per-queue reset of
+   * VIRTIO_F_RING_RESET, 2.6.1): end its worker without saving state and put
+   * its configuration back to the values after a device reset (size = max,
+   * not enabled, no vector, base 0). The other queues keep running.
+   */
+  async resetQueue(q: number): Promise<void> {
+    const s = this.slot(q);
+    const w = s.worker;
+    s.worker = undefined;
+    await w?.terminate();
+    this.slots[q] = this.freshSlot();
+    Atomics.store(this.notify.i32, this.notify.controlWord(q), 0);
+  }
+
+  /**
    * Fault injection: kill queue `q`'s worker thread as a crash would. The
    * device notices, sets DEVICE_NEEDS_RESET, raises a config interrupt and
    * emits 'queue-error' with a QueueWorkerError; a reset brings it back.

@@ -146,6 +146,29 @@ describe('virtio-net pair through real queue workers', () => {
     expect(firstDifference(back.received, frames)).toBe(-1);
   });
 
+  it('2.6.1: resetting one queue ends its worker and restores its defaults; the other direction keeps flowing, and the queue comes back once set up again', async () => {
+    pair = await netPair({ queueSize: 64 });
+    const maxSize = pair.a.queueSize(TX);
+    await pair.a.resetQueue(TX);
+    expect(pair.a.queueRunning(TX)).toBe(false);
+    expect(pair.a.queueEnabled(TX)).toBe(false);
+    expect(pair.a.queueAddresses(TX)).toEqual({ desc: 0, avail: 0, used: 0 });
+    expect(pair.a.queueVector(TX)).toBe(0xffff);
+    expect(pair.a.queueSize(TX)).toBe(maxSize);
+    const back = new Transfer(pair.db, pair.da);
+    await back.run([numberedFrame(1, 64)]);
+    // Re-program the queue with the rings it had (the driver's state is still valid at index 0).
+    const spec = pair.da.spec.tx;
+    pair.a.setQueueSize(TX, spec.size);
+    pair.a.setQueueAddresses(TX, { desc: spec.desc, avail: spec.avail, used: spec.used });
+    pair.a.enableQueue(TX);
+    expect(pair.a.queueRunning(TX)).toBe(true);
+    const frames = Array.from({ length: 50 }, (_, i) => numberedFrame(i, 64));
+    const t = new Transfer(pair.da, pair.db);
+    await t.run(frames);
+    expect(firstDifference(t.received, frames)).toBe(-1);
+  });
+
   it('close() ends every queue worker', async () => {
     pair = await netPair();
     expect(pair.a.queueRunning(TX) && pair.a.queueRunning(RX)).toBe(true);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GuestAllocator, GuestMemory, GuestMemoryError, InvalidArgumentError } from '../src/index.js';
+import { GuestAllocator, GuestMemory, GuestMemoryError, InvalidArgumentError, VirtioNetDevice } from '../src/index.js';
 import { guardedMemory } from './support/guest.js';
 
 describe('GuestMemory', () => {
@@ -68,5 +68,12 @@ describe('GuestMemory', () => {
     expect(alloc.alloc(10, 16)).toBe(0);
     expect(alloc.alloc(16, 64)).toBe(64);
     expect(() => alloc.alloc(8192)).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('guest memory shared with queue workers', () => {
+  it('a device refuses memory it cannot share with its workers (a plain ArrayBuffer would be copied)', () => {
+    const memory = new GuestMemory([{ gpa: 0, size: 1 << 16, buffer: new ArrayBuffer(1 << 16), byteOffset: 0 }]);
+    expect(() => new VirtioNetDevice(memory)).toThrow(/not a SharedArrayBuffer/);
   });
 });

@@ -92,6 +92,12 @@ export class VirtioDevice extends EventEmitter {
   ) {
     super();
     validateQueueSize(model.maxQueueSize);
+    for (const r of memory.regions) {
+      // workerData copies an ArrayBuffer: a worker would process a private copy.
+      if (!(r.buffer instanceof SharedArrayBuffer)) {
+        throw new InvalidArgumentError(`guest memory region at 0x${r.gpa.toString(16)} is not a SharedArrayBuffer: queue workers would each get a copy of it`);
+      }
+    }
     this.spinUs = options.spinUs ?? 30;
     this.notify = NotifyArea.create(model.numQueues, model.numQueues + 1);
     this.stats = StatsBlock.create(model.numQueues);

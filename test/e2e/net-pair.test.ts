@@ -1,9 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  F_EVENT_IDX,
+  NET_DEFAULT_FEATURES,
   QueueWorkerError,
   STATUS_DEVICE_NEEDS_RESET,
   STATUS_DRIVER_OK,
   VirtqueueError,
+  bit,
   type QueueErrorEvent,
   netRxQueue,
   netTxQueue,
@@ -63,6 +66,17 @@ describe('virtio-net pair through real queue workers', () => {
     const more = [...frames, numberedFrame(frames.length, 64)];
     await t.run(more);
     await until(() => pair!.a.queueStats(TX).interrupts === before + 1, 5000, 'the requested interrupt');
+  });
+
+  it('2.7.7 / 2.7.10: without VIRTIO_F_EVENT_IDX the flags suppress notifications and nothing is lost or hangs', async () => {
+    pair = await netPair({ queueSize: 64, features: NET_DEFAULT_FEATURES & ~bit(F_EVENT_IDX) });
+    expect(pair.a.negotiatedFeatures & bit(F_EVENT_IDX)).toBe(0n);
+    const frames = Array.from({ length: 3000 }, (_, i) => numberedFrame(i, 60 + (i % 200)));
+    const ab = new Transfer(pair.da, pair.db);
+    const ba = new Transfer(pair.db, pair.da);
+    await Promise.all([ab.run(frames), ba.run(frames)]);
+    expect(firstDifference(ab.received, frames)).toBe(-1);
+    expect(firstDifference(ba.received, frames)).toBe(-1);
   });
 
   for (const [name, q] of [['tx', TX], ['rx', RX]] as const) {

@@ -7,8 +7,8 @@ const { SharedArena, VirtioNetDevice, connectNics, setupNetDriver, NetDriver } =
   const b = new VirtioNetDevice(arena.guestMemory(4 << 20));
   connectNics(arena, a, b);
   try {
-    const da = new NetDriver(await setupNetDriver(a, undefined));
-    const db = new NetDriver(await setupNetDriver(b, undefined));
+    const da = new NetDriver(await setupNetDriver(a));
+    const db = new NetDriver(await setupNetDriver(b));
     db.fillRx();
     da.send(new Uint8Array(64).fill(7));
     da.flushTx();

@@ -9,8 +9,8 @@ const b = new VirtioNetDevice(arena.guestMemory(8 << 20), { mac: '52:54:00:00:00
 connectNics(arena, a, b);
 
 try {
-  const da = new NetDriver(await setupNetDriver(a, undefined));
-  const db = new NetDriver(await setupNetDriver(b, undefined));
+  const da = new NetDriver(await setupNetDriver(a));
+  const db = new NetDriver(await setupNetDriver(b));
   db.fillRx();
 
   const count = 3;

@@ -88,8 +88,8 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   const c = new Float64Array(counters);
   let guest: Worker | undefined;
   try {
-    const sender = await setupNetDriver(a, undefined, { queueSize, bufferSize, interrupt });
-    const receiver = await setupNetDriver(b, undefined, { queueSize, bufferSize, interrupt });
+    const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt });
+    const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt });
     const data: PumpGuestData = { sender, receiver, frames, frameSize, counters, spinUs };
     const t0 = performance.now();
     guest = new Worker(workerFile('pump-guest'), { workerData: data });

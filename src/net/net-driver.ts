@@ -58,6 +58,8 @@ export interface NetDriverOptions {
   bufferSize?: number;
   /** Word to route the interrupts to; default a new one. Share one to sleep on several NICs. */
   interrupt?: WordRef;
+  /** Where rings and buffers go in guest memory; default a fresh allocator over the first region. */
+  allocator?: GuestAllocator;
 }
 
 /** A fresh interrupt word for a driver thread to sleep on. */
@@ -70,9 +72,9 @@ export function newInterruptWord(): WordRef {
  * negotiate, rings and buffers in guest memory, vectors, DRIVER_OK) and
  * return the plain-data spec of its driver side.
  */
-export async function setupNetDriver(device: VirtioNetDevice, allocator: GuestAllocator | undefined, options: NetDriverOptions = {}): Promise<NetDriverSpec> {
+export async function setupNetDriver(device: VirtioNetDevice, options: NetDriverOptions = {}): Promise<NetDriverSpec> {
   const memory = device.memory;
-  const alloc = allocator ?? new GuestAllocator(memory);
+  const alloc = options.allocator ?? new GuestAllocator(memory);
   const pci = new PciDriver(new PciCommonConfig(device), memory, alloc);
   const features = await pci.negotiate(options.features ?? NET_DEFAULT_FEATURES);
   const interrupt = options.interrupt ?? newInterruptWord();

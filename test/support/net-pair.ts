@@ -28,7 +28,7 @@ export async function netPair(options: NetDriverOptions & { queueSize?: number }
   connectNics(arena, a, b, { capacity: 1 << 18 });
   const interrupt = newInterruptWord();
   const open = async (dev: VirtioNetDevice): Promise<NetDriver> => {
-    const d = new NetDriver(await setupNetDriver(dev, undefined, { ...options, interrupt }));
+    const d = new NetDriver(await setupNetDriver(dev, { ...options, interrupt }));
     d.fillRx();
     return d;
   };

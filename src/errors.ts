@@ -42,6 +42,7 @@ export const VQ_ERROR_CODES = [
   'USED_INDEX_JUMP',
   'USED_LEN_TOO_LARGE',
 ] as const;
+/** One of VQ_ERROR_CODES. */
 export type VirtqueueErrorCode = (typeof VQ_ERROR_CODES)[number];
 
 /** A descriptor chain or ring index that breaks the spec's ring rules. */

@@ -14,6 +14,7 @@ export function parseMac(mac: string | Uint8Array): Uint8Array {
   return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
 }
 
+/** "52:54:00:12:34:56" from 6 bytes. */
 export function formatMac(mac: Uint8Array): string {
   return Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join(':');
 }

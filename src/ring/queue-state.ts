@@ -34,6 +34,7 @@ export interface QueueState {
   indirect: boolean;
 }
 
+/** True for 1, 2, 4, ...: queue sizes must be powers of two (2.7). */
 export const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
 
 /** Check a queue size: a power of two no larger than 32768 (2.7). */

@@ -1,7 +1,6 @@
 import type { SharedArena } from '../memory/arena.js';
-import type { VirtioNetDevice } from '../net/net-device.js';
 import { NET_MAX_TX_FRAME } from '../spec/net.js';
-import { allocPortChannel } from './port-channel.js';
+import { type PortAttachable, allocPortChannel } from './port-channel.js';
 
 /** Options of a point-to-point link. */
 export interface LinkOptions {
@@ -16,7 +15,7 @@ export interface LinkOptions {
  * both guests' memory (so every copy is a copyWithin). Each channel wakes the
  * receiving NIC's rx worker and the sending NIC's tx worker.
  */
-export function connectNics(arena: SharedArena, a: VirtioNetDevice, b: VirtioNetDevice, options: LinkOptions = {}): void {
+export function connectNics(arena: SharedArena, a: PortAttachable, b: PortAttachable, options: LinkOptions = {}): void {
   const capacity = options.capacity ?? 1 << 20;
   const maxFrame = options.maxFrame ?? NET_MAX_TX_FRAME;
   const wa = a.wakeWords;

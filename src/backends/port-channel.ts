@@ -211,3 +211,18 @@ export class PortChannelConsumer extends PortChannelEnd {
     return this.peek() !== -1;
   }
 }
+
+/** Where a NIC's frames go and come from: two channels, one per direction. */
+export interface NetPort {
+  /** Frames the NIC transmits. */
+  outbound: PortChannelSpec;
+  /** Frames the NIC receives. */
+  inbound: PortChannelSpec;
+}
+
+/** Anything with an rx and a tx worker that can be plugged into a port (a NIC). */
+export interface PortAttachable {
+  /** The words that wake its rx and tx workers. */
+  readonly wakeWords: { rx: WordRef; tx: WordRef };
+  attach(port: NetPort): void;
+}

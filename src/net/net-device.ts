@@ -1,4 +1,4 @@
-import type { PortChannelSpec } from '../backends/port-channel.js';
+import type { NetPort, PortAttachable } from '../backends/port-channel.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { WordRef } from '../notify/notify-area.js';
@@ -38,14 +38,6 @@ export interface NetDeviceOptions extends VirtioDeviceOptions {
   features?: FeatureSet;
 }
 
-/** Where a NIC's frames go and come from: two channels, one per direction. */
-export interface NetPort {
-  /** Frames this NIC transmits. */
-  outbound: PortChannelSpec;
-  /** Frames this NIC receives. */
-  inbound: PortChannelSpec;
-}
-
 class NetModel implements DeviceModel {
   readonly deviceId = DEVICE_ID_NET;
   readonly numQueues = 2;
@@ -79,7 +71,7 @@ class NetModel implements DeviceModel {
  * transmitq 0, each on its own worker, config with MAC, link status and MTU.
  * Attach it to a port (a link or a switch) before the driver sets DRIVER_OK.
  */
-export class VirtioNetDevice extends VirtioDevice {
+export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
   private readonly net: NetModel;
 
   constructor(memory: GuestMemory, options: NetDeviceOptions = {}) {

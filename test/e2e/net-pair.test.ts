@@ -61,6 +61,8 @@ describe('virtio-net pair through real queue workers', () => {
     expect(pair.a.queueStats(TX).chains).toBe(frames.length);
     expect(pair.a.queueStats(TX).interrupts).toBeLessThanOrEqual(2);
     // Asking (used_event = last seen) brings exactly the next one.
+    // Every frame arrived; wait for the device's last tx completions too.
+    await until(() => (pair!.da.reclaimTx(), pair!.da.tx.pending === 0), 5000, 'tx completions');
     const before = pair.a.queueStats(TX).interrupts;
     expect(pair.da.enableInterrupts()).toBe(false);
     const more = [...frames, numberedFrame(frames.length, 64)];

@@ -83,11 +83,17 @@ export class PciDriver {
 
   /** Set the config-change vector. */
   setConfigVector(vector: number): void {
-    this.pci.write(R.PCI_CONFIG_MSIX_VECTOR, 2, vector);
-    // The driver verifies a mapping by reading it back (4.1.5.1.2).
-    if (this.pci.read(R.PCI_CONFIG_MSIX_VECTOR, 2) !== vector) {
-      throw new InvalidArgumentError(`config vector ${vector} not mapped: ${this.pci.lastRejected?.message ?? 'unknown reason'}`);
-    }
+    this.writeChecked(R.PCI_CONFIG_MSIX_VECTOR, 2, vector, `config vector ${vector} not mapped`);
+  }
+
+  /**
+   * Write a register and read it back: a device refuses a write by keeping
+   * (or, for a vector, clearing) the value, and the driver must check
+   * (4.1.5.1.2). Throws `error` with the device's reason.
+   */
+  private writeChecked(reg: number, width: number, value: number, what: string, error: new (m: string) => Error = InvalidArgumentError): void {
+    this.pci.write(reg, width, value);
+    if (this.pci.read(reg, width) !== value) throw new error(`${what}: ${this.pci.lastRejected?.message ?? 'unknown reason'}`);
   }
 
   /** Lay out queue `q` in guest memory, program its registers and enable it (3.1.1 step 7). */
@@ -99,10 +105,7 @@ export class PciDriver {
     // An enabled queue ignores every register write: laying out new rings would hand back a state the device does not use.
     if (pci.read(R.PCI_QUEUE_ENABLE, 2) !== 0) throw new DeviceStatusError(`queue ${q} is already enabled: reset the device to set it up again`);
     const size = Math.min(options.size ?? max, max);
-    pci.write(R.PCI_QUEUE_SIZE, 2, size);
-    if (pci.read(R.PCI_QUEUE_SIZE, 2) !== size) {
-      throw new InvalidArgumentError(`queue ${q} size ${size} refused: ${pci.lastRejected?.message ?? 'unknown reason'}`);
-    }
+    this.writeChecked(R.PCI_QUEUE_SIZE, 2, size, `queue ${q} size ${size} refused`);
     const desc = this.zeroed(splitDescBytes(size), SPLIT_DESC_ALIGN);
     const avail = this.zeroed(splitAvailBytes(size), SPLIT_AVAIL_ALIGN);
     const used = this.zeroed(splitUsedBytes(size), SPLIT_USED_ALIGN);
@@ -111,15 +114,8 @@ export class PciDriver {
       pci.write(reg + 4, 4, Math.floor(gpa / 0x1_0000_0000));
     }
     const vector = options.vector ?? R.PCI_NO_VECTOR;
-    pci.write(R.PCI_QUEUE_MSIX_VECTOR, 2, vector);
-    // The driver verifies a mapping by reading it back (4.1.5.1.2).
-    if (pci.read(R.PCI_QUEUE_MSIX_VECTOR, 2) !== vector) {
-      throw new InvalidArgumentError(`queue ${q} vector ${vector} not mapped: ${pci.lastRejected?.message ?? 'unknown reason'}`);
-    }
-    pci.write(R.PCI_QUEUE_ENABLE, 2, 1);
-    if (pci.read(R.PCI_QUEUE_ENABLE, 2) !== 1) {
-      throw new FeatureNegotiationError(`queue ${q} did not enable: ${pci.lastRejected?.message ?? 'unknown reason'}`);
-    }
+    this.writeChecked(R.PCI_QUEUE_MSIX_VECTOR, 2, vector, `queue ${q} vector ${vector} not mapped`);
+    this.writeChecked(R.PCI_QUEUE_ENABLE, 2, 1, `queue ${q} did not enable`, FeatureNegotiationError);
     return {
       size,
       desc,

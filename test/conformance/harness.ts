@@ -84,15 +84,18 @@ export function netRig(options: RigOptions = {}): Rig {
 export const readStatus = (pci: PciCommonConfig): number => pci.read(PCI_DEVICE_STATUS, 1);
 export const writeStatus = (pci: PciCommonConfig, value: number): void => pci.write(PCI_DEVICE_STATUS, 1, value);
 
-/** Read the 128 offered feature bits through device_feature_select 0..3. */
-export function readDeviceFeatures(pci: PciCommonConfig): FeatureSet {
+/** Read a 128-bit feature set through a select register, words 0..3. */
+function readFeatureWords(pci: PciCommonConfig, selectReg: number, valueReg: number): FeatureSet {
   let set = 0n;
   for (let sel = 0; sel < 4; sel++) {
-    pci.write(PCI_DEVICE_FEATURE_SELECT, 4, sel);
-    set |= BigInt(pci.read(PCI_DEVICE_FEATURE, 4)) << BigInt(32 * sel);
+    pci.write(selectReg, 4, sel);
+    set |= BigInt(pci.read(valueReg, 4)) << BigInt(32 * sel);
   }
   return set;
 }
+
+/** Read the 128 offered feature bits through device_feature_select 0..3. */
+export const readDeviceFeatures = (pci: PciCommonConfig): FeatureSet => readFeatureWords(pci, PCI_DEVICE_FEATURE_SELECT, PCI_DEVICE_FEATURE);
 
 /** Write a 128-bit accepted set through driver_feature_select, words in the given order. */
 export function writeDriverFeatures(pci: PciCommonConfig, set: FeatureSet, order: readonly number[] = [0, 1, 2, 3]): void {
@@ -103,14 +106,7 @@ export function writeDriverFeatures(pci: PciCommonConfig, set: FeatureSet, order
 }
 
 /** Read the accepted set back through driver_feature_select 0..3. */
-export function readDriverFeatures(pci: PciCommonConfig): FeatureSet {
-  let set = 0n;
-  for (let sel = 0; sel < 4; sel++) {
-    pci.write(PCI_DRIVER_FEATURE_SELECT, 4, sel);
-    set |= BigInt(pci.read(PCI_DRIVER_FEATURE, 4)) << BigInt(32 * sel);
-  }
-  return set;
-}
+export const readDriverFeatures = (pci: PciCommonConfig): FeatureSet => readFeatureWords(pci, PCI_DRIVER_FEATURE_SELECT, PCI_DRIVER_FEATURE);
 
 /**
  * Reset, then add status bits in the spec's order up to `stage` (one of the

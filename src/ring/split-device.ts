@@ -1,4 +1,4 @@
-import { GuestMemoryError, VirtqueueError } from '../errors.js';
+import { GuestMemoryError, InvalidArgumentError, VirtqueueError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -191,11 +191,19 @@ export class SplitQueueDevice {
   }
 
   /**
-   * Give back the chain pop() returned last, unprocessed: the next pop() walks
-   * it again (vhost's discard_vq_desc). Used when its bytes have nowhere to go.
+   * Give back the last `count` chains pop() returned, unprocessed and in one
+   * step: the next pop() walks the first of them again (vhost's
+   * discard_vq_desc(vq, n)). Used when their bytes have nowhere to go, e.g. a
+   * packet that needs several mergeable buffers when the ring runs out part
+   * way. The chains must not have been pushed used; nothing in guest memory
+   * changes (only nextAvail moves back).
+   * @throws InvalidArgumentError when `count` is not an integer in [0, size].
    */
-  unpop(): void {
-    this.nextAvail = (this.nextAvail - 1) & 0xffff;
+  unpop(count = 1): void {
+    if (!(Number.isInteger(count) && count >= 0 && count <= this.size)) {
+      throw new InvalidArgumentError(`unpop(${count}): count must be an integer in [0, ${this.size}] (the queue size)`);
+    }
+    this.nextAvail = (this.nextAvail - count) & 0xffff;
   }
 
   /** Return a chain to the driver with `len` bytes written (2.7.8). Published by publishUsed(). */

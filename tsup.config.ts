@@ -13,7 +13,12 @@ export default defineConfig([
     noExternal: ['comlink'],
   },
   {
-    entry: { cli: 'src/cli/main.ts', 'workers/queue-worker': 'workers/queue-worker.ts', 'workers/pump-guest': 'workers/pump-guest.ts' },
+    entry: {
+      cli: 'src/cli/main.ts',
+      'workers/queue-worker': 'workers/queue-worker.ts',
+      'workers/pump-guest': 'workers/pump-guest.ts',
+      'workers/backend-worker': 'workers/backend-worker.ts',
+    },
     format: ['esm'],
     target: 'node20',
     noExternal: ['comlink'],

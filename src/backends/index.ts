@@ -1,2 +1,14 @@
 export * from './port-channel.js';
 export * from './link.js';
+export * from './flow-hash.js';
+export * from './steered-output.js';
+export * from './pcap-writer.js';
+export { type CaptureOptions, DEFAULT_WIRE_MTU, WireCapture, WireFrames } from './capture.js';
+export { Impairment, type ImpairmentOptions, type ImpairmentSpec, SeededRandom, planImpairment, validateImpairment } from './impairment.js';
+export { MAX_PORTS, NetSwitch, type NetSwitchOptions, type SwitchPortOptions, type TapOptions } from './switch.js';
+export { type MacEntry, MacTable } from './switch-mac-table.js';
+export { GLOBAL_COUNTERS, PORT_COUNTERS, type GlobalCounter, type PortCounter, type PortStats, type SwitchStats } from './switch-stats.js';
+export { BackendWorkerError } from './switch-host.js';
+export { Relay, type RelayImpairment, type RelayOptions } from './relay.js';
+export * from './socket-link.js';
+export { STREAM_BROKEN, STREAM_MAX_FRAME, StreamDecoder } from './socket-link-framing.js';

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { SharedArena } from '../memory/arena.js';
 import { type WordRef, ring } from '../notify/notify-area.js';
+import { NET_HDR_SIZE } from '../spec/net.js';
 
 /** Int32 words per cache line; each index of the channel gets its own line. */
 const LINE = 16;
@@ -13,13 +14,18 @@ const PRODUCER_EVENT = 3 * LINE;
 const WRAP = 0xffffffff;
 
 /**
- * A record is an 8-byte header (u32 length, u32 unused) and the frame, padded
- * to 8. The frame starts 8-aligned, as frames in guest buffers do: V8 copies
- * shared memory word by word only when source and destination share their
- * alignment, byte by byte otherwise (several times slower for 1500 B).
+ * A record is a 16-byte header and the frame, padded to 8: u32 frame length,
+ * then the frame's 12-byte virtio_net_hdr (offload metadata travels with the
+ * frame, as a tap device's vnet header does). The frame starts 8-aligned, as
+ * frames in guest buffers do: V8 copies shared memory word by word only when
+ * source and destination share their alignment, byte by byte otherwise
+ * (several times slower for 1500 B).
  */
-const RECORD_HEADER = 8;
+const RECORD_HEADER = 16;
 const recordBytes = (len: number): number => (len + RECORD_HEADER + 7) & ~7;
+
+/** u8 index of the virtio_net_hdr of the record whose frame starts at `frameAt`. */
+export const recordNetHdr = (frameAt: number): number => frameAt - NET_HDR_SIZE;
 
 /** Same test as the virtqueue event index, on 32-bit byte counters. */
 const needEvent32 = (event: number, next: number, old: number): boolean => ((next - event - 1) >>> 0) < ((next - old) >>> 0);
@@ -104,7 +110,8 @@ export class PortChannelProducer extends PortChannelEnd {
 
   /**
    * Room for a frame of `len` bytes: returns the u8 index to write it at, or
-   * -1 when the channel is full. Call commit() once the bytes are written.
+   * -1 when the channel is full. Its virtio_net_hdr goes at recordNetHdr() of
+   * that index. Call commit() once the bytes are written.
    */
   reserve(len: number): number {
     if (!this.room(len)) return -1;
@@ -212,17 +219,32 @@ export class PortChannelConsumer extends PortChannelEnd {
   }
 }
 
-/** Where a NIC's frames go and come from: two channels, one per direction. */
-export interface NetPort {
-  /** Frames the NIC transmits. */
-  outbound: PortChannelSpec;
-  /** Frames the NIC receives. */
-  inbound: PortChannelSpec;
+/**
+ * The channels one transmit queue sends on: one per receiving queue
+ * downstream (every ring and channel has one producer and one consumer, so
+ * fan-out is a channel per destination, fan-in a channel per source).
+ */
+export interface PortOutput {
+  channels: PortChannelSpec[];
+  /** Word holding how many of `channels` the receiver uses now (its active queue pairs); null: all. */
+  active: WordRef | null;
 }
 
-/** Anything with an rx and a tx worker that can be plugged into a port (a NIC). */
+/** Where a NIC's frames go and come from. */
+export interface NetPort {
+  /** By transmit queue pair. */
+  outputs: PortOutput[];
+  /** By receive queue pair: the channels from each of its sources. */
+  inputs: PortChannelSpec[][];
+}
+
+/** Anything with rx and tx workers that can be plugged into a port (a NIC). */
 export interface PortAttachable {
-  /** The words that wake its rx and tx workers. */
-  readonly wakeWords: { rx: WordRef; tx: WordRef };
+  /** Queue pairs it has (max_virtqueue_pairs). */
+  readonly queuePairs: number;
+  /** The words that wake its rx and tx workers, by queue pair. */
+  readonly wakeWords: { rx: WordRef[]; tx: WordRef[] };
+  /** Word holding how many receive queues it uses now: senders steer over that many. */
+  readonly activePairs: WordRef;
   attach(port: NetPort): void;
 }

@@ -1,0 +1,384 @@
+import { performance } from 'node:perf_hooks';
+import { copyBytes } from '../memory/guest-memory.js';
+import { NET_HDR_SIZE } from '../spec/net.js';
+import { WireCapture } from './capture.js';
+import { Impairment } from './impairment.js';
+import { PortChannelConsumer, type PortChannelProducer, recordNetHdr } from './port-channel.js';
+import { SteeredOutput } from './steered-output.js';
+import { type MacEntry, MacTable } from './switch-mac-table.js';
+import {
+  G_CAPTURED,
+  G_CAPTURE_ERRORS,
+  G_MAC_AGED,
+  G_MAC_ENTRIES,
+  G_MAC_MOVES,
+  G_MAC_REFUSED,
+  P_DROPS_BAD,
+  P_DROPS_EGRESS_FULL,
+  P_DROPS_FILTERED,
+  P_DROPS_LOSS,
+  P_FLOODED,
+  P_QUEUED,
+  P_RX_BYTES,
+  P_RX_FRAMES,
+  P_TX_BYTES,
+  P_TX_FRAMES,
+  portField,
+} from './switch-stats.js';
+import type { BackendWorkerData, TapSpec } from './switch-worker-data.js';
+
+/** Frames taken from one input (or released from one impairment queue) before moving on: one release / publish each. */
+const BATCH = 32;
+const ETH_HLEN = 14;
+/** Outcomes of offering a frame to a port's egress. */
+const SENT = 0;
+const LOST = 1;
+const FULL = 2;
+
+/** The way out of the switch by one port: its steered receive channels, its impairment, its captures. */
+class Egress {
+  readonly out: SteeredOutput;
+  readonly imp: Impairment | null;
+  /** f64 index of the port's counters. */
+  readonly stat: number;
+  /** Committed frames not yet published. */
+  dirty = false;
+  /** The channel the head of the impairment queue waits on for space, and the frame's length. */
+  waitOn: PortChannelProducer | null = null;
+  waitLen = 0;
+  readonly taps: WireCapture[] = [];
+
+  constructor(data: BackendWorkerData, readonly port: number) {
+    const spec = data.ports[port];
+    this.out = new SteeredOutput(spec.output);
+    this.imp = spec.impairment === null ? null : new Impairment(spec.impairment);
+    this.stat = portField(port, 'rxFrames');
+  }
+}
+
+/**
+ * The data path of a learning switch (or of a relay, a switch of two ports
+ * that forwards everything to the other side), run by one worker thread.
+ *
+ * Every port has one input channel per transmit queue of its NIC (fan-in:
+ * the engine is the single consumer of all of them) and one output channel
+ * per receive queue, chosen by flow hash over the NIC's active queues.
+ * Records move as they are, virtio_net_hdr included: the receiving NIC
+ * resolves GSO and partial checksums (captures resolve them for the file).
+ *
+ * Back-pressure: a unicast frame whose port is full (its channel, or its
+ * impairment queue) stays at the head of its input channel and that input is
+ * paused until the port has room; the other inputs go on. A flood never
+ * waits: a full port is skipped and counted under dropsEgressFull.
+ *
+ * Nothing is allocated per frame: tables are typed arrays, counters live in
+ * shared memory, copies are copyWithin within the arena.
+ */
+export class ForwardingEngine {
+  private readonly learning: boolean;
+  private readonly inputs: PortChannelConsumer[] = [];
+  private readonly inputPort: number[] = [];
+  private readonly blocked: boolean[] = [];
+  private readonly blockedOn: (PortChannelProducer | null)[] = [];
+  private readonly blockedPort: number[] = [];
+  private readonly blockedLen: number[] = [];
+  private readonly egress: Egress[];
+  private readonly queued: Egress[];
+  private readonly table: MacTable;
+  private readonly ageingMs: number;
+  private readonly sweepMs: number;
+  private readonly maxFrame: number;
+  private readonly taps: WireCapture[] = [];
+  private portTaps = 0;
+  private nextSweep = 0;
+  private rr = 0;
+  private timeUs = 0;
+  /** Set by offer() when it returns FULL on a channel (null: the impairment queue is full). */
+  private fullOn: PortChannelProducer | null = null;
+
+  constructor(
+    data: BackendWorkerData,
+    private readonly f64: Float64Array,
+  ) {
+    this.learning = data.mode === 'switch';
+    this.maxFrame = data.maxFrame;
+    this.ageingMs = data.ageingMs;
+    this.sweepMs = Math.min(1000, Math.max(10, data.ageingMs / 4));
+    this.table = new MacTable(data.macTableSize);
+    this.egress = data.ports.map((_, p) => new Egress(data, p));
+    this.queued = this.egress.filter((e) => e.imp?.queued === true);
+    data.ports.forEach((spec, p) => {
+      for (const ch of spec.inputs) {
+        this.inputs.push(new PortChannelConsumer(ch));
+        this.inputPort.push(p);
+        this.blocked.push(false);
+        this.blockedOn.push(null);
+        this.blockedPort.push(0);
+        this.blockedLen.push(0);
+      }
+    });
+    for (const t of data.taps) this.addTap(t);
+  }
+
+  /** Open a capture (see TapSpec). */
+  addTap(spec: TapSpec): void {
+    const cap = new WireCapture(spec.path, { mtu: spec.mtu, snaplen: spec.snaplen }, this.maxFrame);
+    if (spec.port === null) this.taps.push(cap);
+    else {
+      this.egress[spec.port].taps.push(cap);
+      this.portTaps++;
+    }
+  }
+
+  /**
+   * One pass: release what impairment queues owe, take a batch from every
+   * input that is not paused (round robin), publish every output touched.
+   * Returns how many frames moved (0: idle or every input paused).
+   */
+  poll(): number {
+    const now = performance.now();
+    if (this.taps.length !== 0 || this.portTaps !== 0) this.timeUs = (performance.timeOrigin + now) * 1000;
+    let moved = 0;
+    const egress = this.egress;
+    for (let q = 0; q < egress.length; q++) egress[q].out.refresh();
+    for (let k = 0; k < this.queued.length; k++) moved += this.release(this.queued[k], now);
+    const n = this.inputs.length;
+    for (let k = 0; k < n; k++) {
+      let i = this.rr + k;
+      if (i >= n) i -= n;
+      if (this.blocked[i]) {
+        const p = this.blockedOn[i];
+        const ready = p !== null ? p.room(this.blockedLen[i]) : egress[this.blockedPort[i]].imp!.room(this.blockedLen[i]);
+        if (!ready) continue;
+        this.blocked[i] = false;
+      }
+      moved += this.drain(i, now);
+    }
+    this.rr = this.rr + 1 >= n ? 0 : this.rr + 1;
+    for (let q = 0; q < egress.length; q++) {
+      const e = egress[q];
+      if (e.dirty) {
+        e.dirty = false;
+        e.out.publish();
+      }
+    }
+    if (this.learning) {
+      if (now >= this.nextSweep) this.sweep(now);
+      else if (moved !== 0) this.tableStats();
+    }
+    return moved;
+  }
+
+  /**
+   * About to sleep: ask every input that is not paused to wake the worker on
+   * its next frame, and every full channel something waits on to wake it on
+   * space; then look again. True when work is already there.
+   */
+  arm(): boolean {
+    for (let i = 0; i < this.inputs.length; i++) {
+      if (!this.blocked[i]) {
+        if (this.inputs[i].armData()) return true;
+        continue;
+      }
+      const p = this.blockedOn[i];
+      if (p !== null) {
+        if (p.armSpace(this.blockedLen[i])) return true;
+      } else if (this.egress[this.blockedPort[i]].imp!.room(this.blockedLen[i])) {
+        return true;
+      }
+    }
+    for (const e of this.queued) if (e.waitOn !== null && e.waitOn.armSpace(e.waitLen)) return true;
+    return false;
+  }
+
+  /** When the next timed event is due (a delayed frame, tokens, an ageing sweep); Infinity when none. */
+  nextEventMs(now: number): number {
+    let t = Infinity;
+    for (const e of this.queued) if (e.waitOn === null) t = Math.min(t, e.imp!.nextEventMs(now));
+    if (this.learning && this.table.size !== 0) t = Math.min(t, this.nextSweep);
+    return t;
+  }
+
+  macTable(now: number): MacEntry[] {
+    this.sweep(now);
+    return this.table.entries(now);
+  }
+
+  /** Publish what is committed, flush and close every capture. */
+  close(): void {
+    for (const e of this.egress) e.out.publish();
+    for (const c of this.inputs) c.release();
+    let failure: unknown;
+    for (const cap of [...this.taps, ...this.egress.flatMap((e) => e.taps)]) {
+      try {
+        cap.close();
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  private sweep(now: number): void {
+    const f64 = this.f64;
+    f64[G_MAC_AGED] += this.table.expire(now, this.ageingMs);
+    this.nextSweep = now + this.sweepMs;
+    this.tableStats();
+  }
+
+  private tableStats(): void {
+    const f64 = this.f64;
+    f64[G_MAC_ENTRIES] = this.table.size;
+    f64[G_MAC_MOVES] = this.table.moves;
+    f64[G_MAC_REFUSED] = this.table.refused;
+  }
+
+  /** Forward up to a batch of frames from input i. */
+  private drain(i: number, now: number): number {
+    const c = this.inputs[i];
+    const port = this.inputPort[i];
+    const u8 = c.u8;
+    const f64 = this.f64;
+    const st = this.egress[port].stat;
+    const ports = this.egress.length;
+    let n = 0;
+    while (n < BATCH) {
+      const at = c.peek();
+      if (at < 0) break;
+      const len = c.len;
+      if (len < ETH_HLEN || len > this.maxFrame || (u8[at + 6] & 1) !== 0) {
+        f64[st + P_DROPS_BAD]++;
+        c.consume();
+        n++;
+        continue;
+      }
+      let flood = true;
+      if (!this.learning) {
+        // A relay: everything goes to the other end, as unicast (it waits).
+        const q = port === 0 ? 1 : 0;
+        if (this.offer(q, u8, at, len, now) === FULL) {
+          this.pause(i, q, len);
+          break;
+        }
+        flood = false;
+      } else {
+        this.table.learn(u8, at + 6, port, now);
+        if ((u8[at] & 1) === 0) {
+          const q = this.table.lookup(u8, at, now, this.ageingMs);
+          if (q === port) {
+            f64[st + P_DROPS_FILTERED]++;
+            c.consume();
+            n++;
+            continue;
+          }
+          if (q >= 0) {
+            if (this.offer(q, u8, at, len, now) === FULL) {
+              this.pause(i, q, len);
+              break;
+            }
+            flood = false;
+          }
+        }
+      }
+      if (flood) {
+        f64[st + P_FLOODED]++;
+        for (let q = 0; q < ports; q++) {
+          if (q !== port && this.offer(q, u8, at, len, now) === FULL) f64[this.egress[q].stat + P_DROPS_EGRESS_FULL]++;
+        }
+      }
+      f64[st + P_RX_FRAMES]++;
+      f64[st + P_RX_BYTES] += len;
+      if (this.taps.length !== 0) this.capture(this.taps, u8, at, len);
+      if (this.egress[port].taps.length !== 0) this.capture(this.egress[port].taps, u8, at, len);
+      c.consume();
+      n++;
+    }
+    if (n !== 0) c.release();
+    return n;
+  }
+
+  private pause(i: number, q: number, len: number): void {
+    this.blocked[i] = true;
+    this.blockedOn[i] = this.fullOn;
+    this.blockedPort[i] = q;
+    this.blockedLen[i] = len;
+  }
+
+  /**
+   * Hand the record at u8[at] to port q's egress: into its channel, or into
+   * its impairment queue. SENT, LOST (impairment loss, counted) or FULL
+   * (nothing done; `fullOn` names the channel that is full, or null for the
+   * impairment queue).
+   */
+  private offer(q: number, u8: Uint8Array, at: number, len: number, now: number): number {
+    const e = this.egress[q];
+    const imp = e.imp;
+    if (imp !== null && imp.queued) {
+      if (!imp.room(len)) {
+        this.fullOn = null;
+        return FULL;
+      }
+      if (imp.lose()) {
+        this.f64[e.stat + P_DROPS_LOSS]++;
+        return LOST;
+      }
+      imp.enqueue(u8, at, len, now);
+      this.f64[e.stat + P_QUEUED] = imp.queuedFrames;
+      return SENT;
+    }
+    const p = e.out.pick(u8, at, len);
+    if (!p.room(len)) {
+      this.fullOn = p;
+      return FULL;
+    }
+    if (imp !== null && imp.lose()) {
+      this.f64[e.stat + P_DROPS_LOSS]++;
+      return LOST;
+    }
+    this.deliver(e, p, u8, at, len);
+    return SENT;
+  }
+
+  /** Copy the record (header and frame, contiguous) into channel p, which has room. */
+  private deliver(e: Egress, p: PortChannelProducer, src: Uint8Array, at: number, len: number): void {
+    const dst = p.reserve(len);
+    copyBytes(src, recordNetHdr(at), p.u8, recordNetHdr(dst), NET_HDR_SIZE + len);
+    p.commit();
+    e.dirty = true;
+    this.f64[e.stat + P_TX_FRAMES]++;
+    this.f64[e.stat + P_TX_BYTES] += len;
+    if (e.taps.length !== 0) this.capture(e.taps, p.u8, dst, len);
+  }
+
+  /** Move the frames an impairment queue owes its port now. */
+  private release(e: Egress, now: number): number {
+    const imp = e.imp!;
+    e.waitOn = null;
+    let n = 0;
+    while (n < BATCH) {
+      const at = imp.head(now);
+      if (at < 0) break;
+      const len = imp.len;
+      const p = e.out.pick(imp.buffer, at, len);
+      if (!p.room(len)) {
+        e.waitOn = p;
+        e.waitLen = len;
+        break;
+      }
+      this.deliver(e, p, imp.buffer, at, len);
+      imp.dequeue();
+      n++;
+    }
+    if (n !== 0) this.f64[e.stat + P_QUEUED] = imp.queuedFrames;
+    return n;
+  }
+
+  private capture(taps: WireCapture[], u8: Uint8Array, at: number, len: number): void {
+    for (let k = 0; k < taps.length; k++) {
+      const cap = taps[k];
+      const errors = cap.errors;
+      this.f64[G_CAPTURED] += cap.write(u8, at, len, this.timeUs);
+      if (cap.errors !== errors) this.f64[G_CAPTURE_ERRORS]++;
+    }
+  }
+}

@@ -24,9 +24,11 @@ try {
   let got = 0;
   while (got < count) {
     if (!(await db.waitForInterrupt(1000))) throw new Error('no interrupt within 1 s');
-    got += db.receive((bytes, at, len) => {
-      const hex = Buffer.from(bytes.subarray(at, at + 15)).toString('hex');
-      console.log(`b received ${len} bytes: ${hex}...`);
+    got += db.receive((packet) => {
+      // packet: a view of b's receive buffers (header fields, segments), valid during the call.
+      const frame = new Uint8Array(packet.length);
+      packet.copyTo(frame);
+      console.log(`b received ${packet.length} bytes: ${Buffer.from(frame.subarray(0, 15)).toString('hex')}...`);
     });
   }
   console.log(`a tx queue: ${JSON.stringify(a.queueStats(1))}`);

@@ -41,6 +41,8 @@ export const VQ_ERROR_CODES = [
   'USED_ID_NOT_IN_FLIGHT',
   'USED_INDEX_JUMP',
   'USED_LEN_TOO_LARGE',
+  /** A mergeable receive buffer shorter than the virtio_net_hdr (5.1.6.3.1). */
+  'RX_BUFFER_SHORTER_THAN_HEADER',
 ] as const;
 /** One of VQ_ERROR_CODES. */
 export type VirtqueueErrorCode = (typeof VQ_ERROR_CODES)[number];

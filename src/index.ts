@@ -17,6 +17,7 @@ export * from './ring/index.js';
 export * from './notify/index.js';
 export * from './stats/index.js';
 export * from './transport/index.js';
+export * from './virtskb/index.js';
 export * from './net/index.js';
 export * from './backends/index.js';
 export * from './lab/index.js';

@@ -1,6 +1,7 @@
 import { parseMac } from '../net/mac.js';
 import { NetDriver } from '../net/net-driver.js';
 import { AdaptiveWait } from '../notify/adaptive-wait.js';
+import type { NetRxPacket } from '../virtskb/index.js';
 import { PUMP_DONE, PUMP_RECEIVED, PUMP_SENT, PUMP_SEQ_ERRORS, PUMP_STOP, PUMP_T_FIRST, PUMP_T_LAST, type PumpGuestData } from './pump-protocol.js';
 
 /** Byte offset of the sequence number in a pump frame (after the Ethernet header). */
@@ -34,10 +35,12 @@ export function runPumpGuest(data: PumpGuestData): void {
   let sent = 0;
   let received = 0;
   let seqErrors = 0;
-  const onFrame = (bytes: Uint8Array, at: number, len: number): void => {
-    const i = at + SEQ_AT;
+  const onFrame = (p: NetRxPacket): void => {
+    // The sequence number lies in the first buffer: every mode's first buffer holds >= 64 bytes.
+    const bytes = p.segU8[0];
+    const i = p.segIdx[0] + SEQ_AT;
     const seq = (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24)) >>> 0;
-    if (seq !== received >>> 0 || len !== size) seqErrors++;
+    if (seq !== received >>> 0 || p.length !== size) seqErrors++;
     received++;
   };
   const { i32, index } = rx.interruptWord;

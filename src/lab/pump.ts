@@ -77,7 +77,8 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   const spinUs = options.spinUs ?? 30;
   if (frameSize < 18 || frameSize > 9000) throw new InvalidArgumentError(`frame size ${frameSize} must be in [18, 9000]`);
   if (frames === 0 && options.seconds === undefined) throw new InvalidArgumentError('frames 0 (unbounded) needs a time limit in seconds');
-  const memSize = 2 * queueSize * (NET_HDR_SIZE + Math.max(frameSize, 1518)) + (1 << 20);
+  // Receive pages (mergeable: one 4 KiB page per slot), tx slots, rings.
+  const memSize = queueSize * 4096 + queueSize * (128 + Math.max(frameSize, 1518)) + (2 << 20);
   const arena = new SharedArena(2 * memSize + (4 << 20));
   const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: '52:54:00:00:00:0a' });
   const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: '52:54:00:00:00:0b' });

@@ -8,23 +8,86 @@ import {
   F_VERSION_1,
   type FeatureSet,
   NET_FEATURE_DEPENDENCIES,
+  NET_F_CSUM,
+  NET_F_CTRL_MAC_ADDR,
+  NET_F_CTRL_RX,
+  NET_F_CTRL_RX_EXTRA,
+  NET_F_CTRL_VLAN,
+  NET_F_CTRL_VQ,
+  NET_F_GUEST_ANNOUNCE,
+  NET_F_GUEST_CSUM,
+  NET_F_GUEST_ECN,
+  NET_F_GUEST_TSO4,
+  NET_F_GUEST_TSO6,
+  NET_F_GUEST_UFO,
+  NET_F_GUEST_USO4,
+  NET_F_GUEST_USO6,
+  NET_F_HOST_ECN,
+  NET_F_HOST_TSO4,
+  NET_F_HOST_TSO6,
+  NET_F_HOST_UFO,
+  NET_F_HOST_USO,
   NET_F_MAC,
+  NET_F_MQ,
+  NET_F_MRG_RXBUF,
   NET_F_MTU,
   NET_F_STATUS,
   featureSet,
   hasFeature,
 } from '../spec/features.js';
-import { NET_CFG_MAC, NET_CFG_MAX_VQ_PAIRS, NET_CFG_MTU, NET_CFG_SIZE, NET_CFG_STATUS, NET_S_LINK_UP, netRxQueue, netTxQueue } from '../spec/net.js';
+import {
+  NET_CFG_MAC,
+  NET_CFG_MAX_VQ_PAIRS,
+  NET_CFG_MTU,
+  NET_CFG_SIZE,
+  NET_CFG_STATUS,
+  NET_S_ANNOUNCE,
+  NET_S_LINK_UP,
+  netRxQueue,
+  netTxQueue,
+} from '../spec/net.js';
 import { DEVICE_ID_NET } from '../spec/status.js';
 import { ConfigSpace } from '../transport/config-space.js';
 import type { DeviceModel, QueueWorkerSpec } from '../transport/device-model.js';
 import { VirtioDevice, type VirtioDeviceOptions } from '../transport/virtio-device.js';
+import { NetCtrlQueue, type NetCtrlTarget, RxFilterTable } from './ctrl/index.js';
 import { formatMac, parseMac, randomMac } from './mac.js';
 import type { NetRxParams } from './net-rx-queue.js';
+import { rxOffloads } from './rx-offloads.js';
 import type { NetTxParams } from './net-tx-queue.js';
+import { txOffloads } from './tx-header.js';
+import { netHdrSize, rxBufferMode } from '../virtskb/index.js';
 
-/** Features a virtio-net device offers unless told otherwise. */
-export const NET_DEFAULT_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT_IDX, F_INDIRECT_DESC, NET_F_MAC, NET_F_STATUS, NET_F_MTU);
+/** Everything this virtio-net device can do; a driver accepts what it wants of it. */
+export const NET_DEVICE_FEATURES: FeatureSet = featureSet(
+  F_VERSION_1,
+  F_EVENT_IDX,
+  F_INDIRECT_DESC,
+  NET_F_MAC,
+  NET_F_STATUS,
+  NET_F_MTU,
+  NET_F_CSUM,
+  NET_F_GUEST_CSUM,
+  NET_F_HOST_TSO4,
+  NET_F_HOST_TSO6,
+  NET_F_HOST_ECN,
+  NET_F_HOST_UFO,
+  NET_F_HOST_USO,
+  NET_F_GUEST_TSO4,
+  NET_F_GUEST_TSO6,
+  NET_F_GUEST_ECN,
+  NET_F_GUEST_UFO,
+  NET_F_GUEST_USO4,
+  NET_F_GUEST_USO6,
+  NET_F_MRG_RXBUF,
+  NET_F_CTRL_VQ,
+  NET_F_CTRL_RX,
+  NET_F_CTRL_RX_EXTRA,
+  NET_F_CTRL_VLAN,
+  NET_F_CTRL_MAC_ADDR,
+  NET_F_GUEST_ANNOUNCE,
+  NET_F_MQ,
+);
 
 /** Options of a virtio-net device. */
 export interface NetDeviceOptions extends VirtioDeviceOptions {
@@ -34,20 +97,36 @@ export interface NetDeviceOptions extends VirtioDeviceOptions {
   mtu?: number;
   /** Largest queue size the device accepts; default 256. */
   queueSize?: number;
-  /** Features offered; default NET_DEFAULT_FEATURES. */
+  /** Queue pairs (max_virtqueue_pairs, 5.1.4); default 1. MQ is offered when more than 1. */
+  queuePairs?: number;
+  /** Features offered; default NET_DEVICE_FEATURES. */
   features?: FeatureSet;
 }
 
-class NetModel implements DeviceModel {
+class NetModel implements DeviceModel, NetCtrlTarget {
   readonly deviceId = DEVICE_ID_NET;
-  readonly numQueues = 2;
+  readonly numQueues: number;
   readonly config = new ConfigSpace(NET_CFG_SIZE);
+  /** How many receive queues are in use: 1 until VQ_PAIRS_SET (5.1.6.5.5). Read by senders. */
+  readonly activePairsWord: WordRef = { buffer: new SharedArrayBuffer(64), index: 0 };
+  private readonly activeI32 = new Int32Array(this.activePairsWord.buffer);
+  readonly filter: RxFilterTable;
   port: NetPort | undefined;
+  negotiated: FeatureSet = 0n;
 
   constructor(
     readonly features: FeatureSet,
     readonly maxQueueSize: number,
-  ) {}
+    readonly maxPairs: number,
+    readonly mtu: number,
+    private readonly mac: Uint8Array,
+    private readonly onConfigChange: (change: (b: Uint8Array) => void) => void,
+  ) {
+    // receiveq/transmitq per pair and one controlq (5.1.2).
+    this.numQueues = 2 * maxPairs + 1;
+    this.filter = RxFilterTable.create(mac);
+    Atomics.store(this.activeI32, 0, 1);
+  }
 
   checkFeatures(accepted: FeatureSet): string | undefined {
     for (const [feature, needsOneOf] of NET_FEATURE_DEPENDENCIES) {
@@ -58,33 +137,88 @@ class NetModel implements DeviceModel {
     return undefined;
   }
 
-  queueWorker(q: number): QueueWorkerSpec | undefined {
-    if (this.port === undefined) return undefined;
-    if (q === netRxQueue(0)) return { kind: 'net-rx', params: { channel: this.port.inbound } satisfies NetRxParams };
-    if (q === netTxQueue(0)) return { kind: 'net-tx', params: { channel: this.port.outbound } satisfies NetTxParams };
-    return undefined;
+  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined {
+    this.negotiated = negotiated;
+    // Without MQ only pair 0 exists and the controlq is queue 2 (5.1.2).
+    const pairs = hasFeature(negotiated, NET_F_MQ) ? this.maxPairs : 1;
+    if (q === 2 * pairs) {
+      if (!hasFeature(negotiated, NET_F_CTRL_VQ)) return undefined;
+      return { inline: (ctx) => new NetCtrlQueue(ctx, this) };
+    }
+    if (this.port === undefined || q > 2 * pairs) return undefined;
+    const pair = q >>> 1;
+    const hdrSize = netHdrSize(negotiated);
+    if (q === netRxQueue(pair)) {
+      const params: NetRxParams = {
+        inputs: this.port.inputs[pair],
+        hdrSize,
+        mode: rxBufferMode(negotiated, hasFeature(negotiated, NET_F_MTU) ? this.mtu : 1500),
+        offloads: rxOffloads(negotiated),
+        mtu: this.mtu,
+        filter: hasFeature(negotiated, NET_F_CTRL_RX) || hasFeature(negotiated, NET_F_CTRL_VLAN) ? this.filter.buffer : null,
+      };
+      return { kind: 'net-rx', params };
+    }
+    const params: NetTxParams = {
+      output: this.port.outputs[pair],
+      hdrSize,
+      offloads: txOffloads(negotiated),
+      maxPlainFrame: this.mtu + 14 + 4,
+    };
+    return { kind: 'net-tx', params };
+  }
+
+  onReset(): void {
+    Atomics.store(this.activeI32, 0, 1);
+    this.filter.reset(this.mac);
+    this.negotiated = 0n;
+  }
+
+  // ---- NetCtrlTarget: what control queue commands change ----
+
+  setMac(mac: Uint8Array): void {
+    this.onConfigChange((b) => b.set(mac, NET_CFG_MAC));
+  }
+
+  ackAnnounce(): void {
+    this.onConfigChange((b) => (b[NET_CFG_STATUS] &= ~NET_S_ANNOUNCE));
+  }
+
+  setActivePairs(n: number): void {
+    Atomics.store(this.activeI32, 0, n);
   }
 }
 
 /**
- * A virtio-net device (section 5.1) with one queue pair: receiveq 0 and
- * transmitq 0, each on its own worker, config with MAC, link status and MTU.
- * Attach it to a port (a link or a switch) before the driver sets DRIVER_OK.
+ * A virtio-net device (section 5.1): `queuePairs` receiveq/transmitq pairs,
+ * each queue on its own worker, and a controlq served by this control plane
+ * (rx mode, MAC table, VLAN filter, queue pairs, announce). Config holds
+ * MAC, link status, max_virtqueue_pairs and MTU. Attach it to a port (a link
+ * or a switch) before the driver sets DRIVER_OK.
  */
 export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
   private readonly net: NetModel;
+  readonly queuePairs: number;
 
   constructor(memory: GuestMemory, options: NetDeviceOptions = {}) {
-    const net = new NetModel(options.features ?? NET_DEFAULT_FEATURES, options.queueSize ?? 256);
-    super(net, memory, options);
-    this.net = net;
     const mac = options.mac === undefined ? randomMac() : parseMac(options.mac);
     const mtu = options.mtu ?? 1500;
     if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new InvalidArgumentError(`MTU ${mtu} must be an integer in [68, 65535]`);
+    const pairs = options.queuePairs ?? 1;
+    // 5.1.4: max_virtqueue_pairs is in [1, 0x8000].
+    if (!Number.isInteger(pairs) || pairs < 1 || pairs > 0x8000) throw new InvalidArgumentError(`queue pairs ${pairs} must be an integer in [1, 32768]`);
+    const features = options.features ?? NET_DEVICE_FEATURES;
+    let self: VirtioNetDevice | undefined;
+    const net = new NetModel(features, options.queueSize ?? 256, pairs, mtu, mac, (change) => self?.updateConfig(change));
+    super(net, memory, options);
+    self = this;
+    this.net = net;
+    this.queuePairs = pairs;
     net.config.update((b) => {
       b.set(mac, NET_CFG_MAC);
       b[NET_CFG_STATUS] = NET_S_LINK_UP;
-      b[NET_CFG_MAX_VQ_PAIRS] = 1;
+      b[NET_CFG_MAX_VQ_PAIRS] = pairs & 0xff;
+      b[NET_CFG_MAX_VQ_PAIRS + 1] = pairs >>> 8;
       b[NET_CFG_MTU] = mtu & 0xff;
       b[NET_CFG_MTU + 1] = mtu >>> 8;
     });
@@ -95,18 +229,34 @@ export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
     return formatMac(this.net.config.bytes.subarray(NET_CFG_MAC, NET_CFG_MAC + 6));
   }
 
+  get mtu(): number {
+    return this.net.mtu;
+  }
+
   /** Connect the NIC's queues to a port. Takes effect when its queues start. */
   attach(port: NetPort): void {
+    if (port.inputs.length !== this.queuePairs || port.outputs.length !== this.queuePairs) {
+      throw new InvalidArgumentError(`port has ${port.inputs.length} inputs / ${port.outputs.length} outputs, NIC has ${this.queuePairs} queue pairs`);
+    }
     this.net.port = port;
   }
 
   /** The words that wake this NIC's rx and tx workers (for whoever feeds or drains its port). */
-  get wakeWords(): { rx: WordRef; tx: WordRef } {
+  get wakeWords(): { rx: WordRef[]; tx: WordRef[] } {
     const buffer = this.notify.spec.buffer;
-    return {
-      rx: { buffer, index: this.notify.doorbellWord(netRxQueue(0)) },
-      tx: { buffer, index: this.notify.doorbellWord(netTxQueue(0)) },
-    };
+    const word = (q: number): WordRef => ({ buffer, index: this.notify.doorbellWord(q) });
+    const pairs = Array.from({ length: this.queuePairs }, (_, p) => p);
+    return { rx: pairs.map((p) => word(netRxQueue(p))), tx: pairs.map((p) => word(netTxQueue(p))) };
+  }
+
+  /** How many receive queues the driver uses now (1 until it sends VQ_PAIRS_SET). */
+  get activePairs(): WordRef {
+    return this.net.activePairsWord;
+  }
+
+  /** The receive filter the control queue programs (for stats and tests). */
+  get rxFilter(): RxFilterTable {
+    return this.net.filter;
   }
 
   get linkUp(): boolean {
@@ -118,5 +268,15 @@ export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
     this.updateConfig((b) => {
       b[NET_CFG_STATUS] = up ? b[NET_CFG_STATUS] | NET_S_LINK_UP : b[NET_CFG_STATUS] & ~NET_S_LINK_UP;
     });
+  }
+
+  /**
+   * Ask the driver to announce itself (after a migration, 5.1.6.5.4): sets
+   * VIRTIO_NET_S_ANNOUNCE and raises a config interrupt; the driver's
+   * ANNOUNCE_ACK on the control queue clears it. Needs GUEST_ANNOUNCE.
+   */
+  announce(): void {
+    if (!hasFeature(this.negotiatedFeatures, NET_F_GUEST_ANNOUNCE)) throw new InvalidArgumentError('announce() needs VIRTIO_NET_F_GUEST_ANNOUNCE negotiated');
+    this.updateConfig((b) => (b[NET_CFG_STATUS] |= NET_S_ANNOUNCE));
   }
 }

@@ -4,28 +4,62 @@ import { GuestMemory, type MemoryRegionSpec } from '../memory/guest-memory.js';
 import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
 import { SplitQueueDriver } from '../ring/split-driver.js';
-import { type FeatureSet } from '../spec/features.js';
-import { ETH_MAX_FRAME, NET_CFG_MAC, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
+import {
+  F_EVENT_IDX,
+  F_INDIRECT_DESC,
+  F_VERSION_1,
+  type FeatureSet,
+  NET_F_CSUM,
+  NET_F_CTRL_RX,
+  NET_F_CTRL_VQ,
+  NET_F_GUEST_CSUM,
+  NET_F_MAC,
+  NET_F_MQ,
+  NET_F_MRG_RXBUF,
+  NET_F_MTU,
+  NET_F_STATUS,
+  featureSet,
+  hasFeature,
+} from '../spec/features.js';
+import { ETH_MAX_FRAME, NET_CFG_MAC, NET_CFG_MTU, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
 import { PciCommonConfig } from '../transport/pci-common-config.js';
 import { PciDriver } from '../transport/pci-driver.js';
+import { type RecvPoolSpec, allocRecvPool, netRecvConfig, recvPoolSize } from '../virtskb/index.js';
+import { NET_CTRL_BUFFER_BYTES, type NetCtrlBufferSpec, NetCtrlDriver } from './ctrl/index.js';
 import { formatMac } from './mac.js';
-import { NET_DEFAULT_FEATURES, type VirtioNetDevice } from './net-device.js';
+import type { VirtioNetDevice } from './net-device.js';
+import { type BufferPool, NetPairDriver, TX_HEADER_AT } from './net-pair-driver.js';
 
-/**
- * A pool of equal buffer slots in guest memory. Slot b starts at
- * base + b * stride (a multiple of 64); its virtio_net_hdr sits at the end of
- * the slot's first cache line (HEADER_AT) so the frame starts on a line of
- * its own: a tx header, written once, never shares a line with frame bytes
- * that move between threads on every packet.
- */
-export interface BufferPool {
-  base: number;
-  count: number;
-  stride: number;
+/** What setupNetDriver() asks for unless told otherwise (intersected with the device's offer). */
+export const NET_DEFAULT_FEATURES: FeatureSet = featureSet(
+  F_VERSION_1,
+  F_EVENT_IDX,
+  F_INDIRECT_DESC,
+  NET_F_MAC,
+  NET_F_STATUS,
+  NET_F_MTU,
+  NET_F_MRG_RXBUF,
+  NET_F_CSUM,
+  NET_F_GUEST_CSUM,
+  NET_F_CTRL_VQ,
+  NET_F_CTRL_RX,
+  NET_F_MQ,
+);
+
+/** Big receive chains posted at most (each holds a 64 KiB packet: 17 pages). */
+const MAX_BIG_BUFFERS = 64;
+
+/** One queue pair of a driver, as plain data. */
+export interface NetPairSpec {
+  rx: QueueState;
+  tx: QueueState;
+  rxPool: RecvPoolSpec;
+  /** Indirect tables for big receive chains, when used. */
+  rxIndirect?: { base: number; maxEntries: number };
+  txBuffers: BufferPool;
+  rxKick: WordRef;
+  txKick: WordRef;
 }
-
-/** Offset of the header in a slot: the frame then starts at offset 64. */
-const HEADER_AT = 64 - NET_HDR_SIZE;
 
 /**
  * Everything a NetDriver needs, as plain data: build it on the main thread
@@ -35,16 +69,15 @@ export interface NetDriverSpec {
   memory: MemoryRegionSpec[];
   /** Negotiated features, hex. */
   features: string;
-  /** The MAC address the driver read from config space. */
+  /** The MAC address and MTU the driver read from config space. */
   mac: string;
-  rx: QueueState;
-  tx: QueueState;
-  rxBuffers: BufferPool;
-  txBuffers: BufferPool;
-  /** Doorbells of the rx and tx queues (the device's notify area). */
-  rxKick: WordRef;
-  txKick: WordRef;
-  /** The word both queues' interrupts (and config changes) ring. */
+  mtu: number;
+  pairs: NetPairSpec[];
+  /** Queue pairs in use (VQ_PAIRS_SET sent when more than 1). */
+  activePairs: number;
+  /** The control queue, when VIRTIO_NET_F_CTRL_VQ was negotiated. */
+  ctrl: { queue: QueueState; buffer: NetCtrlBufferSpec; kick: WordRef } | null;
+  /** The word every queue's interrupt (and config changes) ring. */
   interrupt: WordRef;
 }
 
@@ -52,9 +85,11 @@ export interface NetDriverSpec {
 export interface NetDriverOptions {
   /** Features the driver wants (intersected with the offer); default NET_DEFAULT_FEATURES. */
   features?: FeatureSet;
-  /** Queue size for rx and tx; default the device's maximum. */
+  /** Queue size for every rx/tx queue; default the device's maximum. */
   queueSize?: number;
-  /** Bytes of each rx/tx buffer, header included; default header + 1518. */
+  /** Queue pairs to use (needs MQ); default all the device has. */
+  queuePairs?: number;
+  /** Bytes of each tx buffer, header included; default header + 1518. Make it 65562 to send 64 KiB GSO frames. */
   bufferSize?: number;
   /** Word to route the interrupts to; default a new one. Share one to sleep on several NICs. */
   interrupt?: WordRef;
@@ -69,38 +104,78 @@ export function newInterruptWord(): WordRef {
 
 /**
  * Bring up a virtio-net device the way a guest driver does (reset,
- * negotiate, rings and buffers in guest memory, vectors, DRIVER_OK) and
- * return the plain-data spec of its driver side.
+ * negotiate, rings and buffers in guest memory, vectors, DRIVER_OK, then
+ * VQ_PAIRS_SET when several pairs are used) and return the plain-data spec
+ * of its driver side. Receive buffers follow the negotiated features as
+ * Linux chooses them (virtskb: mergeable, big or small).
  */
 export async function setupNetDriver(device: VirtioNetDevice, options: NetDriverOptions = {}): Promise<NetDriverSpec> {
   const memory = device.memory;
   const alloc = options.allocator ?? new GuestAllocator(memory);
   const pci = new PciDriver(new PciCommonConfig(device), memory, alloc);
   const features = await pci.negotiate(options.features ?? NET_DEFAULT_FEATURES);
+  const mq = hasFeature(features, NET_F_MQ);
+  const pairCount = mq ? (options.queuePairs ?? device.queuePairs) : 1;
+  if (!Number.isInteger(pairCount) || pairCount < 1 || pairCount > device.queuePairs) {
+    throw new InvalidArgumentError(`queue pairs ${pairCount} must be in [1, ${device.queuePairs}] (MQ ${mq ? '' : 'not '}negotiated)`);
+  }
+  const mtu = hasFeature(features, NET_F_MTU) ? device.readConfig(NET_CFG_MTU, 2) : 1500;
+  const recv = netRecvConfig(features, mtu);
   const interrupt = options.interrupt ?? newInterruptWord();
-  // Vector 0: config changes; 1: rx; 2: tx. All routed to one word.
-  for (const v of [0, 1, 2]) pci.routeVector(v, interrupt);
+  // Vector 0: config changes; then one per queue. All routed to one word.
+  const queues = 2 * (mq ? device.queuePairs : 1) + 1;
+  for (let v = 0; v <= queues; v++) pci.routeVector(v, interrupt);
   pci.setConfigVector(0);
-  const size = options.queueSize;
-  const rx = pci.setupQueue(netRxQueue(0), { size, vector: 1 });
-  const tx = pci.setupQueue(netTxQueue(0), { size, vector: 2 });
   const bufferSize = options.bufferSize ?? NET_HDR_SIZE + ETH_MAX_FRAME;
   if (bufferSize <= NET_HDR_SIZE) throw new InvalidArgumentError(`buffer size ${bufferSize} leaves no room after the ${NET_HDR_SIZE}-byte header`);
-  const stride = Math.ceil((HEADER_AT + bufferSize) / 64) * 64;
-  const pool = (count: number): BufferPool => ({ base: alloc.alloc(count * stride, 64), count, stride });
+  const stride = Math.ceil((TX_HEADER_AT + bufferSize) / 64) * 64;
+  const wake = device.wakeWords;
+  const pairs: NetPairSpec[] = [];
+  for (let p = 0; p < pairCount; p++) {
+    const rx = pci.setupQueue(netRxQueue(p), { size: options.queueSize, vector: 1 + netRxQueue(p) });
+    const tx = pci.setupQueue(netTxQueue(p), { size: options.queueSize, vector: 1 + netTxQueue(p) });
+    const indirect = recv.mode === 'big' && rx.indirect;
+    const poolQueue = recv.mode === 'big' ? Math.min(rx.size, MAX_BIG_BUFFERS) : rx.size;
+    const poolOptions = { ...recv, indirect };
+    const rxPool = allocRecvPool(alloc, poolQueue, poolOptions);
+    const descs = recvPoolSize(poolQueue, poolOptions).descsPerBuffer;
+    pairs.push({
+      rx,
+      tx,
+      rxPool,
+      ...(indirect ? { rxIndirect: { base: alloc.alloc(rx.size * descs * 16, 16), maxEntries: descs } } : {}),
+      txBuffers: { base: alloc.alloc(tx.size * stride, 64), count: tx.size, stride },
+      rxKick: wake.rx[p],
+      txKick: wake.tx[p],
+    });
+  }
+  let ctrl: NetDriverSpec['ctrl'] = null;
+  if (hasFeature(features, NET_F_CTRL_VQ)) {
+    const q = 2 * (mq ? device.queuePairs : 1);
+    const queue = pci.setupQueue(q, { size: Math.min(options.queueSize ?? 64, 64), vector: 1 + q });
+    ctrl = {
+      queue,
+      buffer: { gpa: alloc.alloc(NET_CTRL_BUFFER_BYTES, 64), size: NET_CTRL_BUFFER_BYTES },
+      kick: { buffer: device.notify.spec.buffer, index: device.notify.doorbellWord(q) },
+    };
+  }
   const spec: NetDriverSpec = {
     memory: memory.specs(),
     features: features.toString(16),
     mac: readMac(device),
-    rx,
-    tx,
-    rxBuffers: pool(rx.size),
-    txBuffers: pool(tx.size),
-    rxKick: device.wakeWords.rx,
-    txKick: device.wakeWords.tx,
+    mtu,
+    pairs,
+    activePairs: 1,
+    ctrl,
     interrupt,
   };
   pci.driverOk();
+  if (pairCount > 1 && ctrl !== null) {
+    // 5.1.6.5.5: only the first pair carries traffic until VQ_PAIRS_SET.
+    const c = ctrlDriver(new GuestMemory(spec.memory), ctrl);
+    if (!(await c.setQueuePairs(pairCount))) throw new InvalidArgumentError(`device refused VQ_PAIRS_SET ${pairCount}`);
+    spec.activePairs = pairCount;
+  }
   return spec;
 }
 
@@ -113,53 +188,60 @@ function readMac(device: VirtioNetDevice): string {
   }
 }
 
+function ctrlDriver(memory: GuestMemory, ctrl: NonNullable<NetDriverSpec['ctrl']>): NetCtrlDriver {
+  const kick = new Int32Array(ctrl.kick.buffer);
+  return new NetCtrlDriver({
+    memory,
+    queue: new SplitQueueDriver(memory, ctrl.queue),
+    buffer: ctrl.buffer,
+    kick: () => ring(kick, ctrl.kick.index),
+  });
+}
+
 /**
- * The guest side of a virtio-net device with one queue pair, small receive
- * buffers (one buffer per frame, 5.1.6.3.1) and one buffer per transmitted
- * frame. Runs on whichever thread owns it; nothing on its hot path allocates.
- * Frames are handed to the user as (bytes, index, length) over guest memory.
+ * The guest side of a virtio-net device: one NetPairDriver per queue pair
+ * (transmit buffers, receive buffers through virtskb), and the control queue.
+ * Runs on whichever thread owns it; nothing on its hot path allocates. A
+ * pair's methods may be used from one thread per pair (build a NetDriver per
+ * thread from the same spec with `pairs`).
  */
 export class NetDriver {
   readonly memory: GuestMemory;
-  /** Byte view of the guest memory holding the buffers. */
-  readonly u8: Uint8Array;
-  readonly rx: SplitQueueDriver;
-  readonly tx: SplitQueueDriver;
-  /** u8 index of rx / tx slot 0's header. */
-  private readonly rxBase: number;
-  private readonly txBase: number;
-  private readonly stride: number;
-  private readonly txFree: Uint16Array;
-  private txFreeCount: number;
-  private txReserved = -1;
-  private readonly rxKickI32: Int32Array;
-  private readonly txKickI32: Int32Array;
+  readonly features: FeatureSet;
+  readonly pairs: NetPairDriver[];
+  /** The control queue's driver (rx mode, MAC table, VLANs, queue pairs), or undefined without CTRL_VQ. */
+  readonly ctrl: NetCtrlDriver | undefined;
   private readonly irqI32: Int32Array;
 
-  constructor(readonly spec: NetDriverSpec) {
+  /**
+   * @param pairs which queue pairs this instance drives (default all); the
+   * control queue is driven only by an instance that drives pair 0.
+   */
+  constructor(
+    readonly spec: NetDriverSpec,
+    pairs?: readonly number[],
+  ) {
     this.memory = new GuestMemory(spec.memory);
-    this.rx = new SplitQueueDriver(this.memory, spec.rx);
-    this.tx = new SplitQueueDriver(this.memory, spec.tx);
-    const rxr = this.memory.region(spec.rxBuffers.base, spec.rxBuffers.count * spec.rxBuffers.stride, 'rx buffers');
-    const txr = this.memory.region(spec.txBuffers.base, spec.txBuffers.count * spec.txBuffers.stride, 'tx buffers');
-    if (rxr !== txr) throw new InvalidArgumentError('rx and tx buffers must share one guest memory region');
-    this.u8 = rxr.u8;
-    this.rxBase = spec.rxBuffers.base + HEADER_AT + rxr.bias;
-    this.txBase = spec.txBuffers.base + HEADER_AT + txr.bias;
-    this.stride = spec.rxBuffers.stride;
-    this.txFree = new Uint16Array(spec.txBuffers.count);
-    for (let i = 0; i < this.txFree.length; i++) this.txFree[i] = i;
-    this.txFreeCount = this.txFree.length;
-    // No offloads: every tx header is all zero, written once (the device never writes tx buffers).
-    for (let b = 0; b < spec.txBuffers.count; b++) this.u8.fill(0, this.txBase + b * this.stride, this.txBase + b * this.stride + NET_HDR_SIZE);
-    this.rxKickI32 = new Int32Array(spec.rxKick.buffer);
-    this.txKickI32 = new Int32Array(spec.txKick.buffer);
+    this.features = BigInt(`0x${spec.features}`);
+    const chosen = pairs ?? spec.pairs.map((_, i) => i);
+    for (const p of chosen) if (!(p >= 0 && p < spec.pairs.length)) throw new InvalidArgumentError(`queue pair ${p} not set up (driver has ${spec.pairs.length})`);
+    this.pairs = chosen.map((p) => new NetPairDriver(this.memory, this.features, spec.mtu, spec.pairs[p]));
+    this.ctrl = spec.ctrl !== null && chosen.includes(0) ? ctrlDriver(this.memory, spec.ctrl) : undefined;
     this.irqI32 = new Int32Array(spec.interrupt.buffer);
   }
 
-  /** Largest frame one buffer holds. */
+  /** Pair 0 (the one every driver has). */
+  get pair(): NetPairDriver {
+    return this.pairs[0];
+  }
+
+  /** Byte view of the guest memory holding pair 0's tx buffers. */
+  get u8(): Uint8Array {
+    return this.pairs[0].u8;
+  }
+
   get maxFrame(): number {
-    return this.stride - HEADER_AT - NET_HDR_SIZE;
+    return this.pairs[0].maxFrame;
   }
 
   /** The interrupt word's current value (sleep on it with Atomics.wait after re-enabling interrupts). */
@@ -172,102 +254,75 @@ export class NetDriver {
     return { i32: this.irqI32, index: this.spec.interrupt.index };
   }
 
-  // ---- transmit ----------------------------------------------------------
+  // ---- pair 0 shortcuts (the single-queue API) ----------------------------
 
-  /**
-   * Take a free tx buffer: returns the index in `u8` where the frame's bytes
-   * go, or -1 when every buffer is in flight (reclaimTx() frees them).
-   */
   reserveTx(): number {
-    if (this.txFreeCount === 0 || this.tx.numFree === 0) return -1;
-    const b = this.txFree[--this.txFreeCount];
-    this.txReserved = b;
-    return this.txBase + b * this.stride + NET_HDR_SIZE;
+    return this.pairs[0].reserveTx();
   }
 
-  /** Queue the reserved buffer holding a `len`-byte frame. Visible to the device at flushTx(). */
   commitTx(len: number): void {
-    const b = this.txReserved;
-    if (b < 0) throw new InvalidArgumentError('commitTx() without reserveTx()');
-    if (!(len > 0 && len <= this.maxFrame)) throw new InvalidArgumentError(`frame length ${len} not in [1, ${this.maxFrame}]`);
-    this.txReserved = -1;
-    this.tx.addBuffer(this.spec.txBuffers.base + b * this.stride + HEADER_AT, NET_HDR_SIZE + len, false, b);
+    this.pairs[0].commitTx(len);
   }
 
-  /** Copy `frame` into a tx buffer and queue it; false when no buffer is free. */
   send(frame: Uint8Array): boolean {
-    const at = this.reserveTx();
-    if (at < 0) return false;
-    this.u8.set(frame, at);
-    this.commitTx(frame.length);
-    return true;
+    return this.pairs[0].send(frame);
   }
 
-  /** Publish queued frames and kick the device if it asked (prepare, then notify outside). */
   flushTx(): void {
-    if (this.tx.publish()) ring(this.txKickI32, this.spec.txKick.index);
+    this.pairs[0].flushTx();
   }
 
-  /** Take back the buffers of frames the device has sent; returns how many. */
   reclaimTx(): number {
     let n = 0;
-    for (let b = this.tx.getUsed(); b >= 0; b = this.tx.getUsed()) {
-      this.txFree[this.txFreeCount++] = b;
-      n++;
-    }
+    for (const p of this.pairs) n += p.reclaimTx();
     return n;
   }
 
-  // ---- receive -----------------------------------------------------------
-
-  /** Post every rx buffer not yet posted and kick if needed (call once after setup). */
+  /** Post receive buffers on every pair and kick where needed (call once after setup). */
   fillRx(): void {
-    for (let b = 0; b < this.spec.rxBuffers.count && this.rx.numFree > 0; b++) this.postRx(b);
-    this.flushRx();
-  }
-
-  private postRx(b: number): void {
-    this.rx.addBuffer(this.spec.rxBuffers.base + b * this.stride + HEADER_AT, this.stride - HEADER_AT, true, b);
-  }
-
-  private flushRx(): void {
-    if (this.rx.publish()) ring(this.rxKickI32, this.spec.rxKick.index);
+    for (const p of this.pairs) p.fillRx();
   }
 
   /**
-   * Deliver up to `max` received frames to `onFrame(bytes, index, length)`
-   * (a view valid only during the call), then repost their buffers.
-   * Returns how many frames were delivered.
+   * Deliver up to `max` received packets from every pair to `onPacket`, then
+   * repost their buffers. The packet (and its views of guest memory) is valid
+   * during the call; p.hold() keeps its buffers until released.
    */
-  receive(onFrame: (bytes: Uint8Array, index: number, length: number) => void, max = 0x7fffffff): number {
+  receive(onPacket: Parameters<NetPairDriver['receive']>[0], max = 0x7fffffff): number {
     let n = 0;
-    while (n < max) {
-      const b = this.rx.getUsed();
-      if (b < 0) break;
-      const len = this.rx.usedLen - NET_HDR_SIZE;
-      if (len > 0) onFrame(this.u8, this.rxBase + b * this.stride + NET_HDR_SIZE, len);
-      this.postRx(b);
-      n++;
-    }
-    if (n !== 0) this.flushRx();
+    for (const p of this.pairs) n += p.receive(onPacket, max - n);
     return n;
+  }
+
+  /**
+   * Received frames as an async iterator of copies (for main-thread code that
+   * prefers `for await` over callbacks; allocates one array per frame).
+   * Ends when `signal` aborts.
+   */
+  async *frames(signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+    const queue: Uint8Array[] = [];
+    const take = (p: { length: number; copyTo(dst: Uint8Array, at?: number): number }): void => {
+      const f = new Uint8Array(p.length);
+      p.copyTo(f, 0);
+      queue.push(f);
+    };
+    while (signal?.aborted !== true) {
+      if (this.receive(take) === 0 && queue.length === 0) await this.waitForInterrupt(50);
+      while (queue.length !== 0) yield queue.shift()!;
+    }
   }
 
   // ---- interrupts ----------------------------------------------------------
 
-  /**
-   * Ask for interrupts on both queues before sleeping; true means used
-   * entries are already waiting and the caller must not sleep.
-   */
+  /** Ask for interrupts on every queue before sleeping; true means work is already waiting. */
   enableInterrupts(): boolean {
-    const rxReady = this.rx.enableInterrupts();
-    const txReady = this.tx.enableInterrupts();
-    return rxReady || txReady;
+    let ready = false;
+    for (const p of this.pairs) if (p.enableInterrupts()) ready = true;
+    return ready;
   }
 
   disableInterrupts(): void {
-    this.rx.disableInterrupts();
-    this.tx.disableInterrupts();
+    for (const p of this.pairs) p.disableInterrupts();
   }
 
   /**
@@ -281,5 +336,10 @@ export class NetDriver {
     const woken = ready || (await waitAsync(this.irqI32, this.spec.interrupt.index, seen, timeoutMs));
     this.disableInterrupts();
     return woken;
+  }
+
+  /** Driver-side counters of every pair (packets, bytes, errors the driver saw). */
+  stats(): ReturnType<NetPairDriver['stats']>[] {
+    return this.pairs.map((p) => p.stats());
   }
 }

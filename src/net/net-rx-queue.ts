@@ -1,88 +1,205 @@
-import { PortChannelConsumer, type PortChannelSpec } from '../backends/port-channel.js';
-import { ChainWriter } from '../ring/chain-io.js';
-import { NET_HDR_SIZE } from '../spec/net.js';
-import { C_BYTES, C_CHAINS, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
+import { PortChannelConsumer, type PortChannelSpec, recordNetHdr } from '../backends/port-channel.js';
+import { NET_HDR_F_DATA_VALID, NET_HDR_F_NEEDS_CSUM, NET_HDR_FLAGS, NET_HDR_GSO_NONE, NET_HDR_GSO_TYPE, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from '../spec/net.js';
+import {
+  BAD_HEADER_REASONS,
+  C_BYTES,
+  C_CHAINS,
+  C_DROPS_BAD_HEADER,
+  C_DROPS_FILTERED,
+  C_DROPS_TOO_BIG,
+  C_SEGMENTS,
+  badHeaderField,
+} from '../stats/queue-stats.js';
+import { VirtqueueError } from '../errors.js';
+import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, type RxBufferMode, RxWriter } from '../virtskb/index.js';
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
+import { RxFilterTable } from './ctrl/rx-filter.js';
+import { NetHdr, OffloadEngine } from './offload/index.js';
+import { RX_CSUM, rxTakesGso } from './rx-offloads.js';
 
 const BATCH = 32;
+const OFFLOAD_FAILED = BAD_HEADER_REASONS.indexOf('offloadFailed');
 
-/** Parameters of a receive queue: the channel its frames arrive by. */
+/** Parameters of a receive queue. */
 export interface NetRxParams {
-  channel: PortChannelSpec;
+  /** The channels its frames arrive by, one per source. */
+  inputs: PortChannelSpec[];
+  /** virtio_net_hdr bytes under the negotiated features (12, or 10 for legacy). */
+  hdrSize: number;
+  /** Receive buffer mode under the negotiated features (virtskb). */
+  mode: RxBufferMode;
+  /** Receive offloads the driver takes (RX_* bits of rx-offloads.ts). */
+  offloads: number;
+  /** Segments of GSO frames this driver cannot take are cut to this IP packet size. */
+  mtu: number;
+  /** The receive filter (CTRL_RX / CTRL_VLAN negotiated), or null to take every frame. */
+  filter: SharedArrayBuffer | null;
 }
 
+/** A frame whose offload could not be carried out (counted as offloadFailed). */
+const BAD_OFFLOAD = -100;
 const WAIT_DATA = 1;
 const WAIT_BUFFERS = 2;
 
 /**
- * The device side of a virtio-net receiveq (5.1.6.3), one buffer per packet
- * (header and frame in the writable half of one chain, at any split). A frame
- * waits in the channel until the driver posts a buffer, so an rx ring that
- * runs dry slows the sender instead of losing frames. A frame larger than a
- * posted buffer is dropped and counted; the buffer goes back unused.
+ * The device side of a virtio-net receiveq (5.1.6.3, 5.1.6.4). Frames come
+ * from the port channels of its sources (round robin) and go through the
+ * receive filter, then into posted buffers by the virtskb writer (one chain,
+ * or several with mergeable buffers). Offloads the driver did not negotiate
+ * are carried out here: a partial checksum is completed, a GSO frame is cut
+ * into MTU-sized wire frames. A frame waits in its channel until the driver
+ * posts buffers, so an rx ring that runs dry slows the sender instead of
+ * losing frames; a frame no posted buffer can ever hold is dropped and
+ * counted.
  */
 export class NetRxQueue implements QueueHandler {
-  private readonly input: PortChannelConsumer;
-  private readonly writer = new ChainWriter();
-  private readonly chain;
+  private readonly inputs: PortChannelConsumer[];
+  private readonly writer: RxWriter;
+  private readonly filter: RxFilterTable | null;
+  private readonly p: NetRxParams;
   private readonly statBase: number;
+  private readonly hdr = new NetHdr();
+  private engine: OffloadEngine | undefined;
+  /** Header of the wire frames made by segmentation. */
+  private readonly segHdr = new Uint8Array(NET_HDR_SIZE);
+  private next = 0;
   private waitingFor = WAIT_DATA;
+  private segOk = 0;
+  private segLost = 0;
+  private segBytes = 0;
 
   constructor(private readonly ctx: HandlerContext) {
-    this.input = new PortChannelConsumer((ctx.params as NetRxParams).channel);
-    this.chain = ctx.device.newChain();
+    this.p = ctx.params as NetRxParams;
+    this.inputs = this.p.inputs.map((c) => new PortChannelConsumer(c));
+    this.writer = new RxWriter(ctx.device, { mode: this.p.mode, hdrSize: this.p.hdrSize, numBuffersAt: NET_HDR_NUM_BUFFERS });
+    this.filter = this.p.filter === null ? null : new RxFilterTable(this.p.filter);
     this.statBase = ctx.stats.base(ctx.queue);
+    this.segHdr[NET_HDR_FLAGS] = (this.p.offloads & RX_CSUM) !== 0 ? NET_HDR_F_DATA_VALID : 0;
   }
 
   poll(): number {
-    const { device } = this.ctx;
-    const input = this.input;
-    const chain = this.chain;
-    let n = 0;
+    this.filter?.refresh();
+    const inputs = this.inputs;
+    let moved = 0;
     let bytes = 0;
     let tooBig = 0;
-    while (n < BATCH) {
-      const at = input.peek();
-      if (at < 0) {
-        this.waitingFor = WAIT_DATA;
-        break;
-      }
-      if (!device.pop(chain)) {
-        this.waitingFor = WAIT_BUFFERS;
-        break;
-      }
-      const len = input.len;
-      if (chain.writableBytes < NET_HDR_SIZE + len) {
-        device.unpop();
+    let filtered = 0;
+    let badHeader = 0;
+    let segments = 0;
+    this.waitingFor = WAIT_DATA;
+    for (let k = 0; k < inputs.length && moved < BATCH && this.waitingFor === WAIT_DATA; k++) {
+      const input = inputs[this.next];
+      this.next = this.next + 1 === inputs.length ? 0 : this.next + 1;
+      while (moved < BATCH) {
+        const at = input.peek();
+        if (at < 0) break;
+        const u8 = input.u8;
+        const len = input.len;
+        const hdr = recordNetHdr(at);
+        if (this.filter !== null && !this.filter.accept(u8, at, len)) {
+          input.consume();
+          filtered++;
+          continue;
+        }
+        let r: number;
+        if (u8[hdr + NET_HDR_GSO_TYPE] !== NET_HDR_GSO_NONE && !rxTakesGso(this.p.offloads, u8[hdr + NET_HDR_GSO_TYPE], u8, at, len)) {
+          r = this.segment(u8, hdr, at, len);
+          if (r > 0) {
+            segments += r;
+            tooBig += this.segLost;
+            bytes += this.segBytes;
+            moved += this.segOk;
+          }
+        } else {
+          r = this.finishChecksum(u8, hdr, at, len) ? this.writer.write(u8, hdr, u8, at, len) : BAD_OFFLOAD;
+          if (r > 0) {
+            moved++;
+            bytes += len;
+          }
+        }
+        if (r === RX_NO_BUFFERS) {
+          this.waitingFor = WAIT_BUFFERS;
+          break;
+        }
+        if (r === RX_SHORT_BUFFER) {
+          // The ring is stuck on a buffer the driver must not post: a driver error (2.1.2).
+          throw new VirtqueueError('RX_BUFFER_SHORTER_THAN_HEADER', `queue ${this.ctx.queue}: a mergeable rx buffer is shorter than the ${this.p.hdrSize}-byte header (5.1.6.3.1)`, this.p.hdrSize);
+        }
+        if (r === RX_TOO_BIG) tooBig++;
+        else if (r === BAD_OFFLOAD) {
+          badHeader++;
+          this.ctx.stats.f64[this.statBase + badHeaderField(OFFLOAD_FAILED)]++;
+        }
         input.consume();
-        tooBig++;
-        continue;
       }
-      const w = this.writer.reset(chain);
-      // virtio_net_hdr: no offload flags, no GSO, num_buffers = 1 (5.1.6.4).
-      w.zero(NET_HDR_SIZE - 2);
-      w.writeU16(1);
-      w.copyFrom(input.u8, at, len);
-      device.pushUsed(chain.head, w.written);
-      input.consume();
-      bytes += len;
-      n++;
     }
-    if (n !== 0 || tooBig !== 0) {
+    const dropped = tooBig + filtered + badHeader;
+    if (moved !== 0 || dropped !== 0) {
       // Counters first: whoever sees the used entries then sees them counted.
       const f64 = this.ctx.stats.f64;
       const b = this.statBase;
-      f64[b + C_CHAINS] += n;
+      f64[b + C_CHAINS] += moved;
       f64[b + C_BYTES] += bytes;
-      f64[b + C_DROPS_TOO_BIG] += tooBig;
-      input.release();
-      if (device.publishUsed()) this.ctx.interrupt();
+      if (tooBig !== 0) f64[b + C_DROPS_TOO_BIG] += tooBig;
+      if (filtered !== 0) f64[b + C_DROPS_FILTERED] += filtered;
+      if (badHeader !== 0) f64[b + C_DROPS_BAD_HEADER] += badHeader;
+      if (segments !== 0) f64[b + C_SEGMENTS] += segments;
+      for (const input of inputs) input.release();
+      if (this.ctx.device.publishUsed()) this.ctx.interrupt();
     }
-    return n + tooBig;
+    return moved + dropped;
   }
 
+  /**
+   * 5.1.6.4.1: without GUEST_CSUM the device gives flags 0 and a fully
+   * checksummed packet, so a partial checksum is completed here (in the
+   * record, which this consumer owns until it consumes it).
+   */
+  private finishChecksum(u8: Uint8Array, hdr: number, at: number, len: number): boolean {
+    if ((u8[hdr + NET_HDR_FLAGS] & NET_HDR_F_NEEDS_CSUM) === 0 || (this.p.offloads & RX_CSUM) !== 0) return true;
+    const ok = this.offload().completeChecksum(this.hdr.read(u8, hdr), u8, at, len);
+    u8[hdr + NET_HDR_FLAGS] = 0;
+    return ok;
+  }
+
+  /** The offload engine, made on first use (its scratch is 64 KiB). */
+  private offload(): OffloadEngine {
+    return (this.engine ??= new OffloadEngine());
+  }
+
+  /**
+   * Cut a GSO frame into wire frames for a driver that did not negotiate its
+   * gso_type. Returns the segment count, RX_NO_BUFFERS when fewer chains are
+   * posted than segments (the frame waits), or BAD_OFFLOAD when the frame cannot
+   * be segmented. Segments that still find no room are counted in segLost.
+   */
+  private segment(u8: Uint8Array, hdr: number, at: number, len: number): number {
+    const engine = this.offload();
+    this.hdr.read(u8, hdr);
+    const count = engine.segmentCount(this.hdr, u8, at, len, this.p.mtu);
+    if (count <= 0) return BAD_OFFLOAD;
+    if (this.ctx.device.available() < count) return RX_NO_BUFFERS;
+    this.segOk = 0;
+    this.segLost = 0;
+    this.segBytes = 0;
+    return engine.segment(this.hdr, u8, at, len, this.p.mtu, this.emitSegment) < 0 ? BAD_OFFLOAD : count;
+  }
+
+  private readonly emitSegment = (u8: Uint8Array, at: number, len: number): void => {
+    if (this.writer.write(this.segHdr, 0, u8, at, len) > 0) {
+      this.segOk++;
+      this.segBytes += len;
+    } else {
+      this.segLost++;
+    }
+  };
+
   arm(): boolean {
-    if (this.waitingFor === WAIT_DATA) return this.input.armData();
+    if (this.waitingFor === WAIT_DATA) {
+      let ready = false;
+      for (const input of this.inputs) if (input.armData()) ready = true;
+      return ready;
+    }
     this.ctx.device.enableNotify();
     return this.ctx.device.available() !== 0;
   }
@@ -92,6 +209,6 @@ export class NetRxQueue implements QueueHandler {
   }
 
   quiesce(): void {
-    this.input.release();
+    for (const input of this.inputs) input.release();
   }
 }

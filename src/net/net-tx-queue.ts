@@ -1,52 +1,78 @@
-import { PortChannelProducer, type PortChannelSpec } from '../backends/port-channel.js';
+import type { PortChannelProducer, PortOutput } from '../backends/port-channel.js';
+import { recordNetHdr } from '../backends/port-channel.js';
+import { SteeredOutput } from '../backends/steered-output.js';
 import { ChainReader } from '../ring/chain-io.js';
-import { NET_HDR_SIZE } from '../spec/net.js';
-import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
+import { NET_HDR_NUM_BUFFERS } from '../spec/net.js';
+import { C_BYTES, C_CHAINS, C_DROPS_BAD_HEADER, C_DROPS_MALFORMED, C_DROPS_TOO_BIG, badHeaderField } from '../stats/queue-stats.js';
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
+import { txHeaderProblem } from './tx-header.js';
 
 /** Chains moved per batch: one used-index store and one channel publish each. */
 const BATCH = 32;
+/** A frame's first bytes, enough for its flow hash (Ethernet, two VLAN tags, IPv6, ports). */
+const FLOW_BYTES = 14 + 8 + 40 + 4;
 
-/** Parameters of a transmit queue: the channel its frames leave by. */
+/** Parameters of a transmit queue. */
 export interface NetTxParams {
-  channel: PortChannelSpec;
+  /** Where its frames go: one channel per receiving queue, steered by flow hash. */
+  output: PortOutput;
+  /** virtio_net_hdr bytes before each frame under the negotiated features (12, or 10 for legacy). */
+  hdrSize: number;
+  /** Offloads the driver may ask for (TX_* bits of tx-header.ts). */
+  offloads: number;
+  /** Largest frame without GSO: MTU plus Ethernet header and one VLAN tag. */
+  maxPlainFrame: number;
 }
 
 /**
  * The device side of a virtio-net transmitq (5.1.6.2): each chain is a
  * virtio_net_hdr followed by one frame, read across descriptors at any split.
- * Frames go to the port channel; when the channel is full the chain is given
- * back (not dropped) and the queue waits for space: back-pressure reaches the
- * driver as a full ring, never as silent loss. Frames the device cannot carry
- * are counted by reason and completed with used length 0.
+ * The header is checked against the negotiated offloads and travels with the
+ * frame in the channel record; the receiver carries out what it asks
+ * (checksum, segmentation) unless its own driver takes it as is. When the
+ * channel is full the chain is given back (not dropped) and the queue waits
+ * for space: back-pressure reaches the driver as a full ring, never as silent
+ * loss. Frames the device cannot carry are counted by reason and completed
+ * with used length 0.
  */
 export class NetTxQueue implements QueueHandler {
-  private readonly out: PortChannelProducer;
+  private readonly out: SteeredOutput;
   private readonly reader = new ChainReader();
   private readonly chain;
   private readonly statBase: number;
-  /** Frame length waiting for channel space, or 0. */
+  private readonly p: NetTxParams;
+  private readonly flow = new Uint8Array(FLOW_BYTES);
+  /** The channel a frame waits on for space, and its length. */
+  private blockedOn: PortChannelProducer | undefined;
   private blocked = 0;
 
   constructor(private readonly ctx: HandlerContext) {
-    this.out = new PortChannelProducer((ctx.params as NetTxParams).channel);
+    this.p = ctx.params as NetTxParams;
+    this.out = new SteeredOutput(this.p.output);
     this.chain = ctx.device.newChain();
     this.statBase = ctx.stats.base(ctx.queue);
   }
 
   poll(): number {
     const { device } = this.ctx;
-    const out = this.out;
+    const { hdrSize, offloads, maxPlainFrame } = this.p;
     const chain = this.chain;
     const f64 = this.ctx.stats.f64;
-    if (this.blocked !== 0 && !out.room(this.blocked)) return 0;
-    this.blocked = 0;
+    const b = this.statBase;
+    if (this.blockedOn !== undefined && !this.blockedOn.room(this.blocked)) return 0;
+    this.blockedOn = undefined;
+    this.out.refresh();
     let n = 0;
     let bytes = 0;
     let malformed = 0;
     let tooBig = 0;
+    let badHeader = 0;
     while (n < BATCH && device.pop(chain)) {
-      const len = chain.readableBytes - NET_HDR_SIZE;
+      const len = chain.readableBytes - hdrSize;
+      const r = this.reader.reset(chain);
+      // Look at the destination MACs / flow before choosing the channel: the
+      // hash needs the frame, so peek at it through the first segment when possible.
+      const out = this.out.producers.length === 1 ? this.out.producers[0] : this.pickByFrame(r, len);
       if (len <= 0 || len > out.maxFrame) {
         if (len <= 0) malformed++;
         else tooBig++;
@@ -57,11 +83,23 @@ export class NetTxQueue implements QueueHandler {
       const at = out.reserve(len);
       if (at < 0) {
         device.unpop();
+        this.blockedOn = out;
         this.blocked = len;
         break;
       }
-      const r = this.reader.reset(chain);
-      r.skip(NET_HDR_SIZE);
+      const hdr = recordNetHdr(at);
+      r.reset(chain);
+      r.copyTo(out.u8, hdr, hdrSize);
+      if (hdrSize < NET_HDR_NUM_BUFFERS + 2) out.u8.fill(0, hdr + hdrSize, at);
+      const problem = txHeaderProblem(out.u8, hdr, len, offloads, maxPlainFrame);
+      if (problem >= 0) {
+        // The record is not committed: the next reserve() writes over it.
+        f64[b + badHeaderField(problem)]++;
+        badHeader++;
+        device.pushUsed(chain.head, 0);
+        n++;
+        continue;
+      }
       r.copyTo(out.u8, at, len);
       out.commit();
       device.pushUsed(chain.head, 0);
@@ -70,19 +108,27 @@ export class NetTxQueue implements QueueHandler {
     }
     if (n !== 0) {
       // Counters first: whoever sees the published frames then sees them counted.
-      const b = this.statBase;
       f64[b + C_CHAINS] += n;
       f64[b + C_BYTES] += bytes;
       if (malformed !== 0) f64[b + C_DROPS_MALFORMED] += malformed;
       if (tooBig !== 0) f64[b + C_DROPS_TOO_BIG] += tooBig;
-      out.publish();
+      if (badHeader !== 0) f64[b + C_DROPS_BAD_HEADER] += badHeader;
+      this.out.publish();
       if (device.publishUsed()) this.ctx.interrupt();
     }
     return n;
   }
 
+  /** Choose the channel from the frame's flow (multi-queue receivers only). */
+  private pickByFrame(r: ChainReader, len: number): PortChannelProducer {
+    r.skip(this.p.hdrSize);
+    const n = Math.min(len, FLOW_BYTES);
+    r.copyTo(this.flow, 0, n);
+    return this.out.pick(this.flow, 0, n);
+  }
+
   arm(): boolean {
-    if (this.blocked !== 0) return this.out.armSpace(this.blocked);
+    if (this.blockedOn !== undefined) return this.blockedOn.armSpace(this.blocked);
     this.ctx.device.enableNotify();
     return this.ctx.device.available() !== 0;
   }

@@ -55,3 +55,26 @@ export const NET_CTRL_MQ = 4;
 export const NET_CTRL_GUEST_OFFLOADS = 5;
 export const NET_OK = 0;
 export const NET_ERR = 1;
+
+// Control virtqueue commands by class (5.1.6.5.1 - 5.1.6.5.8).
+export const NET_CTRL_RX_PROMISC = 0;
+export const NET_CTRL_RX_ALLMULTI = 1;
+export const NET_CTRL_RX_ALLUNI = 2;
+export const NET_CTRL_RX_NOMULTI = 3;
+export const NET_CTRL_RX_NOUNI = 4;
+export const NET_CTRL_RX_NOBCAST = 5;
+export const NET_CTRL_MAC_TABLE_SET = 0;
+export const NET_CTRL_MAC_ADDR_SET = 1;
+export const NET_CTRL_VLAN_ADD = 0;
+export const NET_CTRL_VLAN_DEL = 1;
+export const NET_CTRL_ANNOUNCE_ACK = 0;
+export const NET_CTRL_MQ_VQ_PAIRS_SET = 0;
+export const NET_CTRL_MQ_RSS_CONFIG = 1;
+export const NET_CTRL_MQ_HASH_CONFIG = 2;
+export const NET_CTRL_MQ_VQ_PAIRS_MIN = 1;
+export const NET_CTRL_MQ_VQ_PAIRS_MAX = 0x8000;
+export const NET_CTRL_GUEST_OFFLOADS_SET = 0;
+/** Bytes of a MAC address in a control command (ETH_ALEN). */
+export const NET_CTRL_MAC_LEN = 6;
+/** VLAN ids are 12 bits (802.1Q): VLAN_ADD / VLAN_DEL take le16 vid < 4096. */
+export const NET_VLAN_ID_LIMIT = 4096;

@@ -14,15 +14,46 @@ export const QUEUE_COUNTERS = [
   'sleeps',
   'dropsTooBig',
   'dropsMalformed',
+  /** Frames whose virtio_net_hdr asks for something not negotiated or not possible (by reason below). */
+  'dropsBadHeader',
+  /** Frames the receive filter (rx mode, MAC table, VLAN) turned away. */
+  'dropsFiltered',
+  /** Wire frames made by segmenting GSO frames for a receiver without the GUEST_* feature. */
+  'segments',
   'errors',
 ] as const;
 export type QueueCounter = (typeof QUEUE_COUNTERS)[number];
 
-const FIELDS = QUEUE_COUNTERS.length + VQ_ERROR_CODES.length;
+/** Why a frame's virtio_net_hdr was refused (5.1.6.2.1, 5.1.6.2.2); each counted under dropsBadHeader too. */
+export const BAD_HEADER_REASONS = [
+  /** DATA_VALID or RSC_INFO set on transmit, or unknown flag bits. */
+  'txFlags',
+  /** NEEDS_CSUM without VIRTIO_NET_F_CSUM. */
+  'csumNotNegotiated',
+  /** csum_start + csum_offset + 2 beyond the frame. */
+  'csumRange',
+  /** A gso_type (or the ECN bit) whose HOST_* feature was not negotiated, or an unknown gso_type. */
+  'gsoNotNegotiated',
+  /** GSO without NEEDS_CSUM. */
+  'gsoWithoutCsum',
+  /** gso_size 0 on a GSO frame. */
+  'gsoSize',
+  /** hdr_len larger than the frame. */
+  'hdrLen',
+  /** A frame larger than the MTU allows, without GSO. */
+  'overMtu',
+  /** The receiver could not carry out the offload (unparseable packet, protocol mismatch). */
+  'offloadFailed',
+] as const;
+export type BadHeaderReason = (typeof BAD_HEADER_REASONS)[number];
+
+const FIELDS = QUEUE_COUNTERS.length + VQ_ERROR_CODES.length + BAD_HEADER_REASONS.length;
 
 /** Index of a counter in a queue's slot. */
 export const counter = (name: QueueCounter): number => QUEUE_COUNTERS.indexOf(name);
 const errorField = (code: VirtqueueErrorCode): number => QUEUE_COUNTERS.length + VQ_ERROR_CODES.indexOf(code);
+/** Index of a bad-header reason's counter in a queue's slot (reason = index in BAD_HEADER_REASONS). */
+export const badHeaderField = (reason: number): number => QUEUE_COUNTERS.length + VQ_ERROR_CODES.length + reason;
 
 export const C_CHAINS = counter('chains');
 export const C_BYTES = counter('bytes');
@@ -30,10 +61,16 @@ export const C_INTERRUPTS = counter('interrupts');
 export const C_SLEEPS = counter('sleeps');
 export const C_DROPS_TOO_BIG = counter('dropsTooBig');
 export const C_DROPS_MALFORMED = counter('dropsMalformed');
+export const C_DROPS_BAD_HEADER = counter('dropsBadHeader');
+export const C_DROPS_FILTERED = counter('dropsFiltered');
+export const C_SEGMENTS = counter('segments');
 export const C_ERRORS = counter('errors');
 
 /** A snapshot of one queue's counters. */
-export type QueueStats = Record<QueueCounter, number> & { errorsByCode: Partial<Record<VirtqueueErrorCode, number>> };
+export type QueueStats = Record<QueueCounter, number> & {
+  errorsByCode: Partial<Record<VirtqueueErrorCode, number>>;
+  badHeaderByReason: Partial<Record<BadHeaderReason, number>>;
+};
 
 /** Counters of every queue of one device, in one SharedArrayBuffer. */
 export class StatsBlock {
@@ -59,12 +96,16 @@ export class StatsBlock {
 
   snapshot(q: number): QueueStats {
     const b = this.base(q);
-    const out = { errorsByCode: {} } as QueueStats;
+    const out = { errorsByCode: {}, badHeaderByReason: {} } as QueueStats;
     QUEUE_COUNTERS.forEach((name, i) => (out[name] = this.f64[b + i]));
     for (const code of VQ_ERROR_CODES) {
       const n = this.f64[b + errorField(code)];
       if (n !== 0) out.errorsByCode[code] = n;
     }
+    BAD_HEADER_REASONS.forEach((reason, i) => {
+      const n = this.f64[b + badHeaderField(i)];
+      if (n !== 0) out.badHeaderByReason[reason] = n;
+    });
     return out;
   }
 

@@ -1,11 +1,13 @@
 import type { FeatureSet } from '../spec/features.js';
+import type { HandlerFactory } from '../worker/queue-handler.js';
 import type { ConfigSpace } from './config-space.js';
 
-/** Which worker handler runs a queue, and with what (plain data). */
-export interface QueueWorkerSpec {
-  kind: string;
-  params: unknown;
-}
+/**
+ * How a queue runs: on its own worker thread with the handler registered
+ * under `kind` (the data path), or inline on the control plane's thread with
+ * `inline` (a control queue).
+ */
+export type QueueWorkerSpec = { kind: string; params: unknown } | { inline: HandlerFactory; params?: unknown };
 
 /**
  * What makes a VirtioDevice a particular device: its id, offered features,
@@ -24,4 +26,6 @@ export interface DeviceModel {
   checkFeatures(accepted: FeatureSet): string | undefined;
   /** The handler of queue `q` under the negotiated features; undefined: the queue has none yet. */
   queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined;
+  /** The device was reset (2.4): put device-specific state (filters, active queues) back. */
+  onReset?(): void;
 }

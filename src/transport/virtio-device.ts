@@ -3,6 +3,7 @@ import {
   DeviceStatusError,
   FeatureNegotiationError,
   InvalidArgumentError,
+  type QueueWorkerError,
   VirtioLabError,
   VirtqueueError,
 } from '../errors.js';
@@ -21,6 +22,8 @@ import {
 } from '../spec/status.js';
 import { type QueueStats, StatsBlock } from '../stats/queue-stats.js';
 import type { DeviceModel } from './device-model.js';
+import { InlineQueueRunner } from './inline-queue-runner.js';
+import type { QueueRunner } from './queue-runner.js';
 import { QueueWorkerHandle } from './queue-worker-handle.js';
 import { workerFile } from './worker-file.js';
 
@@ -54,7 +57,7 @@ interface QueueSlot {
   nextAvail: number;
   /** Saved by stopQueue; undefined means "read used.idx from memory" (as vhost does). */
   nextUsed: number | undefined;
-  worker: QueueWorkerHandle | undefined;
+  worker: QueueRunner | undefined;
 }
 
 const DRIVER_SETTABLE = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK | STATUS_FAILED;
@@ -168,6 +171,7 @@ export class VirtioDevice extends EventEmitter {
 
   private clearState(): void {
     this.slots.forEach((_, q) => (this.slots[q] = this.freshSlot()));
+    this.model.onReset?.();
     this.driverFeatureBits = 0n;
     this.lastFeatureRefusal = undefined;
     this.configVector = PCI_NO_VECTOR;
@@ -378,6 +382,20 @@ export class VirtioDevice extends EventEmitter {
       return;
     }
     const target = (v: number): WordRef | null => (v === PCI_NO_VECTOR ? null : this.vectorTargets[v].ref);
+    const onDeath = (error: QueueWorkerError): void => {
+      if (s.worker !== undefined) s.worker = undefined;
+      this.needsReset(q, error);
+    };
+    if ('inline' in spec) {
+      s.worker = new InlineQueueRunner(q, this.memory, st, this.notify, this.stats, target(s.vector), spec.params, spec.inline, {
+        onDeath,
+        onQueueError: (error) => {
+          s.worker = undefined;
+          this.needsReset(q, error);
+        },
+      });
+      return;
+    }
     s.worker = new QueueWorkerHandle(
       workerFile('queue-worker'),
       {
@@ -394,10 +412,7 @@ export class VirtioDevice extends EventEmitter {
       },
       this.notify,
       {
-        onDeath: (error) => {
-          if (s.worker !== undefined) s.worker = undefined;
-          this.needsReset(q, error);
-        },
+        onDeath,
         onQueueError: (m) => {
           this.emit('queue-error', { queue: q, error: new VirtqueueError(m.code as VirtqueueError['code'], m.message, m.value) } satisfies QueueErrorEvent);
           this.emit('config-interrupt');

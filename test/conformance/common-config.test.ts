@@ -83,10 +83,10 @@ describe('4.1.4.3 common configuration structure layout', () => {
     expect(PCI_NO_VECTOR).toBe(0xffff);
   });
 
-  it('4.1.4.3: num_queues reads the number of queues of the device', () => {
+  it('4.1.4.3 / 5.1.2: num_queues reads the number of queues of the device (receiveq, transmitq, controlq)', () => {
     const { pci, device } = netRig();
-    expect(pci.read(R.PCI_NUM_QUEUES, 2)).toBe(2);
-    expect(device.numQueues).toBe(2);
+    expect(pci.read(R.PCI_NUM_QUEUES, 2)).toBe(3);
+    expect(device.numQueues).toBe(3);
   });
 
   for (const w of WRITABLE) {
@@ -167,7 +167,7 @@ describe('4.1.4.3 queue registers', () => {
   });
 
   it('4.1.4.3.2: writes to the registers of a queue past num_queues are rejected', () => {
-    const { pci } = queueRig(2);
+    const { pci } = queueRig(3);
     for (const [off, width, value] of [[24, 2, 64], [26, 2, 0], [28, 2, 1], [32, 4, 0x1000], [44, 4, 0]]) {
       expectRejectedWrite(pci, off, width, value, 'INVALID_ARGUMENT');
     }

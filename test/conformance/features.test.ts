@@ -6,7 +6,7 @@ import {
   F_VERSION_1,
   FeatureNegotiationError,
   type FeatureSet,
-  NET_DEFAULT_FEATURES,
+  NET_DEVICE_FEATURES,
   NET_FEATURE_DEPENDENCIES,
   NET_F_CSUM,
   NET_F_CTRL_MAC_ADDR,
@@ -28,7 +28,7 @@ import {
   NET_F_HOST_USO,
   NET_F_MAC,
   NET_F_MQ,
-  NET_F_MRG_RXBUF,
+  NET_F_HASH_REPORT,
   NET_F_RSS,
   PCI_DEVICE_FEATURE,
   PCI_DEVICE_FEATURE_SELECT,
@@ -59,7 +59,7 @@ import {
 } from './harness.js';
 
 /** An offer with bits in all four 32-bit words. */
-const WIDE_OFFER: FeatureSet = NET_DEFAULT_FEATURES | bit(NET_F_RSS) | bit(64 + 7) | bit(96 + 31);
+const WIDE_OFFER: FeatureSet = NET_DEVICE_FEATURES | bit(NET_F_RSS) | bit(64 + 7) | bit(96 + 31);
 
 /** virtio 1.2 section 5.1.3.1, restricted to the bits src/spec/features.ts defines. */
 const SPEC_5_1_3_1: ReadonlyArray<readonly [number, readonly number[]]> = [
@@ -120,7 +120,7 @@ describe('2.2 / 4.1.4.3 feature bits through the common config', () => {
     it(`4.1.4.3.2: device_feature through device_feature_select 0..3 presents deviceFeatures (${label})`, () => {
       const { device, pci } = netRig(offer === undefined ? {} : { features: offer });
       expect(readDeviceFeatures(pci)).toBe(device.deviceFeatures);
-      expect(device.deviceFeatures).toBe(offer ?? NET_DEFAULT_FEATURES);
+      expect(device.deviceFeatures).toBe(offer ?? NET_DEVICE_FEATURES);
       for (let sel = 0; sel < 4; sel++) {
         pci.write(PCI_DEVICE_FEATURE_SELECT, 4, sel);
         expect(pci.read(PCI_DEVICE_FEATURE_SELECT, 4)).toBe(sel);
@@ -153,23 +153,23 @@ describe('2.2 / 4.1.4.3 feature bits through the common config', () => {
   it('4.1.4.3.2: driver_feature writes assemble a 64-bit set from words 0 and 1', () => {
     const { device, pci } = netRig();
     bringTo(pci, STAGE_DRIVER);
-    writeDriverFeatures(pci, NET_DEFAULT_FEATURES, [1, 0]);
-    expect(device.driverFeatures).toBe(NET_DEFAULT_FEATURES);
+    writeDriverFeatures(pci, NET_DEVICE_FEATURES, [1, 0]);
+    expect(device.driverFeatures).toBe(NET_DEVICE_FEATURES);
     writeStatus(pci, STAGE_FEATURES_OK);
     expect(readStatus(pci)).toBe(STAGE_FEATURES_OK);
-    expect(device.negotiatedFeatures).toBe(NET_DEFAULT_FEATURES);
+    expect(device.negotiatedFeatures).toBe(NET_DEVICE_FEATURES);
   });
 
   it('4.1.4.3.2: a driver_feature write past the four feature words is rejected and changes nothing', () => {
     const { device, pci } = netRig();
     bringTo(pci, STAGE_DRIVER);
-    writeDriverFeatures(pci, NET_DEFAULT_FEATURES);
+    writeDriverFeatures(pci, NET_DEVICE_FEATURES);
     for (const sel of [4, 0xffff, 0xffffffff]) {
       pci.write(PCI_DRIVER_FEATURE_SELECT, 4, sel);
       expectRejectedWrite(pci, PCI_DRIVER_FEATURE, 4, 1, 'INVALID_ARGUMENT');
       expect(pci.read(PCI_DRIVER_FEATURE, 4)).toBe(0);
     }
-    expect(device.driverFeatures).toBe(NET_DEFAULT_FEATURES);
+    expect(device.driverFeatures).toBe(NET_DEVICE_FEATURES);
   });
 
   for (const [name, stage] of STAGES.filter(([, s]) => s !== STAGE_DRIVER)) {
@@ -177,7 +177,7 @@ describe('2.2 / 4.1.4.3 feature bits through the common config', () => {
       const { device, pci } = netRig();
       bringTo(pci, stage);
       const before = device.driverFeatures;
-      expect(() => device.setDriverFeatures(NET_DEFAULT_FEATURES | bit(NET_F_MRG_RXBUF))).toThrow(DeviceStatusError);
+      expect(() => device.setDriverFeatures(NET_DEVICE_FEATURES | bit(NET_F_HASH_REPORT))).toThrow(DeviceStatusError);
       pci.write(PCI_DRIVER_FEATURE_SELECT, 4, 0);
       expectRejectedWrite(pci, PCI_DRIVER_FEATURE, 4, 0xffffffff, 'INVALID_DEVICE_STATUS');
       expect(device.driverFeatures).toBe(before);
@@ -188,9 +188,9 @@ describe('2.2 / 4.1.4.3 feature bits through the common config', () => {
 
 describe('2.2 / 3.1.1 FEATURES_OK: the device checks the accepted set', () => {
   const refusals: ReadonlyArray<{ rule: string; accept: FeatureSet; reason: RegExp }> = [
-    { rule: '2.2.1: FEATURES_OK is refused when the driver accepts a feature the device did not offer', accept: NET_DEFAULT_FEATURES | bit(NET_F_MRG_RXBUF), reason: /did not offer/ },
-    { rule: '2.2.1: FEATURES_OK is refused for an unoffered bit in the high feature words', accept: NET_DEFAULT_FEATURES | bit(100), reason: /did not offer/ },
-    { rule: '6: FEATURES_OK is refused when the driver omits VIRTIO_F_VERSION_1', accept: NET_DEFAULT_FEATURES & ~bit(F_VERSION_1), reason: /VERSION_1/ },
+    { rule: '2.2.1: FEATURES_OK is refused when the driver accepts a feature the device did not offer', accept: NET_DEVICE_FEATURES | bit(NET_F_HASH_REPORT), reason: /did not offer/ },
+    { rule: '2.2.1: FEATURES_OK is refused for an unoffered bit in the high feature words', accept: NET_DEVICE_FEATURES | bit(100), reason: /did not offer/ },
+    { rule: '6: FEATURES_OK is refused when the driver omits VIRTIO_F_VERSION_1', accept: NET_DEVICE_FEATURES & ~bit(F_VERSION_1), reason: /VERSION_1/ },
     { rule: '6: FEATURES_OK is refused for an empty accepted set (no VIRTIO_F_VERSION_1)', accept: 0n, reason: /VERSION_1/ },
   ];
   for (const c of refusals) {
@@ -218,16 +218,16 @@ describe('2.2 / 3.1.1 FEATURES_OK: the device checks the accepted set', () => {
   it('3.1.1 step 6: after a refusal the driver may accept a valid set and FEATURES_OK sticks', () => {
     const { device, pci } = netRig();
     expect(tryFeaturesOk(pci, 0n)).toBe(false);
-    writeDriverFeatures(pci, NET_DEFAULT_FEATURES);
+    writeDriverFeatures(pci, NET_DEVICE_FEATURES);
     writeStatus(pci, STAGE_FEATURES_OK);
     expect(readStatus(pci)).toBe(STAGE_FEATURES_OK);
     expect(device.lastFeatureRefusal).toBeUndefined();
-    expect(device.negotiatedFeatures).toBe(NET_DEFAULT_FEATURES);
+    expect(device.negotiatedFeatures).toBe(NET_DEVICE_FEATURES);
     expect(() => device.assertFeaturesOk()).not.toThrow();
   });
 
   it('2.2.2: the device accepts every valid subset it offers: the whole offer, VERSION_1 alone, and the default set', () => {
-    for (const accept of [ALL_NET_FEATURES, bit(F_VERSION_1), NET_DEFAULT_FEATURES]) {
+    for (const accept of [ALL_NET_FEATURES, bit(F_VERSION_1), NET_DEVICE_FEATURES]) {
       const { device, pci } = netRig({ features: ALL_NET_FEATURES });
       expect(tryFeaturesOk(pci, accept), `accept 0x${accept.toString(16)}: ${device.lastFeatureRefusal}`).toBe(true);
       expect(device.negotiatedFeatures).toBe(accept);
@@ -277,10 +277,10 @@ describe('5.1.3.1 virtio-net feature bit requirements', () => {
 describe('3.1.1 PciDriver.negotiate', () => {
   it('3.1.1 steps 1-6: negotiate accepts wanted ∩ offered, sets FEATURES_OK and returns the accepted set', async () => {
     const { device, pci, driver } = netRig();
-    const wanted = bit(F_VERSION_1) | bit(F_EVENT_IDX) | bit(NET_F_MAC) | bit(NET_F_MRG_RXBUF) | bit(90);
+    const wanted = bit(F_VERSION_1) | bit(F_EVENT_IDX) | bit(NET_F_MAC) | bit(NET_F_HASH_REPORT) | bit(90);
     const accepted = await driver.negotiate(wanted);
-    expect(accepted).toBe(wanted & NET_DEFAULT_FEATURES);
-    expect(hasFeature(accepted, NET_F_MRG_RXBUF)).toBe(false);
+    expect(accepted).toBe(wanted & NET_DEVICE_FEATURES);
+    expect(hasFeature(accepted, NET_F_HASH_REPORT)).toBe(false);
     expect(hasFeature(accepted, F_INDIRECT_DESC)).toBe(false);
     expect(driver.features).toBe(accepted);
     expect(device.negotiatedFeatures).toBe(accepted);
@@ -297,7 +297,7 @@ describe('3.1.1 PciDriver.negotiate', () => {
   });
 
   const refused: ReadonlyArray<{ rule: string; offer?: FeatureSet; wanted: FeatureSet; reason: RegExp }> = [
-    { rule: '6: negotiate throws FeatureNegotiationError when VERSION_1 is not wanted', wanted: NET_DEFAULT_FEATURES & ~bit(F_VERSION_1), reason: /VERSION_1/ },
+    { rule: '6: negotiate throws FeatureNegotiationError when VERSION_1 is not wanted', wanted: NET_DEVICE_FEATURES & ~bit(F_VERSION_1), reason: /VERSION_1/ },
     { rule: '5.1.3.1: negotiate throws FeatureNegotiationError when a wanted feature lacks its requirement', offer: ALL_NET_FEATURES, wanted: bit(F_VERSION_1) | bit(NET_F_GUEST_TSO4), reason: new RegExp(`feature ${NET_F_GUEST_TSO4} `) },
   ];
   for (const c of refused) {

@@ -14,7 +14,7 @@ import {
   type FeatureSet,
   GuestAllocator,
   type GuestMemory,
-  NET_DEFAULT_FEATURES,
+  NET_DEVICE_FEATURES,
   NET_FEATURE_DEPENDENCIES,
   type NetDeviceOptions,
   PCI_DEVICE_FEATURE,
@@ -54,7 +54,7 @@ export const STAGES: ReadonlyArray<readonly [name: string, status: number]> = [
 /** Every net feature bit this library knows, with VERSION_1: a set that satisfies every dependency. */
 export const ALL_NET_FEATURES: FeatureSet = NET_FEATURE_DEPENDENCIES.reduce(
   (set, [feature, needs]) => set | bit(feature) | featureSet(...needs),
-  NET_DEFAULT_FEATURES | bit(F_VERSION_1),
+  NET_DEVICE_FEATURES | bit(F_VERSION_1),
 );
 
 export interface Rig {

@@ -6,7 +6,7 @@ import {
   F_VERSION_1,
   FeatureNegotiationError,
   InvalidArgumentError,
-  NET_DEFAULT_FEATURES,
+  NET_DEVICE_FEATURES,
   PCI_NO_VECTOR,
   PCI_QUEUE_DESC,
   PCI_QUEUE_DEVICE,
@@ -46,7 +46,7 @@ function areas(s: QueueState): Array<[string, number, number, number]> {
  * the driver's allocator left at an odd address so that every area has to be
  * aligned up. Queues are set up but DRIVER_OK is never written.
  */
-async function setupRig(features = NET_DEFAULT_FEATURES) {
+async function setupRig(features = NET_DEVICE_FEATURES) {
   const rig = netRig({ gpa: GPA });
   rig.memory.fill(GPA, PATTERN, GUEST_BYTES);
   await rig.driver.negotiate(features);

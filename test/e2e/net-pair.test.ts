@@ -62,7 +62,7 @@ describe('virtio-net pair through real queue workers', () => {
     expect(pair.a.queueStats(TX).interrupts).toBeLessThanOrEqual(2);
     // Asking (used_event = last seen) brings exactly the next one.
     // Every frame arrived; wait for the device's last tx completions too.
-    await until(() => (pair!.da.reclaimTx(), pair!.da.tx.pending === 0), 5000, 'tx completions');
+    await until(() => (pair!.da.reclaimTx(), pair!.da.pair.tx.pending === 0), 5000, 'tx completions');
     const before = pair.a.queueStats(TX).interrupts;
     expect(pair.da.enableInterrupts()).toBe(false);
     const more = [...frames, numberedFrame(frames.length, 64)];
@@ -148,8 +148,9 @@ describe('virtio-net pair through real queue workers', () => {
     const idx = mem.readU16(avail + 2);
     mem.writeU16(avail + 4 + 2 * (idx % 64), 999);
     Atomics.store(new Uint16Array(mem.regions[0].buffer), (avail + mem.regions[0].bias + 2) / 2, idx + 1);
-    Atomics.add(new Int32Array(pair.a.wakeWords.tx.buffer), pair.a.wakeWords.tx.index, 1);
-    Atomics.notify(new Int32Array(pair.a.wakeWords.tx.buffer), pair.a.wakeWords.tx.index);
+    const txWake = pair.a.wakeWords.tx[0];
+    Atomics.add(new Int32Array(txWake.buffer), txWake.index, 1);
+    Atomics.notify(new Int32Array(txWake.buffer), txWake.index);
     const e = await error;
     expect(e.error).toBeInstanceOf(VirtqueueError);
     expect(e.error.code).toBe('AVAIL_HEAD_OUT_OF_RANGE');
@@ -174,7 +175,7 @@ describe('virtio-net pair through real queue workers', () => {
     const back = new Transfer(pair.db, pair.da);
     await back.run([numberedFrame(1, 64)]);
     // Re-program the queue with the rings it had (the driver's state is still valid at index 0).
-    const spec = pair.da.spec.tx;
+    const spec = pair.da.spec.pairs[0].tx;
     pair.a.setQueueSize(TX, spec.size);
     pair.a.setQueueAddresses(TX, { desc: spec.desc, avail: spec.avail, used: spec.used });
     pair.a.enableQueue(TX);

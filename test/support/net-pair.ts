@@ -96,7 +96,11 @@ export class Transfer {
     }
     this.tx.flushTx();
     moved += this.tx.reclaimTx();
-    moved += this.rx.receive((bytes, at, len) => this.received.push(bytes.slice(at, at + len)));
+    moved += this.rx.receive((p) => {
+      const f = new Uint8Array(p.length);
+      p.copyTo(f);
+      this.received.push(f);
+    });
     return moved;
   }
 

@@ -1,0 +1,15 @@
+import type { QueueState } from '../ring/queue-state.js';
+
+/**
+ * A running queue as the control plane sees it: on its own worker thread
+ * (QueueWorkerHandle) or served by the control plane itself
+ * (InlineQueueRunner, for control queues).
+ */
+export interface QueueRunner {
+  /** Stop after the current batch; resolves with the queue's state (the vring base). */
+  stop(): Promise<QueueState>;
+  /** End it without saving state. */
+  terminate(): Promise<void>;
+  /** Fault injection: end it as a crash would; reported as a death. */
+  kill(): Promise<void>;
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { probePlacement } from '../lab/placement.js';
-import { runPump } from '../lab/pump.js';
+import { type PumpTick, runPump } from '../lab/pump.js';
 
 const USAGE = `usage: virtio-lab pump [options]
 
@@ -12,11 +12,30 @@ queue worker threads, printing live packets/s and Gbit/s.
   --seconds S      stop after S seconds
   --size B         frame size in bytes (default 64)
   --queue-size N   ring size (default 1024)
+  --pairs N        queue pairs per NIC, one guest thread each (default 1)
   --spin-us U      microseconds to poll before sleeping (default 30)
   --json           print the result as JSON
 `;
 
 const fmt = (n: number, digits = 2): string => n.toFixed(digits);
+
+/**
+ * The live display: on a terminal one line redrawn in place (progress bar,
+ * packets/s, Gbit/s, frames per pair); otherwise one line per tick.
+ */
+function liveLine(totalFrames: number, seconds: number | undefined): (t: PumpTick) => void {
+  const tty = process.stdout.isTTY === true;
+  return (t) => {
+    const done = totalFrames > 0 ? t.received / totalFrames : seconds !== undefined ? t.seconds / seconds : 0;
+    const width = 24;
+    const filled = Math.max(0, Math.min(width, Math.round(done * width)));
+    const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${fmt(100 * Math.min(1, done), 0).padStart(3)}%`;
+    const pairs = t.perPair.length > 1 ? `  per pair ${t.perPair.join(' / ')}` : '';
+    const line = `${bar} ${fmt(t.seconds, 1).padStart(6)} s  ${fmt(t.pps / 1e6).padStart(7)} Mpps  ${fmt(t.gbps).padStart(7)} Gbit/s  received ${t.received}${pairs}`;
+    if (tty) process.stdout.write(`\r${line}`);
+    else console.log(line);
+  };
+}
 
 async function pump(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -26,6 +45,7 @@ async function pump(args: string[]): Promise<number> {
       seconds: { type: 'string' },
       size: { type: 'string', default: '64' },
       'queue-size': { type: 'string', default: '1024' },
+      pairs: { type: 'string', default: '1' },
       'spin-us': { type: 'string', default: '30' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -38,16 +58,19 @@ async function pump(args: string[]): Promise<number> {
   const placement = await probePlacement();
   const live = !values.json;
   if (live) console.log(`placement: ${placement.placement} (cache-line round trip ${placement.roundTripNs} ns), node ${process.version}`);
+  const frames = Number(values.frames);
+  const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+  const pairs = Number(values.pairs);
   const result = await runPump({
-    frames: Number(values.frames),
-    seconds: values.seconds === undefined ? undefined : Number(values.seconds),
+    frames,
+    pairs,
+    seconds,
     frameSize: Number(values.size),
     queueSize: Number(values['queue-size']),
     spinUs: Number(values['spin-us']),
-    onTick: live
-      ? (t) => console.log(`${fmt(t.seconds, 1).padStart(6)} s  ${fmt(t.pps / 1e6).padStart(7)} Mpps  ${fmt(t.gbps).padStart(7)} Gbit/s  received ${t.received}`)
-      : undefined,
+    onTick: live ? liveLine(frames * pairs, seconds) : undefined,
   });
+  if (live && process.stdout.isTTY) process.stdout.write('\n');
   if (values.json) {
     console.log(JSON.stringify({ ...result, placement }, null, 2));
   } else {
@@ -56,7 +79,11 @@ async function pump(args: string[]): Promise<number> {
         `${fmt(result.pps / 1e6)} Mpps, ${fmt(result.gbps)} Gbit/s; lost ${result.lost}, out of sequence ${result.sequenceErrors}; ` +
         `${result.busyThreads} busy threads on ${result.cores} cores, ${placement.placement} placement`,
     );
-    console.log(`tx queue: ${result.txQueue.sleeps} sleeps, ${result.txQueue.interrupts} interrupts; rx queue: ${result.rxQueue.sleeps} sleeps, ${result.rxQueue.interrupts} interrupts`);
+    result.perPair.forEach((n, p) => {
+      const tx = result.txQueues[p];
+      const rx = result.rxQueues[p];
+      console.log(`pair ${p}: received ${n}; tx queue ${tx.sleeps} sleeps, ${tx.interrupts} interrupts; rx queue ${rx.chains} chains, ${rx.sleeps} sleeps, ${rx.interrupts} interrupts`);
+    });
   }
   return result.lost === 0 && result.sequenceErrors === 0 ? 0 : 1;
 }

@@ -2,7 +2,7 @@ import { parseMac } from '../net/mac.js';
 import { NetDriver } from '../net/net-driver.js';
 import { AdaptiveWait } from '../notify/adaptive-wait.js';
 import type { NetRxPacket } from '../virtskb/index.js';
-import { PUMP_DONE, PUMP_RECEIVED, PUMP_SENT, PUMP_SEQ_ERRORS, PUMP_STOP, PUMP_T_FIRST, PUMP_T_LAST, type PumpGuestData } from './pump-protocol.js';
+import { PUMP_COUNTERS, PUMP_DONE, PUMP_RECEIVED, PUMP_SENT, PUMP_SEQ_ERRORS, PUMP_STOP, PUMP_T_FIRST, PUMP_T_LAST, type PumpGuestData } from './pump-protocol.js';
 
 /** Byte offset of the sequence number in a pump frame (after the Ethernet header). */
 const SEQ_AT = 14;
@@ -17,9 +17,10 @@ const TX_BATCH = 32;
  * Polls while there is work, sleeps on the shared interrupt word when not.
  */
 export function runPumpGuest(data: PumpGuestData): void {
-  const tx = new NetDriver(data.sender);
-  const rx = new NetDriver(data.receiver);
-  const counters = new Float64Array(data.counters);
+  const tx = new NetDriver(data.sender, [data.pair]);
+  const rx = new NetDriver(data.receiver, [data.pair]);
+  const all = new Float64Array(data.counters);
+  const counters = all.subarray(data.pair * PUMP_COUNTERS, (data.pair + 1) * PUMP_COUNTERS);
   const size = data.frameSize;
   let limit = data.frames > 0 ? data.frames : Number.MAX_SAFE_INTEGER;
   const u8 = tx.u8;
@@ -28,7 +29,7 @@ export function runPumpGuest(data: PumpGuestData): void {
   const template = new Uint8Array(size);
   for (let i = 0; i < size; i++) template[i] = i & 0xff;
   template.set(parseMac(data.receiver.mac), 0);
-  template.set(parseMac(data.sender.mac), 6);
+  template.set(parseMac(data.srcMac), 6);
   template[12] = ETHERTYPE >>> 8;
   template[13] = ETHERTYPE & 0xff;
 
@@ -75,7 +76,7 @@ export function runPumpGuest(data: PumpGuestData): void {
   counters[PUMP_T_FIRST] = now();
   while (received < limit) {
     // Asked to stop: send no more, but drain what is in flight so nothing counts as lost.
-    if (counters[PUMP_STOP] !== 0 && limit > sent) limit = sent;
+    if (all[PUMP_STOP] !== 0 && limit > sent) limit = sent;
     if (step() !== 0 || wait.spin(step) !== 0) continue;
     const seen = wait.snapshot();
     const ready = tx.enableInterrupts() || rx.enableInterrupts();

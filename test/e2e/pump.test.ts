@@ -8,8 +8,18 @@ describe('packet pump (guest thread + real queue workers)', () => {
     expect(r.received).toBe(200_000);
     expect(r.lost).toBe(0);
     expect(r.sequenceErrors).toBe(0);
-    expect(r.txQueue.chains).toBe(200_000);
-    expect(r.rxQueue.bytes).toBe(200_000 * 64);
+    expect(r.txQueues[0].chains).toBe(200_000);
+    expect(r.rxQueues[0].bytes).toBe(200_000 * 64);
+  });
+
+  it('5.1.6.5.5: two queue pairs after VQ_PAIRS_SET carry two streams on their own queues, each once and in order', async () => {
+    const r = await runPump({ frames: 50_000, frameSize: 64, queueSize: 256, pairs: 2 });
+    expect(r.received).toBe(100_000);
+    expect(r.lost).toBe(0);
+    expect(r.sequenceErrors).toBe(0);
+    expect(r.perPair).toEqual([50_000, 50_000]);
+    // Flow steering put each stream on its own receive queue.
+    expect(r.rxQueues.map((q) => q.chains)).toEqual([50_000, 50_000]);
   });
 
   it('stop / restart of both queues under full load answers within one batch and loses nothing', async () => {

@@ -306,29 +306,7 @@ export class RecvBuffers<P extends RxPacket = RxPacket> implements RxPacketOwner
 
   /** Small mode: one used entry is one packet, header and frame in one buffer. */
   receiveSmall(onPacket: (p: P) => void, max = MAX_PACKETS): number {
-    if (!this.enter(SMALL, 'receiveSmall')) return 0;
-    const { u8, packet, queue } = this;
-    const hdr = this.hdrSize;
-    const shortest = hdr + this.minLength;
-    let n = 0;
-    while (n < max) {
-      const u = this.take();
-      if (u < 0) break;
-      const len = queue.usedLen;
-      if (len < shortest) {
-        this.stats.rxLengthErrors++;
-        this.putUnit(u);
-        continue;
-      }
-      const h = this.idx0 + u * this.unitBytes + this.hdrAt;
-      packet.begin(u8, h, hdr, 1);
-      if (len > hdr) packet.addSegment(u8, h + hdr, len - hdr);
-      this.cur[0] = u;
-      this.curCount = 1;
-      this.deliver(onPacket);
-      n++;
-    }
-    return n;
+    return this.enter(SMALL, 'receiveSmall') ? this.receiveSingle(onPacket, max) : 0;
   }
 
   /**
@@ -337,11 +315,13 @@ export class RecvBuffers<P extends RxPacket = RxPacket> implements RxPacketOwner
    * the first page, then everything after it.
    */
   receiveBig(onPacket: (p: P) => void, max = MAX_PACKETS): number {
-    if (!this.enter(BIG, 'receiveBig')) return 0;
-    const { u8, packet, queue } = this;
-    const hdr = this.hdrSize;
-    const shortest = hdr + this.minLength;
-    const firstData = this.pageSize - this.dataAt;
+    return this.enter(BIG, 'receiveBig') ? this.receiveSingle(onPacket, max) : 0;
+  }
+
+  /** Small and big: one used entry per packet. */
+  private receiveSingle(onPacket: (p: P) => void, max: number): number {
+    const { queue } = this;
+    const shortest = this.hdrSize + this.minLength;
     let n = 0;
     while (n < max) {
       const u = this.take();
@@ -352,21 +332,36 @@ export class RecvBuffers<P extends RxPacket = RxPacket> implements RxPacketOwner
         this.putUnit(u);
         continue;
       }
-      const base = this.idx0 + u * this.unitBytes;
-      packet.begin(u8, base, hdr, 1);
-      let rest = len - hdr;
-      if (rest > 0) {
-        const first = rest < firstData ? rest : firstData;
-        packet.addSegment(u8, base + this.dataAt, first);
-        rest -= first;
-        if (rest > 0) packet.addSegment(u8, base + this.pageSize, rest);
-      }
+      if (this.kind === BIG) this.describeBig(u, len);
+      else this.describeSmall(u, len);
       this.cur[0] = u;
       this.curCount = 1;
       this.deliver(onPacket);
       n++;
     }
     return n;
+  }
+
+  /** The packet in small unit `u`: header, then the frame right after it. */
+  private describeSmall(u: number, len: number): void {
+    const hdr = this.hdrSize;
+    const h = this.idx0 + u * this.unitBytes + this.hdrAt;
+    this.packet.begin(this.u8, h, hdr, 1);
+    if (len > hdr) this.packet.addSegment(this.u8, h + hdr, len - hdr);
+  }
+
+  /** The packet in big unit `u`: header at the first page's start, frame from dataAt on. */
+  private describeBig(u: number, len: number): void {
+    const { u8, packet } = this;
+    const base = this.idx0 + u * this.unitBytes;
+    packet.begin(u8, base, this.hdrSize, 1);
+    let rest = len - this.hdrSize;
+    if (rest <= 0) return;
+    const firstData = this.pageSize - this.dataAt;
+    const first = rest < firstData ? rest : firstData;
+    packet.addSegment(u8, base + this.dataAt, first);
+    rest -= first;
+    if (rest > 0) packet.addSegment(u8, base + this.pageSize, rest);
   }
 
   /**

@@ -7,7 +7,7 @@ import {
   NET_F_GUEST_UFO,
   NET_F_GUEST_USO4,
   NET_F_GUEST_USO6,
-  hasFeature,
+  featureMask,
 } from '../spec/features.js';
 import { NET_HDR_GSO_ECN, NET_HDR_GSO_TCPV4, NET_HDR_GSO_TCPV6, NET_HDR_GSO_UDP, NET_HDR_GSO_UDP_L4 } from '../spec/net.js';
 
@@ -22,7 +22,7 @@ export const RX_ECN = 64;
 
 /** The receive offloads the negotiated features allow (5.1.3, GUEST_*). */
 export function rxOffloads(features: FeatureSet): number {
-  const pairs: Array<[number, number]> = [
+  return featureMask(features, [
     [NET_F_GUEST_CSUM, RX_CSUM],
     [NET_F_GUEST_TSO4, RX_TSO4],
     [NET_F_GUEST_TSO6, RX_TSO6],
@@ -30,8 +30,7 @@ export function rxOffloads(features: FeatureSet): number {
     [NET_F_GUEST_USO4, RX_USO4],
     [NET_F_GUEST_USO6, RX_USO6],
     [NET_F_GUEST_ECN, RX_ECN],
-  ];
-  return pairs.reduce((bits, [f, b]) => (hasFeature(features, f) ? bits | b : bits), 0);
+  ]);
 }
 
 /**

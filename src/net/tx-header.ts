@@ -6,7 +6,7 @@ import {
   NET_F_HOST_TSO6,
   NET_F_HOST_UFO,
   NET_F_HOST_USO,
-  hasFeature,
+  featureMask,
 } from '../spec/features.js';
 import {
   NET_HDR_CSUM_OFFSET,
@@ -35,15 +35,14 @@ export const TX_ECN = 32;
 
 /** The transmit offloads the negotiated features allow (5.1.3, HOST_* and CSUM). */
 export function txOffloads(features: FeatureSet): number {
-  const pairs: Array<[number, number]> = [
+  return featureMask(features, [
     [NET_F_CSUM, TX_CSUM],
     [NET_F_HOST_TSO4, TX_TSO4],
     [NET_F_HOST_TSO6, TX_TSO6],
     [NET_F_HOST_UFO, TX_UFO],
     [NET_F_HOST_USO, TX_USO],
     [NET_F_HOST_ECN, TX_ECN],
-  ];
-  return pairs.reduce((bits, [f, b]) => (hasFeature(features, f) ? bits | b : bits), 0);
+  ]);
 }
 
 const reason = (r: BadHeaderReason): number => BAD_HEADER_REASONS.indexOf(r);

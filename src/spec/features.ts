@@ -91,3 +91,11 @@ export const NET_FEATURE_DEPENDENCIES: ReadonlyArray<readonly [number, readonly 
   [NET_F_CTRL_MAC_ADDR, [NET_F_CTRL_VQ]],
   [NET_F_RSS, [NET_F_CTRL_VQ]],
 ];
+
+/**
+ * Fold features into a small number for hot paths (no bigint per packet):
+ * for each [feature, mask] in `table` whose feature is in `set`, mask is or-ed in.
+ */
+export function featureMask(set: FeatureSet, table: ReadonlyArray<readonly [number, number]>): number {
+  return table.reduce((bits, [feature, mask]) => (hasFeature(set, feature) ? bits | mask : bits), 0);
+}

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { probePlacement } from '../lab/placement.js';
 import { type PumpTick, runPump } from '../lab/pump.js';
+import { LAB_USAGE, labCommand } from './lab-command.js';
 
 const USAGE = `usage: virtio-lab pump [options]
 
@@ -93,8 +94,10 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'pump':
       return pump(rest);
+    case 'lab':
+      return labCommand(rest);
     default:
-      process.stderr.write(USAGE);
+      process.stderr.write(`${USAGE}\n${LAB_USAGE}`);
       return command === undefined || command === '--help' ? 0 : 2;
   }
 }

@@ -1,11 +1,21 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const node = (args: string[]) => run(process.execPath, args, { cwd: root, timeout: 60_000 });
+
+/** tshark's stdout; a missing tshark fails the test (this file imports nothing from src/: it tests dist/). */
+function tshark(args: string[]): string {
+  const bin = '/usr/bin/tshark';
+  if (!existsSync(bin)) throw new Error(`${bin} not found: reading the captures needs tshark (apt-get install tshark)`);
+  return execFileSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+}
 
 describe('examples and the CLI run as a user runs them (from dist/)', () => {
   it('examples/two-nics.mjs prints the three frames b received', async () => {
@@ -33,5 +43,89 @@ describe('examples and the CLI run as a user runs them (from dist/)', () => {
 
   it('virtio-lab with an unknown command exits 2 with usage', async () => {
     await expect(node(['dist/cli.js', 'nonsense'])).rejects.toMatchObject({ code: 2 });
+  });
+});
+
+describe('lab examples and `virtio-lab lab` (from dist/)', () => {
+  let dir: string | undefined;
+  const tmp = (): string => (dir ??= mkdtempSync(join(tmpdir(), 'vl-lab-examples-')));
+  afterEach(() => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+  const cli = join(root, 'dist/cli.js');
+
+  it('examples/switch-pcap.mjs: frames between every pair of NICs, the learned MAC table, and a capture tshark reads', async () => {
+    const pcap = join(tmp(), 'switch.pcap');
+    const { stdout } = await node(['examples/switch-pcap.mjs', pcap]);
+    for (const [from, to] of [['a', 'b'], ['a', 'c'], ['b', 'a'], ['b', 'c'], ['c', 'a'], ['c', 'b']]) {
+      expect(stdout, stdout).toContain(`${from} -> ${to}: sent 100, received 100, lost 0`);
+    }
+    expect(stdout, stdout).toContain('52:54:00:00:01:0a on port 0 (a)');
+    expect(stdout).toContain('52:54:00:00:01:0b on port 1 (b)');
+    expect(stdout).toContain('52:54:00:00:01:0c on port 2 (c)');
+    const captured = Number(/captured (\d+) frames to (.*)/.exec(stdout)?.[1]);
+    expect(captured).toBe(600); // every frame the switch forwarded, once
+    const fields = tshark(['-r', pcap, '-T', 'fields', '-e', 'eth.src', '-e', 'eth.type']).trim().split('\n');
+    expect(fields).toHaveLength(captured);
+    expect(new Set(fields)).toEqual(new Set(['52:54:00:00:01:0a\t0x88b5', '52:54:00:00:01:0b\t0x88b5', '52:54:00:00:01:0c\t0x88b5']));
+  });
+
+  it('examples/lossy-link.mjs: what was not received is what the relay dropped', async () => {
+    const { stdout } = await node(['examples/lossy-link.mjs']);
+    const m = /sent (\d+), received (\d+), lost (\d+) \(/.exec(stdout);
+    const relay = /relay: dropped (\d+) frames a -> b by loss, (\d+) delivered/.exec(stdout);
+    expect(m, stdout).not.toBeNull();
+    expect(relay, stdout).not.toBeNull();
+    const [sent, received, lost] = m!.slice(1).map(Number);
+    expect(sent).toBe(2000);
+    expect(received + lost).toBe(sent);
+    expect(lost).toBeGreaterThan(0);
+    expect(Number(relay![1])).toBe(lost);
+    expect(Number(relay![2])).toBe(received);
+    expect(stdout).toMatch(/single frames: \d+ of 10 arrived, one-way times .* ms \(link delay 2 ms\)/);
+  });
+
+  it('virtio-lab lab examples/lab.json --json: every flow accounted for, switch ports named, capture written', async () => {
+    // Run in a scratch directory: the topology's capture file is relative to the working directory.
+    const { stdout } = await run(process.execPath, [cli, 'lab', join(root, 'examples/lab.json'), '--json'], { cwd: tmp(), timeout: 60_000 });
+    const r = JSON.parse(stdout);
+    const flow = (from: string, to: string) => r.flows.find((f: { from: string; to: string }) => f.from === from && f.to === to);
+    for (const [from, to, frames] of [['a', 'b', 1000], ['b', 'c', 1000], ['c', 'a', 500]] as const) {
+      expect(flow(from, to)).toMatchObject({ sent: frames, received: frames, lost: 0, outOfOrder: 0, duplicates: 0 });
+    }
+    const de = flow('d', 'e');
+    expect(de.sent).toBe(1000);
+    expect(de.lost).toBe(r.links[0].lostAToB);
+    expect(de.received + de.lost).toBe(1000);
+    expect(r.switches.sw0.ports.map((p: { name: string }) => p.name)).toEqual(['a', 'b', 'c']);
+    expect(r.switches.sw0.macEntries).toBe(3);
+    expect(r.captures).toEqual([{ file: 'lab-sw0.pcap', of: 'switch sw0' }]);
+    const pcap = join(tmp(), 'lab-sw0.pcap');
+    expect(existsSync(pcap)).toBe(true);
+    expect(tshark(['-r', pcap, '-T', 'fields', '-e', 'frame.number']).trim().split('\n')).toHaveLength(r.switches.sw0.captured);
+  });
+
+  it('virtio-lab lab prints tables without --json', async () => {
+    const file = join(tmp(), 'small.json');
+    writeFileSync(file, JSON.stringify({ nics: [{ name: 'p' }, { name: 'q' }], links: [{ a: 'p', b: 'q' }], traffic: [{ from: 'p', to: 'q', frames: 100, size: 64 }] }));
+    const { stdout } = await run(process.execPath, [cli, 'lab', file], { cwd: tmp(), timeout: 60_000 });
+    expect(stdout).toMatch(/p -> q\s+100\s+64\s+100\s+100\s+0\s+0\.00%/);
+    expect(stdout).toContain('link p <-> q: direct (no relay)');
+  });
+
+  it('virtio-lab lab exits 2 naming the bad field of a topology, and without a file', async () => {
+    const file = join(tmp(), 'bad.json');
+    writeFileSync(file, JSON.stringify({ nics: [{ name: 'a' }], links: [{ a: 'a', b: 'ghost' }] }));
+    const err = await run(process.execPath, [cli, 'lab', file], { cwd: tmp() }).catch((e) => e);
+    expect(err.code).toBe(2);
+    expect(err.stderr).toContain('links[0].b: "ghost" is not a NIC or socket link of this topology');
+    const none = await run(process.execPath, [cli, 'lab'], { cwd: tmp() }).catch((e) => e);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('usage: virtio-lab lab <topology.json>');
+    writeFileSync(file, '{ "nics": [');
+    const broken = await run(process.execPath, [cli, 'lab', file], { cwd: tmp() }).catch((e) => e);
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toMatch(/\(file\): .*bad\.json is not JSON/);
   });
 });

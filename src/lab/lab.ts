@@ -1,0 +1,697 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type ImpairmentOptions, validateImpairment } from '../backends/impairment.js';
+import { type Link, type LinkOptions, connectNics } from '../backends/link.js';
+import type { PortAttachable } from '../backends/port-channel.js';
+import type { RelayImpairment } from '../backends/relay.js';
+import { SocketLink, type SocketLinkOptions, type SocketLinkStats } from '../backends/socket-link.js';
+import type { MacEntry } from '../backends/switch-mac-table.js';
+import type { PortStats, SwitchStats } from '../backends/switch-stats.js';
+import { MAX_PORTS, NetSwitch, type NetSwitchOptions, type SwitchPortOptions, type TapOptions } from '../backends/switch.js';
+import { InvalidArgumentError, VirtioLabError } from '../errors.js';
+import { SharedArena } from '../memory/arena.js';
+import { formatMac, parseMac } from '../net/mac.js';
+import { NET_DEVICE_FEATURES, VirtioNetDevice } from '../net/net-device.js';
+import { NET_DEFAULT_FEATURES, NetDriver, newInterruptWord, setupNetDriver } from '../net/net-driver.js';
+import type { NetPairStats } from '../net/net-pair-driver.js';
+import { type WordRef, waitAsync } from '../notify/notify-area.js';
+import type { FeatureSet } from '../spec/features.js';
+import { ETH_MAX_FRAME, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
+import type { QueueStats } from '../stats/queue-stats.js';
+import { ARENA_SLACK, channelBytes, impairmentBytes, nicMemoryBytes } from './lab-sizing.js';
+
+/** Options of a lab. */
+export interface LabOptions {
+  /**
+   * Guest-memory bytes of every NIC. Default: what its driver needs for the
+   * rings, receive pool and tx buffers its options ask for (about 1.5 MiB
+   * per queue pair at queue size 256), computed per NIC.
+   */
+  memoryPerNic?: number;
+  /** Microseconds queue, switch and relay workers poll before they sleep; default 20. */
+  spinUs?: number;
+  /** Queue size of NICs that do not name one; default 256. */
+  queueSize?: number;
+}
+
+/** Options of a NIC in a lab. */
+export interface LabNicOptions {
+  /** MAC address; default 52:54:00:1a:xx:xx numbered in the order NICs are added. */
+  mac?: string;
+  /** MTU in config space; default 1500. */
+  mtu?: number;
+  /** Queue pairs (each pair is two worker threads); default 1. The lab's driver uses them all. */
+  queuePairs?: number;
+  /** Ring size of every queue (a power of two); default the lab's queueSize. */
+  queueSize?: number;
+  /** Features the device offers; default NET_DEVICE_FEATURES. */
+  features?: FeatureSet;
+  /** Features the lab's driver asks for (it gets those also offered); default NET_DEFAULT_FEATURES. */
+  driverFeatures?: FeatureSet;
+  /** Bytes of each tx buffer, virtio_net_hdr included; default room for one MTU-sized frame. */
+  bufferSize?: number;
+}
+
+/** Options of a capture on a lab switch: `port` may name what is plugged into it. */
+export interface LabTapOptions extends Omit<TapOptions, 'port'> {
+  /** Capture one port only: its number, or the name of the NIC or socket link connected to it. */
+  port?: number | string;
+}
+
+/** Counters of one NIC: its device's queues and its driver. */
+export interface LabNicStats {
+  mac: string;
+  /** Device side, by queue pair (written by the queue workers). */
+  queues: { rx: QueueStats; tx: QueueStats }[];
+  /** The lab's driver, by queue pair. */
+  driver: NetPairStats[];
+}
+
+/** Counters of a lab switch; each port carries the name of what is plugged into it. */
+export interface LabSwitchStats extends Omit<SwitchStats, 'ports'> {
+  ports: (PortStats & { name: string })[];
+}
+
+/** Counters of a cable between two endpoints. */
+export interface LabLinkStats {
+  a: string;
+  b: string;
+  /** The relay's counters (ports[0]: a's end), or null for a direct cable without impairment or capture. */
+  relay: SwitchStats | null;
+  /** Frames from a to b (and b to a) the link's impairment dropped. */
+  lostAToB: number;
+  lostBToA: number;
+}
+
+/** Everything a lab counts. */
+export interface LabStats {
+  nics: Record<string, LabNicStats>;
+  switches: Record<string, LabSwitchStats>;
+  links: LabLinkStats[];
+  sockets: Record<string, SocketLinkStats>;
+}
+
+/** A learned address with the name of the NIC (or socket link) on its port. */
+export interface LabMacEntry extends MacEntry {
+  portName: string;
+}
+
+/** Where a lab is in its life. */
+export type LabState = 'building' | 'starting' | 'running' | 'closed';
+
+interface NicEntry {
+  kind: 'nic';
+  name: string;
+  mac: string;
+  mtu: number;
+  queuePairs: number;
+  queueSize: number;
+  features: FeatureSet;
+  driverFeatures: FeatureSet;
+  bufferSize: number;
+  memoryBytes: number;
+  /** Where it is plugged in (for error messages), once it is. */
+  attached?: string;
+  device?: VirtioNetDevice;
+  driver?: NetDriver;
+}
+
+interface SocketEntry {
+  kind: 'socket';
+  name: string;
+  options: SocketLinkOptions;
+  attached?: string;
+  link?: SocketLink;
+}
+
+interface SwitchEntry {
+  kind: 'switch';
+  name: string;
+  options: NetSwitchOptions;
+  ports: { endpoint: string; options: SwitchPortOptions }[];
+  taps: { path: string; port: number | null; options: Omit<TapOptions, 'port'> }[];
+  sw?: NetSwitch;
+}
+
+interface LinkEntry {
+  a: string;
+  b: string;
+  options: LinkOptions;
+  link?: Link;
+}
+
+type Entry = NicEntry | SocketEntry | SwitchEntry;
+type Endpoint = NicEntry | SocketEntry;
+
+const DEFAULT_QUEUE_SIZE = 256;
+const DEFAULT_SPIN_US = 20;
+/** Default channel capacities of connectNics() and NetSwitch (see link.ts, switch.ts). */
+const LINK_CAPACITY = 1 << 20;
+const LINK_CAPACITY_MQ = 1 << 18;
+const SWITCH_CAPACITY = 1 << 18;
+/** How long start() waits for every worker thread to run. */
+const WORKER_START_TIMEOUT_MS = 20_000;
+
+const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+
+/** The two directions of a link impairment. */
+function relayDirections(imp: RelayImpairment | undefined): { aToB?: ImpairmentOptions; bToA?: ImpairmentOptions } {
+  if (imp === undefined) return {};
+  if ('aToB' in imp || 'bToA' in imp) return imp as { aToB?: ImpairmentOptions; bToA?: ImpairmentOptions };
+  return { aToB: imp as ImpairmentOptions, bToA: imp as ImpairmentOptions };
+}
+
+const delayOf = (i: ImpairmentOptions | undefined): number => (i === undefined ? 0 : (i.delayMs ?? 0) + (i.jitterMs ?? 0));
+
+/**
+ * A network lab: virtio-net NICs, learning switches, cables (plain, impaired
+ * or captured), pcap taps and socket links to other processes, built by name
+ * and run as one unit.
+ *
+ * Build first, then start: nic(), switch(), link(), connect(), tap() and
+ * socketLink() only record what is asked (and check it). start() sizes one
+ * SharedArena for every guest memory and channel of the lab (allocated once,
+ * when the whole topology is known: see lab-sizing.ts), creates the devices,
+ * opens the socket links, plugs everything in, starts the switch workers, and
+ * brings every NIC up with setupNetDriver() and a NetDriver on the calling
+ * thread (receive buffers posted); it resolves once every worker thread runs.
+ * All drivers route their interrupts to one word, so waitForInterrupt()
+ * wakes on any NIC (and a NetDriver's own waitForInterrupt() may wake for
+ * another NIC: loop on receive()).
+ *
+ * close() ends everything the lab created: switch workers, relay workers,
+ * sockets, then the devices' queue workers. Misuse (an unknown name, a
+ * second attachment of a NIC, building after start) throws
+ * InvalidArgumentError saying what was wrong.
+ */
+export class Lab {
+  private readonly entries = new Map<string, Entry>();
+  private readonly nicList: NicEntry[] = [];
+  private readonly socketList: SocketEntry[] = [];
+  private readonly switchList: SwitchEntry[] = [];
+  private readonly linkList: LinkEntry[] = [];
+  private readonly spinUs: number;
+  private readonly queueSize: number;
+  private readonly memoryPerNic: number | undefined;
+  private readonly interrupt: WordRef = newInterruptWord();
+  private readonly irqI32 = new Int32Array(this.interrupt.buffer);
+  private state: LabState = 'building';
+  private starting: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+  private arena: SharedArena | undefined;
+
+  constructor(options: LabOptions = {}) {
+    this.spinUs = options.spinUs ?? DEFAULT_SPIN_US;
+    this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
+    this.memoryPerNic = options.memoryPerNic;
+    if (!(Number.isFinite(this.spinUs) && this.spinUs >= 0)) throw new InvalidArgumentError(`lab spinUs ${this.spinUs} must be a number >= 0`);
+    if (!isPowerOfTwo(this.queueSize) || this.queueSize > 32768) throw new InvalidArgumentError(`lab queueSize ${this.queueSize} must be a power of two up to 32768`);
+    if (this.memoryPerNic !== undefined && !(Number.isSafeInteger(this.memoryPerNic) && this.memoryPerNic >= 1 << 16)) {
+      throw new InvalidArgumentError(`lab memoryPerNic ${this.memoryPerNic} must be an integer of at least 65536 bytes`);
+    }
+  }
+
+  // ---- building ------------------------------------------------------------
+
+  /** Add a virtio-net NIC named `name`. */
+  nic(name: string, options: LabNicOptions = {}): this {
+    this.building(`nic("${name}")`);
+    this.checkNewName(name);
+    const index = this.nicList.length + 1;
+    const mac = formatMac(parseMac(options.mac ?? `52:54:00:1a:${((index >>> 8) & 0xff).toString(16).padStart(2, '0')}:${(index & 0xff).toString(16).padStart(2, '0')}`));
+    if ((parseMac(mac)[0] & 1) !== 0) throw new InvalidArgumentError(`NIC "${name}": ${mac} is a multicast address; a NIC needs a unicast one`);
+    const clash = this.nicList.find((n) => n.mac === mac);
+    if (clash !== undefined) throw new InvalidArgumentError(`NIC "${name}": MAC ${mac} is already NIC "${clash.name}"'s (a switch would see one station on two ports)`);
+    const mtu = options.mtu ?? 1500;
+    if (!(Number.isInteger(mtu) && mtu >= 68 && mtu <= 65535)) throw new InvalidArgumentError(`NIC "${name}": MTU ${mtu} must be an integer in [68, 65535]`);
+    const queuePairs = options.queuePairs ?? 1;
+    if (!(Number.isInteger(queuePairs) && queuePairs >= 1 && queuePairs <= 0x8000)) throw new InvalidArgumentError(`NIC "${name}": queuePairs ${queuePairs} must be an integer in [1, 32768]`);
+    const queueSize = options.queueSize ?? this.queueSize;
+    if (!isPowerOfTwo(queueSize) || queueSize > 32768) throw new InvalidArgumentError(`NIC "${name}": queueSize ${queueSize} must be a power of two up to 32768`);
+    const bufferSize = options.bufferSize ?? NET_HDR_SIZE + Math.max(ETH_MAX_FRAME, mtu + 18);
+    if (!(Number.isInteger(bufferSize) && bufferSize > NET_HDR_SIZE + 14)) throw new InvalidArgumentError(`NIC "${name}": bufferSize ${bufferSize} leaves no room for a frame after the ${NET_HDR_SIZE}-byte header`);
+    const features = options.features ?? NET_DEVICE_FEATURES;
+    const driverFeatures = options.driverFeatures ?? NET_DEFAULT_FEATURES;
+    const memoryBytes = this.memoryPerNic ?? nicMemoryBytes({ queueSize, queuePairs, mtu, features: features & driverFeatures, bufferSize });
+    const entry: NicEntry = { kind: 'nic', name, mac, mtu, queuePairs, queueSize, features, driverFeatures, bufferSize, memoryBytes };
+    this.entries.set(name, entry);
+    this.nicList.push(entry);
+    return this;
+  }
+
+  /** Add a learning switch named `name` (its worker starts at start()). */
+  switch(name: string, options: NetSwitchOptions = {}): this {
+    this.building(`switch("${name}")`);
+    this.checkNewName(name);
+    const ageingMs = options.ageingMs;
+    if (ageingMs !== undefined && !(typeof ageingMs === 'number' && ageingMs > 0)) throw new InvalidArgumentError(`switch "${name}": ageingMs ${ageingMs} must be a positive number`);
+    const capacity = options.capacity;
+    if (capacity !== undefined && !isPowerOfTwo(capacity)) throw new InvalidArgumentError(`switch "${name}": capacity ${capacity} must be a power of two`);
+    const entry: SwitchEntry = { kind: 'switch', name, options: { ...options }, ports: [], taps: [] };
+    this.entries.set(name, entry);
+    this.switchList.push(entry);
+    return this;
+  }
+
+  /**
+   * Add a link to another process (QEMU `-netdev stream` / `dgram`, a test
+   * peer): it plugs into a switch (connect()) or a NIC (link()) as a NIC
+   * does. Its socket opens at start(); socket(name) gives its handle then.
+   */
+  socketLink(name: string, options: SocketLinkOptions): this {
+    this.building(`socketLink("${name}")`);
+    this.checkNewName(name);
+    if (typeof options !== 'object' || options === null || (options.transport !== 'stream' && options.transport !== 'dgram')) {
+      throw new InvalidArgumentError(`socket link "${name}": transport must be "stream" or "dgram"`);
+    }
+    const entry: SocketEntry = { kind: 'socket', name, options };
+    this.entries.set(name, entry);
+    this.socketList.push(entry);
+    return this;
+  }
+
+  /**
+   * A cable between two NICs (or a NIC and a socket link). With an
+   * impairment or a capture a relay worker sits in the middle; without, the
+   * NICs' queue workers share the channels directly.
+   */
+  link(a: string, b: string, options: LinkOptions = {}): this {
+    this.building(`link("${a}", "${b}")`);
+    const ea = this.endpoint(a, 'link');
+    const eb = this.endpoint(b, 'link');
+    if (ea === eb) throw new InvalidArgumentError(`link("${a}", "${b}"): a cable needs two different ends`);
+    if (ea.kind === 'socket' && eb.kind === 'socket') throw new InvalidArgumentError(`link("${a}", "${b}"): both ends are socket links; connect at least one NIC`);
+    this.checkFree(ea, `link to "${b}"`);
+    this.checkFree(eb, `link to "${a}"`);
+    const dirs = relayDirections(options.impairment);
+    try {
+      if (dirs.aToB !== undefined) validateImpairment(dirs.aToB);
+      if (dirs.bToA !== undefined) validateImpairment(dirs.bToA);
+    } catch (e) {
+      throw new InvalidArgumentError(`link("${a}", "${b}"): ${(e as Error).message}`);
+    }
+    if (options.capture !== undefined && (typeof options.capture !== 'string' || options.capture.length === 0)) {
+      throw new InvalidArgumentError(`link("${a}", "${b}"): capture ${String(options.capture)} is not a file name`);
+    }
+    if (options.capture !== undefined && this.capturePaths().includes(options.capture)) {
+      throw new InvalidArgumentError(`link("${a}", "${b}"): ${options.capture} is already a capture of this lab`);
+    }
+    ea.attached = `a link to "${b}"`;
+    eb.attached = `a link to "${a}"`;
+    this.linkList.push({ a, b, options: { ...options } });
+    return this;
+  }
+
+  /** Plug a NIC (or a socket link) into a new port of a switch; the impairment applies to frames leaving the switch towards it. */
+  connect(endpoint: string, switchName: string, options: SwitchPortOptions = {}): this {
+    this.building(`connect("${endpoint}", "${switchName}")`);
+    const e = this.endpoint(endpoint, 'connect');
+    const s = this.switchEntry(switchName);
+    if (s.ports.length >= MAX_PORTS) throw new InvalidArgumentError(`connect("${endpoint}", "${switchName}"): a switch has at most ${MAX_PORTS} ports`);
+    this.checkFree(e, `port ${s.ports.length} of switch "${switchName}"`);
+    if (options.impairment !== undefined) {
+      try {
+        validateImpairment(options.impairment);
+      } catch (err) {
+        throw new InvalidArgumentError(`connect("${endpoint}", "${switchName}"): ${(err as Error).message}`);
+      }
+    }
+    e.attached = `port ${s.ports.length} of switch "${switchName}"`;
+    s.ports.push({ endpoint, options: { ...options } });
+    return this;
+  }
+
+  /**
+   * Capture a switch's traffic to a pcap file: every frame it forwards, or
+   * with `port` the traffic in and out of one port (its number, or the name
+   * of the NIC connected to it: connect it first). The file is created at
+   * start() and complete after close().
+   */
+  tap(switchName: string, path: string, options: LabTapOptions = {}): this {
+    this.building(`tap("${switchName}", "${path}")`);
+    const s = this.switchEntry(switchName);
+    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`tap on switch "${switchName}": ${String(path)} is not a file name`);
+    let port: number | null = null;
+    if (typeof options.port === 'string') {
+      const name = options.port;
+      port = s.ports.findIndex((p) => p.endpoint === name);
+      if (port < 0) throw new InvalidArgumentError(`tap on switch "${switchName}": "${name}" is not connected to it (connect it before tapping its port)`);
+    } else if (options.port !== undefined) {
+      port = options.port;
+      if (!(Number.isInteger(port) && port >= 0 && port < s.ports.length)) {
+        throw new InvalidArgumentError(`tap on switch "${switchName}": port ${port} is not one of its ${s.ports.length} ports`);
+      }
+    }
+    if (this.capturePaths().includes(path)) {
+      throw new InvalidArgumentError(`tap on switch "${switchName}": ${path} is already a capture of this lab`);
+    }
+    const { port: _ignored, ...rest } = options;
+    s.taps.push({ path, port, options: rest });
+    return this;
+  }
+
+  // ---- running -------------------------------------------------------------
+
+  /** 'building' until start(), 'running' after it, 'closed' after close() (or a failed start). */
+  get status(): LabState {
+    return this.state;
+  }
+
+  /** Names of the NICs, in the order they were added. */
+  get nicNames(): string[] {
+    return this.nicList.map((n) => n.name);
+  }
+
+  /** Names of the switches. */
+  get switchNames(): string[] {
+    return this.switchList.map((s) => s.name);
+  }
+
+  /** The arena's size in bytes (0 before start()). */
+  get arenaBytes(): number {
+    return this.arena?.buffer.byteLength ?? 0;
+  }
+
+  /** The longest delay plus jitter any link or port of the lab adds, in ms (how long a frame may stay in flight). */
+  get maxImpairmentDelayMs(): number {
+    let max = 0;
+    for (const l of this.linkList) {
+      const d = relayDirections(l.options.impairment);
+      max = Math.max(max, delayOf(d.aToB), delayOf(d.bToA));
+    }
+    for (const s of this.switchList) for (const p of s.ports) max = Math.max(max, delayOf(p.options.impairment));
+    return max;
+  }
+
+  /** The MAC address of a NIC. */
+  mac(nic: string): string {
+    return this.nicEntry(nic).mac;
+  }
+
+  /** The MTU of a NIC. */
+  mtu(nic: string): number {
+    return this.nicEntry(nic).mtu;
+  }
+
+  /**
+   * Create everything and bring it up (see the class comment). Rejects, with
+   * everything created so far closed again, when a piece cannot be made
+   * (a socket that cannot listen, a capture file that cannot be created).
+   */
+  start(): Promise<void> {
+    if (this.state === 'closed') return Promise.reject(new InvalidArgumentError('start(): the lab is closed'));
+    if (this.state !== 'building') return Promise.reject(new InvalidArgumentError('start(): the lab is already started'));
+    this.state = 'starting';
+    this.starting = this.bringUp().then(
+      () => {
+        if (this.state === 'starting') this.state = 'running';
+      },
+      async (e: unknown) => {
+        this.state = 'closed';
+        await this.shutdown().catch(() => undefined);
+        throw e;
+      },
+    );
+    return this.starting;
+  }
+
+  /** The driver of a NIC (after start()): send, receive, ctrl, stats. */
+  driver(nic: string): NetDriver {
+    const e = this.nicEntry(nic);
+    this.running(`driver("${nic}")`);
+    return e.driver!;
+  }
+
+  /** The device of a NIC (after start()): queue stats, link state, announce, reset. */
+  device(nic: string): VirtioNetDevice {
+    const e = this.nicEntry(nic);
+    if (e.device === undefined) throw new InvalidArgumentError(`device("${nic}"): start() the lab first`);
+    return e.device;
+  }
+
+  /** The NetSwitch behind a switch name (after start()). */
+  netSwitch(name: string): NetSwitch {
+    const s = this.switchEntry(name);
+    if (s.sw === undefined) throw new InvalidArgumentError(`netSwitch("${name}"): start() the lab first`);
+    return s.sw;
+  }
+
+  /** The SocketLink behind a socket link name (after start()): its address, events, counters. */
+  socket(name: string): SocketLink {
+    const e = this.entries.get(name);
+    if (e?.kind !== 'socket') throw new InvalidArgumentError(`socket("${name}"): no socket link of that name (socket links: ${this.list(this.socketList)})`);
+    if (e.link === undefined) throw new InvalidArgumentError(`socket("${name}"): start() the lab first`);
+    return e.link;
+  }
+
+  /** The addresses a switch has learned, each with the name of what is on its port. */
+  async macTable(switchName: string): Promise<LabMacEntry[]> {
+    const s = this.switchEntry(switchName);
+    this.running(`macTable("${switchName}")`);
+    const table = await s.sw!.macTable();
+    return table.map((e) => ({ ...e, portName: s.ports[e.port]?.endpoint ?? `port ${e.port}` }));
+  }
+
+  /**
+   * Wait (without blocking the event loop) until any NIC's driver gets an
+   * interrupt, or `timeoutMs` passes. Re-enables interrupts on every queue
+   * first and resolves at once when work is already waiting. True when woken.
+   */
+  async waitForInterrupt(timeoutMs: number): Promise<boolean> {
+    this.running('waitForInterrupt()');
+    const drivers = this.nicList.map((n) => n.driver!);
+    const seen = Atomics.load(this.irqI32, this.interrupt.index);
+    let ready = false;
+    for (const d of drivers) if (d.enableInterrupts()) ready = true;
+    const woken = ready || (await waitAsync(this.irqI32, this.interrupt.index, seen, timeoutMs));
+    for (const d of drivers) d.disableInterrupts();
+    return woken;
+  }
+
+  /** Every counter of the lab (after start(); still readable after close()). */
+  stats(): LabStats {
+    if (this.arena === undefined) throw new InvalidArgumentError('stats(): start() the lab first');
+    const nics: Record<string, LabNicStats> = {};
+    for (const n of this.nicList) {
+      const d = n.device;
+      if (d === undefined) continue;
+      nics[n.name] = {
+        mac: n.mac,
+        queues: Array.from({ length: n.queuePairs }, (_, p) => ({ rx: d.queueStats(netRxQueue(p)), tx: d.queueStats(netTxQueue(p)) })),
+        driver: n.driver?.stats() ?? [],
+      };
+    }
+    const switches: Record<string, LabSwitchStats> = {};
+    for (const s of this.switchList) {
+      if (s.sw === undefined) continue;
+      const st = s.sw.stats();
+      switches[s.name] = { ...st, ports: st.ports.map((p, i) => ({ name: s.ports[i]?.endpoint ?? `port ${i}`, ...p })) };
+    }
+    const links = this.linkList.map((l) => {
+      const relay = l.link?.stats() ?? null;
+      return { a: l.a, b: l.b, relay, lostAToB: relay?.ports[1].dropsLoss ?? 0, lostBToA: relay?.ports[0].dropsLoss ?? 0 };
+    });
+    const sockets: Record<string, SocketLinkStats> = {};
+    for (const s of this.socketList) if (s.link !== undefined) sockets[s.name] = s.link.stats();
+    return { nics, switches, links, sockets };
+  }
+
+  /**
+   * End everything the lab created, in order: switch workers (flushing their
+   * captures), relay workers, sockets, then the NICs' queue workers. Every
+   * piece is closed even when one fails; the first failure is thrown after.
+   * Idempotent: later calls return the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const wasStarting = this.starting;
+      this.state = 'closed';
+      if (wasStarting !== undefined) await wasStarting.catch(() => undefined);
+      await this.shutdown();
+    })();
+    return this.closing;
+  }
+
+  // ---- internals -------------------------------------------------------------
+
+  private async bringUp(): Promise<void> {
+    const arena = new SharedArena(this.plannedArenaBytes());
+    this.arena = arena;
+    for (const n of this.nicList) {
+      n.device = new VirtioNetDevice(arena.guestMemory(n.memoryBytes), {
+        mac: n.mac,
+        mtu: n.mtu,
+        queuePairs: n.queuePairs,
+        queueSize: n.queueSize,
+        features: n.features,
+        spinUs: this.spinUs,
+      });
+    }
+    for (const s of this.socketList) {
+      s.link = await SocketLink.open(s.options);
+      this.abortIfClosed();
+    }
+    for (const s of this.switchList) {
+      const sw = new NetSwitch(arena, { ...s.options, spinUs: s.options.spinUs ?? this.spinUs });
+      s.sw = sw;
+      for (const p of s.ports) sw.connect(this.attachable(p.endpoint), p.options);
+      for (const t of s.taps) await sw.tap(t.path, t.port === null ? t.options : { ...t.options, port: t.port });
+    }
+    for (const l of this.linkList) l.link = connectNics(arena, this.attachable(l.a), this.attachable(l.b), { ...l.options, spinUs: l.options.spinUs ?? this.spinUs });
+    for (const s of this.switchList) s.sw!.start();
+    for (const n of this.nicList) {
+      this.abortIfClosed();
+      let spec;
+      try {
+        spec = await setupNetDriver(n.device!, { queueSize: n.queueSize, bufferSize: n.bufferSize, features: n.driverFeatures, interrupt: this.interrupt });
+      } catch (e) {
+        const hint = this.memoryPerNic !== undefined ? ` (memoryPerNic is ${this.memoryPerNic} bytes)` : '';
+        throw new InvalidArgumentError(`NIC "${n.name}" did not come up: ${(e as Error).message}${hint}`);
+      }
+      n.driver = new NetDriver(spec);
+      n.driver.fillRx();
+    }
+    await this.workersUp();
+  }
+
+  /**
+   * Resolve once every worker of the lab runs its loop. Threads take tens of
+   * milliseconds to boot (more when a lab starts ten of them on two cores);
+   * traffic sent before that would wait in rings and, for floods, find
+   * channels of NICs whose receive workers are not there yet full. A worker
+   * is up once it has gone idle (its sleep counter moved) or done work.
+   */
+  private async workersUp(): Promise<void> {
+    const end = performance.now() + WORKER_START_TIMEOUT_MS;
+    for (;;) {
+      const waiting = this.workersNotUp();
+      if (waiting.length === 0) return;
+      if (performance.now() > end) {
+        throw new VirtioLabError('LAB_START_TIMEOUT', `workers not running ${WORKER_START_TIMEOUT_MS} ms after start: ${waiting.slice(0, 5).join(', ')}${waiting.length > 5 ? ', ...' : ''}`);
+      }
+      this.abortIfClosed();
+      await sleep(2);
+    }
+  }
+
+  private workersNotUp(): string[] {
+    const waiting: string[] = [];
+    for (const n of this.nicList) {
+      const d = n.device!;
+      const pairs = n.driver?.pairs.length ?? 0;
+      for (let p = 0; p < pairs; p++) {
+        for (const [q, what] of [[netRxQueue(p), 'rx'], [netTxQueue(p), 'tx']] as const) {
+          if (!d.queueRunning(q)) continue;
+          const st = d.queueStats(q);
+          if (st.sleeps === 0 && st.chains === 0) waiting.push(`NIC "${n.name}" ${what} queue ${p}`);
+        }
+      }
+    }
+    const idle = (st: SwitchStats): boolean => st.sleeps !== 0 || st.ports.some((p) => p.rxFrames !== 0 || p.txFrames !== 0);
+    for (const s of this.switchList) if (!idle(s.sw!.stats())) waiting.push(`switch "${s.name}"`);
+    for (const l of this.linkList) {
+      const st = l.link!.stats();
+      if (st !== undefined && !idle(st)) waiting.push(`relay of link "${l.a}" <-> "${l.b}"`);
+    }
+    return waiting;
+  }
+
+  /** close() while start() was under way: stop building (shutdown() ends what exists). */
+  private abortIfClosed(): void {
+    if (this.state === 'closed') throw new InvalidArgumentError('the lab was closed while it started');
+  }
+
+  private plannedArenaBytes(): number {
+    let bytes = ARENA_SLACK;
+    for (const n of this.nicList) bytes += n.memoryBytes + 4096;
+    for (const s of this.switchList) {
+      const capacity = s.options.capacity ?? SWITCH_CAPACITY;
+      for (const p of s.ports) bytes += channelBytes(2 * this.pairsOf(p.endpoint), capacity) + impairmentBytes(p.options.impairment);
+    }
+    for (const l of this.linkList) {
+      const pa = this.pairsOf(l.a);
+      const pb = this.pairsOf(l.b);
+      const capacity = l.options.capacity ?? (pa > 1 || pb > 1 ? LINK_CAPACITY_MQ : LINK_CAPACITY);
+      if (l.options.impairment !== undefined || l.options.capture !== undefined) {
+        const d = relayDirections(l.options.impairment);
+        bytes += channelBytes(2 * (pa + pb), capacity) + impairmentBytes(d.aToB) + impairmentBytes(d.bToA);
+      } else {
+        bytes += channelBytes(2 * pa * pb, capacity);
+      }
+    }
+    return bytes;
+  }
+
+  private pairsOf(name: string): number {
+    const e = this.entries.get(name);
+    return e?.kind === 'nic' ? e.queuePairs : 1;
+  }
+
+  private attachable(name: string): PortAttachable {
+    const e = this.entries.get(name) as Endpoint;
+    return e.kind === 'nic' ? e.device! : e.link!;
+  }
+
+  /** Close in dependency order; every stage runs even when an earlier one failed. */
+  private async shutdown(): Promise<void> {
+    const failures: unknown[] = [];
+    const stage = async (closers: (Promise<void> | undefined)[]): Promise<void> => {
+      for (const r of await Promise.allSettled(closers)) if (r.status === 'rejected') failures.push(r.reason);
+    };
+    await stage(this.switchList.map((s) => s.sw?.close()));
+    await stage(this.linkList.map((l) => l.link?.close()));
+    await stage(this.socketList.map((s) => s.link?.close()));
+    await stage(this.nicList.map((n) => n.device?.close()));
+    if (failures.length !== 0) throw failures[0];
+  }
+
+  private capturePaths(): string[] {
+    return [...this.switchList.flatMap((s) => s.taps.map((t) => t.path)), ...this.linkList.flatMap((l) => (l.options.capture === undefined ? [] : [l.options.capture]))];
+  }
+
+  private building(what: string): void {
+    if (this.state === 'closed') throw new InvalidArgumentError(`${what}: the lab is closed`);
+    if (this.state !== 'building') throw new InvalidArgumentError(`${what} after start(): build the whole topology before starting the lab`);
+  }
+
+  private running(what: string): void {
+    if (this.state === 'building' || this.state === 'starting') throw new InvalidArgumentError(`${what}: start() the lab first`);
+    if (this.state === 'closed') throw new InvalidArgumentError(`${what}: the lab is closed`);
+  }
+
+  private checkNewName(name: string): void {
+    if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError(`a lab name must be a non-empty string, got ${JSON.stringify(name)}`);
+    const e = this.entries.get(name);
+    if (e !== undefined) throw new InvalidArgumentError(`the lab already has a ${e.kind === 'socket' ? 'socket link' : e.kind === 'nic' ? 'NIC' : 'switch'} named "${name}"`);
+  }
+
+  private checkFree(e: Endpoint, where: string): void {
+    if (e.attached !== undefined) {
+      throw new InvalidArgumentError(`${e.kind === 'nic' ? 'NIC' : 'socket link'} "${e.name}" cannot be plugged into ${where}: it is already on ${e.attached} (one attachment per NIC)`);
+    }
+  }
+
+  private list(entries: { name: string }[]): string {
+    return entries.length === 0 ? 'none' : entries.map((e) => e.name).join(', ');
+  }
+
+  private nicEntry(name: string): NicEntry {
+    const e = this.entries.get(name);
+    if (e?.kind !== 'nic') throw new InvalidArgumentError(`no NIC named "${name}" in this lab (NICs: ${this.list(this.nicList)})`);
+    return e;
+  }
+
+  private switchEntry(name: string): SwitchEntry {
+    const e = this.entries.get(name);
+    if (e?.kind !== 'switch') throw new InvalidArgumentError(`no switch named "${name}" in this lab (switches: ${this.list(this.switchList)})`);
+    return e;
+  }
+
+  private endpoint(name: string, what: string): Endpoint {
+    const e = this.entries.get(name);
+    if (e?.kind === 'switch') throw new InvalidArgumentError(`${what}: "${name}" is a switch; switches connect to NICs and socket links, not to each other or by link()`);
+    if (e === undefined) {
+      throw new InvalidArgumentError(`${what}: no NIC or socket link named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)})`);
+    }
+    return e;
+  }
+}

@@ -1,0 +1,366 @@
+import { type Socket as UdpSocket, createSocket } from 'node:dgram';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  InvalidArgumentError,
+  Lab,
+  type LabTopology,
+  TopologyError,
+  buildLab,
+  loadTopology,
+  netRxQueue,
+  netTxQueue,
+  parseTopology,
+  runTopology,
+  runTraffic,
+} from '../../src/index.js';
+import { BROADCAST, ethFrame, seqOf, tshark, until } from '../support/backend-nic.js';
+
+let lab: Lab | undefined;
+let dir: string | undefined;
+afterEach(async () => {
+  await lab?.close();
+  lab = undefined;
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+const tmp = (): string => (dir ??= mkdtempSync(join(tmpdir(), 'vl-lab-')));
+
+/** Threads of this process (Linux): every worker is one. */
+const threads = (): number => (existsSync('/proc/self/task') ? readdirSync('/proc/self/task').length : -1);
+
+/** Drain every NIC's receive ring into `got` (copies), reclaiming tx buffers on the way. */
+function drain(l: Lab, got: Record<string, Uint8Array[]>): void {
+  for (const name of l.nicNames) {
+    const d = l.driver(name);
+    d.reclaimTx();
+    d.receive((p) => {
+      const f = new Uint8Array(p.length);
+      p.copyTo(f);
+      (got[name] ??= []).push(f);
+    });
+  }
+}
+
+function threeNicSwitch(): Lab {
+  return new Lab({ queueSize: 128 })
+    .nic('a', { mac: '52:54:00:00:0a:01' })
+    .nic('b', { mac: '52:54:00:00:0a:02' })
+    .nic('c', { mac: '52:54:00:00:0a:03', queuePairs: 2 })
+    .switch('sw')
+    .connect('a', 'sw')
+    .connect('b', 'sw')
+    .connect('c', 'sw');
+}
+
+describe('Lab: a switch with three NICs', () => {
+  it('moves frames between every pair of NICs (c has two queue pairs), through the drivers and with runTraffic', async () => {
+    lab = threeNicSwitch();
+    await lab.start();
+    expect(lab.status).toBe('running');
+    expect(lab.driver('c').pairs).toHaveLength(2);
+
+    // Each NIC says hello by broadcast: the others get it, the switch learns every address.
+    const got: Record<string, Uint8Array[]> = {};
+    lab.nicNames.forEach((name, i) => {
+      const d = lab!.driver(name);
+      expect(d.send(ethFrame(BROADCAST, lab!.mac(name), i))).toBe(true);
+      d.flushTx();
+    });
+    await until(() => (drain(lab!, got), lab!.nicNames.every((n) => got[n]?.length === 2)), 10_000, 'the broadcasts');
+    expect(got.a.map(seqOf).sort()).toEqual([1, 2]);
+    expect(got.c.map(seqOf).sort()).toEqual([0, 1]);
+    const table = await lab.macTable('sw');
+    expect(table.map((e) => `${e.portName}=${e.mac}`).sort()).toEqual(['a=52:54:00:00:0a:01', 'b=52:54:00:00:0a:02', 'c=52:54:00:00:0a:03']);
+
+    const names = lab.nicNames;
+    const flows = names.flatMap((from, i) => names.filter((to) => to !== from).map((to, j) => ({ from, to, frames: 1500, size: 60 + 290 * (2 * i + j) })));
+    const r = await runTraffic(lab, flows);
+    for (const f of r.flows) expect(f, `${f.from} -> ${f.to}`).toMatchObject({ sent: 1500, received: 1500, lost: 0, outOfOrder: 0, duplicates: 0 });
+    // The switch knew every address: nothing was flooded to a third NIC.
+    expect(Object.values(r.stray)).toEqual([0, 0, 0]);
+
+    const s = lab.stats();
+    // c's two flows left on its two transmit queues.
+    expect(s.nics.c.queues[0].tx.chains).toBeGreaterThanOrEqual(1500);
+    expect(s.nics.c.queues[1].tx.chains).toBeGreaterThanOrEqual(1500);
+    expect(s.nics.a.driver[0].rxPackets).toBe(2 + 3000);
+    const sw = s.switches.sw;
+    expect(sw.ports.map((p) => p.name)).toEqual(['a', 'b', 'c']);
+    for (const p of sw.ports) expect(p).toMatchObject({ rxFrames: 3001, txFrames: 3002, dropsEgressFull: 0, dropsBad: 0 });
+    expect(sw.macEntries).toBe(3);
+  });
+
+  it('close() ends every worker it started (queues, switch, relay), is idempotent, and leaves stats readable', async () => {
+    // Start libuv's thread pool first (all its threads at once) so it cannot grow the count during the test.
+    await readFile(fileURLToPath(import.meta.url));
+    const before = threads();
+    const pcap = join(tmp(), 'link.pcap');
+    lab = threeNicSwitch()
+      .nic('d', { mac: '52:54:00:00:0a:04' })
+      .nic('e', { mac: '52:54:00:00:0a:05' })
+      .link('d', 'e', { impairment: { delayMs: 1 }, capture: pcap });
+    await lab.start();
+    // 2 + 2 + 4 + 2 + 2 queue workers, a switch and a relay.
+    if (before > 0) expect(threads()).toBeGreaterThanOrEqual(before + 14);
+    const r = await runTraffic(lab, [{ from: 'd', to: 'e', frames: 200, size: 100 }]);
+    expect(r.flows[0].received).toBe(200);
+    const sw = lab.netSwitch('sw');
+    const devices = lab.nicNames.map((n) => lab!.device(n));
+    const first = lab.close();
+    expect(lab.close()).toBe(first);
+    await first;
+    await lab.close();
+    expect(lab.status).toBe('closed');
+    expect(sw.running).toBe(false);
+    for (const d of devices) {
+      expect(d.status).toBe(0);
+      for (let q = 0; q < d.numQueues; q++) expect(d.queueRunning(q)).toBe(false);
+    }
+    if (before > 0) await until(() => threads() <= before, 5000, 'the worker threads to exit');
+    // The relay flushed its capture: 200 frames d -> e.
+    expect(tshark(['-r', pcap, '-T', 'fields', '-e', 'frame.number']).trim().split('\n')).toHaveLength(200);
+    expect(lab.stats().links[0]).toMatchObject({ a: 'd', b: 'e', lostAToB: 0, relay: { ports: [{ rxFrames: 200 }, { txFrames: 200 }] } });
+    expect(() => lab!.driver('a')).toThrow(/closed/);
+  });
+
+  it('close() before start() or right after it leaves nothing running', async () => {
+    const idle = threeNicSwitch();
+    await idle.close();
+    await expect(idle.start()).rejects.toThrow(/the lab is closed/);
+
+    lab = threeNicSwitch();
+    const started = lab.start();
+    const closed = lab.close();
+    await expect(started).rejects.toThrow(/closed while it started/);
+    await closed;
+    expect(lab.status).toBe('closed');
+    for (const n of lab.nicNames) {
+      let dev;
+      try {
+        dev = lab.device(n);
+      } catch {
+        continue; // never created
+      }
+      expect(dev.status).toBe(0);
+    }
+  });
+
+  it('a socket link is a port like a NIC: a UDP peer and a NIC exchange frames through the switch', async () => {
+    const peer: UdpSocket = createSocket('udp4');
+    await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()));
+    try {
+      const peerPort = (peer.address() as { port: number }).port;
+      lab = new Lab({ queueSize: 64 })
+        .nic('a', { mac: '52:54:00:00:0b:01' })
+        .switch('sw')
+        .connect('a', 'sw')
+        .socketLink('qemu', { transport: 'dgram', local: { host: '127.0.0.1', port: 0 }, remote: { host: '127.0.0.1', port: peerPort } })
+        .connect('qemu', 'sw');
+      await lab.start();
+      const labPort = (lab.socket('qemu').address() as { port: number }).port;
+      const fromPeer: Buffer[] = [];
+      peer.on('message', (m) => fromPeer.push(m));
+      const hello = ethFrame('52:54:00:00:0b:01', '52:54:00:00:0b:99', 7, 100);
+      peer.send(hello, labPort, '127.0.0.1');
+      const got: Record<string, Uint8Array[]> = {};
+      await until(() => (drain(lab!, got), (got.a?.length ?? 0) === 1), 10_000, 'the peer frame at a');
+      expect(Buffer.from(got.a[0]).equals(Buffer.from(hello))).toBe(true);
+      const reply = ethFrame('52:54:00:00:0b:99', '52:54:00:00:0b:01', 8, 80);
+      lab.driver('a').send(reply);
+      lab.driver('a').flushTx();
+      await until(() => fromPeer.length === 1, 10_000, 'the reply at the peer');
+      expect(fromPeer[0].equals(Buffer.from(reply))).toBe(true);
+      expect((await lab.macTable('sw')).map((e) => e.portName).sort()).toEqual(['a', 'qemu']);
+      expect(lab.stats().sockets.qemu).toMatchObject({ rxFrames: 1, txFrames: 1 });
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+describe('Lab misuse is refused with InvalidArgumentError saying what was wrong', () => {
+  const refuses = (f: () => unknown, message: RegExp): void => {
+    let err: unknown;
+    try {
+      f();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as Error).message).toMatch(message);
+  };
+
+  it('unknown names, duplicate names and MACs, bad options', () => {
+    const l = new Lab().nic('a', { mac: '52:54:00:00:0c:01' }).nic('b').switch('sw');
+    refuses(() => l.connect('x', 'sw'), /no NIC or socket link named "x" in this lab \(NICs: a, b; socket links: none\)/);
+    refuses(() => l.connect('a', 'nope'), /no switch named "nope" in this lab \(switches: sw\)/);
+    refuses(() => l.link('a', 'ghost'), /no NIC or socket link named "ghost"/);
+    refuses(() => l.link('a', 'sw'), /"sw" is a switch/);
+    refuses(() => l.link('a', 'a'), /two different ends/);
+    refuses(() => l.tap('nope', '/tmp/x.pcap'), /no switch named "nope"/);
+    refuses(() => l.tap('sw', '/tmp/x.pcap', { port: 'a' }), /"a" is not connected to it/);
+    refuses(() => l.tap('sw', '/tmp/x.pcap', { port: 3 }), /port 3 is not one of its 0 ports/);
+    refuses(() => l.nic('a'), /already has a NIC named "a"/);
+    refuses(() => l.switch('b'), /already has a NIC named "b"/);
+    refuses(() => l.nic('c', { mac: '52:54:00:00:0c:01' }), /MAC 52:54:00:00:0c:01 is already NIC "a"'s/);
+    refuses(() => l.nic('d', { mac: 'nonsense' }), /"nonsense" is not a MAC address/);
+    refuses(() => l.nic('d', { mac: '01:00:5e:00:00:01' }), /01:00:5e:00:00:01 is a multicast address/);
+    refuses(() => l.nic('e', { mtu: 20 }), /MTU 20/);
+    refuses(() => l.nic('f', { queuePairs: 0 }), /queuePairs 0/);
+    refuses(() => l.nic('g', { queueSize: 100 }), /queueSize 100 must be a power of two/);
+    refuses(() => l.link('a', 'b', { impairment: { lossPercent: 120 } }), /link\("a", "b"\): impairment lossPercent 120/);
+    refuses(() => l.driver('zz'), /no NIC named "zz"/);
+    refuses(() => l.driver('a'), /start\(\) the lab first/);
+    refuses(() => l.stats(), /start\(\) the lab first/);
+    refuses(() => new Lab({ memoryPerNic: 100 }), /memoryPerNic 100/);
+  });
+
+  it('a NIC attached twice', () => {
+    const l = new Lab().nic('a').nic('b').nic('c').switch('sw').connect('a', 'sw');
+    refuses(() => l.link('a', 'b'), /NIC "a" cannot be plugged into link to "b": it is already on port 0 of switch "sw"/);
+    refuses(() => l.connect('a', 'sw'), /NIC "a" cannot be plugged into port 1 of switch "sw": it is already on port 0/);
+    l.link('b', 'c');
+    refuses(() => l.connect('c', 'sw'), /NIC "c" .* already on a link to "b"/);
+  });
+
+  it('building after start(), starting twice', async () => {
+    lab = new Lab({ queueSize: 64 }).nic('a').nic('b').link('a', 'b');
+    await lab.start();
+    refuses(() => lab!.nic('c'), /nic\("c"\) after start\(\): build the whole topology before starting the lab/);
+    refuses(() => lab!.connect('a', 'sw'), /after start\(\)/);
+    refuses(() => lab!.link('a', 'b'), /after start\(\)/);
+    await expect(lab.start()).rejects.toThrow(/already started/);
+  });
+
+  it('a start() that fails closes what it made and says which NIC', async () => {
+    lab = new Lab({ memoryPerNic: 1 << 16 }).nic('a').nic('b').link('a', 'b');
+    await expect(lab.start()).rejects.toThrow(/NIC "a" did not come up: guest memory exhausted.*memoryPerNic is 65536 bytes/);
+    expect(lab.status).toBe('closed');
+    expect(lab.device('a').status).toBe(0);
+  });
+});
+
+describe('topology files', () => {
+  const problems = (json: unknown): string[] => {
+    try {
+      parseTopology(json);
+    } catch (e) {
+      expect(e).toBeInstanceOf(TopologyError);
+      return (e as TopologyError).problems.map((p) => `${p.field}: ${p.message}`);
+    }
+    throw new Error('the topology was accepted');
+  };
+
+  it('accepts the example topology', () => {
+    const t = loadTopology(fileURLToPath(new URL('../../examples/lab.json', import.meta.url)));
+    expect(t.nics.map((n) => n.name)).toEqual(['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it('names every bad field', () => {
+    expect(problems([])).toEqual(['(topology): must be an object, got a list']);
+    expect(problems({})).toEqual(['nics: is required (a list)']);
+    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, links, ports, taps, traffic)', 'nics: must list at least one NIC']);
+    const p = problems({
+      nics: [{ name: 'a' }, { name: 'a' }, { name: 'b', mac: 'zz', queuePairs: 64 }, { name: 'c', mtu: 1000, queueSize: 100 }, { name: 'd', mac: '01:00:5e:00:00:01' }],
+      switches: [{ name: 'sw', ageingMs: -1 }],
+      links: [
+        { a: 'a', b: 'nope' },
+        { a: 'a', b: 'b', impairment: { lossPrecent: 5 } },
+        { a: 'c', b: 'sw' },
+      ],
+      ports: [{ nic: 'b', switch: 'a', impairment: { delayMs: 'x' } }],
+      taps: [{ switch: 'sw', file: 'x.pcap', port: 'c' }],
+      traffic: [
+        { from: 'a', to: 'c', frames: 10, size: 1500 },
+        { from: 'a', to: 'a', frames: 0, size: 10 },
+        { from: 'sw', to: 'z', frames: 1, size: 64, ratePps: 0 },
+      ],
+    });
+    expect(p).toEqual([
+      'nics[1].name: "a" is already the name of the NIC at nics[0]',
+      'nics[2].mac: "zz" is not a MAC address like 52:54:00:12:34:56',
+      'nics[2].queuePairs: must be an integer in [1, 16], got 64',
+      'nics[3].queueSize: 100 is not a power of two',
+      'nics[4].mac: 01:00:5e:00:00:01 is a multicast address; a NIC needs a unicast one',
+      'switches[0].ageingMs: must be a number in (0, 1000000000], got -1',
+      'links[0].b: "nope" is not a NIC or socket link of this topology',
+      'links[1].a: "a" is already attached at links[0] (one attachment per NIC)',
+      'links[1].impairment.lossPrecent: unknown key (known: delayMs, jitterMs, lossPercent, rateBitsPerSec, burstBytes, seed, queueBytes)',
+      'links[2].b: "sw" is a switch; plug NICs into switches with "ports"',
+      'ports[0].switch: "a" is not a switch of this topology',
+      'ports[0].nic: "b" is already attached at links[1] (one attachment per NIC)',
+      'ports[0].impairment.delayMs: must be a number in [0, 60000], got "x"',
+      'taps[0].port: "c" is not connected to switch "sw" (its ports: none)',
+      'traffic[0].size: must be an integer in [22, 1014], got 1500',
+      'traffic[1].to: a flow needs two different NICs',
+      'traffic[1].frames: must be an integer in [1, 1000000000], got 0',
+      'traffic[1].size: must be an integer in [22, 1514], got 10',
+      'traffic[2].from: "sw" is not a NIC of this topology (NICs: a, b, c, d)',
+      'traffic[2].to: "z" is not a NIC of this topology (NICs: a, b, c, d)',
+      'traffic[2].ratePps: must be a number in (0, 1000000000], got 0',
+    ]);
+  });
+
+  it('checks socket links', () => {
+    expect(problems({ nics: [{ name: 'a' }], sockets: [{ name: 's', transport: 'tcp' }, { name: 't', transport: 'stream', role: 'server', path: '/tmp/s', port: 3 }, { name: 'u', transport: 'dgram' }] })).toEqual([
+      'sockets[0].transport: must be "stream" or "dgram", got "tcp"',
+      'sockets[1]: give a Unix socket "path" or a TCP "host"/"port", not both',
+      'sockets[2].remote: must be an object, got nothing',
+    ]);
+  });
+
+  it('one TopologyError lists every problem; a single one reads as field: message', () => {
+    const one = (() => {
+      try {
+        parseTopology({ nics: [{ name: 'a', mtu: 9 }] });
+      } catch (e) {
+        return e as TopologyError;
+      }
+    })();
+    expect(one).toBeInstanceOf(TopologyError);
+    expect(one!.code).toBe('INVALID_TOPOLOGY');
+    expect(one!.field).toBe('nics[0].mtu');
+    expect(one!.message).toBe('nics[0].mtu: must be an integer in [68, 65535], got 9');
+  });
+
+  it('runTopology builds, runs the flows, closes and reports', async () => {
+    const t: LabTopology = {
+      nics: [{ name: 'x' }, { name: 'y', queuePairs: 2 }],
+      links: [{ a: 'x', b: 'y', impairment: { aToB: { lossPercent: 20, seed: 3 } } }],
+      traffic: [
+        { from: 'x', to: 'y', frames: 500, size: 300 },
+        { from: 'y', to: 'x', frames: 300, size: 1514, ratePps: 3000 },
+      ],
+    };
+    const r = await runTopology(parseTopology(t), { lab: { queueSize: 64 } });
+    const [xy, yx] = r.flows;
+    expect(xy.sent).toBe(500);
+    expect(xy.lost).toBe(r.links[0].lostAToB);
+    expect(xy.lost).toBeGreaterThan(0);
+    expect(xy.received + xy.lost).toBe(500);
+    expect(yx).toMatchObject({ sent: 300, received: 300, lost: 0, outOfOrder: 0, ratePps: 3000 });
+    expect(r.nics.y.txPackets).toBe(300);
+    expect(r.nics.x.rxPackets).toBe(300);
+  });
+
+  it('seconds stops sending: a flow reports what it sent by then, and all of it arrived', async () => {
+    const t = parseTopology({ nics: [{ name: 'x' }, { name: 'y' }], links: [{ a: 'x', b: 'y' }], traffic: [{ from: 'x', to: 'y', frames: 100_000, size: 64, ratePps: 200 }] });
+    const r = await runTopology(t, { seconds: 0.3, lab: { queueSize: 64 } });
+    expect(r.flows[0].sent).toBeGreaterThan(0);
+    expect(r.flows[0].sent).toBeLessThan(100_000);
+    expect(r.flows[0]).toMatchObject({ received: r.flows[0].sent, lost: 0 });
+  });
+
+  it('buildLab turns what the lab refuses into a TopologyError for the entry', () => {
+    const t = parseTopology({ nics: [{ name: 'a' }] });
+    t.links = [{ a: 'a', b: 'ghost' }];
+    expect(() => buildLab(t)).toThrow(TopologyError);
+    expect(() => buildLab(t)).toThrow(/^links\[0\]: link: no NIC or socket link named "ghost"/);
+  });
+});

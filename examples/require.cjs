@@ -13,7 +13,7 @@ const { SharedArena, VirtioNetDevice, connectNics, setupNetDriver, NetDriver } =
     da.send(new Uint8Array(64).fill(7));
     da.flushTx();
     let got = 0;
-    while (got === 0 && (await db.waitForInterrupt(1000))) got += db.receive(() => {});
+    while (got === 0 && (await db.waitForInterrupt(10_000))) got += db.receive(() => {});
     console.log(got === 1 ? 'cjs: 1 frame received' : 'cjs: nothing received');
     process.exitCode = got === 1 ? 0 : 1;
   } finally {

@@ -98,6 +98,8 @@ export class PortChannelProducer extends PortChannelEnd {
   private published: number;
   private headCache: number;
   private reserved = 0;
+  /** Bytes the reserved record skips at the end of the data area (its WRAP), added to the tail by commit(). */
+  private skip = 0;
   private readonly wakeI32: Int32Array;
 
   constructor(spec: PortChannelSpec) {
@@ -116,9 +118,13 @@ export class PortChannelProducer extends PortChannelEnd {
   reserve(len: number): number {
     if (!this.room(len)) return -1;
     let pos = this.tail & this.mask;
+    this.skip = 0;
     if (pos + recordBytes(len) > this.spec.capacity) {
+      // The tail moves past the end only at commit(): a reservation that is
+      // never committed (a frame dropped after all) must leave the tail on a
+      // record boundary, or the consumer would follow the WRAP into stale data.
       this.u32[(this.data + pos) >>> 2] = WRAP;
-      this.tail = (this.tail + this.spec.capacity - pos) >>> 0;
+      this.skip = this.spec.capacity - pos;
       pos = 0;
     }
     this.reserved = len;
@@ -138,7 +144,8 @@ export class PortChannelProducer extends PortChannelEnd {
 
   /** The reserved frame is written: make it part of the next publish(). */
   commit(): void {
-    this.tail = (this.tail + recordBytes(this.reserved)) >>> 0;
+    this.tail = (this.tail + this.skip + recordBytes(this.reserved)) >>> 0;
+    this.skip = 0;
   }
 
   /** Publish committed frames with one store, waking the consumer if it asked. */

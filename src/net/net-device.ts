@@ -56,7 +56,7 @@ import type { NetRxParams } from './net-rx-queue.js';
 import { rxOffloads } from './rx-offloads.js';
 import type { NetTxParams } from './net-tx-queue.js';
 import { txOffloads } from './tx-header.js';
-import { netHdrSize, rxBufferMode } from '../virtskb/index.js';
+import { ETH_DATA_LEN, netHdrSize, rxBufferMode } from '../virtskb/index.js';
 
 /** Everything this virtio-net device can do; a driver accepts what it wants of it. */
 export const NET_DEVICE_FEATURES: FeatureSet = featureSet(
@@ -149,12 +149,15 @@ class NetModel implements DeviceModel, NetCtrlTarget {
     const pair = q >>> 1;
     const hdrSize = netHdrSize(negotiated);
     if (q === netRxQueue(pair)) {
+      // The MTU the driver uses: config mtu only when it negotiated VIRTIO_NET_F_MTU
+      // (5.1.4.1), else 1500. Its buffers are sized for it, so segments are cut to it.
+      const mtu = hasFeature(negotiated, NET_F_MTU) ? this.mtu : ETH_DATA_LEN;
       const params: NetRxParams = {
         inputs: this.port.inputs[pair],
         hdrSize,
-        mode: rxBufferMode(negotiated, hasFeature(negotiated, NET_F_MTU) ? this.mtu : 1500),
+        mode: rxBufferMode(negotiated, mtu),
         offloads: rxOffloads(negotiated),
-        mtu: this.mtu,
+        mtu,
         filter: hasFeature(negotiated, NET_F_CTRL_RX) || hasFeature(negotiated, NET_F_CTRL_VLAN) ? this.filter.buffer : null,
       };
       return { kind: 'net-rx', params };

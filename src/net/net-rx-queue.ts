@@ -1,5 +1,15 @@
 import { PortChannelConsumer, type PortChannelSpec, recordNetHdr } from '../backends/port-channel.js';
-import { NET_HDR_F_DATA_VALID, NET_HDR_F_NEEDS_CSUM, NET_HDR_FLAGS, NET_HDR_GSO_NONE, NET_HDR_GSO_TYPE, NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from '../spec/net.js';
+import {
+  NET_HDR_F_DATA_VALID,
+  NET_HDR_F_NEEDS_CSUM,
+  NET_HDR_FLAGS,
+  NET_HDR_GSO_ECN,
+  NET_HDR_GSO_NONE,
+  NET_HDR_GSO_TYPE,
+  NET_HDR_GSO_UDP,
+  NET_HDR_NUM_BUFFERS,
+  NET_HDR_SIZE,
+} from '../spec/net.js';
 import {
   BAD_HEADER_REASONS,
   C_BYTES,
@@ -15,7 +25,7 @@ import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, type RxBufferMode, RxWriter
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
 import { RxFilterTable } from './ctrl/rx-filter.js';
 import { NetHdr, OffloadEngine } from './offload/index.js';
-import { RX_CSUM, rxTakesGso } from './rx-offloads.js';
+import { RX_CSUM, isIpv6, rxTakesGso } from './rx-offloads.js';
 
 const BATCH = 32;
 const OFFLOAD_FAILED = BAD_HEADER_REASONS.indexOf('offloadFailed');
@@ -38,6 +48,8 @@ export interface NetRxParams {
 
 /** A frame whose offload could not be carried out (counted as offloadFailed). */
 const BAD_OFFLOAD = -100;
+/** segment(): every segment so far was placed (or lost); otherwise the RX_* result that stopped it. */
+const SEG_GOING = 1;
 const WAIT_DATA = 1;
 const WAIT_BUFFERS = 2;
 
@@ -64,9 +76,14 @@ export class NetRxQueue implements QueueHandler {
   private readonly segHdr = new Uint8Array(NET_HDR_SIZE);
   private next = 0;
   private waitingFor = WAIT_DATA;
+  // State of the segment() call in progress (see there).
   private segOk = 0;
   private segLost = 0;
   private segBytes = 0;
+  private segSkip = 0;
+  private segNext = 0;
+  private segStop = SEG_GOING;
+  private segResume = 0;
 
   constructor(private readonly ctx: HandlerContext) {
     this.p = ctx.params as NetRxParams;
@@ -78,7 +95,6 @@ export class NetRxQueue implements QueueHandler {
   }
 
   poll(): number {
-    this.filter?.refresh();
     const inputs = this.inputs;
     let moved = 0;
     let bytes = 0;
@@ -96,20 +112,25 @@ export class NetRxQueue implements QueueHandler {
         const u8 = input.u8;
         const len = input.len;
         const hdr = recordNetHdr(at);
-        if (this.filter !== null && !this.filter.accept(u8, at, len)) {
-          input.consume();
-          filtered++;
-          continue;
+        if (this.filter !== null) {
+          // Refreshed per frame, after the peek that found it: a frame that reached
+          // the channel after a filter command was used is judged by the new table
+          // (one Atomics.load while the table is unchanged).
+          this.filter.refresh();
+          if (!this.filter.accept(u8, at, len)) {
+            input.consume();
+            filtered++;
+            continue;
+          }
         }
         let r: number;
         if (u8[hdr + NET_HDR_GSO_TYPE] !== NET_HDR_GSO_NONE && !rxTakesGso(this.p.offloads, u8[hdr + NET_HDR_GSO_TYPE], u8, at, len)) {
           r = this.segment(u8, hdr, at, len);
-          if (r > 0) {
-            segments += r;
-            tooBig += this.segLost;
-            bytes += this.segBytes;
-            moved += this.segOk;
-          }
+          // Segments placed (or lost) count even when the rest of the frame waits for buffers.
+          segments += this.segOk + this.segLost;
+          tooBig += this.segLost;
+          bytes += this.segBytes;
+          moved += this.segOk;
         } else {
           r = this.finishChecksum(u8, hdr, at, len) ? this.writer.write(u8, hdr, u8, at, len) : BAD_OFFLOAD;
           if (r > 0) {
@@ -169,28 +190,63 @@ export class NetRxQueue implements QueueHandler {
 
   /**
    * Cut a GSO frame into wire frames for a driver that did not negotiate its
-   * gso_type. Returns the segment count, RX_NO_BUFFERS when fewer chains are
-   * posted than segments (the frame waits), or BAD_OFFLOAD when the frame cannot
-   * be segmented. Segments that still find no room are counted in segLost.
+   * gso_type, each placed as a packet of its own (as a host kernel hands a tap
+   * device's reader the segments one by one). Returns the segment count once
+   * every segment is placed (or counted in segLost), RX_NO_BUFFERS when the
+   * ring ran dry part way, RX_SHORT_BUFFER for a driver error, or BAD_OFFLOAD
+   * when the frame cannot be segmented.
+   *
+   * Segments are placed as buffers come, never all-or-nothing: a frame may have
+   * more segments than the driver can ever post at once (big buffers without
+   * indirect descriptors: 3 chains in a 64-entry ring). When the ring runs dry
+   * part way, the index of the next segment is kept in the record's
+   * num_buffers field (unused until the record is consumed: transmit queues
+   * zero it) and the next call, on the same record, skips the segments placed
+   * before; so does a restarted worker, and nothing is placed twice.
+   * Segmentation is deterministic (IPv4 ids and sequence numbers follow from
+   * the frame), so the skipped segments are the ones already placed; the one
+   * exception, IPv6 UFO (a fresh fragment identification per call), drops the
+   * rest of its datagram instead.
    */
   private segment(u8: Uint8Array, hdr: number, at: number, len: number): number {
     const engine = this.offload();
     this.hdr.read(u8, hdr);
-    const count = engine.segmentCount(this.hdr, u8, at, len, this.p.mtu);
-    if (count <= 0) return BAD_OFFLOAD;
-    if (this.ctx.device.available() < count) return RX_NO_BUFFERS;
     this.segOk = 0;
     this.segLost = 0;
     this.segBytes = 0;
-    return engine.segment(this.hdr, u8, at, len, this.p.mtu, this.emitSegment) < 0 ? BAD_OFFLOAD : count;
+    this.segSkip = this.hdr.numBuffers;
+    if (this.segSkip !== 0 && (this.hdr.gsoType & ~NET_HDR_GSO_ECN) === NET_HDR_GSO_UDP && isIpv6(u8, at, len)) {
+      // IPv6 UFO fragments carry an identification the engine draws anew for
+      // every call: the rest of a datagram resumed after a stall would not
+      // reassemble with its start. Drop the rest, counted as offloadFailed.
+      return BAD_OFFLOAD;
+    }
+    this.segNext = 0;
+    this.segStop = SEG_GOING;
+    const count = engine.segment(this.hdr, u8, at, len, this.p.mtu, this.emitSegment);
+    if (count < 0) return BAD_OFFLOAD;
+    if (this.segStop === RX_NO_BUFFERS) {
+      // Placed segments are published at the end of this poll; resume after them.
+      u8[hdr + NET_HDR_NUM_BUFFERS] = this.segResume & 0xff;
+      u8[hdr + NET_HDR_NUM_BUFFERS + 1] = this.segResume >>> 8;
+      return RX_NO_BUFFERS;
+    }
+    // RX_SHORT_BUFFER: the queue stops before publishing, so the mark stays where it was.
+    return this.segStop === SEG_GOING ? count : this.segStop;
   }
 
   private readonly emitSegment = (u8: Uint8Array, at: number, len: number): void => {
-    if (this.writer.write(this.segHdr, 0, u8, at, len) > 0) {
+    const i = this.segNext++;
+    if (i < this.segSkip || this.segStop !== SEG_GOING) return;
+    const r = this.writer.write(this.segHdr, 0, u8, at, len);
+    if (r > 0) {
       this.segOk++;
       this.segBytes += len;
-    } else {
+    } else if (r === RX_TOO_BIG) {
       this.segLost++;
+    } else {
+      this.segStop = r;
+      this.segResume = i;
     }
   };
 

@@ -90,7 +90,10 @@ export class NetTxQueue implements QueueHandler {
       const hdr = recordNetHdr(at);
       r.reset(chain);
       r.copyTo(out.u8, hdr, hdrSize);
-      if (hdrSize < NET_HDR_NUM_BUFFERS + 2) out.u8.fill(0, hdr + hdrSize, at);
+      // num_buffers only means something on receive (5.1.6); the receiving queue keeps
+      // its segmentation progress there (NetRxQueue.segment), so it starts at 0.
+      // A legacy 10-byte header has no such field: zeroed as well.
+      out.u8.fill(0, hdr + NET_HDR_NUM_BUFFERS, at);
       const problem = txHeaderProblem(out.u8, hdr, len, offloads, maxPlainFrame);
       if (problem >= 0) {
         // The record is not committed: the next reserve() writes over it.

@@ -55,7 +55,7 @@ export function rxTakesGso(rx: number, gsoType: number, u8: Uint8Array, at: numb
 }
 
 /** The frame's ethertype after up to two VLAN tags is IPv6. */
-function isIpv6(u8: Uint8Array, at: number, len: number): boolean {
+export function isIpv6(u8: Uint8Array, at: number, len: number): boolean {
   let p = at + 12;
   for (let tags = 0; tags <= 2 && p + 2 <= at + len; tags++, p += 4) {
     const type = (u8[p] << 8) | u8[p + 1];

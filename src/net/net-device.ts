@@ -47,6 +47,7 @@ import {
   netTxQueue,
 } from '../spec/net.js';
 import { DEVICE_ID_NET } from '../spec/status.js';
+import type { QueueStats } from '../stats/queue-stats.js';
 import { ConfigSpace } from '../transport/config-space.js';
 import type { DeviceModel, QueueWorkerSpec } from '../transport/device-model.js';
 import { VirtioDevice, type VirtioDeviceOptions } from '../transport/virtio-device.js';
@@ -89,6 +90,22 @@ export const NET_DEVICE_FEATURES: FeatureSet = featureSet(
   NET_F_MQ,
 );
 
+/** What VirtioNetDevice.netStats() reports. */
+export interface NetDeviceStats {
+  /** Per queue pair: its receive and transmit queue counters. */
+  pairs: Array<{ rx: QueueStats; tx: QueueStats }>;
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  /** Frames dropped by any reason (see each queue's counters for which). */
+  drops: number;
+  /** Broken chains (VirtqueueError) on any data queue. */
+  errors: number;
+  /** Control queue commands by class, errors by code, acks; undefined while it does not run. */
+  ctrl: { commands: NetCtrlQueue['commands']; errors: NetCtrlQueue['errors']; acks: NetCtrlQueue['acks'] } | undefined;
+}
+
 /** Options of a virtio-net device. */
 export interface NetDeviceOptions extends VirtioDeviceOptions {
   /** MAC address; default a random locally administered one. */
@@ -113,6 +130,8 @@ class NetModel implements DeviceModel, NetCtrlTarget {
   readonly filter: RxFilterTable;
   port: NetPort | undefined;
   negotiated: FeatureSet = 0n;
+  /** The control queue's handler while it runs (its counters live on this thread). */
+  ctrlQueue: NetCtrlQueue | undefined;
 
   constructor(
     readonly features: FeatureSet,
@@ -143,7 +162,7 @@ class NetModel implements DeviceModel, NetCtrlTarget {
     const pairs = hasFeature(negotiated, NET_F_MQ) ? this.maxPairs : 1;
     if (q === 2 * pairs) {
       if (!hasFeature(negotiated, NET_F_CTRL_VQ)) return undefined;
-      return { inline: (ctx) => new NetCtrlQueue(ctx, this) };
+      return { inline: (ctx) => (this.ctrlQueue = new NetCtrlQueue(ctx, this)) };
     }
     if (this.port === undefined || q > 2 * pairs) return undefined;
     const pair = q >>> 1;
@@ -172,6 +191,7 @@ class NetModel implements DeviceModel, NetCtrlTarget {
   }
 
   onReset(): void {
+    this.ctrlQueue = undefined;
     Atomics.store(this.activeI32, 0, 1);
     this.filter.reset(this.mac);
     this.negotiated = 0n;
@@ -260,6 +280,27 @@ export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
   /** The receive filter the control queue programs (for stats and tests). */
   get rxFilter(): RxFilterTable {
     return this.net.filter;
+  }
+
+  /**
+   * Device-side figures: every pair's receive and transmit queue counters
+   * (packets = chains, bytes, drops by reason, errors by code), their totals,
+   * and the control queue's commands and errors.
+   */
+  netStats(): NetDeviceStats {
+    const pairs = Array.from({ length: this.queuePairs }, (_, p) => ({ rx: this.queueStats(netRxQueue(p)), tx: this.queueStats(netTxQueue(p)) }));
+    const sum = (pick: (s: { rx: QueueStats; tx: QueueStats }) => number): number => pairs.reduce((n, s) => n + pick(s), 0);
+    const ctrl = this.net.ctrlQueue;
+    return {
+      pairs,
+      rxPackets: sum((s) => s.rx.chains),
+      rxBytes: sum((s) => s.rx.bytes),
+      txPackets: sum((s) => s.tx.chains),
+      txBytes: sum((s) => s.tx.bytes),
+      drops: sum((s) => s.rx.dropsTooBig + s.rx.dropsFiltered + s.rx.dropsBadHeader + s.tx.dropsTooBig + s.tx.dropsMalformed + s.tx.dropsBadHeader),
+      errors: sum((s) => s.rx.errors + s.tx.errors),
+      ctrl: ctrl === undefined ? undefined : { commands: { ...ctrl.commands }, errors: { ...ctrl.errors }, acks: { ...ctrl.acks } },
+    };
   }
 
   get linkUp(): boolean {

@@ -272,6 +272,10 @@ export class NetDriver {
     this.pairs[0].flushTx();
   }
 
+  sendBatch(frames: readonly Uint8Array[]): number {
+    return this.pairs[0].sendBatch(frames);
+  }
+
   reclaimTx(): number {
     let n = 0;
     for (const p of this.pairs) n += p.reclaimTx();

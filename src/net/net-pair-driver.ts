@@ -128,6 +128,17 @@ export class NetPairDriver {
     return true;
   }
 
+  /**
+   * Queue as many of `frames` as buffers allow (from the first), publish them
+   * with one index store and at most one kick; returns how many were queued.
+   */
+  sendBatch(frames: readonly Uint8Array[]): number {
+    let n = 0;
+    while (n < frames.length && this.send(frames[n])) n++;
+    this.flushTx();
+    return n;
+  }
+
   /** Publish queued frames and kick the device if it asked (prepare, then notify outside). */
   flushTx(): void {
     if (this.tx.publish()) ring(this.txKickI32, this.spec.txKick.index);

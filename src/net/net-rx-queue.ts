@@ -76,6 +76,8 @@ export class NetRxQueue implements QueueHandler {
   private readonly segHdr = new Uint8Array(NET_HDR_SIZE);
   private next = 0;
   private waitingFor = WAIT_DATA;
+  /** Chains that were posted when the last frame found too few (WAIT_BUFFERS). */
+  private starvedWith = 0;
   // State of the segment() call in progress (see there).
   private segOk = 0;
   private segLost = 0;
@@ -140,6 +142,8 @@ export class NetRxQueue implements QueueHandler {
         }
         if (r === RX_NO_BUFFERS) {
           this.waitingFor = WAIT_BUFFERS;
+          // Posted but too few for this frame (mergeable, or segments): only more wake us.
+          this.starvedWith = this.ctx.device.available();
           break;
         }
         if (r === RX_SHORT_BUFFER) {
@@ -256,8 +260,12 @@ export class NetRxQueue implements QueueHandler {
       for (const input of this.inputs) if (input.armData()) ready = true;
       return ready;
     }
-    this.ctx.device.enableNotify();
-    return this.ctx.device.available() !== 0;
+    // Ask for a kick when the driver adds to what is posted now (2.7.10 avail_event),
+    // and sleep while it has not: a frame that needs more chains than are posted
+    // must not spin on the ones that are.
+    const device = this.ctx.device;
+    device.enableNotify(this.starvedWith);
+    return device.available() > this.starvedWith;
   }
 
   disarm(): void {

@@ -230,13 +230,14 @@ export class SplitQueueDevice {
   }
 
   /**
-   * Ask the driver to kick on the next buffer. The caller must check
-   * available() again afterwards before it sleeps (the driver may have added a
-   * buffer before it saw this).
+   * Ask the driver to kick on the next buffer, or with `ahead` on the first
+   * buffer beyond the `ahead` already available (a device that needs more
+   * than are posted). The caller must check available() again afterwards
+   * before it sleeps (the driver may have added a buffer before it saw this).
    */
-  enableNotify(): void {
+  enableNotify(ahead = 0): void {
     const r = this.ring;
-    if (this.eventIdx) Atomics.store(r.u16, r.availEvent, this.nextAvail);
+    if (this.eventIdx) Atomics.store(r.u16, r.availEvent, (this.nextAvail + ahead) & 0xffff);
     else Atomics.store(r.u16, r.usedFlags, 0);
   }
 

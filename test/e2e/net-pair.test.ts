@@ -37,6 +37,32 @@ describe('virtio-net pair through real queue workers', () => {
     expect(pair.b.queueStats(RX).bytes).toBe(60);
   });
 
+  it('sendBatch publishes a batch with one index store; netStats sums the queues and the control queue', async () => {
+    pair = await netPair({ queueSize: 64 });
+    const frames = Array.from({ length: 40 }, (_, i) => numberedFrame(i, 100));
+    expect(pair.da.sendBatch(frames)).toBe(40);
+    const got: Uint8Array[] = [];
+    await until(() => {
+      pair!.db.receive((p) => {
+        const f = new Uint8Array(p.length);
+        p.copyTo(f);
+        got.push(f);
+      });
+      return got.length === 40;
+    }, 10_000, 'the batch');
+    expect(firstDifference(got, frames)).toBe(-1);
+    expect(await pair.db.ctrl!.setAllMulti(true)).toBe(true);
+    await until(() => pair!.a.netStats().txPackets === 40, 5000, 'tx counters');
+    const a = pair.a.netStats();
+    const b = pair.b.netStats();
+    expect(a.txBytes).toBe(4000);
+    expect(b.rxPackets).toBe(40);
+    expect(b.rxBytes).toBe(4000);
+    expect(b.drops).toBe(0);
+    expect(b.ctrl?.commands.rx).toBe(1);
+    expect(b.ctrl?.acks.ok).toBeGreaterThanOrEqual(1);
+  });
+
   it('moves thousands of frames of mixed sizes both ways with no loss, duplication or reordering', async () => {
     pair = await netPair({ queueSize: 128 });
     const frames = Array.from({ length: 4000 }, (_, i) => numberedFrame(i, 60 + ((i * 37) % 1455)));

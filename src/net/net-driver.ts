@@ -172,9 +172,12 @@ export async function setupNetDriver(device: VirtioNetDevice, options: NetDriver
   pci.driverOk();
   if (pairCount > 1 && ctrl !== null) {
     // 5.1.6.5.5: only the first pair carries traffic until VQ_PAIRS_SET.
-    const c = ctrlDriver(new GuestMemory(spec.memory), ctrl);
-    if (!(await c.setQueuePairs(pairCount))) throw new InvalidArgumentError(`device refused VQ_PAIRS_SET ${pairCount}`);
+    const guest = new GuestMemory(spec.memory);
+    if (!(await ctrlDriver(guest, ctrl).setQueuePairs(pairCount))) throw new InvalidArgumentError(`device refused VQ_PAIRS_SET ${pairCount}`);
     spec.activePairs = pairCount;
+    // The NetDriver built from this spec goes on where this command left the ring.
+    const idx = guest.readU16(ctrl.queue.avail + 2);
+    ctrl.queue = { ...ctrl.queue, nextAvail: idx, nextUsed: idx };
   }
   return spec;
 }

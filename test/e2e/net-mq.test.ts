@@ -49,6 +49,9 @@ describe('5.1.6.5.5 multi-queue through real workers', () => {
         expect(Atomics.load(new Int32Array(dev.activePairs.buffer), dev.activePairs.index)).toBe(pairs);
         // The control queue is the last one (2 * max_virtqueue_pairs) and carried the one command.
         expect(dev.queueStats(2 * pairs).chains).toBe(1);
+        // The driver's own control queue goes on after setup's VQ_PAIRS_SET.
+        expect(await drv.ctrl!.setPromisc(true)).toBe(true);
+        expect(dev.queueStats(2 * pairs).chains).toBe(2);
       }
       const flows = 16;
       const perFlow = 60;

@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '../errors.js';
 import type { SharedArena } from '../memory/arena.js';
 import { NET_MAX_TX_FRAME } from '../spec/net.js';
 import type { CaptureOptions } from './capture.js';
@@ -45,6 +46,7 @@ const DIRECT: Link = { stats: () => undefined, close: () => Promise.resolve() };
  * worker sits in the middle (one copy more per frame, two with a delay line).
  */
 export function connectNics(arena: SharedArena, a: PortAttachable, b: PortAttachable, options: LinkOptions = {}): Link {
+  if (a === b) throw new InvalidArgumentError('connectNics needs two different NICs: use connectLoopback() to send a NIC its own frames');
   const multi = a.queuePairs > 1 || b.queuePairs > 1;
   const capacity = options.capacity ?? (multi ? 1 << 18 : 1 << 20);
   const maxFrame = options.maxFrame ?? NET_MAX_TX_FRAME;
@@ -57,6 +59,17 @@ export function connectNics(arena: SharedArena, a: PortAttachable, b: PortAttach
   a.attach({ outputs: ab.map((channels) => ({ channels, active: b.activePairs })), inputs: transpose(ba, a.queuePairs) });
   b.attach({ outputs: ba.map((channels) => ({ channels, active: a.activePairs })), inputs: transpose(ab, b.queuePairs) });
   return DIRECT;
+}
+
+/**
+ * A loopback plug: everything the NIC transmits comes back on its own receive
+ * queues (steered by flow hash over its active queues), as a cable with both
+ * ends in one NIC. No thread in between.
+ */
+export function connectLoopback(arena: SharedArena, nic: PortAttachable, options: Pick<LinkOptions, 'capacity' | 'maxFrame'> = {}): void {
+  const capacity = options.capacity ?? (nic.queuePairs > 1 ? 1 << 18 : 1 << 20);
+  const channels = direction(arena, nic, nic, capacity, options.maxFrame ?? NET_MAX_TX_FRAME);
+  nic.attach({ outputs: channels.map((c) => ({ channels: c, active: nic.activePairs })), inputs: transpose(channels, nic.queuePairs) });
 }
 
 /** Channels [tx queue of `from`][rx queue of `to`]. */

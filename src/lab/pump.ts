@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { flowHash } from '../backends/flow-hash.js';
 import { connectNics } from '../backends/link.js';
 import { InvalidArgumentError } from '../errors.js';
+import type { FeatureSet } from '../spec/features.js';
 import { SharedArena } from '../memory/arena.js';
 import { parseMac } from '../net/mac.js';
 import { VirtioNetDevice } from '../net/net-device.js';
@@ -26,6 +27,8 @@ export interface PumpOptions {
   pairs?: number;
   /** Microseconds every thread polls before sleeping (default 30). */
   spinUs?: number;
+  /** Features both drivers ask for (default NET_DEFAULT_FEATURES: mergeable receive buffers, control queue). */
+  features?: FeatureSet;
   /**
    * Runs alongside the traffic once it flows (control-plane operations under
    * load: stop / restart queues, link changes). The pump still checks that
@@ -108,8 +111,9 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   const sum = (field: number): number => Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + field]).reduce((x, y) => x + y, 0);
   const guests: Worker[] = [];
   try {
-    const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs });
-    const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt, queuePairs: pairs });
+    const features = options.features;
+    const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs, features });
+    const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt, queuePairs: pairs, features });
     const t0 = performance.now();
     const exited: Promise<void>[] = [];
     for (let pair = 0; pair < pairs; pair++) {

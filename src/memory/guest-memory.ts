@@ -193,13 +193,35 @@ export class GuestMemory {
   }
 }
 
+/** The last pair of views copyBytes() saw, and whether they share their bytes. */
+let lastSrc: Uint8Array | undefined;
+let lastDst: Uint8Array | undefined;
+let lastShared = false;
+
+/** Bytes below which a word or byte loop beats a call into a typed-array builtin. */
+const SMALL_COPY = 16;
+
 /**
  * Copy bytes between two byte views. Two whole-buffer views of one buffer use
  * copyWithin (no allocation: the fast path when guest memories and channels
- * share an arena); anything else costs one temporary view.
+ * share an arena); anything else costs one temporary view. Whether two views
+ * share a buffer is remembered for the last pair: reading `.buffer` of a
+ * shared-memory view costs more than a 64-byte copy, and a queue worker
+ * copies between the same two views all day. Headers (a few bytes) are
+ * copied by a loop.
  */
 export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstIdx: number, len: number): void {
-  if (src.buffer === dst.buffer && src.byteOffset === dst.byteOffset) {
+  if (len < SMALL_COPY) {
+    if (src === dst && srcIdx < dstIdx) for (let k = len - 1; k >= 0; k--) dst[dstIdx + k] = src[srcIdx + k];
+    else for (let k = 0; k < len; k++) dst[dstIdx + k] = src[srcIdx + k];
+    return;
+  }
+  if (src !== lastSrc || dst !== lastDst) {
+    lastSrc = src;
+    lastDst = dst;
+    lastShared = src.buffer === dst.buffer && src.byteOffset === dst.byteOffset;
+  }
+  if (lastShared) {
     dst.copyWithin(dstIdx, srcIdx, srcIdx + len);
   } else if (srcIdx === 0 && len === src.length) {
     dst.set(src, dstIdx);

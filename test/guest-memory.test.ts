@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GuestAllocator, GuestMemory, GuestMemoryError, InvalidArgumentError, VirtioNetDevice } from '../src/index.js';
+import { GuestAllocator, GuestMemory, GuestMemoryError, InvalidArgumentError, VirtioNetDevice, copyBytes } from '../src/index.js';
 import { guardedMemory } from './support/guest.js';
 
 describe('GuestMemory', () => {
@@ -76,4 +76,30 @@ describe('guest memory shared with queue workers', () => {
     const memory = new GuestMemory([{ gpa: 0, size: 1 << 16, buffer: new ArrayBuffer(1 << 16), byteOffset: 0 }]);
     expect(() => new VirtioNetDevice(memory)).toThrow(/not a SharedArrayBuffer/);
   });
+});
+
+describe('copyBytes', () => {
+  const pattern = (n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff);
+  for (const len of [0, 1, 12, 15, 16, 64, 1500]) {
+    it(`moves ${len} bytes like memmove: overlapping both ways in one view, across views of one buffer, across buffers`, () => {
+      const size = 4 * len + 64;
+      for (const [from, to] of [[8, 8 + (len >> 1)], [8 + (len >> 1), 8], [0, 2 * len + 32]]) {
+        const sab = new SharedArrayBuffer(size);
+        const u8 = new Uint8Array(sab);
+        u8.set(pattern(size));
+        const want = Uint8Array.from(u8);
+        want.set(want.slice(from, from + len), to);
+        copyBytes(u8, from, u8, to, len);
+        expect(u8).toEqual(want);
+        // Another whole-buffer view of the same memory, then a different buffer.
+        const other = new Uint8Array(sab);
+        copyBytes(other, to, u8, from, len);
+        want.set(want.slice(to, to + len), from);
+        expect(u8).toEqual(want);
+        const plain = new Uint8Array(size);
+        copyBytes(u8, from, plain, to, len);
+        expect(plain.subarray(to, to + len)).toEqual(want.subarray(from, from + len));
+      }
+    });
+  }
 });

@@ -212,7 +212,8 @@ const SMALL_COPY = 16;
  */
 export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstIdx: number, len: number): void {
   if (len < SMALL_COPY) {
-    if (src === dst && srcIdx < dstIdx) for (let k = len - 1; k >= 0; k--) dst[dstIdx + k] = src[srcIdx + k];
+    // Backwards when moving up, so overlapping ranges of views with one byteOffset copy as memmove does.
+    if (srcIdx < dstIdx) for (let k = len - 1; k >= 0; k--) dst[dstIdx + k] = src[srcIdx + k];
     else for (let k = 0; k < len; k++) dst[dstIdx + k] = src[srcIdx + k];
     return;
   }

@@ -1,0 +1,138 @@
+// Baseline: the same frames carried over a Unix stream socket between two
+// worker threads, batched (many frames per write, each framed with a 4-byte
+// big-endian length, as QEMU's -netdev stream does). The sender copies each
+// frame into the batch buffer, the receiver copies each frame out and checks
+// its sequence number: one copy in, one copy out, like a ring.
+//
+//   node bench/unix-socket-baseline.mjs [--runs 5] [--batch 32]
+import { rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+
+const RECEIVER = `
+const net = require('node:net');
+const { parentPort, workerData } = require('node:worker_threads');
+const { path, frames, size } = workerData;
+const stamps = new Float64Array(workerData.stamps);
+const out = Buffer.alloc(size);
+let got = 0;
+let errors = 0;
+let rest = null;
+const server = net.createServer((sock) => {
+  sock.on('data', (chunk) => {
+    let buf = chunk;
+    if (rest !== null) { buf = Buffer.concat([rest, chunk]); rest = null; }
+    let off = 0;
+    while (off + 4 <= buf.length) {
+      const len = buf.readUInt32BE(off);
+      if (off + 4 + len > buf.length) break;
+      buf.copy(out, 0, off + 4, off + 4 + len);
+      if (len !== size || out.readUInt32LE(14) !== (got >>> 0)) errors++;
+      got++;
+      off += 4 + len;
+    }
+    if (off < buf.length) rest = buf.subarray(off);
+    if (got === frames) {
+      stamps[1] = Number(process.hrtime.bigint());
+      parentPort.postMessage({ got, errors });
+      sock.destroy();
+      server.close();
+    }
+  });
+});
+server.listen(path, () => parentPort.postMessage('listening'));
+`;
+
+const SENDER = `
+const net = require('node:net');
+const { workerData } = require('node:worker_threads');
+const { path, frames, size, batch } = workerData;
+const stamps = new Float64Array(workerData.stamps);
+const template = Buffer.alloc(size);
+for (let i = 0; i < size; i++) template[i] = i & 0xff;
+const sock = net.createConnection(path, () => {
+  stamps[0] = Number(process.hrtime.bigint());
+  let sent = 0;
+  const pump = () => {
+    while (sent < frames) {
+      const n = Math.min(batch, frames - sent);
+      // A fresh buffer per write: the socket may still hold the last one.
+      const buf = Buffer.allocUnsafe(n * (4 + size));
+      let off = 0;
+      for (let k = 0; k < n; k++) {
+        buf.writeUInt32BE(size, off);
+        template.copy(buf, off + 4);
+        buf.writeUInt32LE(sent >>> 0, off + 4 + 14);
+        sent++;
+        off += 4 + size;
+      }
+      if (!sock.write(buf)) { sock.once('drain', pump); return; }
+    }
+    sock.end();
+  };
+  pump();
+});
+sock.on('error', () => {});
+`;
+
+/**
+ * Frames per second of a Unix stream socket carrying `frames` frames of
+ * `size` bytes (>= 18) from one worker thread to another, `batch` frames per
+ * write. Timed from the sender's connect to the receiver's last frame.
+ */
+export async function unixSocketRate(frames, size, batch = 32) {
+  if (size < 18) throw new Error(`frame size ${size} must be >= 18 (sequence number at byte 14)`);
+  const path = join(tmpdir(), `virtio-lab-bench-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.sock`);
+  const stamps = new SharedArrayBuffer(16);
+  const workers = [];
+  try {
+    const receiver = new Worker(RECEIVER, { eval: true, workerData: { path, frames, size, stamps } });
+    workers.push(receiver);
+    const failed = new Promise((_, reject) => receiver.once('error', reject));
+    failed.catch(() => {});
+    const messages = [];
+    let wake = () => {};
+    receiver.on('message', (m) => { messages.push(m); wake(); });
+    const next = () => (messages.length > 0 ? Promise.resolve(messages.shift()) : Promise.race([new Promise((r) => (wake = r)).then(() => messages.shift()), failed]));
+    if ((await next()) !== 'listening') throw new Error('receiver did not listen');
+    const sender = new Worker(SENDER, { eval: true, workerData: { path, frames, size, batch, stamps } });
+    workers.push(sender);
+    sender.once('error', (e) => { messages.push({ error: e }); wake(); });
+    const result = await next();
+    if (result.error) throw result.error;
+    if (result.got !== frames || result.errors !== 0) throw new Error(`unix socket: ${result.got} of ${frames} frames, ${result.errors} bad`);
+    const t = new Float64Array(stamps);
+    return frames / ((t[1] - t[0]) / 1e9);
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+    rmSync(path, { force: true });
+  }
+}
+
+// Run alone: median and range over the runs for 64 and 1500 B.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { parseArgs } = await import('node:util');
+  const { probePlacement } = await import('../dist/index.js');
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, batch: { type: 'string', default: '32' } } });
+  const runs = Math.max(1, Number(values.runs));
+  const batch = Number(values.batch);
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const placement = await probePlacement();
+  console.log(`node ${process.version}, ${availableParallelism()} cores; placement before: ${placement.placement} (${placement.roundTripNs} ns round trip)`);
+  console.log(`unix stream socket, 2 worker threads (sender, receiver) + the kernel, ${batch} frames per write, 4-byte length framing; ${runs} runs\n`);
+  for (const [size, frames] of [[64, 1_000_000], [1500, 500_000]]) {
+    const rates = [];
+    const placements = [];
+    for (let r = 0; r < runs; r++) {
+      placements.push((await probePlacement(3, 1000)).placement);
+      rates.push(await unixSocketRate(frames, size, batch));
+    }
+    const m = median(rates);
+    console.log(
+      `${String(size).padStart(5)} B  ${(m / 1e6).toFixed(2)} M frames/s [${(Math.min(...rates) / 1e6).toFixed(2)}-${(Math.max(...rates) / 1e6).toFixed(2)}]` +
+        `  ${((m * size * 8) / 1e9).toFixed(2)} Gbit/s  (${frames} frames per run)  placement ${placements.join(',')}`,
+    );
+  }
+}

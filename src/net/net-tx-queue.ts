@@ -1,6 +1,7 @@
 import type { PortChannelProducer, PortOutput } from '../backends/port-channel.js';
 import { recordNetHdr } from '../backends/port-channel.js';
 import { SteeredOutput } from '../backends/steered-output.js';
+import type { DescriptorChain } from '../ring/chain.js';
 import { ChainReader } from '../ring/chain-io.js';
 import { NET_HDR_NUM_BUFFERS } from '../spec/net.js';
 import { C_BYTES, C_CHAINS, C_DROPS_BAD_HEADER, C_DROPS_MALFORMED, C_DROPS_TOO_BIG, badHeaderField } from '../stats/queue-stats.js';
@@ -69,10 +70,8 @@ export class NetTxQueue implements QueueHandler {
     let badHeader = 0;
     while (n < BATCH && device.pop(chain)) {
       const len = chain.readableBytes - hdrSize;
-      const r = this.reader.reset(chain);
-      // Look at the destination MACs / flow before choosing the channel: the
-      // hash needs the frame, so peek at it through the first segment when possible.
-      const out = this.out.producers.length === 1 ? this.out.producers[0] : this.pickByFrame(r, len);
+      // Several receiving queues: the flow hash needs the frame's first bytes.
+      const out = this.out.producers.length === 1 ? this.out.producers[0] : this.pickByFrame(chain, len);
       if (len <= 0 || len > out.maxFrame) {
         if (len <= 0) malformed++;
         else tooBig++;
@@ -88,12 +87,13 @@ export class NetTxQueue implements QueueHandler {
         break;
       }
       const hdr = recordNetHdr(at);
-      r.reset(chain);
+      const r = this.reader.reset(chain);
       r.copyTo(out.u8, hdr, hdrSize);
       // num_buffers only means something on receive (5.1.6); the receiving queue keeps
       // its segmentation progress there (NetRxQueue.segment), so it starts at 0.
       // A legacy 10-byte header has no such field: zeroed as well.
-      out.u8.fill(0, hdr + NET_HDR_NUM_BUFFERS, at);
+      out.u8[hdr + NET_HDR_NUM_BUFFERS] = 0;
+      out.u8[hdr + NET_HDR_NUM_BUFFERS + 1] = 0;
       const problem = txHeaderProblem(out.u8, hdr, len, offloads, maxPlainFrame);
       if (problem >= 0) {
         // The record is not committed: the next reserve() writes over it.
@@ -123,7 +123,8 @@ export class NetTxQueue implements QueueHandler {
   }
 
   /** Choose the channel from the frame's flow (multi-queue receivers only). */
-  private pickByFrame(r: ChainReader, len: number): PortChannelProducer {
+  private pickByFrame(chain: DescriptorChain, len: number): PortChannelProducer {
+    const r = this.reader.reset(chain);
     r.skip(this.p.hdrSize);
     const n = Math.min(len, FLOW_BYTES);
     r.copyTo(this.flow, 0, n);

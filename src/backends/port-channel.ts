@@ -184,9 +184,18 @@ export class PortChannelConsumer extends PortChannelEnd {
     this.wakeI32 = new Int32Array(spec.wakeProducer.buffer);
   }
 
+  /**
+   * How many times peek() has loaded the producer's index. Frames first seen
+   * after this changed were published after anything the reader looked at
+   * before it (a consumer that judges frames by shared state re-reads that
+   * state when this moves, not per frame).
+   */
+  tailLoads = 0;
+
   /** The u8 index of the next frame (length in `len`), or -1 when empty. */
   peek(): number {
     if (this.head === this.tailCache) {
+      this.tailLoads++;
       this.tailCache = this.load(TAIL);
       if (this.head === this.tailCache) return -1;
     }

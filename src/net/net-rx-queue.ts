@@ -78,6 +78,8 @@ export class NetRxQueue implements QueueHandler {
   private waitingFor = WAIT_DATA;
   /** Chains that were posted when the last frame found too few (WAIT_BUFFERS). */
   private starvedWith = 0;
+  /** Each input's tailLoads when the filter was last re-read for it. */
+  private readonly filterSeen: Float64Array;
   // State of the segment() call in progress (see there).
   private segOk = 0;
   private segLost = 0;
@@ -90,6 +92,7 @@ export class NetRxQueue implements QueueHandler {
   constructor(private readonly ctx: HandlerContext) {
     this.p = ctx.params as NetRxParams;
     this.inputs = this.p.inputs.map((c) => new PortChannelConsumer(c));
+    this.filterSeen = new Float64Array(this.inputs.length).fill(-1);
     this.writer = new RxWriter(ctx.device, { mode: this.p.mode, hdrSize: this.p.hdrSize, numBuffersAt: NET_HDR_NUM_BUFFERS });
     this.filter = this.p.filter === null ? null : new RxFilterTable(this.p.filter);
     this.statBase = ctx.stats.base(ctx.queue);
@@ -106,8 +109,9 @@ export class NetRxQueue implements QueueHandler {
     let segments = 0;
     this.waitingFor = WAIT_DATA;
     for (let k = 0; k < inputs.length && moved < BATCH && this.waitingFor === WAIT_DATA; k++) {
-      const input = inputs[this.next];
-      this.next = this.next + 1 === inputs.length ? 0 : this.next + 1;
+      const i = this.next;
+      const input = inputs[i];
+      this.next = i + 1 === inputs.length ? 0 : i + 1;
       while (moved < BATCH) {
         const at = input.peek();
         if (at < 0) break;
@@ -115,10 +119,13 @@ export class NetRxQueue implements QueueHandler {
         const len = input.len;
         const hdr = recordNetHdr(at);
         if (this.filter !== null) {
-          // Refreshed per frame, after the peek that found it: a frame that reached
-          // the channel after a filter command was used is judged by the new table
-          // (one Atomics.load while the table is unchanged).
-          this.filter.refresh();
+          // Re-read after every load of the channel index that can reveal new
+          // frames: a frame sent after a filter command was acknowledged is
+          // judged by the new table.
+          if (input.tailLoads !== this.filterSeen[i]) {
+            this.filterSeen[i] = input.tailLoads;
+            this.filter.refresh();
+          }
           if (!this.filter.accept(u8, at, len)) {
             input.consume();
             filtered++;

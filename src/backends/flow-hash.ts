@@ -1,3 +1,5 @@
+import { ETH_P_IPV4, ETH_P_IPV6, etherTypeAt } from '../net/offload/packet.js';
+
 /**
  * A flow hash over an Ethernet frame: IPv4 / IPv6 addresses, the protocol,
  * and TCP / UDP ports when the packet is not a fragment; the two MAC
@@ -5,24 +7,19 @@
  * steering by it keeps each flow on one receive queue, in order.
  */
 export function flowHash(u8: Uint8Array, at: number, len: number): number {
-  let p = at + 12;
   const end = at + len;
-  let type = p + 2 <= end ? (u8[p] << 8) | u8[p + 1] : 0;
-  // 802.1Q / 802.1ad tags: up to two.
-  for (let tags = 0; (type === 0x8100 || type === 0x88a8) && tags < 2 && p + 6 <= end; tags++) {
-    p += 4;
-    type = (u8[p] << 8) | u8[p + 1];
-  }
-  p += 2;
+  const typeAt = etherTypeAt(u8, at, len);
+  const type = typeAt < 0 ? 0 : (u8[at + typeAt] << 8) | u8[at + typeAt + 1];
+  const p = at + typeAt + 2;
   let h = 0x811c9dc5;
-  if (type === 0x0800 && p + 20 <= end) {
+  if (type === ETH_P_IPV4 && p + 20 <= end) {
     const ihl = (u8[p] & 0x0f) * 4;
     const proto = u8[p + 9];
     h = mix(h, u8, p + 12, 8);
     h = mix(h, u8, p + 9, 1);
     const fragment = ((u8[p + 6] & 0x3f) | u8[p + 7]) !== 0;
     if (!fragment && (proto === 6 || proto === 17) && p + ihl + 4 <= end) h = mix(h, u8, p + ihl, 4);
-  } else if (type === 0x86dd && p + 40 <= end) {
+  } else if (type === ETH_P_IPV6 && p + 40 <= end) {
     const next = u8[p + 6];
     h = mix(h, u8, p + 8, 32);
     h = mix(h, u8, p + 6, 1);

@@ -9,6 +9,7 @@ import {
   NET_F_GUEST_USO6,
   featureMask,
 } from '../spec/features.js';
+import { ETH_P_IPV6, etherTypeAt } from './offload/packet.js';
 import { NET_HDR_GSO_ECN, NET_HDR_GSO_TCPV4, NET_HDR_GSO_TCPV6, NET_HDR_GSO_UDP, NET_HDR_GSO_UDP_L4 } from '../spec/net.js';
 
 /** What a driver takes on receive (GUEST_* features), as bits of one number. */
@@ -54,12 +55,8 @@ export function rxTakesGso(rx: number, gsoType: number, u8: Uint8Array, at: numb
   }
 }
 
-/** The frame's ethertype after up to two VLAN tags is IPv6. */
+/** The frame's ethertype, after any VLAN tags, is IPv6. */
 export function isIpv6(u8: Uint8Array, at: number, len: number): boolean {
-  let p = at + 12;
-  for (let tags = 0; tags <= 2 && p + 2 <= at + len; tags++, p += 4) {
-    const type = (u8[p] << 8) | u8[p + 1];
-    if (type !== 0x8100 && type !== 0x88a8) return type === 0x86dd;
-  }
-  return false;
+  const off = etherTypeAt(u8, at, len);
+  return off >= 0 && ((u8[at + off] << 8) | u8[at + off + 1]) === ETH_P_IPV6;
 }

@@ -68,6 +68,22 @@ export class PacketInfo {
 }
 
 /**
+ * Offset from `at` of an Ethernet frame's ethertype after any 802.1Q /
+ * 802.1ad tags, or -1 when the frame ends before it.
+ */
+export function etherTypeAt(u8: Uint8Array, at: number, len: number): number {
+  if (len < ETH_HLEN) return -1;
+  let off = ETH_HLEN - 2;
+  let type = getU16(u8, at + off);
+  while (type === ETH_P_8021Q || type === ETH_P_8021AD) {
+    off += 4;
+    if (off + 2 > len) return -1;
+    type = getU16(u8, at + off);
+  }
+  return off;
+}
+
+/**
  * Parse the frame u8[at, at+len): Ethernet, any number of VLAN tags, IPv4
  * (with options) or IPv6 (no extension headers), TCP or UDP. Never reads
  * outside the frame. Returns undefined on success (a non-IP frame or another
@@ -82,15 +98,10 @@ export function parsePacket(p: PacketInfo, u8: Uint8Array, at: number, len: numb
   p.l4Proto = -1;
   p.ipFragment = false;
   p.l4Len = 0;
-  if (len < ETH_HLEN) return 'UNPARSEABLE_PACKET';
-  let off = ETH_HLEN - 2;
-  let type = getU16(u8, at + off);
-  while (type === ETH_P_8021Q || type === ETH_P_8021AD) {
-    off += 4;
-    if (off + 2 > len) return 'UNPARSEABLE_PACKET';
-    type = getU16(u8, at + off);
-    p.vlanTags++;
-  }
+  let off = etherTypeAt(u8, at, len);
+  if (off < 0) return 'UNPARSEABLE_PACKET';
+  const type = getU16(u8, at + off);
+  p.vlanTags = (off - (ETH_HLEN - 2)) / 4;
   off += 2;
   p.etherType = type;
   p.l3Off = off;

@@ -210,6 +210,15 @@ export class PortChannelConsumer extends PortChannelEnd {
     return this.data + pos + RECORD_HEADER;
   }
 
+  /**
+   * Stream position of the frame peek() returned: a 32-bit byte count that
+   * differs for every record within 4 GiB of traffic and stays the same for
+   * the same record, even in a restarted consumer.
+   */
+  get position(): number {
+    return this.head;
+  }
+
   /** Drop the frame peek() returned. */
   consume(): void {
     this.head = (this.head + recordBytes(this.len)) >>> 0;

@@ -3,10 +3,8 @@ import {
   NET_HDR_F_DATA_VALID,
   NET_HDR_F_NEEDS_CSUM,
   NET_HDR_FLAGS,
-  NET_HDR_GSO_ECN,
   NET_HDR_GSO_NONE,
   NET_HDR_GSO_TYPE,
-  NET_HDR_GSO_UDP,
   NET_HDR_NUM_BUFFERS,
   NET_HDR_SIZE,
 } from '../spec/net.js';
@@ -25,9 +23,18 @@ import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, type RxBufferMode, RxWriter
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
 import { RxFilterTable } from './ctrl/rx-filter.js';
 import { NetHdr, OffloadEngine } from './offload/index.js';
-import { RX_CSUM, isIpv6, rxTakesGso } from './rx-offloads.js';
+import { RX_CSUM, rxTakesGso } from './rx-offloads.js';
 
 const BATCH = 32;
+
+/**
+ * IPv6 fragment identification for the UFO datagram at `position` in input
+ * channel `input`: the same record always gets the same id (so a datagram
+ * resumed after a stall, even by a restarted worker, reassembles), and every
+ * record of one channel within 4 GiB gets a different one (odd multiplier:
+ * a bijection on 32 bits).
+ */
+const fragmentIdOf = (position: number, input: number): number => Math.imul(position ^ (input << 24), 0x9e3779b1) >>> 0;
 const OFFLOAD_FAILED = BAD_HEADER_REASONS.indexOf('offloadFailed');
 
 /** Parameters of a receive queue. */
@@ -134,7 +141,7 @@ export class NetRxQueue implements QueueHandler {
         }
         let r: number;
         if (u8[hdr + NET_HDR_GSO_TYPE] !== NET_HDR_GSO_NONE && !rxTakesGso(this.p.offloads, u8[hdr + NET_HDR_GSO_TYPE], u8, at, len)) {
-          r = this.segment(u8, hdr, at, len);
+          r = this.segment(u8, hdr, at, len, fragmentIdOf(input.position, i));
           // Segments placed (or lost) count even when the rest of the frame waits for buffers.
           segments += this.segOk + this.segLost;
           tooBig += this.segLost;
@@ -215,26 +222,19 @@ export class NetRxQueue implements QueueHandler {
    * zero it) and the next call, on the same record, skips the segments placed
    * before; so does a restarted worker, and nothing is placed twice.
    * Segmentation is deterministic (IPv4 ids and sequence numbers follow from
-   * the frame), so the skipped segments are the ones already placed; the one
-   * exception, IPv6 UFO (a fresh fragment identification per call), drops the
-   * rest of its datagram instead.
+   * the frame; IPv6 fragment ids from the record's place in its channel), so
+   * the skipped segments are the ones already placed.
    */
-  private segment(u8: Uint8Array, hdr: number, at: number, len: number): number {
+  private segment(u8: Uint8Array, hdr: number, at: number, len: number, fragmentId: number): number {
     const engine = this.offload();
     this.hdr.read(u8, hdr);
     this.segOk = 0;
     this.segLost = 0;
     this.segBytes = 0;
     this.segSkip = this.hdr.numBuffers;
-    if (this.segSkip !== 0 && (this.hdr.gsoType & ~NET_HDR_GSO_ECN) === NET_HDR_GSO_UDP && isIpv6(u8, at, len)) {
-      // IPv6 UFO fragments carry an identification the engine draws anew for
-      // every call: the rest of a datagram resumed after a stall would not
-      // reassemble with its start. Drop the rest, counted as offloadFailed.
-      return BAD_OFFLOAD;
-    }
     this.segNext = 0;
     this.segStop = SEG_GOING;
-    const count = engine.segment(this.hdr, u8, at, len, this.p.mtu, this.emitSegment);
+    const count = engine.segment(this.hdr, u8, at, len, this.p.mtu, this.emitSegment, fragmentId);
     if (count < 0) return BAD_OFFLOAD;
     if (this.segStop === RX_NO_BUFFERS) {
       // Placed segments are published at the end of this poll; resume after them.

@@ -56,7 +56,7 @@ export function rxTakesGso(rx: number, gsoType: number, u8: Uint8Array, at: numb
 }
 
 /** The frame's ethertype, after any VLAN tags, is IPv6. */
-export function isIpv6(u8: Uint8Array, at: number, len: number): boolean {
+function isIpv6(u8: Uint8Array, at: number, len: number): boolean {
   const off = etherTypeAt(u8, at, len);
   return off >= 0 && ((u8[at + off] << 8) | u8[at + off + 1]) === ETH_P_IPV6;
 }

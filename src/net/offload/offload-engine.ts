@@ -64,7 +64,7 @@ export class OffloadEngine {
   private readonly scratch: Uint8Array;
   /** Payload bytes per segment (per fragment for UFO), set by plan(). */
   private unit = 0;
-  /** Identification of the last IPv6 fragmented datagram. */
+  /** Identification of the last IPv6 fragmented datagram segment() numbered itself. */
   private fragId = 0;
 
   constructor(maxFrame: number = NET_MAX_TX_FRAME) {
@@ -163,10 +163,12 @@ export class OffloadEngine {
    * gso_size is clamped to what the MTU allows. IPv4 header, TCP and UDP
    * checksums are computed in full. A frame without GSO is emitted as is,
    * its checksum completed if NEEDS_CSUM asks for it (its size is not checked
-   * against the MTU). Returns the number emitted, or -1 with `error` set
-   * (then nothing was emitted).
+   * against the MTU). IPv6 fragments carry `fragmentId` as identification,
+   * or, without it, one the engine counts up per datagram (a caller that
+   * must emit the same fragments again passes the same id). Returns the
+   * number emitted, or -1 with `error` set (then nothing was emitted).
    */
-  segment(hdr: NetHdr, u8: Uint8Array, at: number, len: number, mtu: number, emit: FrameSink): number {
+  segment(hdr: NetHdr, u8: Uint8Array, at: number, len: number, mtu: number, emit: FrameSink, fragmentId?: number): number {
     if (!this.check(hdr, u8, at, len)) return -1;
     const n = this.plan(hdr, len, mtu);
     if (n < 0) return -1;
@@ -186,7 +188,7 @@ export class OffloadEngine {
       default:
         if (n === 1) this.wholeUdp(u8, at, len, emit);
         else if (this.packet.ipVersion === 4) this.fragmentUdpV4(u8, at, len, n, emit);
-        else this.fragmentUdpV6(u8, at, len, n, emit);
+        else this.fragmentUdpV6(u8, at, len, n, emit, fragmentId ?? (this.fragId = (this.fragId + 1) >>> 0));
         return n;
     }
   }
@@ -347,20 +349,19 @@ export class OffloadEngine {
     }
   }
 
-  private fragmentUdpV6(u8: Uint8Array, at: number, len: number, n: number, emit: FrameSink): void {
+  private fragmentUdpV6(u8: Uint8Array, at: number, len: number, n: number, emit: FrameSink, id: number): void {
     const { l3Off: ip, l4Off: fh } = this.packet;
     const s = this.scratch;
     const unit = this.unit;
     const data = fh + IPV6_FRAG_HLEN;
     const dgramLen = len - fh;
     const csum = this.udpDatagramChecksum(u8, at, len, dgramLen);
-    this.fragId = (this.fragId + 1) >>> 0;
     copyRange(u8, at, s, 0, fh);
     s[ip + 6] = IPPROTO_FRAGMENT;
     // RFC 8200 4.5: next header, reserved, offset (8-byte units) and M flag, identification.
     s[fh] = IPPROTO_UDP;
     s[fh + 1] = 0;
-    putU32(s, fh + 4, this.fragId);
+    putU32(s, fh + 4, id);
     for (let i = 0, off = 0; i < n; i++, off += unit) {
       const chunk = Math.min(unit, dgramLen - off);
       putU16(s, ip + 4, IPV6_FRAG_HLEN + chunk);

@@ -56,6 +56,15 @@ export function allocPortChannel(arena: SharedArena, capacity: number, maxFrame:
 }
 
 /**
+ * Empty a channel: both indices and both event words back to 0. Only while
+ * neither end is in use; ends made afterwards start from the empty channel.
+ */
+export function resetPortChannel(spec: PortChannelSpec): void {
+  const i32 = new Int32Array(spec.buffer, spec.offset, HEADER_BYTES >>> 2);
+  for (let i = 0; i < i32.length; i++) Atomics.store(i32, i, 0);
+}
+
+/**
  * One end of a single-producer single-consumer frame channel in shared
  * memory: the port between a NIC's tx worker and a peer's rx worker (or a
  * switch). Records (see RECORD_HEADER) are never split at the end of the

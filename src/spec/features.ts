@@ -50,6 +50,14 @@ export const NET_F_SPEED_DUPLEX = 63;
 export const VSOCK_F_STREAM = 0;
 export const VSOCK_F_SEQPACKET = 1;
 export const VSOCK_F_NO_IMPLIED_STREAM = 2;
+/**
+ * Not in the spec: mergeable receive buffers for vsock, after the 2019 Linux
+ * RFC "vsock: add mergeable rx buffer" (a le16 num_buffers after the 44-byte
+ * header, the packet spread over several page-sized buffers). A driver that
+ * does not know the bit leaves it alone; bit 23 keeps clear of the spec's
+ * low device bits.
+ */
+export const VSOCK_F_MRG_RXBUF = 23;
 
 /** A feature set as a bigint with bit n set for feature n (control plane only, never per packet). */
 export type FeatureSet = bigint;

@@ -44,3 +44,16 @@ export const VSOCK_CID_HOST = 2;
 /** struct virtio_vsock_event: le32 id (5.10.6.5). */
 export const VSOCK_EVENT_TRANSPORT_RESET = 0;
 export const VSOCK_EVENT_SIZE = 4;
+
+/** With VSOCK_F_MRG_RXBUF, receive headers are the 44 bytes and a le16 num_buffers. */
+export const VSOCK_HDR_NUM_BUFFERS = 44;
+export const VSOCK_MRG_HDR_SIZE = 46;
+
+/** Largest payload of one packet (Linux VIRTIO_VSOCK_MAX_PKT_BUF_SIZE). */
+export const VSOCK_MAX_PKT_PAYLOAD = 64 * 1024;
+/** Receive buffer size Linux posts in small mode, header included (VIRTIO_VSOCK_DEFAULT_RX_BUF_SIZE + header). */
+export const VSOCK_RX_BUF_SIZE = 4096;
+/** Default buf_alloc of a connection (Linux VIRTIO_VSOCK_DEFAULT_BUF_SIZE). */
+export const VSOCK_DEFAULT_BUF_ALLOC = 256 * 1024;
+/** CID meaning "any" in a bind / listen. */
+export const VSOCK_CID_ANY = 0xffffffff;

@@ -47,13 +47,34 @@ export const BAD_HEADER_REASONS = [
 ] as const;
 export type BadHeaderReason = (typeof BAD_HEADER_REASONS)[number];
 
-const FIELDS = QUEUE_COUNTERS.length + VQ_ERROR_CODES.length + BAD_HEADER_REASONS.length;
+/**
+ * Why a virtio-vsock transmit queue dropped a packet (5.10.6); each counted
+ * under dropsMalformed too. Only structural checks: the packet's op, type
+ * and connection are the host stack's to judge (it answers RST).
+ */
+export const VSOCK_DROP_REASONS = [
+  /** Fewer device-readable bytes than the 44-byte virtio_vsock_hdr. */
+  'shortHeader',
+  /** hdr.len larger than the readable bytes after the header. */
+  'lenBeyondBuffer',
+  /** hdr.len larger than VSOCK_MAX_PKT_PAYLOAD. */
+  'lenTooLarge',
+  /** src_cid is not the guest's CID (Linux vhost drops these too). */
+  'wrongSrcCid',
+  /** dst_cid is not VSOCK_CID_HOST. */
+  'wrongDstCid',
+] as const;
+export type VsockDropReason = (typeof VSOCK_DROP_REASONS)[number];
+
+const FIELDS = QUEUE_COUNTERS.length + VQ_ERROR_CODES.length + BAD_HEADER_REASONS.length + VSOCK_DROP_REASONS.length;
 
 /** Index of a counter in a queue's slot. */
 export const counter = (name: QueueCounter): number => QUEUE_COUNTERS.indexOf(name);
 const errorField = (code: VirtqueueErrorCode): number => QUEUE_COUNTERS.length + VQ_ERROR_CODES.indexOf(code);
 /** Index of a bad-header reason's counter in a queue's slot (reason = index in BAD_HEADER_REASONS). */
 export const badHeaderField = (reason: number): number => QUEUE_COUNTERS.length + VQ_ERROR_CODES.length + reason;
+/** Index of a vsock drop reason's counter in a queue's slot (reason = index in VSOCK_DROP_REASONS). */
+export const vsockDropField = (reason: number): number => QUEUE_COUNTERS.length + VQ_ERROR_CODES.length + BAD_HEADER_REASONS.length + reason;
 
 export const C_CHAINS = counter('chains');
 export const C_BYTES = counter('bytes');
@@ -70,6 +91,8 @@ export const C_ERRORS = counter('errors');
 export type QueueStats = Record<QueueCounter, number> & {
   errorsByCode: Partial<Record<VirtqueueErrorCode, number>>;
   badHeaderByReason: Partial<Record<BadHeaderReason, number>>;
+  /** virtio-vsock transmit drops by reason (only reasons seen). */
+  vsockDropsByReason: Partial<Record<VsockDropReason, number>>;
 };
 
 /** Counters of every queue of one device, in one SharedArrayBuffer. */
@@ -96,7 +119,7 @@ export class StatsBlock {
 
   snapshot(q: number): QueueStats {
     const b = this.base(q);
-    const out = { errorsByCode: {}, badHeaderByReason: {} } as QueueStats;
+    const out = { errorsByCode: {}, badHeaderByReason: {}, vsockDropsByReason: {} } as QueueStats;
     QUEUE_COUNTERS.forEach((name, i) => (out[name] = this.f64[b + i]));
     for (const code of VQ_ERROR_CODES) {
       const n = this.f64[b + errorField(code)];
@@ -105,6 +128,10 @@ export class StatsBlock {
     BAD_HEADER_REASONS.forEach((reason, i) => {
       const n = this.f64[b + badHeaderField(i)];
       if (n !== 0) out.badHeaderByReason[reason] = n;
+    });
+    VSOCK_DROP_REASONS.forEach((reason, i) => {
+      const n = this.f64[b + vsockDropField(i)];
+      if (n !== 0) out.vsockDropsByReason[reason] = n;
     });
     return out;
   }

@@ -61,6 +61,16 @@ export class RxWriter {
   noBuffers = 0;
   /** Mergeable buffers shorter than the header seen (RX_SHORT_BUFFER). */
   shortBuffers = 0;
+  /**
+   * Set when write() returns RX_TOO_BIG (0 after any other outcome): the
+   * writable bytes, header included, of the buffers that were too small: the
+   * one chain (small and big mode), or every chain the ring could give
+   * (mergeable mode). A packet of at most this many bytes fits those same
+   * buffers, which are still at the head of the ring, so a caller that splits
+   * packets (virtio-vsock, as Linux vhost_transport_do_send_pkt does) knows
+   * how much to send now.
+   */
+  lastChainBytes = 0;
   private readonly chain: DescriptorChain;
   private readonly writer = new ChainWriter();
   /** The writable segments of all chains of a multi-buffer packet, as one chain for ChainWriter. */
@@ -107,6 +117,7 @@ export class RxWriter {
     const chain = this.chain;
     if (!(frameLen >= 0)) throw new InvalidArgumentError(`frame length ${frameLen} must be >= 0`);
     const need = this.hdrSize + frameLen;
+    this.lastChainBytes = 0;
     if (!device.pop(chain)) {
       this.noBuffers++;
       return RX_NO_BUFFERS;
@@ -123,6 +134,7 @@ export class RxWriter {
       // One chain per packet, and this one cannot hold it: give it back, never truncate.
       device.unpop(1);
       this.tooBig++;
+      this.lastChainBytes = chain.writableBytes;
       return RX_TOO_BIG;
     }
     return this.gather(hdrSrc, hdrIdx, src, frameIdx, frameLen, need);
@@ -156,6 +168,7 @@ export class RxWriter {
         // buffers are too small for it (or a hostile driver keeps offering tiny ones).
         device.unpop(count);
         this.tooBig++;
+        this.lastChainBytes = have;
         return RX_TOO_BIG;
       }
       let popped: boolean;

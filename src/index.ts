@@ -8,6 +8,7 @@
  * - notifications (notify area, doorbells, adaptive waits),
  * - the control plane (VirtioDevice, PciCommonConfig, PciDriver),
  * - virtio-net (VirtioNetDevice, NetDriver) and links between NICs,
+ * - virtio-vsock (VirtioVsockDevice, the virtio_vsock_hdr codec),
  * - the packet pump and the placement probe.
  */
 export * from './spec/index.js';
@@ -19,5 +20,6 @@ export * from './stats/index.js';
 export * from './transport/index.js';
 export * from './virtskb/index.js';
 export * from './net/index.js';
+export * from './vsock/index.js';
 export * from './backends/index.js';
 export * from './lab/index.js';

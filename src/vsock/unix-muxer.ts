@@ -23,9 +23,7 @@ import { type Server, type Socket, connect as netConnect, createServer } from 'n
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
-
-/** VMADDR_PORT_ANY: a listener on this port receives connections to every port without a listener of its own. */
-export const VSOCK_PORT_ANY = 0xffffffff;
+import { VSOCK_PORT_ANY } from './stack/vsock-stack.js';
 
 /** Default for {@link VsockUnixMuxerOptions.maxConnections}. */
 export const DEFAULT_MUX_MAX_CONNECTIONS = 1024;

@@ -10,14 +10,22 @@ import type { VsockStack } from './vsock-stack.js';
 const SHUTDOWN_BOTH = VSOCK_SHUTDOWN_F_RECEIVE | VSOCK_SHUTDOWN_F_SEND;
 const NO_BUFFER = Buffer.alloc(0);
 
-/** Copy len bytes at payload[off] into a new Buffer (the one copy a Node stream needs). */
+/**
+ * Copy len bytes at payload[off] into a new Buffer (the one copy a Node
+ * stream needs). The Buffer starts at the same address modulo 8 as the
+ * source: V8 copies out of shared memory word by word only between equally
+ * aligned addresses, byte by byte otherwise (a vsock payload in a channel
+ * record sits 4 bytes past an 8-byte boundary, after its 44-byte header).
+ */
 export function copyOut(payload: Uint8Array, off: number, len: number): Buffer {
-  const buf = Buffer.allocUnsafe(len);
   if (len <= 32) {
+    const buf = Buffer.allocUnsafe(len);
     for (let i = 0; i < len; i++) buf[i] = payload[off + i];
-  } else {
-    buf.set(payload.subarray(off, off + len));
+    return buf;
   }
+  const skew = (payload.byteOffset + off) & 7;
+  const buf = Buffer.allocUnsafe(len + skew).subarray(skew);
+  buf.set(payload.subarray(off, off + len));
   return buf;
 }
 
@@ -149,7 +157,7 @@ export abstract class VsockConnection extends Duplex {
     return this.connState === ConnState.CONNECTING || this.connState === ConnState.ACCEPTING;
   }
 
-  /** The connection state's name (CONNECTING, ESTABLISHED, CLOSING, CLOSED, ...). */
+  /** As net.Socket.readyState: 'opening' while connecting, 'open', 'closing' during the close handshake, else 'closed'. */
   get readyState(): string {
     switch (this.connState) {
       case ConnState.CONNECTING:

@@ -328,6 +328,9 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
     this.maxConnections = options.maxConnections ?? VSOCK_DEFAULT_MAX_CONNECTIONS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? VSOCK_DEFAULT_CONNECT_TIMEOUT_MS;
     this.closeTimeoutMs = options.closeTimeoutMs ?? VSOCK_DEFAULT_CLOSE_TIMEOUT_MS;
+    if (!Number.isInteger(this.maxConnections) || this.maxConnections < 0) throw new InvalidArgumentError(`maxConnections ${this.maxConnections}`);
+    if (!(this.connectTimeoutMs > 0)) throw new InvalidArgumentError(`connectTimeoutMs ${this.connectTimeoutMs} must be > 0`);
+    if (!(this.closeTimeoutMs > 0)) throw new InvalidArgumentError(`closeTimeoutMs ${this.closeTimeoutMs} must be > 0`);
     this.seqpacket = options.seqpacket ?? false;
   }
 

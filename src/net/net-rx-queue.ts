@@ -267,12 +267,7 @@ export class NetRxQueue implements QueueHandler {
       for (const input of this.inputs) if (input.armData()) ready = true;
       return ready;
     }
-    // Ask for a kick when the driver adds to what is posted now (2.7.10 avail_event),
-    // and sleep while it has not: a frame that needs more chains than are posted
-    // must not spin on the ones that are.
-    const device = this.ctx.device;
-    device.enableNotify(this.starvedWith);
-    return device.available() > this.starvedWith;
+    return this.ctx.device.armForMoreThan(this.starvedWith);
   }
 
   disarm(): void {

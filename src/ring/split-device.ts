@@ -242,6 +242,18 @@ export class SplitQueueDevice {
   }
 
   /**
+   * Before sleeping on a ring that holds too few buffers for the item at
+   * hand: ask for a kick when the driver adds to the `posted` available now
+   * (2.7.10 avail_event), so the device does not spin on the ones that are,
+   * then look again. Returns true when more than `posted` are available
+   * already (do not sleep).
+   */
+  armForMoreThan(posted: number): boolean {
+    this.enableNotify(posted);
+    return this.available() > posted;
+  }
+
+  /**
    * Tell the driver not to kick while the device is polling. With event idx
    * nothing is written: avail_event stays behind and the driver's test fails.
    */

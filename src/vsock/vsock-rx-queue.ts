@@ -197,12 +197,7 @@ export class VsockRxQueue implements QueueHandler {
 
   arm(): boolean {
     if (this.waitingFor === WAIT_DATA) return this.input.armData();
-    // Ask for a kick when the driver adds to what is posted now (2.7.10 avail_event)
-    // and sleep while it has not: a packet that needs more chains than are posted
-    // must not spin on the ones that are.
-    const device = this.ctx.device;
-    device.enableNotify(this.starvedWith);
-    return device.available() > this.starvedWith;
+    return this.ctx.device.armForMoreThan(this.starvedWith);
   }
 
   disarm(): void {

@@ -23,6 +23,13 @@ describe('examples and the CLI run as a user runs them (from dist/)', () => {
     expect(stdout.match(/b received 60 bytes/g)).toHaveLength(3);
   });
 
+  it('examples/vsock-echo.mjs: the guest gets its three lines back from the host echo server over virtio-vsock', async () => {
+    const { stdout } = await node(['examples/vsock-echo.mjs']);
+    expect(stdout).toContain('guest: connected from cid 3');
+    expect(stdout.match(/^guest got: .+$/gm)).toEqual(['guest got: hello over virtio-vsock', 'guest got: credit-based flow control', 'guest got: bye']);
+    expect(stdout).toMatch(/device: \d+ packets guest->host, \d+ host->guest, 0 dropped, 0 ring errors/);
+  });
+
   it('examples/require.cjs: the CommonJS build brings a NIC pair up', async () => {
     const { stdout } = await node(['examples/require.cjs']);
     expect(stdout).toContain('cjs: 1 frame received');

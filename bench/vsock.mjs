@@ -8,6 +8,7 @@
 // on one worker each (3 threads).
 //
 //   npm run bench:vsock [-- --runs 5 --mib 256 --conns 2000]
+// Credit is Linux's default buf_alloc (256 KiB) unless a row says otherwise.
 import { createServer, createConnection } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,11 +26,11 @@ const SMALL = featureSet(F_VERSION_1, F_EVENT_IDX, F_INDIRECT_DESC, VSOCK_F_STRE
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (xs, unit, scale = 1) => `${(median(xs) / scale).toFixed(2)} ${unit} [${(Math.min(...xs) / scale).toFixed(2)}-${(Math.max(...xs) / scale).toFixed(2)}]`;
 
-async function withLink(features, fn) {
+async function withLink(features, fn, bufferSize = undefined) {
   const arena = new SharedArena(96 << 20);
   const device = new VirtioVsockDevice(arena.guestMemory(80 << 20), { guestCid: 3, arena });
-  const host = new VsockHost(device);
-  const guest = await VsockDriver.open(device, { features });
+  const host = new VsockHost(device, { bufferSize });
+  const guest = await VsockDriver.open(device, { features, bufferSize });
   try {
     return await fn(guest, host);
   } finally {
@@ -57,16 +58,21 @@ async function stream(sender, receiver, total) {
   return total / (Number(t1 - t0) / 1e9);
 }
 
-async function vsockStream(features) {
-  return withLink(features, async (guest, host) => {
-    const accepted = new Promise((r) => host.listen(5000).once('connection', r));
-    const sock = guest.connect(5000);
-    await new Promise((r, j) => sock.once('connect', r).once('error', j));
-    const peer = await accepted;
-    const rate = await stream(sock, peer, BYTES);
-    sock.destroy();
-    return rate;
-  });
+async function vsockStream(features, bufferSize) {
+  return withLink(
+    features,
+    async (guest, host) => {
+      const accepted = new Promise((r) => host.listen(5000).once('connection', r));
+      const sock = guest.connect(5000);
+      await new Promise((r, j) => sock.once('connect', r).once('error', j));
+      const peer = await accepted;
+      peer.on('error', () => {}); // the reset below
+      const rate = await stream(sock, peer, BYTES);
+      sock.destroy();
+      return rate;
+    },
+    bufferSize,
+  );
 }
 
 async function unixPair(fn) {
@@ -145,6 +151,7 @@ const rows = [];
 for (const [name, run] of [
   ['vsock stream, mergeable rx', () => vsockStream(undefined)],
   ['vsock stream, small rx (4 KiB)', () => vsockStream(SMALL)],
+  ['vsock stream, mergeable, 4 MiB credit', () => vsockStream(undefined, 4 << 20)],
   ['unix socket stream (same process)', unixStream],
   ['vsock connection setup', vsockSetup],
   ['unix socket connection setup', unixSetup],
@@ -156,5 +163,8 @@ for (const [name, run] of [
   console.log(`${name.padEnd(36)} ${stream ? fmt(xs, 'MB/s', 1e6) : fmt(xs, 'conn/s')}`);
 }
 const m = Object.fromEntries(rows.map(([n, xs]) => [n, median(xs)]));
-console.log(`ratio vsock/unix stream: mergeable x${(m['vsock stream, mergeable rx'] / m['unix socket stream (same process)']).toFixed(2)}, small x${(m['vsock stream, small rx (4 KiB)'] / m['unix socket stream (same process)']).toFixed(2)}`);
+const unix = m['unix socket stream (same process)'];
+console.log(
+  `ratio vsock/unix stream: mergeable x${(m['vsock stream, mergeable rx'] / unix).toFixed(2)}, small x${(m['vsock stream, small rx (4 KiB)'] / unix).toFixed(2)}, 4 MiB credit x${(m['vsock stream, mergeable, 4 MiB credit'] / unix).toFixed(2)}`,
+);
 console.log(`ratio vsock/unix connection setup: x${(m['vsock connection setup'] / m['unix socket connection setup']).toFixed(2)}`);

@@ -116,7 +116,7 @@ async function setupRate(open) {
 
 async function vsockSetup() {
   return withLink(undefined, async (guest, host) => {
-    host.listen(6000).on('connection', (s) => s.resume().on('end', () => s.end()));
+    host.listen(6000).on('connection', (s) => s.on('error', () => {}).resume().on('end', () => s.end()));
     return setupRate(
       () =>
         new Promise((resolve, reject) => {

@@ -13,6 +13,7 @@ const guest = await VsockDriver.open(device);
 try {
   host.listen(5000).on('connection', (sock) => {
     console.log(`host: connection from cid ${sock.remoteCid} port ${sock.remotePort}`);
+    sock.on('error', (e) => console.log(`host: ${e.code}`)); // e.g. ECONNRESET when the guest goes away
     sock.pipe(sock);
   });
 

@@ -1,4 +1,6 @@
 import { setImmediate as tick } from 'node:timers/promises';
+import { VirtqueueError } from '../errors.js';
+import type { VsockStack } from './stack/vsock-stack.js';
 
 /** Longest sleep between two looks at an idle queue (a missed wake-up costs at most this). */
 const IDLE_MS = 100;
@@ -7,10 +9,17 @@ const IDLE_MS = 100;
  * Runs one side of a vsock link on its thread's event loop: `round()` while
  * it finds work, yielding to the event loop between rounds (socket callbacks,
  * timers and user writes run there), and `sleep()` on the side's wake word
- * when a round found nothing. An error thrown by a round ends the loop and
- * goes to `onError`.
+ * when a round found nothing.
+ *
+ * A round that throws ends the loop. A VirtqueueError (the other side broke
+ * a ring rule) is kept in `broken` and every connection of the stack is
+ * reset (its sockets see ECONNRESET): the process lives on. Anything else
+ * came from user code (a socket callback) and is what Node does with it: an
+ * 'error' on the stack when someone listens, else an uncaught exception.
  */
 export class ServiceLoop {
+  /** The ring error that stopped the loop, or null. */
+  broken: VirtqueueError | null = null;
   private running = false;
   private done: Promise<void> = Promise.resolve();
 
@@ -20,7 +29,7 @@ export class ServiceLoop {
     private readonly sleep: (ms: number) => Promise<void>,
     /** Wake a sleeping loop (ring its word). */
     private readonly wake: () => void,
-    private readonly onError: (e: unknown) => void,
+    private readonly stack: () => VsockStack,
   ) {}
 
   get isRunning(): boolean {
@@ -48,7 +57,19 @@ export class ServiceLoop {
       }
     } catch (e) {
       this.running = false;
-      this.onError(e);
+      this.fail(e);
     }
+  }
+
+  private fail(e: unknown): void {
+    const stack = this.stack();
+    if (e instanceof VirtqueueError) {
+      this.broken = e;
+      stack.transportReset();
+    } else if (stack.listenerCount('error') > 0) stack.emit('error', e);
+    else
+      process.nextTick(() => {
+        throw e;
+      });
   }
 }

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, type VirtqueueError } from '../errors.js';
 import { GuestAllocator } from '../memory/allocator.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
@@ -165,8 +165,17 @@ export class VsockDriver {
       () => this.round(),
       (ms) => this.sleep(ms),
       () => ring(this.irq, q.interrupt.index),
-      (e) => this.stack.emit('error', e),
+      () => this.stack,
     );
+  }
+
+  /**
+   * The ring error that stopped this driver (the device broke a ring rule:
+   * a used id or length it cannot have written), or null. Every connection
+   * was reset then; reset the device and open a new driver.
+   */
+  get broken(): VirtqueueError | null {
+    return this.loop.broken;
   }
 
   /** The guest's CID as config space says now. */

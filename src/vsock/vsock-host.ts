@@ -50,7 +50,7 @@ export class VsockHost {
       () => this.round(),
       (ms) => this.sleep(ms),
       () => ring(this.wake, spec.hostWake.index),
-      (e) => this.stack.emit('error', e),
+      () => this.stack,
     );
     this.loop.start();
   }

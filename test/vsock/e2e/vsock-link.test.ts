@@ -139,4 +139,25 @@ describe('virtio-vsock through real queue workers', () => {
     for (let t = 0; (rig.host.stack.connectionCount !== 0 || rig.guest.stack.connectionCount !== 0) && t < 1000; t++) await new Promise((r) => setTimeout(r, 10));
     expect([rig.host.stack.connectionCount, rig.guest.stack.connectionCount]).toEqual([0, 0]);
   }, 120_000);
+
+  it('a device that writes a used entry naming no chain (USED_ID_OUT_OF_RANGE): the guest driver stops, says why in broken, resets its connections, and the process lives', async () => {
+    rig = await vsockRig();
+    hostEcho(rig, 31);
+    const sock = rig.guest.connect(31);
+    await once(sock, 'connect');
+    const reset = once<Error & { code: string }>(sock, 'error').catch((e: Error & { code: string }) => e);
+    // Play a broken device: stop its tx worker, then publish a used entry for descriptor 60000.
+    await rig.device.stopQueue(1);
+    const mem = rig.device.memory;
+    const used = rig.device.queueAddresses(1).used;
+    const idx = mem.readU16(used + 2);
+    const size = rig.device.queueSize(1);
+    mem.writeU32(used + 4 + 8 * (idx % size), 60000);
+    mem.writeU32(used + 8 + 8 * (idx % size), 0);
+    mem.writeU16(used + 2, (idx + 1) & 0xffff);
+    sock.write('wake the driver');
+    expect((await reset).code).toBe('ECONNRESET');
+    for (let t = 0; rig.guest.broken === null && t < 500; t++) await new Promise((r) => setTimeout(r, 10));
+    expect(rig.guest.broken?.code).toMatch(/^USED_(ID_OUT_OF_RANGE|INDEX_JUMP)$/);
+  }, 30_000);
 });

@@ -11,7 +11,7 @@ export {
   type VsockStackOptions,
   type VsockStackStats,
 } from './vsock-stack.js';
-export { VsockConnection, VsockSocket, type VsockConnectionInit } from './vsock-socket.js';
+export { VsockConnection, VsockSocket, VSOCK_READABLE_HIGH_WATER_MARK, type VsockConnectionInit } from './vsock-socket.js';
 export { VsockSeqpacketSocket, type SeqpacketMessage } from './vsock-seqpacket-socket.js';
 export { VsockServer, VSOCK_DEFAULT_BACKLOG, type VsockAcceptInfo, type VsockListenOptions } from './vsock-server.js';
 export { VsockError, VSOCK_ERROR_CODES, type VsockErrorCode } from './vsock-error.js';

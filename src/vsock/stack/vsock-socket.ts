@@ -11,6 +11,13 @@ const SHUTDOWN_BOTH = VSOCK_SHUTDOWN_F_RECEIVE | VSOCK_SHUTDOWN_F_SEND;
 const NO_BUFFER = Buffer.alloc(0);
 
 /**
+ * Bytes a stream socket's Readable holds before fwd_cnt stops advancing:
+ * one maximum packet, set here because Node's default moved from 16 KiB
+ * (Node 20) to 64 KiB (Node 22), and credit must not depend on the runtime.
+ */
+export const VSOCK_READABLE_HIGH_WATER_MARK = 64 * 1024;
+
+/**
  * Copy len bytes at payload[off] into a new Buffer (the one copy a Node
  * stream needs). The Buffer starts at the same address modulo 8 as the
  * source: V8 copies out of shared memory word by word only between equally
@@ -464,7 +471,7 @@ export abstract class VsockConnection extends Duplex {
 export class VsockSocket extends VsockConnection {
   /** @internal Made by VsockStack.connect() or a listener. */
   constructor(init: VsockConnectionInit) {
-    super({ ...init, vsockType: VSOCK_TYPE_STREAM }, { decodeStrings: true });
+    super({ ...init, vsockType: VSOCK_TYPE_STREAM }, { decodeStrings: true, readableHighWaterMark: VSOCK_READABLE_HIGH_WATER_MARK });
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

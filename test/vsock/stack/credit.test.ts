@@ -166,8 +166,8 @@ describe('credit on the wire', () => {
     const [sock] = await accepted;
     sock.pause();
     sock.on('error', () => {});
-    // The Readable takes 16 KiB (its highWaterMark), 4 KiB at a time within the credit; then 4 KiB wait here.
-    for (let i = 0; i < 5; i++) rig.feed({ op: VSOCK_OP_RW, payload: pattern(4096, i), fwdCnt: 0 });
+    // The Readable takes 64 KiB (VSOCK_READABLE_HIGH_WATER_MARK), 4 KiB at a time within the credit; then 4 KiB wait here.
+    for (let i = 0; i < 17; i++) rig.feed({ op: VSOCK_OP_RW, payload: pattern(4096, i), fwdCnt: 0 });
     expect(sock.credit.rxQueued()).toBe(4096);
     expect(rig.stack.stats.creditViolations).toBe(0);
     rig.feed({ op: VSOCK_OP_RW, payload: pattern(1, 3) }); // one byte too many

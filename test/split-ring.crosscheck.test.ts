@@ -5,6 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ChainReader, ChainWriter, GuestAllocator, SplitQueueDevice, SplitQueueDriver } from '../src/index.js';
+import { InvalidArgumentError } from '../src/errors.js';
 import { type MiniChain, MiniDevice } from './support/mini-device.js';
 import { type ChainLayout, MiniDriver } from './support/mini-driver.js';
 import { type Segment, at, indirectTables, passedEvent, pattern, ringRig, segmentsOf } from './support/split-ring.js';
@@ -315,11 +316,24 @@ describe('SplitQueueDriver against the mini device', () => {
     expect(r.guardsIntact()).toBe(true);
   }
 
+  it('2.7.8: a used.idx that counts a chain added but not yet published is a USED_INDEX_JUMP (the device was never shown it)', () => {
+    const r = driverRig(4, false);
+    expect(r.driver.addBuffer(r.data, 64, true, 1)).toBe(true);
+    r.driver.publish();
+    expect(r.driver.addBuffer(r.data + 64, 64, true, 2)).toBe(true); // added, not published
+    const first = r.device.pop()!;
+    r.device.push(first.head, 0);
+    r.device.push(1, 0); // a lie: descriptor 1 was never made available
+    r.device.publish();
+    expect(() => r.driver.getUsed()).toThrow(expect.objectContaining({ code: 'USED_INDEX_JUMP' }));
+  });
+
   it('2.7.5.3.1: the driver never creates a chain longer than the queue size, not even through an indirect table', () => {
     const r = driverRig(2, true); // tables of up to MAX_ENTRIES = 4 entries, in a queue of 2
     const addrs = [r.data, r.data, r.data];
     expect(r.driver.addChain(addrs, [8, 8], 1, 1, 1)).toBe(true); // 2 entries: fine
-    expect(r.driver.addChain(addrs, [8, 8, 8], 2, 1, 2)).toBe(false); // 3 > 2: no legal layout
+    // 3 > 2: no legal layout now or ever: a named error, nothing added.
+    expect(() => r.driver.addChain(addrs, [8, 8, 8], 2, 1, 2)).toThrow(InvalidArgumentError);
     r.driver.publish();
     expect(r.device.pop()?.segs).toHaveLength(2);
     expect(r.device.pop()).toBeUndefined();

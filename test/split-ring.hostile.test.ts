@@ -151,6 +151,21 @@ describe('split ring device against a hostile driver', () => {
       offer(h, 0, { 0: D(table, 16 * 8193, INDIRECT) });
       expectRefused(h, 'CHAIN_TOO_LARGE', seg);
     });
+
+    it('2.7.5.2: a chain of exactly 2^32 bytes is allowed (8192 x 512 KiB, through one indirect table)', () => {
+      const seg = 0x8_0000;
+      const h = hostileRig({ size: 16384, memSize: 2 << 20 });
+      const data = h.alloc.alloc(seg, 16);
+      const table = h.alloc.alloc(16 * 8192, 16);
+      h.mini.writeTable(
+        table,
+        Array.from({ length: 8192 }, (_, j) => D(data, seg, WRITE | (j < 8191 ? NEXT : 0), j + 1)),
+      );
+      offer(h, 0, { 0: D(table, 16 * 8192, INDIRECT) });
+      expect(h.device.pop(h.chain)).toBe(true);
+      expect(h.chain.writableBytes).toBe(2 ** 32);
+      expect(h.guardsIntact()).toBe(true);
+    });
   });
 
   describe('2.7.5 / 2.7.6: every index the driver writes names something that exists', () => {

@@ -174,7 +174,8 @@ export class SplitQueueDevice {
       throw new VirtqueueError('READABLE_AFTER_WRITABLE', `descriptor ${i} is device-readable after a device-writable one (2.7.4.2)`, i);
     }
     if (len === 0) return; // nothing to read or write; its address is never used
-    if (chain.readableBytes + chain.writableBytes + len > 0xffffffff) {
+    // 2.7.5.2: no chain longer than 2^32 bytes in total (exactly 2^32 is allowed).
+    if (chain.readableBytes + chain.writableBytes + len > TWO_32) {
       throw new VirtqueueError('CHAIN_TOO_LARGE', `chain from head ${chain.head} exceeds 2^32 bytes`, len);
     }
     const region = this.translate(addr, len, i);

@@ -95,7 +95,8 @@ export class SplitQueueDriver {
   /**
    * Add a chain of `nOut` device-readable then `nIn` device-writable segments
    * (addresses and lengths in `addrs`/`lens`); returns false when there is no
-   * room. With indirect tables configured, a multi-segment chain costs one slot.
+   * room now. With indirect tables configured, a multi-segment chain costs one slot.
+   * @throws InvalidArgumentError for an empty chain, or one longer than the queue (it could never be added).
    */
   addChain(addrs: ArrayLike<number>, lens: ArrayLike<number>, nOut: number, nIn: number, token: number): boolean {
     const n = nOut + nIn;
@@ -117,6 +118,7 @@ export class SplitQueueDriver {
       this.finish(head, 1, token);
       return true;
     }
+    if (n > this.size) throw new InvalidArgumentError(`a chain of ${n} descriptors can never fit a queue of ${this.size} (2.7.5.3.1)`);
     if (n > this.numFreeDescs) return false;
     const head = this.freeHead;
     let i = head;
@@ -186,8 +188,10 @@ export class SplitQueueDriver {
     if (n !== 0) return n;
     const idx = Atomics.load(this.ring.u16, this.ring.usedIdx);
     const fresh = (idx - this.lastUsed) & 0xffff;
-    if (fresh > this.pending) {
-      throw new VirtqueueError('USED_INDEX_JUMP', `device moved used.idx to ${idx}, ${fresh} entries past the driver's ${this.lastUsed} with ${this.pending} in flight`, idx);
+    // The device can only have used chains it was shown: those published, not merely added.
+    const shown = (this.published - this.lastUsed) & 0xffff;
+    if (fresh > shown) {
+      throw new VirtqueueError('USED_INDEX_JUMP', `device moved used.idx to ${idx}, ${fresh} entries past the driver's ${this.lastUsed} with ${shown} published in flight`, idx);
     }
     this.usedCache = idx;
     return fresh;

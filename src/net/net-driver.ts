@@ -3,7 +3,7 @@ import { GuestAllocator } from '../memory/allocator.js';
 import { GuestMemory, type MemoryRegionSpec } from '../memory/guest-memory.js';
 import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
-import { SplitQueueDriver } from '../ring/split-driver.js';
+import { createQueueDriver } from '../ring/create-queue.js';
 import {
   F_EVENT_IDX,
   F_INDIRECT_DESC,
@@ -195,7 +195,7 @@ function ctrlDriver(memory: GuestMemory, ctrl: NonNullable<NetDriverSpec['ctrl']
   const kick = new Int32Array(ctrl.kick.buffer);
   return new NetCtrlDriver({
     memory,
-    queue: new SplitQueueDriver(memory, ctrl.queue),
+    queue: createQueueDriver(memory, ctrl.queue),
     buffer: ctrl.buffer,
     kick: () => ring(kick, ctrl.kick.index),
   });

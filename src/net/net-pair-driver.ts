@@ -1,7 +1,8 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { ring } from '../notify/notify-area.js';
-import { SplitQueueDriver } from '../ring/split-driver.js';
+import { createQueueDriver } from '../ring/create-queue.js';
+import type { VirtqDriver } from '../ring/virtqueue.js';
 import type { FeatureSet } from '../spec/features.js';
 import { NET_HDR_SIZE } from '../spec/net.js';
 import { NetRxPacket, RecvBuffers, netRecvConfig } from '../virtskb/index.js';
@@ -44,8 +45,8 @@ export interface NetPairStats {
 export class NetPairDriver {
   /** Byte view of the guest memory holding the tx buffers. */
   readonly u8: Uint8Array;
-  readonly rx: SplitQueueDriver;
-  readonly tx: SplitQueueDriver;
+  readonly rx: VirtqDriver;
+  readonly tx: VirtqDriver;
   readonly recv: RecvBuffers<NetRxPacket>;
   private readonly txGpa: number;
   private readonly txBase: number;
@@ -64,8 +65,8 @@ export class NetPairDriver {
     mtu: number,
     readonly spec: NetPairSpec,
   ) {
-    this.rx = new SplitQueueDriver(memory, spec.rx, spec.rxIndirect === undefined ? {} : { indirectTables: spec.rxIndirect });
-    this.tx = new SplitQueueDriver(memory, spec.tx);
+    this.rx = createQueueDriver(memory, spec.rx, spec.rxIndirect === undefined ? {} : { indirectTables: spec.rxIndirect });
+    this.tx = createQueueDriver(memory, spec.tx);
     const recv = netRecvConfig(features, mtu);
     this.recv = new RecvBuffers(this.rx, memory, spec.rxPool, { ...recv, minLength: 14, packetType: NetRxPacket });
     const pool = spec.txBuffers;

@@ -5,3 +5,5 @@ export * from './queue-state.js';
 export * from './split-layout.js';
 export * from './split-device.js';
 export * from './split-driver.js';
+export * from './virtqueue.js';
+export * from './create-queue.js';

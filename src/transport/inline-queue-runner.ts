@@ -2,7 +2,8 @@ import { QueueWorkerError, VirtqueueError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { type NotifyArea, type WordRef, ring, waitAsync } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
-import { SplitQueueDevice } from '../ring/split-device.js';
+import { createQueueDevice } from '../ring/create-queue.js';
+import type { VirtqDevice } from '../ring/virtqueue.js';
 import { C_INTERRUPTS, C_SLEEPS, type StatsBlock } from '../stats/queue-stats.js';
 import type { HandlerFactory, QueueHandler } from '../worker/queue-handler.js';
 import type { QueueRunner } from './queue-runner.js';
@@ -25,7 +26,7 @@ export interface InlineQueueEvents {
  * state instead of crossing threads.
  */
 export class InlineQueueRunner implements QueueRunner {
-  private readonly device: SplitQueueDevice;
+  private readonly device: VirtqDevice;
   private readonly handler: QueueHandler;
   private active = true;
   private readonly done: Promise<void>;
@@ -41,7 +42,7 @@ export class InlineQueueRunner implements QueueRunner {
     factory: HandlerFactory,
     private readonly events: InlineQueueEvents,
   ) {
-    this.device = new SplitQueueDevice(memory, state);
+    this.device = createQueueDevice(memory, state);
     const target = interrupt === null ? null : new Int32Array(interrupt.buffer);
     this.handler = factory({
       queue,

@@ -22,7 +22,7 @@ export interface DriverQueueOptions {
  * The driver's half of device initialization (3.1.1), done the way a guest
  * does it: through the common config registers, in the spec's order. It lays
  * the rings out in guest memory with the driver's allocator and returns each
- * queue's state for the driver-side ring (SplitQueueDriver).
+ * queue's state for the driver-side ring (createQueueDriver).
  */
 export class PciDriver {
   /** Features in force after negotiate(). */

@@ -161,7 +161,7 @@ export interface RecvPoolOptions extends RecvLayoutOptions {
   pageSize?: number;
   /**
    * Big mode: whether chains go through indirect tables (VIRTIO_F_INDIRECT_DESC
-   * negotiated and SplitQueueDriver given tables of at least descsPerBuffer
+   * negotiated and the driver-side queue given tables of at least descsPerBuffer
    * entries). Then every ring slot can hold a chain; otherwise each chain
    * takes descsPerBuffer ring descriptors. Default false.
    */
@@ -181,7 +181,7 @@ export interface RecvPoolSize {
   bytes: number;
   /** Buffers (small slots, big chains, mergeable pages) the pool holds. */
   buffers: number;
-  /** Descriptors per posted buffer (big mode: size SplitQueueDriver's indirect tables to at least this). */
+  /** Descriptors per posted buffer (big mode: size the driver-side queue's indirect tables to at least this). */
   descsPerBuffer: number;
 }
 

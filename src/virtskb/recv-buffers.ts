@@ -1,6 +1,6 @@
 import { InvalidArgumentError, VirtqueueError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import type { SplitQueueDriver } from '../ring/split-driver.js';
+import type { VirtqDriver } from '../ring/virtqueue.js';
 import { RX_DATA_ALIGN, RX_DEFAULT_PAGE_SIZE, type RecvLayout, type RecvLayoutOptions, type RecvPoolSpec, recvLayout, recvPoolBuffers } from './layout.js';
 import { RxPacket, type RxPacketOwner } from './rx-packet.js';
 
@@ -65,7 +65,7 @@ const MAX_PACKETS = 0x7fffffff;
 /**
  * The driver side of a receive queue shared by virtio-net and virtio-vsock
  * (after Linux's add_recvbuf_{small,big,mergeable} and
- * receive_{small,big,mergeable}): it keeps a SplitQueueDriver full of buffers
+ * receive_{small,big,mergeable}): it keeps a driver-side queue (split or packed) full of buffers
  * from a page pool in guest memory, and rebuilds each packet the device wrote
  * as header + frame segments over those buffers, handed to a callback with no
  * copy and no allocation per packet.
@@ -75,7 +75,7 @@ const MAX_PACKETS = 0x7fffffff;
  *
  * It trusts the device no more than the device trusts the driver: lengths and
  * num_buffers are checked and bad packets counted in `stats` and dropped
- * (Linux rx length errors). What SplitQueueDriver.getUsed() rejects itself
+ * (Linux rx length errors). What the queue's getUsed() rejects itself
  * (a used id naming no chain in flight, a used length over the chain's
  * writable bytes, a used.idx jump) it throws without consuming the entry, so
  * the ring cannot move past it: RecvBuffers counts it, sets `broken` (Linux
@@ -130,7 +130,7 @@ export class RecvBuffers<P extends RxPacket = RxPacket> implements RxPacketOwner
   private heldUnits = 0;
 
   constructor(
-    readonly queue: SplitQueueDriver,
+    readonly queue: VirtqDriver,
     memory: GuestMemory,
     pool: RecvPoolSpec,
     options: RecvBuffersOptions<P>,

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, VirtqueueError } from '../errors.js';
 import { DescriptorChain } from '../ring/chain.js';
 import { ChainWriter } from '../ring/chain-io.js';
-import type { SplitQueueDevice } from '../ring/split-device.js';
+import type { VirtqDevice } from '../ring/virtqueue.js';
 import type { RxBufferMode } from './mode.js';
 
 /** write(): the ring has too few buffers for the packet now; nothing was consumed: keep the packet and wait for a kick. */
@@ -47,7 +47,7 @@ const INITIAL_SEGMENTS = 64;
  * cannot be placed leaves the ring and the buffers exactly as they were.
  *
  * Used entries are pushed but not published: call
- * SplitQueueDevice.publishUsed() once per batch. No allocation per packet;
+ * VirtqDevice.publishUsed() once per batch. No allocation per packet;
  * the scatter list grows (doubling) only for packets over buffers with more
  * segments than it has ever seen, bounded by the packet's bytes.
  */
@@ -80,7 +80,7 @@ export class RxWriter {
   private readonly lens: Uint32Array;
 
   constructor(
-    private readonly device: SplitQueueDevice,
+    private readonly device: VirtqDevice,
     options: RxWriterOptions,
   ) {
     const { hdrSize } = options;

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
 import { copyBytes, type GuestMemory } from '../memory/guest-memory.js';
-import type { SplitQueueDriver } from '../ring/split-driver.js';
+import type { VirtqDriver } from '../ring/virtqueue.js';
 import { VSOCK_HDR_SIZE } from '../spec/vsock.js';
 import type { VsockPacketPort } from './stack/packet-port.js';
 import type { VsockHeader } from './vsock-header.js';
@@ -35,7 +35,7 @@ export class GuestTxPort implements VsockPacketPort {
   private freeCount: number;
 
   constructor(
-    private readonly queue: SplitQueueDriver,
+    private readonly queue: VirtqDriver,
     memory: GuestMemory,
     private readonly pool: VsockTxPool,
     private readonly kick: () => void,

@@ -2,7 +2,8 @@ import { InvalidArgumentError, type VirtqueueError } from '../errors.js';
 import { GuestAllocator } from '../memory/allocator.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
-import { SplitQueueDriver } from '../ring/split-driver.js';
+import { createQueueDriver } from '../ring/create-queue.js';
+import type { VirtqDriver } from '../ring/virtqueue.js';
 import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, type FeatureSet, VSOCK_F_MRG_RXBUF, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, featureSet, hasFeature } from '../spec/features.js';
 import {
   VSOCK_CFG_GUEST_CID,
@@ -76,9 +77,9 @@ export class VsockDriver {
   readonly features: FeatureSet;
   readonly recv: RecvBuffers;
   private readonly txPort: GuestTxPort;
-  private readonly rx: SplitQueueDriver;
-  private readonly tx: SplitQueueDriver;
-  private readonly events: SplitQueueDriver;
+  private readonly rx: VirtqDriver;
+  private readonly tx: VirtqDriver;
+  private readonly events: VirtqDriver;
   private readonly loop: ServiceLoop;
   private readonly hdr = new VsockHeader();
   /** For packets spread over several mergeable buffers: the payload made contiguous. */
@@ -115,7 +116,7 @@ export class VsockDriver {
     const txPool = { base: alloc.alloc(tx.size * stride, 64), count: tx.size, stride };
     const eventBase = alloc.alloc(EVENT_BUFFERS * 64, 64);
     pci.driverOk();
-    const rxQ = new SplitQueueDriver(memory, rx);
+    const rxQ = createQueueDriver(memory, rx);
     const recvBuffers = new RecvBuffers(rxQ, memory, rxPool, { ...recv, numBuffersAt: mergeable ? VSOCK_HDR_NUM_BUFFERS : -1 });
     const doorbell = (q: number): (() => void) => {
       const i32 = new Int32Array(device.notify.spec.buffer);
@@ -125,9 +126,9 @@ export class VsockDriver {
     const driver = new VsockDriver(device, memory, features, options, {
       rx: rxQ,
       recv: recvBuffers,
-      tx: new SplitQueueDriver(memory, tx),
+      tx: createQueueDriver(memory, tx),
       txPool,
-      events: new SplitQueueDriver(memory, ev),
+      events: createQueueDriver(memory, ev),
       eventBase,
       interrupt,
       kick: { rx: doorbell(VSOCK_RX_QUEUE), tx: doorbell(VSOCK_TX_QUEUE), events: doorbell(VSOCK_EVENT_QUEUE) },
@@ -142,11 +143,11 @@ export class VsockDriver {
     features: FeatureSet,
     options: VsockDriverOptions,
     private readonly q: {
-      rx: SplitQueueDriver;
+      rx: VirtqDriver;
       recv: RecvBuffers;
-      tx: SplitQueueDriver;
+      tx: VirtqDriver;
       txPool: { base: number; count: number; stride: number };
-      events: SplitQueueDriver;
+      events: VirtqDriver;
       eventBase: number;
       interrupt: WordRef;
       kick: { rx: () => void; tx: () => void; events: () => void };

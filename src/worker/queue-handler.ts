@@ -1,5 +1,5 @@
 import type { GuestMemory } from '../memory/guest-memory.js';
-import type { SplitQueueDevice } from '../ring/split-device.js';
+import type { VirtqDevice } from '../ring/virtqueue.js';
 import type { StatsBlock } from '../stats/queue-stats.js';
 
 /**
@@ -30,7 +30,7 @@ export interface QueueHandler {
 export interface HandlerContext {
   queue: number;
   memory: GuestMemory;
-  device: SplitQueueDevice;
+  device: VirtqDevice;
   stats: StatsBlock;
   /** Raise this queue's interrupt (counted); no-op when the driver set no vector. */
   interrupt(): void;

@@ -5,7 +5,8 @@ import { GuestMemory } from '../memory/guest-memory.js';
 import { AdaptiveWait } from '../notify/adaptive-wait.js';
 import { NotifyArea, ring } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
-import { SplitQueueDevice } from '../ring/split-device.js';
+import { createQueueDevice } from '../ring/create-queue.js';
+import type { VirtqDevice } from '../ring/virtqueue.js';
 import { C_INTERRUPTS, C_SLEEPS, StatsBlock } from '../stats/queue-stats.js';
 import { STATUS_DEVICE_NEEDS_RESET } from '../spec/status.js';
 import { PortEndpoint } from './port-endpoint.js';
@@ -32,7 +33,7 @@ export class QueueRuntime implements QueueWorkerApi {
   private readonly wait: AdaptiveWait;
   private readonly controlWord: number;
   private state: QueueState;
-  private device!: SplitQueueDevice;
+  private device!: VirtqDevice;
   private handler!: QueueHandler;
   private active = false;
   private readonly pollOnce = (): number => this.handler.poll();
@@ -54,7 +55,7 @@ export class QueueRuntime implements QueueWorkerApi {
   /** Start the loop from the state the worker was created with. */
   start(): void {
     if (this.active) return;
-    this.device = new SplitQueueDevice(this.memory, this.state);
+    this.device = createQueueDevice(this.memory, this.state);
     const { queue, interrupt } = this.data;
     const stats = this.stats;
     const target = interrupt === null ? null : new Int32Array(interrupt.buffer);

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { InvalidArgumentError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { type WordRef, waitAsync } from '../../notify/notify-area.js';
-import type { SplitQueueDriver } from '../../ring/split-driver.js';
+import type { VirtqDriver } from '../../ring/virtqueue.js';
 import type { FeatureSet } from '../../spec/features.js';
 import {
   NET_CTRL_ANNOUNCE,
@@ -54,7 +54,7 @@ export interface NetCtrlBufferSpec {
 export interface NetCtrlDriverOptions {
   memory: GuestMemory;
   /** The driver side of the control queue; the NetCtrlDriver is its only user. */
-  queue: SplitQueueDriver;
+  queue: VirtqDriver;
   /** The command buffer, owned by the NetCtrlDriver. */
   buffer: NetCtrlBufferSpec;
   /**
@@ -93,7 +93,7 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
  */
 export class NetCtrlDriver {
   private readonly memory: GuestMemory;
-  private readonly queue: SplitQueueDriver;
+  private readonly queue: VirtqDriver;
   private readonly gpa: number;
   private readonly size: number;
   private readonly ackAddr: number;
@@ -172,10 +172,11 @@ export class NetCtrlDriver {
     return m.readU8(ackAddr);
   }
 
-  /** Header | data | ack as three descriptors, or header+data | ack as two. */
+  /** Header | data | ack as three descriptors, or header+data | ack as two (a queue of 2, or 3 not free). */
   private add(len: number, token: number): boolean {
     const { gpa, ackAddr, queue } = this;
-    if (len !== 0 && queue.addChain([gpa, gpa + 2, ackAddr], [2, len, 1], 2, 1, token)) return true;
+    if (queue.size < 2) return false;
+    if (len !== 0 && queue.size >= 3 && queue.addChain([gpa, gpa + 2, ackAddr], [2, len, 1], 2, 1, token)) return true;
     return queue.addChain([gpa, ackAddr], [2 + len, 1], 1, 1, token);
   }
 

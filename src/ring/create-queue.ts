@@ -1,0 +1,15 @@
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { QueueState } from './queue-state.js';
+import { SplitQueueDevice } from './split-device.js';
+import { type SplitDriverOptions, SplitQueueDriver } from './split-driver.js';
+import type { VirtqDevice, VirtqDriver } from './virtqueue.js';
+
+/** The device side of a queue in the format its state names (split, or packed with VIRTIO_F_RING_PACKED). */
+export function createQueueDevice(memory: GuestMemory, state: QueueState): VirtqDevice {
+  return new SplitQueueDevice(memory, state);
+}
+
+/** The driver side of a queue in the format its state names. */
+export function createQueueDriver(memory: GuestMemory, state: QueueState, options: SplitDriverOptions = {}): VirtqDriver {
+  return new SplitQueueDriver(memory, state, options);
+}

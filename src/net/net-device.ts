@@ -5,6 +5,7 @@ import type { WordRef } from '../notify/notify-area.js';
 import {
   F_EVENT_IDX,
   F_INDIRECT_DESC,
+  F_RING_RESET,
   F_VERSION_1,
   type FeatureSet,
   NET_FEATURE_DEPENDENCIES,
@@ -64,6 +65,7 @@ export const NET_DEVICE_FEATURES: FeatureSet = featureSet(
   F_VERSION_1,
   F_EVENT_IDX,
   F_INDIRECT_DESC,
+  F_RING_RESET,
   NET_F_MAC,
   NET_F_STATUS,
   NET_F_MTU,

@@ -80,7 +80,7 @@ export class PciCommonConfig {
       case R.PCI_QUEUE_NOTIFY_DATA:
         return inRange ? q : 0;
       case R.PCI_QUEUE_RESET:
-        return 0;
+        return inRange && d.queueResetting(q) ? 1 : 0;
       default:
         return inRange ? this.addressHalf(offset) : 0;
     }
@@ -148,6 +148,11 @@ export class PciCommonConfig {
       case R.PCI_QUEUE_DEVICE:
       case R.PCI_QUEUE_DEVICE + 4:
         this.writeAddressHalf(offset, value);
+        return;
+      case R.PCI_QUEUE_RESET:
+        // 4.1.4.3.2: with VIRTIO_F_RING_RESET the driver writes 1 to reset the selected queue.
+        if (value !== 1) throw new InvalidArgumentError(`queue_reset write of ${value}: only 1 is allowed`);
+        d.requestQueueReset(q);
         return;
       default:
         throw new InvalidArgumentError(`common config offset ${offset} is read-only`);

@@ -128,6 +128,20 @@ export class PciDriver {
     };
   }
 
+  /**
+   * Reset one queue (VIRTIO_F_RING_RESET, 2.6.1): write 1 to queue_reset and
+   * wait until it reads 0 again (4.1.4.3.2). The queue is then as after a
+   * device reset; setupQueue() brings it back.
+   */
+  async resetQueue(q: number): Promise<void> {
+    const pci = this.pci;
+    pci.write(R.PCI_QUEUE_SELECT, 2, q);
+    const rejected = pci.lastRejected;
+    pci.write(R.PCI_QUEUE_RESET, 2, 1);
+    if (pci.lastRejected !== rejected) throw new InvalidArgumentError(`queue ${q} reset refused: ${pci.lastRejected?.message}`);
+    while (pci.read(R.PCI_QUEUE_RESET, 2) !== 0) await tick();
+  }
+
   /** DRIVER_OK: the device goes live (3.1.1 step 8). */
   driverOk(): void {
     this.addStatus(STATUS_DRIVER_OK);

@@ -10,7 +10,7 @@ import {
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { NotifyArea, type WordRef, ring } from '../notify/notify-area.js';
 import { type QueueState, validateQueueSize, validateQueueState } from '../ring/queue-state.js';
-import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, type FeatureSet, hasFeature } from '../spec/features.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_RING_RESET, F_VERSION_1, type FeatureSet, hasFeature } from '../spec/features.js';
 import { PCI_NO_VECTOR } from '../spec/pci.js';
 import {
   STATUS_ACKNOWLEDGE,
@@ -84,6 +84,8 @@ export class VirtioDevice extends EventEmitter {
   lastFeatureRefusal: string | undefined;
   private driverFeatureBits: FeatureSet = 0n;
   private readonly slots: QueueSlot[];
+  /** Queues whose queue_reset is in progress. */
+  private readonly queuesResetting = new Set<number>();
   private readonly vectorTargets: Array<{ ref: WordRef; i32: Int32Array }>;
   private resetting: Promise<void> | undefined;
   private readonly spinUs: number;
@@ -451,6 +453,25 @@ export class VirtioDevice extends EventEmitter {
     await w?.terminate();
     this.slots[q] = this.freshSlot();
     Atomics.store(this.notify.i32, this.notify.controlWord(q), 0);
+  }
+
+  /**
+   * The driver wrote 1 to queue_reset (VIRTIO_F_RING_RESET, 2.6.1): reset
+   * queue `q` as resetQueue() does. queue_reset reads 1 until that is done,
+   * then 0 (4.1.4.3), and the driver may set the queue up again.
+   * @throws InvalidArgumentError without VIRTIO_F_RING_RESET negotiated.
+   */
+  requestQueueReset(q: number): void {
+    this.slot(q);
+    if (!hasFeature(this.negotiatedFeatures, F_RING_RESET)) throw new InvalidArgumentError(`queue_reset of queue ${q}: VIRTIO_F_RING_RESET is not negotiated`);
+    if (this.queuesResetting.has(q)) return;
+    this.queuesResetting.add(q);
+    void this.resetQueue(q).finally(() => this.queuesResetting.delete(q));
+  }
+
+  /** Whether a queue_reset of queue `q` is still in progress. */
+  queueResetting(q: number): boolean {
+    return this.queuesResetting.has(q);
   }
 
   /**

@@ -53,14 +53,13 @@ const WRITABLE: ReadonlyArray<{ name: string; offset: number; width: number; sta
   { name: 'queue_device high', offset: 52, width: 4, stage: STAGE_FEATURES_OK, value: 0x1, queue: true },
 ];
 
-/** Read-only for the driver (queue_reset too: VIRTIO_F_RING_RESET is not offered, so it does not exist). */
+/** Read-only for the driver (queue_reset has its own tests below: it is writable with VIRTIO_F_RING_RESET). */
 const READ_ONLY: ReadonlyArray<{ name: string; offset: number; width: number; expected: (rig: ReturnType<typeof netRig>) => number }> = [
   { name: 'device_feature', offset: 4, width: 4, expected: (r) => Number(r.device.deviceFeatures & 0xffffffffn) },
   { name: 'num_queues', offset: 18, width: 2, expected: (r) => r.device.numQueues },
   { name: 'config_generation', offset: 21, width: 1, expected: (r) => r.device.configGeneration },
   { name: 'queue_notify_off', offset: 30, width: 2, expected: () => 1 },
   { name: 'queue_notify_data', offset: 56, width: 2, expected: () => 1 },
-  { name: 'queue_reset', offset: 58, width: 2, expected: () => 0 },
 ];
 
 /** A rig at FEATURES_OK with queue_select = q, where every queue register is writable. */
@@ -314,5 +313,44 @@ describe('register width and MSI-X routes', () => {
     driver.routeVector(1, word);
     await driver.reset();
     expect(pci.device.vectorTarget(1)).toBe(word);
+  });
+
+  describe('2.6.1 / 4.1.4.3: queue_reset (VIRTIO_F_RING_RESET)', () => {
+    it('without VIRTIO_F_RING_RESET negotiated a queue_reset write is rejected and it reads 0', () => {
+      const rig = netRig();
+      bringTo(rig.pci, STAGE_FEATURES_OK, rig.device.deviceFeatures & ~R.bit(R.F_RING_RESET));
+      rig.pci.write(R.PCI_QUEUE_SELECT, 2, 0);
+      expectRejectedWrite(rig.pci, R.PCI_QUEUE_RESET, 2, 1, 'INVALID_ARGUMENT');
+      expect(rig.pci.read(R.PCI_QUEUE_RESET, 2)).toBe(0);
+    });
+
+    it('with it, writing 1 resets only the selected queue: queue_reset reads 1 until done, then 0; queue_enable 0, size max, addresses 0; the queue can be set up again', async () => {
+      const rig = netRig();
+      bringTo(rig.pci, STAGE_FEATURES_OK);
+      const q0 = rig.driver.setupQueue(0, { size: 64 });
+      const q1 = rig.driver.setupQueue(1, { size: 32 });
+      rig.pci.write(R.PCI_QUEUE_SELECT, 2, 1);
+      rig.pci.write(R.PCI_QUEUE_RESET, 2, 1);
+      expect(rig.pci.read(R.PCI_QUEUE_RESET, 2)).toBe(1);
+      expectRejectedWrite(rig.pci, R.PCI_QUEUE_RESET, 2, 2, 'INVALID_ARGUMENT');
+      while (rig.pci.read(R.PCI_QUEUE_RESET, 2) !== 0) await new Promise((r) => setImmediate(r));
+      expect([rig.pci.read(R.PCI_QUEUE_ENABLE, 2), rig.pci.read(R.PCI_QUEUE_SIZE, 2), rig.device.queueAddresses(1).desc]).toEqual([0, rig.device.queueSize(1), 0]);
+      // Queue 0 is untouched.
+      expect([rig.device.queueEnabled(0), rig.device.queueSize(0), rig.device.queueAddresses(0).desc]).toEqual([true, 64, q0.desc]);
+      // Set up again, as after a device reset.
+      const again = rig.driver.setupQueue(1, { size: 16 });
+      expect(rig.device.queueEnabled(1)).toBe(true);
+      expect(again.size).toBe(16);
+      expect(again.desc).not.toBe(q1.desc);
+    });
+
+    it('PciDriver.resetQueue() writes queue_reset and waits for 0', async () => {
+      const rig = netRig();
+      bringTo(rig.pci, STAGE_FEATURES_OK);
+      rig.driver.setupQueue(0, { size: 64 });
+      await rig.driver.resetQueue(0);
+      expect(rig.device.queueEnabled(0)).toBe(false);
+      expect(rig.pci.read(R.PCI_QUEUE_RESET, 2)).toBe(0);
+    });
   });
 });

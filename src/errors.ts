@@ -41,6 +41,10 @@ export const VQ_ERROR_CODES = [
   'USED_ID_NOT_IN_FLIGHT',
   'USED_INDEX_JUMP',
   'USED_LEN_TOO_LARGE',
+  /** Packed ring (2.8.6): a descriptor the chain continues into (NEXT) is not available for the device's wrap counter. */
+  'PACKED_DESC_NOT_AVAILABLE',
+  /** Packed ring (2.8): a buffer id made available again while the buffer it names is still in flight. */
+  'PACKED_ID_IN_FLIGHT',
   /** A mergeable receive buffer shorter than the virtio_net_hdr (5.1.6.3.1). */
   'RX_BUFFER_SHORTER_THAN_HEADER',
 ] as const;

@@ -14,6 +14,7 @@ queue worker threads, printing live packets/s and Gbit/s.
   --size B         frame size in bytes (default 64)
   --queue-size N   ring size (default 1024)
   --pairs N        queue pairs per NIC, one guest thread each (default 1)
+  --ring F         ring format: split (default) or packed
   --spin-us U      microseconds to poll before sleeping (default 30)
   --json           print the result as JSON
 `;
@@ -47,6 +48,7 @@ async function pump(args: string[]): Promise<number> {
       size: { type: 'string', default: '64' },
       'queue-size': { type: 'string', default: '1024' },
       pairs: { type: 'string', default: '1' },
+      ring: { type: 'string', default: 'split' },
       'spin-us': { type: 'string', default: '30' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -62,7 +64,12 @@ async function pump(args: string[]): Promise<number> {
   const frames = Number(values.frames);
   const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
   const pairs = Number(values.pairs);
+  if (values.ring !== 'split' && values.ring !== 'packed') {
+    process.stderr.write(`--ring must be split or packed, not ${values.ring}\n`);
+    return 2;
+  }
   const result = await runPump({
+    ring: values.ring,
     frames,
     pairs,
     seconds,
@@ -78,7 +85,7 @@ async function pump(args: string[]): Promise<number> {
     console.log(
       `moved ${result.received} of ${result.sent} frames of ${result.frameSize} B in ${fmt(result.seconds)} s: ` +
         `${fmt(result.pps / 1e6)} Mpps, ${fmt(result.gbps)} Gbit/s; lost ${result.lost}, out of sequence ${result.sequenceErrors}; ` +
-        `${result.busyThreads} busy threads on ${result.cores} cores, ${placement.placement} placement`,
+        `${result.busyThreads} busy threads on ${result.cores} cores, ${placement.placement} placement, ${result.ring} rings`,
     );
     result.perPair.forEach((n, p) => {
       const tx = result.txQueues[p];

@@ -3,11 +3,11 @@ import { Worker } from 'node:worker_threads';
 import { flowHash } from '../backends/flow-hash.js';
 import { connectNics } from '../backends/link.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { FeatureSet } from '../spec/features.js';
+import { F_RING_PACKED, type FeatureSet, bit, hasFeature } from '../spec/features.js';
 import { SharedArena } from '../memory/arena.js';
 import { parseMac } from '../net/mac.js';
 import { VirtioNetDevice } from '../net/net-device.js';
-import { newInterruptWord, setupNetDriver } from '../net/net-driver.js';
+import { NET_DEFAULT_FEATURES, newInterruptWord, setupNetDriver } from '../net/net-driver.js';
 import { NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
 import type { QueueStats } from '../stats/queue-stats.js';
 import { workerFile } from '../transport/worker-file.js';
@@ -29,6 +29,8 @@ export interface PumpOptions {
   spinUs?: number;
   /** Features both drivers ask for (default NET_DEFAULT_FEATURES: mergeable receive buffers, control queue). */
   features?: FeatureSet;
+  /** Ring format of every queue: 'split' (default) or 'packed' (VIRTIO_F_RING_PACKED, 2.8). */
+  ring?: 'split' | 'packed';
   /**
    * Runs alongside the traffic once it flows (control-plane operations under
    * load: stop / restart queues, link changes). The pump still checks that
@@ -57,6 +59,8 @@ export interface PumpResult {
   frames: number;
   frameSize: number;
   pairs: number;
+  /** The ring format the queues ran on. */
+  ring: 'split' | 'packed';
   sent: number;
   received: number;
   /** Frames that arrived out of order, duplicated, or with the wrong length. */
@@ -111,9 +115,14 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   const sum = (field: number): number => Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + field]).reduce((x, y) => x + y, 0);
   const guests: Worker[] = [];
   try {
-    const features = options.features;
+    const ring = options.ring ?? 'split';
+    const wanted = options.features ?? NET_DEFAULT_FEATURES;
+    const features = ring === 'packed' ? wanted | bit(F_RING_PACKED) : wanted & ~bit(F_RING_PACKED);
     const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs, features });
     const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt, queuePairs: pairs, features });
+    if (hasFeature(BigInt(`0x${sender.features}`), F_RING_PACKED) !== (ring === 'packed')) {
+      throw new InvalidArgumentError(`the NICs did not negotiate ${ring} rings (VIRTIO_F_RING_PACKED ${ring === 'packed' ? 'not offered' : 'forced'})`);
+    }
     const t0 = performance.now();
     const exited: Promise<void>[] = [];
     for (let pair = 0; pair < pairs; pair++) {
@@ -157,6 +166,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       frames,
       frameSize,
       pairs,
+      ring,
       sent,
       received,
       sequenceErrors: sum(PUMP_SEQ_ERRORS),

@@ -5,6 +5,8 @@ import type { WordRef } from '../notify/notify-area.js';
 import {
   F_EVENT_IDX,
   F_INDIRECT_DESC,
+  F_IN_ORDER,
+  F_RING_PACKED,
   F_RING_RESET,
   F_VERSION_1,
   type FeatureSet,
@@ -66,6 +68,8 @@ export const NET_DEVICE_FEATURES: FeatureSet = featureSet(
   F_EVENT_IDX,
   F_INDIRECT_DESC,
   F_RING_RESET,
+  F_RING_PACKED,
+  F_IN_ORDER,
   NET_F_MAC,
   NET_F_STATUS,
   NET_F_MTU,

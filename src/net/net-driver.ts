@@ -173,11 +173,11 @@ export async function setupNetDriver(device: VirtioNetDevice, options: NetDriver
   if (pairCount > 1 && ctrl !== null) {
     // 5.1.6.5.5: only the first pair carries traffic until VQ_PAIRS_SET.
     const guest = new GuestMemory(spec.memory);
-    if (!(await ctrlDriver(guest, ctrl).setQueuePairs(pairCount))) throw new InvalidArgumentError(`device refused VQ_PAIRS_SET ${pairCount}`);
+    const queue = createQueueDriver(guest, ctrl.queue);
+    if (!(await ctrlDriver(guest, ctrl, queue).setQueuePairs(pairCount))) throw new InvalidArgumentError(`device refused VQ_PAIRS_SET ${pairCount}`);
     spec.activePairs = pairCount;
     // The NetDriver built from this spec goes on where this command left the ring.
-    const idx = guest.readU16(ctrl.queue.avail + 2);
-    ctrl.queue = { ...ctrl.queue, nextAvail: idx, nextUsed: idx };
+    ctrl.queue = { ...ctrl.queue, nextAvail: queue.nextAvail, nextUsed: queue.nextUsed };
   }
   return spec;
 }
@@ -191,11 +191,11 @@ function readMac(device: VirtioNetDevice): string {
   }
 }
 
-function ctrlDriver(memory: GuestMemory, ctrl: NonNullable<NetDriverSpec['ctrl']>): NetCtrlDriver {
+function ctrlDriver(memory: GuestMemory, ctrl: NonNullable<NetDriverSpec['ctrl']>, queue = createQueueDriver(memory, ctrl.queue)): NetCtrlDriver {
   const kick = new Int32Array(ctrl.kick.buffer);
   return new NetCtrlDriver({
     memory,
-    queue: createQueueDriver(memory, ctrl.queue),
+    queue,
     buffer: ctrl.buffer,
     kick: () => ring(kick, ctrl.kick.index),
   });

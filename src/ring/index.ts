@@ -5,5 +5,8 @@ export * from './queue-state.js';
 export * from './split-layout.js';
 export * from './split-device.js';
 export * from './split-driver.js';
+export * from './packed-layout.js';
+export * from './packed-device.js';
+export * from './packed-driver.js';
 export * from './virtqueue.js';
 export * from './create-queue.js';

@@ -71,6 +71,11 @@ export class SplitQueueDevice {
   available(): number {
     const n = (this.availCache - this.nextAvail) & 0xffff;
     if (n !== 0) return n;
+    return this.reloadAvailable();
+  }
+
+  /** Load avail.idx now (the cache may be stale) and return what is available. */
+  private reloadAvailable(): number {
     const idx = Atomics.load(this.ring.u16, this.ring.availIdx);
     const fresh = (idx - this.nextAvail) & 0xffff;
     if (fresh > this.size) {
@@ -251,7 +256,8 @@ export class SplitQueueDevice {
    */
   armForMoreThan(posted: number): boolean {
     this.enableNotify(posted);
-    return this.available() > posted;
+    // Reload: a cached count equal to `posted` would hide chains added just before the event word was set.
+    return this.reloadAvailable() > posted;
   }
 
   /**

@@ -75,6 +75,16 @@ export class SplitQueueDriver {
     return this.numFreeDescs;
   }
 
+  /** The next avail ring index this driver writes (free-running u16). */
+  get nextAvail(): number {
+    return this.availIdx;
+  }
+
+  /** The next used ring index this driver reads (free-running u16). */
+  get nextUsed(): number {
+    return this.lastUsed;
+  }
+
   /** Chains added and not yet returned by the device. */
   get pending(): number {
     return (this.availIdx - this.lastUsed) & 0xffff;

@@ -51,6 +51,13 @@ export interface VirtqDriver {
   readonly numFree: number;
   /** Chains added and not yet returned. */
   readonly pending: number;
+  /**
+   * Where a new driver for this queue would go on (nothing in flight): the
+   * QueueState nextAvail / nextUsed encoding of the format (split: u16 ring
+   * indices; packed: index | wrap counter << 15).
+   */
+  readonly nextAvail: number;
+  readonly nextUsed: number;
   addBuffer(gpa: number, len: number, writable: boolean, token: number): boolean;
   addChain(addrs: ArrayLike<number>, lens: ArrayLike<number>, nOut: number, nIn: number, token: number): boolean;
   /** Make chains added since the last call visible; returns whether to kick. */

@@ -4,9 +4,20 @@ import type { GuestAllocator } from '../memory/allocator.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { WordRef } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
-import { F_EVENT_IDX, F_INDIRECT_DESC, type FeatureSet, hasFeature } from '../spec/features.js';
+import { PACKED_RING_START, packedDescBytes } from '../ring/packed-layout.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_IN_ORDER, F_RING_PACKED, type FeatureSet, hasFeature } from '../spec/features.js';
 import * as R from '../spec/pci.js';
-import { SPLIT_AVAIL_ALIGN, SPLIT_DESC_ALIGN, SPLIT_USED_ALIGN, splitAvailBytes, splitDescBytes, splitUsedBytes } from '../spec/ring.js';
+import {
+  PACKED_DESC_ALIGN,
+  PACKED_EVENT_ALIGN,
+  PACKED_EVENT_SIZE,
+  SPLIT_AVAIL_ALIGN,
+  SPLIT_DESC_ALIGN,
+  SPLIT_USED_ALIGN,
+  splitAvailBytes,
+  splitDescBytes,
+  splitUsedBytes,
+} from '../spec/ring.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../spec/status.js';
 import type { PciCommonConfig } from './pci-common-config.js';
 
@@ -96,7 +107,12 @@ export class PciDriver {
     if (this.pci.read(reg, width) !== value) throw new error(`${what}: ${this.pci.lastRejected?.message ?? 'unknown reason'}`);
   }
 
-  /** Lay out queue `q` in guest memory, program its registers and enable it (3.1.1 step 7). */
+  /**
+   * Lay out queue `q` in guest memory, program its registers and enable it
+   * (3.1.1 step 7): a split ring (descriptor table, avail ring, used ring), or
+   * with VIRTIO_F_RING_PACKED a packed ring (descriptor ring and the driver and
+   * device event suppression structures, 2.8.10).
+   */
   setupQueue(q: number, options: DriverQueueOptions = {}): QueueState {
     const pci = this.pci;
     pci.write(R.PCI_QUEUE_SELECT, 2, q);
@@ -106,9 +122,11 @@ export class PciDriver {
     if (pci.read(R.PCI_QUEUE_ENABLE, 2) !== 0) throw new DeviceStatusError(`queue ${q} is already enabled: reset the device to set it up again`);
     const size = Math.min(options.size ?? max, max);
     this.writeChecked(R.PCI_QUEUE_SIZE, 2, size, `queue ${q} size ${size} refused`);
-    const desc = this.zeroed(splitDescBytes(size), SPLIT_DESC_ALIGN);
-    const avail = this.zeroed(splitAvailBytes(size), SPLIT_AVAIL_ALIGN);
-    const used = this.zeroed(splitUsedBytes(size), SPLIT_USED_ALIGN);
+    const packed = hasFeature(this.features, F_RING_PACKED);
+    const desc = packed ? this.zeroed(packedDescBytes(size), PACKED_DESC_ALIGN) : this.zeroed(splitDescBytes(size), SPLIT_DESC_ALIGN);
+    const avail = packed ? this.zeroed(PACKED_EVENT_SIZE, PACKED_EVENT_ALIGN) : this.zeroed(splitAvailBytes(size), SPLIT_AVAIL_ALIGN);
+    const used = packed ? this.zeroed(PACKED_EVENT_SIZE, PACKED_EVENT_ALIGN) : this.zeroed(splitUsedBytes(size), SPLIT_USED_ALIGN);
+    const start = packed ? PACKED_RING_START : 0;
     for (const [reg, gpa] of [[R.PCI_QUEUE_DESC, desc], [R.PCI_QUEUE_DRIVER, avail], [R.PCI_QUEUE_DEVICE, used]] as const) {
       pci.write(reg, 4, gpa >>> 0);
       pci.write(reg + 4, 4, Math.floor(gpa / 0x1_0000_0000));
@@ -121,10 +139,12 @@ export class PciDriver {
       desc,
       avail,
       used,
-      nextAvail: 0,
-      nextUsed: 0,
+      nextAvail: start,
+      nextUsed: start,
       eventIdx: hasFeature(this.features, F_EVENT_IDX),
       indirect: hasFeature(this.features, F_INDIRECT_DESC),
+      packed,
+      inOrder: hasFeature(this.features, F_IN_ORDER),
     };
   }
 

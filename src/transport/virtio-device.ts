@@ -10,7 +10,8 @@ import {
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { NotifyArea, type WordRef, ring } from '../notify/notify-area.js';
 import { type QueueState, validateQueueSize, validateQueueState } from '../ring/queue-state.js';
-import { F_EVENT_IDX, F_INDIRECT_DESC, F_RING_RESET, F_VERSION_1, type FeatureSet, hasFeature } from '../spec/features.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_IN_ORDER, F_RING_PACKED, F_RING_RESET, F_VERSION_1, type FeatureSet, hasFeature } from '../spec/features.js';
+import { PACKED_RING_START } from '../ring/packed-layout.js';
 import { PCI_NO_VECTOR } from '../spec/pci.js';
 import {
   STATUS_ACKNOWLEDGE,
@@ -53,8 +54,8 @@ interface QueueSlot {
   used: number;
   enabled: boolean;
   vector: number;
-  /** Where the queue resumes: set by setVringBase or saved by stopQueue. */
-  nextAvail: number;
+  /** Where the queue resumes: set by setVringBase or saved by stopQueue; undefined: the format's start. */
+  nextAvail: number | undefined;
   /** Saved by stopQueue; undefined means "read used.idx from memory" (as vhost does). */
   nextUsed: number | undefined;
   worker: QueueRunner | undefined;
@@ -493,16 +494,22 @@ export class VirtioDevice extends EventEmitter {
 
   private configuredState(q: number, features: FeatureSet): QueueState {
     const s = this.slot(q);
-    const nextUsed = s.nextUsed ?? this.memory.readU16(s.used + 2);
+    const packed = hasFeature(features, F_RING_PACKED);
+    // A fresh packed ring starts at index 0 with wrap counters 1 (2.8.1); a base
+    // set for it carries the wrap counter in bit 15 and stands for used too, as in vhost.
+    const nextAvail = s.nextAvail ?? (packed ? PACKED_RING_START : 0);
+    const nextUsed = s.nextUsed ?? (packed ? nextAvail : this.memory.readU16(s.used + 2));
     return {
       size: s.size,
       desc: s.desc,
       avail: s.avail,
       used: s.used,
-      nextAvail: s.nextAvail,
+      nextAvail,
       nextUsed,
       eventIdx: hasFeature(features, F_EVENT_IDX),
       indirect: hasFeature(features, F_INDIRECT_DESC),
+      packed,
+      inOrder: hasFeature(features, F_IN_ORDER),
     };
   }
 
@@ -534,7 +541,7 @@ export class VirtioDevice extends EventEmitter {
       used: 0,
       enabled: false,
       vector: PCI_NO_VECTOR,
-      nextAvail: 0,
+      nextAvail: undefined,
       nextUsed: undefined,
       worker: undefined,
     };

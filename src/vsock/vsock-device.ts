@@ -6,6 +6,8 @@ import { type WordRef, ring } from '../notify/notify-area.js';
 import {
   F_EVENT_IDX,
   F_INDIRECT_DESC,
+  F_IN_ORDER,
+  F_RING_PACKED,
   F_RING_RESET,
   F_VERSION_1,
   type FeatureSet,
@@ -37,7 +39,7 @@ import { VSOCK_RX_SCRATCH_BYTES, type VsockRxParams } from './vsock-rx-queue.js'
 import type { VsockTxParams } from './vsock-tx-queue.js';
 
 /** Everything this virtio-vsock device offers by default; a driver accepts what it wants of it. */
-export const VSOCK_DEVICE_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT_IDX, F_INDIRECT_DESC, F_RING_RESET, VSOCK_F_STREAM, VSOCK_F_SEQPACKET, VSOCK_F_MRG_RXBUF);
+export const VSOCK_DEVICE_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT_IDX, F_INDIRECT_DESC, F_RING_RESET, F_RING_PACKED, F_IN_ORDER, VSOCK_F_STREAM, VSOCK_F_SEQPACKET, VSOCK_F_MRG_RXBUF);
 
 /** Default bytes of each channel's data area (a power of two; at least twice a 64 KiB packet's record). */
 export const VSOCK_DEFAULT_CHANNEL_BYTES = 1 << 20;

@@ -3,10 +3,15 @@ import {
   DeviceStatusError,
   F_EVENT_IDX,
   F_INDIRECT_DESC,
+  F_RING_PACKED,
   F_VERSION_1,
   FeatureNegotiationError,
   InvalidArgumentError,
   NET_DEVICE_FEATURES,
+  PACKED_DESC_ALIGN,
+  PACKED_EVENT_ALIGN,
+  PACKED_EVENT_SIZE,
+  PACKED_RING_START,
   PCI_NO_VECTOR,
   PCI_QUEUE_DESC,
   PCI_QUEUE_DEVICE,
@@ -32,8 +37,19 @@ import { GUEST_BYTES, STAGE_DRIVER, STAGE_FEATURES_OK, bringTo, netRig, readStat
 const GPA = 0x4_0000;
 const PATTERN = 0xa5;
 
-/** The three areas of a state: [name, address, bytes, alignment] (2.7 "Virtqueue Part Alignment"). */
+/**
+ * The three areas of a state: [name, address, bytes, alignment] (2.7
+ * "Virtqueue Part Alignment"; packed 2.8.10.1: the descriptor ring and two
+ * 4-byte event suppression structures).
+ */
 function areas(s: QueueState): Array<[string, number, number, number]> {
+  if (s.packed === true) {
+    return [
+      ['descriptor ring', s.desc, 16 * s.size, PACKED_DESC_ALIGN],
+      ['driver event suppression', s.avail, PACKED_EVENT_SIZE, PACKED_EVENT_ALIGN],
+      ['device event suppression', s.used, PACKED_EVENT_SIZE, PACKED_EVENT_ALIGN],
+    ];
+  }
   return [
     ['descriptor table', s.desc, splitDescBytes(s.size), SPLIT_DESC_ALIGN],
     ['driver area', s.avail, splitAvailBytes(s.size), SPLIT_AVAIL_ALIGN],
@@ -46,7 +62,10 @@ function areas(s: QueueState): Array<[string, number, number, number]> {
  * the driver's allocator left at an odd address so that every area has to be
  * aligned up. Queues are set up but DRIVER_OK is never written.
  */
-async function setupRig(features = NET_DEVICE_FEATURES) {
+/** Everything the NIC offers but the packed format: the split-ring tests. */
+const SPLIT_FEATURES = NET_DEVICE_FEATURES & ~bit(F_RING_PACKED);
+
+async function setupRig(features = SPLIT_FEATURES) {
   const rig = netRig({ gpa: GPA });
   rig.memory.fill(GPA, PATTERN, GUEST_BYTES);
   await rig.driver.negotiate(features);
@@ -61,11 +80,16 @@ describe('2.7 / 3.1.1 step 7: PciDriver.setupQueue', () => {
     expect([splitDescBytes(8), splitAvailBytes(8), splitUsedBytes(8)]).toEqual([128, 22, 70]);
   });
 
+  for (const [rule, format, features] of [
+    ['2.7', 'split', SPLIT_FEATURES],
+    ['2.8', 'packed', NET_DEVICE_FEATURES],
+  ] as const)
   for (const size of [1, 2, 8, 64, 256]) {
-    it(`2.7: setupQueue(size ${size}) lays out aligned, disjoint, zeroed rings inside guest memory`, async () => {
-      const { driver, memory, pci, device } = await setupRig();
+    it(`${rule}: setupQueue(size ${size}) lays out aligned, disjoint, zeroed ${format} rings inside guest memory`, async () => {
+      const { driver, memory, pci, device } = await setupRig(features);
       const state = driver.setupQueue(1, { size });
       expect(state.size).toBe(size);
+      expect(state.packed).toBe(format === 'packed');
       const parts = areas(state);
       for (const [name, gpa, len, align] of parts) {
         expect(gpa % align, `${name} at 0x${gpa.toString(16)} is ${align}-aligned`).toBe(0);
@@ -99,6 +123,16 @@ describe('2.7 / 3.1.1 step 7: PciDriver.setupQueue', () => {
       expect(() => validateQueueState(state, memory)).not.toThrow();
       expect(state.size).toBe(256);
       expect([state.nextAvail, state.nextUsed]).toEqual([0, 0]);
+    }
+  });
+
+  it('2.8.1: a packed QueueState is accepted by validateQueueState and starts at index 0 with both wrap counters 1 (vhost base 0x8000)', async () => {
+    const { driver, memory } = await setupRig(NET_DEVICE_FEATURES);
+    for (const q of [0, 1]) {
+      const state = driver.setupQueue(q);
+      expect(() => validateQueueState(state, memory)).not.toThrow();
+      expect(state.packed).toBe(true);
+      expect([state.nextAvail, state.nextUsed]).toEqual([PACKED_RING_START, PACKED_RING_START]);
     }
   });
 

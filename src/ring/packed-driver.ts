@@ -1,0 +1,365 @@
+import { InvalidArgumentError, VirtqueueError } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import {
+  RING_EVENT_FLAGS_DESC,
+  RING_EVENT_FLAGS_DISABLE,
+  RING_EVENT_FLAGS_ENABLE,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+} from '../spec/ring.js';
+import { PackedRingLayout, packedAvailFlags, packedIsUsed, packedEncode, packedNeedNotify, packedPosition } from './packed-layout.js';
+import { type QueueState, validateQueueState } from './queue-state.js';
+import type { SplitDriverOptions } from './split-driver.js';
+import type { VirtqDriver } from './virtqueue.js';
+
+const TWO_32 = 0x1_0000_0000;
+
+/** Options of a packed driver-side queue: the same as the split driver's (one indirect table per buffer id). */
+export type PackedDriverOptions = SplitDriverOptions;
+
+/**
+ * The driver side of a packed virtqueue (2.8.12-2.8.14), after Linux's
+ * virtio_ring.c: descriptors are written at consecutive ring positions, a
+ * chain's buffer id comes from a free-id list (ids 0..size-1), and `numFree`
+ * counts ring descriptors. The device writes used descriptors sequentially at
+ * its own used position and skips by the used chain's descriptor count, so
+ * the free ring slots are always the `numFree` after the driver's next avail
+ * position, whatever order buffers complete in.
+ *
+ * Chains added are made visible by publish(): the first descriptor of each
+ * chain gets its flags there (Atomics.store), the first chain of the batch
+ * last, so the device sees the whole batch or none of it.
+ *
+ * With VIRTIO_F_IN_ORDER (state.inOrder) a used descriptor with id x
+ * completes every chain up to and including x, in the order added; the
+ * skipped ones are reported with usedLen = their writable bytes (2.8.9: they
+ * are "assumed to have been used completely").
+ */
+export class PackedQueueDriver implements VirtqDriver {
+  readonly size: number;
+  readonly eventIdx: boolean;
+  readonly inOrder: boolean;
+  /** Bytes the device wrote into the chain getUsed() returned last (0 when the used descriptor has no WRITE flag, 2.8.4). */
+  usedLen = 0;
+  private readonly ring: PackedRingLayout;
+  private readonly two: number;
+  private availPos: number;
+  private publishedPos: number;
+  /** Where the next used descriptor will be (Linux last_used_idx with its wrap counter). */
+  private usedPos: number;
+  private numFreeDescs: number;
+  private inFlight = 0;
+  /** Free buffer ids, linked through nextFreeId. */
+  private readonly nextFreeId: Uint16Array;
+  private freeId = 0;
+  /** Per buffer id: ring descriptors (0: not in flight), writable bytes, token, shown to the device, start position, add serial. */
+  private readonly idDescs: Uint16Array;
+  private readonly idCap: Float64Array;
+  private readonly idToken: Float64Array;
+  private readonly idShown: Uint8Array;
+  private readonly idStart: Uint32Array;
+  private readonly idSerial: Float64Array;
+  private serial = 0;
+  /** In-order: ids in the order added (a ring of `size`). */
+  private readonly fifo: Uint16Array;
+  private fifoHead = 0;
+  private fifoLen = 0;
+  /** In-order: chains of the current batch still to return, its last id and that one's length. */
+  private batchLeft = 0;
+  private batchLastLen = 0;
+  /** Chains added since the last publish(): ids, whose first descriptors still need their flags. */
+  private readonly pendId: Uint16Array;
+  private readonly pendFlags: Uint16Array;
+  private pendCount = 0;
+  /** Used chains found ready by the last walk and not reaped yet. */
+  private usedCache = 0;
+  private readonly indirectTables?: { base: number; maxEntries: number };
+
+  constructor(
+    private readonly memory: GuestMemory,
+    state: QueueState,
+    options: PackedDriverOptions = {},
+  ) {
+    validateQueueState({ ...state, packed: true }, memory);
+    this.ring = new PackedRingLayout(memory, state);
+    const size = state.size;
+    this.size = size;
+    this.two = 2 * size;
+    this.eventIdx = state.eventIdx;
+    this.inOrder = state.inOrder === true;
+    this.availPos = packedPosition(state.nextAvail, size);
+    this.publishedPos = this.availPos;
+    this.usedPos = packedPosition(state.nextUsed, size);
+    // Descriptors between the used position and the avail position belong to chains this driver never saw.
+    this.numFreeDescs = size - ((this.availPos - this.usedPos + this.two) % this.two);
+    this.nextFreeId = new Uint16Array(size);
+    for (let i = 0; i < size; i++) this.nextFreeId[i] = i + 1;
+    this.idDescs = new Uint16Array(size);
+    this.idCap = new Float64Array(size);
+    this.idToken = new Float64Array(size);
+    this.idShown = new Uint8Array(size);
+    this.idStart = new Uint32Array(size);
+    this.idSerial = new Float64Array(size);
+    this.fifo = new Uint16Array(size);
+    this.pendId = new Uint16Array(size);
+    this.pendFlags = new Uint16Array(size);
+    const ind = options.indirectTables;
+    if (ind !== undefined) {
+      if (!state.indirect) throw new InvalidArgumentError('indirect tables given but VIRTIO_F_INDIRECT_DESC is not negotiated');
+      memory.region(ind.base, size * ind.maxEntries * 16, 'indirect tables');
+      this.indirectTables = { base: ind.base, maxEntries: ind.maxEntries };
+    }
+  }
+
+  /** Ring descriptors free for new chains. */
+  get numFree(): number {
+    return this.numFreeDescs;
+  }
+
+  /** Chains added and not yet returned by getUsed(). */
+  get pending(): number {
+    return this.inFlight;
+  }
+
+  /** Next ring position to write, vhost encoding (index | wrap counter << 15). */
+  get nextAvail(): number {
+    return packedEncode(this.availPos, this.size);
+  }
+
+  /** Where the next used descriptor is expected, vhost encoding. */
+  get nextUsed(): number {
+    return packedEncode(this.usedPos, this.size);
+  }
+
+  addBuffer(gpa: number, len: number, writable: boolean, token: number): boolean {
+    if (this.numFreeDescs === 0) return false;
+    const id = this.takeId();
+    const pos = this.availPos;
+    this.writeDesc(pos, gpa, len, id);
+    this.finish(id, pos, 1, writable ? len : 0, writable ? VIRTQ_DESC_F_WRITE : 0, token);
+    return true;
+  }
+
+  /**
+   * Add a chain of `nOut` device-readable then `nIn` device-writable segments
+   * at consecutive ring positions (or, with indirect tables configured and
+   * more than one segment, as one indirect descriptor); false when there is
+   * no room now.
+   * @throws InvalidArgumentError for an empty chain, or one longer than the queue (it could never be added).
+   */
+  addChain(addrs: ArrayLike<number>, lens: ArrayLike<number>, nOut: number, nIn: number, token: number): boolean {
+    const n = nOut + nIn;
+    if (n === 0) throw new InvalidArgumentError('a chain needs at least one segment');
+    let writableBytes = 0;
+    for (let k = nOut; k < n; k++) writableBytes += lens[k];
+    const ind = this.indirectTables;
+    if (ind !== undefined && n > 1 && n <= ind.maxEntries && n <= this.size) {
+      if (this.numFreeDescs === 0) return false;
+      const id = this.takeId();
+      const table = ind.base + id * ind.maxEntries * 16;
+      const m = this.memory;
+      for (let k = 0; k < n; k++) {
+        const e = table + 16 * k;
+        m.writeU32(e, addrs[k] >>> 0);
+        m.writeU32(e + 4, Math.floor(addrs[k] / TWO_32));
+        m.writeU32(e + 8, lens[k]);
+        // 2.8.7: WRITE is the only valid flag in an indirect table; the id there is reserved.
+        m.writeU32(e + 12, k < nOut ? 0 : VIRTQ_DESC_F_WRITE << 16);
+      }
+      const pos = this.availPos;
+      this.writeDesc(pos, table, 16 * n, id);
+      this.finish(id, pos, 1, writableBytes, VIRTQ_DESC_F_INDIRECT, token);
+      return true;
+    }
+    if (n > this.size) throw new InvalidArgumentError(`a chain of ${n} descriptors can never fit a queue of ${this.size} (2.8.13.1)`);
+    if (n > this.numFreeDescs) return false;
+    const id = this.takeId();
+    const start = this.availPos;
+    const r = this.ring;
+    const size = this.size;
+    let pos = start;
+    for (let k = 0; k < n; k++) {
+      this.writeDesc(pos, addrs[k], lens[k], id);
+      if (k > 0) {
+        // All flags must be right in every descriptor of the list (2.8.6); only the first waits for publish().
+        const flags = (k < nOut ? 0 : VIRTQ_DESC_F_WRITE) | (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0) | packedAvailFlags(pos < size);
+        r.u16[r.desc16 + 8 * (pos < size ? pos : pos - size) + 7] = flags;
+      }
+      pos = (pos + 1) % this.two;
+    }
+    const headFlags = (nOut > 0 ? 0 : VIRTQ_DESC_F_WRITE) | (n > 1 ? VIRTQ_DESC_F_NEXT : 0);
+    this.finish(id, start, n, writableBytes, headFlags, token);
+    return true;
+  }
+
+  private takeId(): number {
+    const id = this.freeId;
+    this.freeId = this.nextFreeId[id];
+    return id;
+  }
+
+  /** Descriptor body at `pos` (addr, len, id); its flags come later. */
+  private writeDesc(pos: number, gpa: number, len: number, id: number): void {
+    const r = this.ring;
+    const i = pos < this.size ? pos : pos - this.size;
+    const w = r.desc32 + 4 * i;
+    r.u32[w] = gpa >>> 0;
+    r.u32[w + 1] = Math.floor(gpa / TWO_32);
+    r.u32[w + 2] = len;
+    r.u16[r.desc16 + 8 * i + 6] = id;
+  }
+
+  private finish(id: number, start: number, descs: number, cap: number, headFlags: number, token: number): void {
+    this.idDescs[id] = descs;
+    this.idCap[id] = cap;
+    this.idToken[id] = token;
+    this.idShown[id] = 0;
+    this.idStart[id] = start;
+    this.idSerial[id] = ++this.serial;
+    if (this.inOrder) {
+      this.fifo[(this.fifoHead + this.fifoLen) % this.size] = id;
+      this.fifoLen++;
+    }
+    const k = this.pendCount++;
+    this.pendId[k] = id;
+    this.pendFlags[k] = headFlags | packedAvailFlags(start < this.size);
+    this.availPos = (start + descs) % this.two;
+    this.numFreeDescs -= descs;
+    this.inFlight++;
+  }
+
+  /**
+   * Make the chains added since the last call available (their first
+   * descriptors' flags, the batch's first chain last) and decide whether the
+   * device wants a kick (Device Event Suppression; Linux
+   * virtqueue_kick_prepare_packed).
+   */
+  publish(): boolean {
+    const n = this.pendCount;
+    if (n === 0) return false;
+    const r = this.ring;
+    const size = this.size;
+    for (let k = 0; k < n; k++) this.idShown[this.pendId[k]] = 1;
+    for (let k = n - 1; k >= 0; k--) {
+      const start = this.idStart[this.pendId[k]];
+      Atomics.store(r.u16, r.desc16 + 8 * (start < size ? start : start - size) + 7, this.pendFlags[k]);
+    }
+    this.pendCount = 0;
+    const old = this.publishedPos;
+    const next = this.availPos;
+    this.publishedPos = next;
+    return packedNeedNotify(Atomics.load(r.u32, r.deviceEvent32), old, next, size, this.eventIdx);
+  }
+
+  /**
+   * Used chains ready to reap, found by walking used descriptors from the
+   * next expected one (cached while non-zero). A used descriptor that names
+   * no chain in flight counts as one, so that getUsed() reaches it and throws.
+   */
+  usedAvailable(): number {
+    if (this.usedCache !== 0) return this.usedCache;
+    const r = this.ring;
+    const size = this.size;
+    let count = this.batchLeft;
+    let pos = this.usedPos;
+    let cursor = this.inOrder && this.fifoLen > 0 ? this.idSerial[this.fifo[this.fifoHead]] + this.batchLeft : 0;
+    for (let steps = 0; steps < size; steps++) {
+      const i = pos < size ? pos : pos - size;
+      const flags = Atomics.load(r.u16, r.desc16 + 8 * i + 7);
+      if (!packedIsUsed(flags, pos < size)) break;
+      const id = r.u16[r.desc16 + 8 * i + 6];
+      if (id >= size || this.idDescs[id] === 0 || this.idShown[id] === 0) {
+        count++;
+        break;
+      }
+      if (this.inOrder) {
+        const s = this.idSerial[id];
+        if (s < cursor) {
+          count++;
+          break;
+        }
+        count += s - cursor + 1;
+        cursor = s + 1;
+        pos = (this.idStart[id] + this.idDescs[id]) % this.two;
+      } else {
+        count++;
+        pos = (pos + this.idDescs[id]) % this.two;
+      }
+      if (count >= this.inFlight) break;
+    }
+    this.usedCache = count;
+    return count;
+  }
+
+  /**
+   * Reap one used chain: its token (usedLen set), or -1 when none is ready.
+   * Frees its descriptors and buffer id.
+   */
+  getUsed(): number {
+    if (this.inOrder && this.batchLeft > 0) return this.nextOfBatch();
+    const r = this.ring;
+    const size = this.size;
+    const pos = this.usedPos;
+    const i = pos < size ? pos : pos - size;
+    const flags = Atomics.load(r.u16, r.desc16 + 8 * i + 7);
+    if (!packedIsUsed(flags, pos < size)) return -1;
+    const id = r.u16[r.desc16 + 8 * i + 6];
+    const len = r.u32[r.desc32 + 4 * i + 2];
+    if (id >= size) throw new VirtqueueError('USED_ID_OUT_OF_RANGE', `used descriptor ${i} names buffer id ${id}, queue size is ${size}`, id);
+    if (this.idDescs[id] === 0 || this.idShown[id] === 0) {
+      throw new VirtqueueError('USED_ID_NOT_IN_FLIGHT', `used descriptor ${i} names buffer id ${id}, which is not a buffer made available and in flight`, id);
+    }
+    // 2.8.4: the length is reserved (ignored) in a used descriptor without WRITE.
+    const written = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? len : 0;
+    if (written > this.idCap[id]) {
+      throw new VirtqueueError('USED_LEN_TOO_LARGE', `device wrote ${len} bytes into buffer ${id} with ${this.idCap[id]} writable`, len);
+    }
+    if (this.inOrder) {
+      // Every chain added before `id` and not reaped is completed by this one used descriptor.
+      this.batchLeft = this.idSerial[id] - this.idSerial[this.fifo[this.fifoHead]] + 1;
+      this.batchLastLen = written;
+      this.usedPos = (this.idStart[id] + this.idDescs[id]) % this.two;
+      return this.nextOfBatch();
+    }
+    this.usedPos = (pos + this.idDescs[id]) % this.two;
+    this.usedLen = written;
+    return this.release(id);
+  }
+
+  private nextOfBatch(): number {
+    const id = this.fifo[this.fifoHead];
+    this.fifoHead = this.fifoHead + 1 === this.size ? 0 : this.fifoHead + 1;
+    this.fifoLen--;
+    this.usedLen = --this.batchLeft === 0 ? this.batchLastLen : this.idCap[id];
+    return this.release(id);
+  }
+
+  private release(id: number): number {
+    this.numFreeDescs += this.idDescs[id];
+    this.idDescs[id] = 0;
+    this.idShown[id] = 0;
+    this.nextFreeId[id] = this.freeId;
+    this.freeId = id;
+    this.inFlight--;
+    if (this.usedCache > 0) this.usedCache--;
+    return this.idToken[id];
+  }
+
+  /**
+   * Ask for an interrupt on the next used descriptor (EVENT_IDX: DESC at the
+   * position where it will be written; else ENABLE). True when used chains
+   * are waiting already (do not sleep).
+   */
+  enableInterrupts(): boolean {
+    const r = this.ring;
+    if (this.eventIdx) Atomics.store(r.u32, r.driverEvent32, ((RING_EVENT_FLAGS_DESC << 16) | packedEncode(this.usedPos, this.size)) >>> 0);
+    else Atomics.store(r.u32, r.driverEvent32, RING_EVENT_FLAGS_ENABLE << 16);
+    return this.usedAvailable() !== 0;
+  }
+
+  /** Tell the device not to interrupt while the driver polls (RING_EVENT_FLAGS_DISABLE). */
+  disableInterrupts(): void {
+    Atomics.store(this.ring.u32, this.ring.driverEvent32, RING_EVENT_FLAGS_DISABLE << 16);
+  }
+}

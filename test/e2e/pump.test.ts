@@ -3,8 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { netRxQueue, netTxQueue, runPump } from '../../src/index.js';
 
 describe('packet pump (guest thread + real queue workers)', () => {
-  it('moves 200k numbered frames with zero loss and none out of order', async () => {
-    const r = await runPump({ frames: 200_000, frameSize: 64, queueSize: 256 });
+  it.each(['split', 'packed'] as const)('moves 200k numbered frames with zero loss and none out of order (%s rings)', async (ring) => {
+    const r = await runPump({ frames: 200_000, frameSize: 64, queueSize: 256, ring });
+    expect(r.ring).toBe(ring);
     expect(r.received).toBe(200_000);
     expect(r.lost).toBe(0);
     expect(r.sequenceErrors).toBe(0);
@@ -12,8 +13,8 @@ describe('packet pump (guest thread + real queue workers)', () => {
     expect(r.rxQueues[0].bytes).toBe(200_000 * 64);
   });
 
-  it('5.1.6.5.5: two queue pairs after VQ_PAIRS_SET carry two streams on their own queues, each once and in order', async () => {
-    const r = await runPump({ frames: 50_000, frameSize: 64, queueSize: 256, pairs: 2 });
+  it.each(['split', 'packed'] as const)('5.1.6.5.5: two queue pairs after VQ_PAIRS_SET carry two streams on their own queues, each once and in order (%s rings)', async (ring) => {
+    const r = await runPump({ frames: 50_000, frameSize: 64, queueSize: 256, pairs: 2, ring });
     expect(r.received).toBe(100_000);
     expect(r.lost).toBe(0);
     expect(r.sequenceErrors).toBe(0);

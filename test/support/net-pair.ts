@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { withTestRing } from './test-ring.js';
 import {
+  NET_DEFAULT_FEATURES,
   NetDriver,
   type NetDriverOptions,
   SharedArena,
@@ -28,7 +30,7 @@ export async function netPair(options: NetDriverOptions & { queueSize?: number }
   connectNics(arena, a, b, { capacity: 1 << 18 });
   const interrupt = newInterruptWord();
   const open = async (dev: VirtioNetDevice): Promise<NetDriver> => {
-    const d = new NetDriver(await setupNetDriver(dev, { ...options, interrupt }));
+    const d = new NetDriver(await setupNetDriver(dev, { ...options, features: options.features ?? withTestRing(NET_DEFAULT_FEATURES), interrupt }));
     d.fillRx();
     return d;
   };

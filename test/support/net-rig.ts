@@ -29,6 +29,7 @@ import {
   newInterruptWord,
   setupNetDriver,
 } from '../../src/index.js';
+import { withTestRing } from './test-ring.js';
 import { until } from './net-pair.js';
 
 export { until };
@@ -73,7 +74,8 @@ export async function netRig(sa: NicSpec = {}, sb: NicSpec = {}, link: LinkOptio
   const cable = connectNics(arena, a, b, { ...link, capacity });
   const interrupt = newInterruptWord();
   const open = async (dev: VirtioNetDevice, spec: NicSpec, driver?: NetDriverOptions, fill = true): Promise<NetDriver> => {
-    const d = new NetDriver(await setupNetDriver(dev, { features: BASE_FEATURES, ...(driver ?? spec.driver), interrupt }));
+    const options = { features: BASE_FEATURES, ...(driver ?? spec.driver), interrupt };
+    const d = new NetDriver(await setupNetDriver(dev, { ...options, features: withTestRing(options.features) }));
     deviceOf.set(d, dev);
     if (fill) d.fillRx();
     return d;

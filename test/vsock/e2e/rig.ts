@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { type FeatureSet, SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../../../src/index.js';
+import { type FeatureSet, SharedArena, VSOCK_DRIVER_FEATURES, VirtioVsockDevice, VsockDriver, VsockHost } from '../../../src/index.js';
+import { withTestRing } from '../../support/test-ring.js';
 
 /** A guest (VsockDriver) and a host (VsockHost) on one virtio-vsock device with real queue workers. */
 export interface VsockRig {
@@ -16,7 +17,7 @@ export async function vsockRig(options: { features?: FeatureSet; guestCid?: numb
   const host = new VsockHost(device, { bufferSize: options.bufferSize, maxConnections: options.maxConnections });
   let guest: VsockDriver;
   try {
-    guest = await VsockDriver.open(device, { features: options.features, queueSize: options.queueSize, bufferSize: options.bufferSize, maxConnections: options.maxConnections });
+    guest = await VsockDriver.open(device, { features: options.features ?? withTestRing(VSOCK_DRIVER_FEATURES), queueSize: options.queueSize, bufferSize: options.bufferSize, maxConnections: options.maxConnections });
   } catch (e) {
     await host.close();
     await device.close();

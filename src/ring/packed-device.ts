@@ -1,5 +1,5 @@
-import { GuestMemoryError, InvalidArgumentError, VirtqueueError } from '../errors.js';
-import type { GuestMemory, MemoryRegion } from '../memory/guest-memory.js';
+import { InvalidArgumentError, VirtqueueError } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
 import {
   RING_EVENT_FLAGS_DESC,
   RING_EVENT_FLAGS_DISABLE,
@@ -9,6 +9,7 @@ import {
   VIRTQ_DESC_F_WRITE,
 } from '../spec/ring.js';
 import { DescriptorChain } from './chain.js';
+import { addDescriptorSegment, descriptorRegion } from './descriptor-segment.js';
 import { PackedRingLayout, packedIsAvail, packedEncode, packedNeedNotify, packedPosition, packedUsedFlags } from './packed-layout.js';
 import { type QueueState, validateQueueState } from './queue-state.js';
 import type { VirtqDevice } from './virtqueue.js';
@@ -231,7 +232,7 @@ export class PackedQueueDevice implements VirtqDevice {
         break;
       }
       chain.descCount++;
-      this.addSegment(chain, i, addr, len, flags);
+      addDescriptorSegment(this.memory, chain, i, addr, len, flags);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       pos = (pos + 1) % this.two;
     }
@@ -287,7 +288,7 @@ export class PackedQueueDevice implements VirtqDevice {
     if (count > this.size) {
       throw new VirtqueueError('CHAIN_TOO_LONG', `indirect table of descriptor ${i} has ${count} entries, more than the queue size ${this.size}`, i);
     }
-    const region = this.translate(addr, len, i);
+    const region = descriptorRegion(this.memory, addr, len, i);
     const u8 = region.u8;
     const base = addr + region.bias;
     for (let j = 0; j < count; j++) {
@@ -300,31 +301,10 @@ export class PackedQueueDevice implements VirtqDevice {
         throw new VirtqueueError('INDIRECT_IN_INDIRECT', `entry ${j} of the indirect table of descriptor ${i} is itself indirect (2.8.7.1)`, j);
       }
       chain.descCount++;
-      this.addSegment(chain, j, lo + hi * TWO_32, dlen, dflags);
+      addDescriptorSegment(this.memory, chain, j, lo + hi * TWO_32, dlen, dflags);
     }
   }
 
-  private addSegment(chain: DescriptorChain, i: number, addr: number, len: number, flags: number): void {
-    const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-    if (!writable && chain.writable !== 0) {
-      throw new VirtqueueError('READABLE_AFTER_WRITABLE', `descriptor ${i} is device-readable after a device-writable one (2.8.13.1)`, i);
-    }
-    if (len === 0) return;
-    if (chain.readableBytes + chain.writableBytes + len > TWO_32) {
-      throw new VirtqueueError('CHAIN_TOO_LARGE', `chain exceeds 2^32 bytes`, len);
-    }
-    const region = this.translate(addr, len, i);
-    chain.push(region, addr + region.bias, len, writable);
-  }
-
-  private translate(addr: number, len: number, i: number): MemoryRegion {
-    try {
-      return this.memory.region(addr, len);
-    } catch (e) {
-      if (!(e instanceof GuestMemoryError)) throw e;
-      throw new VirtqueueError('DESC_ADDRESS_OUT_OF_BOUNDS', `descriptor ${i}: ${len} bytes at 0x${addr.toString(16)} are outside guest memory`, addr);
-    }
-  }
 
   /**
    * Give back the last `count` chains pop() returned, unprocessed: the next

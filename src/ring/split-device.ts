@@ -1,13 +1,13 @@
-import { GuestMemoryError, InvalidArgumentError, VirtqueueError } from '../errors.js';
+import { InvalidArgumentError, VirtqueueError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
-  VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
 } from '../spec/ring.js';
 import { DescriptorChain } from './chain.js';
+import { addDescriptorSegment, descriptorRegion } from './descriptor-segment.js';
 import { type QueueState, validateQueueState } from './queue-state.js';
 import { SplitRingLayout } from './split-layout.js';
 
@@ -124,7 +124,7 @@ export class SplitQueueDevice {
         this.walkIndirect(chain, i, addr, len, flags);
         return;
       }
-      this.addSegment(chain, i, addr, len, flags);
+      addDescriptorSegment(this.memory, chain, i, addr, len, flags);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) return;
       if (next >= this.size) {
         throw new VirtqueueError('DESC_INDEX_OUT_OF_RANGE', `descriptor ${i} chains to ${next}, queue size is ${this.size}`, next);
@@ -144,7 +144,7 @@ export class SplitQueueDevice {
       throw new VirtqueueError('INDIRECT_BAD_LENGTH', `indirect table of descriptor ${i} has length ${len}, not a non-zero multiple of 16`, len);
     }
     const count = len / 16;
-    const region = this.translate(addr, len, i);
+    const region = descriptorRegion(this.memory, addr, len, i);
     // The table is read byte-wise through the region so that an unaligned
     // table (legal, if odd) needs no special case.
     const u8 = region.u8;
@@ -164,7 +164,7 @@ export class SplitQueueDevice {
       if ((dflags & VIRTQ_DESC_F_INDIRECT) !== 0) {
         throw new VirtqueueError('INDIRECT_IN_INDIRECT', `entry ${j} of the indirect table of descriptor ${i} is itself indirect (2.7.5.3.1)`, j);
       }
-      this.addSegment(chain, j, lo + hi * TWO_32, dlen, dflags);
+      addDescriptorSegment(this.memory, chain, j, lo + hi * TWO_32, dlen, dflags);
       if ((dflags & VIRTQ_DESC_F_NEXT) === 0) return;
       if (next >= count) {
         throw new VirtqueueError('DESC_INDEX_OUT_OF_RANGE', `indirect entry ${j} chains to ${next}, the table has ${count} entries`, next);
@@ -173,28 +173,6 @@ export class SplitQueueDevice {
     }
   }
 
-  private addSegment(chain: DescriptorChain, i: number, addr: number, len: number, flags: number): void {
-    const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-    if (!writable && chain.writable !== 0) {
-      throw new VirtqueueError('READABLE_AFTER_WRITABLE', `descriptor ${i} is device-readable after a device-writable one (2.7.4.2)`, i);
-    }
-    if (len === 0) return; // nothing to read or write; its address is never used
-    // 2.7.5.2: no chain longer than 2^32 bytes in total (exactly 2^32 is allowed).
-    if (chain.readableBytes + chain.writableBytes + len > TWO_32) {
-      throw new VirtqueueError('CHAIN_TOO_LARGE', `chain from head ${chain.head} exceeds 2^32 bytes`, len);
-    }
-    const region = this.translate(addr, len, i);
-    chain.push(region, addr + region.bias, len, writable);
-  }
-
-  private translate(addr: number, len: number, i: number) {
-    try {
-      return this.memory.region(addr, len);
-    } catch (e) {
-      if (!(e instanceof GuestMemoryError)) throw e;
-      throw new VirtqueueError('DESC_ADDRESS_OUT_OF_BOUNDS', `descriptor ${i}: ${len} bytes at 0x${addr.toString(16)} are outside guest memory`, addr);
-    }
-  }
 
   /**
    * Give back the last `count` chains pop() returned, unprocessed and in one

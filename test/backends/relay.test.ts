@@ -64,7 +64,9 @@ describe('connectNics', () => {
     const b = new FakeNic(B);
     link = connectNics(arena, a, b, { impairment: { delayMs: 1 }, capacity: 4096, maxFrame: 1518, spinUs: 10 });
     b.accepting = false;
-    const total = 400;
+    // More than the two channels and the 1 MiB delay line hold together, so the
+    // sender meets back-pressure however fast the relay drains it meanwhile.
+    const total = 20_000;
     let sent = 0;
     await until(() => {
       while (sent < total && a.send(ethFrame(B, A, sent))) sent++;

@@ -82,8 +82,18 @@ describe('virtio-vsock Unix muxer through a real device, driven by socat', () =>
         return false;
       }
     }, 10_000, 'socat to listen');
-    const sock = rig.guest.connect(5555);
-    await once(sock, 'connect');
+    // socat binds the socket file before it listens: until then the muxer's connect is refused (RST). Retry as a client would.
+    let sock = rig.guest.connect(5555);
+    for (let tries = 0; ; tries++) {
+      const err = await once(sock, 'connect').then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      if (err === undefined) break;
+      if (tries === 50) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+      sock = rig.guest.connect(5555);
+    }
     const back = readAll(sock, 1 << 20);
     expect(await writeAll(sock, 1 << 20, [7000, 65536], 5)).toBe(await back);
     expect(mux.stats.guestConnects).toBe(1);

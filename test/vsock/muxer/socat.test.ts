@@ -86,7 +86,16 @@ describe('interop with socat as the host program', () => {
       5000,
       'socat to listen',
     );
-    const g = await fake.guestConnect(6000);
+    // socat binds the socket file before it listens: until then a connect is refused. Retry as a client would.
+    let g: Awaited<ReturnType<typeof fake.guestConnect>> | undefined;
+    for (let tries = 0; g === undefined; tries++) {
+      try {
+        g = await fake.guestConnect(6000);
+      } catch (e) {
+        if (tries === 50) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     const rec = new Recorder(g);
     const data = randomBytes(256 << 10, 5);
     for (let off = 0; off < data.length; off += 8000) g.write(data.subarray(off, off + 8000));

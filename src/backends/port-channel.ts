@@ -151,6 +151,18 @@ export class PortChannelProducer extends PortChannelEnd {
     return this.spec.capacity - ((this.tail - this.headCache) >>> 0) >= skip + need;
   }
 
+  /**
+   * Zero the 12-byte virtio_net_hdr of the record reserve() returned `at` for
+   * (no offload metadata; vsock's split progress starts at 0): three word
+   * stores, not a fill() call per frame.
+   */
+  clearNetHdr(at: number): void {
+    const w = recordNetHdr(at) >>> 2;
+    this.u32[w] = 0;
+    this.u32[w + 1] = 0;
+    this.u32[w + 2] = 0;
+  }
+
   /** The reserved frame is written: make it part of the next publish(). */
   commit(): void {
     this.tail = (this.tail + this.skip + recordBytes(this.reserved)) >>> 0;

@@ -1,5 +1,5 @@
-import { NET_HDR_SIZE, NET_MAX_TX_FRAME } from '../spec/net.js';
-import { type PortChannelProducer, recordNetHdr } from './port-channel.js';
+import { NET_MAX_TX_FRAME } from '../spec/net.js';
+import type { PortChannelProducer } from './port-channel.js';
 import type { SteeredOutput } from './steered-output.js';
 
 /** QEMU's stream framing: a 4-byte big-endian length before each frame. */
@@ -167,7 +167,7 @@ export class StreamDecoder {
     }
     this.blockedOn = null;
     this.producer = p;
-    p.u8.fill(0, recordNetHdr(at), recordNetHdr(at) + NET_HDR_SIZE);
+    p.clearNetHdr(at);
     for (let j = 0; j < this.staged; j++) p.u8[at + j] = this.stage[j];
     this.writeAt = at + this.staged;
     this.remaining = this.frameLen - this.staged;

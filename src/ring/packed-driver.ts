@@ -8,6 +8,7 @@ import {
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
 } from '../spec/ring.js';
+import { chainWritableBytes, checkChainFits, goesIndirect } from './chain-request.js';
 import { PackedRingLayout, packedAvailFlags, packedIsUsed, packedEncode, packedNeedNotify, packedPosition } from './packed-layout.js';
 import { type QueueState, validateQueueState } from './queue-state.js';
 import type { SplitDriverOptions } from './split-driver.js';
@@ -150,11 +151,9 @@ export class PackedQueueDriver implements VirtqDriver {
    */
   addChain(addrs: ArrayLike<number>, lens: ArrayLike<number>, nOut: number, nIn: number, token: number): boolean {
     const n = nOut + nIn;
-    if (n === 0) throw new InvalidArgumentError('a chain needs at least one segment');
-    let writableBytes = 0;
-    for (let k = nOut; k < n; k++) writableBytes += lens[k];
+    const writableBytes = chainWritableBytes(lens, nOut, nIn);
     const ind = this.indirectTables;
-    if (ind !== undefined && n > 1 && n <= ind.maxEntries && n <= this.size) {
+    if (ind !== undefined && goesIndirect(ind, n, this.size)) {
       if (this.numFreeDescs === 0) return false;
       const id = this.takeId();
       const table = ind.base + id * ind.maxEntries * 16;
@@ -172,7 +171,7 @@ export class PackedQueueDriver implements VirtqDriver {
       this.finish(id, pos, 1, writableBytes, VIRTQ_DESC_F_INDIRECT, token);
       return true;
     }
-    if (n > this.size) throw new InvalidArgumentError(`a chain of ${n} descriptors can never fit a queue of ${this.size} (2.8.13.1)`);
+    checkChainFits(n, this.size);
     if (n > this.numFreeDescs) return false;
     const id = this.takeId();
     const start = this.availPos;

@@ -3,6 +3,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../spec/ring.js';
 import type { QueueState } from './queue-state.js';
 import { validateQueueState } from './queue-state.js';
+import { chainWritableBytes, checkChainFits, goesIndirect } from './chain-request.js';
 import { SplitRingLayout } from './split-layout.js';
 
 const TWO_32 = 0x1_0000_0000;
@@ -110,12 +111,9 @@ export class SplitQueueDriver {
    */
   addChain(addrs: ArrayLike<number>, lens: ArrayLike<number>, nOut: number, nIn: number, token: number): boolean {
     const n = nOut + nIn;
-    if (n === 0) throw new InvalidArgumentError('a chain needs at least one segment');
-    let writableBytes = 0;
-    for (let k = nOut; k < n; k++) writableBytes += lens[k];
+    const writableBytes = chainWritableBytes(lens, nOut, nIn);
     const ind = this.indirect;
-    // No chain may be longer than the queue size, indirect or not (2.7.5.3.1).
-    if (ind !== undefined && n > 1 && n <= ind.maxEntries && n <= this.size) {
+    if (ind !== undefined && goesIndirect(ind, n, this.size)) {
       if (this.numFreeDescs === 0) return false;
       const head = this.takeFree();
       const table = ind.base + head * ind.maxEntries * 16;
@@ -128,7 +126,7 @@ export class SplitQueueDriver {
       this.finish(head, 1, token);
       return true;
     }
-    if (n > this.size) throw new InvalidArgumentError(`a chain of ${n} descriptors can never fit a queue of ${this.size} (2.7.5.3.1)`);
+    checkChainFits(n, this.size);
     if (n > this.numFreeDescs) return false;
     const head = this.freeHead;
     let i = head;

@@ -1,4 +1,4 @@
-import { PortChannelProducer, recordNetHdr } from '../backends/port-channel.js';
+import { PortChannelProducer } from '../backends/port-channel.js';
 import { copyBytes } from '../memory/guest-memory.js';
 import { VSOCK_HDR_SIZE } from '../spec/vsock.js';
 import type { VsockPacketPort } from './stack/packet-port.js';
@@ -34,7 +34,7 @@ export class HostChannelPort implements VsockPacketPort {
     }
     const u8 = this.channel.u8;
     // The record's spare bytes carry the rx worker's split progress: start at 0.
-    u8.fill(0, recordNetHdr(at), at);
+    this.channel.clearNetHdr(at);
     hdr.write(u8, at);
     if (len !== 0) copyBytes(payload!, off, u8, at + VSOCK_HDR_SIZE, len);
     this.channel.commit();

@@ -28,6 +28,7 @@ export class VsockHost {
   private consumer!: PortChannelConsumer;
   private port!: HostChannelPort;
   private readonly wake: Int32Array;
+  private readonly cid: Int32Array;
   private readonly hdr = new VsockHeader();
   private readonly loop: ServiceLoop;
   /** Packets from the device whose record and header disagree (never expected: the tx worker checks). */
@@ -43,6 +44,7 @@ export class VsockHost {
   ) {
     const spec = device.hostPort;
     this.wake = new Int32Array(spec.hostWake.buffer);
+    this.cid = new Int32Array(spec.guestCid.buffer);
     this.attachChannels();
     this.stack = new VsockStack(this.port, { ...options, localCid: VSOCK_CID_HOST, seqpacket: hasFeature(device.deviceFeatures, VSOCK_F_SEQPACKET) });
     device.on('transportReset', this.onTransportReset);
@@ -57,7 +59,7 @@ export class VsockHost {
 
   /** The guest's CID now. */
   get guestCid(): number {
-    return Atomics.load(new Int32Array(this.device.hostPort.guestCid.buffer), this.device.hostPort.guestCid.index) >>> 0;
+    return Atomics.load(this.cid, this.device.hostPort.guestCid.index) >>> 0;
   }
 
   /** Open a stream (or seqpacket) connection to a guest port. */

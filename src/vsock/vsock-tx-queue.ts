@@ -1,4 +1,4 @@
-import { PortChannelProducer, type PortChannelSpec, recordNetHdr } from '../backends/port-channel.js';
+import { PortChannelProducer, type PortChannelSpec } from '../backends/port-channel.js';
 import type { WordRef } from '../notify/notify-area.js';
 import { ChainReader } from '../ring/chain-io.js';
 import { VSOCK_CID_HOST, VSOCK_HDR_LEN, VSOCK_HDR_SIZE, VSOCK_MAX_PKT_PAYLOAD } from '../spec/vsock.js';
@@ -113,7 +113,7 @@ export class VsockTxQueue implements QueueHandler {
       }
       // Header and payload in one copy; bytes past hdr.len (if any) are ignored.
       this.reader.reset(chain).copyTo(out.u8, at, frame);
-      out.u8.fill(0, recordNetHdr(at), at);
+      out.clearNetHdr(at);
       out.commit();
       // Transmit buffers are device-readable only: nothing written (2.7.8).
       device.pushUsed(chain.head, 0);

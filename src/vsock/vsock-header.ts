@@ -1,3 +1,4 @@
+import { getU16le, getU32le, putU16le, putU32le } from '../memory/le-bytes.js';
 import {
   VSOCK_HDR_BUF_ALLOC,
   VSOCK_HDR_DST_CID,
@@ -12,21 +13,6 @@ import {
 } from '../spec/vsock.js';
 
 const U32 = 0x1_0000_0000;
-
-const getU16 = (u8: Uint8Array, at: number): number => u8[at] | (u8[at + 1] << 8);
-const getU32 = (u8: Uint8Array, at: number): number => (u8[at] | (u8[at + 1] << 8) | (u8[at + 2] << 16) | (u8[at + 3] << 24)) >>> 0;
-
-function putU16(u8: Uint8Array, at: number, v: number): void {
-  u8[at] = v;
-  u8[at + 1] = v >>> 8;
-}
-
-function putU32(u8: Uint8Array, at: number, v: number): void {
-  u8[at] = v;
-  u8[at + 1] = v >>> 8;
-  u8[at + 2] = v >>> 16;
-  u8[at + 3] = v >>> 24;
-}
 
 /**
  * struct virtio_vsock_hdr (5.10.6) as fields, read from and written to bytes
@@ -49,33 +35,33 @@ export class VsockHeader {
 
   /** Fill the fields from u8[at, at + 44). Returns this. */
   read(u8: Uint8Array, at: number): this {
-    this.srcCid = getU32(u8, at + VSOCK_HDR_SRC_CID) + getU32(u8, at + VSOCK_HDR_SRC_CID + 4) * U32;
-    this.dstCid = getU32(u8, at + VSOCK_HDR_DST_CID) + getU32(u8, at + VSOCK_HDR_DST_CID + 4) * U32;
-    this.srcPort = getU32(u8, at + VSOCK_HDR_SRC_PORT);
-    this.dstPort = getU32(u8, at + VSOCK_HDR_DST_PORT);
-    this.len = getU32(u8, at + VSOCK_HDR_LEN);
-    this.type = getU16(u8, at + VSOCK_HDR_TYPE);
-    this.op = getU16(u8, at + VSOCK_HDR_OP);
-    this.flags = getU32(u8, at + VSOCK_HDR_FLAGS);
-    this.bufAlloc = getU32(u8, at + VSOCK_HDR_BUF_ALLOC);
-    this.fwdCnt = getU32(u8, at + VSOCK_HDR_FWD_CNT);
+    this.srcCid = getU32le(u8, at + VSOCK_HDR_SRC_CID) + getU32le(u8, at + VSOCK_HDR_SRC_CID + 4) * U32;
+    this.dstCid = getU32le(u8, at + VSOCK_HDR_DST_CID) + getU32le(u8, at + VSOCK_HDR_DST_CID + 4) * U32;
+    this.srcPort = getU32le(u8, at + VSOCK_HDR_SRC_PORT);
+    this.dstPort = getU32le(u8, at + VSOCK_HDR_DST_PORT);
+    this.len = getU32le(u8, at + VSOCK_HDR_LEN);
+    this.type = getU16le(u8, at + VSOCK_HDR_TYPE);
+    this.op = getU16le(u8, at + VSOCK_HDR_OP);
+    this.flags = getU32le(u8, at + VSOCK_HDR_FLAGS);
+    this.bufAlloc = getU32le(u8, at + VSOCK_HDR_BUF_ALLOC);
+    this.fwdCnt = getU32le(u8, at + VSOCK_HDR_FWD_CNT);
     return this;
   }
 
   /** Write the fields to u8[at, at + 44). */
   write(u8: Uint8Array, at: number): void {
-    putU32(u8, at + VSOCK_HDR_SRC_CID, this.srcCid % U32);
-    putU32(u8, at + VSOCK_HDR_SRC_CID + 4, Math.floor(this.srcCid / U32));
-    putU32(u8, at + VSOCK_HDR_DST_CID, this.dstCid % U32);
-    putU32(u8, at + VSOCK_HDR_DST_CID + 4, Math.floor(this.dstCid / U32));
-    putU32(u8, at + VSOCK_HDR_SRC_PORT, this.srcPort);
-    putU32(u8, at + VSOCK_HDR_DST_PORT, this.dstPort);
-    putU32(u8, at + VSOCK_HDR_LEN, this.len);
-    putU16(u8, at + VSOCK_HDR_TYPE, this.type);
-    putU16(u8, at + VSOCK_HDR_OP, this.op);
-    putU32(u8, at + VSOCK_HDR_FLAGS, this.flags);
-    putU32(u8, at + VSOCK_HDR_BUF_ALLOC, this.bufAlloc);
-    putU32(u8, at + VSOCK_HDR_FWD_CNT, this.fwdCnt);
+    putU32le(u8, at + VSOCK_HDR_SRC_CID, this.srcCid % U32);
+    putU32le(u8, at + VSOCK_HDR_SRC_CID + 4, Math.floor(this.srcCid / U32));
+    putU32le(u8, at + VSOCK_HDR_DST_CID, this.dstCid % U32);
+    putU32le(u8, at + VSOCK_HDR_DST_CID + 4, Math.floor(this.dstCid / U32));
+    putU32le(u8, at + VSOCK_HDR_SRC_PORT, this.srcPort);
+    putU32le(u8, at + VSOCK_HDR_DST_PORT, this.dstPort);
+    putU32le(u8, at + VSOCK_HDR_LEN, this.len);
+    putU16le(u8, at + VSOCK_HDR_TYPE, this.type);
+    putU16le(u8, at + VSOCK_HDR_OP, this.op);
+    putU32le(u8, at + VSOCK_HDR_FLAGS, this.flags);
+    putU32le(u8, at + VSOCK_HDR_BUF_ALLOC, this.bufAlloc);
+    putU32le(u8, at + VSOCK_HDR_FWD_CNT, this.fwdCnt);
   }
 
   /** Copy every field of `h`. Returns this. */
@@ -95,6 +81,6 @@ export class VsockHeader {
 }
 
 /** The le32 len field of the header at u8[at]. */
-export const vsockHdrLen = (u8: Uint8Array, at: number): number => getU32(u8, at + VSOCK_HDR_LEN);
+export const vsockHdrLen = (u8: Uint8Array, at: number): number => getU32le(u8, at + VSOCK_HDR_LEN);
 /** Set the le32 len field of the header at u8[at]. */
-export const setVsockHdrLen = (u8: Uint8Array, at: number, len: number): void => putU32(u8, at + VSOCK_HDR_LEN, len);
+export const setVsockHdrLen = (u8: Uint8Array, at: number, len: number): void => putU32le(u8, at + VSOCK_HDR_LEN, len);

@@ -1,5 +1,6 @@
 import { PortChannelConsumer, type PortChannelSpec, recordNetHdr } from '../backends/port-channel.js';
 import { VirtqueueError } from '../errors.js';
+import { getU32le, putU32le } from '../memory/le-bytes.js';
 import { VSOCK_HDR_FLAGS, VSOCK_HDR_NUM_BUFFERS, VSOCK_HDR_SIZE, VSOCK_HDR_TYPE, VSOCK_SEQ_EOM, VSOCK_SEQ_EOR, VSOCK_TYPE_SEQPACKET } from '../spec/vsock.js';
 import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED, C_DROPS_TOO_BIG, C_SEGMENTS } from '../stats/queue-stats.js';
 import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, RxWriter } from '../virtskb/rx-writer.js';
@@ -33,15 +34,6 @@ export interface VsockRxParams {
    * channel's own buffer, so copying it is a copyWithin).
    */
   scratch: number;
-}
-
-const getU32 = (u8: Uint8Array, at: number): number => (u8[at] | (u8[at + 1] << 8) | (u8[at + 2] << 16) | (u8[at + 3] << 24)) >>> 0;
-
-function putU32(u8: Uint8Array, at: number, v: number): void {
-  u8[at] = v;
-  u8[at + 1] = v >>> 8;
-  u8[at + 2] = v >>> 16;
-  u8[at + 3] = v >>> 24;
 }
 
 /**
@@ -102,14 +94,14 @@ export class VsockRxQueue implements QueueHandler {
       const len = input.len;
       const mark = recordNetHdr(at);
       const payload = len - VSOCK_HDR_SIZE;
-      if (payload < 0 || vsockHdrLen(u8, at) !== payload || getU32(u8, mark) > payload) {
+      if (payload < 0 || vsockHdrLen(u8, at) !== payload || getU32le(u8, mark) > payload) {
         input.consume();
         consumed++;
         malformed++;
         continue;
       }
       const payloadAt = at + VSOCK_HDR_SIZE;
-      let done = getU32(u8, mark);
+      let done = getU32le(u8, mark);
       // Try the whole rest first; when it does not fit, send the part that fits now.
       let cap = payload;
       let stop = 0;
@@ -158,7 +150,7 @@ export class VsockRxQueue implements QueueHandler {
         continue;
       }
       // Part of the packet may be out: the next attempt (or a restarted worker) goes on from here.
-      putU32(u8, mark, done);
+      putU32le(u8, mark, done);
       if (stop === WAIT_BUFFERS) {
         this.waitingFor = WAIT_BUFFERS;
         this.starvedWith = this.ctx.device.available();

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../../errors.js';
+import { getU16le, putU16le } from '../../memory/le-bytes.js';
 import {
   NET_HDR_CSUM_OFFSET,
   NET_HDR_CSUM_START,
@@ -29,11 +30,11 @@ export class NetHdr {
     inBounds(u8, idx);
     this.flags = u8[idx + NET_HDR_FLAGS];
     this.gsoType = u8[idx + NET_HDR_GSO_TYPE];
-    this.hdrLen = u16le(u8, idx + NET_HDR_HDR_LEN);
-    this.gsoSize = u16le(u8, idx + NET_HDR_GSO_SIZE);
-    this.csumStart = u16le(u8, idx + NET_HDR_CSUM_START);
-    this.csumOffset = u16le(u8, idx + NET_HDR_CSUM_OFFSET);
-    this.numBuffers = u16le(u8, idx + NET_HDR_NUM_BUFFERS);
+    this.hdrLen = getU16le(u8, idx + NET_HDR_HDR_LEN);
+    this.gsoSize = getU16le(u8, idx + NET_HDR_GSO_SIZE);
+    this.csumStart = getU16le(u8, idx + NET_HDR_CSUM_START);
+    this.csumOffset = getU16le(u8, idx + NET_HDR_CSUM_OFFSET);
+    this.numBuffers = getU16le(u8, idx + NET_HDR_NUM_BUFFERS);
     return this;
   }
 
@@ -66,11 +67,4 @@ function inBounds(u8: Uint8Array, idx: number): void {
   if (!Number.isInteger(idx) || idx < 0 || idx + NET_HDR_SIZE > u8.length) {
     throw new InvalidArgumentError(`virtio_net_hdr at ${idx} does not fit in ${u8.length} bytes`);
   }
-}
-
-const u16le = (u8: Uint8Array, i: number): number => u8[i] | (u8[i + 1] << 8);
-
-function putU16le(u8: Uint8Array, i: number, v: number): void {
-  u8[i] = v & 0xff;
-  u8[i + 1] = (v >>> 8) & 0xff;
 }

@@ -242,9 +242,17 @@ export class ForwardingEngine {
     const st = this.egress[port].stat;
     const ports = this.egress.length;
     let n = 0;
+    // Frames first seen after a load of the producer's index may have been sent
+    // after `now` was read: read the clock again after such a load (once per
+    // load, not per frame), so a delay line never stamps a frame before it was sent.
+    let loads = c.tailLoads;
     while (n < BATCH) {
       const at = c.peek();
       if (at < 0) break;
+      if (c.tailLoads !== loads) {
+        loads = c.tailLoads;
+        now = performance.now();
+      }
       const len = c.len;
       if (len < ETH_HLEN || len > this.maxFrame || (u8[at + 6] & 1) !== 0) {
         f64[st + P_DROPS_BAD]++;

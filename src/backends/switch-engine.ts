@@ -243,8 +243,10 @@ export class ForwardingEngine {
     const ports = this.egress.length;
     let n = 0;
     // Frames first seen after a load of the producer's index may have been sent
-    // after `now` was read: read the clock again after such a load (once per
-    // load, not per frame), so a delay line never stamps a frame before it was sent.
+    // after `now` and the receivers' active queue counts were read: read both
+    // again after such a load (once per load, not per frame), so a delay line
+    // never stamps a frame before it was sent, and a frame sent after a NIC
+    // changed its queue count is steered by the new count.
     let loads = c.tailLoads;
     while (n < BATCH) {
       const at = c.peek();
@@ -252,6 +254,7 @@ export class ForwardingEngine {
       if (c.tailLoads !== loads) {
         loads = c.tailLoads;
         now = performance.now();
+        for (let q = 0; q < ports; q++) this.egress[q].out.refresh();
       }
       const len = c.len;
       if (len < ETH_HLEN || len > this.maxFrame || (u8[at + 6] & 1) !== 0) {

@@ -30,20 +30,50 @@ const WIDTH: Record<number, number> = {
 };
 
 /**
+ * What the register window and PciDriver use of a device: a VirtioDevice, or
+ * any device model with the same control-plane surface (HostileDriver drives
+ * such devices through this window).
+ */
+export type CommonConfigDevice = Pick<
+  VirtioDevice,
+  | 'deviceFeatures'
+  | 'driverFeatures'
+  | 'setDriverFeatures'
+  | 'lastFeatureRefusal'
+  | 'configVector'
+  | 'configGeneration'
+  | 'numQueues'
+  | 'notify'
+  | 'status'
+  | 'setStatus'
+  | 'routeVector'
+  | 'queueSize'
+  | 'setQueueSize'
+  | 'queueVector'
+  | 'setQueueVector'
+  | 'queueEnabled'
+  | 'enableQueue'
+  | 'queueAddresses'
+  | 'setQueueAddresses'
+  | 'queueResetting'
+  | 'requestQueueReset'
+>;
+
+/**
  * The virtio-pci common configuration structure (4.1.4.3) as a register
  * window over a VirtioDevice, for emulators that decode guest MMIO by offset.
  * Reads never fail (an unknown offset reads 0). A write the device must
  * reject (out of order, bad value, read-only register) is ignored and counted
  * in `rejectedWrites` by error code; `lastRejected` keeps the last reason.
  */
-export class PciCommonConfig {
+export class PciCommonConfig<D extends CommonConfigDevice = VirtioDevice> {
   private deviceFeatureSelect = 0;
   private driverFeatureSelect = 0;
   private queueSelect = 0;
   readonly rejectedWrites = new Map<string, number>();
   lastRejected: VirtioLabError | undefined;
 
-  constructor(readonly device: VirtioDevice) {}
+  constructor(readonly device: D) {}
 
   read(offset: number, width: number): number {
     if (WIDTH[offset] !== width) return 0;

@@ -19,7 +19,8 @@ import {
   splitUsedBytes,
 } from '../spec/ring.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../spec/status.js';
-import type { PciCommonConfig } from './pci-common-config.js';
+import type { CommonConfigDevice, PciCommonConfig } from './pci-common-config.js';
+import type { VirtioDevice } from './virtio-device.js';
 
 /** How a driver wants one queue laid out. */
 export interface DriverQueueOptions {
@@ -35,12 +36,12 @@ export interface DriverQueueOptions {
  * the rings out in guest memory with the driver's allocator and returns each
  * queue's state for the driver-side ring (createQueueDriver).
  */
-export class PciDriver {
+export class PciDriver<D extends CommonConfigDevice = VirtioDevice> {
   /** Features in force after negotiate(). */
   features: FeatureSet = 0n;
 
   constructor(
-    readonly pci: PciCommonConfig,
+    readonly pci: PciCommonConfig<D>,
     readonly memory: GuestMemory,
     readonly alloc: GuestAllocator,
   ) {}

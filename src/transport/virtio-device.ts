@@ -498,7 +498,9 @@ export class VirtioDevice extends EventEmitter {
     // A fresh packed ring starts at index 0 with wrap counters 1 (2.8.1); a base
     // set for it carries the wrap counter in bit 15 and stands for used too, as in vhost.
     const nextAvail = s.nextAvail ?? (packed ? PACKED_RING_START : 0);
-    const nextUsed = s.nextUsed ?? (packed ? nextAvail : this.memory.readU16(s.used + 2));
+    // used.idx is read only where it can be: a device area outside guest memory is then
+    // refused by validateQueueState as INVALID_QUEUE_STATE naming the area, like the other two.
+    const nextUsed = s.nextUsed ?? (packed ? nextAvail : this.memory.contains(s.used + 2, 2) ? this.memory.readU16(s.used + 2) : 0);
     return {
       size: s.size,
       desc: s.desc,

@@ -1,0 +1,183 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { VirtioLabError } from '../errors.js';
+import { GuestAllocator } from '../memory/allocator.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { ring } from '../notify/notify-area.js';
+import { createQueueDriver } from '../ring/create-queue.js';
+import type { QueueState } from '../ring/queue-state.js';
+import type { VirtqDriver } from '../ring/virtqueue.js';
+import { F_RING_PACKED, type FeatureSet, bit } from '../spec/features.js';
+import { PciCommonConfig } from '../transport/pci-common-config.js';
+import { PciDriver } from '../transport/pci-driver.js';
+import type { QueueErrorEvent } from '../transport/virtio-device.js';
+import type { QueueStats } from '../stats/queue-stats.js';
+import type { ExpectedCounter } from './hostile-case.js';
+import type { HostileDevice, HostileTarget, RingFormat } from './hostile-target.js';
+import { RawRing } from './raw-ring.js';
+
+/** How long a session waits for the device to show an effect before it calls it missing. */
+export const EFFECT_TIMEOUT_MS = 2000;
+
+/** How HostileSession.up() brings a device up. */
+export interface UpOptions {
+  /** Features to accept beyond the target's. */
+  add?: FeatureSet;
+  /** A queue to leave for `beforeDriverOk` to set up (or not). */
+  skipQueue?: number;
+  /** Runs after queue setup, before DRIVER_OK. */
+  beforeDriverOk?: (driver: PciDriver<HostileDevice>) => void;
+}
+
+/**
+ * One case's view of the device under test (the `ctx` of HostileCase.run):
+ * the PCI register window, the driver's allocator, queue states after
+ * bring-up, raw pens and honest drivers per queue, and everything the device
+ * reported while the session ran (queue errors, refused register writes).
+ */
+export class HostileSession {
+  readonly device: HostileDevice;
+  readonly memory: GuestMemory;
+  readonly pci: PciCommonConfig<HostileDevice>;
+  readonly alloc: GuestAllocator;
+  /** Queue errors the device emitted since the session began. */
+  readonly queueErrors: QueueErrorEvent[] = [];
+  /** Named errors of the control plane: register writes it refused, features it refused. */
+  readonly controlErrors: VirtioLabError[] = [];
+  /** Per queue, after up(): its state as the driver laid it out. */
+  states: QueueState[] = [];
+  private readonly raws = new Map<number, RawRing>();
+  private readonly drivers = new Map<number, VirtqDriver>();
+  private readonly onQueueError = (e: QueueErrorEvent): void => {
+    this.queueErrors.push(e);
+  };
+
+  constructor(
+    readonly target: HostileTarget,
+    readonly ring: RingFormat,
+  ) {
+    this.device = target.device;
+    this.memory = target.device.memory;
+    this.pci = new PciCommonConfig(target.device);
+    this.alloc = new GuestAllocator(this.memory);
+    this.device.on('queue-error', this.onQueueError);
+  }
+
+  /** The features the driver accepts for this ring format, with `add`. */
+  wanted(add: FeatureSet = 0n): FeatureSet {
+    const base = this.ring === 'packed' ? this.target.features | bit(F_RING_PACKED) : this.target.features & ~bit(F_RING_PACKED);
+    return base | add;
+  }
+
+  /** A PciDriver over this session's register window and allocator. */
+  driver(): PciDriver<HostileDevice> {
+    return new PciDriver(this.pci, this.memory, this.alloc);
+  }
+
+  /**
+   * Bring the device up from reset as a correct driver would (3.1.1):
+   * negotiate (`add`: features beyond the target's), lay out every queue but
+   * `skipQueue`, run `beforeDriverOk` (where a lie on setup goes), DRIVER_OK.
+   * Receive buffers are the probe's to post, so a case may lie on a receive ring.
+   */
+  async up(options: UpOptions = {}): Promise<void> {
+    this.forget();
+    this.alloc.reset();
+    const d = this.driver();
+    await d.negotiate(this.wanted(options.add));
+    this.states = [];
+    for (let q = 0; q < this.device.numQueues; q++) {
+      if (q !== options.skipQueue) this.states[q] = d.setupQueue(q, { size: this.target.queueSize });
+    }
+    options.beforeDriverOk?.(d);
+    d.driverOk();
+  }
+
+  /** Reset the device and wait until status reads 0 (the worker threads are gone then). */
+  async reset(): Promise<void> {
+    this.forget();
+    await this.driver().reset();
+  }
+
+  /** The raw pen on queue `q` (one per bring-up). */
+  raw(q: number): RawRing {
+    let r = this.raws.get(q);
+    if (r === undefined) this.raws.set(q, (r = new RawRing(this.memory, this.states[q], () => this.kick(q))));
+    return r;
+  }
+
+  /**
+   * An honest driver for queue `q` (one per bring-up). After a lie the
+   * device survived, it goes on where the raw pen stopped.
+   */
+  honest(q: number): VirtqDriver {
+    let d = this.drivers.get(q);
+    if (d === undefined) {
+      const at = this.raws.get(q)?.position();
+      const state = at === undefined ? this.states[q] : { ...this.states[q], nextAvail: at, nextUsed: at };
+      this.drivers.set(q, (d = createQueueDriver(this.memory, state)));
+    }
+    return d;
+  }
+
+  /** True when every raw pen outside `broken` has had all its chains used. */
+  rawSettled(broken: ReadonlySet<number>): boolean {
+    for (const [q, r] of this.raws) if (!broken.has(q) && !r.settled()) return false;
+    return true;
+  }
+
+  /** Ring queue `q`'s doorbell. */
+  kick(q: number): void {
+    ring(this.device.notify.i32, this.device.notify.doorbellWord(q));
+  }
+
+  /** A common-config register write; a refusal is recorded in controlErrors. */
+  write(offset: number, width: number, value: number): void {
+    const before = this.pci.lastRejected;
+    this.pci.write(offset, width, value);
+    if (this.pci.lastRejected !== before && this.pci.lastRejected !== undefined) this.controlErrors.push(this.pci.lastRejected);
+  }
+
+  /** Run a control-plane call that a lying driver expects to fail; a named error is recorded, anything else rethrown. */
+  attempt(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof VirtioLabError)) throw e;
+      this.controlErrors.push(e);
+    }
+  }
+
+  /** Poll `done` (yielding to the event loop) until it holds or `ms` pass; returns whether it held. */
+  async until(done: () => boolean, ms = EFFECT_TIMEOUT_MS): Promise<boolean> {
+    const end = Date.now() + ms;
+    while (!done()) {
+      if (Date.now() > end) return false;
+      await sleep(1);
+    }
+    return true;
+  }
+
+  /** A counter of queue `q` (picked from queueStats) as an expectation measured from now. */
+  counter(name: string, q: number, pick: (s: QueueStats) => number, bounds: { min?: number; max?: number } = {}): ExpectedCounter {
+    const before = pick(this.device.queueStats(q));
+    return { name: `queue ${q} ${name}`, delta: () => pick(this.device.queueStats(q)) - before, ...bounds };
+  }
+
+  /** Copy `bytes` into a fresh buffer in guest memory; returns its guest address. */
+  buffer(bytes: Uint8Array | number): number {
+    const len = typeof bytes === 'number' ? bytes : bytes.length;
+    const gpa = this.alloc.alloc(Math.max(len, 1), 16);
+    if (typeof bytes !== 'number') this.memory.write(gpa, bytes);
+    return gpa;
+  }
+
+  /** Stop listening to the device. */
+  end(): void {
+    this.device.off('queue-error', this.onQueueError);
+  }
+
+  private forget(): void {
+    this.raws.clear();
+    this.drivers.clear();
+  }
+}

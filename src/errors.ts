@@ -100,6 +100,17 @@ export class QueueWorkerError extends VirtioLabError {
   }
 }
 
+/**
+ * The device set DEVICE_NEEDS_RESET (2.1.2): one of its queues died or met a
+ * ring error, so nothing queued on it can be trusted until the driver resets
+ * the device. A driver that notices it resets its connections with this.
+ */
+export class DeviceNeedsResetError extends VirtioLabError {
+  constructor(message: string) {
+    super('DEVICE_NEEDS_RESET', message);
+  }
+}
+
 /** This host stores typed arrays big-endian; virtio rings are little-endian. */
 export function assertLittleEndianHost(): void {
   if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {

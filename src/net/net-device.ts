@@ -118,7 +118,12 @@ export interface NetDeviceOptions extends VirtioDeviceOptions {
   mac?: string | Uint8Array;
   /** MTU advertised in config (VIRTIO_NET_F_MTU); default 1500. */
   mtu?: number;
-  /** Largest queue size the device accepts; default 256. */
+  /**
+   * Largest queue size the device accepts (what queue_size reads before the
+   * driver writes it, 4.1.4.3): default 256; a power of two up to
+   * MAX_QUEUE_SIZE (32768), else QueueStateError. A driver that asks for
+   * more gets this size.
+   */
   queueSize?: number;
   /** Queue pairs (max_virtqueue_pairs, 5.1.4); default 1. MQ is offered when more than 1. */
   queuePairs?: number;

@@ -22,6 +22,7 @@ import {
   hasFeature,
 } from '../spec/features.js';
 import { ETH_MAX_FRAME, NET_CFG_MAC, NET_CFG_MTU, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
+import { STATUS_DEVICE_NEEDS_RESET } from '../spec/status.js';
 import { PciCommonConfig } from '../transport/pci-common-config.js';
 import { PciDriver } from '../transport/pci-driver.js';
 import { type RecvPoolSpec, allocRecvPool, netRecvConfig, recvPoolSize } from '../virtskb/index.js';
@@ -79,6 +80,8 @@ export interface NetDriverSpec {
   ctrl: { queue: QueueState; buffer: NetCtrlBufferSpec; kick: WordRef } | null;
   /** The word every queue's interrupt (and config changes) ring. */
   interrupt: WordRef;
+  /** The device_status word (read-only for the driver): DEVICE_NEEDS_RESET shows there (2.1.2). */
+  status: WordRef;
 }
 
 /** Options of setupNetDriver(). */
@@ -168,6 +171,7 @@ export async function setupNetDriver(device: VirtioNetDevice, options: NetDriver
     activePairs: 1,
     ctrl,
     interrupt,
+    status: { buffer: device.notify.spec.buffer, index: device.notify.statusWord },
   };
   pci.driverOk();
   if (pairCount > 1 && ctrl !== null) {
@@ -215,6 +219,7 @@ export class NetDriver {
   /** The control queue's driver (rx mode, MAC table, VLANs, queue pairs), or undefined without CTRL_VQ. */
   readonly ctrl: NetCtrlDriver | undefined;
   private readonly irqI32: Int32Array;
+  private readonly statusI32: Int32Array;
 
   /**
    * @param pairs which queue pairs this instance drives (default all); the
@@ -231,6 +236,24 @@ export class NetDriver {
     this.pairs = chosen.map((p) => new NetPairDriver(this.memory, this.features, spec.mtu, spec.pairs[p]));
     this.ctrl = spec.ctrl !== null && chosen.includes(0) ? ctrlDriver(this.memory, spec.ctrl) : undefined;
     this.irqI32 = new Int32Array(spec.interrupt.buffer);
+    this.statusI32 = new Int32Array(spec.status.buffer);
+  }
+
+  /** device_status as the driver reads it now. */
+  get deviceStatus(): number {
+    return Atomics.load(this.statusI32, this.spec.status.index) & 0xff;
+  }
+
+  /**
+   * True once the device set DEVICE_NEEDS_RESET (a queue worker died or found
+   * a broken chain; the config interrupt that came with it rang this driver's
+   * interrupt word). The device's queues cannot be trusted until a reset:
+   * bring the device up again with setupNetDriver() (it resets first) and
+   * build a new NetDriver from the spec it returns. Frames posted on the old
+   * rings and not completed are gone with them.
+   */
+  get needsReset(): boolean {
+    return (this.deviceStatus & STATUS_DEVICE_NEEDS_RESET) !== 0;
   }
 
   /** Pair 0 (the one every driver has). */

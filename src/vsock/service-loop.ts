@@ -1,5 +1,5 @@
 import { setImmediate as tick } from 'node:timers/promises';
-import { VirtqueueError } from '../errors.js';
+import { DeviceNeedsResetError, VirtqueueError } from '../errors.js';
 import type { VsockStack } from './stack/vsock-stack.js';
 
 /** Longest sleep between two looks at an idle queue (a missed wake-up costs at most this). */
@@ -12,14 +12,15 @@ const IDLE_MS = 100;
  * when a round found nothing.
  *
  * A round that throws ends the loop. A VirtqueueError (the other side broke
- * a ring rule) is kept in `broken` and every connection of the stack is
- * reset (its sockets see ECONNRESET): the process lives on. Anything else
+ * a ring rule) or a DeviceNeedsResetError (the device gave up on its queues)
+ * is kept in `broken` and every connection of the stack is reset (its
+ * sockets see ECONNRESET): the process lives on. Anything else
  * came from user code (a socket callback) and is what Node does with it: an
  * 'error' on the stack when someone listens, else an uncaught exception.
  */
 export class ServiceLoop {
-  /** The ring error that stopped the loop, or null. */
-  broken: VirtqueueError | null = null;
+  /** The ring or device error that stopped the loop, or null. */
+  broken: VirtqueueError | DeviceNeedsResetError | null = null;
   private running = false;
   private done: Promise<void> = Promise.resolve();
 
@@ -63,7 +64,7 @@ export class ServiceLoop {
 
   private fail(e: unknown): void {
     const stack = this.stack();
-    if (e instanceof VirtqueueError) {
+    if (e instanceof VirtqueueError || e instanceof DeviceNeedsResetError) {
       this.broken = e;
       stack.transportReset();
     } else if (stack.listenerCount('error') > 0) stack.emit('error', e);

@@ -51,7 +51,12 @@ export const VSOCK_MAX_FRAME = VSOCK_HDR_SIZE + VSOCK_MAX_PKT_PAYLOAD;
 export interface VsockDeviceOptions extends VirtioDeviceOptions {
   /** The guest's context id (guest_cid in config, 5.10.4): an integer in [3, 0xffffffff). */
   guestCid: number;
-  /** Largest queue size the device accepts; default 256. */
+  /**
+   * Largest queue size the device accepts (what queue_size reads before the
+   * driver writes it, 4.1.4.3): default 256; a power of two up to
+   * MAX_QUEUE_SIZE (32768), else QueueStateError. A driver that asks for
+   * more gets this size.
+   */
   queueSize?: number;
   /** Features offered; default VSOCK_DEVICE_FEATURES. */
   features?: FeatureSet;

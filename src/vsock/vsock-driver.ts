@@ -1,4 +1,4 @@
-import { InvalidArgumentError, type VirtqueueError } from '../errors.js';
+import { DeviceNeedsResetError, InvalidArgumentError, type VirtqueueError } from '../errors.js';
 import { GuestAllocator } from '../memory/allocator.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
@@ -19,6 +19,7 @@ import {
   VSOCK_RX_QUEUE,
   VSOCK_TX_QUEUE,
 } from '../spec/vsock.js';
+import { STATUS_DEVICE_NEEDS_RESET } from '../spec/status.js';
 import { PciCommonConfig } from '../transport/pci-common-config.js';
 import { PciDriver } from '../transport/pci-driver.js';
 import { RecvBuffers, type RecvStats, type RxPacket, allocRecvPool } from '../virtskb/index.js';
@@ -141,7 +142,7 @@ export class VsockDriver {
     private readonly device: VirtioVsockDevice,
     private readonly memory: GuestMemory,
     features: FeatureSet,
-    options: VsockDriverOptions,
+    private readonly options: VsockDriverOptions,
     private readonly q: {
       rx: VirtqDriver;
       recv: RecvBuffers;
@@ -171,12 +172,24 @@ export class VsockDriver {
   }
 
   /**
-   * The ring error that stopped this driver (the device broke a ring rule:
-   * a used id or length it cannot have written), or null. Every connection
-   * was reset then; reset the device and open a new driver.
+   * What stopped this driver, or null: a VirtqueueError (the device broke a
+   * ring rule: a used id or length it cannot have written) or a
+   * DeviceNeedsResetError (the device set DEVICE_NEEDS_RESET: a queue worker
+   * died or met a broken chain). Every connection was reset then; reopen()
+   * resets the device and opens a new driver.
    */
-  get broken(): VirtqueueError | null {
+  get broken(): VirtqueueError | DeviceNeedsResetError | null {
     return this.loop.broken;
+  }
+
+  /**
+   * Recover from a broken driver (or start over): close this one (its
+   * connections are reset), reset the device and open a new driver with the
+   * same options. Listeners are not carried over: listen again on the new one.
+   */
+  async reopen(): Promise<VsockDriver> {
+    await this.close();
+    return VsockDriver.open(this.device, this.options);
   }
 
   /** The guest's CID as config space says now. */
@@ -224,8 +237,12 @@ export class VsockDriver {
     }
   }
 
-  /** One pass: events, received packets (then refill), reclaimed tx slots. Returns the work done. */
+  /** One pass: device status, events, received packets (then refill), reclaimed tx slots. Returns the work done. */
   private round(): number {
+    // 2.1.2: the config interrupt that comes with DEVICE_NEEDS_RESET woke this loop.
+    if ((this.device.status & STATUS_DEVICE_NEEDS_RESET) !== 0) {
+      throw new DeviceNeedsResetError(`virtio-vsock device (guest CID ${this.stack.localCid}) set DEVICE_NEEDS_RESET: its queues stopped, every connection was reset`);
+    }
     let n = this.takeEvents();
     const got = this.recv.receive(this.onPacket, 256);
     if (got !== 0) {

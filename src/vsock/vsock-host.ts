@@ -20,7 +20,8 @@ const BATCH = 64;
  * writes them into the guest's buffers; toHost: what the tx worker took from
  * the guest's ring). Its sockets are what a host program gets from AF_VSOCK:
  * `connect(port)` to a guest port, `listen(port)` for guest connections. A
- * device reset or a transport reset resets every connection. Runs on the
+ * device reset, a transport reset or a queue error (DEVICE_NEEDS_RESET: a
+ * queue worker died, a broken chain) resets every connection (ECONNRESET). Runs on the
  * thread that made it; close() stops it.
  */
 export class VsockHost {
@@ -37,6 +38,8 @@ export class VsockHost {
     this.stack.transportReset();
     this.attachChannels();
   };
+  /** DEVICE_NEEDS_RESET: what sits in the channels may never arrive, so no connection can go on. */
+  private readonly onQueueError = (): void => this.stack.transportReset();
 
   constructor(
     private readonly device: VirtioVsockDevice,
@@ -48,6 +51,7 @@ export class VsockHost {
     this.attachChannels();
     this.stack = new VsockStack(this.port, { ...options, localCid: VSOCK_CID_HOST, seqpacket: hasFeature(device.deviceFeatures, VSOCK_F_SEQPACKET) });
     device.on('transportReset', this.onTransportReset);
+    device.on('queue-error', this.onQueueError);
     this.loop = new ServiceLoop(
       () => this.round(),
       (ms) => this.sleep(ms),
@@ -77,6 +81,7 @@ export class VsockHost {
   /** Stop serving: every connection reset (RST to the guest), listeners closed. */
   async close(): Promise<void> {
     this.device.off('transportReset', this.onTransportReset);
+    this.device.off('queue-error', this.onQueueError);
     this.stack.close();
     this.port.flush();
     await this.loop.stop();

@@ -53,9 +53,21 @@ const SEND_PORT_FULL = 2;
 export interface VsockStackOptions {
   /** Our CID (guest: from the device config; host: 2). */
   localCid: number;
-  /** buf_alloc per connection (default VSOCK_DEFAULT_BUF_ALLOC, 256 KiB). */
+  /**
+   * The most bytes one connection buffers on the receive side: its buf_alloc,
+   * the credit the peer may use (default VSOCK_DEFAULT_BUF_ALLOC, 256 KiB;
+   * 1 .. 2^32-1, else InvalidArgumentError). A peer that sends beyond it is
+   * reset (EPROTO on the socket, counted `creditViolations`); a reader that
+   * stops reading stops the writer once this much waits.
+   */
   bufferSize?: number;
-  /** Default 4096; a REQUEST beyond gets RST (counted), connect() beyond throws EMAXCONN. */
+  /**
+   * Connections in the table at once, every state (default
+   * VSOCK_DEFAULT_MAX_CONNECTIONS, 4096; a non-negative integer, else
+   * InvalidArgumentError). A REQUEST beyond gets RST (counted
+   * `maxConnectionsRefused`, the peer sees ECONNREFUSED); connect() beyond
+   * throws VsockError EMAXCONN.
+   */
   maxConnections?: number;
   /** Default 2000. */
   connectTimeoutMs?: number;
@@ -328,7 +340,7 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
     this.maxConnections = options.maxConnections ?? VSOCK_DEFAULT_MAX_CONNECTIONS;
     this.connectTimeoutMs = options.connectTimeoutMs ?? VSOCK_DEFAULT_CONNECT_TIMEOUT_MS;
     this.closeTimeoutMs = options.closeTimeoutMs ?? VSOCK_DEFAULT_CLOSE_TIMEOUT_MS;
-    if (!Number.isInteger(this.maxConnections) || this.maxConnections < 0) throw new InvalidArgumentError(`maxConnections ${this.maxConnections}`);
+    if (!Number.isInteger(this.maxConnections) || this.maxConnections < 0) throw new InvalidArgumentError(`maxConnections ${this.maxConnections} must be a non-negative integer`);
     if (!(this.connectTimeoutMs > 0)) throw new InvalidArgumentError(`connectTimeoutMs ${this.connectTimeoutMs} must be > 0`);
     if (!(this.closeTimeoutMs > 0)) throw new InvalidArgumentError(`closeTimeoutMs ${this.closeTimeoutMs} must be > 0`);
     this.seqpacket = options.seqpacket ?? false;

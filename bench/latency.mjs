@@ -8,15 +8,16 @@
 //      sides polling (no sleeping); half the round trip is reported as the
 //      one-way latency.
 // Prints placement, threads and cores, p50 / p99 / p99.9 in microseconds
-// (median and range over the runs, and pooled over every sample); writes
-// JSON + Markdown to bench/results/.
+// from HDR histograms (median and range over the runs, and pooled over every
+// sample); writes JSON + Markdown to bench/results/. Also the "latency" case
+// of npm run bench (latencyCases()).
 //
 //   node bench/latency.mjs [--runs 5] [--idle-samples 50] [--gap-ms 55] [--trips 20000] [--spin-us 30]
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
-import { NetDriver, SharedArena, VirtioNetDevice, connectNics, probePlacement, setupNetDriver } from '../dist/index.js';
+import { NetDriver, SharedArena, VirtioNetDevice, connectNics, latencyPercentiles, newLatencyHistogram, probePlacement, recordLatencyNs, setupNetDriver } from '../dist/index.js';
+import { fmtUs as us, isMain, range, writeResults } from './lib.mjs';
 
 const MAC_A = '52:54:00:00:00:0a';
 const MAC_B = '52:54:00:00:00:0b';
@@ -105,39 +106,25 @@ function guest({ spec, ctl, stamps }) {
   }
 }
 
-function percentile(sorted, q) {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-}
-
+/** p50 / p99 / p99.9 / max (us) and the count of samples (ns), through an HDR histogram (hdr-histogram-js). */
 function summary(samplesNs) {
-  const s = Float64Array.from(samplesNs).sort();
-  return { n: s.length, p50: percentile(s, 0.5) / 1000, p99: percentile(s, 0.99) / 1000, p999: percentile(s, 0.999) / 1000, max: s[s.length - 1] / 1000 };
+  const h = newLatencyHistogram();
+  for (const ns of samplesNs) recordLatencyNs(h, ns);
+  const p = latencyPercentiles(h);
+  h.destroy();
+  return { n: p.samples, p50: p.p50, p99: p.p99, p999: p.p999, max: p.max };
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-const range = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
-const us = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 const fmt = (r) => `${us(r.median)} [${us(r.min)}-${us(r.max)}]`;
 
-async function main() {
-  const { values } = parseArgs({
-    options: {
-      runs: { type: 'string', default: '5' },
-      'idle-samples': { type: 'string', default: '50' },
-      'gap-ms': { type: 'string', default: '55' },
-      trips: { type: 'string', default: '20000' },
-      'spin-us': { type: 'string', default: '30' },
-      'max-run-s': { type: 'string', default: '1.5' },
-    },
-  });
-  const runs = Math.max(1, Number(values.runs));
-  const idleSamples = Number(values['idle-samples']);
-  const gapMs = Math.max(51, Number(values['gap-ms']));
-  const trips = Number(values.trips);
-  const spinUs = Number(values['spin-us']);
-  const maxRunMs = Number(values['max-run-s']) * 1000;
+/**
+ * Both latency measurements, `runs` runs each; prints as it goes, writes
+ * bench/results/latency-*.{json,md}, returns the rows.
+ */
+export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55, trips = 20000, spinUs = 30, maxRunS = 1.5 } = {}) {
+  const gapMs = Math.max(51, gap);
+  const maxRunMs = maxRunS * 1000;
   const cores = availableParallelism();
 
   const memSize = QUEUE_SIZE * 4096 + QUEUE_SIZE * (128 + 1518) + (2 << 20);
@@ -337,11 +324,9 @@ async function main() {
       '',
       `Idle: ${idleSamples} samples per run, so a run's p99.9 is its maximum; the pooled column has ${idlePooled.n} samples.`,
     ].join('\n');
-    mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    writeFileSync(new URL(`./results/latency-${stamp}.json`, import.meta.url), JSON.stringify({ ...meta, rows, bareWake: barePooled, idleRuns, pingRuns }, null, 2));
-    writeFileSync(new URL(`./results/latency-${stamp}.md`, import.meta.url), md + '\n');
+    writeResults('latency', { ...meta, rows, bareWake: barePooled, idleRuns, pingRuns }, [md]);
     console.log(`\n${md}`);
+    return { ...meta, rows, bareWake: barePooled };
   } finally {
     Atomics.store(c, C_MODE, MODE_STOP);
     if (worker !== undefined) {
@@ -358,4 +343,23 @@ async function main() {
 }
 
 if (!isMainThread) guest(workerData);
-else await main();
+else if (isMain(import.meta.url)) {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '5' },
+      'idle-samples': { type: 'string', default: '50' },
+      'gap-ms': { type: 'string', default: '55' },
+      trips: { type: 'string', default: '20000' },
+      'spin-us': { type: 'string', default: '30' },
+      'max-run-s': { type: 'string', default: '1.5' },
+    },
+  });
+  await latencyCases({
+    runs: Math.max(1, Number(values.runs)),
+    idleSamples: Number(values['idle-samples']),
+    gapMs: Number(values['gap-ms']),
+    trips: Number(values.trips),
+    spinUs: Number(values['spin-us']),
+    maxRunS: Number(values['max-run-s']),
+  });
+}

@@ -1,89 +1,230 @@
-// npm run bench: the pump (two NICs, real queue workers) against postMessage
-// carrying the same frames, in the same run. Prints placement, threads and
-// cores, median and range over the runs, and ratios; writes JSON + Markdown
-// to bench/results/.
-import { mkdirSync, writeFileSync } from 'node:fs';
+// npm run bench: the suite. Every case runs `--runs` times (>= 5 for figures
+// worth quoting), probing placement before each run, and prints median
+// [min-max], the busy threads and cores, and its baselines measured in the
+// same run: postMessage and a Unix socket carrying the same frames (batched),
+// and DPDK testpmd's vhost <-> virtio-user loop when dpdk-testpmd is
+// installed. Writes bench/results/suite-<time>.{json,md}.
+//
+//   npm run bench [-- --quick] [--cases pump,gso,modes,switch,vsock,latency,memory]
+//                 [--runs 5] [--frames 2000000] [--sizes 64,1500] [--pairs 1,2] [--rings split,packed]
+//
+// Cases:
+//   pump     frames through one NIC pair (split and packed, 1..N queue pairs)
+//   gso      64 KiB TSO frames, passed through whole (the receiver negotiates GUEST_TSO4)
+//   modes    notify (event idx, sleep at once) vs event idx + 30 us spin (default) vs poll (never sleeps)
+//   switch   the same stream through the learning switch (NetSwitch) vs a direct link
+//   vsock    stream throughput (64 KiB writes) and connection setup vs a Unix socket
+//   latency  idle -> first frame and busy ping-pong, HDR percentiles p50 / p99 / p99.9
+//   memory   heap, RSS and GCs over 10 M frames (fails the suite when a heap grows > 1 MiB)
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { probePlacement, runPump } from '../dist/index.js';
+import { dpdkAvailable, dpdkRates } from './dpdk-baseline.mjs';
+import { latencyCases } from './latency.mjs';
+import { fmtRange, fmtUs, gbps, machineLine, mdTable, median, range, ratio, writeResults } from './lib.mjs';
+import { memoryCase } from './memory.mjs';
 import { postMessageRate } from './post-message-baseline.mjs';
+import { unixSocketRate } from './unix-socket-baseline.mjs';
+import { VSOCK_THREADS, vsockCases } from './vsock.mjs';
+
+const ALL_CASES = ['pump', 'gso', 'modes', 'switch', 'vsock', 'latency', 'memory'];
+const GSO_FRAME = 65536;
 
 const { values } = parseArgs({
   options: {
+    quick: { type: 'boolean', default: false },
+    cases: { type: 'string' },
     runs: { type: 'string', default: '5' },
-    frames: { type: 'string', default: '2000000' },
-    sizes: { type: 'string', default: '64,1500' },
-    pairs: { type: 'string', default: '1,2' },
+    frames: { type: 'string' },
+    sizes: { type: 'string' },
+    pairs: { type: 'string' },
     rings: { type: 'string', default: 'split,packed' },
+    'no-dpdk': { type: 'boolean', default: false },
   },
 });
+// --quick: the pump case at 64 B on one pair, short runs, DPDK included (< 1 min on 2 cores).
+const quick = values.quick;
+const cases = (values.cases ?? (quick ? 'pump' : ALL_CASES.join(','))).split(',');
+for (const c of cases) if (!ALL_CASES.includes(c)) throw new Error(`unknown case ${c} (cases: ${ALL_CASES.join(', ')})`);
 const runs = Math.max(1, Number(values.runs));
-const frames = Number(values.frames);
-const sizes = values.sizes.split(',').map(Number);
-const pairCounts = values.pairs.split(',').map(Number);
+const frames = Number(values.frames ?? (quick ? 200_000 : 2_000_000));
+const sizes = (values.sizes ?? (quick ? '64' : '64,1500')).split(',').map(Number);
+const pairCounts = (values.pairs ?? (quick ? '1' : '1,2')).split(',').map(Number);
 const rings = values.rings.split(',');
+const cores = availableParallelism();
+const dpdk = !values['no-dpdk'] && dpdkAvailable();
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-const mpps = (x) => (x / 1e6).toFixed(2);
-
+// Mpps, with more digits for big frames (64 KiB frames run at thousands per second).
+const mpps = (r) => fmtRange(r, 1e6, r.median < 1e5 ? 4 : 2);
 const placementBefore = await probePlacement();
-console.log(`node ${process.version}, ${availableParallelism()} cores; placement before: ${placementBefore.placement} (${placementBefore.roundTripNs} ns round trip)`);
-console.log(`pump: 3 busy threads per queue pair (guest, tx worker, rx worker); postMessage: 2 busy threads; ${runs} runs of ${frames} frames each (split over the pairs)\n`);
+console.log(machineLine(placementBefore));
+console.log(`suite: cases ${cases.join(', ')}; ${runs} runs each, placement probed before every run; figures are payload bits (frame bytes x 8 x frames/s)`);
+console.log(dpdk ? 'DPDK baseline: dpdk-testpmd found (vhost <-> virtio-user, one forwarding lcore)' : `DPDK baseline: skipped (${values['no-dpdk'] ? '--no-dpdk' : 'dpdk-testpmd not on PATH: apt-get install dpdk-dev'})`);
 
-const rows = [];
-for (const size of sizes) for (const pairs of pairCounts) {
-  const byRing = Object.fromEntries(rings.map((ring) => [ring, []]));
-  const base = [];
+/**
+ * `runs` rounds; in each, probe placement, then call every measurement once
+ * (alternating them, so drifting placement hits all alike). Returns the
+ * values per measurement name and the placements.
+ */
+async function rounds(measurements) {
+  const out = Object.fromEntries(Object.keys(measurements).map((k) => [k, []]));
   const placements = [];
   for (let r = 0; r < runs; r++) {
-    // Alternate the formats and the baseline so drifting placement hits all alike.
-    const p = await probePlacement(3, 1000);
-    placements.push(p.placement);
-    for (const ring of rings) {
-      const result = await runPump({ frames: Math.ceil(frames / pairs), frameSize: size, pairs, ring });
-      if (result.lost !== 0 || result.sequenceErrors !== 0) throw new Error(`pump lost ${result.lost} / misordered ${result.sequenceErrors} frames`);
-      byRing[ring].push(result.pps);
-    }
-    base.push(await postMessageRate(Math.min(frames, 500_000), size));
+    placements.push((await probePlacement(3, 1000)).placement);
+    for (const [name, fn] of Object.entries(measurements)) out[name].push(await fn());
   }
-  for (const ring of rings) {
-  const ours = byRing[ring];
+  return { ...out, placements };
+}
+
+/** The pump's frames/s, after checking it lost nothing. */
+async function pumpPps(options) {
+  const r = await runPump(options);
+  if (r.lost !== 0 || r.sequenceErrors !== 0) throw new Error(`pump lost ${r.lost} / misordered ${r.sequenceErrors} frames (${JSON.stringify(options)})`);
+  return r.pps;
+}
+
+/** Frames for a baseline run: the same count, or fewer for big frames (about 1 GiB). */
+const baselineFrames = (size) => Math.max(2_000, Math.min(frames, 500_000, Math.floor((1 << 30) / size)));
+
+const throughput = []; // rows of the throughput table
+const sections = []; // Markdown of the other cases
+const report = { node: process.version, cores, runs, frames, placementBefore, dpdk, cases: {} };
+
+function throughputRow(c) {
   const row = {
-    size,
-    pairs,
-    ring,
-    busyThreads: 3 * pairs,
-    pumpMpps: { median: median(ours) / 1e6, min: Math.min(...ours) / 1e6, max: Math.max(...ours) / 1e6 },
-    pumpGbps: (median(ours) * size * 8) / 1e9,
-    postMessageMpps: { median: median(base) / 1e6, min: Math.min(...base) / 1e6, max: Math.max(...base) / 1e6 },
-    ratio: median(ours.map((o, i) => o / base[i])),
-    placements,
+    case: c.case,
+    size: c.size,
+    pairs: c.pairs ?? 1,
+    ring: c.ring,
+    what: c.what,
+    busyThreads: c.threads,
+    mpps: range(c.ours),
+    gbps: gbps(median(c.ours), c.size),
+    postMessage: c.postMessage && range(c.postMessage),
+    unix: c.unix && range(c.unix),
+    dpdk: c.dpdk && range(c.dpdk),
+    vsPostMessage: c.postMessage && ratio(c.ours, c.postMessage),
+    vsUnix: c.unix && ratio(c.ours, c.unix),
+    // DPDK runs in its own process, sampled back to back: a ratio of medians.
+    vsDpdk: c.dpdk && median(c.ours) / median(c.dpdk),
+    vsOther: c.vsOther,
+    placements: c.placements,
   };
-  rows.push(row);
+  throughput.push(row);
+  const base = [
+    row.postMessage && `postMessage ${mpps(row.postMessage)} (x${row.vsPostMessage.toFixed(1)})`,
+    row.unix && `Unix ${mpps(row.unix)} (x${row.vsUnix.toFixed(2)})`,
+    row.dpdk && `DPDK ${mpps(row.dpdk)} (x${row.vsDpdk.toFixed(2)})`,
+    row.vsOther && `${row.vsOther.name} x${row.vsOther.value.toFixed(2)}`,
+  ].filter(Boolean);
   console.log(
-    `${String(size).padStart(5)} B x${pairs} pair${pairs > 1 ? 's' : ' '} ${ring.padEnd(6)}  pump ${mpps(median(ours))} Mpps [${mpps(Math.min(...ours))}-${mpps(Math.max(...ours))}] ${row.pumpGbps.toFixed(2)} Gbit/s` +
-      `  postMessage ${mpps(median(base))} Mpps [${mpps(Math.min(...base))}-${mpps(Math.max(...base))}]  pump/postMessage x${row.ratio.toFixed(1)}  placement ${placements.join(',')}`,
+    `${c.case.padEnd(6)} ${String(c.size).padStart(5)} B x${row.pairs} ${c.ring.padEnd(6)} ${c.what.padEnd(18)} ${mpps(row.mpps)} Mpps ${row.gbps.toFixed(2)} Gbit/s  ${base.join('  ')}  ` +
+      `[${c.threads} busy threads / ${cores} cores; ${c.placements.join(',')}]`,
   );
-  }
-  if (byRing.split !== undefined && byRing.packed !== undefined) {
-    const ratio = median(byRing.packed.map((x, i) => x / byRing.split[i]));
-    console.log(`${String(size).padStart(5)} B x${pairs}: packed / split x${ratio.toFixed(2)} (median of per-run ratios)`);
+}
+
+// ---- pump: sizes x pairs x rings, with every baseline -----------------------
+if (cases.includes('pump')) {
+  console.log(`\npump: ${frames} frames per run (split over the pairs); 3 busy threads per pair (guest, tx worker, rx worker); postMessage and Unix: 2 threads`);
+  for (const size of sizes) {
+    const dpdkBy = {};
+    if (dpdk) for (const ring of rings) dpdkBy[ring] = await dpdkRates(size, ring, { samples: runs });
+    for (const pairs of pairCounts) {
+      const m = { postMessage: () => postMessageRate(baselineFrames(size), size), unix: () => unixSocketRate(baselineFrames(size), size) };
+      for (const ring of rings) m[ring] = () => pumpPps({ frames: Math.ceil(frames / pairs), frameSize: size, pairs, ring });
+      const r = await rounds(m);
+      for (const ring of rings) {
+        const vsOther = ring === 'packed' && r.split !== undefined ? { name: 'packed/split', value: ratio(r.packed, r.split) } : undefined;
+        throughputRow({ case: 'pump', size, pairs, ring, what: 'direct link', threads: 3 * pairs, ours: r[ring], postMessage: r.postMessage, unix: r.unix, dpdk: pairs === 1 ? dpdkBy[ring] : undefined, vsOther, placements: r.placements });
+      }
+    }
   }
 }
 
-mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-const meta = { node: process.version, cores: availableParallelism(), runs, frames, placementBefore };
-writeFileSync(new URL(`./results/pump-${stamp}.json`, import.meta.url), JSON.stringify({ ...meta, rows }, null, 2));
-const md = [
-  `node ${meta.node}, ${meta.cores} cores, ${runs} runs x ${frames} frames; pump = 3 busy threads per pair, postMessage = 2`,
-  '',
-  '| frame | pairs (threads) | ring | pump Mpps (median [min-max]) | pump Gbit/s | postMessage Mpps | pump / postMessage | placement per run |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- |',
-  ...rows.map(
-    (r) =>
-      `| ${r.size} B | ${r.pairs} (${r.busyThreads}) | ${r.ring} | ${r.pumpMpps.median.toFixed(2)} [${r.pumpMpps.min.toFixed(2)}-${r.pumpMpps.max.toFixed(2)}] | ${r.pumpGbps.toFixed(2)} | ${r.postMessageMpps.median.toFixed(2)} [${r.postMessageMpps.min.toFixed(2)}-${r.postMessageMpps.max.toFixed(2)}] | ${r.ratio.toFixed(1)} | ${r.placements.join(', ')} |`,
-  ),
-].join('\n');
-writeFileSync(new URL(`./results/pump-${stamp}.md`, import.meta.url), md + '\n');
+// ---- gso: 64 KiB TSO frames through one pair --------------------------------
+if (cases.includes('gso')) {
+  const gsoFrames = Math.max(2_000, Math.floor(frames / 100));
+  console.log(`\ngso: ${gsoFrames} TSO frames of ${GSO_FRAME} B per run (virtio_net_hdr TCPV4, gso_size 1448, NEEDS_CSUM), passed through whole: the receiver negotiates GUEST_TSO4; DPDK not run (testpmd's io loop carries single-mbuf frames)`);
+  const m = { postMessage: () => postMessageRate(baselineFrames(GSO_FRAME), GSO_FRAME), unix: () => unixSocketRate(baselineFrames(GSO_FRAME), GSO_FRAME) };
+  for (const ring of rings) m[ring] = () => pumpPps({ frames: gsoFrames, frameSize: GSO_FRAME, gso: true, queueSize: 256, ring });
+  const r = await rounds(m);
+  for (const ring of rings) throughputRow({ case: 'gso', size: GSO_FRAME, ring, what: 'TSO passthrough', threads: 3, ours: r[ring], postMessage: r.postMessage, unix: r.unix, placements: r.placements });
+}
+
+// ---- modes: how the threads wait --------------------------------------------
+if (cases.includes('modes')) {
+  const modeFrames = Math.min(frames, 1_000_000);
+  console.log(`\nmodes: 64 B, one pair, split; ${modeFrames} frames per run (at most 5 s); spin = microseconds each thread polls before it sleeps`);
+  const modes = { 'notify (spin 0)': 0, 'event idx + spin 30': 30, 'poll (spin 1 s)': 1_000_000 };
+  const m = {};
+  for (const [name, spinUs] of Object.entries(modes)) m[name] = () => pumpPps({ frames: modeFrames, frameSize: 64, spinUs, seconds: 5 });
+  const r = await rounds(m);
+  for (const name of Object.keys(modes)) {
+    throughputRow({ case: 'modes', size: 64, ring: 'split', what: name, threads: 3, ours: r[name], vsOther: { name: 'vs spin 30', value: ratio(r[name], r['event idx + spin 30']) }, placements: r.placements });
+  }
+}
+
+// ---- switch: through NetSwitch vs a direct link -----------------------------
+if (cases.includes('switch')) {
+  console.log(`\nswitch: one pair, split, ${frames} frames per run; the switch worker is a fourth busy thread`);
+  for (const size of sizes) {
+    const r = await rounds({
+      direct: () => pumpPps({ frames, frameSize: size }),
+      switch: () => pumpPps({ frames, frameSize: size, via: 'switch' }),
+    });
+    throughputRow({ case: 'switch', size, ring: 'split', what: 'learning switch', threads: 4, ours: r.switch, vsOther: { name: 'switch/direct', value: ratio(r.switch, r.direct) }, placements: r.placements });
+  }
+}
+
+if (throughput.length > 0) {
+  const cell = (r) => (r === undefined ? '-' : mpps(r));
+  const x = (v, d = 2) => (v === undefined ? '-' : `x${v.toFixed(d)}`);
+  sections.unshift(
+    ...mdTable(
+      ['case', 'frame', 'pairs (busy threads)', 'ring', 'what', 'ours Mpps median [min-max]', 'Gbit/s', 'postMessage Mpps', 'Unix Mpps', 'DPDK Mpps', 'us/postMessage', 'us/Unix', 'us/DPDK', 'other', 'placement per run'],
+      throughput.map((r) => [r.case, `${r.size} B`, `${r.pairs} (${r.busyThreads})`, r.ring, r.what, cell(r.mpps), r.gbps.toFixed(2), cell(r.postMessage), cell(r.unix), cell(r.dpdk), x(r.vsPostMessage, 1), x(r.vsUnix), x(r.vsDpdk), r.vsOther ? `${r.vsOther.name} x${r.vsOther.value.toFixed(2)}` : '-', r.placements.join(', ')]),
+    ),
+    '',
+    'Ratios to postMessage and Unix are medians of per-run ratios (same run, same placement); DPDK (one testpmd process, one busy forwarding lcore, samples back to back) is a ratio of medians.',
+  );
+  report.cases.throughput = throughput;
+}
+
+// ---- vsock -------------------------------------------------------------------
+if (cases.includes('vsock')) {
+  const mib = quick ? 32 : 256;
+  const conns = quick ? 300 : 2000;
+  console.log(`\nvsock: ${mib} MiB per stream run in 64 KiB writes, ${conns} connections per setup run; ${VSOCK_THREADS}`);
+  const v = await vsockCases({ runs, mib, conns });
+  report.cases.vsock = v;
+  sections.push('', `vsock (${VSOCK_THREADS}):`, '', ...mdTable(['measurement', 'median [min-max]', 'unit'], v.rows.map((r) => [r.name, r.unit === 'MB/s' ? fmtRange(r.range, 1e6) : fmtRange(r.range, 1, 0), r.unit])));
+  sections.push('', `vsock / Unix socket: stream mergeable x${v.ratios.mergeable.toFixed(2)}, small x${v.ratios.small.toFixed(2)}, 4 MiB credit x${v.ratios.credit4MiB.toFixed(2)}; connection setup x${v.ratios.setup.toFixed(2)}`);
+}
+
+// ---- latency -----------------------------------------------------------------
+if (cases.includes('latency')) {
+  console.log('\nlatency:');
+  const l = await latencyCases({ runs, idleSamples: quick ? 20 : 50, trips: quick ? 5_000 : 20_000 });
+  report.cases.latency = l;
+  sections.push('', `latency (${l.threads} threads, ${l.frameSize}-byte frames, HDR histograms):`, '', ...mdTable(['measurement', 'p50 us', 'p99 us', 'p99.9 us', 'pooled samples'], l.rows.map((r) => [r.name, fmtRange(r.p50, 1, 1), fmtRange(r.p99, 1, 1), fmtRange(r.p999, 1, 1), String(r.pooled.n)])));
+  sections.push('', `reference, one bare Atomics.notify -> wait hop after idling: p50 ${fmtUs(l.bareWake.p50)} us, p99 ${fmtUs(l.bareWake.p99)} us`);
+}
+
+// ---- memory ------------------------------------------------------------------
+let memoryOk = true;
+if (cases.includes('memory')) {
+  const memFrames = quick ? 1_000_000 : 10_000_000;
+  console.log(`\nmemory: ${memFrames} frames per ring, each in a child process (--expose-gc --trace-gc)`);
+  const mem = await memoryCase({ frames: memFrames, rings });
+  memoryOk = mem.ok;
+  report.cases.memory = mem;
+  const kib = (b) => `${b >= 0 ? '+' : ''}${(b / 1024).toFixed(0)} KiB`;
+  sections.push('', `memory (${memFrames} frames per ring; heaps after a forced GC; limit +1 MiB):`, '', ...mdTable(['ring', 'main heap', 'guest thread heap', 'RSS', 'GCs main thread', 'GCs all threads (10 k-frame process)', 'result'], mem.rows.map((r) => [r.ring, kib(r.mainHeapGrowth), kib(r.guestHeapGrowth), kib(r.rssGrowth), String(r.mainGcs), `${r.allThreadGcs} (${r.allThreadGcsAt10k})`, r.ok ? 'ok' : 'FAIL'])));
+}
+
+const md = writeResults('suite', report, [`node ${process.version}, ${cores} cores, ${runs} runs per figure, placement before: ${placementBefore.placement} (${placementBefore.roundTripNs} ns)`, '', ...sections]);
 console.log(`\n${md}`);
+if (!memoryOk) {
+  console.error('memory: a heap grew by more than 1 MiB');
+  process.exitCode = 1;
+}

@@ -6,10 +6,10 @@
 //
 //   node bench/unix-socket-baseline.mjs [--runs 5] [--batch 32]
 import { rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { fmtRange, gbps, isMain, machineLine, range } from './lib.mjs';
 
 const RECEIVER = `
 const net = require('node:net');
@@ -111,16 +111,15 @@ export async function unixSocketRate(frames, size, batch = 32) {
   }
 }
 
-// Run alone: median and range over the runs for 64 and 1500 B.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// Run alone: median and range over the runs for 64 and 1500 B (npm run bench
+// runs it beside the pump as a baseline).
+if (isMain(import.meta.url)) {
   const { parseArgs } = await import('node:util');
   const { probePlacement } = await import('../dist/index.js');
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, batch: { type: 'string', default: '32' } } });
   const runs = Math.max(1, Number(values.runs));
   const batch = Number(values.batch);
-  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-  const placement = await probePlacement();
-  console.log(`node ${process.version}, ${availableParallelism()} cores; placement before: ${placement.placement} (${placement.roundTripNs} ns round trip)`);
+  console.log(machineLine(await probePlacement()));
   console.log(`unix stream socket, 2 worker threads (sender, receiver) + the kernel, ${batch} frames per write, 4-byte length framing; ${runs} runs\n`);
   for (const [size, frames] of [[64, 1_000_000], [1500, 500_000]]) {
     const rates = [];
@@ -129,10 +128,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
       placements.push((await probePlacement(3, 1000)).placement);
       rates.push(await unixSocketRate(frames, size, batch));
     }
-    const m = median(rates);
-    console.log(
-      `${String(size).padStart(5)} B  ${(m / 1e6).toFixed(2)} M frames/s [${(Math.min(...rates) / 1e6).toFixed(2)}-${(Math.max(...rates) / 1e6).toFixed(2)}]` +
-        `  ${((m * size * 8) / 1e9).toFixed(2)} Gbit/s  (${frames} frames per run)  placement ${placements.join(',')}`,
-    );
+    const r = range(rates);
+    console.log(`${String(size).padStart(5)} B  ${fmtRange(r, 1e6)} M frames/s  ${gbps(r.median, size).toFixed(2)} Gbit/s  (${frames} frames per run)  placement ${placements.join(',')}`);
   }
 }

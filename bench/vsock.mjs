@@ -8,23 +8,21 @@
 // on one worker each (3 threads).
 //
 //   npm run bench:vsock [-- --runs 5 --mib 256 --conns 2000]
+// or as the "vsock" case of npm run bench (vsockCases()).
 // Credit is Linux's default buf_alloc (256 KiB) unless a row says otherwise.
 import { createServer, createConnection } from 'node:net';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, SharedArena, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, VirtioVsockDevice, VsockDriver, VsockHost, featureSet } from '../dist/index.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, SharedArena, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, VirtioVsockDevice, VsockDriver, VsockHost, featureSet, probePlacement } from '../dist/index.js';
+import { fmtRange, isMain, machineLine, median, range } from './lib.mjs';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, mib: { type: 'string', default: '256' }, conns: { type: 'string', default: '2000' } } });
-const RUNS = Math.max(1, Number(values.runs));
-const BYTES = Number(values.mib) << 20;
-const CONNS = Number(values.conns);
 const WRITE = 64 * 1024;
 const SMALL = featureSet(F_VERSION_1, F_EVENT_IDX, F_INDIRECT_DESC, VSOCK_F_STREAM, VSOCK_F_SEQPACKET);
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const fmt = (xs, unit, scale = 1) => `${(median(xs) / scale).toFixed(2)} ${unit} [${(Math.min(...xs) / scale).toFixed(2)}-${(Math.max(...xs) / scale).toFixed(2)}]`;
+// Set by vsockCases() for the run.
+let BYTES = 256 << 20;
+let CONNS = 2000;
 
 async function withLink(features, fn, bufferSize = undefined) {
   const arena = new SharedArena(96 << 20);
@@ -146,25 +144,47 @@ async function unixSetup() {
   });
 }
 
-console.log(`vsock bench: ${RUNS} runs, ${BYTES >> 20} MiB per stream run, ${CONNS} connections per setup run; Node ${process.version}, ${availableParallelism()} cores; 3 threads (main: guest + host stacks; rx and tx queue workers)`);
-const rows = [];
-for (const [name, run] of [
-  ['vsock stream, mergeable rx', () => vsockStream(undefined)],
-  ['vsock stream, small rx (4 KiB)', () => vsockStream(SMALL)],
-  ['vsock stream, mergeable, 4 MiB credit', () => vsockStream(undefined, 4 << 20)],
-  ['unix socket stream (same process)', unixStream],
-  ['vsock connection setup', vsockSetup],
-  ['unix socket connection setup', unixSetup],
-]) {
-  const xs = [];
-  for (let i = 0; i < RUNS; i++) xs.push(await run());
-  rows.push([name, xs]);
-  const stream = name.includes('stream');
-  console.log(`${name.padEnd(36)} ${stream ? fmt(xs, 'MB/s', 1e6) : fmt(xs, 'conn/s')}`);
+/** Threads the vsock cases keep busy. */
+export const VSOCK_THREADS = 'main: guest + host stacks; rx and tx queue workers (3 threads)';
+
+/**
+ * Every vsock row, `runs` times each (rows alternate within a run so drifting
+ * placement hits all alike): stream MB/s (three vsock configurations and a
+ * Unix socket in the same process) and connections per second (vsock, Unix).
+ * Returns { name, unit, values: number[] per run, range } per row, and the
+ * ratios to the Unix socket.
+ */
+export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = console.log } = {}) {
+  BYTES = mib << 20;
+  CONNS = conns;
+  const cases = [
+    ['vsock stream, mergeable rx', 'MB/s', () => vsockStream(undefined)],
+    ['vsock stream, small rx (4 KiB)', 'MB/s', () => vsockStream(SMALL)],
+    ['vsock stream, mergeable, 4 MiB credit', 'MB/s', () => vsockStream(undefined, 4 << 20)],
+    ['unix socket stream (same process)', 'MB/s', unixStream],
+    ['vsock connection setup', 'conn/s', vsockSetup],
+    ['unix socket connection setup', 'conn/s', unixSetup],
+  ];
+  const values = cases.map(() => []);
+  for (let r = 0; r < runs; r++) for (const [i, [, , run]] of cases.entries()) values[i].push(await run());
+  const rows = cases.map(([name, unit], i) => ({ name, unit, values: values[i], range: range(values[i]) }));
+  for (const row of rows) log(`${row.name.padEnd(38)} ${row.unit === 'MB/s' ? fmtRange(row.range, 1e6) : fmtRange(row.range, 1, 0)} ${row.unit}`);
+  const per = (name) => rows.find((r) => r.name === name).values;
+  const ratioTo = (name, base) => median(per(name).map((x, i) => x / per(base)[i]));
+  const ratios = {
+    mergeable: ratioTo('vsock stream, mergeable rx', 'unix socket stream (same process)'),
+    small: ratioTo('vsock stream, small rx (4 KiB)', 'unix socket stream (same process)'),
+    credit4MiB: ratioTo('vsock stream, mergeable, 4 MiB credit', 'unix socket stream (same process)'),
+    setup: ratioTo('vsock connection setup', 'unix socket connection setup'),
+  };
+  log(`ratio vsock/unix stream: mergeable x${ratios.mergeable.toFixed(2)}, small x${ratios.small.toFixed(2)}, 4 MiB credit x${ratios.credit4MiB.toFixed(2)}; connection setup x${ratios.setup.toFixed(2)}`);
+  return { rows, ratios };
 }
-const m = Object.fromEntries(rows.map(([n, xs]) => [n, median(xs)]));
-const unix = m['unix socket stream (same process)'];
-console.log(
-  `ratio vsock/unix stream: mergeable x${(m['vsock stream, mergeable rx'] / unix).toFixed(2)}, small x${(m['vsock stream, small rx (4 KiB)'] / unix).toFixed(2)}, 4 MiB credit x${(m['vsock stream, mergeable, 4 MiB credit'] / unix).toFixed(2)}`,
-);
-console.log(`ratio vsock/unix connection setup: x${(m['vsock connection setup'] / m['unix socket connection setup']).toFixed(2)}`);
+
+if (isMain(import.meta.url)) {
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, mib: { type: 'string', default: '256' }, conns: { type: 'string', default: '2000' } } });
+  const runs = Math.max(1, Number(values.runs));
+  console.log(machineLine(await probePlacement()));
+  console.log(`vsock bench: ${runs} runs, ${values.mib} MiB per stream run in 64 KiB writes, ${values.conns} connections per setup run; ${VSOCK_THREADS}\n`);
+  await vsockCases({ runs, mib: Number(values.mib), conns: Number(values.conns) });
+}

@@ -9,7 +9,7 @@
  * - the control plane (VirtioDevice, PciCommonConfig, PciDriver),
  * - virtio-net (VirtioNetDevice, NetDriver) and links between NICs,
  * - virtio-vsock (VirtioVsockDevice, the virtio_vsock_hdr codec),
- * - the packet pump and the placement probe.
+ * - the packet pump, the load generator (runLoad: size mix, paced rate, HDR latency percentiles) and the placement probe.
  */
 export * from './spec/index.js';
 export * from './errors.js';
@@ -23,3 +23,4 @@ export * from './net/index.js';
 export * from './vsock/index.js';
 export * from './backends/index.js';
 export * from './lab/index.js';
+export * from './hostile/index.js';

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { probePlacement } from '../lab/placement.js';
 import { type PumpTick, runPump } from '../lab/pump.js';
 import { LAB_USAGE, labCommand } from './lab-command.js';
+import { LOAD_USAGE, loadCommand } from './load-command.js';
 
 const USAGE = `usage: virtio-lab pump [options]
 
@@ -103,8 +104,14 @@ async function main(argv: string[]): Promise<number> {
       return pump(rest);
     case 'lab':
       return labCommand(rest);
+    case 'fuzz': // usage: virtio-lab fuzz --help
+      return (await import('./fuzz-command.js')).fuzzCommand(rest);
+    case 'load':
+      return loadCommand(rest);
+    case 'soak': // usage: virtio-lab soak --help
+      return (await import('../lab/soak-cli.js')).soakCommand(rest);
     default:
-      process.stderr.write(`${USAGE}\n${LAB_USAGE}`);
+      process.stderr.write(`${USAGE}\n${LAB_USAGE}\n${LOAD_USAGE}`);
       return command === undefined || command === '--help' ? 0 : 2;
   }
 }

@@ -2,8 +2,9 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { flowHash } from '../backends/flow-hash.js';
 import { connectNics } from '../backends/link.js';
+import { NetSwitch } from '../backends/switch.js';
 import { InvalidArgumentError } from '../errors.js';
-import { F_RING_PACKED, type FeatureSet, bit, hasFeature } from '../spec/features.js';
+import { F_RING_PACKED, type FeatureSet, NET_F_CSUM, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, bit, featureSet, hasFeature } from '../spec/features.js';
 import { SharedArena } from '../memory/arena.js';
 import { parseMac } from '../net/mac.js';
 import { VirtioNetDevice } from '../net/net-device.js';
@@ -11,7 +12,21 @@ import { NET_DEFAULT_FEATURES, newInterruptWord, setupNetDriver } from '../net/n
 import { NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
 import type { QueueStats } from '../stats/queue-stats.js';
 import { workerFile } from '../transport/worker-file.js';
-import { PUMP_COUNTERS, PUMP_DONE, PUMP_RECEIVED, PUMP_SENT, PUMP_SEQ_ERRORS, PUMP_STOP, PUMP_T_FIRST, PUMP_T_LAST, type PumpGuestData } from './pump-protocol.js';
+import { type LatencyPercentiles, latencyPercentiles, mergeEncodedHistograms } from './load-histogram.js';
+import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES } from './load-frames.js';
+import {
+  PUMP_COUNTERS,
+  PUMP_DONE,
+  PUMP_RECEIVED,
+  PUMP_SENT,
+  PUMP_SEQ_ERRORS,
+  PUMP_SKIPPED,
+  PUMP_STOP,
+  PUMP_T_FIRST,
+  PUMP_T_LAST,
+  type PumpGuestData,
+  type PumpGuestReport,
+} from './pump-protocol.js';
 
 /** Options of the packet pump. */
 export interface PumpOptions {
@@ -19,8 +34,31 @@ export interface PumpOptions {
   frames?: number;
   /** Stop after this many seconds even if frames remain (default: no limit). */
   seconds?: number;
-  /** Ethernet frame size in bytes, >= 18 (default 64). */
+  /** Ethernet frame size in bytes, >= 18 (default 64); with `gso` up to 65549. */
   frameSize?: number;
+  /** Frame sizes cycled by sequence number (a size mix, see sizeSchedule()); overrides `frameSize`. */
+  sizes?: number[];
+  /** Frames per second each pair offers, paced (default 0: as fast as the rings take them). Frames due while the tx ring is full are skipped and counted. */
+  ratePps?: number;
+  /** Time every Nth frame from commit to receive into an HDR histogram (default 0: none). Frames must be >= 26 bytes. */
+  latencyEvery?: number;
+  /** Timed frames sent in the first this many seconds are not recorded (default 0). */
+  latencyAfterSeconds?: number;
+  /**
+   * Send TSO frames: IPv4 / TCP with a virtio_net_hdr asking for TCPV4
+   * segmentation (gso_size 1448) and a partial checksum. The sender
+   * negotiates HOST_TSO4 and the receiver GUEST_TSO4, so each frame passes
+   * through the device whole (5.1.6.4), as between two Linux guests. One pair only.
+   */
+  gso?: boolean;
+  /**
+   * Each guest stops offering frames this many seconds after its first one
+   * (timed by the guest itself, so a paced stream offers rate x seconds
+   * frames); `seconds` is the main thread's cut-off, checked every tick.
+   */
+  guestSeconds?: number;
+  /** What joins the NICs: a direct link (default) or a learning switch (NetSwitch, on its own worker). */
+  via?: 'link' | 'switch';
   /** Ring size of every queue (default 1024: a 64-byte stream drains 256 entries faster than a sleeping thread wakes). */
   queueSize?: number;
   /** Queue pairs per NIC, each stream on its own guest thread (default 1). */
@@ -52,12 +90,17 @@ export interface PumpTick {
   gbps: number;
   /** Frames received per queue pair so far. */
   perPair: number[];
+  /** Paced frames skipped so far (tx ring full when due). */
+  skipped: number;
 }
 
 /** What a pump run measured. */
 export interface PumpResult {
   frames: number;
+  /** The frame size (the largest, with a size mix). */
   frameSize: number;
+  /** The cycle of frame sizes sent. */
+  sizes: number[];
   pairs: number;
   /** The ring format the queues ran on. */
   ring: 'split' | 'packed';
@@ -70,6 +113,16 @@ export interface PumpResult {
   seconds: number;
   pps: number;
   gbps: number;
+  /** Frames whose turn came (sent + skipped); equals `sent` unless paced. */
+  offered: number;
+  /** Paced frames not sent because the tx ring was full when they were due. */
+  skipped: number;
+  /** Frames the device or the switch dropped and counted (bad header, too big, filtered, switch egress full). */
+  drops: number;
+  /** Latency of the timed frames (commit on the sender to the receive callback, same thread clock), when `latencyEvery` > 0. */
+  latency: LatencyPercentiles | undefined;
+  /** Each guest thread's heap (bytes used) before its first frame and after its last. */
+  guestHeap: { before: number; after: number }[];
   /** Busy threads (a guest, a tx worker and an rx worker per pair) and the cores they shared. */
   busyThreads: number;
   cores: number;
@@ -95,40 +148,74 @@ const MAC_B = '52:54:00:00:00:0b';
  */
 export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   const frames = options.frames ?? 10_000_000;
-  const frameSize = options.frameSize ?? 64;
+  const sizes = options.sizes ?? [options.frameSize ?? 64];
+  const frameSize = Math.max(...sizes);
+  const gso = options.gso === true;
+  const latencyEvery = options.latencyEvery ?? 0;
+  const ratePps = options.ratePps ?? 0;
   const queueSize = options.queueSize ?? 1024;
   const spinUs = options.spinUs ?? 30;
   const pairs = options.pairs ?? 1;
-  if (frameSize < 18 || frameSize > 9000) throw new InvalidArgumentError(`frame size ${frameSize} must be in [18, 9000]`);
+  const minSize = latencyEvery > 0 ? (gso ? GSO_SEQ_AT : PLAIN_SEQ_AT) + 4 + STAMP_BYTES : MIN_FRAME;
+  const maxSize = gso ? MAX_GSO_FRAME : MAX_PLAIN_FRAME;
+  for (const size of sizes) if (!(Number.isInteger(size) && size >= minSize && size <= maxSize)) throw new InvalidArgumentError(`frame size ${size} must be an integer in [${minSize}, ${maxSize}]`);
+  if (gso && pairs !== 1) throw new InvalidArgumentError('GSO frames run on one queue pair');
+  if (!(ratePps >= 0 && Number.isFinite(ratePps))) throw new InvalidArgumentError(`rate ${ratePps} must be a non-negative number of frames per second`);
+  if (!(Number.isInteger(latencyEvery) && latencyEvery >= 0)) throw new InvalidArgumentError(`latencyEvery ${latencyEvery} must be a non-negative integer`);
   if (!Number.isInteger(pairs) || pairs < 1 || pairs > 64) throw new InvalidArgumentError(`queue pairs ${pairs} must be an integer in [1, 64]`);
-  if (frames === 0 && options.seconds === undefined) throw new InvalidArgumentError('frames 0 (unbounded) needs a time limit in seconds');
+  if (frames === 0 && options.seconds === undefined && options.guestSeconds === undefined) throw new InvalidArgumentError('frames 0 (unbounded) needs a time limit in seconds');
   // Receive pages (mergeable: one 4 KiB page per slot), tx slots, rings, per pair.
   const memSize = pairs * (queueSize * 4096 + queueSize * (128 + Math.max(frameSize, 1518))) + (2 << 20);
   const arena = new SharedArena(2 * memSize + pairs * (4 << 20));
   const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_A, queuePairs: pairs });
   const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_B, queuePairs: pairs });
-  connectNics(arena, a, b);
+  const sw = options.via === 'switch' ? new NetSwitch(arena) : undefined;
+  if (sw !== undefined) {
+    sw.connect(a);
+    sw.connect(b);
+    sw.start();
+  } else connectNics(arena, a, b);
   const interrupt = newInterruptWord();
   const bufferSize = NET_HDR_SIZE + Math.max(frameSize, 1518);
   const counters = new SharedArrayBuffer(8 * PUMP_COUNTERS * pairs);
   const c = new Float64Array(counters);
   const sum = (field: number): number => Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + field]).reduce((x, y) => x + y, 0);
   const guests: Worker[] = [];
+  const reports: PumpGuestReport[] = [];
   try {
     const ring = options.ring ?? 'split';
     const wanted = options.features ?? NET_DEFAULT_FEATURES;
     const features = ring === 'packed' ? wanted | bit(F_RING_PACKED) : wanted & ~bit(F_RING_PACKED);
-    const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs, features });
-    const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt, queuePairs: pairs, features });
+    // TSO: the sender hands 64 KiB frames over, the receiver takes them whole.
+    const tso = gso ? { tx: featureSet(NET_F_CSUM, NET_F_HOST_TSO4), rx: featureSet(NET_F_GUEST_CSUM, NET_F_GUEST_TSO4) } : { tx: 0n, rx: 0n };
+    const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.tx });
+    const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.rx });
+    if (gso && !hasFeature(BigInt(`0x${receiver.features}`), NET_F_GUEST_TSO4)) throw new InvalidArgumentError('the receiver did not negotiate GUEST_TSO4');
     if (hasFeature(BigInt(`0x${sender.features}`), F_RING_PACKED) !== (ring === 'packed')) {
       throw new InvalidArgumentError(`the NICs did not negotiate ${ring} rings (VIRTIO_F_RING_PACKED ${ring === 'packed' ? 'not offered' : 'forced'})`);
     }
     const t0 = performance.now();
     const exited: Promise<void>[] = [];
     for (let pair = 0; pair < pairs; pair++) {
-      const data: PumpGuestData = { sender, receiver, pair, srcMac: streamMac(pair, pairs), frames, frameSize, counters, spinUs };
+      const data: PumpGuestData = {
+        sender,
+        receiver,
+        pair,
+        srcMac: streamMac(pair, pairs),
+        frames,
+        sizes,
+        ratePps: ratePps,
+        latencyEvery,
+        latencyAfterMs: (options.latencyAfterSeconds ?? 0) * 1000,
+        gso,
+        learn: sw !== undefined,
+        durationMs: options.guestSeconds === undefined ? 0 : options.guestSeconds * 1000,
+        counters,
+        spinUs,
+      };
       const guest = new Worker(workerFile('pump-guest'), { workerData: data });
       guests.push(guest);
+      guest.on('message', (r: PumpGuestReport) => reports.push(r));
       exited.push(
         new Promise<void>((resolve, reject) => {
           guest.once('error', reject);
@@ -137,6 +224,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       );
     }
     let last = { t: t0, received: 0 };
+    const meanSize = sizes.reduce((x, y) => x + y, 0) / sizes.length;
     const tickMs = options.tickMs ?? 500;
     const timer = setInterval(() => {
       const t = performance.now();
@@ -144,7 +232,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       const pps = ((received - last.received) * 1000) / (t - last.t);
       last = { t, received };
       const perPair = Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + PUMP_RECEIVED]);
-      options.onTick?.({ seconds: (t - t0) / 1000, sent: sum(PUMP_SENT), received, pps, gbps: (pps * frameSize * 8) / 1e9, perPair });
+      options.onTick?.({ seconds: (t - t0) / 1000, sent: sum(PUMP_SENT), received, pps, gbps: (pps * meanSize * 8) / 1e9, perPair, skipped: sum(PUMP_SKIPPED) });
       if (options.seconds !== undefined && t - t0 >= options.seconds * 1000) c[PUMP_STOP] = 1;
     }, tickMs);
     try {
@@ -161,10 +249,21 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
     const seconds = (lastT - first) / 1000;
     const txQueues = Array.from({ length: pairs }, (_, p) => a.queueStats(netTxQueue(p)));
     const rxQueues = Array.from({ length: pairs }, (_, p) => b.queueStats(netRxQueue(p)));
-    const drops = [...txQueues, ...rxQueues].reduce((n, q) => n + q.dropsTooBig + q.dropsMalformed + q.dropsBadHeader + q.dropsFiltered, 0);
+    const switchDrops = sw === undefined ? 0 : sw.stats().ports.reduce((n, p) => n + p.dropsEgressFull + p.dropsBad + p.dropsFiltered + p.dropsLoss, 0);
+    const drops = switchDrops + [...txQueues, ...rxQueues].reduce((n, q) => n + q.dropsTooBig + q.dropsMalformed + q.dropsBadHeader + q.dropsFiltered, 0);
+    const skipped = sum(PUMP_SKIPPED);
+    const rxBytes = rxQueues.reduce((n, q) => n + q.bytes, 0);
+    const histograms = reports.flatMap((r) => (r.latency === undefined ? [] : [r.latency]));
+    let latency: LatencyPercentiles | undefined;
+    if (latencyEvery > 0) {
+      const merged = mergeEncodedHistograms(histograms);
+      latency = latencyPercentiles(merged);
+      merged.destroy();
+    }
     return {
       frames,
       frameSize,
+      sizes,
       pairs,
       ring,
       sent,
@@ -173,7 +272,12 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       lost: sent - received - drops,
       seconds,
       pps: received / seconds,
-      gbps: (received * frameSize * 8) / seconds / 1e9,
+      gbps: (rxBytes * 8) / seconds / 1e9,
+      offered: sent + skipped,
+      skipped,
+      drops,
+      latency,
+      guestHeap: reports.map((r) => ({ before: r.heapBefore, after: r.heapAfter })),
       busyThreads: 3 * pairs,
       cores: availableParallelism(),
       node: process.version,
@@ -183,7 +287,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
     };
   } finally {
     await Promise.all(guests.map((g) => g.terminate()));
-    await Promise.all([a.close(), b.close()]);
+    await Promise.all([a.close(), b.close(), sw?.close()]);
   }
 }
 

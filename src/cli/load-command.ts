@@ -3,6 +3,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { type LoadResult, type LoadTick, runLoad } from '../lab/load.js';
 import { parseSizeMix } from '../lab/load-frames.js';
 import { type Placement, probePlacement } from '../lab/placement.js';
+import { progressBar } from './progress-bar.js';
 
 export const LOAD_USAGE = `usage: virtio-lab load [--pairs N] [--sizes MIX] [--rate R|max] [--seconds S]
                       [--ring split|packed] [--latency-every N] [--json]
@@ -39,12 +40,6 @@ export function parseRate(text: string): number {
 
 const fix = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 const us = (n: number): string => (!Number.isFinite(n) ? '-' : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
-
-/** A 24-character progress bar for a share done in [0, 1]. */
-export function progressBar(done: number, width = 24): string {
-  const filled = Math.max(0, Math.min(width, Math.round(done * width)));
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${fix(100 * Math.min(1, done), 0).padStart(3)}%`;
-}
 
 /** The live display: one line redrawn in place on a terminal, one line per tick otherwise. */
 function liveLine(tty: boolean): (t: LoadTick) => void {

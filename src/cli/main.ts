@@ -4,6 +4,7 @@ import { probePlacement } from '../lab/placement.js';
 import { type PumpTick, runPump } from '../lab/pump.js';
 import { LAB_USAGE, labCommand } from './lab-command.js';
 import { LOAD_USAGE, loadCommand } from './load-command.js';
+import { progressBar } from './progress-bar.js';
 
 const USAGE = `usage: virtio-lab pump [options]
 
@@ -30,11 +31,8 @@ function liveLine(totalFrames: number, seconds: number | undefined): (t: PumpTic
   const tty = process.stdout.isTTY === true;
   return (t) => {
     const done = totalFrames > 0 ? t.received / totalFrames : seconds !== undefined ? t.seconds / seconds : 0;
-    const width = 24;
-    const filled = Math.max(0, Math.min(width, Math.round(done * width)));
-    const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${fmt(100 * Math.min(1, done), 0).padStart(3)}%`;
     const pairs = t.perPair.length > 1 ? `  per pair ${t.perPair.join(' / ')}` : '';
-    const line = `${bar} ${fmt(t.seconds, 1).padStart(6)} s  ${fmt(t.pps / 1e6).padStart(7)} Mpps  ${fmt(t.gbps).padStart(7)} Gbit/s  received ${t.received}${pairs}`;
+    const line = `${progressBar(done)} ${fmt(t.seconds, 1).padStart(6)} s  ${fmt(t.pps / 1e6).padStart(7)} Mpps  ${fmt(t.gbps).padStart(7)} Gbit/s  received ${t.received}${pairs}`;
     if (tty) process.stdout.write(`\r${line}`);
     else console.log(line);
   };

@@ -61,7 +61,6 @@ export class NetTarget implements HostileTarget {
   /** The controlq (5.1.2: queue 2N with MQ). */
   readonly ctrlQueue: number;
   private token = 0;
-  private readonly rxBuffers = new WeakMap<HostileSession, number[]>();
 
   private constructor(
     readonly device: HostileDevice & PortAttachable,
@@ -135,31 +134,18 @@ export class NetTarget implements HostileTarget {
 
   /** A frame the peer sends lands in a receive buffer on queue 0 intact. */
   private async probeRx(s: HostileSession): Promise<string[]> {
-    const d = s.honest(0);
-    let bufs = this.rxBuffers.get(s);
-    if (bufs === undefined || d.pending === 0) {
-      bufs = Array.from({ length: RX_BUFFERS }, () => s.buffer(RX_BUFFER_BYTES));
-      this.rxBuffers.set(s, bufs);
-      bufs.forEach((gpa, i) => d.addBuffer(gpa, RX_BUFFER_BYTES, true, i));
-      d.publish();
-      s.kick(0);
-    }
+    s.receiveInto(0, RX_BUFFERS, RX_BUFFER_BYTES, () => false); // buffers first: the peer's frame needs somewhere to land
     const token = ++this.token;
     const frame = probeFrame(token);
     this.peerSend(frame);
     let got: Uint8Array | undefined;
-    const arrived = await s.until(() => {
-      for (let i = d.getUsed(); i >= 0; i = d.getUsed()) {
-        const bytes = new Uint8Array(d.usedLen);
-        s.memory.read(bufs[i], bytes);
-        const f = bytes.subarray(NET_HDR_SIZE);
-        if (tokenOf(f) === token) got = bytes;
-        d.addBuffer(bufs[i], RX_BUFFER_BYTES, true, i);
-        d.publish();
-        s.kick(0);
-      }
-      return got !== undefined;
-    });
+    const arrived = await s.until(() =>
+      s.receiveInto(0, RX_BUFFERS, RX_BUFFER_BYTES, (bytes) => {
+        if (tokenOf(bytes.subarray(NET_HDR_SIZE)) !== token) return false;
+        got = bytes;
+        return true;
+      }),
+    );
     if (!arrived || got === undefined) return ['rx queue 0: the peer\'s probe frame never arrived'];
     if (carriesPoison(got)) return ['rx queue 0: the received buffer carries guard poison'];
     return Buffer.compare(got.subarray(NET_HDR_SIZE), frame) === 0 ? [] : ['rx queue 0: the probe frame arrived altered'];

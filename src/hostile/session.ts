@@ -47,6 +47,8 @@ export class HostileSession {
   states: QueueState[] = [];
   private readonly raws = new Map<number, RawRing>();
   private readonly drivers = new Map<number, VirtqDriver>();
+  /** Receive buffers posted by receiveInto(), by queue (buffer id = index). */
+  private readonly rxBuffers = new Map<number, { gpa: number[]; bytes: number }>();
   private readonly onQueueError = (e: QueueErrorEvent): void => {
     this.queueErrors.push(e);
   };
@@ -171,6 +173,32 @@ export class HostileSession {
     return gpa;
   }
 
+  /**
+   * Keep `count` receive buffers of `bytes` posted on honest queue `q`;
+   * hand a copy of each one the device has used to `take`, posting it again,
+   * until `take` returns true (then returns true) or none is left.
+   */
+  receiveInto(q: number, count: number, bytes: number, take: (data: Uint8Array) => boolean): boolean {
+    const d = this.honest(q);
+    let bufs = this.rxBuffers.get(q);
+    if (bufs === undefined || d.pending === 0) {
+      bufs = { gpa: Array.from({ length: count }, () => this.buffer(bytes)), bytes };
+      this.rxBuffers.set(q, bufs);
+      bufs.gpa.forEach((gpa, i) => d.addBuffer(gpa, bytes, true, i));
+      d.publish();
+      this.kick(q);
+    }
+    for (let i = d.getUsed(); i >= 0; i = d.getUsed()) {
+      const data = new Uint8Array(d.usedLen);
+      this.memory.read(bufs.gpa[i], data);
+      d.addBuffer(bufs.gpa[i], bufs.bytes, true, i);
+      d.publish();
+      this.kick(q);
+      if (take(data)) return true;
+    }
+    return false;
+  }
+
   /** Stop listening to the device. */
   end(): void {
     this.device.off('queue-error', this.onQueueError);
@@ -179,5 +207,6 @@ export class HostileSession {
   private forget(): void {
     this.raws.clear();
     this.drivers.clear();
+    this.rxBuffers.clear();
   }
 }

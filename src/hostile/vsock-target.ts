@@ -63,7 +63,6 @@ export class VsockTarget implements HostileTarget {
   readonly ringQueue = VSOCK_TX_QUEUE;
   readonly headerSize = VSOCK_HDR_SIZE;
   private nextPort = 40000;
-  private readonly rxBuffers = new WeakMap<HostileSession, number[]>();
 
   private constructor(
     readonly device: VirtioVsockDevice,
@@ -130,32 +129,17 @@ export class VsockTarget implements HostileTarget {
 
   /** Wait for a packet to guest port `port` with `match`; packets for others are dropped. */
   async receive(s: HostileSession, port: number, match: (p: VsockRxPacket) => boolean): Promise<VsockRxPacket | string> {
-    const d = s.honest(VSOCK_RX_QUEUE);
-    let bufs = this.rxBuffers.get(s);
-    if (bufs === undefined || d.pending === 0) {
-      bufs = Array.from({ length: RX_BUFFERS }, () => s.buffer(RX_BUFFER_BYTES));
-      this.rxBuffers.set(s, bufs);
-      bufs.forEach((gpa, i) => d.addBuffer(gpa, RX_BUFFER_BYTES, true, i));
-      d.publish();
-      s.kick(VSOCK_RX_QUEUE);
-    }
     let found: VsockRxPacket | undefined;
     let poisoned = false;
-    await s.until(() => {
-      for (let i = d.getUsed(); i >= 0 && found === undefined; i = d.getUsed()) {
-        const bytes = new Uint8Array(d.usedLen);
-        s.memory.read(bufs[i], bytes);
-        poisoned ||= carriesPoison(bytes);
-        if (bytes.length >= VSOCK_HDR_SIZE) {
-          const p = { hdr: new VsockHeader().read(bytes, 0), payload: bytes.subarray(VSOCK_HDR_SIZE) };
-          if (p.hdr.dstPort === port && match(p)) found = p;
-        }
-        d.addBuffer(bufs[i], RX_BUFFER_BYTES, true, i);
-        d.publish();
-        s.kick(VSOCK_RX_QUEUE);
+    const take = (bytes: Uint8Array): boolean => {
+      poisoned ||= carriesPoison(bytes);
+      if (bytes.length >= VSOCK_HDR_SIZE) {
+        const p = { hdr: new VsockHeader().read(bytes, 0), payload: bytes.subarray(VSOCK_HDR_SIZE) };
+        if (p.hdr.dstPort === port && match(p)) found = p;
       }
       return found !== undefined || poisoned;
-    });
+    };
+    await s.until(() => s.receiveInto(VSOCK_RX_QUEUE, RX_BUFFERS, RX_BUFFER_BYTES, take));
     if (poisoned) return `rx queue: a received buffer carries guard poison`;
     return found ?? `rx queue: nothing arrived for guest port ${port}`;
   }

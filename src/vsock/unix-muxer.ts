@@ -401,7 +401,10 @@ export class VsockUnixMuxer extends EventEmitter {
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(bindPath, () => {
+        // A backlog as deep as the connection limit (the kernel caps it at
+        // somaxconn): a burst of connects within the limit is queued, not
+        // refused with EAGAIN as Node's default of 511 would.
+        server.listen({ path: bindPath, backlog: this.maxConnections }, () => {
           server.off('error', reject);
           resolve();
         });

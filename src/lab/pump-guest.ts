@@ -2,6 +2,7 @@ import { getHeapStatistics } from 'node:v8';
 import { NetDriver } from '../net/net-driver.js';
 import { NetHdr } from '../net/offload/net-hdr.js';
 import { AdaptiveWait } from '../notify/adaptive-wait.js';
+import { getU32le, putU32le } from '../memory/le-bytes.js';
 import { NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_TCPV4 } from '../spec/net.js';
 import type { NetRxPacket } from '../virtskb/index.js';
 import { encodeHistogram, newLatencyHistogram, recordLatencyNs } from './load-histogram.js';
@@ -73,12 +74,10 @@ export function runPumpGuest(data: PumpGuestData): PumpGuestReport {
     // The sequence number and stamp lie in the first buffer: every mode's first buffer holds >= 1518 bytes.
     const bytes = p.segU8[0];
     const i = p.segIdx[0] + seqAt;
-    const seq = (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24)) >>> 0;
+    const seq = getU32le(bytes, i);
     if (seq !== received >>> 0 || p.length !== lengths[rxSlot]) seqErrors++;
     if (histogram !== undefined && seq % every === 0) {
-      const lo = (bytes[i + 4] | (bytes[i + 5] << 8) | (bytes[i + 6] << 16) | (bytes[i + 7] << 24)) >>> 0;
-      const hi = (bytes[i + 8] | (bytes[i + 9] << 8) | (bytes[i + 10] << 16) | (bytes[i + 11] << 24)) >>> 0;
-      const sentNs = hi * TWO_32 + lo;
+      const sentNs = getU32le(bytes, i + 8) * TWO_32 + getU32le(bytes, i + 4);
       if (sentNs >= latencyAfterNs) recordLatencyNs(histogram, (performance.now() - tBase) * 1e6 - sentNs);
     }
     received++;
@@ -86,16 +85,8 @@ export function runPumpGuest(data: PumpGuestData): PumpGuestReport {
   };
   const stamp = (at: number): void => {
     const t = Math.round((performance.now() - tBase) * 1e6);
-    const lo = t >>> 0;
-    const hi = Math.floor(t / TWO_32);
-    u8[at + 4] = lo;
-    u8[at + 5] = lo >>> 8;
-    u8[at + 6] = lo >>> 16;
-    u8[at + 7] = lo >>> 24;
-    u8[at + 8] = hi;
-    u8[at + 9] = hi >>> 8;
-    u8[at + 10] = hi >>> 16;
-    u8[at + 11] = hi >>> 24;
+    putU32le(u8, at + 4, t >>> 0);
+    putU32le(u8, at + 8, Math.floor(t / TWO_32));
   };
 
   const step = (): number => {
@@ -120,10 +111,7 @@ export function runPumpGuest(data: PumpGuestData): PumpGuestReport {
       u8.set(templates[txSlot], at);
       const s = sent >>> 0;
       const q = at + seqAt;
-      u8[q] = s;
-      u8[q + 1] = s >>> 8;
-      u8[q + 2] = s >>> 16;
-      u8[q + 3] = s >>> 24;
+      putU32le(u8, q, s);
       if (histogram !== undefined && s % every === 0) stamp(q);
       txp.commitTx(lengths[txSlot], hdr);
       if (++txSlot === cycle) txSlot = 0;

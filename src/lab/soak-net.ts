@@ -8,6 +8,7 @@
  * NIC died or its driver reset the device).
  */
 import { SharedArena } from '../memory/arena.js';
+import { getU16le, getU32le, putU16le, putU32le } from '../memory/le-bytes.js';
 import { NetSwitch } from '../backends/switch.js';
 import type { PortStats } from '../backends/switch-stats.js';
 import { parseMac } from '../net/mac.js';
@@ -232,17 +233,13 @@ export class SoakNet {
     u8.set(src, at + 6);
     u8[at + 12] = ETHERTYPE[0];
     u8[at + 13] = ETHERTYPE[1];
-    u8[at + 14] = flow & 0xff;
-    u8[at + 15] = flow >>> 8;
-    u8[at + 16] = seq & 0xff;
-    u8[at + 17] = (seq >>> 8) & 0xff;
-    u8[at + 18] = (seq >>> 16) & 0xff;
-    u8[at + 19] = seq >>> 24;
+    putU16le(u8, at + 14, flow);
+    putU32le(u8, at + 16, seq);
   }
 
   private onFrame(u8: Uint8Array, at: number): void {
-    const flow = u8[at + 14] | (u8[at + 15] << 8);
-    const seq = (u8[at + 16] | (u8[at + 17] << 8) | (u8[at + 18] << 16) | (u8[at + 19] << 24)) >>> 0;
+    const flow = getU16le(u8, at + 14);
+    const seq = getU32le(u8, at + 16);
     if (flow < this.flows.length) this.flows[flow].onReceive(seq);
     else this.strays++;
   }

@@ -18,6 +18,8 @@ export default defineConfig([
       'workers/queue-worker': 'workers/queue-worker.ts',
       'workers/pump-guest': 'workers/pump-guest.ts',
       'workers/backend-worker': 'workers/backend-worker.ts',
+      'workers/vhost-queue-worker': 'workers/vhost-queue-worker.ts',
+      'workers/vhost-user-io': 'workers/vhost-user-io.ts',
     },
     format: ['esm'],
     target: 'node20',

@@ -25,14 +25,24 @@ import { type QueueStats, StatsBlock } from '../stats/queue-stats.js';
 import type { DeviceModel } from './device-model.js';
 import { InlineQueueRunner } from './inline-queue-runner.js';
 import type { QueueRunner } from './queue-runner.js';
-import { QueueWorkerHandle } from './queue-worker-handle.js';
+import { QueueWorkerHandle, type QueueWorkerEvents } from './queue-worker-handle.js';
+import type { QueueWorkerData } from '../worker/queue-worker-data.js';
 import { workerFile } from './worker-file.js';
 
 /** Options of a device's control plane. */
 export interface VirtioDeviceOptions {
   /** Microseconds a queue worker polls before it sleeps (default 30). */
   spinUs?: number;
+  /**
+   * How a worker queue is started. Default: a queue worker thread over the
+   * SharedArrayBuffer regions of the device's memory. The vhost-user back end
+   * starts its own kind (memory mapped from the front end, eventfd interrupts).
+   */
+  queueLauncher?: QueueLauncher;
 }
+
+/** Starts one worker queue from its data; the device hands it the events to report. */
+export type QueueLauncher = (data: Omit<QueueWorkerData, 'control'>, events: QueueWorkerEvents) => QueueRunner;
 
 /** A queue's ring addresses (guest-physical). */
 export interface QueueAddresses {
@@ -90,25 +100,42 @@ export class VirtioDevice extends EventEmitter {
   private readonly vectorTargets: Array<{ ref: WordRef; i32: Int32Array }>;
   private resetting: Promise<void> | undefined;
   private readonly spinUs: number;
+  private readonly launch: QueueLauncher;
+  /** The default launcher posts memory to workers: it must be shared. */
+  private readonly sharedMemoryOnly: boolean;
+  private mem: GuestMemory;
 
   constructor(
     readonly model: DeviceModel,
-    readonly memory: GuestMemory,
+    memory: GuestMemory,
     options: VirtioDeviceOptions = {},
   ) {
     super();
     validateQueueSize(model.maxQueueSize);
-    for (const r of memory.regions) {
-      // workerData copies an ArrayBuffer: a worker would process a private copy.
-      if (!(r.buffer instanceof SharedArrayBuffer)) {
-        throw new InvalidArgumentError(`guest memory region at 0x${r.gpa.toString(16)} is not a SharedArrayBuffer: queue workers would each get a copy of it`);
-      }
-    }
+    this.launch = options.queueLauncher ?? ((data, events) => new QueueWorkerHandle(workerFile('queue-worker'), data, this.notify, events));
+    this.sharedMemoryOnly = options.queueLauncher === undefined;
+    if (this.sharedMemoryOnly) checkShared(memory);
+    this.mem = memory;
     this.spinUs = options.spinUs ?? 30;
     this.notify = NotifyArea.create(model.numQueues, model.numQueues + 1);
     this.stats = StatsBlock.create(model.numQueues);
     this.slots = Array.from({ length: model.numQueues }, () => this.freshSlot());
     this.vectorTargets = Array.from({ length: this.notify.vectors }, (_, v) => this.ownVector(v));
+  }
+
+  /** The guest memory queues run in. */
+  get memory(): GuestMemory {
+    return this.mem;
+  }
+
+  /**
+   * Give the device other guest memory (a vhost-user front end's new memory
+   * table). Only while no queue runs: a running worker keeps its own view.
+   */
+  setMemory(memory: GuestMemory): void {
+    if (this.slots.some((s) => s.worker !== undefined)) throw new DeviceStatusError('guest memory can change only while no queue runs');
+    if (this.sharedMemoryOnly) checkShared(memory);
+    this.mem = memory;
   }
 
   // ---- status (2.1, 3.1.1) -------------------------------------------------
@@ -341,13 +368,20 @@ export class VirtioDevice extends EventEmitter {
     s.vector = vector;
   }
 
-  /** vhost SET_VRING_BASE: where the device resumes reading the avail ring. */
-  setVringBase(q: number, nextAvail: number): void {
+  /**
+   * vhost SET_VRING_BASE: where the device resumes reading the avail ring.
+   * `nextUsed` (packed rings, as vhost-user's upper 16 bits) is where it
+   * resumes writing used entries; by default the same as nextAvail for a
+   * packed ring, and used.idx read from memory for a split ring.
+   */
+  setVringBase(q: number, nextAvail: number, nextUsed?: number): void {
     const s = this.slot(q);
     if (s.worker !== undefined) throw new DeviceStatusError(`queue ${q} is running: stop it before setting its base`);
-    if (!Number.isInteger(nextAvail) || nextAvail < 0 || nextAvail > 0xffff) throw new InvalidArgumentError(`vring base ${nextAvail} is not a u16`);
+    for (const v of [nextAvail, nextUsed ?? 0]) {
+      if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new InvalidArgumentError(`vring base ${v} is not a u16`);
+    }
     s.nextAvail = nextAvail;
-    s.nextUsed = undefined;
+    s.nextUsed = nextUsed;
   }
 
   /** vhost GET_VRING_BASE: stops the queue and returns where it stopped. */
@@ -399,8 +433,7 @@ export class VirtioDevice extends EventEmitter {
       });
       return;
     }
-    s.worker = new QueueWorkerHandle(
-      workerFile('queue-worker'),
+    s.worker = this.launch(
       {
         kind: spec.kind,
         queue: q,
@@ -413,7 +446,6 @@ export class VirtioDevice extends EventEmitter {
         spinUs: this.spinUs,
         params: spec.params,
       },
-      this.notify,
       {
         onDeath,
         onQueueError: (m) => {
@@ -547,5 +579,14 @@ export class VirtioDevice extends EventEmitter {
       nextUsed: undefined,
       worker: undefined,
     };
+  }
+}
+
+/** workerData copies an ArrayBuffer: a queue worker would process a private copy of such memory. */
+function checkShared(memory: GuestMemory): void {
+  for (const r of memory.regions) {
+    if (!(r.buffer instanceof SharedArrayBuffer)) {
+      throw new InvalidArgumentError(`guest memory region at 0x${r.gpa.toString(16)} is not a SharedArrayBuffer: queue workers would each get a copy of it`);
+    }
   }
 }

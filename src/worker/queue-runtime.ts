@@ -13,6 +13,18 @@ import { PortEndpoint } from './port-endpoint.js';
 import type { HandlerFactory, QueueHandler } from './queue-handler.js';
 import type { QueueErrorMessage, QueueWorkerApi, QueueWorkerData } from './queue-worker-data.js';
 
+/**
+ * Where a queue's memory and interrupts are when they are not the defaults
+ * (the SharedArrayBuffer regions of `data.memory`, and `data.interrupt`'s
+ * word): a vhost-user queue views memory mapped from the front end and
+ * signals its call eventfd.
+ */
+export interface QueueEnvironment {
+  memory: GuestMemory;
+  /** Send the driver this queue's interrupt. */
+  raise(): void;
+}
+
 /** A sleeping worker wakes at least this often to serve its event loop. */
 const IDLE_TIMEOUT_MS = 1000;
 
@@ -41,8 +53,9 @@ export class QueueRuntime implements QueueWorkerApi {
   constructor(
     private readonly data: QueueWorkerData,
     private readonly factory: HandlerFactory,
+    private readonly env?: QueueEnvironment,
   ) {
-    this.memory = new GuestMemory(data.memory);
+    this.memory = env?.memory ?? new GuestMemory(data.memory);
     this.notify = new NotifyArea(data.notify);
     this.stats = new StatsBlock(data.stats);
     this.controlWord = this.notify.controlWord(data.queue);
@@ -61,6 +74,7 @@ export class QueueRuntime implements QueueWorkerApi {
     const target = interrupt === null ? null : new Int32Array(interrupt.buffer);
     const targetIndex = interrupt === null ? 0 : interrupt.index;
     const interruptAt = stats.base(queue) + C_INTERRUPTS;
+    const raise = this.env?.raise;
     this.handler = this.factory({
       queue,
       memory: this.memory,
@@ -68,9 +82,13 @@ export class QueueRuntime implements QueueWorkerApi {
       stats,
       params: this.data.params,
       interrupt: () => {
-        if (target === null) return;
-        stats.f64[interruptAt]++;
-        ring(target, targetIndex);
+        if (raise !== undefined) {
+          stats.f64[interruptAt]++;
+          raise();
+        } else if (target !== null) {
+          stats.f64[interruptAt]++;
+          ring(target, targetIndex);
+        }
       },
     });
     // A restarted queue rewrites its event word so a stale avail_event from

@@ -1,0 +1,119 @@
+import { GuestMemory } from '../memory/guest-memory.js';
+import * as libc from './libc.js';
+import { type MemRegion, VhostUserProtocolError } from './protocol.js';
+
+const PAGE = 4096n;
+/** Guest addresses are JavaScript numbers in GuestMemory: regions must end below 2^53. */
+const MAX_GPA = BigInt(Number.MAX_SAFE_INTEGER);
+const U64_END = 1n << 64n;
+
+/** One mapped region as plain data: enough for any thread of this process to view it. */
+export interface MappedRegionSpec {
+  gpa: number;
+  size: number;
+  /** Address of the mapping (page-aligned) and its length. */
+  address: bigint;
+  mapLength: number;
+  /** Where the region starts in the mapping. */
+  byteOffset: number;
+}
+
+interface Mapped extends MappedRegionSpec {
+  uva: bigint;
+}
+
+/** Guest memory over the mapped regions of `specs`, viewed from the calling thread. */
+export function viewMappedMemory(specs: readonly MappedRegionSpec[]): GuestMemory {
+  return new GuestMemory(specs.map((r) => ({ gpa: r.gpa, size: r.size, buffer: libc.viewOf(r.address, r.mapLength), byteOffset: r.byteOffset })));
+}
+
+/**
+ * The front end's memory table (SET_MEM_TABLE), mapped into this process.
+ * Every region is checked before anything is mapped: a size of 0, an
+ * overflow, an overlap with another region (in guest-physical or in the
+ * front end's virtual space), or a range past the end of its fd is refused.
+ * The region fds are closed once mapped (the mappings keep the memory).
+ * Ring addresses arrive as front-end virtual addresses: uvaToGpa translates
+ * them through the same table.
+ */
+export class FrontEndMemory {
+  private readonly regions: Mapped[];
+  /** Guest memory as the control plane's thread sees it. */
+  readonly memory: GuestMemory;
+  private unmapped = false;
+
+  private constructor(regions: Mapped[]) {
+    this.regions = regions;
+    this.memory = viewMappedMemory(regions);
+  }
+
+  /** Validate and map `table`; closes every fd in it whatever happens. */
+  static map(table: readonly MemRegion[]): FrontEndMemory {
+    const mapped: Mapped[] = [];
+    try {
+      checkTable(table);
+      for (const r of table) mapped.push(mapRegion(r));
+      return new FrontEndMemory(mapped);
+    } catch (e) {
+      for (const m of mapped) libc.munmap(m.address, m.mapLength);
+      throw e;
+    } finally {
+      for (const r of table) libc.close(r.fd);
+    }
+  }
+
+  /** The regions as plain data, for queue workers to view. */
+  get specs(): MappedRegionSpec[] {
+    return this.regions.map(({ gpa, size, address, mapLength, byteOffset }) => ({ gpa, size, address, mapLength, byteOffset }));
+  }
+
+  /** Total bytes mapped. */
+  get size(): number {
+    return this.regions.reduce((n, r) => n + r.size, 0);
+  }
+
+  /** The guest-physical address of front-end virtual address `uva` (with `len` bytes inside one region). */
+  uvaToGpa(uva: bigint, len: number, what: string): number {
+    for (const r of this.regions) {
+      if (uva >= r.uva && uva + BigInt(len) <= r.uva + BigInt(r.size)) return r.gpa + Number(uva - r.uva);
+    }
+    throw new VhostUserProtocolError(`${what} at front-end address 0x${uva.toString(16)} (${len} bytes) is in no memory region`);
+  }
+
+  /** Undo the mappings. No thread may use a view of them afterwards (stop every queue first). */
+  unmap(): void {
+    if (this.unmapped) return;
+    this.unmapped = true;
+    for (const r of this.regions) libc.munmap(r.address, r.mapLength);
+  }
+}
+
+function checkTable(table: readonly MemRegion[]): void {
+  for (const r of table) {
+    const where = `memory region gpa 0x${r.gpa.toString(16)} size 0x${r.size.toString(16)}`;
+    if (r.size === 0n) throw new VhostUserProtocolError(`${where}: empty`);
+    if (r.gpa + r.size > MAX_GPA) throw new VhostUserProtocolError(`${where}: ends above 2^53`);
+    if (r.uva + r.size > U64_END || r.mmapOffset + r.size > U64_END) throw new VhostUserProtocolError(`${where}: wraps around 2^64`);
+    if (r.gpa % 8n !== 0n || r.mmapOffset % 8n !== 0n) throw new VhostUserProtocolError(`${where}: gpa and mmap offset must be 8-aligned`);
+  }
+  for (let i = 0; i < table.length; i++) {
+    for (let j = i + 1; j < table.length; j++) {
+      const a = table[i];
+      const b = table[j];
+      if (a.gpa < b.gpa + b.size && b.gpa < a.gpa + a.size) throw new VhostUserProtocolError(`memory regions ${i} and ${j} overlap in guest-physical space`);
+      if (a.uva < b.uva + b.size && b.uva < a.uva + a.size) throw new VhostUserProtocolError(`memory regions ${i} and ${j} overlap in front-end virtual space`);
+    }
+  }
+}
+
+function mapRegion(r: MemRegion): Mapped {
+  const fileBytes = BigInt(libc.fileSize(r.fd));
+  if (r.mmapOffset + r.size > fileBytes) {
+    throw new VhostUserProtocolError(`memory region gpa 0x${r.gpa.toString(16)}: offset 0x${r.mmapOffset.toString(16)} + size 0x${r.size.toString(16)} is past the end of its fd (0x${fileBytes.toString(16)} bytes)`);
+  }
+  const start = (r.mmapOffset / PAGE) * PAGE;
+  const byteOffset = Number(r.mmapOffset - start);
+  const mapLength = byteOffset + Number(r.size);
+  const address = libc.mmapShared(r.fd, mapLength, Number(start));
+  return { gpa: Number(r.gpa), size: Number(r.size), uva: r.uva, address, mapLength, byteOffset };
+}

@@ -1,0 +1,5 @@
+export { VhostUserServer, type VhostUserServerOptions, type VhostUserDeviceBase, type VhostUserDisconnect } from './server.js';
+export type { SessionSummary } from './session.js';
+export { serveVhostUserNet, serveVhostUserVsock, type VhostUserNetOptions, type VhostUserVsockOptions } from './devices.js';
+export { VhostUserProtocolError } from './protocol.js';
+export { SystemCallError } from './libc.js';

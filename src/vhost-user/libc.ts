@@ -1,0 +1,214 @@
+import { createRequire } from 'node:module';
+import { VirtioLabError } from '../errors.js';
+
+/**
+ * The few libc calls vhost-user needs and Node does not have: fd passing
+ * (recvmsg with SCM_RIGHTS), mmap of the front end's memory, eventfd and
+ * poll. They go through koffi (an FFI with prebuilt binaries in its npm
+ * package: no compiler at install), loaded on first use so that importing
+ * the library never loads a native module. Linux x86-64/arm64 only (the
+ * struct layouts below are LP64 Linux).
+ */
+
+// Flags and constants of Linux (asm-generic values, as on x86-64 and arm64).
+export const AF_UNIX = 1;
+export const SOCK_STREAM = 1;
+export const SOCK_CLOEXEC = 0o2000000;
+export const MSG_NOSIGNAL = 0x4000;
+export const MSG_CMSG_CLOEXEC = 0x40000000;
+export const SOL_SOCKET = 1;
+export const SCM_RIGHTS = 1;
+export const SHUT_RDWR = 2;
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+const MAP_PRIVATE = 2;
+const MAP_ANONYMOUS = 0x20;
+export const SEEK_END = 2;
+export const POLLIN = 0x1;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
+export const EINTR = 4;
+export const EAGAIN = 11;
+const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+
+/** A libc call failed: `errno` says why. */
+export class SystemCallError extends VirtioLabError {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+  ) {
+    super('SYSTEM_CALL_FAILED', `${call} failed with errno ${errno}`);
+  }
+}
+
+// koffi's function objects are untyped; each is wrapped below with real types.
+type Fn = (...args: unknown[]) => unknown;
+
+interface Libc {
+  koffi: {
+    errno(): number;
+    view(address: bigint, len: number): ArrayBuffer;
+    address(ptr: unknown): bigint;
+  };
+  socket: Fn;
+  bind: Fn;
+  listen: Fn;
+  accept4: Fn;
+  recvmsg: Fn;
+  send: Fn;
+  shutdown: Fn;
+  close: Fn;
+  read: Fn;
+  write: Fn;
+  eventfd: Fn;
+  poll: Fn;
+  mmap: Fn;
+  munmap: Fn;
+  lseek: Fn;
+  dup3: Fn;
+}
+
+let loaded: Libc | undefined;
+
+function libc(): Libc {
+  if (loaded !== undefined) return loaded;
+  let koffi: { load(name: string): { func(sig: string): Fn } } & Libc['koffi'];
+  try {
+    koffi = createRequire(import.meta.url)('koffi');
+  } catch (e) {
+    throw new VirtioLabError('FFI_UNAVAILABLE', `vhost-user needs the koffi package (FFI to libc): ${(e as Error).message}`);
+  }
+  if (process.platform !== 'linux') throw new VirtioLabError('FFI_UNAVAILABLE', `vhost-user needs Linux (eventfd, SCM_RIGHTS); this is ${process.platform}`);
+  const lib = koffi.load('libc.so.6');
+  loaded = {
+    koffi,
+    socket: lib.func('int socket(int domain, int type, int protocol)'),
+    bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
+    listen: lib.func('int listen(int fd, int backlog)'),
+    accept4: lib.func('int accept4(int fd, void *addr, void *len, int flags)'),
+    recvmsg: lib.func('long recvmsg(int fd, void *msg, int flags)'),
+    send: lib.func('long send(int fd, const void *buf, size_t len, int flags)'),
+    shutdown: lib.func('int shutdown(int fd, int how)'),
+    close: lib.func('int close(int fd)'),
+    read: lib.func('long read(int fd, void *buf, size_t len)'),
+    write: lib.func('long write(int fd, const void *buf, size_t len)'),
+    eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
+    poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+    mmap: lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t offset)'),
+    munmap: lib.func('int munmap(void *addr, size_t len)'),
+    lseek: lib.func('int64_t lseek(int fd, int64_t offset, int whence)'),
+    dup3: lib.func('int dup3(int oldfd, int newfd, int flags)'),
+  };
+  return loaded;
+}
+
+function check(call: string, r: number | bigint): number {
+  const n = Number(r);
+  if (n < 0) throw new SystemCallError(call, libc().koffi.errno());
+  return n;
+}
+
+/** The errno of the last failed call on this thread. */
+export const errno = (): number => libc().koffi.errno();
+
+/** A Unix stream socket listening on `path` (which must not exist). Returns its fd. */
+export function listenUnix(path: string, backlog = 16): number {
+  const L = libc();
+  const addr = Buffer.alloc(110);
+  const name = Buffer.from(path);
+  if (name.length >= 108) throw new SystemCallError(`bind(${path}): path longer than 107 bytes`, 36);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  name.copy(addr, 2);
+  const fd = check('socket', L.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) as number);
+  try {
+    check(`bind(${path})`, L.bind(fd, addr, 2 + name.length + 1) as number);
+    check('listen', L.listen(fd, backlog) as number);
+  } catch (e) {
+    L.close(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** Accept one connection (blocks unless poll said the listener is readable). */
+export const accept = (fd: number): number => check('accept4', libc().accept4(fd, null, null, SOCK_CLOEXEC) as number);
+
+/** recvmsg into the struct msghdr at the start of `msg`; returns bytes, 0 at EOF, or -errno. Received fds are close-on-exec. */
+export function recvmsg(fd: number, msg: Uint8Array, flags = 0): number {
+  const L = libc();
+  const n = Number(L.recvmsg(fd, msg, flags | MSG_CMSG_CLOEXEC));
+  return n < 0 ? -L.koffi.errno() : n;
+}
+
+/** Send all of `bytes` (small replies: a blocking stream socket takes them whole or fails). */
+export function sendAll(fd: number, bytes: Uint8Array): void {
+  const n = check('send', libc().send(fd, bytes, bytes.length, MSG_NOSIGNAL) as number);
+  if (n !== bytes.length) throw new SystemCallError(`send (short: ${n} of ${bytes.length})`, EAGAIN);
+}
+
+/** read(2) into `buf`; returns bytes, or -errno. */
+export function read(fd: number, buf: Uint8Array, len = buf.length): number {
+  const L = libc();
+  const n = Number(L.read(fd, buf, len));
+  return n < 0 ? -L.koffi.errno() : n;
+}
+
+export const shutdown = (fd: number): void => void libc().shutdown(fd, SHUT_RDWR);
+export const close = (fd: number): void => void libc().close(fd);
+
+/** A new eventfd (close-on-exec; non-blocking when asked). */
+export const eventfd = (nonBlocking = false): number => check('eventfd', libc().eventfd(0, EFD_CLOEXEC | (nonBlocking ? EFD_NONBLOCK : 0)) as number);
+
+const ONE = new BigUint64Array([1n]);
+
+/** Add 1 to an eventfd's counter: wakes whoever polls it. */
+export const signalEventfd = (fd: number): void => void libc().write(fd, ONE, 8);
+
+/**
+ * poll(2) on `fds` (a PollSet's buffer of `count` struct pollfd); returns how
+ * many are ready, 0 on timeout, -errno on failure (EINTR included).
+ */
+export function poll(fds: Uint8Array, count: number, timeoutMs: number): number {
+  const L = libc();
+  const n = L.poll(fds, count, timeoutMs) as number;
+  return n < 0 ? -L.koffi.errno() : n;
+}
+
+/** Make `newFd` refer to what `oldFd` refers to (atomically, close-on-exec). */
+export const dup3 = (oldFd: number, newFd: number): void => void check('dup3', libc().dup3(oldFd, newFd, O_CLOEXEC) as number);
+
+/** Bytes in the file behind `fd` (a memfd, a hugetlbfs file): lseek to its end. */
+export const fileSize = (fd: number): number => check('lseek', libc().lseek(fd, 0, SEEK_END) as bigint);
+
+/** A shared read-write mapping of [offset, offset + len) of `fd`; returns its address. */
+export function mmapShared(fd: number, len: number, offset: number): bigint {
+  const L = libc();
+  const p = L.mmap(null, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
+  const address = p === null ? 0n : L.koffi.address(p);
+  if (address === 0n || address === MAP_FAILED) throw new SystemCallError(`mmap of ${len} bytes at offset ${offset}`, L.koffi.errno());
+  return address;
+}
+
+/** Undo mmapShared. Nothing may touch views of the mapping afterwards. */
+export const munmap = (address: bigint, len: number): void => void libc().munmap(address, len);
+
+/**
+ * An ArrayBuffer over `len` bytes at `address` (memory mapped by this process,
+ * in any thread). It is not a SharedArrayBuffer: posting it to a worker would
+ * copy it, so each thread makes its own view from the address.
+ */
+export const viewOf = (address: bigint, len: number): ArrayBuffer => libc().koffi.view(address, len);
+
+/** Private anonymous memory whose address is known (for structs that point into it). */
+export function mmapScratch(len: number): bigint {
+  const L = libc();
+  const p = L.mmap(null, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const address = p === null ? 0n : L.koffi.address(p);
+  if (address === 0n || address === MAP_FAILED) throw new SystemCallError(`mmap of ${len} scratch bytes`, L.koffi.errno());
+  return address;
+}

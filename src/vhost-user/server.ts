@@ -1,0 +1,230 @@
+import { EventEmitter } from 'node:events';
+import { lstatSync, unlinkSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { InvalidArgumentError, VirtioLabError } from '../errors.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import type { FeatureSet } from '../spec/features.js';
+import { QueueWorkerHandle } from '../transport/queue-worker-handle.js';
+import type { QueueLauncher, VirtioDevice } from '../transport/virtio-device.js';
+import { workerFile } from '../transport/worker-file.js';
+import type { IoCommand, IoEvent, IoWorkerData } from './io-messages.js';
+import * as libc from './libc.js';
+import { ProtocolFeature } from './protocol.js';
+import { type SessionSummary, VhostUserSession } from './session.js';
+import type { VhostQueueWorkerData } from './vhost-queue-data.js';
+
+/** Protocol features served: REPLY_ACK, CONFIG (GET_CONFIG), STATUS; MQ only for devices with several pairs. */
+const BASE_PROTOCOL_FEATURES = [ProtocolFeature.REPLY_ACK, ProtocolFeature.CONFIG, ProtocolFeature.STATUS, ProtocolFeature.RESET_DEVICE];
+
+/** How long the I/O thread may take to leave after it is told to. */
+const IO_EXIT_MS = 2000;
+
+/** What the device factory of a server gets: the device must use both. */
+export interface VhostUserDeviceBase {
+  /** Placeholder guest memory until a front end sends its memory table. */
+  memory: GuestMemory;
+  /** Starts queues on vhost-user queue workers; pass it as the device's `queueLauncher` option. */
+  queueLauncher: QueueLauncher;
+}
+
+/** Options of a vhost-user server. */
+export interface VhostUserServerOptions<D extends VirtioDevice> {
+  /** Unix socket path to listen on. An existing socket there is replaced; any other file is an error. */
+  path: string;
+  /** Build the device from `base` (its memory and queueLauncher must be used). */
+  device(base: VhostUserDeviceBase): D;
+  /** Rings the front end drives: the device's data queues, 0..rings-1. */
+  rings: number;
+  /** Virtio features offered: default the device's own. */
+  features?: FeatureSet;
+  /** Whether to offer VHOST_USER_PROTOCOL_F_MQ, and what GET_QUEUE_NUM answers. */
+  queueNum?: number;
+}
+
+/** Events: 'connected', 'disconnected' ({ reason, summary }), 'log' (a line). */
+export interface VhostUserDisconnect {
+  reason: string;
+  summary: SessionSummary;
+}
+
+/**
+ * A vhost-user back end (the device side of QEMU's and DPDK's vhost-user):
+ * listens on a Unix socket, serves one front end at a time, and drives a
+ * VirtioDevice's control plane with its messages, while the device's queue
+ * workers move the data in the front end's memory (mapped into this
+ * process) and kicks and interrupts travel over eventfds.
+ *
+ * Threads: the control plane (this one) handles messages in order; an I/O
+ * thread polls the socket and the kick eventfds; one worker per running
+ * ring. A malformed message drops the connection with a logged reason,
+ * every fd is closed, and the next front end may connect.
+ */
+export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends EventEmitter {
+  readonly device: D;
+  readonly path: string;
+  private readonly listenFd: number;
+  private readonly wakeFd: number;
+  private readonly io: Worker;
+  private readonly ioExited: Promise<void>;
+  private session: VhostUserSession | undefined;
+  private last: SessionSummary | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private closing: Promise<void> | undefined;
+  private readonly noMemory = new GuestMemory([{ gpa: 0, size: 8, buffer: new SharedArrayBuffer(8), byteOffset: 0 }]);
+  private readonly offered: FeatureSet;
+  private readonly protocolFeatures: bigint;
+  private readonly rings: number;
+  private readonly queueNum: number;
+
+  constructor(options: VhostUserServerOptions<D>) {
+    super();
+    const { path, rings } = options;
+    if (!Number.isInteger(rings) || rings < 1 || rings > 256) throw new InvalidArgumentError(`rings ${rings} must be an integer in [1, 256]`);
+    this.path = path;
+    this.rings = rings;
+    this.queueNum = options.queueNum ?? 1;
+    this.device = options.device({ memory: this.noMemory, queueLauncher: this.launch });
+    if (this.device.numQueues < rings) throw new InvalidArgumentError(`device has ${this.device.numQueues} queues, fewer than ${rings} rings`);
+    this.offered = options.features ?? this.device.deviceFeatures;
+    const protocol = options.queueNum === undefined ? BASE_PROTOCOL_FEATURES : [...BASE_PROTOCOL_FEATURES, ProtocolFeature.MQ];
+    this.protocolFeatures = protocol.reduce((p, bit) => p | (1n << BigInt(bit)), 0n);
+    removeStaleSocket(path);
+    this.listenFd = libc.listenUnix(path);
+    this.wakeFd = libc.eventfd(true);
+    const data: IoWorkerData = {
+      listenFd: this.listenFd,
+      wakeFd: this.wakeFd,
+      notify: this.device.notify.spec.buffer,
+      doorbells: Array.from({ length: rings }, (_, q) => this.device.notify.doorbellWord(q)),
+    };
+    this.io = new Worker(workerFile('vhost-user-io'), { workerData: data });
+    this.io.on('message', (e: IoEvent) => {
+      this.chain = this.chain.then(() => this.event(e));
+    });
+    this.io.on('error', (e) => this.log(`I/O thread failed: ${e.message}`));
+    this.ioExited = new Promise((resolve) => this.io.once('exit', () => resolve()));
+  }
+
+  /** True while a front end is connected. */
+  get connected(): boolean {
+    return this.session !== undefined;
+  }
+
+  /** What the current (or else the last) front end negotiated. */
+  summary(): SessionSummary | undefined {
+    return this.session?.summary() ?? this.last;
+  }
+
+  /** Drop the front end (if any), stop every queue, close the socket and every fd. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.chain;
+    if (this.session !== undefined) await this.endSession(this.session, 'server closed');
+    this.command({ type: 'quit' });
+    const timer = setTimeout(() => void this.io.terminate(), IO_EXIT_MS);
+    await this.ioExited;
+    clearTimeout(timer);
+    libc.close(this.listenFd);
+    libc.close(this.wakeFd);
+    removeStaleSocket(this.path);
+    await this.device.close();
+  }
+
+  private readonly launch: QueueLauncher = (data, events) => {
+    const session = this.session;
+    const memory = session?.frontEndMemory;
+    if (session === undefined || memory === undefined) throw new VirtioLabError('VHOST_USER_NO_MEMORY', `ring ${data.queue} started without a front-end memory table`);
+    // memory: [] because the regions' buffers are views of mapped memory, which posting would copy.
+    const worker: Omit<VhostQueueWorkerData, 'control'> = {
+      ...data,
+      memory: [],
+      interrupt: null,
+      configInterrupt: null,
+      mapped: memory.specs,
+      callFd: session.vring(data.queue).callFd,
+    };
+    return new QueueWorkerHandle(workerFile('vhost-queue-worker'), worker, this.device.notify, events);
+  };
+
+  private command(c: IoCommand): void {
+    this.io.postMessage(c);
+    libc.signalEventfd(this.wakeFd);
+  }
+
+  private log(line: string): void {
+    this.emit('log', line);
+  }
+
+  private async event(e: IoEvent): Promise<void> {
+    try {
+      if (e.type === 'connected') {
+        this.session = new VhostUserSession(
+          {
+            device: this.device,
+            rings: this.rings,
+            features: this.offered,
+            protocolFeatures: this.protocolFeatures,
+            queueNum: this.queueNum,
+            noMemory: this.noMemory,
+            io: (c) => this.command(c),
+            log: (line) => this.log(line),
+          },
+          e.fd,
+        );
+        this.emit('connected');
+      } else if (e.type === 'message') {
+        await this.message(e);
+      } else {
+        // A session this server ended itself (close()) has closed its fd already.
+        const s = this.session;
+        if (s !== undefined && s.fd === e.fd) await this.endSession(s, e.reason);
+      }
+    } catch (err) {
+      // A bug here must not take the process down: log it and drop the front end.
+      this.log(`internal error on ${e.type}: ${(err as Error).stack ?? err}`);
+      if (this.session !== undefined) libc.shutdown(this.session.fd);
+    }
+  }
+
+  private async message(m: Extract<IoEvent, { type: 'message' }>): Promise<void> {
+    const s = this.session;
+    if (s === undefined) {
+      for (const fd of m.fds) libc.close(fd);
+      return;
+    }
+    try {
+      await s.handle(m);
+    } catch (err) {
+      if (!(err instanceof VirtioLabError)) throw err;
+      // Malformed or out of order: drop this front end. The I/O thread sees the
+      // hang-up and reports 'closed', which tears the session down.
+      this.log(`dropping the front end: ${err.message}`);
+      libc.shutdown(s.fd);
+    }
+  }
+
+  private async endSession(s: VhostUserSession, reason: string): Promise<void> {
+    this.session = undefined;
+    this.last = s.summary();
+    await s.close();
+    libc.close(s.fd);
+    this.command({ type: 'listen' });
+    this.log(`front end disconnected: ${reason}`);
+    this.emit('disconnected', { reason, summary: this.last } satisfies VhostUserDisconnect);
+  }
+}
+
+function removeStaleSocket(path: string): void {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return;
+  }
+  if (!isSocket) throw new InvalidArgumentError(`${path} exists and is not a socket`);
+  unlinkSync(path);
+}

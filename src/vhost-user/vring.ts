@@ -1,0 +1,57 @@
+import { PACKED_EVENT_SIZE, splitAvailBytes, splitDescBytes, splitUsedBytes } from '../spec/ring.js';
+import type { QueueAddresses } from '../transport/virtio-device.js';
+import type { FrontEndMemory } from './front-end-memory.js';
+import * as libc from './libc.js';
+import type { VringAddr } from './protocol.js';
+
+/**
+ * What the front end told the back end about one vring, kept apart from the
+ * device's queue slot: vhost-user sends ring setup in any order and again on
+ * every restart, and the addresses are translated only when the ring starts
+ * (against the memory table in force then).
+ */
+export class Vring {
+  size: number | undefined;
+  addr: VringAddr | undefined;
+  /** SET_VRING_BASE / last GET_VRING_BASE: where the device resumes (avail; used for packed rings). */
+  base: { avail: number; used: number | undefined } | undefined;
+  /** A kick fd (or the "no fd" flag) arrived since the ring last stopped: it may start (vhost-user: a ring starts on its kick). */
+  kicked = false;
+  /** SET_VRING_ENABLE state. */
+  enabled = false;
+  started = false;
+  /**
+   * The call and error eventfds a worker writes. Their numbers stay fixed for
+   * the session: each SET_VRING_CALL/ERR is dup3'd onto them, so a running
+   * worker never writes to a closed or reused fd number.
+   */
+  readonly callFd = libc.eventfd();
+  readonly errFd = libc.eventfd();
+
+  /** Point the call (or error) eventfd at `fd` (closed here), or at nothing when null. */
+  replace(which: 'call' | 'err', fd: number | null): void {
+    const into = which === 'call' ? this.callFd : this.errFd;
+    const from = fd ?? libc.eventfd();
+    try {
+      libc.dup3(from, into);
+    } finally {
+      libc.close(from);
+    }
+  }
+
+  /** The ring's guest-physical addresses, translated through `memory`; throws VhostUserProtocolError. */
+  addresses(memory: FrontEndMemory, size: number, packed: boolean): QueueAddresses {
+    const a = this.addr;
+    if (a === undefined) throw new Error('vring has no address');
+    return {
+      desc: memory.uvaToGpa(a.desc, splitDescBytes(size), 'descriptor table'),
+      avail: memory.uvaToGpa(a.avail, packed ? PACKED_EVENT_SIZE : splitAvailBytes(size), 'driver area'),
+      used: memory.uvaToGpa(a.used, packed ? PACKED_EVENT_SIZE : splitUsedBytes(size), 'device area'),
+    };
+  }
+
+  close(): void {
+    libc.close(this.callFd);
+    libc.close(this.errFd);
+  }
+}

@@ -1,0 +1,10 @@
+/**
+ * Entry point of a vhost-user server's I/O thread: it accepts the front end,
+ * reads its messages (with the fds they carry) for the control plane, and
+ * turns kicks on the rings' eventfds into doorbell rings for the queue workers.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { IoLoop } from '../src/vhost-user/io-loop.js';
+import type { IoWorkerData } from '../src/vhost-user/io-messages.js';
+
+if (parentPort !== null) new IoLoop(workerData as IoWorkerData, parentPort).start();

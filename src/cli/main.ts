@@ -108,6 +108,8 @@ async function main(argv: string[]): Promise<number> {
       return loadCommand(rest);
     case 'soak': // usage: virtio-lab soak --help
       return (await import('../lab/soak-cli.js')).soakCommand(rest);
+    case 'vhost-user': // usage: virtio-lab vhost-user --help
+      return (await import('./vhost-user-command.js')).vhostUserCommand(rest);
     default:
       process.stderr.write(`${USAGE}\n${LAB_USAGE}\n${LOAD_USAGE}`);
       return command === undefined || command === '--help' ? 0 : 2;

@@ -17,6 +17,9 @@ import { type WordRef, waitAsync } from '../notify/notify-area.js';
 import type { FeatureSet } from '../spec/features.js';
 import { ETH_MAX_FRAME, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
 import type { QueueStats } from '../stats/queue-stats.js';
+import { serveVhostUserNet } from '../vhost-user/devices.js';
+import type { VhostUserServer } from '../vhost-user/server.js';
+import type { SessionSummary } from '../vhost-user/session.js';
 import { ARENA_SLACK, channelBytes, impairmentBytes, nicMemoryBytes } from './lab-sizing.js';
 
 /** Options of a lab. */
@@ -85,9 +88,31 @@ export interface LabLinkStats {
 /** Everything a lab counts. */
 export interface LabStats {
   nics: Record<string, LabNicStats>;
+  /** vhost-user ports: the device's queue counters and what the front end negotiated. */
+  vhostUser: Record<string, LabVhostUserStats>;
   switches: Record<string, LabSwitchStats>;
   links: LabLinkStats[];
   sockets: Record<string, SocketLinkStats>;
+}
+
+/** Counters of a vhost-user port. */
+export interface LabVhostUserStats {
+  path: string;
+  mac: string;
+  connected: boolean;
+  queues: { rx: QueueStats; tx: QueueStats };
+  /** The current (or last) front end's negotiation, undefined before any connected. */
+  session: SessionSummary | undefined;
+}
+
+/** Options of a vhost-user port in a lab. */
+export interface LabVhostUserOptions {
+  /** Unix socket the front end (QEMU `-netdev vhost-user`, DPDK virtio-user) connects to. */
+  path: string;
+  /** MAC address in config space; default numbered like NICs. */
+  mac?: string;
+  /** MTU in config space; default 1500. */
+  mtu?: number;
 }
 
 /** A learned address with the name of the NIC (or socket link) on its port. */
@@ -123,6 +148,16 @@ interface SocketEntry {
   link?: SocketLink;
 }
 
+interface VhostUserEntry {
+  kind: 'vhost-user';
+  name: string;
+  path: string;
+  mac: string;
+  mtu: number;
+  attached?: string;
+  server?: VhostUserServer<VirtioNetDevice>;
+}
+
 interface SwitchEntry {
   kind: 'switch';
   name: string;
@@ -139,8 +174,10 @@ interface LinkEntry {
   link?: Link;
 }
 
-type Entry = NicEntry | SocketEntry | SwitchEntry;
-type Endpoint = NicEntry | SocketEntry;
+type Entry = NicEntry | SocketEntry | VhostUserEntry | SwitchEntry;
+type Endpoint = NicEntry | SocketEntry | VhostUserEntry;
+
+const KIND_NAMES: Record<Entry['kind'], string> = { nic: 'NIC', socket: 'socket link', 'vhost-user': 'vhost-user port', switch: 'switch' };
 
 const DEFAULT_QUEUE_SIZE = 256;
 const DEFAULT_SPIN_US = 20;
@@ -187,6 +224,7 @@ export class Lab {
   private readonly entries = new Map<string, Entry>();
   private readonly nicList: NicEntry[] = [];
   private readonly socketList: SocketEntry[] = [];
+  private readonly vhostList: VhostUserEntry[] = [];
   private readonly switchList: SwitchEntry[] = [];
   private readonly linkList: LinkEntry[] = [];
   private readonly spinUs: number;
@@ -216,13 +254,8 @@ export class Lab {
   nic(name: string, options: LabNicOptions = {}): this {
     this.building(`nic("${name}")`);
     this.checkNewName(name);
-    const index = this.nicList.length + 1;
-    const mac = formatMac(parseMac(options.mac ?? `52:54:00:1a:${((index >>> 8) & 0xff).toString(16).padStart(2, '0')}:${(index & 0xff).toString(16).padStart(2, '0')}`));
-    if ((parseMac(mac)[0] & 1) !== 0) throw new InvalidArgumentError(`NIC "${name}": ${mac} is a multicast address; a NIC needs a unicast one`);
-    const clash = this.nicList.find((n) => n.mac === mac);
-    if (clash !== undefined) throw new InvalidArgumentError(`NIC "${name}": MAC ${mac} is already NIC "${clash.name}"'s (a switch would see one station on two ports)`);
-    const mtu = options.mtu ?? 1500;
-    if (!(Number.isInteger(mtu) && mtu >= 68 && mtu <= 65535)) throw new InvalidArgumentError(`NIC "${name}": MTU ${mtu} must be an integer in [68, 65535]`);
+    const mac = this.newMac(`NIC "${name}"`, options.mac);
+    const mtu = checkMtu(`NIC "${name}"`, options.mtu);
     const queuePairs = options.queuePairs ?? 1;
     if (!(Number.isInteger(queuePairs) && queuePairs >= 1 && queuePairs <= 0x8000)) throw new InvalidArgumentError(`NIC "${name}": queuePairs ${queuePairs} must be an integer in [1, 32768]`);
     const queueSize = options.queueSize ?? this.queueSize;
@@ -236,6 +269,31 @@ export class Lab {
     this.entries.set(name, entry);
     this.nicList.push(entry);
     return this;
+  }
+
+  /**
+   * Add a vhost-user port named `name`: a virtio-net device served on a Unix
+   * socket (its server starts listening at start()), whose driver is a front
+   * end in another process (QEMU's guest, DPDK's virtio-user). Plug it into a
+   * switch or link it like a NIC; its queues run when the front end starts
+   * its rings.
+   */
+  vhostUser(name: string, options: LabVhostUserOptions): this {
+    this.building(`vhostUser("${name}")`);
+    this.checkNewName(name);
+    if (typeof options?.path !== 'string' || options.path.length === 0) throw new InvalidArgumentError(`vhost-user port "${name}": path must name a Unix socket`);
+    const entry: VhostUserEntry = { kind: 'vhost-user', name, path: options.path, mac: this.newMac(`vhost-user port "${name}"`, options.mac), mtu: checkMtu(`vhost-user port "${name}"`, options.mtu) };
+    this.entries.set(name, entry);
+    this.vhostList.push(entry);
+    return this;
+  }
+
+  /** The vhost-user server behind a port name (after start()): its device, events and negotiation summary. */
+  vhostUserServer(name: string): VhostUserServer<VirtioNetDevice> {
+    const e = this.entries.get(name);
+    if (e?.kind !== 'vhost-user') throw new InvalidArgumentError(`vhostUserServer("${name}"): no vhost-user port of that name (ports: ${this.list(this.vhostList)})`);
+    if (e.server === undefined) throw new InvalidArgumentError(`vhostUserServer("${name}"): start() the lab first`);
+    return e.server;
   }
 
   /** Add a learning switch named `name` (its worker starts at start()). */
@@ -492,7 +550,14 @@ export class Lab {
     });
     const sockets: Record<string, SocketLinkStats> = {};
     for (const s of this.socketList) if (s.link !== undefined) sockets[s.name] = s.link.stats();
-    return { nics, switches, links, sockets };
+    const vhostUser: Record<string, LabVhostUserStats> = {};
+    for (const v of this.vhostList) {
+      const server = v.server;
+      if (server === undefined) continue;
+      const d = server.device;
+      vhostUser[v.name] = { path: v.path, mac: v.mac, connected: server.connected, queues: { rx: d.queueStats(netRxQueue(0)), tx: d.queueStats(netTxQueue(0)) }, session: server.summary() };
+    }
+    return { nics, vhostUser, switches, links, sockets };
   }
 
   /**
@@ -530,6 +595,7 @@ export class Lab {
       s.link = await SocketLink.open(s.options);
       this.abortIfClosed();
     }
+    for (const v of this.vhostList) v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, spinUs: this.spinUs });
     for (const s of this.switchList) {
       const sw = new NetSwitch(arena, { ...s.options, spinUs: s.options.spinUs ?? this.spinUs });
       s.sw = sw;
@@ -628,7 +694,7 @@ export class Lab {
 
   private attachable(name: string): PortAttachable {
     const e = this.entries.get(name) as Endpoint;
-    return e.kind === 'nic' ? e.device! : e.link!;
+    return e.kind === 'nic' ? e.device! : e.kind === 'vhost-user' ? e.server!.device : e.link!;
   }
 
   /** Close in dependency order; every stage runs even when an earlier one failed. */
@@ -640,6 +706,7 @@ export class Lab {
     await stage(this.switchList.map((s) => s.sw?.close()));
     await stage(this.linkList.map((l) => l.link?.close()));
     await stage(this.socketList.map((s) => s.link?.close()));
+    await stage(this.vhostList.map((v) => v.server?.close()));
     await stage(this.nicList.map((n) => n.device?.close()));
     if (failures.length !== 0) throw failures[0];
   }
@@ -661,12 +728,22 @@ export class Lab {
   private checkNewName(name: string): void {
     if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError(`a lab name must be a non-empty string, got ${JSON.stringify(name)}`);
     const e = this.entries.get(name);
-    if (e !== undefined) throw new InvalidArgumentError(`the lab already has a ${e.kind === 'socket' ? 'socket link' : e.kind === 'nic' ? 'NIC' : 'switch'} named "${name}"`);
+    if (e !== undefined) throw new InvalidArgumentError(`the lab already has a ${KIND_NAMES[e.kind]} named "${name}"`);
+  }
+
+  /** A unicast MAC not used in this lab: `requested`, or the next numbered one. */
+  private newMac(what: string, requested: string | undefined): string {
+    const index = this.nicList.length + this.vhostList.length + 1;
+    const mac = formatMac(parseMac(requested ?? `52:54:00:1a:${((index >>> 8) & 0xff).toString(16).padStart(2, '0')}:${(index & 0xff).toString(16).padStart(2, '0')}`));
+    if ((parseMac(mac)[0] & 1) !== 0) throw new InvalidArgumentError(`${what}: ${mac} is a multicast address; a NIC needs a unicast one`);
+    const clash = [...this.nicList, ...this.vhostList].find((n) => n.mac === mac);
+    if (clash !== undefined) throw new InvalidArgumentError(`${what}: MAC ${mac} is already ${KIND_NAMES[clash.kind]} "${clash.name}"'s (a switch would see one station on two ports)`);
+    return mac;
   }
 
   private checkFree(e: Endpoint, where: string): void {
     if (e.attached !== undefined) {
-      throw new InvalidArgumentError(`${e.kind === 'nic' ? 'NIC' : 'socket link'} "${e.name}" cannot be plugged into ${where}: it is already on ${e.attached} (one attachment per NIC)`);
+      throw new InvalidArgumentError(`${KIND_NAMES[e.kind]} "${e.name}" cannot be plugged into ${where}: it is already on ${e.attached} (one attachment per NIC)`);
     }
   }
 
@@ -690,8 +767,16 @@ export class Lab {
     const e = this.entries.get(name);
     if (e?.kind === 'switch') throw new InvalidArgumentError(`${what}: "${name}" is a switch; switches connect to NICs and socket links, not to each other or by link()`);
     if (e === undefined) {
-      throw new InvalidArgumentError(`${what}: no NIC or socket link named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)})`);
+      throw new InvalidArgumentError(
+        `${what}: no NIC, socket link or vhost-user port named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)}; vhost-user ports: ${this.list(this.vhostList)})`,
+      );
     }
     return e;
   }
+}
+
+function checkMtu(what: string, requested: number | undefined): number {
+  const mtu = requested ?? 1500;
+  if (!(Number.isInteger(mtu) && mtu >= 68 && mtu <= 65535)) throw new InvalidArgumentError(`${what}: MTU ${mtu} must be an integer in [68, 65535]`);
+  return mtu;
 }

@@ -71,6 +71,10 @@ interface Libc {
   munmap: Fn;
   lseek: Fn;
   dup3: Fn;
+  connect: Fn;
+  sendmsg: Fn;
+  memfd_create: Fn;
+  ftruncate: Fn;
 }
 
 let loaded: Libc | undefined;
@@ -103,6 +107,10 @@ function libc(): Libc {
     munmap: lib.func('int munmap(void *addr, size_t len)'),
     lseek: lib.func('int64_t lseek(int fd, int64_t offset, int whence)'),
     dup3: lib.func('int dup3(int oldfd, int newfd, int flags)'),
+    connect: lib.func('int connect(int fd, const void *addr, uint32_t len)'),
+    sendmsg: lib.func('long sendmsg(int fd, const void *msg, int flags)'),
+    memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+    ftruncate: lib.func('int ftruncate(int fd, int64_t length)'),
   };
   return loaded;
 }
@@ -116,18 +124,88 @@ function check(call: string, r: number | bigint): number {
 /** The errno of the last failed call on this thread. */
 export const errno = (): number => libc().koffi.errno();
 
+/** struct sockaddr_un for `path`. */
+function unixAddress(path: string): Buffer {
+  const addr = Buffer.alloc(110);
+  const name = Buffer.from(path);
+  if (name.length >= 108) throw new SystemCallError(`sockaddr_un(${path}): path longer than 107 bytes`, 36);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  name.copy(addr, 2);
+  return addr.subarray(0, 2 + name.length + 1);
+}
+
 /** A Unix stream socket listening on `path` (which must not exist). Returns its fd. */
 export function listenUnix(path: string, backlog = 16): number {
   const L = libc();
-  const addr = Buffer.alloc(110);
-  const name = Buffer.from(path);
-  if (name.length >= 108) throw new SystemCallError(`bind(${path}): path longer than 107 bytes`, 36);
-  addr.writeUInt16LE(AF_UNIX, 0);
-  name.copy(addr, 2);
+  const addr = unixAddress(path);
   const fd = check('socket', L.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) as number);
   try {
-    check(`bind(${path})`, L.bind(fd, addr, 2 + name.length + 1) as number);
+    check(`bind(${path})`, L.bind(fd, addr, addr.length) as number);
     check('listen', L.listen(fd, backlog) as number);
+  } catch (e) {
+    L.close(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** A Unix stream socket connected to `path` (blocking). Returns its fd. */
+export function connectUnix(path: string): number {
+  const L = libc();
+  const addr = unixAddress(path);
+  const fd = check('socket', L.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) as number);
+  try {
+    check(`connect(${path})`, L.connect(fd, addr, addr.length) as number);
+  } catch (e) {
+    L.close(fd);
+    throw e;
+  }
+  return fd;
+}
+
+let sendScratch: { base: bigint; u8: Uint8Array; dv: DataView } | undefined;
+const SEND_SCRATCH = 16384;
+const SEND_DATA = 512;
+
+/**
+ * sendmsg `bytes` (up to 15 KiB) with `fds` as SCM_RIGHTS: the front end's
+ * side of the protocol, for tests and tools that play QEMU. The msghdr, the
+ * iovec, the control message and the bytes are laid out in one scratch
+ * mapping whose address is known.
+ */
+export function sendWithFds(fd: number, bytes: Uint8Array, fds: readonly number[]): void {
+  const L = libc();
+  if (sendScratch === undefined) {
+    const base = mmapScratch(SEND_SCRATCH);
+    const u8 = new Uint8Array(viewOf(base, SEND_SCRATCH));
+    sendScratch = { base, u8, dv: new DataView(u8.buffer) };
+  }
+  const { base, u8, dv } = sendScratch;
+  if (bytes.length > SEND_SCRATCH - SEND_DATA || fds.length > 32) throw new SystemCallError(`sendmsg of ${bytes.length} bytes with ${fds.length} fds: too big`, 90);
+  u8.fill(0, 0, SEND_DATA);
+  u8.set(bytes, SEND_DATA);
+  dv.setBigUint64(64, base + BigInt(SEND_DATA), true); // iovec
+  dv.setBigUint64(72, BigInt(bytes.length), true);
+  dv.setBigUint64(16, base + 64n, true); // msg_iov
+  dv.setBigUint64(24, 1n, true); // msg_iovlen
+  if (fds.length > 0) {
+    dv.setBigUint64(128, BigInt(16 + 4 * fds.length), true); // cmsg_len
+    dv.setInt32(136, SOL_SOCKET, true);
+    dv.setInt32(140, SCM_RIGHTS, true);
+    fds.forEach((f, k) => dv.setInt32(144 + 4 * k, f, true));
+    dv.setBigUint64(32, base + 128n, true); // msg_control
+    dv.setBigUint64(40, BigInt(16 + ((4 * fds.length + 7) & ~7)), true); // msg_controllen
+  }
+  const n = check('sendmsg', L.sendmsg(fd, u8, MSG_NOSIGNAL) as number);
+  if (n !== bytes.length) throw new SystemCallError(`sendmsg (short: ${n} of ${bytes.length})`, EAGAIN);
+}
+
+/** A memfd of `size` bytes (shareable guest memory, as QEMU's memory-backend-memfd). */
+export function memfd(name: string, size: number): number {
+  const L = libc();
+  const fd = check('memfd_create', L.memfd_create(name, 1 /* MFD_CLOEXEC */) as number);
+  try {
+    check('ftruncate', L.ftruncate(fd, size) as number);
   } catch (e) {
     L.close(fd);
     throw e;

@@ -220,7 +220,10 @@ export class VhostUserSession {
         const packed = this.packed();
         if (!packed && s.num > 0xffff) throw new VhostUserProtocolError(`SET_VRING_BASE: ring ${s.index} base ${s.num} is not a u16`);
         if (r.started) throw new VhostUserProtocolError(`SET_VRING_BASE: ring ${s.index} is running`);
-        r.base = packed ? { avail: s.num & 0xffff, used: s.num >>> 16 } : { avail: s.num, used: undefined };
+        // Packed: avail index | wrap << 15 in bits 0-15, the used one in bits 16-31; front ends
+        // that predate the used half (DPDK 22.11, QEMU 7.2) send 0 there, meaning "as avail".
+        const used = s.num >>> 16;
+        r.base = packed ? { avail: s.num & 0xffff, used: used === 0 ? undefined : used } : { avail: s.num, used: undefined };
         return undefined;
       }
       case Req.GET_VRING_BASE: {

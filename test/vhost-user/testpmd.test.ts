@@ -1,0 +1,97 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Testpmd, testpmdAvailable } from '../../bench/testpmd.mjs';
+import { SharedArena, type VhostUserDisconnect, type VhostUserServer, type VirtioNetDevice, connectLoopback, serveVhostUserNet } from '../../src/index.js';
+
+// DPDK's virtio-user PMD is a virtio-net driver that speaks vhost-user (the
+// front end), written independently of us. It drives our device's rings in
+// its own memory; our device sends every frame back to it (a loopback link),
+// and testpmd's io forwarding sends them out again, so frames circle
+// through both until `stop`.
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function serve(): { server: VhostUserServer<VirtioNetDevice>; sock: string; log: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'vl-testpmd-'));
+  const sock = join(dir, 'net.sock');
+  const server = serveVhostUserNet(sock, { mac: '52:54:00:00:00:01' });
+  const log: string[] = [];
+  server.on('log', (l: string) => log.push(l));
+  const arena = new SharedArena(8 << 20);
+  connectLoopback(arena, server.device);
+  cleanups.push(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { server, sock, log };
+}
+
+async function forward(sock: string, vdevOptions: string, seconds: number): Promise<{ rx: number; tx: number; rxErrors: number; rxMissed: number; txErrors: number }> {
+  const t = await Testpmd.start({ vdevs: [`net_virtio_user0,path=${sock},queues=1${vdevOptions}`], args: ['--burst=32', '--nb-cores=1', '--total-num-mbufs=8192'] });
+  cleanups.push(() => t.kill());
+  t.say('set fwd io');
+  t.say('start tx_first 4');
+  await sleep(seconds * 1000);
+  t.say('stop');
+  await t.waitFor('Done.', 10_000);
+  const [p] = await t.portStats(1);
+  await t.quit();
+  return { rx: p.rxPackets, tx: p.txPackets, rxErrors: p.rxErrors, rxMissed: p.rxMissed, txErrors: p.txErrors };
+}
+
+const disconnected = (server: VhostUserServer): Promise<VhostUserDisconnect> => new Promise((resolve) => server.once('disconnected', resolve));
+
+describe('DPDK virtio-user as the front end', () => {
+  it('is installed (CI installs dpdk-dev)', () => {
+    expect(testpmdAvailable(), 'dpdk-testpmd not on PATH: apt-get install dpdk-dev').toBe(true);
+  });
+
+  for (const [ring, opts] of [
+    ['split', ''],
+    ['packed', ',packed_vq=1'],
+  ] as const) {
+    it(`forwards frames through our device with zero errors (${ring} ring)`, async () => {
+      const { server, sock, log } = serve();
+      const gone = disconnected(server);
+      const r = await forward(sock, opts, 2);
+      const { summary } = await gone;
+      expect(r.rx).toBeGreaterThan(1000);
+      expect(r.tx).toBeGreaterThanOrEqual(r.rx);
+      expect([r.rxErrors, r.rxMissed, r.txErrors]).toEqual([0, 0, 0]);
+      const st = server.device.netStats();
+      expect(st.errors).toBe(0);
+      expect(st.drops).toBe(0);
+      // Every frame testpmd sent came back to it, but those in flight at `stop`.
+      expect(st.txPackets).toBeGreaterThanOrEqual(r.rx);
+      expect(st.txPackets - r.rx).toBeLessThanOrEqual(4 * 32 + 2 * 256);
+      expect(summary.refused).toEqual([]);
+      expect(summary.regions).toBe(1);
+      expect(summary.messages.SET_MEM_TABLE).toBe(1);
+      expect(summary.messages.GET_VRING_BASE).toBe(2);
+      const features = BigInt(`0x${summary.features}`);
+      expect((features >> 32n) & 1n).toBe(1n); // VERSION_1
+      expect((features >> 34n) & 1n).toBe(ring === 'packed' ? 1n : 0n);
+      expect(log.filter((l) => l.startsWith('dropping'))).toEqual([]);
+    }, 60_000);
+  }
+
+  it('serves a second front end after the first one quits', async () => {
+    const { server, sock } = serve();
+    let gone = disconnected(server);
+    const first = await forward(sock, '', 1);
+    await gone;
+    gone = disconnected(server);
+    const second = await forward(sock, '', 1);
+    await gone;
+    expect(first.rx).toBeGreaterThan(100);
+    expect(second.rx).toBeGreaterThan(100);
+    expect([second.rxErrors, second.rxMissed, second.txErrors]).toEqual([0, 0, 0]);
+    expect(server.device.netStats().errors).toBe(0);
+  }, 60_000);
+});

@@ -24,3 +24,5 @@ export * from './vsock/index.js';
 export * from './backends/index.js';
 export * from './lab/index.js';
 export * from './hostile/index.js';
+export * from './lab/tftp-server.js';
+export * from './vhost-user/index.js';

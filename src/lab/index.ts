@@ -15,3 +15,4 @@ export type { SoakFlowReport } from './soak-net.js';
 export type { SoakVsockFigures } from './soak-vsock.js';
 export type { FlowFigures } from './soak-flows.js';
 export { formatSoakReport } from './soak-report.js';
+export * from './ip-host.js';

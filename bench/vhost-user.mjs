@@ -1,0 +1,172 @@
+// The vhost-user back end under a real front end, and the wake-up it pays:
+//  (a) wake-up latency, eventfd vs Atomics: two threads ping-pong, each
+//      blocked between hops (Atomics.wait/notify on shared words; or poll()
+//      on an eventfd then write() to the other's, through koffi, as the
+//      vhost-user I/O thread and queue workers do). Half the round trip is
+//      one wake-up; p50/p99 in microseconds from HDR histograms.
+//  (b) throughput: dpdk-testpmd's virtio-user PMD (a virtio driver in C,
+//      one busy forwarding lcore) drives our vhost-user net device, whose
+//      transmitted frames loop back to its receive queue; testpmd forwards
+//      every frame it receives out again (io mode, 128 frames in flight
+//      after "start tx_first 4"). Next to it, in the same run, testpmd's own
+//      loop: its vhost PMD (device) <-> virtio-user (driver) in one process.
+// Threads: (a) 2 busy-then-blocked; (b) testpmd's 2 lcores (one busy) +
+// our I/O thread, tx and rx queue workers and the main thread.
+//
+//   node bench/vhost-user.mjs [--runs 5] [--trips 2000] [--seconds 2]
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import { SharedArena, connectLoopback, probePlacement, serveVhostUserNet } from '../dist/index.js';
+import { dpdkRates } from './dpdk-baseline.mjs';
+import { fmtRange, isMain, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
+import { Testpmd, testpmdAvailable } from './testpmd.mjs';
+
+const require = createRequire(import.meta.url);
+
+// One side of the ping-pong; `first` starts it. Records RTT/2 in ns (side A only).
+const PINGER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { mode, trips, first, words, fds, koffiPath } = workerData;
+const w = new Int32Array(words);
+const samples = new Float64Array(trips);
+let signal, waitFor;
+if (mode === 'atomics') {
+  const me = first ? 0 : 16, peer = first ? 16 : 0;
+  let seen = 0;
+  signal = () => { Atomics.add(w, peer, 1); Atomics.notify(w, peer); };
+  waitFor = () => { Atomics.wait(w, me, seen); seen = Atomics.load(w, me); };
+} else {
+  const koffi = require(koffiPath);
+  const libc = koffi.load('libc.so.6');
+  const poll = libc.func('int poll(void *fds, unsigned long n, int timeout)');
+  const read = libc.func('long read(int fd, void *buf, size_t len)');
+  const write = libc.func('long write(int fd, const void *buf, size_t len)');
+  const me = first ? fds[0] : fds[1], peer = first ? fds[1] : fds[0];
+  const pfd = Buffer.alloc(8); pfd.writeInt32LE(me, 0); pfd.writeInt16LE(1, 4);
+  const one = new BigUint64Array([1n]), sink = new BigUint64Array(1);
+  signal = () => write(peer, one, 8);
+  waitFor = () => { pfd.writeInt16LE(0, 6); poll(pfd, 1, -1); read(me, sink, 8); };
+}
+Atomics.add(w, 32, 1); Atomics.notify(w, 32);
+while (Atomics.load(w, 32) < 2) Atomics.wait(w, 32, 1, 10);
+for (let i = 0; i < trips; i++) {
+  if (first) {
+    const t0 = process.hrtime.bigint();
+    signal();
+    waitFor();
+    samples[i] = Number(process.hrtime.bigint() - t0) / 2;
+    // Both sides fall asleep before the next trip, so every hop is a wake-up from sleep.
+    const until = process.hrtime.bigint() + 200000n; while (process.hrtime.bigint() < until);
+  } else {
+    waitFor();
+    signal();
+  }
+}
+parentPort.postMessage(first ? Array.from(samples) : []);
+`;
+
+async function pingPong(mode, trips) {
+  const words = new SharedArrayBuffer(64 * 4);
+  let fds = [];
+  let closeFds = () => {};
+  if (mode === 'eventfd') {
+    const koffi = require('koffi');
+    const libc = koffi.load('libc.so.6');
+    const eventfd = libc.func('int eventfd(unsigned int initval, int flags)');
+    const close = libc.func('int close(int fd)');
+    fds = [eventfd(0, 0o2000000), eventfd(0, 0o2000000)];
+    closeFds = () => fds.forEach((f) => close(f));
+  }
+  const koffiPath = require.resolve('koffi');
+  const run = (first) =>
+    new Promise((resolve, reject) => {
+      const w = new Worker(PINGER, { eval: true, workerData: { mode, trips, first, words, fds, koffiPath } });
+      w.once('message', resolve).once('error', reject);
+    });
+  try {
+    const [a] = await Promise.all([run(true), run(false)]);
+    const sorted = a.slice(trips / 10).sort((x, y) => x - y); // the first tenth warms up
+    const at = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] / 1000;
+    return { p50: at(0.5), p99: at(0.99) };
+  } finally {
+    closeFds();
+  }
+}
+
+/** Rx-pps windows of testpmd's virtio-user looping frames through our vhost-user back end. */
+async function throughOurs(ring, seconds, samples) {
+  const dir = mkdtempSync(join(tmpdir(), 'vl-vu-bench-'));
+  const sock = join(dir, 'net.sock');
+  const server = serveVhostUserNet(sock);
+  connectLoopback(new SharedArena(8 << 20), server.device);
+  let t;
+  try {
+    t = await Testpmd.start({ vdevs: [`net_virtio_user0,path=${sock},queues=1${ring === 'packed' ? ',packed_vq=1' : ''}`], args: ['--burst=32', '--nb-cores=1', '--total-num-mbufs=16384'] });
+    t.say('set fwd io');
+    t.say('start tx_first 4');
+    await sleep(1000);
+    await t.portStats(1);
+    const rates = [];
+    for (let i = 0; i < samples; i++) {
+      await sleep((seconds * 1000) / samples);
+      rates.push((await t.portStats(1))[0].rxPps);
+    }
+    t.say('stop');
+    const errors = server.device.netStats().errors;
+    await t.quit();
+    return { rates, errors, summary: server.summary() };
+  } finally {
+    await t?.kill(5000);
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function vhostUserCases({ runs = 5, trips = 2000, seconds = 2 } = {}) {
+  const wake = {};
+  for (const mode of ['atomics', 'eventfd']) {
+    const rs = [];
+    for (let r = 0; r < runs; r++) rs.push(await pingPong(mode, trips));
+    wake[mode] = { p50: range(rs.map((x) => x.p50)), p99: range(rs.map((x) => x.p99)) };
+    console.log(`wake-up ${mode.padEnd(8)} p50 ${fmtRange(wake[mode].p50, 1, 1)} us  p99 ${fmtRange(wake[mode].p99, 1, 1)} us  (RTT/2, ${trips} trips x ${runs} runs, 2 threads)`);
+  }
+  const throughput = {};
+  if (testpmdAvailable()) {
+    for (const ring of ['split', 'packed']) {
+      const ours = await throughOurs(ring, seconds, runs);
+      const dpdk = await dpdkRates(64, ring, { samples: runs });
+      throughput[ring] = { ours: range(ours.rates), dpdk: range(dpdk), ratio: median(ours.rates) / median(dpdk), errors: ours.errors, features: ours.summary?.features };
+      console.log(`testpmd io loop, 64 B ${ring.padEnd(6)}: through our back end ${fmtRange(throughput[ring].ours, 1e6, 3)} Mpps (${ours.errors} ring errors); testpmd vhost PMD loop ${fmtRange(throughput[ring].dpdk, 1e6, 2)} Mpps; x${throughput[ring].ratio.toFixed(3)}`);
+    }
+  } else {
+    console.log('testpmd throughput: skipped (dpdk-testpmd not on PATH: apt-get install dpdk-dev)');
+  }
+  return { wake, throughput };
+}
+
+if (isMain(import.meta.url)) {
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, trips: { type: 'string', default: '2000' }, seconds: { type: 'string', default: '2' } } });
+  const placement = await probePlacement();
+  console.log(machineLine(placement));
+  const r = await vhostUserCases({ runs: Number(values.runs), trips: Number(values.trips), seconds: Number(values.seconds) });
+  writeResults('vhost-user', { node: process.version, cores: availableParallelism(), placement, ...r }, [
+    '# vhost-user bench',
+    '',
+    machineLine(placement),
+    '',
+    mdTable(
+      ['wake-up (RTT/2)', 'p50 us', 'p99 us'],
+      Object.entries(r.wake).map(([k, v]) => [k, fmtRange(v.p50, 1, 1), fmtRange(v.p99, 1, 1)]),
+    ),
+    '',
+    mdTable(
+      ['testpmd io loop, 64 B', 'through our back end, Mpps', 'testpmd vhost PMD loop, Mpps', 'ratio'],
+      Object.entries(r.throughput).map(([k, v]) => [k, fmtRange(v.ours, 1e6, 3), fmtRange(v.dpdk, 1e6, 2), `x${v.ratio.toFixed(3)}`]),
+    ),
+  ]);
+}

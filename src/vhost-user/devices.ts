@@ -62,6 +62,7 @@ export function serveVhostUserVsock(path: string, options: VhostUserVsockOptions
   return new VhostUserServer({
     path,
     rings: Math.max(VSOCK_RX_QUEUE, VSOCK_TX_QUEUE) + 1,
+    configSpace: true,
     device: (base) => new VirtioVsockDevice(base.memory, { ...options, queueLauncher: base.queueLauncher }),
   });
 }

@@ -13,8 +13,8 @@ import { ProtocolFeature } from './protocol.js';
 import { type SessionSummary, VhostUserSession } from './session.js';
 import type { VhostQueueWorkerData } from './vhost-queue-data.js';
 
-/** Protocol features served: REPLY_ACK, CONFIG (GET_CONFIG), STATUS; MQ only for devices with several pairs. */
-const BASE_PROTOCOL_FEATURES = [ProtocolFeature.REPLY_ACK, ProtocolFeature.CONFIG, ProtocolFeature.STATUS, ProtocolFeature.RESET_DEVICE];
+/** Protocol features always served; MQ and CONFIG where the device asks for them (see the options). */
+const BASE_PROTOCOL_FEATURES = [ProtocolFeature.REPLY_ACK, ProtocolFeature.STATUS, ProtocolFeature.RESET_DEVICE];
 
 /** How long the I/O thread may take to leave after it is told to. */
 const IO_EXIT_MS = 2000;
@@ -39,6 +39,12 @@ export interface VhostUserServerOptions<D extends VirtioDevice> {
   features?: FeatureSet;
   /** Whether to offer VHOST_USER_PROTOCOL_F_MQ, and what GET_QUEUE_NUM answers. */
   queueNum?: number;
+  /**
+   * Offer VHOST_USER_PROTOCOL_F_CONFIG: the front end reads config space with
+   * GET_CONFIG (vhost-user-vsock reads guest_cid so). Net front ends keep
+   * config themselves (QEMU warns when it is offered).
+   */
+  configSpace?: boolean;
 }
 
 /** Events: 'connected', 'disconnected' ({ reason, summary }), 'log' (a line). */
@@ -86,7 +92,9 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     this.device = options.device({ memory: this.noMemory, queueLauncher: this.launch });
     if (this.device.numQueues < rings) throw new InvalidArgumentError(`device has ${this.device.numQueues} queues, fewer than ${rings} rings`);
     this.offered = options.features ?? this.device.deviceFeatures;
-    const protocol = options.queueNum === undefined ? BASE_PROTOCOL_FEATURES : [...BASE_PROTOCOL_FEATURES, ProtocolFeature.MQ];
+    const protocol = [...BASE_PROTOCOL_FEATURES];
+    if (options.queueNum !== undefined) protocol.push(ProtocolFeature.MQ);
+    if (options.configSpace === true) protocol.push(ProtocolFeature.CONFIG);
     this.protocolFeatures = protocol.reduce((p, bit) => p | (1n << BigInt(bit)), 0n);
     removeStaleSocket(path);
     this.listenFd = libc.listenUnix(path);

@@ -59,7 +59,7 @@ class Refused extends VirtioLabError {
 export interface SessionSummary {
   /** Messages received, by the spec's request name. */
   messages: Record<string, number>;
-  /** Virtio features the front end accepted (SET_FEATURES, protocol bit removed), hex. */
+  /** The features of the front end's last SET_FEATURES (VHOST_USER_F_PROTOCOL_FEATURES, bit 30, included), hex. */
   features: string | undefined;
   /** Protocol features it accepted, hex. */
   protocolFeatures: string | undefined;
@@ -84,6 +84,8 @@ export class VhostUserSession {
   private memory: FrontEndMemory | undefined;
   private protocolAcked = 0n;
   private featuresAcked: bigint | undefined;
+  /** The last SET_FEATURES, kept through resets for the summary. */
+  private featuresLastSet: bigint | undefined;
   private frontEndStatus: number | undefined;
   private readonly counts: Record<string, number> = {};
   private readonly refused: string[] = [];
@@ -105,7 +107,7 @@ export class VhostUserSession {
   summary(): SessionSummary {
     return {
       messages: { ...this.counts },
-      features: this.featuresAcked?.toString(16),
+      features: this.featuresLastSet?.toString(16),
       protocolFeatures: this.protocolAcked.toString(16),
       regions: this.memory === undefined ? 0 : this.memory.specs.length,
       memoryBytes: this.memory?.size ?? 0,
@@ -303,6 +305,7 @@ export class VhostUserSession {
     const virtio = f & ~(1n << F_PROTOCOL_FEATURES);
     const wasAcked = this.featuresAcked;
     this.featuresAcked = f;
+    this.featuresLastSet = f;
     if (wasAcked === f && (device.status & STATUS_FEATURES_OK) !== 0) return;
     await this.stopAll();
     await device.reset();

@@ -92,7 +92,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     this.device = options.device({ memory: this.noMemory, queueLauncher: this.launch });
     if (this.device.numQueues < rings) throw new InvalidArgumentError(`device has ${this.device.numQueues} queues, fewer than ${rings} rings`);
     this.offered = options.features ?? this.device.deviceFeatures;
-    const protocol = [...BASE_PROTOCOL_FEATURES];
+    const protocol: number[] = [...BASE_PROTOCOL_FEATURES];
     if (options.queueNum !== undefined) protocol.push(ProtocolFeature.MQ);
     if (options.configSpace === true) protocol.push(ProtocolFeature.CONFIG);
     this.protocolFeatures = protocol.reduce((p, bit) => p | (1n << BigInt(bit)), 0n);

@@ -22,9 +22,28 @@ interface Mapped extends MappedRegionSpec {
   uva: bigint;
 }
 
+/**
+ * Largest view of a mapping: a typed array (and koffi's view) holds less than
+ * 4 GiB, so bigger regions (an 8 GiB guest's RAM) are viewed as 1 GiB
+ * chunks, each a GuestMemory region of its own. A buffer must lie inside one
+ * region, so one that straddles a 1 GiB boundary of such a region is
+ * refused like one that leaves memory (guests allocate packet buffers within
+ * pages, which never straddle one).
+ */
+const VIEW_CHUNK = 1 << 30;
+
 /** Guest memory over the mapped regions of `specs`, viewed from the calling thread. */
 export function viewMappedMemory(specs: readonly MappedRegionSpec[]): GuestMemory {
-  return new GuestMemory(specs.map((r) => ({ gpa: r.gpa, size: r.size, buffer: libc.viewOf(r.address, r.mapLength), byteOffset: r.byteOffset })));
+  return new GuestMemory(
+    specs.flatMap((r) => {
+      const chunks = [];
+      for (let off = 0; off < r.size; off += VIEW_CHUNK) {
+        const size = Math.min(VIEW_CHUNK, r.size - off);
+        chunks.push({ gpa: r.gpa + off, size, buffer: libc.viewOf(r.address + BigInt(r.byteOffset + off), size), byteOffset: 0 });
+      }
+      return chunks;
+    }),
+  );
 }
 
 /**

@@ -4,8 +4,11 @@ import type { IoCommand, IoEvent, IoWorkerData } from './io-messages.js';
 import * as libc from './libc.js';
 import { HEADER_SIZE, MAX_PAYLOAD, VhostUserProtocolError, checkHeader } from './protocol.js';
 
-const MSG_WAITALL = 0x100;
 const MSG_CTRUNC = 0x8;
+/** recv()'s result when the kernel dropped fds that did not fit the control buffer. */
+const EMSGSIZE = 90;
+/** A message left half-sent this long ends the connection. */
+const STALL_MS = 5000;
 /** An idle I/O thread returns to its event loop at least this often. */
 const IDLE_POLL_MS = 1000;
 
@@ -17,15 +20,27 @@ const CONTROL_LEN = 256; // room for 8 fds and more: extra fds are closed
 const DATA = 512; // header, then payload
 const SCRATCH = DATA + HEADER_SIZE + MAX_PAYLOAD;
 
+/** What MessageReader.read() found: a whole message, nothing yet, or why the connection is over. */
+type ReadResult = IoEvent | null | string;
+
 /**
- * Reads whole vhost-user messages, with their SCM_RIGHTS fds, off a blocking
- * stream socket through recvmsg (Node's own sockets drop passed fds). Every
+ * Reads vhost-user messages, with their SCM_RIGHTS fds, off a stream socket
+ * through recvmsg (Node's own sockets drop passed fds). Reads never block: a
+ * message may arrive in pieces over several polls, and one left half-sent
+ * longer than STALL_MS ends the connection (a front end that stops
+ * mid-message must not hold the I/O thread, which also relays kicks). Every
  * fd received is either returned with its message or closed here.
  */
 class MessageReader {
   private readonly base: bigint;
   private readonly u8: Uint8Array;
   private readonly dv: DataView;
+  /** Bytes of the current message read so far (header, then payload). */
+  private have = 0;
+  /** Payload size once the header is in, else -1. */
+  private size = -1;
+  private fds: number[] = [];
+  private startedAt = 0;
 
   constructor() {
     this.base = libc.mmapScratch(SCRATCH);
@@ -33,32 +48,54 @@ class MessageReader {
     this.dv = new DataView(this.u8.buffer);
   }
 
-  /** The next message, or a string saying why the connection is over. */
-  read(fd: number): IoEvent | string {
-    const fds: number[] = [];
-    let n = this.recv(fd, DATA, HEADER_SIZE, fds);
-    if (n !== HEADER_SIZE) return this.failed(fds, n === 0 ? 'front end closed the connection' : n < 0 ? `recvmsg: errno ${-n}` : 'connection closed inside a header');
-    const request = this.dv.getUint32(DATA, true);
-    const flags = this.dv.getUint32(DATA + 4, true);
-    let size: number;
-    try {
-      size = checkHeader(request, flags, this.dv.getUint32(DATA + 8, true));
-    } catch (e) {
-      return this.failed(fds, (e as VhostUserProtocolError).message);
+  /** Read what the socket has; returns a whole message, null (not yet), or why the connection is over. */
+  read(fd: number): ReadResult {
+    if (this.have === 0) this.startedAt = performance.now();
+    const want = this.size < 0 ? HEADER_SIZE : HEADER_SIZE + this.size;
+    const n = this.recv(fd, DATA + this.have, want - this.have, this.fds);
+    if (n === -libc.EAGAIN) return null;
+    if (n === -EMSGSIZE) return this.fail('a message carried more file descriptors than any request takes');
+    if (n <= 0) return this.fail(n === 0 ? (this.have === 0 ? 'front end closed the connection' : `connection closed inside a ${this.size < 0 ? 'header' : 'payload'}`) : `recvmsg: errno ${-n}`);
+    this.have += n;
+    if (this.have < want) return null;
+    if (this.size < 0) {
+      try {
+        this.size = checkHeader(this.dv.getUint32(DATA, true), this.dv.getUint32(DATA + 4, true), this.dv.getUint32(DATA + 8, true));
+      } catch (e) {
+        return this.fail((e as VhostUserProtocolError).message);
+      }
+      if (this.size > 0) return this.read(fd);
     }
-    if (size > 0) {
-      n = this.recv(fd, DATA + HEADER_SIZE, size, fds);
-      if (n !== size) return this.failed(fds, n < 0 ? `recvmsg: errno ${-n}` : 'connection closed inside a payload');
-    }
-    return { type: 'message', request, flags, payload: this.u8.slice(DATA + HEADER_SIZE, DATA + HEADER_SIZE + size), fds };
+    const m: IoEvent = {
+      type: 'message',
+      request: this.dv.getUint32(DATA, true),
+      flags: this.dv.getUint32(DATA + 4, true),
+      payload: this.u8.slice(DATA + HEADER_SIZE, DATA + HEADER_SIZE + this.size),
+      fds: this.fds,
+    };
+    this.reset();
+    return m;
   }
 
-  private failed(fds: number[], reason: string): string {
-    for (const f of fds) libc.close(f);
+  /** Why the connection must end when a message has been half-read for too long, else undefined. */
+  stalled(now: number): string | undefined {
+    return this.have > 0 && now - this.startedAt > STALL_MS ? this.fail(`front end stopped mid-message for ${STALL_MS} ms`) : undefined;
+  }
+
+  /** Forget a half-read message (closing its fds) and say why. */
+  fail(reason: string): string {
+    for (const f of this.fds) libc.close(f);
+    this.reset();
     return reason;
   }
 
-  /** recvmsg `len` bytes (all of them) into the scratch at `at`; fds found are pushed to `fds`. */
+  private reset(): void {
+    this.have = 0;
+    this.size = -1;
+    this.fds = [];
+  }
+
+  /** recvmsg up to `len` bytes into the scratch at `at` without blocking; fds found are pushed to `fds`. */
   private recv(fd: number, at: number, len: number, fds: number[]): number {
     const dv = this.dv;
     this.u8.fill(0, MSGHDR, CONTROL + CONTROL_LEN);
@@ -69,7 +106,7 @@ class MessageReader {
     dv.setBigUint64(MSGHDR + 32, this.base + BigInt(CONTROL), true); // msg_control
     dv.setBigUint64(MSGHDR + 40, BigInt(CONTROL_LEN), true); // msg_controllen
     let n: number;
-    do n = libc.recvmsg(fd, this.u8.subarray(MSGHDR), MSG_WAITALL);
+    do n = libc.recvmsg(fd, this.u8.subarray(MSGHDR), libc.MSG_DONTWAIT);
     while (n === -libc.EINTR);
     if (n < 0) return n;
     const controlLen = Number(dv.getBigUint64(MSGHDR + 40, true));
@@ -82,7 +119,7 @@ class MessageReader {
       off += (cmsgLen + 7) & ~7;
     }
     // Fds beyond the control buffer were dropped by the kernel; the message is unusable.
-    if ((dv.getInt32(MSGHDR + 48, true) & MSG_CTRUNC) !== 0) return -libc.EAGAIN;
+    if ((dv.getInt32(MSGHDR + 48, true) & MSG_CTRUNC) !== 0) return -EMSGSIZE;
     return n;
   }
 }
@@ -184,14 +221,27 @@ export class IoLoop {
     const n = libc.poll(this.polls.u8, this.polls.count, IDLE_POLL_MS);
     if (n > 0) {
       if (this.polls.revents(0) !== 0) libc.read(this.data.wakeFd, this.drain);
+      let broken = false;
       for (let i = 2; i < this.polls.count; i++) {
         if (this.polls.revents(i) === 0) continue;
         const q = this.pollRings[i];
         const fd = this.kicks[q];
-        if (fd !== null && libc.read(fd, this.drain) === 8) ring(this.doorbellI32, this.data.doorbells[q]);
+        if (fd === null) continue;
+        if (libc.read(fd, this.drain) === 8) {
+          ring(this.doorbellI32, this.data.doorbells[q]);
+        } else {
+          // Not an eventfd's 8-byte counter (the control plane checks, but the fd is the
+          // front end's): stop polling it rather than spin on it.
+          libc.close(fd);
+          this.kicks[q] = null;
+          broken = true;
+        }
       }
       if (this.polls.revents(1) !== 0) this.socketReady();
+      if (broken) this.rebuild();
     }
+    const stall = this.conn < 0 ? undefined : this.reader.stalled(performance.now());
+    if (stall !== undefined) this.closed(stall);
     setImmediate(this.loop);
   };
 
@@ -204,13 +254,16 @@ export class IoLoop {
       return;
     }
     const m = this.reader.read(this.conn);
-    if (typeof m !== 'string') {
-      this.post(m);
-      return;
-    }
-    // Kicks of the old session are meaningless now: the control plane tears it down.
+    if (m === null) return;
+    if (typeof m === 'string') this.closed(m);
+    else this.post(m);
+  }
+
+  /** The connection is over: stop reading it; the control plane tears the session down and closes the fd. */
+  private closed(reason: string): void {
+    // Kicks of the old session are meaningless now.
     this.closeKicks();
-    this.post({ type: 'closed', fd: this.conn, reason: m });
+    this.post({ type: 'closed', fd: this.conn, reason });
     this.conn = -1;
     this.rebuild();
   }

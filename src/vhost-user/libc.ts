@@ -1,3 +1,4 @@
+import { readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { VirtioLabError } from '../errors.js';
 
@@ -15,6 +16,7 @@ export const AF_UNIX = 1;
 export const SOCK_STREAM = 1;
 export const SOCK_CLOEXEC = 0o2000000;
 export const MSG_NOSIGNAL = 0x4000;
+export const MSG_DONTWAIT = 0x40;
 export const MSG_CMSG_CLOEXEC = 0x40000000;
 export const SOL_SOCKET = 1;
 export const SCM_RIGHTS = 1;
@@ -223,9 +225,13 @@ export function recvmsg(fd: number, msg: Uint8Array, flags = 0): number {
   return n < 0 ? -L.koffi.errno() : n;
 }
 
-/** Send all of `bytes` (small replies: a blocking stream socket takes them whole or fails). */
+/**
+ * Send all of `bytes` without blocking (small replies: the socket buffer takes
+ * them whole). A peer that does not read its replies fills the buffer: that
+ * is an error (EAGAIN), not a wait, so it cannot stall the caller's thread.
+ */
 export function sendAll(fd: number, bytes: Uint8Array): void {
-  const n = check('send', libc().send(fd, bytes, bytes.length, MSG_NOSIGNAL) as number);
+  const n = check('send', libc().send(fd, bytes, bytes.length, MSG_NOSIGNAL | MSG_DONTWAIT) as number);
   if (n !== bytes.length) throw new SystemCallError(`send (short: ${n} of ${bytes.length})`, EAGAIN);
 }
 
@@ -255,6 +261,15 @@ export function poll(fds: Uint8Array, count: number, timeoutMs: number): number 
   const L = libc();
   const n = L.poll(fds, count, timeoutMs) as number;
   return n < 0 ? -L.koffi.errno() : n;
+}
+
+/** True when `fd` is an eventfd (what kick, call and error fds must be). */
+export function isEventfd(fd: number): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventfd]';
+  } catch {
+    return false;
+  }
 }
 
 /** Make `newFd` refer to what `oldFd` refers to (atomically, close-on-exec). */

@@ -1,4 +1,5 @@
 import { VirtioLabError } from '../errors.js';
+import { isEventfd } from './libc.js';
 
 /**
  * The vhost-user wire protocol (QEMU docs/interop/vhost-user.rst): a 12-byte
@@ -172,7 +173,9 @@ export function decodeVringFd(m: VhostUserMessage): VringFd {
   const v = expect(m, 8, nofd ? 0 : 1);
   const u = v.getBigUint64(0, true);
   if ((u & ~(VRING_INDEX_MASK | VRING_NOFD)) !== 0n) throw new VhostUserProtocolError(`${requestName(m.request)}: undefined bits in 0x${u.toString(16)}`);
-  return { index: Number(u & VRING_INDEX_MASK), fd: nofd ? null : m.fds[0] };
+  const fd = nofd ? null : m.fds[0];
+  if (fd !== null && !isEventfd(fd)) throw new VhostUserProtocolError(`${requestName(m.request)}: the fd for ring ${Number(u & VRING_INDEX_MASK)} is not an eventfd`);
+  return { index: Number(u & VRING_INDEX_MASK), fd };
 }
 
 /** One region of SET_MEM_TABLE (struct vhost_user_memory_region) with its fd. */

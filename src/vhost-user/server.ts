@@ -69,7 +69,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
   readonly device: D;
   readonly path: string;
   private readonly listenFd: number;
-  private readonly wakeFd: number;
+  private readonly wakeFd!: number;
   private readonly io: Worker;
   private readonly ioExited: Promise<void>;
   private session: VhostUserSession | undefined;
@@ -98,14 +98,21 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     this.protocolFeatures = protocol.reduce((p, bit) => p | (1n << BigInt(bit)), 0n);
     removeStaleSocket(path);
     this.listenFd = libc.listenUnix(path);
-    this.wakeFd = libc.eventfd(true);
-    const data: IoWorkerData = {
-      listenFd: this.listenFd,
-      wakeFd: this.wakeFd,
-      notify: this.device.notify.spec.buffer,
-      doorbells: Array.from({ length: rings }, (_, q) => this.device.notify.doorbellWord(q)),
-    };
-    this.io = new Worker(workerFile('vhost-user-io'), { workerData: data });
+    try {
+      this.wakeFd = libc.eventfd(true);
+      const data: IoWorkerData = {
+        listenFd: this.listenFd,
+        wakeFd: this.wakeFd,
+        notify: this.device.notify.spec.buffer,
+        doorbells: Array.from({ length: rings }, (_, q) => this.device.notify.doorbellWord(q)),
+      };
+      this.io = new Worker(workerFile('vhost-user-io'), { workerData: data });
+    } catch (e) {
+      libc.close(this.listenFd);
+      if (this.wakeFd !== undefined) libc.close(this.wakeFd);
+      removeStaleSocket(path);
+      throw e;
+    }
     this.io.on('message', (e: IoEvent) => {
       this.chain = this.chain.then(() => this.event(e));
     });
@@ -130,12 +137,14 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
   }
 
   private async shutdown(): Promise<void> {
-    await this.chain;
-    if (this.session !== undefined) await this.endSession(this.session, 'server closed');
+    // The I/O thread goes first: once it has exited nothing polls or reads the
+    // connection's fd, so closing it cannot hand a reused fd number to a reader.
     this.command({ type: 'quit' });
     const timer = setTimeout(() => void this.io.terminate(), IO_EXIT_MS);
     await this.ioExited;
     clearTimeout(timer);
+    await this.chain;
+    if (this.session !== undefined) await this.endSession(this.session, 'server closed');
     libc.close(this.listenFd);
     libc.close(this.wakeFd);
     removeStaleSocket(this.path);
@@ -193,14 +202,15 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
       }
     } catch (err) {
       // A bug here must not take the process down: log it and drop the front end.
-      this.log(`internal error on ${e.type}: ${(err as Error).stack ?? err}`);
-      if (this.session !== undefined) libc.shutdown(this.session.fd);
+      if (this.session !== undefined) this.drop(this.session, `internal error on ${e.type}: ${(err as Error).stack ?? err}`);
+      else this.log(`internal error on ${e.type}: ${(err as Error).stack ?? err}`);
     }
   }
 
   private async message(m: Extract<IoEvent, { type: 'message' }>): Promise<void> {
     const s = this.session;
-    if (s === undefined) {
+    // Messages already queued behind the one that dropped the front end are not served.
+    if (s === undefined || s.dropReason !== undefined) {
       for (const fd of m.fds) libc.close(fd);
       return;
     }
@@ -208,14 +218,22 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
       await s.handle(m);
     } catch (err) {
       if (!(err instanceof VirtioLabError)) throw err;
-      // Malformed or out of order: drop this front end. The I/O thread sees the
-      // hang-up and reports 'closed', which tears the session down.
-      this.log(`dropping the front end: ${err.message}`);
-      libc.shutdown(s.fd);
+      this.drop(s, err.message);
     }
   }
 
-  private async endSession(s: VhostUserSession, reason: string): Promise<void> {
+  /**
+   * Drop a front end that broke the protocol: the I/O thread sees the hang-up
+   * and reports 'closed', which tears the session down.
+   */
+  private drop(s: VhostUserSession, reason: string): void {
+    s.dropReason = reason;
+    this.log(`dropping the front end: ${reason}`);
+    libc.shutdown(s.fd);
+  }
+
+  private async endSession(s: VhostUserSession, hangUp: string): Promise<void> {
+    const reason = s.dropReason ?? hangUp;
     this.session = undefined;
     this.last = s.summary();
     await s.close();

@@ -88,6 +88,8 @@ export class VhostUserSession {
   private featuresLastSet: bigint | undefined;
   private frontEndStatus: number | undefined;
   private readonly counts: Record<string, number> = {};
+  /** Why the server dropped this front end (set once; later messages are not served). */
+  dropReason: string | undefined;
   private readonly refused: string[] = [];
   private readonly onQueueError = (e: QueueErrorEvent): void => {
     this.host.log(`ring ${e.queue}: ${e.error.code}: ${e.error.message}`);

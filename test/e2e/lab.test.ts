@@ -198,9 +198,9 @@ describe('Lab misuse is refused with InvalidArgumentError saying what was wrong'
 
   it('unknown names, duplicate names and MACs, bad options', () => {
     const l = new Lab().nic('a', { mac: '52:54:00:00:0c:01' }).nic('b').switch('sw');
-    refuses(() => l.connect('x', 'sw'), /no NIC or socket link named "x" in this lab \(NICs: a, b; socket links: none\)/);
+    refuses(() => l.connect('x', 'sw'), /no NIC, socket link or vhost-user port named "x" in this lab \(NICs: a, b; socket links: none; vhost-user ports: none\)/);
     refuses(() => l.connect('a', 'nope'), /no switch named "nope" in this lab \(switches: sw\)/);
-    refuses(() => l.link('a', 'ghost'), /no NIC or socket link named "ghost"/);
+    refuses(() => l.link('a', 'ghost'), /no NIC, socket link or vhost-user port named "ghost"/);
     refuses(() => l.link('a', 'sw'), /"sw" is a switch/);
     refuses(() => l.link('a', 'a'), /two different ends/);
     refuses(() => l.tap('nope', '/tmp/x.pcap'), /no switch named "nope"/);
@@ -219,6 +219,13 @@ describe('Lab misuse is refused with InvalidArgumentError saying what was wrong'
     refuses(() => l.driver('a'), /start\(\) the lab first/);
     refuses(() => l.stats(), /start\(\) the lab first/);
     refuses(() => new Lab({ memoryPerNic: 100 }), /memoryPerNic 100/);
+    refuses(() => l.vhostUser('a', { path: '/tmp/a.sock' }), /already has a NIC named "a"/);
+    refuses(() => l.vhostUser('v', { path: '' }), /vhost-user port "v": path must name a Unix socket/);
+    refuses(() => l.vhostUser('v', { path: '/tmp/v.sock', mac: '52:54:00:00:0c:01' }), /vhost-user port "v": MAC 52:54:00:00:0c:01 is already NIC "a"'s/);
+    l.vhostUser('v', { path: '/tmp/v.sock' });
+    refuses(() => l.nic('v'), /already has a vhost-user port named "v"/);
+    refuses(() => l.vhostUserServer('v'), /start\(\) the lab first/);
+    refuses(() => l.vhostUserServer('a'), /no vhost-user port of that name \(ports: v\)/);
   });
 
   it('a NIC attached twice', () => {
@@ -361,6 +368,6 @@ describe('topology files', () => {
     const t = parseTopology({ nics: [{ name: 'a' }] });
     t.links = [{ a: 'a', b: 'ghost' }];
     expect(() => buildLab(t)).toThrow(TopologyError);
-    expect(() => buildLab(t)).toThrow(/^links\[0\]: link: no NIC or socket link named "ghost"/);
+    expect(() => buildLab(t)).toThrow(/^links\[0\]: link: no NIC, socket link or vhost-user port named "ghost"/);
   });
 });

@@ -131,7 +131,7 @@ function spawnQemu(args: string[], timeoutMs: number, onLine?: (line: string) =>
     };
     qemu.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       out += chunk;
-      const parts = (partial + chunk).split('\n');
+      const parts = withoutInterleavedKernelRecords(partial + chunk).split('\n');
       partial = parts.pop() ?? '';
       for (const p of parts) push(clean(p));
     });
@@ -153,6 +153,16 @@ function spawnQemu(args: string[], timeoutMs: number, onLine?: (line: string) =>
       resolve({ exitCode: code, console: out, lines, stderr, timedOut, scriptExit });
     });
   });
+}
+
+/**
+ * The kernel prints some records (e.g. "reboot: Power down" at poweroff)
+ * straight to the serial port while a program's output still drains from
+ * the tty: such a record can land inside a line. Remove records that start
+ * mid-line, with their line end, so the line they split is whole again.
+ */
+function withoutInterleavedKernelRecords(text: string): string {
+  return text.replace(/(?<=[^\n])\[\s*\d+\.\d+\] [^\n]*\n/g, '');
 }
 
 /** Firmware and kernel reset the terminal (ESC c, ESC [2J...) on the serial line. */

@@ -102,9 +102,8 @@ async function serveVsock(path: string, udsPath: string, cid: number, spinUs: nu
   };
 }
 
-/** `virtio-lab vhost-user`: returns the exit status. */
-export async function vhostUserCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+const parseCommandLine = (args: string[]) =>
+  parseArgs({
     args,
     options: {
       net: { type: 'string' },
@@ -121,6 +120,17 @@ export async function vhostUserCommand(args: string[]): Promise<number> {
       help: { type: 'boolean', default: false },
     },
   });
+
+/** `virtio-lab vhost-user`: returns the exit status. */
+export async function vhostUserCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseCommandLine(args);
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n\n${VHOST_USER_USAGE}`);
+    return 2;
+  }
+  const { values } = parsed;
   if (values.help) {
     process.stdout.write(VHOST_USER_USAGE);
     return 0;

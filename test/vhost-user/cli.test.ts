@@ -63,7 +63,7 @@ describe('virtio-lab vhost-user', () => {
     const p = start(['--vsock', '/tmp/x.sock']);
     expect(await p.exited).toBe(2);
     expect(p.out()).toContain('--vsock needs --uds-path');
-    const q = start(['--net', '/tmp/x.sock', '--spin-us', '-1']);
+    const q = start(['--net', '/tmp/x.sock', '--spin-us', 'fast']);
     expect(await q.exited).toBe(2);
     expect(q.out()).toContain('--spin-us must be a number >= 0');
   });

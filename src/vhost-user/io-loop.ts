@@ -9,6 +9,8 @@ const MSG_CTRUNC = 0x8;
 const EMSGSIZE = 90;
 /** A message left half-sent this long ends the connection. */
 const STALL_MS = 5000;
+/** After a failed accept(), the listening socket rests this long. */
+const ACCEPT_RETRY_MS = 100;
 /** An idle I/O thread returns to its event loop at least this often. */
 const IDLE_POLL_MS = 1000;
 
@@ -161,6 +163,8 @@ export class IoLoop {
   private readonly drain = new Uint8Array(8);
   private conn = -1;
   private accepting = true;
+  /** When a failed accept() may be tried again (0: not waiting). */
+  private acceptRetryAt = 0;
   private running = true;
   /** Ring of each poll entry after the first two (-1 for those two). */
   private pollRings: number[] = [];
@@ -240,14 +244,29 @@ export class IoLoop {
       if (this.polls.revents(1) !== 0) this.socketReady();
       if (broken) this.rebuild();
     }
-    const stall = this.conn < 0 ? undefined : this.reader.stalled(performance.now());
+    const now = performance.now();
+    if (this.acceptRetryAt !== 0 && now >= this.acceptRetryAt) {
+      this.acceptRetryAt = 0;
+      this.accepting = true;
+      this.rebuild();
+    }
+    const stall = this.conn < 0 ? undefined : this.reader.stalled(now);
     if (stall !== undefined) this.closed(stall);
     setImmediate(this.loop);
   };
 
   private socketReady(): void {
     if (this.conn < 0) {
-      this.conn = libc.accept(this.data.listenFd);
+      try {
+        this.conn = libc.accept(this.data.listenFd);
+      } catch {
+        // The front end went away before we took it (ECONNABORTED), or fds ran out
+        // (EMFILE): no connection this time; pause so a lasting error cannot spin.
+        this.acceptRetryAt = performance.now() + ACCEPT_RETRY_MS;
+        this.accepting = false;
+        this.rebuild();
+        return;
+      }
       this.accepting = false;
       this.post({ type: 'connected', fd: this.conn });
       this.rebuild();

@@ -15,8 +15,9 @@ and the counters of every switch port and link.
   --json        print one JSON object instead of tables
 
 Topology (only "nics" is required; a link or port end may name a socket
-link, a QEMU -netdev stream/dgram peer; capture files are relative to the
-working directory):
+link, a QEMU -netdev stream/dgram peer, or a vhost-user port, a NIC whose
+driver is a QEMU guest or DPDK connecting to its path; capture files are
+relative to the working directory):
   { "nics":     [{ "name": "a", "mac": "52:54:00:00:00:0a", "queuePairs": 1 }],
     "switches": [{ "name": "sw0" }],
     "links":    [{ "a": "a", "b": "b", "impairment": { "lossPercent": 10, "delayMs": 2 } }],
@@ -24,6 +25,7 @@ working directory):
     "taps":     [{ "switch": "sw0", "file": "sw0.pcap" }],
     "sockets":  [{ "name": "qemu", "transport": "stream", "role": "server",
                    "path": "/tmp/qemu.sock" }],
+    "vhostUser": [{ "name": "vm", "path": "/tmp/vm-net.sock" }],
     "traffic":  [{ "from": "a", "to": "b", "frames": 1000, "size": 512, "ratePps": 10000 }] }
 
 Exit status: 0 when the lab ran (lost frames are a measurement, not a

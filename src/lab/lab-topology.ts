@@ -4,7 +4,7 @@ import type { RelayImpairment } from '../backends/relay.js';
 import type { SocketLinkOptions } from '../backends/socket-link.js';
 import { VirtioLabError } from '../errors.js';
 import { formatMac, parseMac } from '../net/mac.js';
-import { Lab, type LabOptions } from './lab.js';
+import { Lab, type LabOptions, type LabVhostUserOptions } from './lab.js';
 import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
 
 /**
@@ -14,6 +14,7 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  * { "nics":     [{ "name": "a", "mac": "52:54:00:00:00:0a", "queuePairs": 2, "mtu": 1500, "queueSize": 256 }],
  *   "switches": [{ "name": "sw0", "ageingMs": 300000 }],
  *   "sockets":  [{ "name": "qemu", "transport": "stream", "role": "server", "path": "/tmp/q.sock" }],
+ *   "vhostUser": [{ "name": "vm", "path": "/tmp/vm-net.sock", "mac": "52:54:00:12:34:56" }],
  *   "links":    [{ "a": "a", "b": "b", "impairment": { "lossPercent": 10, "delayMs": 2 }, "capture": "ab.pcap" }],
  *   "ports":    [{ "nic": "c", "switch": "sw0", "impairment": { "delayMs": 1 } }],
  *   "taps":     [{ "switch": "sw0", "file": "sw0.pcap", "port": "c" }],
@@ -21,7 +22,8 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  * ```
  *
  * Only "nics" is required. A link or port end (`a`, `b`, `nic`) may name a
- * socket link too. File names are relative to the working directory. A
+ * socket link or a vhost-user port too (a NIC whose driver is a QEMU guest or
+ * DPDK, connecting to `path`; traffic flows run between the lab's own NICs). File names are relative to the working directory. A
  * link impairment is one set of options for both directions or
  * `{ "aToB": {...}, "bToA": {...} }`; impairment keys are those of
  * ImpairmentOptions. Unknown keys are errors (they are usually typos).
@@ -31,6 +33,7 @@ export interface LabTopology {
   nics: TopologyNic[];
   switches?: { name: string; ageingMs?: number }[];
   sockets?: TopologySocket[];
+  vhostUser?: TopologyVhostUser[];
   links?: { a: string; b: string; impairment?: RelayImpairment; capture?: string }[];
   ports?: { nic: string; switch: string; impairment?: ImpairmentOptions }[];
   taps?: { switch: string; file: string; port?: string | number }[];
@@ -44,6 +47,9 @@ export interface TopologyNic {
   queuePairs?: number;
   queueSize?: number;
 }
+
+/** A vhost-user port as JSON: LabVhostUserOptions plus a name. */
+export type TopologyVhostUser = { name: string } & LabVhostUserOptions;
 
 /** A socket link as JSON: SocketLinkOptions plus a name. */
 export type TopologySocket = { name: string } & SocketLinkOptions;
@@ -158,11 +164,11 @@ export function parseTopology(json: unknown): LabTopology {
   const c = new Checker();
   const root = c.object(json, '(topology)');
   if (root === undefined) throw new TopologyError(c.problems);
-  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'links', 'ports', 'taps', 'traffic'], '(topology)');
+  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'vhostUser', 'links', 'ports', 'taps', 'traffic'], '(topology)');
   if (root.description !== undefined && typeof root.description !== 'string') c.bad('description', 'must be a string');
 
-  const kinds = new Map<string, { kind: 'NIC' | 'switch' | 'socket link'; field: string }>();
-  const name = (o: Json, field: string, kind: 'NIC' | 'switch' | 'socket link'): void => {
+  const kinds = new Map<string, { kind: EntryKind; field: string }>();
+  const name = (o: Json, field: string, kind: EntryKind): void => {
     const n = c.string(o, 'name', field, true);
     if (n === undefined) return;
     if (!NAME.test(n)) c.bad(`${field}.name`, `"${n}" is not a name (letters, digits, _ . : -; at most 64)`);
@@ -176,23 +182,25 @@ export function parseTopology(json: unknown): LabTopology {
   if (Array.isArray(root.nics) && nics.length === 0) c.bad('nics', 'must list at least one NIC');
   const mtus = new Map<string, number>();
   const macs = new Map<string, string>();
+  const checkMac = (o: Json, field: string): void => {
+    const mac = c.string(o, 'mac', field, false);
+    if (mac === undefined) return;
+    try {
+      const m = formatMac(parseMac(mac));
+      if ((parseMac(mac)[0] & 1) !== 0) c.bad(`${field}.mac`, `${mac} is a multicast address; a NIC needs a unicast one`);
+      else if (macs.has(m)) c.bad(`${field}.mac`, `${mac} is already the MAC of ${macs.get(m)}`);
+      else macs.set(m, field);
+    } catch (e) {
+      c.bad(`${field}.mac`, (e as Error).message);
+    }
+  };
   nics.forEach((v, i) => {
     const field = `nics[${i}]`;
     const o = c.object(v, field);
     if (o === undefined) return;
     c.keys(o, ['name', 'mac', 'mtu', 'queuePairs', 'queueSize'], field);
     name(o, field, 'NIC');
-    const mac = c.string(o, 'mac', field, false);
-    if (mac !== undefined) {
-      try {
-        const m = formatMac(parseMac(mac));
-        if ((parseMac(mac)[0] & 1) !== 0) c.bad(`${field}.mac`, `${mac} is a multicast address; a NIC needs a unicast one`);
-        else if (macs.has(m)) c.bad(`${field}.mac`, `${mac} is already the MAC of ${macs.get(m)}`);
-        else macs.set(m, field);
-      } catch (e) {
-        c.bad(`${field}.mac`, (e as Error).message);
-      }
-    }
+    checkMac(o, field);
     const mtu = c.number(o, 'mtu', field, 68, 65535, { integer: true });
     if (typeof o.name === 'string') mtus.set(o.name, mtu ?? 1500);
     c.number(o, 'queuePairs', field, 1, TOPOLOGY_MAX_QUEUE_PAIRS, { integer: true });
@@ -212,13 +220,24 @@ export function parseTopology(json: unknown): LabTopology {
   });
   const sockets = c.array(root.sockets, 'sockets', false);
   sockets.forEach((v, i) => checkSocket(c, v, `sockets[${i}]`, name));
+  const vhostUser = c.array(root.vhostUser, 'vhostUser', false);
+  vhostUser.forEach((v, i) => {
+    const field = `vhostUser[${i}]`;
+    const o = c.object(v, field);
+    if (o === undefined) return;
+    c.keys(o, ['name', 'path', 'mac', 'mtu'], field);
+    name(o, field, 'vhost-user port');
+    c.string(o, 'path', field, true);
+    checkMac(o, field);
+    c.number(o, 'mtu', field, 68, 65535, { integer: true });
+  });
 
   const isKind = (n: unknown, ...want: string[]): boolean => typeof n === 'string' && want.includes(kinds.get(n)?.kind ?? '');
   const attached = new Map<string, string>();
   const endpoint = (o: Json, key: string, field: string, where: string): string | undefined => {
     const n = c.string(o, key, field, true);
     if (n === undefined) return undefined;
-    if (!kinds.has(n)) c.bad(`${field}.${key}`, `"${n}" is not a NIC or socket link of this topology`);
+    if (!kinds.has(n)) c.bad(`${field}.${key}`, `"${n}" is not a NIC, socket link or vhost-user port of this topology`);
     else if (isKind(n, 'switch')) c.bad(`${field}.${key}`, `"${n}" is a switch; plug NICs into switches with "ports"`);
     else if (attached.has(n)) c.bad(`${field}.${key}`, `"${n}" is already attached at ${attached.get(n)} (one attachment per NIC)`);
     else {
@@ -316,6 +335,9 @@ export function parseTopology(json: unknown): LabTopology {
   return root as unknown as LabTopology;
 }
 
+/** What a name in a topology can be. */
+type EntryKind = 'NIC' | 'switch' | 'socket link' | 'vhost-user port';
+
 function checkSocket(c: Checker, v: unknown, field: string, name: (o: Json, field: string, kind: 'socket link') => void): void {
   const o = c.object(v, field);
   if (o === undefined) return;
@@ -384,6 +406,10 @@ export function buildLab(t: LabTopology, options: LabOptions = {}): Lab {
   (t.sockets ?? []).forEach((s, i) => {
     const { name, ...options } = s;
     at(`sockets[${i}]`, () => lab.socketLink(name, options as SocketLinkOptions));
+  });
+  (t.vhostUser ?? []).forEach((v, i) => {
+    const { name, ...options } = v;
+    at(`vhostUser[${i}]`, () => lab.vhostUser(name, options));
   });
   (t.links ?? []).forEach((l, i) => at(`links[${i}]`, () => lab.link(l.a, l.b, { impairment: l.impairment, capture: l.capture })));
   (t.ports ?? []).forEach((p, i) => at(`ports[${i}]`, () => lab.connect(p.nic, p.switch, { impairment: p.impairment })));

@@ -272,7 +272,7 @@ describe('topology files', () => {
   it('names every bad field', () => {
     expect(problems([])).toEqual(['(topology): must be an object, got a list']);
     expect(problems({})).toEqual(['nics: is required (a list)']);
-    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, links, ports, taps, traffic)', 'nics: must list at least one NIC']);
+    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, traffic)', 'nics: must list at least one NIC']);
     const p = problems({
       nics: [{ name: 'a' }, { name: 'a' }, { name: 'b', mac: 'zz', queuePairs: 64 }, { name: 'c', mtu: 1000, queueSize: 100 }, { name: 'd', mac: '01:00:5e:00:00:01' }],
       switches: [{ name: 'sw', ageingMs: -1 }],
@@ -296,7 +296,7 @@ describe('topology files', () => {
       'nics[3].queueSize: 100 is not a power of two',
       'nics[4].mac: 01:00:5e:00:00:01 is a multicast address; a NIC needs a unicast one',
       'switches[0].ageingMs: must be a number in (0, 1000000000], got -1',
-      'links[0].b: "nope" is not a NIC or socket link of this topology',
+      'links[0].b: "nope" is not a NIC, socket link or vhost-user port of this topology',
       'links[1].a: "a" is already attached at links[0] (one attachment per NIC)',
       'links[1].impairment.lossPrecent: unknown key (known: delayMs, jitterMs, lossPercent, rateBitsPerSec, burstBytes, seed, queueBytes)',
       'links[2].b: "sw" is a switch; plug NICs into switches with "ports"',
@@ -320,6 +320,39 @@ describe('topology files', () => {
       'sockets[1]: give a Unix socket "path" or a TCP "host"/"port", not both',
       'sockets[2].remote: must be an object, got nothing',
     ]);
+  });
+
+  it('checks vhost-user ports: a path, a MAC of its own, a name of its own, and no traffic from them', () => {
+    expect(
+      problems({
+        nics: [{ name: 'a', mac: '52:54:00:00:00:0a' }],
+        switches: [{ name: 'sw' }],
+        vhostUser: [{ name: 'vm' }, { name: 'a', path: '/tmp/a.sock' }, { name: 'vm2', path: '/tmp/v.sock', mac: '52:54:00:00:00:0a', queues: 2 }],
+        ports: [{ nic: 'vm', switch: 'sw' }],
+        traffic: [{ from: 'a', to: 'vm', frames: 1, size: 64 }],
+      }),
+    ).toEqual([
+      'vhostUser[0].path: is required',
+      'vhostUser[1].name: "a" is already the name of the NIC at nics[0]',
+      'vhostUser[2].queues: unknown key (known: name, path, mac, mtu)',
+      'vhostUser[2].mac: 52:54:00:00:00:0a is already the MAC of nics[0]',
+      'traffic[0].to: "vm" is not a NIC of this topology (NICs: a)',
+    ]);
+  });
+
+  it('builds a lab whose vhost-user port serves on its path, plugged into a switch', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vl-topo-'));
+    try {
+      lab = buildLab(parseTopology({ nics: [{ name: 'a' }], switches: [{ name: 'sw' }], vhostUser: [{ name: 'vm', path: join(dir, 'vm.sock') }], ports: [{ nic: 'a', switch: 'sw' }, { nic: 'vm', switch: 'sw' }] }));
+      await lab.start();
+      expect(lab.vhostUserServer('vm').path).toBe(join(dir, 'vm.sock'));
+      expect(existsSync(join(dir, 'vm.sock'))).toBe(true);
+      expect(lab.stats().vhostUser.vm).toMatchObject({ connected: false, mac: '52:54:00:1a:00:02' });
+      await lab.close();
+      expect(existsSync(join(dir, 'vm.sock'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('one TopologyError lists every problem; a single one reads as field: message', () => {

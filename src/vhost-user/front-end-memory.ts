@@ -107,7 +107,16 @@ export class FrontEndMemory {
   }
 }
 
+/**
+ * Most front-end memory one session maps (64 GiB): every region is mapped
+ * into this process and viewed in 1 GiB chunks, so a table of sparse
+ * terabyte memfds would otherwise cost address space and thousands of views.
+ */
+export const MAX_FRONT_END_MEMORY = 64 * 2 ** 30;
+
 function checkTable(table: readonly MemRegion[]): void {
+  const total = table.reduce((n, r) => n + r.size, 0n);
+  if (total > BigInt(MAX_FRONT_END_MEMORY)) throw new VhostUserProtocolError(`memory table of 0x${total.toString(16)} bytes: more than the ${MAX_FRONT_END_MEMORY / 2 ** 30} GiB a session may map`);
   for (const r of table) {
     const where = `memory region gpa 0x${r.gpa.toString(16)} size 0x${r.size.toString(16)}`;
     if (r.size === 0n) throw new VhostUserProtocolError(`${where}: empty`);

@@ -123,6 +123,7 @@ export class VhostUserSession {
     return this.memory;
   }
 
+  /** What the front end set for ring q (the launcher reads its call fd). */
   vring(q: number): Vring {
     return this.rings[q];
   }

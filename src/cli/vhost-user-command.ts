@@ -20,6 +20,7 @@ Serve our virtio-net or virtio-vsock device to a vhost-user front end
   --tftp-root DIR   serve the files of DIR over TFTP (read and upload)
   --pcap FILE       capture the switch's traffic
   --mac M           the device's MAC (default 52:54:00:12:34:56)
+  --pairs N         queue pairs (MQ offered when N > 1; default 1)
   --vsock SOCK      a virtio-vsock device on Unix socket SOCK, its host side
                     behind a Unix muxer at --uds-path (Firecracker's hybrid
                     vsock: host programs connect to P and send
@@ -55,9 +56,9 @@ function logSessions(server: VhostUserServer, label: string): void {
   server.on('disconnected', ({ summary }) => console.log(`${label}: negotiated ${JSON.stringify(summary)}`));
 }
 
-async function serveNet(path: string, values: { 'host-ip': string; 'tftp-root'?: string; pcap?: string; mac: string }, spinUs: number): Promise<Running> {
+async function serveNet(path: string, values: { 'host-ip': string; 'tftp-root'?: string; pcap?: string; mac: string; pairs: string }, spinUs: number): Promise<Running> {
   const [ip, prefix] = values['host-ip'].split('/');
-  const lab = new Lab({ spinUs }).switch('sw').vhostUser('guest', { path, mac: values.mac }).nic('host').connect('guest', 'sw').connect('host', 'sw');
+  const lab = new Lab({ spinUs }).switch('sw').vhostUser('guest', { path, mac: values.mac, queuePairs: Number(values.pairs) }).nic('host').connect('guest', 'sw').connect('host', 'sw');
   if (values.pcap !== undefined) lab.tap('sw', values.pcap);
   await lab.start();
   const host = new IpHost({ driver: lab.driver('host'), mac: lab.mac('host'), ip, prefixLength: prefix === undefined ? 24 : Number(prefix) });
@@ -70,8 +71,9 @@ async function serveNet(path: string, values: { 'host-ip': string; 'tftp-root'?:
   return {
     line: () => {
       const q = lab.stats().vhostUser.guest.queues;
+      const sum = (pick: (p: (typeof q)[number]) => number): number => q.reduce((n, p) => n + pick(p), 0);
       const h = host.stats();
-      return `net: ${server.connected ? 'connected' : 'waiting'}  guest->lab ${q.tx.chains} frames  lab->guest ${q.rx.chains} frames  ping replies ${h.echoRepliesSent}`;
+      return `net: ${server.connected ? 'connected' : 'waiting'}  guest->lab ${sum((p) => p.tx.chains)} frames  lab->guest ${sum((p) => p.rx.chains)} frames  ping replies ${h.echoRepliesSent}`;
     },
     close: async () => {
       await tftp?.close();
@@ -114,6 +116,7 @@ const parseCommandLine = (args: string[]) =>
       'tftp-root': { type: 'string' },
       pcap: { type: 'string' },
       mac: { type: 'string', default: '52:54:00:12:34:56' },
+      pairs: { type: 'string', default: '1' },
       seconds: { type: 'string' },
       'spin-us': { type: 'string', default: '30' },
       quiet: { type: 'boolean', default: false },

@@ -225,11 +225,12 @@ export function parseTopology(json: unknown): LabTopology {
     const field = `vhostUser[${i}]`;
     const o = c.object(v, field);
     if (o === undefined) return;
-    c.keys(o, ['name', 'path', 'mac', 'mtu'], field);
+    c.keys(o, ['name', 'path', 'mac', 'mtu', 'queuePairs'], field);
     name(o, field, 'vhost-user port');
     c.string(o, 'path', field, true);
     checkMac(o, field);
     c.number(o, 'mtu', field, 68, 65535, { integer: true });
+    c.number(o, 'queuePairs', field, 1, TOPOLOGY_MAX_QUEUE_PAIRS, { integer: true });
   });
 
   const isKind = (n: unknown, ...want: string[]): boolean => typeof n === 'string' && want.includes(kinds.get(n)?.kind ?? '');

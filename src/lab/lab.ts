@@ -100,7 +100,8 @@ export interface LabVhostUserStats {
   path: string;
   mac: string;
   connected: boolean;
-  queues: { rx: QueueStats; tx: QueueStats };
+  /** Device side, by queue pair. */
+  queues: { rx: QueueStats; tx: QueueStats }[];
   /** The current (or last) front end's negotiation, undefined before any connected. */
   session: SessionSummary | undefined;
 }
@@ -113,6 +114,8 @@ export interface LabVhostUserOptions {
   mac?: string;
   /** MTU in config space; default 1500. */
   mtu?: number;
+  /** Queue pairs (MQ offered when more than 1; the front end picks how many it uses); default 1. */
+  queuePairs?: number;
 }
 
 /** A learned address with the name of the NIC (or socket link) on its port. */
@@ -154,6 +157,7 @@ interface VhostUserEntry {
   path: string;
   mac: string;
   mtu: number;
+  queuePairs: number;
   attached?: string;
   server?: VhostUserServer<VirtioNetDevice>;
 }
@@ -282,7 +286,9 @@ export class Lab {
     this.building(`vhostUser("${name}")`);
     this.checkNewName(name);
     if (typeof options?.path !== 'string' || options.path.length === 0) throw new InvalidArgumentError(`vhost-user port "${name}": path must name a Unix socket`);
-    const entry: VhostUserEntry = { kind: 'vhost-user', name, path: options.path, mac: this.newMac(`vhost-user port "${name}"`, options.mac), mtu: checkMtu(`vhost-user port "${name}"`, options.mtu) };
+    const queuePairs = options.queuePairs ?? 1;
+    if (!(Number.isInteger(queuePairs) && queuePairs >= 1 && queuePairs <= 128)) throw new InvalidArgumentError(`vhost-user port "${name}": queuePairs ${queuePairs} must be an integer in [1, 128]`);
+    const entry: VhostUserEntry = { kind: 'vhost-user', name, path: options.path, mac: this.newMac(`vhost-user port "${name}"`, options.mac), mtu: checkMtu(`vhost-user port "${name}"`, options.mtu), queuePairs };
     this.entries.set(name, entry);
     this.vhostList.push(entry);
     return this;
@@ -555,7 +561,8 @@ export class Lab {
       const server = v.server;
       if (server === undefined) continue;
       const d = server.device;
-      vhostUser[v.name] = { path: v.path, mac: v.mac, connected: server.connected, queues: { rx: d.queueStats(netRxQueue(0)), tx: d.queueStats(netTxQueue(0)) }, session: server.summary() };
+      const queues = Array.from({ length: v.queuePairs }, (_, p) => ({ rx: d.queueStats(netRxQueue(p)), tx: d.queueStats(netTxQueue(p)) }));
+      vhostUser[v.name] = { path: v.path, mac: v.mac, connected: server.connected, queues, session: server.summary() };
     }
     return { nics, vhostUser, switches, links, sockets };
   }
@@ -595,7 +602,7 @@ export class Lab {
       s.link = await SocketLink.open(s.options);
       this.abortIfClosed();
     }
-    for (const v of this.vhostList) v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, spinUs: this.spinUs });
+    for (const v of this.vhostList) v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, spinUs: this.spinUs });
     for (const s of this.switchList) {
       const sw = new NetSwitch(arena, { ...s.options, spinUs: s.options.spinUs ?? this.spinUs });
       s.sw = sw;
@@ -689,7 +696,7 @@ export class Lab {
 
   private pairsOf(name: string): number {
     const e = this.entries.get(name);
-    return e?.kind === 'nic' ? e.queuePairs : 1;
+    return e?.kind === 'nic' || e?.kind === 'vhost-user' ? e.queuePairs : 1;
   }
 
   private attachable(name: string): PortAttachable {

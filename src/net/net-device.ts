@@ -129,6 +129,14 @@ export interface NetDeviceOptions extends VirtioDeviceOptions {
   queuePairs?: number;
   /** Features offered; default NET_DEVICE_FEATURES. */
   features?: FeatureSet;
+  /**
+   * Who serves the control virtqueue: this device (default), or the front
+   * end of a vhost-user back end (QEMU and DPDK keep the controlq and send
+   * only the data rings). With 'front-end', features that need CTRL_VQ (MQ,
+   * CTRL_RX, ...) are accepted without it, and the front end tells the
+   * device how many pairs are in use through setActivePairs().
+   */
+  controlQueue?: 'device' | 'front-end';
 }
 
 class NetModel implements DeviceModel, NetCtrlTarget {
@@ -151,6 +159,7 @@ class NetModel implements DeviceModel, NetCtrlTarget {
     readonly mtu: number,
     private readonly mac: Uint8Array,
     private readonly onConfigChange: (change: (b: Uint8Array) => void) => void,
+    readonly ctrlServedByFrontEnd: boolean,
   ) {
     // receiveq/transmitq per pair and one controlq (5.1.2).
     this.numQueues = 2 * maxPairs + 1;
@@ -160,6 +169,8 @@ class NetModel implements DeviceModel, NetCtrlTarget {
 
   checkFeatures(accepted: FeatureSet): string | undefined {
     for (const [feature, needsOneOf] of NET_FEATURE_DEPENDENCIES) {
+      // A controlq the front end serves is there even though the device never sees CTRL_VQ.
+      if (this.ctrlServedByFrontEnd && needsOneOf.includes(NET_F_CTRL_VQ)) continue;
       if (hasFeature(accepted, feature) && !needsOneOf.some((n) => hasFeature(accepted, n))) {
         return `feature ${feature} needs one of ${needsOneOf.join(', ')} (5.1.3.1)`;
       }
@@ -243,7 +254,7 @@ export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
     if (!Number.isInteger(pairs) || pairs < 1 || pairs > 0x8000) throw new InvalidArgumentError(`queue pairs ${pairs} must be an integer in [1, 32768]`);
     const features = options.features ?? NET_DEVICE_FEATURES;
     let self: VirtioNetDevice | undefined;
-    const net = new NetModel(features, options.queueSize ?? 256, pairs, mtu, mac, (change) => self?.updateConfig(change));
+    const net = new NetModel(features, options.queueSize ?? 256, pairs, mtu, mac, (change) => self?.updateConfig(change), options.controlQueue === 'front-end');
     super(net, memory, options);
     self = this;
     this.net = net;
@@ -286,6 +297,18 @@ export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
   /** How many receive queues the driver uses now (1 until it sends VQ_PAIRS_SET). */
   get activePairs(): WordRef {
     return this.net.activePairsWord;
+  }
+
+  /**
+   * Set the queue pairs in use, as VQ_PAIRS_SET does (5.1.6.5.5), for a
+   * device whose controlq the front end serves (`controlQueue: 'front-end'`):
+   * senders steer over that many receive queues from their next batch.
+   * @throws InvalidArgumentError outside [1, queuePairs], or when this device serves its own controlq.
+   */
+  setActivePairs(n: number): void {
+    if (!this.net.ctrlServedByFrontEnd) throw new InvalidArgumentError('setActivePairs: this device serves its own controlq; the driver sets its pairs with VQ_PAIRS_SET');
+    if (!Number.isInteger(n) || n < 1 || n > this.queuePairs) throw new InvalidArgumentError(`setActivePairs: ${n} pairs, the device has 1 to ${this.queuePairs}`);
+    this.net.setActivePairs(n);
   }
 
   /** The receive filter the control queue programs (for stats and tests). */

@@ -15,37 +15,41 @@ import { VirtioVsockDevice, type VsockDeviceOptions } from '../vsock/vsock-devic
 import { VhostUserServer } from './server.js';
 
 /**
- * Features a vhost-user net back end cannot serve: the control virtqueue
+ * Features a vhost-user net back end does not offer: the control virtqueue
  * stays with the front end (QEMU and DPDK's virtio-user serve it themselves
- * and send only the data rings), and so does everything that rides on it.
+ * and send only the data rings), and so does what only rides on it.
  */
-const FRONT_END_NET_FEATURES = featureSet(
-  NET_F_CTRL_VQ,
-  NET_F_CTRL_RX,
-  NET_F_CTRL_RX_EXTRA,
-  NET_F_CTRL_VLAN,
-  NET_F_CTRL_MAC_ADDR,
-  NET_F_CTRL_GUEST_OFFLOADS,
-  NET_F_GUEST_ANNOUNCE,
-  NET_F_MQ,
-);
+const FRONT_END_NET_FEATURES = featureSet(NET_F_CTRL_VQ, NET_F_CTRL_RX, NET_F_CTRL_RX_EXTRA, NET_F_CTRL_VLAN, NET_F_CTRL_MAC_ADDR, NET_F_CTRL_GUEST_OFFLOADS, NET_F_GUEST_ANNOUNCE);
 
-/** Options of a vhost-user virtio-net back end (one queue pair). */
-export type VhostUserNetOptions = Omit<NetDeviceOptions, 'queuePairs' | 'queueLauncher'>;
+/** Options of a vhost-user virtio-net back end. */
+export type VhostUserNetOptions = Omit<NetDeviceOptions, 'queueLauncher' | 'controlQueue'>;
 
 /**
- * Serve a virtio-net device over vhost-user on `path`: one receiveq/transmitq
- * pair (rings 0 and 1). Attach `server.device` to a link or a switch like
- * any NIC; its frames come from and go to the front end's guest.
+ * Serve a virtio-net device over vhost-user on `path`: `queuePairs`
+ * receiveq/transmitq pairs (rings 2p and 2p+1; default 1). With more than
+ * one, MQ is offered and the pairs in use follow the front end's
+ * SET_VRING_ENABLE of the receive rings (it serves VQ_PAIRS_SET in its own
+ * controlq and enables the rings of the pairs in use). Attach
+ * `server.device` to a link or a switch like any NIC; its frames come from
+ * and go to the front end's guest.
  */
 export function serveVhostUserNet(path: string, options: VhostUserNetOptions = {}): VhostUserServer<VirtioNetDevice> {
-  const features = (options.features ?? NET_DEVICE_FEATURES) & ~FRONT_END_NET_FEATURES;
+  const pairs = options.queuePairs ?? 1;
+  const mq = pairs > 1 ? 0n : featureSet(NET_F_MQ);
+  const features = (options.features ?? NET_DEVICE_FEATURES) & ~FRONT_END_NET_FEATURES & ~mq;
   return new VhostUserServer({
     path,
-    rings: 2,
-    queueNum: 1,
+    rings: 2 * pairs,
+    queueNum: pairs,
     features,
-    device: (base) => new VirtioNetDevice(base.memory, { ...options, features, queuePairs: 1, queueLauncher: base.queueLauncher }),
+    device: (base) => new VirtioNetDevice(base.memory, { ...options, features, queuePairs: pairs, controlQueue: 'front-end', queueLauncher: base.queueLauncher }),
+    onRingEnable: (device, enabled) => {
+      if (pairs === 1) return;
+      // The pairs in use are 0..n-1 (5.1.6.5.5): steer over the prefix whose receive rings are enabled.
+      let n = 0;
+      while (n < pairs && enabled[2 * n]) n++;
+      device.setActivePairs(Math.max(1, n));
+    },
   });
 }
 

@@ -45,6 +45,8 @@ export interface VhostUserServerOptions<D extends VirtioDevice> {
    * config themselves (QEMU warns when it is offered).
    */
   configSpace?: boolean;
+  /** Called after every SET_VRING_ENABLE with the enable state of every ring of the session. */
+  onRingEnable?(device: D, enabled: readonly boolean[]): void;
 }
 
 /** Events: 'connected', 'disconnected' ({ reason, summary }), 'log' (a line). */
@@ -81,6 +83,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
   private readonly protocolFeatures: bigint;
   private readonly rings: number;
   private readonly queueNum: number;
+  private readonly onRingEnable: VhostUserServerOptions<D>['onRingEnable'];
 
   constructor(options: VhostUserServerOptions<D>) {
     super();
@@ -89,6 +92,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     this.path = path;
     this.rings = rings;
     this.queueNum = options.queueNum ?? 1;
+    this.onRingEnable = options.onRingEnable;
     this.device = options.device({ memory: this.noMemory, queueLauncher: this.launch });
     if (this.device.numQueues < rings) throw new InvalidArgumentError(`device has ${this.device.numQueues} queues, fewer than ${rings} rings`);
     this.offered = options.features ?? this.device.deviceFeatures;
@@ -187,6 +191,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
             protocolFeatures: this.protocolFeatures,
             queueNum: this.queueNum,
             noMemory: this.noMemory,
+            ringsEnabled: (enabled) => this.onRingEnable?.(this.device, enabled),
             io: (c) => this.command(c),
             log: (line) => this.log(line),
           },

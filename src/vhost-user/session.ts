@@ -41,6 +41,8 @@ export interface SessionHost {
   protocolFeatures: bigint;
   /** What GET_QUEUE_NUM answers. */
   queueNum: number;
+  /** After a SET_VRING_ENABLE: every ring's enable state (a net device derives its active pairs from it). */
+  ringsEnabled?(enabled: readonly boolean[]): void;
   /** Memory for the device while no front-end memory is mapped. */
   noMemory: GuestMemory;
   /** Send a command to the I/O thread (kick fds are its to poll and close). */
@@ -258,6 +260,7 @@ export class VhostUserSession {
         const r = this.ring(s.index, m);
         if (s.num > 1) throw new VhostUserProtocolError(`SET_VRING_ENABLE: ring ${s.index} value ${s.num} is not 0 or 1`);
         r.enabled = s.num === 1;
+        this.host.ringsEnabled?.(this.rings.map((v) => v.enabled));
         // A disabled ring stops (its state kept) and resumes where it was when enabled again.
         if (r.enabled) await this.maybeStart(s.index);
         else await this.stopRing(s.index);

@@ -130,7 +130,7 @@ vsock-client seqpacket 2 1235 ${SEQPACKET_BYTES}
 
   it('no ring errors, no protocol errors, and the front ends negotiated what we offered', () => {
     const net = lab.stats().vhostUser.guest;
-    expect(net.queues.rx.errors + net.queues.tx.errors, context).toBe(0);
+    expect(net.queues[0].rx.errors + net.queues[0].tx.errors, context).toBe(0);
     expect(net.session?.refused, context).toEqual([]);
     expect(net.session?.messages.SET_MEM_TABLE, context).toBeGreaterThanOrEqual(1);
     expect(vsock.device.vsockStats().errors, context).toBe(0);

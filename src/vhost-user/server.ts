@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { lstatSync, unlinkSync } from 'node:fs';
+import { lstatSync, rmSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
@@ -29,7 +29,7 @@ export interface VhostUserDeviceBase {
 
 /** Options of a vhost-user server. */
 export interface VhostUserServerOptions<D extends VirtioDevice> {
-  /** Unix socket path to listen on. An existing socket there is replaced; any other file is an error. */
+  /** Unix socket path to listen on. A stale socket there (nobody accepts on it) is replaced; a live one or any other file is an error. */
   path: string;
   /** Build the device from `base` (its memory and queueLauncher must be used). */
   device(base: VhostUserDeviceBase): D;
@@ -100,7 +100,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     if (options.queueNum !== undefined) protocol.push(ProtocolFeature.MQ);
     if (options.configSpace === true) protocol.push(ProtocolFeature.CONFIG);
     this.protocolFeatures = protocol.reduce((p, bit) => p | (1n << BigInt(bit)), 0n);
-    removeStaleSocket(path);
+    replaceStaleSocket(path);
     this.listenFd = libc.listenUnix(path);
     try {
       this.wakeFd = libc.eventfd(true);
@@ -114,7 +114,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     } catch (e) {
       libc.close(this.listenFd);
       if (this.wakeFd !== undefined) libc.close(this.wakeFd);
-      removeStaleSocket(path);
+      rmSync(path, { force: true });
       throw e;
     }
     this.io.on('message', (e: IoEvent) => {
@@ -151,7 +151,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     if (this.session !== undefined) await this.endSession(this.session, 'server closed');
     libc.close(this.listenFd);
     libc.close(this.wakeFd);
-    removeStaleSocket(this.path);
+    rmSync(this.path, { force: true });
     await this.device.close();
   }
 
@@ -249,13 +249,32 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
   }
 }
 
-function removeStaleSocket(path: string): void {
+const ECONNREFUSED = 111;
+const ENOENT = 2;
+
+/**
+ * What is at `path` may be replaced: nothing, or a socket nobody accepts on
+ * (the rule VsockUnixMuxer follows: a live server's socket is never taken).
+ * Synchronous, so the server's constructor can use it: a blocking connect to
+ * a Unix socket answers at once.
+ */
+function replaceStaleSocket(path: string): void {
   let isSocket: boolean;
   try {
     isSocket = lstatSync(path).isSocket();
   } catch {
     return;
   }
-  if (!isSocket) throw new InvalidArgumentError(`${path} exists and is not a socket`);
-  unlinkSync(path);
+  if (!isSocket) throw new InvalidArgumentError(`${path} exists and is not a socket: it is not replaced`);
+  let probe: number;
+  try {
+    probe = libc.connectUnix(path);
+  } catch (e) {
+    const errno = e instanceof libc.SystemCallError ? e.errno : -1;
+    if (errno !== ECONNREFUSED && errno !== ENOENT) throw e;
+    rmSync(path, { force: true });
+    return;
+  }
+  libc.close(probe);
+  throw new VirtioLabError('EADDRINUSE', `${path} is in use (something accepts connections on it): not replaced`);
 }

@@ -93,6 +93,9 @@ if [ -f /test.sh ]; then
   sh /test.sh
   echo "${SCRIPT_EXIT_MARKER}$?"
 fi
+# poweroff -f does not wait for the tty: give the serial line time to drain
+# what the script printed (CI saw its last lines cut off under load).
+sleep 1
 poweroff -f
 `;
 }

@@ -1,11 +1,11 @@
 /**
- * Entry point of a queue worker thread: one per running virtqueue. It builds
- * the queue's handler from workerData and runs the loop until stopped.
+ * Entry point of a queue thread: it serves the queues the control plane
+ * starts on it (one, a pair, a device, or queues of several devices) until
+ * its pool closes.
  */
 import { workerData } from 'node:worker_threads';
 import { queueHandler } from '../src/worker/queue-handlers.js';
-import { QueueRuntime } from '../src/worker/queue-runtime.js';
-import type { QueueWorkerData } from '../src/worker/queue-worker-data.js';
+import { QueueThread } from '../src/worker/queue-thread.js';
+import type { QueueThreadData } from '../src/worker/queue-worker-data.js';
 
-const data = workerData as QueueWorkerData;
-new QueueRuntime(data, queueHandler(data.kind)).start();
+new QueueThread(workerData as QueueThreadData, queueHandler);

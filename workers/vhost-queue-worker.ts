@@ -1,6 +1,6 @@
 /**
- * Entry point of a vhost-user queue worker: the same loop and handlers as a
- * queue worker, over memory mapped from the front end (viewed by address:
+ * Entry point of a vhost-user ring's thread: the same loop and handlers as a
+ * queue thread, over memory mapped from the front end (viewed by address:
  * an ArrayBuffer posted here would be a copy), interrupting through the
  * ring's call eventfd.
  */
@@ -9,8 +9,10 @@ import { viewMappedMemory } from '../src/vhost-user/front-end-memory.js';
 import { signalEventfd } from '../src/vhost-user/libc.js';
 import type { VhostQueueWorkerData } from '../src/vhost-user/vhost-queue-data.js';
 import { queueHandler } from '../src/worker/queue-handlers.js';
-import { QueueRuntime } from '../src/worker/queue-runtime.js';
+import { QueueThread } from '../src/worker/queue-thread.js';
+import type { QueueThreadData } from '../src/worker/queue-worker-data.js';
 
-const data = workerData as VhostQueueWorkerData;
-const callFd = data.callFd;
-new QueueRuntime(data, queueHandler(data.kind), { memory: viewMappedMemory(data.mapped), raise: () => signalEventfd(callFd) }).start();
+new QueueThread(workerData as QueueThreadData, queueHandler, (data) => {
+  const { mapped, callFd } = data as VhostQueueWorkerData;
+  return { memory: viewMappedMemory(mapped), raise: () => signalEventfd(callFd) };
+});

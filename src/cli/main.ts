@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { probePlacement } from '../lab/placement.js';
-import { type PumpTick, runPump } from '../lab/pump.js';
+import { PUMP_THREADS, type PumpTick, runPump } from '../lab/pump.js';
 import { LAB_USAGE, labCommand } from './lab-command.js';
 import { LOAD_USAGE, loadCommand } from './load-command.js';
 import { progressBar } from './progress-bar.js';
@@ -18,6 +18,8 @@ queue worker threads, printing live packets/s and Gbit/s.
   --pairs N        queue pairs per NIC, one guest thread each (default 1)
   --ring F         ring format: split (default) or packed
   --spin-us U      microseconds to poll before sleeping (default 30)
+  --threads M      queue threads: auto (default), per-queue, per-pair,
+                   per-device, link (one worker per pair serves a.tx and b.rx)
   --json           print the result as JSON
 `;
 
@@ -49,6 +51,7 @@ async function pump(args: string[]): Promise<number> {
       pairs: { type: 'string', default: '1' },
       ring: { type: 'string', default: 'split' },
       'spin-us': { type: 'string', default: '30' },
+      threads: { type: 'string', default: 'auto' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -67,6 +70,11 @@ async function pump(args: string[]): Promise<number> {
     process.stderr.write(`--ring must be split or packed, not ${values.ring}\n`);
     return 2;
   }
+  const threads = PUMP_THREADS.find((t) => t === values.threads);
+  if (threads === undefined) {
+    process.stderr.write(`--threads must be one of ${PUMP_THREADS.join(', ')}, not ${values.threads}\n`);
+    return 2;
+  }
   const result = await runPump({
     ring: values.ring,
     frames,
@@ -75,6 +83,7 @@ async function pump(args: string[]): Promise<number> {
     frameSize: Number(values.size),
     queueSize: Number(values['queue-size']),
     spinUs: Number(values['spin-us']),
+    threads,
     onTick: live ? liveLine(frames * pairs, seconds) : undefined,
   });
   if (live && process.stdout.isTTY) process.stdout.write('\n');
@@ -84,7 +93,7 @@ async function pump(args: string[]): Promise<number> {
     console.log(
       `moved ${result.received} of ${result.sent} frames of ${result.frameSize} B in ${fmt(result.seconds)} s: ` +
         `${fmt(result.pps / 1e6)} Mpps, ${fmt(result.gbps)} Gbit/s; lost ${result.lost}, out of sequence ${result.sequenceErrors}; ` +
-        `${result.busyThreads} busy threads on ${result.cores} cores, ${placement.placement} placement, ${result.ring} rings`,
+        `${result.busyThreads} busy threads (queue threads ${result.threads}) on ${result.cores} cores, ${placement.placement} placement, ${result.ring} rings`,
     );
     result.perPair.forEach((n, p) => {
       const tx = result.txQueues[p];

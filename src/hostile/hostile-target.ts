@@ -13,13 +13,13 @@ export type RingFormat = 'split' | 'packed';
  * What HostileDriver needs of a device under test: the control-plane surface
  * our VirtioDevice has. Status, features and queues are driven through the
  * PCI common-config register window (so CommonConfigDevice), queues are
- * kicked through `notify` (doorbell word per queue), and the device reports
+ * kicked through `doorbell(q)` (the word that wakes the queue's thread), and the device reports
  * a broken queue by emitting 'queue-error' ({ queue, error }) with a named
  * VirtioLabError (VirtqueueError: code and offending value), counting it in
  * queueStats(q).errorsByCode and setting DEVICE_NEEDS_RESET.
  */
 export type HostileDevice = CommonConfigDevice &
-  Pick<VirtioDevice, 'memory' | 'queueStats' | 'queueRunning' | 'reset' | 'close' | 'writeConfig' | 'on' | 'off'>;
+  Pick<VirtioDevice, 'memory' | 'doorbell' | 'queueStats' | 'queueRunning' | 'reset' | 'close' | 'writeConfig' | 'on' | 'off'>;
 
 /**
  * A device under test with everything around it a case needs: its guarded

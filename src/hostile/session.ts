@@ -129,7 +129,8 @@ export class HostileSession {
 
   /** Ring queue `q`'s doorbell. */
   kick(q: number): void {
-    ring(this.device.notify.i32, this.device.notify.doorbellWord(q));
+    const word = this.device.doorbell(q);
+    ring(new Int32Array(word.buffer), word.index);
   }
 
   /** A common-config register write; a refusal is recorded in controlErrors. */

@@ -17,6 +17,7 @@ import { type WordRef, waitAsync } from '../notify/notify-area.js';
 import type { FeatureSet } from '../spec/features.js';
 import { ETH_MAX_FRAME, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
 import type { QueueStats } from '../stats/queue-stats.js';
+import type { ThreadMapping } from '../transport/thread-mapping.js';
 import { serveVhostUserNet } from '../vhost-user/devices.js';
 import type { VhostUserServer } from '../vhost-user/server.js';
 import type { SessionSummary } from '../vhost-user/session.js';
@@ -34,6 +35,12 @@ export interface LabOptions {
   spinUs?: number;
   /** Queue size of NICs that do not name one; default 256. */
   queueSize?: number;
+  /**
+   * How every NIC's queues map onto queue threads (default: the devices'
+   * default, VIRTIO_LAB_THREADS or 'auto'). `{ pool }` shares one
+   * QueueThreadPool among all the NICs; the caller closes it after the lab.
+   */
+  threads?: ThreadMapping;
 }
 
 /** Options of a NIC in a lab. */
@@ -42,7 +49,7 @@ export interface LabNicOptions {
   mac?: string;
   /** MTU in config space; default 1500. */
   mtu?: number;
-  /** Queue pairs (each pair is two worker threads); default 1. The lab's driver uses them all. */
+  /** Queue pairs (each pair is two queues; see LabOptions.threads for the threads that serve them); default 1. The lab's driver uses them all. */
   queuePairs?: number;
   /** Ring size of every queue (a power of two); default the lab's queueSize. */
   queueSize?: number;
@@ -232,6 +239,7 @@ export class Lab {
   private readonly switchList: SwitchEntry[] = [];
   private readonly linkList: LinkEntry[] = [];
   private readonly spinUs: number;
+  private readonly threads: ThreadMapping | undefined;
   private readonly queueSize: number;
   private readonly memoryPerNic: number | undefined;
   private readonly interrupt: WordRef = newInterruptWord();
@@ -243,6 +251,7 @@ export class Lab {
 
   constructor(options: LabOptions = {}) {
     this.spinUs = options.spinUs ?? DEFAULT_SPIN_US;
+    this.threads = options.threads;
     this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
     this.memoryPerNic = options.memoryPerNic;
     if (!(Number.isFinite(this.spinUs) && this.spinUs >= 0)) throw new InvalidArgumentError(`lab spinUs ${this.spinUs} must be a number >= 0`);
@@ -596,6 +605,7 @@ export class Lab {
         queueSize: n.queueSize,
         features: n.features,
         spinUs: this.spinUs,
+        threads: this.threads,
       });
     }
     for (const s of this.socketList) {

@@ -11,6 +11,8 @@ import { VirtioNetDevice } from '../net/net-device.js';
 import { NET_DEFAULT_FEATURES, newInterruptWord, setupNetDriver } from '../net/net-driver.js';
 import { NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
 import type { QueueStats } from '../stats/queue-stats.js';
+import { QueueThreadPool } from '../transport/queue-thread-pool.js';
+import type { ThreadMapping } from '../transport/thread-mapping.js';
 import { workerFile } from '../transport/worker-file.js';
 import { type LatencyPercentiles, latencyPercentiles, mergeEncodedHistograms } from './load-histogram.js';
 import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES } from './load-frames.js';
@@ -70,6 +72,12 @@ export interface PumpOptions {
   /** Ring format of every queue: 'split' (default) or 'packed' (VIRTIO_F_RING_PACKED, 2.8). */
   ring?: 'split' | 'packed';
   /**
+   * How the NICs' queues map onto queue threads (see PumpThreads); default
+   * 'auto': 'per-queue' where the machine has a core for each of the
+   * 3 busy threads per pair, else 'link'.
+   */
+  threads?: PumpThreads;
+  /**
    * Runs alongside the traffic once it flows (control-plane operations under
    * load: stop / restart queues, link changes). The pump still checks that
    * every frame arrives once and in order.
@@ -79,6 +87,17 @@ export interface PumpOptions {
   onTick?: (tick: PumpTick) => void;
   tickMs?: number;
 }
+
+/**
+ * Queue threads of a pump: the device mappings of ThreadMapping, and
+ * `'link'`: one thread per pair serving a's transmit queue and b's receive
+ * queue of that pair (one worker per link direction), so a pair runs two
+ * busy threads (its guest and that worker) instead of three.
+ */
+export type PumpThreads = (typeof PUMP_THREADS)[number];
+
+/** Every PumpThreads value. */
+export const PUMP_THREADS = ['auto', 'per-queue', 'per-pair', 'per-device', 'link'] as const;
 
 /** Live figures. */
 export interface PumpTick {
@@ -123,7 +142,9 @@ export interface PumpResult {
   latency: LatencyPercentiles | undefined;
   /** Each guest thread's heap (bytes used) before its first frame and after its last. */
   guestHeap: { before: number; after: number }[];
-  /** Busy threads (a guest, a tx worker and an rx worker per pair) and the cores they shared. */
+  /** The queue-thread mapping the pump ran ('auto' resolved). */
+  threads: Exclude<PumpThreads, 'auto'>;
+  /** Busy threads (the guests and the queue threads that move frames) and the cores they shared. */
   busyThreads: number;
   cores: number;
   node: string;
@@ -167,8 +188,12 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   // Receive pages (mergeable: one 4 KiB page per slot), tx slots, rings, per pair.
   const memSize = pairs * (queueSize * 4096 + queueSize * (128 + Math.max(frameSize, 1518))) + (2 << 20);
   const arena = new SharedArena(2 * memSize + pairs * (4 << 20));
-  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_A, queuePairs: pairs });
-  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_B, queuePairs: pairs });
+  const threads = pumpThreads(options.threads ?? 'auto', pairs);
+  // 'link': thread p serves pair p of both NICs, so a.tx(p) and b.rx(p) share it.
+  const linkPool = threads === 'link' ? new QueueThreadPool({ threads: pairs, spinUs }) : undefined;
+  const mapping: ThreadMapping = linkPool === undefined ? (threads as ThreadMapping) : { pool: linkPool, thread: (q) => Math.min(q >>> 1, pairs - 1) };
+  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_A, queuePairs: pairs, threads: mapping });
+  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_B, queuePairs: pairs, threads: mapping });
   const sw = options.via === 'switch' ? new NetSwitch(arena) : undefined;
   if (sw !== undefined) {
     sw.connect(a);
@@ -278,7 +303,8 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       drops,
       latency,
       guestHeap: reports.map((r) => ({ before: r.heapBefore, after: r.heapAfter })),
-      busyThreads: 3 * pairs,
+      threads,
+      busyThreads: pairs + busyQueueThreads(threads, pairs) + (sw === undefined ? 0 : 1),
       cores: availableParallelism(),
       node: process.version,
       txQueues,
@@ -288,6 +314,26 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   } finally {
     await Promise.all(guests.map((g) => g.terminate()));
     await Promise.all([a.close(), b.close(), sw?.close()]);
+    await linkPool?.close();
+  }
+}
+
+/** 'auto' resolved: a thread per queue where 3 busy threads per pair fit the cores, else a worker per link direction. */
+function pumpThreads(threads: PumpThreads, pairs: number): Exclude<PumpThreads, 'auto'> {
+  if (threads !== 'auto') return threads;
+  return availableParallelism() >= 3 * pairs ? 'per-queue' : 'link';
+}
+
+/** Queue threads that move the pump's frames: a's transmit side and b's receive side. */
+function busyQueueThreads(threads: Exclude<PumpThreads, 'auto'>, pairs: number): number {
+  switch (threads) {
+    case 'per-queue':
+    case 'per-pair':
+      return 2 * pairs;
+    case 'per-device':
+      return 2;
+    case 'link':
+      return pairs;
   }
 }
 

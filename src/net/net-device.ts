@@ -178,10 +178,18 @@ class NetModel implements DeviceModel, NetCtrlTarget {
     return undefined;
   }
 
+  /** Without MQ only pair 0 exists and the controlq is queue 2 (5.1.2). */
+  private pairsIn(negotiated: FeatureSet): number {
+    return hasFeature(negotiated, NET_F_MQ) ? this.maxPairs : 1;
+  }
+
+  runsInline(q: number, negotiated: FeatureSet): boolean {
+    return q === 2 * this.pairsIn(negotiated) && hasFeature(negotiated, NET_F_CTRL_VQ);
+  }
+
   queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined {
     this.negotiated = negotiated;
-    // Without MQ only pair 0 exists and the controlq is queue 2 (5.1.2).
-    const pairs = hasFeature(negotiated, NET_F_MQ) ? this.maxPairs : 1;
+    const pairs = this.pairsIn(negotiated);
     if (q === 2 * pairs) {
       if (!hasFeature(negotiated, NET_F_CTRL_VQ)) return undefined;
       return { inline: (ctx) => (this.ctrlQueue = new NetCtrlQueue(ctx, this)) };
@@ -288,10 +296,8 @@ export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
 
   /** The words that wake this NIC's rx and tx workers (for whoever feeds or drains its port). */
   get wakeWords(): { rx: WordRef[]; tx: WordRef[] } {
-    const buffer = this.notify.spec.buffer;
-    const word = (q: number): WordRef => ({ buffer, index: this.notify.doorbellWord(q) });
     const pairs = Array.from({ length: this.queuePairs }, (_, p) => p);
-    return { rx: pairs.map((p) => word(netRxQueue(p))), tx: pairs.map((p) => word(netTxQueue(p))) };
+    return { rx: pairs.map((p) => this.doorbell(netRxQueue(p))), tx: pairs.map((p) => this.doorbell(netTxQueue(p))) };
   }
 
   /** How many receive queues the driver uses now (1 until it sends VQ_PAIRS_SET). */

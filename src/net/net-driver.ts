@@ -159,7 +159,7 @@ export async function setupNetDriver(device: VirtioNetDevice, options: NetDriver
     ctrl = {
       queue,
       buffer: { gpa: alloc.alloc(NET_CTRL_BUFFER_BYTES, 64), size: NET_CTRL_BUFFER_BYTES },
-      kick: { buffer: device.notify.spec.buffer, index: device.notify.doorbellWord(q) },
+      kick: device.doorbell(q),
     };
   }
   const spec: NetDriverSpec = {

@@ -24,6 +24,12 @@ export interface DeviceModel {
   readonly config: ConfigSpace;
   /** Why the device refuses this accepted set at FEATURES_OK, or undefined to accept. */
   checkFeatures(accepted: FeatureSet): string | undefined;
+  /**
+   * Whether queue `q` is served inline by the control plane under these
+   * features (a control queue): its kicks then go to the device's own
+   * doorbell, not to a queue thread. Pure: no side effects. Default: never.
+   */
+  runsInline?(q: number, negotiated: FeatureSet): boolean;
   /** The handler of queue `q` under the negotiated features; undefined: the queue has none yet. */
   queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined;
   /** The device was reset (2.4): put device-specific state (filters, active queues) back. */

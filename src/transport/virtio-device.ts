@@ -25,24 +25,32 @@ import { type QueueStats, StatsBlock } from '../stats/queue-stats.js';
 import type { DeviceModel } from './device-model.js';
 import { InlineQueueRunner } from './inline-queue-runner.js';
 import type { QueueRunner } from './queue-runner.js';
-import { QueueWorkerHandle, type QueueWorkerEvents } from './queue-worker-handle.js';
+import type { QueueWorkerEvents } from './queue-thread-handle.js';
 import type { QueueWorkerData } from '../worker/queue-worker-data.js';
-import { workerFile } from './worker-file.js';
+import { type QueueThreads, type ThreadMapping, defaultThreadMapping, mapQueueThreads } from './thread-mapping.js';
 
 /** Options of a device's control plane. */
 export interface VirtioDeviceOptions {
-  /** Microseconds a queue worker polls before it sleeps (default 30). */
+  /** Microseconds a queue thread polls before it sleeps, at most (default 30; the budget adapts below it). */
   spinUs?: number;
   /**
-   * How a worker queue is started. Default: a queue worker thread over the
-   * SharedArrayBuffer regions of the device's memory. The vhost-user back end
-   * starts its own kind (memory mapped from the front end, eventfd interrupts).
+   * How the device's worker queues map onto queue threads (default: the
+   * VIRTIO_LAB_THREADS environment variable, else 'auto'). See ThreadMapping.
+   * With a shared pool, `spinUs` is the pool's.
+   */
+  threads?: ThreadMapping;
+  /**
+   * How a worker queue is started. Default: on the queue thread `threads`
+   * maps it to, over the SharedArrayBuffer regions of the device's memory.
+   * The vhost-user back end starts its own kind (memory mapped from the
+   * front end, eventfd interrupts), on a thread per queue that sleeps on the
+   * queue's own doorbell word; `threads` is then ignored.
    */
   queueLauncher?: QueueLauncher;
 }
 
 /** Starts one worker queue from its data; the device hands it the events to report. */
-export type QueueLauncher = (data: Omit<QueueWorkerData, 'control'>, events: QueueWorkerEvents) => QueueRunner;
+export type QueueLauncher = (data: QueueWorkerData, events: QueueWorkerEvents) => QueueRunner;
 
 /** A queue's ring addresses (guest-physical). */
 export interface QueueAddresses {
@@ -99,8 +107,11 @@ export class VirtioDevice extends EventEmitter {
   private readonly queuesResetting = new Set<number>();
   private readonly vectorTargets: Array<{ ref: WordRef; i32: Int32Array }>;
   private resetting: Promise<void> | undefined;
-  private readonly spinUs: number;
+  /** Microseconds a queue thread polls before it sleeps, at most. */
+  readonly spinUs: number;
   private readonly launch: QueueLauncher;
+  /** Where the worker queues run (undefined with a custom queueLauncher). */
+  private readonly threads: QueueThreads | undefined;
   /** The default launcher posts memory to workers: it must be shared. */
   private readonly sharedMemoryOnly: boolean;
   private mem: GuestMemory;
@@ -112,11 +123,18 @@ export class VirtioDevice extends EventEmitter {
   ) {
     super();
     validateQueueSize(model.maxQueueSize);
-    this.launch = options.queueLauncher ?? ((data, events) => new QueueWorkerHandle(workerFile('queue-worker'), data, this.notify, events));
+    this.spinUs = options.spinUs ?? 30;
+    if (options.queueLauncher === undefined) {
+      const threads = mapQueueThreads(options.threads ?? defaultThreadMapping(), model.numQueues, this.spinUs);
+      this.threads = threads;
+      this.launch = (data, events) => threads.pool.start(threads.threadOf[data.queue], data, events);
+    } else {
+      this.threads = undefined;
+      this.launch = options.queueLauncher;
+    }
     this.sharedMemoryOnly = options.queueLauncher === undefined;
     if (this.sharedMemoryOnly) checkShared(memory);
     this.mem = memory;
-    this.spinUs = options.spinUs ?? 30;
     this.notify = NotifyArea.create(model.numQueues, model.numQueues + 1);
     this.stats = StatsBlock.create(model.numQueues);
     this.slots = Array.from({ length: model.numQueues }, () => this.freshSlot());
@@ -210,9 +228,33 @@ export class VirtioDevice extends EventEmitter {
     Atomics.store(this.notify.i32, this.notify.statusWord, 0);
   }
 
-  /** Stop every worker for good (reset, then nothing runs until a driver sets DRIVER_OK again). */
-  close(): Promise<void> {
-    return this.reset();
+  /**
+   * Reset, then end the device's own queue threads (a shared pool is its
+   * owner's to close). Nothing runs until a driver sets DRIVER_OK again.
+   */
+  async close(): Promise<void> {
+    await this.reset();
+    if (this.threads?.owned) await this.threads.pool.close();
+  }
+
+  /** How the worker queues map onto threads, in words ("per-device", "shared pool of 2", ...). */
+  get threadMapping(): string {
+    return this.threads?.name ?? 'a thread per queue (custom launcher)';
+  }
+
+  /**
+   * The word that wakes whatever serves queue `q` (a driver's kick, a peer
+   * channel's wake-up): the queue thread it is mapped to, or the device's
+   * own doorbell for a queue the control plane serves inline (a control
+   * queue) or a custom launcher runs. Fixed for the device's life, so a
+   * driver or peer may keep it.
+   */
+  doorbell(q: number): WordRef {
+    this.slot(q);
+    if (this.threads === undefined || this.model.runsInline?.(q, this.negotiatedFeatures) === true) {
+      return { buffer: this.notify.spec.buffer, index: this.notify.doorbellWord(q) };
+    }
+    return this.threads.pool.wakeWord(this.threads.threadOf[q]);
   }
 
   // ---- features (2.2, 6) -------------------------------------------------
@@ -443,7 +485,6 @@ export class VirtioDevice extends EventEmitter {
         stats: this.stats.buffer,
         interrupt: target(s.vector),
         configInterrupt: target(this.configVector),
-        spinUs: this.spinUs,
         params: spec.params,
       },
       {
@@ -547,10 +588,14 @@ export class VirtioDevice extends EventEmitter {
     };
   }
 
-  /** Set DEVICE_NEEDS_RESET and notify the driver (2.1.2), then report. */
+  /**
+   * Set DEVICE_NEEDS_RESET and notify the driver (2.1.2), then report. The
+   * notification goes out when the bit changes: a thread that served several
+   * queues of the device dies once, and the driver hears it once.
+   */
   private needsReset(q: number, error: VirtioLabError): void {
-    Atomics.or(this.notify.i32, this.notify.statusWord, STATUS_DEVICE_NEEDS_RESET);
-    if ((this.status & STATUS_DRIVER_OK) !== 0) this.raiseConfigInterrupt();
+    const was = Atomics.or(this.notify.i32, this.notify.statusWord, STATUS_DEVICE_NEEDS_RESET);
+    if ((was & STATUS_DEVICE_NEEDS_RESET) === 0 && (this.status & STATUS_DRIVER_OK) !== 0) this.raiseConfigInterrupt();
     this.emit('queue-error', { queue: q, error } satisfies QueueErrorEvent);
   }
 

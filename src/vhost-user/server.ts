@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import type { FeatureSet } from '../spec/features.js';
-import { QueueWorkerHandle } from '../transport/queue-worker-handle.js';
+import { QueueThreadHandle, ownQueueThread } from '../transport/queue-thread-handle.js';
 import type { QueueLauncher, VirtioDevice } from '../transport/virtio-device.js';
 import { workerFile } from '../transport/worker-file.js';
 import type { IoCommand, IoEvent, IoWorkerData } from './io-messages.js';
@@ -160,7 +160,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     const memory = session?.frontEndMemory;
     if (session === undefined || memory === undefined) throw new VirtioLabError('VHOST_USER_NO_MEMORY', `ring ${data.queue} started without a front-end memory table`);
     // memory: [] because the regions' buffers are views of mapped memory, which posting would copy.
-    const worker: Omit<VhostQueueWorkerData, 'control'> = {
+    const worker: VhostQueueWorkerData = {
       ...data,
       memory: [],
       interrupt: null,
@@ -168,7 +168,10 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
       mapped: memory.specs,
       callFd: session.vring(data.queue).callFd,
     };
-    return new QueueWorkerHandle(workerFile('vhost-queue-worker'), worker, this.device.notify, events);
+    // A thread per ring, asleep on the ring's own doorbell (the I/O thread rings it on a kick).
+    const notify = this.device.notify;
+    const words = { buffer: notify.spec.buffer, wake: notify.doorbellWord(data.queue), control: notify.controlWord(data.queue) };
+    return ownQueueThread(new QueueThreadHandle(workerFile('vhost-queue-worker'), words, this.device.spinUs), worker, events);
   };
 
   private command(c: IoCommand): void {

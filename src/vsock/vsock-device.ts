@@ -182,6 +182,10 @@ class VsockModel implements DeviceModel, VsockEventSource {
     return undefined;
   }
 
+  runsInline(q: number): boolean {
+    return q === VSOCK_EVENT_QUEUE;
+  }
+
   queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined {
     const p = this.plumbing;
     switch (q) {
@@ -252,9 +256,8 @@ export class VirtioVsockDevice extends VirtioDevice {
     const words = arena.alloc(64 * 2, 64) >>> 2;
     const hostWake: WordRef = { buffer: arena.buffer, index: words };
     const cidWord: WordRef = { buffer: arena.buffer, index: words + 16 };
-    const doorbell = (q: number): WordRef => ({ buffer: this.notify.spec.buffer, index: this.notify.doorbellWord(q) });
-    const toHost = allocPortChannel(arena, channelBytes, VSOCK_MAX_FRAME, hostWake, doorbell(VSOCK_TX_QUEUE));
-    const toGuest = allocPortChannel(arena, channelBytes, VSOCK_MAX_FRAME, doorbell(VSOCK_RX_QUEUE), hostWake);
+    const toHost = allocPortChannel(arena, channelBytes, VSOCK_MAX_FRAME, hostWake, this.doorbell(VSOCK_TX_QUEUE));
+    const toGuest = allocPortChannel(arena, channelBytes, VSOCK_MAX_FRAME, this.doorbell(VSOCK_RX_QUEUE), hostWake);
     const rxScratch = arena.alloc(VSOCK_RX_SCRATCH_BYTES, 64);
     model.plumbing = { toHost, toGuest, hostWake, cidWord, cidI32: new Int32Array(arena.buffer), rxScratch };
     model.config.update((b) => writeCid(b, options.guestCid));

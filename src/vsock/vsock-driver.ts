@@ -120,9 +120,9 @@ export class VsockDriver {
     const rxQ = createQueueDriver(memory, rx);
     const recvBuffers = new RecvBuffers(rxQ, memory, rxPool, { ...recv, numBuffersAt: mergeable ? VSOCK_HDR_NUM_BUFFERS : -1 });
     const doorbell = (q: number): (() => void) => {
-      const i32 = new Int32Array(device.notify.spec.buffer);
-      const index = device.notify.doorbellWord(q);
-      return () => ring(i32, index);
+      const word = device.doorbell(q);
+      const i32 = new Int32Array(word.buffer);
+      return () => ring(i32, word.index);
     };
     const driver = new VsockDriver(device, memory, features, options, {
       rx: rxQ,

@@ -39,6 +39,16 @@ export class PortEndpoint implements Endpoint {
     return n;
   }
 
+  /** Let the port keep the event loop alive (the default once listened to). */
+  ref(): void {
+    this.port.ref();
+  }
+
+  /** Let the event loop end while the port is idle. */
+  unref(): void {
+    this.port.unref();
+  }
+
   close(): void {
     this.listeners.clear();
     this.port.close();

@@ -3,35 +3,60 @@ import type { MemoryRegionSpec } from '../memory/guest-memory.js';
 import type { NotifyAreaSpec, WordRef } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
 
-/** Everything a queue worker starts from: plain data and shared buffers. */
+/** Everything one queue starts from on a queue thread: plain data and shared buffers. */
 export interface QueueWorkerData {
   /** Handler kind, a key of the handler registry (e.g. 'net-tx'). */
   kind: string;
   queue: number;
   memory: MemoryRegionSpec[];
   state: QueueState;
+  /** The queue's device: its status word takes DEVICE_NEEDS_RESET. */
   notify: NotifyAreaSpec;
   stats: SharedArrayBuffer;
   /** Where this queue's interrupt goes (its MSI-X vector's target), or null for none. */
   interrupt: WordRef | null;
   /** Where config-change interrupts go, or null for none. */
   configInterrupt: WordRef | null;
-  /** Microseconds to poll before sleeping. */
-  spinUs: number;
-  /** The comlink control channel (transferred). */
-  control: MessagePort;
   params: unknown;
 }
 
-/** The control calls a queue worker serves (through comlink). */
-export interface QueueWorkerApi {
-  /** Stop processing after the current batch; returns the queue state (the vring base). */
-  stop(): QueueState;
+/**
+ * The two words of one queue thread: every queue it serves rings `wake`
+ * (kicks, peer channels, the control plane), and the control plane sets
+ * `control` before it rings when a call waits on the thread's port.
+ */
+export interface QueueThreadWords {
+  buffer: SharedArrayBuffer;
+  wake: number;
+  control: number;
 }
 
-/** Messages a queue worker posts on its parentPort (not comlink: they are unsolicited). */
+/** What a queue thread starts from (its workerData). */
+export interface QueueThreadData {
+  words: QueueThreadWords;
+  /** Microseconds to poll before sleeping (the most the adaptive budget grows to). */
+  spinUs: number;
+  /** The comlink control channel (transferred). */
+  control: MessagePort;
+}
+
+/**
+ * The control calls a queue thread serves (through comlink). `slot` names
+ * one started queue on that thread (the control plane numbers them).
+ */
+export interface QueueThreadApi {
+  /** Serve one more queue, from its state. */
+  start(slot: number, data: QueueWorkerData): void;
+  /** Stop serving `slot` after the current batch; returns its state (the vring base). */
+  stop(slot: number): QueueState | undefined;
+  /** Stop serving `slot` without keeping its state. */
+  remove(slot: number): void;
+}
+
+/** Messages a queue thread posts on its parentPort (not comlink: they are unsolicited). */
 export interface QueueErrorMessage {
   type: 'queue-error';
+  slot: number;
   queue: number;
   code: string;
   message: string;

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   InvalidArgumentError,
   Lab,
+  type LabOptions,
   type LabTopology,
   TopologyError,
   buildLab,
@@ -47,8 +48,8 @@ function drain(l: Lab, got: Record<string, Uint8Array[]>): void {
   }
 }
 
-function threeNicSwitch(): Lab {
-  return new Lab({ queueSize: 128 })
+function threeNicSwitch(options: LabOptions = {}): Lab {
+  return new Lab({ queueSize: 128, ...options })
     .nic('a', { mac: '52:54:00:00:0a:01' })
     .nic('b', { mac: '52:54:00:00:0a:02' })
     .nic('c', { mac: '52:54:00:00:0a:03', queuePairs: 2 })
@@ -101,12 +102,12 @@ describe('Lab: a switch with three NICs', () => {
     await readFile(fileURLToPath(import.meta.url));
     const before = threads();
     const pcap = join(tmp(), 'link.pcap');
-    lab = threeNicSwitch()
+    lab = threeNicSwitch({ threads: 'per-queue' })
       .nic('d', { mac: '52:54:00:00:0a:04' })
       .nic('e', { mac: '52:54:00:00:0a:05' })
       .link('d', 'e', { impairment: { delayMs: 1 }, capture: pcap });
     await lab.start();
-    // 2 + 2 + 4 + 2 + 2 queue workers, a switch and a relay.
+    // 2 + 2 + 4 + 2 + 2 queue threads (one per queue), a switch and a relay.
     if (before > 0) expect(threads()).toBeGreaterThanOrEqual(before + 14);
     const r = await runTraffic(lab, [{ from: 'd', to: 'e', frames: 200, size: 100 }]);
     expect(r.flows[0].received).toBe(200);

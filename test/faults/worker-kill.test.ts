@@ -36,16 +36,24 @@ afterEach(async () => {
   pair = rig = undefined;
 });
 
-/** Kill queue `q` of `dev`; resolves with the error the device reported and the config interrupts it raised. */
-async function killAndWitness(dev: VirtioDevice, q: number): Promise<{ event: QueueErrorEvent; configInterrupts: number }> {
+/**
+ * Kill queue `q`'s thread on `dev`; resolves with the error the device
+ * reported for `q`, every queue reported dead (a thread serving several
+ * queues takes them all), and the config interrupts it raised.
+ */
+async function killAndWitness(dev: VirtioDevice, q: number): Promise<{ event: QueueErrorEvent; dead: number[]; configInterrupts: number }> {
   let configInterrupts = 0;
   const count = (): void => void configInterrupts++;
+  const events: QueueErrorEvent[] = [];
+  const record = (e: QueueErrorEvent): void => void events.push(e);
   dev.on('config-interrupt', count);
-  const event = new Promise<QueueErrorEvent>((resolve) => dev.once('queue-error', resolve));
+  dev.on('queue-error', record);
   await dev.killQueueWorker(q);
-  const e = await event;
+  await until(() => events.some((e) => e.queue === q), 5000, `queue ${q} reported dead`);
   dev.off('config-interrupt', count);
-  return { event: e, configInterrupts };
+  dev.off('queue-error', record);
+  for (const e of events) expect(e.error).toBeInstanceOf(QueueWorkerError);
+  return { event: events.find((e) => e.queue === q)!, dead: events.map((e) => e.queue), configInterrupts };
 }
 
 /**

@@ -5,6 +5,7 @@ import {
   NetDriver,
   type NetDriverOptions,
   SharedArena,
+  type ThreadMapping,
   VirtioNetDevice,
   connectNics,
   newInterruptWord,
@@ -23,10 +24,11 @@ export interface NetPair {
   close(): Promise<void>;
 }
 
-export async function netPair(options: NetDriverOptions & { queueSize?: number } = {}): Promise<NetPair> {
+export async function netPair(options: NetDriverOptions & { queueSize?: number; threads?: ThreadMapping } = {}): Promise<NetPair> {
   const arena = new SharedArena(16 << 20);
-  const a = new VirtioNetDevice(arena.guestMemory(4 << 20), { queueSize: options.queueSize ?? 64, spinUs: 20 });
-  const b = new VirtioNetDevice(arena.guestMemory(4 << 20), { queueSize: options.queueSize ?? 64, spinUs: 20 });
+  const device = { queueSize: options.queueSize ?? 64, spinUs: 20, threads: options.threads };
+  const a = new VirtioNetDevice(arena.guestMemory(4 << 20), device);
+  const b = new VirtioNetDevice(arena.guestMemory(4 << 20), device);
   connectNics(arena, a, b, { capacity: 1 << 18 });
   const interrupt = newInterruptWord();
   const open = async (dev: VirtioNetDevice): Promise<NetDriver> => {

@@ -237,13 +237,15 @@ async function setupDriver(device: VirtioVsockDevice, memory: GuestMemory, alloc
   const rings = [0, 1, 2].map((q): GuestRing => {
     const state = pci.setupQueue(q, { size: o.queueSize ?? 64 });
     const mini = new MiniDriver(memory, state);
+    const doorbell = device.doorbell(q);
+    const doorbellI32 = new Int32Array(doorbell.buffer);
     return {
       q,
       state,
       mini,
       kick: () => {
         mini.publish();
-        ring(device.notify.i32, device.notify.doorbellWord(q));
+        ring(doorbellI32, doorbell.index);
       },
     };
   });

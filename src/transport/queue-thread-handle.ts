@@ -1,0 +1,186 @@
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { type Remote, releaseProxy, wrap } from 'comlink';
+import { QueueWorkerError } from '../errors.js';
+import { ring } from '../notify/notify-area.js';
+import type { QueueState } from '../ring/queue-state.js';
+import { PortEndpoint } from '../worker/port-endpoint.js';
+import type { QueueErrorMessage, QueueThreadApi, QueueThreadData, QueueThreadWords, QueueWorkerData } from '../worker/queue-worker-data.js';
+import type { QueueRunner } from './queue-runner.js';
+
+/** How long a thread may take to answer a control call before it counts as dead. */
+const CONTROL_TIMEOUT_MS = 5000;
+
+/** What the control plane hears about one queue it started on a thread. */
+export interface QueueWorkerEvents {
+  /** The thread serving the queue exited without being asked to (crash, terminate from outside). */
+  onDeath(error: QueueWorkerError): void;
+  /** The queue found bad guest data: its thread stopped serving it and set DEVICE_NEEDS_RESET. */
+  onQueueError(message: QueueErrorMessage): void;
+}
+
+/**
+ * The main-thread handle of one queue thread: spawns it, starts and stops
+ * queues on it through comlink, and notices when it dies (every queue it
+ * served is then reported dead). Control calls first set the thread's
+ * control word and ring its wake word, so a busy or sleeping thread answers
+ * within one round.
+ *
+ * While it serves no queue the thread and its port are unref'd, so an idle
+ * pool never keeps the process alive.
+ */
+export class QueueThreadHandle {
+  private readonly worker: Worker;
+  private readonly api: Remote<QueueThreadApi>;
+  private readonly endpoint: PortEndpoint;
+  private readonly words: Int32Array;
+  /** The queues this thread serves, by slot. */
+  private readonly served = new Map<number, QueueWorkerEvents>();
+  private nextSlot = 1;
+  private closing = false;
+  private dead = false;
+  /** Resolves when the thread has exited. */
+  readonly exited: Promise<number>;
+
+  constructor(
+    file: URL,
+    private readonly layout: QueueThreadWords,
+    spinUs: number,
+  ) {
+    const { port1, port2 } = new MessageChannel();
+    const data: QueueThreadData = { words: layout, spinUs, control: port2 };
+    this.worker = new Worker(file, { workerData: data, transferList: [port2] });
+    this.endpoint = new PortEndpoint(port1);
+    this.api = wrap<QueueThreadApi>(this.endpoint);
+    this.words = new Int32Array(layout.buffer);
+    this.worker.on('message', (m: QueueErrorMessage) => {
+      if (m?.type === 'queue-error') this.served.get(m.slot)?.onQueueError(m);
+    });
+    let failure: Error | undefined;
+    this.worker.on('error', (e) => (failure = e));
+    this.exited = new Promise((resolve) => {
+      this.worker.on('exit', (code) => {
+        this.dead = true;
+        this.endpoint.close();
+        if (!this.closing) {
+          const why = failure ? `: ${failure.message}` : ` with code ${code}`;
+          const served = [...this.served.values()];
+          this.served.clear();
+          for (const events of served) events.onDeath(new QueueWorkerError(`queue thread exited unexpectedly${why}`));
+        }
+        resolve(code);
+      });
+    });
+    this.refresh();
+  }
+
+  /** False once the thread has exited (a pool then starts a new one in its place). */
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  /** How many queues the thread serves now. */
+  get queueCount(): number {
+    return this.served.size;
+  }
+
+  /**
+   * Serve one more queue on this thread. The returned runner stops it
+   * (state kept), removes it (terminate) or kills the whole thread (kill,
+   * fault injection: every queue on the thread dies).
+   */
+  start(data: QueueWorkerData, events: QueueWorkerEvents): QueueRunner {
+    const slot = this.nextSlot++;
+    this.served.set(slot, events);
+    this.refresh();
+    // A thread that dies before it answers is reported through the exit.
+    this.call(() => this.api.start(slot, data)).catch(() => undefined);
+    return {
+      stop: () => this.stopQueue(slot),
+      terminate: () => this.removeQueue(slot),
+      kill: () => this.kill(),
+    };
+  }
+
+  /** End the thread (the queues it served are not reported: stop or remove them first). */
+  async close(): Promise<void> {
+    this.closing = true;
+    this.api[releaseProxy]();
+    await this.worker.terminate();
+    await this.exited;
+  }
+
+  /**
+   * Fault injection: end the thread the way a crash would (nothing stopped,
+   * no state saved). Every queue it served is reported through onDeath.
+   */
+  async kill(): Promise<void> {
+    await this.worker.terminate();
+    await this.exited;
+  }
+
+  private async stopQueue(slot: number): Promise<QueueState> {
+    if (!this.served.has(slot)) throw new QueueWorkerError(`queue slot ${slot} is not served by this thread (it died or was removed)`);
+    const state = await this.call(() => this.api.stop(slot));
+    this.forget(slot);
+    if (state === undefined) throw new QueueWorkerError(`queue slot ${slot} was not running on its thread`);
+    return state;
+  }
+
+  private async removeQueue(slot: number): Promise<void> {
+    if (!this.served.has(slot)) return;
+    if (!this.dead) await this.call(() => this.api.remove(slot));
+    this.forget(slot);
+  }
+
+  private forget(slot: number): void {
+    this.served.delete(slot);
+    this.refresh();
+  }
+
+  /** Keep the process alive only while the thread serves queues. */
+  private refresh(): void {
+    if (this.dead) return;
+    if (this.served.size > 0) {
+      this.worker.ref();
+      this.endpoint.ref();
+    } else {
+      this.worker.unref();
+      this.endpoint.unref();
+    }
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.dead) throw new QueueWorkerError('queue thread has exited');
+    // Post the request first (comlink posts synchronously), then raise the
+    // control word: a thread that sees the word must find the message queued.
+    const reply = fn();
+    Atomics.store(this.words, this.layout.control, 1);
+    ring(this.words, this.layout.wake);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new QueueWorkerError(`queue thread did not answer within ${CONTROL_TIMEOUT_MS} ms`)), CONTROL_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([reply, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * Start one queue on a thread of its own: stopping keeps the thread for a
+ * terminate to come; terminate ends it too (a vhost-user ring's thread, which
+ * sleeps on the ring's own doorbell).
+ */
+export function ownQueueThread(thread: QueueThreadHandle, data: QueueWorkerData, events: QueueWorkerEvents): QueueRunner {
+  const runner = thread.start(data, events);
+  return {
+    stop: () => runner.stop(),
+    terminate: async () => {
+      await runner.terminate();
+      await thread.close();
+    },
+    kill: () => runner.kill(),
+  };
+}

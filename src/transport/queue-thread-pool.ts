@@ -1,0 +1,107 @@
+import { InvalidArgumentError } from '../errors.js';
+import type { WordRef } from '../notify/notify-area.js';
+import type { QueueWorkerData } from '../worker/queue-worker-data.js';
+import type { QueueRunner } from './queue-runner.js';
+import { QueueThreadHandle, type QueueWorkerEvents } from './queue-thread-handle.js';
+import { workerFile } from './worker-file.js';
+
+/** Int32 words per cache line: each thread's wake and control words get a line each. */
+const LINE = 16;
+
+/** The most threads one pool may have. */
+export const MAX_POOL_THREADS = 256;
+
+/** Options of a QueueThreadPool. */
+export interface QueueThreadPoolOptions {
+  /** How many queue threads (default 1). */
+  threads?: number;
+  /** Microseconds a thread polls before it sleeps, at most (default 30; the budget adapts below it). */
+  spinUs?: number;
+}
+
+/**
+ * A fixed set of queue threads that serve the virtqueues mapped onto them,
+ * possibly of several devices (the vhost worker model). Thread `i` sleeps
+ * on wake word `i`; whatever must wake a queue served by thread `i` (a kick,
+ * a peer channel, the control plane) rings that word, which
+ * `VirtioDevice.doorbell(q)` hands out.
+ *
+ * Threads start when their first queue starts and live until `close()`,
+ * across device resets and queue restarts; one that dies (crash, fault
+ * injection) is replaced by a new thread on the same words the next time a
+ * queue starts on it. Idle threads do not keep the process alive.
+ */
+export class QueueThreadPool {
+  /** How many threads the pool has. */
+  readonly size: number;
+  readonly spinUs: number;
+  private readonly buffer: SharedArrayBuffer;
+  private readonly threads: Array<QueueThreadHandle | undefined>;
+  private next = 0;
+  private closed = false;
+  private started = 0;
+
+  constructor(options: QueueThreadPoolOptions = {}) {
+    const size = options.threads ?? 1;
+    if (!Number.isInteger(size) || size < 1 || size > MAX_POOL_THREADS) throw new InvalidArgumentError(`a queue thread pool needs 1 to ${MAX_POOL_THREADS} threads (got ${size})`);
+    const spinUs = options.spinUs ?? 30;
+    if (!(Number.isFinite(spinUs) && spinUs >= 0)) throw new InvalidArgumentError(`queue thread pool spinUs ${spinUs} must be a number >= 0`);
+    this.size = size;
+    this.spinUs = spinUs;
+    this.buffer = new SharedArrayBuffer(4 * LINE * 2 * size);
+    this.threads = new Array(size).fill(undefined);
+  }
+
+  /** The word that wakes thread `i`. */
+  wakeWord(i: number): WordRef {
+    this.check(i);
+    return { buffer: this.buffer, index: LINE * 2 * i };
+  }
+
+  /** The next thread in round-robin order (for mapping queues onto the pool). */
+  nextThread(): number {
+    const i = this.next;
+    this.next = (i + 1) % this.size;
+    return i;
+  }
+
+  /** Start serving a queue on thread `i` (spawning the thread if it is not running). */
+  start(i: number, data: QueueWorkerData, events: QueueWorkerEvents): QueueRunner {
+    return this.thread(i).start(data, events);
+  }
+
+  /** Threads running now and the queues each serves (undefined: not started, or dead). */
+  get load(): Array<number | undefined> {
+    return this.threads.map((t) => (t?.alive ? t.queueCount : undefined));
+  }
+
+  /** Threads started over the pool's life: a thread replaced after a death counts again; resets and restarts do not. */
+  get spawned(): number {
+    return this.started;
+  }
+
+  /** End every thread. Stop or remove their queues first (a device's close() does). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const running = this.threads.filter((t): t is QueueThreadHandle => t !== undefined);
+    this.threads.fill(undefined);
+    await Promise.all(running.map((t) => t.close()));
+  }
+
+  private thread(i: number): QueueThreadHandle {
+    this.check(i);
+    if (this.closed) throw new InvalidArgumentError('queue thread pool is closed');
+    let t = this.threads[i];
+    if (t === undefined || !t.alive) {
+      const wake = LINE * 2 * i;
+      t = new QueueThreadHandle(workerFile('queue-worker'), { buffer: this.buffer, wake, control: wake + LINE }, this.spinUs);
+      this.threads[i] = t;
+      this.started++;
+    }
+    return t;
+  }
+
+  private check(i: number): void {
+    if (!Number.isInteger(i) || i < 0 || i >= this.size) throw new InvalidArgumentError(`queue thread ${i} out of range (pool has ${this.size})`);
+  }
+}

@@ -1,0 +1,73 @@
+import { availableParallelism } from 'node:os';
+import { InvalidArgumentError } from '../errors.js';
+import { QueueThreadPool } from './queue-thread-pool.js';
+
+/**
+ * How a device's worker queues map onto queue threads:
+ * - `'per-queue'`: a thread per queue (the most parallel; a frame crosses
+ *   threads at every queue);
+ * - `'per-pair'`: queues 2k and 2k+1 share a thread (a virtio-net
+ *   receiveq/transmitq pair, vsock's rx and tx);
+ * - `'per-device'`: one thread serves every queue of the device (Linux
+ *   vhost's worker per device);
+ * - `{ workers: N }`: N threads, queue q on thread q mod N;
+ * - `{ pool, thread? }`: threads of a pool shared with other devices
+ *   (queue q on `thread(q)`, default round-robin over the pool), e.g. one
+ *   thread per link direction serving a.tx and b.rx;
+ * - `'auto'` (the default): per-queue where the machine has a core for every
+ *   queue plus two (a guest thread and the main thread), else per-device.
+ *
+ * The environment variable VIRTIO_LAB_THREADS (`auto`, `per-queue`,
+ * `per-pair`, `per-device`) sets the default of devices created without one.
+ */
+export type ThreadMapping = 'auto' | 'per-queue' | 'per-pair' | 'per-device' | { workers: number } | { pool: QueueThreadPool; thread?: (queue: number) => number };
+
+const NAMED = ['auto', 'per-queue', 'per-pair', 'per-device'] as const;
+
+/** A device's queues on their threads. */
+export interface QueueThreads {
+  pool: QueueThreadPool;
+  /** The thread of each queue (by queue index). */
+  threadOf: number[];
+  /** True when the pool is the device's own (closed with the device). */
+  owned: boolean;
+  /** The mapping in words, for reports ("per-device", "shared pool of 2", ...). */
+  name: string;
+}
+
+/** The mapping of devices created without one: VIRTIO_LAB_THREADS, else 'auto'. */
+export function defaultThreadMapping(): ThreadMapping {
+  const env = process.env.VIRTIO_LAB_THREADS;
+  if (env === undefined || env === '') return 'auto';
+  if (!(NAMED as readonly string[]).includes(env)) throw new InvalidArgumentError(`VIRTIO_LAB_THREADS=${env}: must be one of ${NAMED.join(', ')}`);
+  return env as ThreadMapping;
+}
+
+/** Resolve `mapping` for a device with `numQueues` queues. */
+export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, spinUs: number): QueueThreads {
+  const own = (threads: number, of: (q: number) => number, name: string): QueueThreads => ({
+    pool: new QueueThreadPool({ threads, spinUs }),
+    threadOf: Array.from({ length: numQueues }, (_, q) => of(q)),
+    owned: true,
+    name,
+  });
+  if (mapping === 'auto') return mapQueueThreads(availableParallelism() >= numQueues + 2 ? 'per-queue' : 'per-device', numQueues, spinUs);
+  if (mapping === 'per-queue') return own(numQueues, (q) => q, mapping);
+  if (mapping === 'per-pair') return own(Math.ceil(numQueues / 2), (q) => q >>> 1, mapping);
+  if (mapping === 'per-device') return own(1, () => 0, mapping);
+  if (typeof mapping === 'object' && mapping !== null && 'workers' in mapping) {
+    const n = mapping.workers;
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`threads { workers: ${n} }: needs a whole number >= 1`);
+    const threads = Math.min(n, numQueues);
+    return own(threads, (q) => q % threads, `${threads} workers`);
+  }
+  if (typeof mapping === 'object' && mapping !== null && 'pool' in mapping && mapping.pool instanceof QueueThreadPool) {
+    const { pool, thread } = mapping;
+    const threadOf = Array.from({ length: numQueues }, (_, q) => (thread === undefined ? pool.nextThread() : thread(q)));
+    for (const [q, t] of threadOf.entries()) {
+      if (!Number.isInteger(t) || t < 0 || t >= pool.size) throw new InvalidArgumentError(`threads.thread(${q}) = ${t}: the pool has threads 0 to ${pool.size - 1}`);
+    }
+    return { pool, threadOf, owned: false, name: `shared pool of ${pool.size}` };
+  }
+  throw new InvalidArgumentError(`threads ${JSON.stringify(mapping)}: expected ${NAMED.join(', ')}, { workers: N } or { pool, thread? }`);
+}

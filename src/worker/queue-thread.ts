@@ -1,0 +1,217 @@
+import { parentPort } from 'node:worker_threads';
+import { expose } from 'comlink';
+import { VirtqueueError } from '../errors.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { AdaptiveWait } from '../notify/adaptive-wait.js';
+import { NotifyArea, ring } from '../notify/notify-area.js';
+import type { QueueState } from '../ring/queue-state.js';
+import { createQueueDevice } from '../ring/create-queue.js';
+import type { VirtqDevice } from '../ring/virtqueue.js';
+import { C_INTERRUPTS, C_SLEEPS, StatsBlock } from '../stats/queue-stats.js';
+import { STATUS_DEVICE_NEEDS_RESET } from '../spec/status.js';
+import { PortEndpoint } from './port-endpoint.js';
+import type { HandlerFactory, QueueHandler } from './queue-handler.js';
+import type { QueueErrorMessage, QueueThreadApi, QueueThreadData, QueueWorkerData } from './queue-worker-data.js';
+
+/**
+ * Where a queue's memory and interrupts are when they are not the defaults
+ * (the SharedArrayBuffer regions of `data.memory`, and `data.interrupt`'s
+ * word): a vhost-user queue views memory mapped from the front end and
+ * signals its call eventfd.
+ */
+export interface QueueEnvironment {
+  memory: GuestMemory;
+  /** Send the driver this queue's interrupt. */
+  raise(): void;
+}
+
+/** Builds a started queue's environment from its data (default: shared memory, interrupt word). */
+export type EnvironmentFactory = (data: QueueWorkerData) => QueueEnvironment;
+
+/** A sleeping thread wakes at least this often to serve its event loop. */
+const IDLE_TIMEOUT_MS = 1000;
+
+/** One queue a thread serves. */
+interface ServedQueue {
+  slot: number;
+  data: QueueWorkerData;
+  device: VirtqDevice;
+  handler: QueueHandler;
+  stats: StatsBlock;
+  /** The queue's device's notify area (its status word takes DEVICE_NEEDS_RESET). */
+  notify: NotifyArea;
+  /** Where this queue's sleeps are counted in `stats`. */
+  sleepsAt: number;
+}
+
+/**
+ * The loop of one queue thread: it serves every queue the control plane
+ * mapped to it (one queue, a pair, a whole device, or queues of several
+ * devices, as Linux vhost's worker and rust-vmm's queues-per-thread do).
+ * Each round polls every queue once, a batch each; when none moved it polls
+ * for the adaptive spin budget, then arms notifications on every queue,
+ * looks once more and sleeps on the thread's one wake word, which all of
+ * them ring. The control word is checked once per round (one Atomics.load):
+ * when set, the loop drains the comlink port synchronously (as piscina
+ * does) and returns to the event loop once so the replies go out.
+ *
+ * The thread lives as long as its pool: a device reset, a queue stop or a
+ * restart changes which queues it serves, never the thread.
+ */
+export class QueueThread implements QueueThreadApi {
+  private readonly words: Int32Array;
+  private readonly wakeIndex: number;
+  private readonly controlIndex: number;
+  private readonly endpoint: PortEndpoint;
+  private readonly wait: AdaptiveWait;
+  private readonly queues: ServedQueue[] = [];
+  /** States of queues that failed (kept so stop() can still answer for them). */
+  private readonly failed = new Map<number, QueueState>();
+  private scheduled = false;
+  private readonly pollAll = (): number => this.pollRound();
+
+  constructor(
+    data: QueueThreadData,
+    private readonly handlers: (kind: string) => HandlerFactory,
+    private readonly environment?: EnvironmentFactory,
+  ) {
+    this.words = new Int32Array(data.words.buffer);
+    this.wakeIndex = data.words.wake;
+    this.controlIndex = data.words.control;
+    this.wait = new AdaptiveWait(this.words, this.wakeIndex, data.spinUs);
+    this.endpoint = new PortEndpoint(data.control);
+    expose(this, this.endpoint);
+  }
+
+  start(slot: number, data: QueueWorkerData): void {
+    const env = this.environment?.(data);
+    const memory = env?.memory ?? new GuestMemory(data.memory);
+    const device = createQueueDevice(memory, data.state);
+    const stats = new StatsBlock(data.stats);
+    const interruptAt = stats.base(data.queue) + C_INTERRUPTS;
+    const target = data.interrupt === null ? null : new Int32Array(data.interrupt.buffer);
+    const targetIndex = data.interrupt?.index ?? 0;
+    const raise = env?.raise;
+    const handler = this.handlers(data.kind)({
+      queue: data.queue,
+      memory,
+      device,
+      stats,
+      params: data.params,
+      interrupt: () => {
+        if (raise !== undefined) {
+          stats.f64[interruptAt]++;
+          raise();
+        } else if (target !== null) {
+          stats.f64[interruptAt]++;
+          ring(target, targetIndex);
+        }
+      },
+    });
+    // A restarted queue rewrites its event word so a stale avail_event from
+    // before the stop cannot suppress the next kick (Firecracker #5969); the
+    // next round then looks at the ring before any sleep.
+    device.enableNotify();
+    const notify = new NotifyArea(data.notify);
+    this.queues.push({ slot, data, device, handler, stats, notify, sleepsAt: stats.base(data.queue) + C_SLEEPS });
+    this.schedule();
+  }
+
+  stop(slot: number): QueueState | undefined {
+    const q = this.take(slot);
+    if (q === undefined) {
+      const state = this.failed.get(slot);
+      this.failed.delete(slot);
+      return state;
+    }
+    q.handler.quiesce();
+    return q.device.state(q.data.state);
+  }
+
+  remove(slot: number): void {
+    this.take(slot)?.handler.quiesce();
+    this.failed.delete(slot);
+  }
+
+  private take(slot: number): ServedQueue | undefined {
+    const i = this.queues.findIndex((q) => q.slot === slot);
+    return i < 0 ? undefined : this.queues.splice(i, 1)[0];
+  }
+
+  /** One loop chain at most: the loop reschedules itself while it serves queues. */
+  private schedule(): void {
+    if (this.scheduled || this.queues.length === 0) return;
+    this.scheduled = true;
+    setImmediate(this.loop);
+  }
+
+  private readonly loop = (): void => {
+    this.scheduled = false;
+    const words = this.words;
+    const cw = this.controlIndex;
+    const queues = this.queues;
+    while (queues.length !== 0) {
+      if (Atomics.load(words, cw) !== 0) {
+        Atomics.store(words, cw, 0);
+        this.endpoint.drain();
+        break; // return once so comlink's replies are posted
+      }
+      if (this.pollRound() !== 0 || this.wait.spin(this.pollAll) !== 0) continue;
+      if (queues.length === 0) break; // the last queue failed while polling
+      const seen = this.wait.snapshot();
+      if (Atomics.load(words, cw) !== 0) continue;
+      if (this.armAll()) continue;
+      for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].sleepsAt]++;
+      const timedOut = this.wait.sleep(seen, IDLE_TIMEOUT_MS);
+      for (let i = 0; i < queues.length; i++) queues[i].handler.disarm();
+      if (timedOut) break; // let the event loop breathe while idle
+    }
+    this.schedule();
+  };
+
+  /** Poll every queue once; a queue that finds bad guest data is failed, the others go on. */
+  private pollRound(): number {
+    const queues = this.queues;
+    let moved = 0;
+    for (let i = 0; i < queues.length; i++) {
+      try {
+        moved += queues[i].handler.poll();
+      } catch (e) {
+        this.fail(queues[i], e);
+        i--;
+      }
+    }
+    return moved;
+  }
+
+  /** Arm every queue; true (all disarmed again) when one already has work. */
+  private armAll(): boolean {
+    const queues = this.queues;
+    for (let i = 0; i < queues.length; i++) {
+      if (queues[i].handler.arm()) {
+        for (let k = 0; k <= i; k++) queues[k].handler.disarm();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Bad guest data: count it, set DEVICE_NEEDS_RESET on the queue's device,
+   * raise its config interrupt (2.1.2: required once DRIVER_OK is set),
+   * report, and stop serving that queue. The thread and its other queues go on.
+   */
+  private fail(q: ServedQueue, e: unknown): void {
+    // Anything else is a bug in this library: let the thread die; the control
+    // plane sees the exit and marks every device it served DEVICE_NEEDS_RESET.
+    if (!(e instanceof VirtqueueError)) throw e;
+    const { queue, configInterrupt } = q.data;
+    this.take(q.slot);
+    this.failed.set(q.slot, q.data.state);
+    q.stats.countError(queue, e.code);
+    Atomics.or(q.notify.i32, q.notify.statusWord, STATUS_DEVICE_NEEDS_RESET);
+    if (configInterrupt !== null) ring(new Int32Array(configInterrupt.buffer), configInterrupt.index);
+    const msg: QueueErrorMessage = { type: 'queue-error', slot: q.slot, queue, code: e.code, message: e.message, value: e.value };
+    parentPort?.postMessage(msg);
+  }
+}

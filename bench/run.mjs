@@ -7,9 +7,10 @@
 //
 //   npm run bench [-- --quick] [--cases pump,gso,modes,switch,vsock,latency,memory]
 //                 [--runs 5] [--frames 2000000] [--sizes 64,1500] [--pairs 1,2] [--rings split,packed]
+//                 [--threads per-queue,link]
 //
 // Cases:
-//   pump     frames through one NIC pair (split and packed, 1..N queue pairs)
+//   pump     frames through one NIC pair (split and packed, 1..N queue pairs, per queue-thread mapping)
 //   gso      64 KiB TSO frames, passed through whole (the receiver negotiates GUEST_TSO4)
 //   modes    notify (event idx, sleep at once) vs event idx + 30 us spin (default) vs poll (never sleeps)
 //   switch   the same stream through the learning switch (NetSwitch) vs a direct link
@@ -39,6 +40,7 @@ const { values } = parseArgs({
     sizes: { type: 'string' },
     pairs: { type: 'string' },
     rings: { type: 'string', default: 'split,packed' },
+    threads: { type: 'string', default: 'per-queue,link' },
     'no-dpdk': { type: 'boolean', default: false },
   },
 });
@@ -51,6 +53,7 @@ const frames = Number(values.frames ?? (quick ? 200_000 : 2_000_000));
 const sizes = (values.sizes ?? (quick ? '64' : '64,1500')).split(',').map(Number);
 const pairCounts = (values.pairs ?? (quick ? '1' : '1,2')).split(',').map(Number);
 const rings = values.rings.split(',');
+const threadMappings = values.threads.split(',');
 const cores = availableParallelism();
 const dpdk = !values['no-dpdk'] && dpdkAvailable();
 
@@ -76,10 +79,14 @@ async function rounds(measurements) {
   return { ...out, placements };
 }
 
+/** Busy threads of the last pump run per mapping (the pump counts its guests and working queue threads). */
+const pumpBusy = {};
+
 /** The pump's frames/s, after checking it lost nothing. */
 async function pumpPps(options) {
   const r = await runPump(options);
   if (r.lost !== 0 || r.sequenceErrors !== 0) throw new Error(`pump lost ${r.lost} / misordered ${r.sequenceErrors} frames (${JSON.stringify(options)})`);
+  pumpBusy[r.threads] = r.busyThreads;
   return r.pps;
 }
 
@@ -97,6 +104,7 @@ function throughputRow(c) {
     pairs: c.pairs ?? 1,
     ring: c.ring,
     what: c.what,
+    threads: c.mapping,
     busyThreads: c.threads,
     mpps: range(c.ours),
     gbps: gbps(median(c.ours), c.size),
@@ -118,24 +126,35 @@ function throughputRow(c) {
     row.vsOther && `${row.vsOther.name} x${row.vsOther.value.toFixed(2)}`,
   ].filter(Boolean);
   console.log(
-    `${c.case.padEnd(6)} ${String(c.size).padStart(5)} B x${row.pairs} ${c.ring.padEnd(6)} ${c.what.padEnd(18)} ${mpps(row.mpps)} Mpps ${row.gbps.toFixed(2)} Gbit/s  ${base.join('  ')}  ` +
+    `${c.case.padEnd(6)} ${String(c.size).padStart(5)} B x${row.pairs} ${c.ring.padEnd(6)} ${c.what.padEnd(26)} ${mpps(row.mpps)} Mpps ${row.gbps.toFixed(2)} Gbit/s  ${base.join('  ')}  ` +
       `[${c.threads} busy threads / ${cores} cores; ${c.placements.join(',')}]`,
   );
 }
 
 // ---- pump: sizes x pairs x rings, with every baseline -----------------------
 if (cases.includes('pump')) {
-  console.log(`\npump: ${frames} frames per run (split over the pairs); 3 busy threads per pair (guest, tx worker, rx worker); postMessage and Unix: 2 threads`);
+  console.log(`\npump: ${frames} frames per run (split over the pairs); queue threads ${threadMappings.join(', ')} (per-queue: guest, tx and rx thread per pair; link: guest and one worker serving a.tx and b.rx per pair); postMessage and Unix: 2 threads`);
   for (const size of sizes) {
     const dpdkBy = {};
     if (dpdk) for (const ring of rings) dpdkBy[ring] = await dpdkRates(size, ring, { samples: runs });
     for (const pairs of pairCounts) {
       const m = { postMessage: () => postMessageRate(baselineFrames(size), size), unix: () => unixSocketRate(baselineFrames(size), size) };
-      for (const ring of rings) m[ring] = () => pumpPps({ frames: Math.ceil(frames / pairs), frameSize: size, pairs, ring });
+      const key = (ring, threads) => `${ring} ${threads}`;
+      for (const threads of threadMappings) for (const ring of rings) m[key(ring, threads)] = () => pumpPps({ frames: Math.ceil(frames / pairs), frameSize: size, pairs, ring, threads });
       const r = await rounds(m);
-      for (const ring of rings) {
-        const vsOther = ring === 'packed' && r.split !== undefined ? { name: 'packed/split', value: ratio(r.packed, r.split) } : undefined;
-        throughputRow({ case: 'pump', size, pairs, ring, what: 'direct link', threads: 3 * pairs, ours: r[ring], postMessage: r.postMessage, unix: r.unix, dpdk: pairs === 1 ? dpdkBy[ring] : undefined, vsOther, placements: r.placements });
+      for (const threads of threadMappings) {
+        for (const ring of rings) {
+          const ours = r[key(ring, threads)];
+          const split = r[key('split', threads)];
+          const vsOther =
+            ring === 'packed' && split !== undefined
+              ? { name: 'packed/split', value: ratio(ours, split) }
+              : threads !== threadMappings[0]
+                ? { name: `vs ${threadMappings[0]}`, value: ratio(ours, r[key(ring, threadMappings[0])]) }
+                : undefined;
+          const what = `direct link, ${threads}`;
+          throughputRow({ case: 'pump', size, pairs, ring, what, mapping: threads, threads: pumpBusy[threads], ours, postMessage: r.postMessage, unix: r.unix, dpdk: pairs === 1 ? dpdkBy[ring] : undefined, vsOther, placements: r.placements });
+        }
       }
     }
   }

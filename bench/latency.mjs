@@ -13,10 +13,11 @@
 // of npm run bench (latencyCases()).
 //
 //   node bench/latency.mjs [--runs 5] [--idle-samples 50] [--gap-ms 55] [--trips 20000] [--spin-us 30]
+//                          [--threads link|per-device|per-queue]  (link, the default: one queue thread for both NICs)
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
-import { NetDriver, SharedArena, VirtioNetDevice, connectNics, latencyPercentiles, newLatencyHistogram, probePlacement, recordLatencyNs, setupNetDriver } from '../dist/index.js';
+import { NetDriver, QueueThreadPool, SharedArena, VirtioNetDevice, connectNics, latencyPercentiles, newLatencyHistogram, probePlacement, recordLatencyNs, setupNetDriver } from '../dist/index.js';
 import { fmtUs as us, isMain, range, writeResults } from './lib.mjs';
 
 const MAC_A = '52:54:00:00:00:0a';
@@ -122,15 +123,20 @@ const fmt = (r) => `${us(r.median)} [${us(r.min)}-${us(r.max)}]`;
  * Both latency measurements, `runs` runs each; prints as it goes, writes
  * bench/results/latency-*.{json,md}, returns the rows.
  */
-export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55, trips = 20000, spinUs = 30, maxRunS = 1.5 } = {}) {
+export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55, trips = 20000, spinUs = 30, maxRunS = 1.5, threads = 'link' } = {}) {
   const gapMs = Math.max(51, gap);
   const maxRunMs = maxRunS * 1000;
   const cores = availableParallelism();
 
   const memSize = QUEUE_SIZE * 4096 + QUEUE_SIZE * (128 + 1518) + (2 << 20);
   const arena = new SharedArena(2 * memSize + (4 << 20));
-  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, mac: MAC_A });
-  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, mac: MAC_B });
+  // 'link': one queue thread serves both NICs (a kick wakes it, it moves the frame to b's buffers, b's guest wakes: two sleeping hops).
+  const pool = threads === 'link' ? new QueueThreadPool({ threads: 1, spinUs }) : undefined;
+  const mapping = pool === undefined ? threads : { pool };
+  const queueThreads = { link: 1, 'per-device': 2, 'per-queue': 4 }[threads];
+  if (queueThreads === undefined) throw new Error(`--threads ${threads}: link, per-device or per-queue`);
+  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, mac: MAC_A, threads: mapping });
+  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, mac: MAC_B, threads: mapping });
   const link = connectNics(arena, a, b);
   let worker;
   let irqB;
@@ -162,7 +168,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     const placementBefore = await probePlacement();
     console.log(`node ${process.version}, ${cores} cores; placement before: ${placementBefore.placement} (${placementBefore.roundTripNs} ns round trip)`);
     console.log(
-      `threads: main (NIC a guest), worker (NIC b guest), a tx + a rx + b tx + b rx queue workers (6 threads) on ${cores} cores; ` +
+      `threads: main (NIC a guest), worker (NIC b guest), ${queueThreads} queue thread(s) serving a tx + a rx + b tx + b rx (queue threads ${threads}; ${2 + queueThreads} threads) on ${cores} cores; ` +
         `${FRAME}-byte frames, rings ${QUEUE_SIZE}, device spin ${spinUs} us\n`,
     );
 
@@ -301,7 +307,8 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     const meta = {
       node: process.version,
       cores,
-      threads: 6,
+      threads: 2 + queueThreads,
+      queueThreads: threads,
       runs,
       idleSamples,
       gapMs,
@@ -312,7 +319,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       placementBefore,
     };
     const md = [
-      `node ${meta.node}, ${cores} cores, 6 threads (2 guests: main + worker; 4 queue workers), ${FRAME}-byte frames, device spin ${spinUs} us, ${runs} runs`,
+      `node ${meta.node}, ${cores} cores, ${meta.threads} threads (2 guests: main + worker; ${queueThreads} queue thread(s), mapping ${threads}), ${FRAME}-byte frames, device spin ${spinUs} us, ${runs} runs`,
       '',
       '| measurement | p50 us (median [min-max] over runs) | p99 us | p99.9 us | pooled p50 / p99 / p99.9 / max us (samples) | placement per run |',
       '| --- | --- | --- | --- | --- | --- |',
@@ -339,6 +346,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     }
     await link.close();
     await Promise.all([a.close(), b.close()]);
+    await pool?.close();
   }
 }
 
@@ -352,6 +360,7 @@ else if (isMain(import.meta.url)) {
       trips: { type: 'string', default: '20000' },
       'spin-us': { type: 'string', default: '30' },
       'max-run-s': { type: 'string', default: '1.5' },
+      threads: { type: 'string', default: 'link' },
     },
   });
   await latencyCases({
@@ -361,5 +370,6 @@ else if (isMain(import.meta.url)) {
     trips: Number(values.trips),
     spinUs: Number(values['spin-us']),
     maxRunS: Number(values['max-run-s']),
+    threads: values.threads,
   });
 }

@@ -84,8 +84,8 @@ const DRIVER_SETTABLE = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK 
 /**
  * The main-thread control plane of one virtio device (after the vhost / vDPA
  * split): device status machine, feature negotiation, config space, queue
- * setup, and one worker thread per running queue. Device-specific behaviour
- * comes from its DeviceModel.
+ * setup, and the queue threads its data queues run on (see ThreadMapping).
+ * Device-specific behaviour comes from its DeviceModel.
  *
  * Calls that break the spec's rules for a driver throw named errors
  * (DeviceStatusError, InvalidArgumentError); the register view
@@ -201,8 +201,8 @@ export class VirtioDevice extends EventEmitter {
   }
 
   /**
-   * Reset the device (2.4): stop every queue worker, forget features and
-   * queue setup, and only then let status read 0.
+   * Reset the device (2.4): take every queue off its thread (the threads
+   * stay), forget features and queue setup, and only then let status read 0.
    */
   reset(): Promise<void> {
     if (this.resetting !== undefined) return this.resetting;
@@ -439,7 +439,7 @@ export class VirtioDevice extends EventEmitter {
   }
 
   /**
-   * Start queue `q` on a fresh worker, from `state` (validated: restored state
+   * Start queue `q` on its queue thread, from `state` (validated: restored state
    * is input like any other) or from its configuration and base.
    */
   startQueue(q: number, state?: QueueState): void {
@@ -498,7 +498,7 @@ export class VirtioDevice extends EventEmitter {
   }
 
   /**
-   * Stop queue `q` after its current batch and end its worker; returns the
+   * Stop queue `q` after its current batch and take it off its thread; returns the
    * queue's state, from which startQueue() resumes losing and duplicating
    * nothing. A stopped queue stays enabled.
    */
@@ -516,7 +516,7 @@ export class VirtioDevice extends EventEmitter {
 
   /**
    * Reset one queue (vhost / vDPA style; the per-queue reset of
-   * VIRTIO_F_RING_RESET, 2.6.1): end its worker without saving state and put
+   * VIRTIO_F_RING_RESET, 2.6.1): take it off its thread without saving state and put
    * its configuration back to the values after a device reset (size = max,
    * not enabled, no vector, base 0). The other queues keep running.
    */

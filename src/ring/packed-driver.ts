@@ -185,7 +185,7 @@ export class PackedQueueDriver implements VirtqDriver {
         const flags = (k < nOut ? 0 : VIRTQ_DESC_F_WRITE) | (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0) | packedAvailFlags(pos < size);
         r.u16[r.desc16 + 8 * (pos < size ? pos : pos - size) + 7] = flags;
       }
-      pos = (pos + 1) % this.two;
+      if (++pos === this.two) pos = 0;
     }
     const headFlags = (nOut > 0 ? 0 : VIRTQ_DESC_F_WRITE) | (n > 1 ? VIRTQ_DESC_F_NEXT : 0);
     this.finish(id, start, n, writableBytes, headFlags, token);
@@ -217,13 +217,15 @@ export class PackedQueueDriver implements VirtqDriver {
     this.idStart[id] = start;
     this.idSerial[id] = ++this.serial;
     if (this.inOrder) {
-      this.fifo[(this.fifoHead + this.fifoLen) % this.size] = id;
+      const t = this.fifoHead + this.fifoLen;
+      this.fifo[t < this.size ? t : t - this.size] = id;
       this.fifoLen++;
     }
     const k = this.pendCount++;
     this.pendId[k] = id;
     this.pendFlags[k] = headFlags | packedAvailFlags(start < this.size);
-    this.availPos = (start + descs) % this.two;
+    const next = start + descs;
+    this.availPos = next < this.two ? next : next - this.two;
     this.numFreeDescs -= descs;
     this.inFlight++;
   }
@@ -239,10 +241,15 @@ export class PackedQueueDriver implements VirtqDriver {
     if (n === 0) return false;
     const r = this.ring;
     const size = this.size;
-    for (let k = 0; k < n; k++) this.idShown[this.pendId[k]] = 1;
+    // 2.8.22: the flags of the batch's first descriptor are the release store, written
+    // last; the others are plain stores before it (the device acquires the first, then reads on).
     for (let k = n - 1; k >= 0; k--) {
-      const start = this.idStart[this.pendId[k]];
-      Atomics.store(r.u16, r.desc16 + 8 * (start < size ? start : start - size) + 7, this.pendFlags[k]);
+      const id = this.pendId[k];
+      this.idShown[id] = 1;
+      const start = this.idStart[id];
+      const at = r.desc16 + 8 * (start < size ? start : start - size) + 7;
+      if (k === 0) Atomics.store(r.u16, at, this.pendFlags[k]);
+      else r.u16[at] = this.pendFlags[k];
     }
     this.pendCount = 0;
     const old = this.publishedPos;
@@ -280,11 +287,12 @@ export class PackedQueueDriver implements VirtqDriver {
         }
         count += s - cursor + 1;
         cursor = s + 1;
-        pos = (this.idStart[id] + this.idDescs[id]) % this.two;
+        pos = this.idStart[id] + this.idDescs[id];
       } else {
         count++;
-        pos = (pos + this.idDescs[id]) % this.two;
+        pos += this.idDescs[id];
       }
+      if (pos >= this.two) pos -= this.two;
       if (count >= this.inFlight) break;
     }
     this.usedCache = count;
@@ -318,10 +326,12 @@ export class PackedQueueDriver implements VirtqDriver {
       // Every chain added before `id` and not reaped is completed by this one used descriptor.
       this.batchLeft = this.idSerial[id] - this.idSerial[this.fifo[this.fifoHead]] + 1;
       this.batchLastLen = written;
-      this.usedPos = (this.idStart[id] + this.idDescs[id]) % this.two;
+      const next = this.idStart[id] + this.idDescs[id];
+      this.usedPos = next < this.two ? next : next - this.two;
       return this.nextOfBatch();
     }
-    this.usedPos = (pos + this.idDescs[id]) % this.two;
+    const next = pos + this.idDescs[id];
+    this.usedPos = next < this.two ? next : next - this.two;
     this.usedLen = written;
     return this.release(id);
   }

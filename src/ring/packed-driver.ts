@@ -73,8 +73,6 @@ export class PackedQueueDriver implements VirtqDriver {
   private readonly pendId: Uint16Array;
   private readonly pendFlags: Uint16Array;
   private pendCount = 0;
-  /** Used chains found ready by the last walk and not reaped yet. */
-  private usedCache = 0;
   private readonly indirectTables?: { base: number; maxEntries: number };
 
   constructor(
@@ -259,12 +257,12 @@ export class PackedQueueDriver implements VirtqDriver {
   }
 
   /**
-   * Used chains ready to reap, found by walking used descriptors from the
-   * next expected one (cached while non-zero). A used descriptor that names
+   * Used chains ready to reap now, found by walking used descriptors from the
+   * next expected one (not cached: a count kept from an earlier walk misses
+   * what the device published since, and getUsed() needs none). A used descriptor that names
    * no chain in flight counts as one, so that getUsed() reaches it and throws.
    */
   usedAvailable(): number {
-    if (this.usedCache !== 0) return this.usedCache;
     const r = this.ring;
     const size = this.size;
     let count = this.batchLeft;
@@ -295,7 +293,6 @@ export class PackedQueueDriver implements VirtqDriver {
       if (pos >= this.two) pos -= this.two;
       if (count >= this.inFlight) break;
     }
-    this.usedCache = count;
     return count;
   }
 
@@ -351,7 +348,6 @@ export class PackedQueueDriver implements VirtqDriver {
     this.nextFreeId[id] = this.freeId;
     this.freeId = id;
     this.inFlight--;
-    if (this.usedCache > 0) this.usedCache--;
     return this.idToken[id];
   }
 

@@ -167,8 +167,10 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   // Receive pages (mergeable: one 4 KiB page per slot), tx slots, rings, per pair.
   const memSize = pairs * (queueSize * 4096 + queueSize * (128 + Math.max(frameSize, 1518))) + (2 << 20);
   const arena = new SharedArena(2 * memSize + pairs * (4 << 20));
-  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_A, queuePairs: pairs });
-  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_B, queuePairs: pairs });
+  // The devices offer a power of two (4.1.4.3.2); the drivers take `queueSize`, which a packed ring allows to be any size (2.8.10.1).
+  const maxQueueSize = 2 ** Math.ceil(Math.log2(queueSize));
+  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: maxQueueSize, spinUs, mac: MAC_A, queuePairs: pairs });
+  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: maxQueueSize, spinUs, mac: MAC_B, queuePairs: pairs });
   const sw = options.via === 'switch' ? new NetSwitch(arena) : undefined;
   if (sw !== undefined) {
     sw.connect(a);

@@ -202,7 +202,8 @@ export class PackedQueueDriver implements VirtqDriver {
     const i = pos < this.size ? pos : pos - this.size;
     const w = r.desc32 + 4 * i;
     r.u32[w] = gpa >>> 0;
-    r.u32[w + 1] = Math.floor(gpa / TWO_32);
+    // Addresses below 4 GiB (the common case) skip the division.
+    r.u32[w + 1] = gpa < TWO_32 ? 0 : Math.floor(gpa / TWO_32);
     r.u32[w + 2] = len;
     r.u16[r.desc16 + 8 * i + 6] = id;
   }

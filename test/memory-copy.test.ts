@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyBytes, wordView } from '../src/memory/copy.js';
+import { copyBytes } from '../src/memory/copy.js';
 
 /** What memmove leaves in `mem` after moving `len` bytes from absolute offset `from` to `to`. */
 function memmove(mem: Uint8Array, from: number, to: number, len: number): Uint8Array {
@@ -49,14 +49,21 @@ describe('copyBytes: every size around the word-loop crossover, every alignment'
     }
   });
 
-  it('wordView: index i is byte 4i of the view; undefined for a view that does not start on a word', () => {
-    const sab = new SharedArrayBuffer(64);
-    const at8 = new Uint8Array(sab, 8);
-    const w = wordView(at8);
-    expect(w).toBeDefined();
-    w![1] = 0x04030201;
-    expect(Array.from(at8.subarray(4, 8))).toEqual([1, 2, 3, 4]);
-    expect(wordView(at8)).toBe(w);
-    expect(wordView(new Uint8Array(sab, 2))).toBeUndefined();
+  it('keeps copying right while more views take turns than it caches word views for (a pair whose source is cached and destination is new)', () => {
+    // Six plain buffers, pairs in an order that makes a cached source meet a new destination.
+    const views = Array.from({ length: 6 }, (_, i) => Uint8Array.from(pattern(256), (b) => b ^ i));
+    const want = views.map((v) => Uint8Array.from(v));
+    let x = 7;
+    for (let step = 0; step < 400; step++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const s = x % 6;
+      const d = (s + 1 + ((x >>> 8) % 5)) % 6;
+      const len = [4, 12, 16, 64, 65][(x >>> 12) % 5];
+      const from = 4 * ((x >>> 16) % 16);
+      const to = 4 * ((x >>> 20) % 16);
+      copyBytes(views[s], from, views[d], to, len);
+      want[d].set(want[s].slice(from, from + len), to);
+      expect(views[d], `step ${step}: ${len} bytes from view ${s}@${from} to view ${d}@${to}`).toEqual(want[d]);
+    }
   });
 });

@@ -2,8 +2,8 @@
  * Copies between byte views on the data path, each done the cheapest way for
  * its size and alignment. Calls into typed-array builtins cost 15-35 ns
  * before the first byte moves, so short copies are loops: 4-aligned ones
- * move u32 words through a word view of the same buffer (one view per
- * buffer, made when a new buffer is first seen, never per copy).
+ * move Int32 words through a word view of each byte view (made on its first
+ * such copy, never per copy).
  */
 
 /**
@@ -20,10 +20,11 @@ const seenOffset = new Float64Array(VIEWS);
 const seenI32: Array<Int32Array | undefined> = new Array<Int32Array | undefined>(VIEWS).fill(undefined);
 let seenNext = 0;
 
-/** The cache slot of `u8`, filled on a miss (round robin). */
-function slotOf(u8: Uint8Array): number {
+/** The cache slot of `u8`, filled on a miss (round robin, never taking slot `keep`). */
+function slotOf(u8: Uint8Array, keep: number): number {
   for (let k = 0; k < VIEWS; k++) if (seenU8[k] === u8) return k;
-  const k = seenNext;
+  let k = seenNext;
+  if (k === keep) k = k + 1 === VIEWS ? 0 : k + 1;
   seenNext = k + 1 === VIEWS ? 0 : k + 1;
   const offset = u8.byteOffset;
   seenU8[k] = u8;
@@ -32,7 +33,11 @@ function slotOf(u8: Uint8Array): number {
   return k;
 }
 
-/** The word view of slot k's view, made on first use (copies that need none allocate none). */
+/**
+ * The word view of slot k's byte view (index i is byte 4 * i of it), made on
+ * first use so that copies which need none allocate none; undefined when the
+ * view does not start on a word of its buffer.
+ */
 function wordsOf(k: number): Int32Array | undefined {
   const w = seenI32[k];
   if (w !== undefined) return w;
@@ -40,15 +45,6 @@ function wordsOf(k: number): Int32Array | undefined {
   const offset = seenOffset[k];
   if ((offset & 3) !== 0) return undefined;
   return (seenI32[k] = new Int32Array(u8.buffer, offset, u8.length >>> 2));
-}
-
-/**
- * An Int32 view of the buffer behind `u8` whose index i is byte 4 * i of
- * `u8`, or undefined when `u8` does not start on a word of its buffer. Made
- * once per view (while it is among the last few seen), never per copy.
- */
-export function wordView(u8: Uint8Array): Int32Array | undefined {
-  return wordsOf(slotOf(u8));
 }
 
 /** Unaligned copies shorter than this are byte loops (a builtin's call costs more). */
@@ -86,8 +82,9 @@ let pairSrcSlot = 0;
 let pairDstSlot = 0;
 
 function setPair(src: Uint8Array, dst: Uint8Array): void {
-  pairSrcSlot = slotOf(src);
-  pairDstSlot = slotOf(dst);
+  pairSrcSlot = slotOf(src, -1);
+  // The destination must not take the source's slot (a miss goes round robin).
+  pairDstSlot = slotOf(dst, pairSrcSlot);
   pairSrc = src;
   pairDst = dst;
   pairSrcOffset = seenOffset[pairSrcSlot];
@@ -96,11 +93,8 @@ function setPair(src: Uint8Array, dst: Uint8Array): void {
   pairDstWords = seenI32[pairDstSlot];
 }
 
-/** Make (or find) the pair's word views, on its first 4-aligned copy. */
+/** Make (or find) the pair's word views, on its first 4-aligned copy (its slots stay its own until the next setPair()). */
 function pairWords(): void {
-  // wordView() may have given a slot of the pair to another view since setPair().
-  if (seenU8[pairSrcSlot] !== pairSrc) pairSrcSlot = slotOf(pairSrc!);
-  if (seenU8[pairDstSlot] !== pairDst) pairDstSlot = slotOf(pairDst!);
   pairSrcWords = wordsOf(pairSrcSlot);
   pairDstWords = wordsOf(pairDstSlot);
 }
@@ -112,7 +106,7 @@ let lastShared = false;
 
 /**
  * Copy `len` bytes from src[srcIdx..] to dst[dstIdx..] (overlapping ranges
- * of one buffer copy as memmove does). Short copies are loops: u32 words
+ * of one buffer copy as memmove does). Short copies are loops: Int32 words
  * when both ends are 4-aligned (a 12-byte header is three word moves), else
  * bytes; longer ones go to copyWithin when both are
  * whole-buffer views of one buffer (no allocation: the fast path when guest
@@ -131,7 +125,7 @@ export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstI
     const d0 = pairDstOffset + dstIdx;
     if (s0 + len <= d0 || d0 + len <= s0) {
       if (((srcIdx | dstIdx) & 3) === 0) {
-        if (pairSrcWords === undefined) pairWords();
+        if (pairSrcWords === undefined || pairDstWords === undefined) pairWords();
         const s32 = pairSrcWords;
         const d32 = pairDstWords;
         if (s32 !== undefined && d32 !== undefined) {

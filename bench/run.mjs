@@ -9,6 +9,8 @@
 //                 [--runs 5] [--frames 2000000] [--sizes 64,1500] [--pairs 1,2] [--rings split,packed]
 //                 [--threads per-queue,link]
 //
+// `--cases cpu` alone runs in well under a minute.
+//
 // Cases:
 //   pump     frames through one NIC pair (split and packed, 1..N queue pairs, per queue-thread mapping)
 //   gso      64 KiB TSO frames, passed through whole (the receiver negotiates GUEST_TSO4)
@@ -17,18 +19,20 @@
 //   vsock    stream throughput (64 KiB writes) and connection setup vs a Unix socket
 //   latency  idle -> first frame and busy ping-pong, HDR percentiles p50 / p99 / p99.9
 //   memory   heap, RSS and GCs over 10 M frames (fails the suite when a heap grows > 1 MiB)
+//   cpu      thread CPU ns per frame, stage by stage, every stage in one thread (no workers)
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { probePlacement, runPump } from '../dist/index.js';
 import { dpdkAvailable, dpdkRates } from './dpdk-baseline.mjs';
 import { latencyCases } from './latency.mjs';
+import { STAGES as CPU_STAGES, cpuCase } from './cpu.mjs';
 import { fmtRange, fmtUs, gbps, machineLine, mdTable, median, range, ratio, writeResults } from './lib.mjs';
 import { memoryCase } from './memory.mjs';
 import { postMessageRate } from './post-message-baseline.mjs';
 import { unixSocketRate } from './unix-socket-baseline.mjs';
 import { VSOCK_THREADS, vsockCases } from './vsock.mjs';
 
-const ALL_CASES = ['pump', 'gso', 'modes', 'switch', 'vsock', 'latency', 'memory'];
+const ALL_CASES = ['pump', 'gso', 'modes', 'switch', 'vsock', 'latency', 'memory', 'cpu'];
 const GSO_FRAME = 65536;
 
 const { values } = parseArgs({
@@ -239,6 +243,15 @@ if (cases.includes('memory')) {
   report.cases.memory = mem;
   const kib = (b) => `${b >= 0 ? '+' : ''}${(b / 1024).toFixed(0)} KiB`;
   sections.push('', `memory (${memFrames} frames per ring; heaps after a forced GC; limit +1 MiB):`, '', ...mdTable(['ring', 'main heap', 'guest thread heap', 'RSS', 'GCs main thread', 'GCs all threads (10 k-frame process)', 'result'], mem.rows.map((r) => [r.ring, kib(r.mainHeapGrowth), kib(r.guestHeapGrowth), kib(r.rssGrowth), String(r.mainGcs), `${r.allThreadGcs} (${r.allThreadGcsAt10k})`, r.ok ? 'ok' : 'FAIL'])));
+}
+
+// ---- cpu ---------------------------------------------------------------------
+if (cases.includes('cpu')) {
+  const cpuFrames = quick ? 100_000 : 300_000;
+  console.log(`\ncpu: thread CPU ns per frame by stage, every stage in one thread with the library's classes (no workers); ${cpuFrames} frames per run, each ring and size in a child process`);
+  const rows = await cpuCase({ runs, frames: cpuFrames, sizes, rings });
+  report.cases.cpu = rows;
+  sections.push('', `cpu (thread CPU ns per frame, one thread, ${cpuFrames} frames per run; median of ${runs} runs):`, '', ...mdTable(['ring', 'frame', 'ns/frame median [min-max]', ...CPU_STAGES], rows.map((r) => [r.ring, `${r.size} B`, `${r.nsPerFrame.toFixed(0)} [${r.nsPerFrameMin.toFixed(0)}-${r.nsPerFrameMax.toFixed(0)}]`, ...CPU_STAGES.map((s) => r.stages[s].toFixed(0))])));
 }
 
 const md = writeResults('suite', report, [`node ${process.version}, ${cores} cores, ${runs} runs per figure, placement before: ${placementBefore.placement} (${placementBefore.roundTripNs} ns)`, '', ...sections]);

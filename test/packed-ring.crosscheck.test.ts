@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ChainReader, ChainWriter, GuestAllocator, PackedQueueDevice, PackedQueueDriver, createQueueDevice, createQueueDriver } from '../src/index.js';
+import { ChainReader, ChainWriter, GuestAllocator, PackedQueueDevice, PackedQueueDriver, QueueStateError, createQueueDevice, createQueueDriver, validateQueueSize, validateQueueState } from '../src/index.js';
 import { MiniPackedDevice } from './support/mini-packed-device.js';
 import { type Cursor, MiniPackedDriver, type PLayout, type Segment, packedRig } from './support/mini-packed-driver.js';
 import { pattern, segmentsOf } from './support/split-ring.js';
@@ -35,7 +35,7 @@ describe('PackedQueueDevice against the mini packed driver', () => {
   it('2.8.6 / 2.8.7 / 2.8.9: pop() yields each buffer as written (direct lists, indirect tables, across wraps); used descriptors reach the driver in completion order, in-order batches as one', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom(1, 2, 4, 16, 64).chain((size) => fc.tuple(fc.constant(size), startArb(size))),
+        fc.constantFrom(1, 2, 3, 4, 5, 16, 64, 100).chain((size) => fc.tuple(fc.constant(size), startArb(size))),
         fc.array(shapeArb, { minLength: 1, maxLength: 50 }),
         fc.boolean(),
         fc.nat(),
@@ -135,7 +135,7 @@ describe('PackedQueueDriver against the mini packed device', () => {
     const MAX = 4;
     fc.assert(
       fc.property(
-        fc.constantFrom(1, 2, 4, 16, 64).chain((size) => fc.tuple(fc.constant(size), startArb(size))),
+        fc.constantFrom(1, 2, 3, 4, 5, 16, 64, 100).chain((size) => fc.tuple(fc.constant(size), startArb(size))),
         fc.array(shapeArb, { minLength: 1, maxLength: 50 }),
         fc.boolean(),
         fc.boolean(),
@@ -216,7 +216,7 @@ describe('PackedQueueDriver and PackedQueueDevice through one memory', () => {
     ['in order', false, true],
     ['in order, event idx, indirect', true, true],
   ])('2.8: 10 x size chains with random completion (%s) all come back once, with their bytes and lengths', (_, eventIdx, inOrder) => {
-    for (const size of [1, 8, 64, 256]) {
+    for (const size of [1, 3, 8, 64, 100, 256]) {
       const rig = packedRig(size, { eventIdx, indirect: eventIdx, inOrder, memSize: 1 << 21 });
       const driver = createQueueDriver(rig.memory, rig.state, eventIdx ? { indirectTables: { base: rig.alloc.alloc(size * 3 * 16, 16), maxEntries: 3 } } : {});
       const device = createQueueDevice(rig.memory, rig.state);
@@ -292,5 +292,109 @@ describe('PackedQueueDriver and PackedQueueDevice through one memory', () => {
       expect(irqs).toBeGreaterThan(0);
       expect(rig.guardsIntact()).toBe(true);
     }
+  });
+});
+
+describe('2.8.10.1 packed queue size need not be a power of two', () => {
+  // Sizes around the edges: 1, small odd, and large odd up to the largest (32768 - 1).
+  const SIZES = [1, 3, 100, 1000, 32767];
+  /** Chains through 2.5 laps of the ring (the wrap counters flip at index size - 1 -> 0 several times); a lap and a bit for the largest. */
+  const lapsOf = (size: number): number => (size > 4096 ? size + 2048 : Math.ceil(2.5 * size));
+  /** Alternating shapes: one readable descriptor, then (room permitting) a readable and a writable one. */
+  const shapeOf = (k: number, size: number, data: number): Segment[] =>
+    k % 2 === 0 || size === 1
+      ? [{ addr: data + 16 * (k % 64), len: 8 + (k % 5), write: false }]
+      : [
+          { addr: data + 16 * (k % 64), len: 12, write: false },
+          { addr: data + 1024 + 16 * (k % 64), len: 16, write: true },
+        ];
+
+  it.each(SIZES)('2.8.10.1 packed queue size need not be a power of two: PackedQueueDriver (size %i) against the mini packed device, across wraps', (size) => {
+    const rig = packedRig(size, { memSize: 16 * size + (1 << 20) });
+    const driver = new PackedQueueDriver(rig.memory, rig.state);
+    const mini = new MiniPackedDevice(rig.memory, rig.ring, { idx: 0, wrap: 1 });
+    const data = rig.alloc.alloc(4096, 16);
+    const total = lapsOf(size);
+    let k = 0;
+    let descs = 0;
+    while (k < total) {
+      const round: Array<{ token: number; segs: Segment[] }> = [];
+      for (; k < total && round.length < 512; k++) {
+        const segs = shapeOf(k, size, data);
+        const nOut = segs.filter((x) => !x.write).length;
+        if (!driver.addChain(segs.map((x) => x.addr), segs.map((x) => x.len), nOut, segs.length - nOut, k)) break;
+        round.push({ token: k, segs });
+      }
+      expect(round.length).toBeGreaterThan(0);
+      driver.publish();
+      const popped = round.map((c) => {
+        const m = mini.pop()!;
+        expect(m?.segs).toEqual(c.segs);
+        descs += m.descs;
+        return { ...c, id: m.id, descs: m.descs, len: capOf(c.segs) };
+      });
+      expect(mini.pop()).toBeUndefined();
+      // Completed last to first: out of order.
+      for (const c of [...popped].reverse()) mini.push(c.id, c.len, c.descs);
+      const got: Array<[number, number]> = [];
+      for (let t = driver.getUsed(); t !== -1; t = driver.getUsed()) got.push([t, driver.usedLen]);
+      expect(got).toEqual([...popped].reverse().map((c) => [c.token, c.len]));
+      expect(driver.numFree).toBe(size);
+    }
+    expect(descs).toBeGreaterThan(size);
+    expect(driver.nextAvail).toBe(mini.nextUsed.idx | (mini.nextUsed.wrap << 15));
+    expect(driver.nextAvail & 0x7fff).toBe(descs % size);
+    expect(rig.guardsIntact()).toBe(true);
+  });
+
+  it.each(SIZES)('2.8.10.1 packed queue size need not be a power of two: PackedQueueDevice (size %i) against the mini packed driver, across wraps', (size) => {
+    const rig = packedRig(size, { memSize: 16 * size + (1 << 20) });
+    const mini = new MiniPackedDriver(rig.memory, rig.ring, { idx: 0, wrap: 1 }, false);
+    const device = new PackedQueueDevice(rig.memory, rig.state);
+    const chain = device.newChain();
+    const data = rig.alloc.alloc(4096, 16);
+    const total = lapsOf(size);
+    let k = 0;
+    let descs = 0;
+    while (k < total) {
+      const round: Array<{ id: number; segs: Segment[] }> = [];
+      for (; k < total && round.length < 512; k++) {
+        const segs = shapeOf(k, size, data);
+        const id = mini.addChain(segs);
+        if (id === undefined) break;
+        round.push({ id, segs });
+        descs += segs.length;
+      }
+      expect(round.length).toBeGreaterThan(0);
+      expect(device.available()).toBe(round.length);
+      for (const c of round) {
+        expect(device.pop(chain)).toBe(true);
+        expect(chain.head).toBe(c.id);
+        expect(segmentsOf(chain)).toEqual(c.segs);
+      }
+      expect(device.pop(chain)).toBe(false);
+      for (const c of [...round].reverse()) device.pushUsed(c.id, capOf(c.segs));
+      device.publishUsed();
+      expect(mini.reap()).toEqual([...round].reverse().map((c) => ({ id: c.id, len: capOf(c.segs), write: capOf(c.segs) > 0 })));
+    }
+    expect(descs).toBeGreaterThan(size);
+    expect(device.nextAvail).toBe(mini.next.idx | (mini.next.wrap << 15));
+    expect(device.nextUsed).toBe(device.nextAvail);
+    expect(device.nextAvail & 0x7fff).toBe(descs % size);
+    expect(rig.guardsIntact()).toBe(true);
+  });
+
+  it('2.8.10.1: validateQueueState takes a packed queue of any size in [1, 32768]; a split queue still needs a power of two (2.7)', () => {
+    const rig = packedRig(3);
+    for (const size of [1, 3, 5, 100, 1000, 32767, 32768]) expect(() => validateQueueSize(size, 32768, true), `packed ${size}`).not.toThrow();
+    for (const size of [0, -1, 2.5, 32769, Number.NaN]) expect(() => validateQueueSize(size, 32768, true), `packed ${size}`).toThrow(QueueStateError);
+    for (const size of [3, 100, 32767]) expect(() => validateQueueSize(size), `split ${size}`).toThrow(QueueStateError);
+    expect(() => validateQueueState(rig.state, rig.memory)).not.toThrow();
+    expect(() => new PackedQueueDevice(rig.memory, rig.state)).not.toThrow();
+    expect(() => new PackedQueueDriver(rig.memory, rig.state)).not.toThrow();
+    expect(() => validateQueueState({ ...rig.state, packed: false }, rig.memory)).toThrow(QueueStateError);
+    // The ring index in nextAvail / nextUsed stays below the size.
+    expect(() => validateQueueState({ ...rig.state, nextAvail: 0x8003, nextUsed: 0x8003 }, rig.memory)).toThrow(QueueStateError);
+    expect(() => validateQueueState({ ...rig.state, nextAvail: 0x0002, nextUsed: 0x8002 }, rig.memory)).not.toThrow();
   });
 });

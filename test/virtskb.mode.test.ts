@@ -106,7 +106,10 @@ describe('receive pool layout', () => {
     expect(recvPoolSize(256, { mode: 'big', hdrSize: 12 })).toMatchObject({ buffers: 14, pages: 14 * 17, descsPerBuffer: 18 });
     expect(recvPoolSize(256, { mode: 'big', hdrSize: 12, indirect: true })).toMatchObject({ buffers: 256, pages: 256 * 17 });
     expect(() => recvPoolSize(16, { mode: 'big', hdrSize: 12 })).toThrow(/18 descriptors/);
-    expect(() => recvPoolSize(100, { mode: 'small', hdrSize: 12 })).toThrow(/power of two/);
+    // Any ring size: a packed ring's need not be a power of two (2.8.10.1).
+    expect(recvPoolSize(100, { mode: 'small', hdrSize: 12 })).toMatchObject({ buffers: 100, descsPerBuffer: 1 });
+    expect(recvPoolSize(3, { mode: 'mergeable', hdrSize: 12 })).toMatchObject({ buffers: 3, pages: 3 });
+    for (const bad of [0, 2.5, 32769]) expect(() => recvPoolSize(bad, { mode: 'small', hdrSize: 12 }), `size ${bad}`).toThrow(/integer in \[1, 32768\]/);
     expect(() => recvLayout({ mode: 'mergeable', hdrSize: 12 }, 1000)).toThrow(/power of two/);
   });
 

@@ -14,7 +14,7 @@ queue worker threads, printing live packets/s and Gbit/s.
   --frames N       frames to move (default 10000000; 0 with --seconds: run for a time)
   --seconds S      stop after S seconds
   --size B         frame size in bytes (default 64)
-  --queue-size N   ring size (default 1024)
+  --queue-size N   ring size (default 1024): a power of two for split rings, any size in [1, 32768] for packed
   --pairs N        queue pairs per NIC, one guest thread each (default 1)
   --ring F         ring format: split (default) or packed
   --spin-us U      microseconds to poll before sleeping (default 30)

@@ -192,8 +192,10 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   // 'link': thread p serves pair p of both NICs, so a.tx(p) and b.rx(p) share it.
   const linkPool = threads === 'link' ? new QueueThreadPool({ threads: pairs, spinUs }) : undefined;
   const mapping: ThreadMapping = linkPool === undefined ? (threads as ThreadMapping) : { pool: linkPool, thread: (q) => Math.min(q >>> 1, pairs - 1) };
-  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_A, queuePairs: pairs, threads: mapping });
-  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize, spinUs, mac: MAC_B, queuePairs: pairs, threads: mapping });
+  // The devices offer a power of two (4.1.4.3.2); the drivers take `queueSize`, which a packed ring allows to be any size (2.8.10.1).
+  const maxQueueSize = 2 ** Math.ceil(Math.log2(queueSize));
+  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: maxQueueSize, spinUs, mac: MAC_A, queuePairs: pairs, threads: mapping });
+  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: maxQueueSize, spinUs, mac: MAC_B, queuePairs: pairs, threads: mapping });
   const sw = options.via === 'switch' ? new NetSwitch(arena) : undefined;
   if (sw !== undefined) {
     sw.connect(a);

@@ -1,4 +1,8 @@
 import { GuestMemoryError, InvalidArgumentError, assertLittleEndianHost } from '../errors.js';
+import { copyBytes } from './copy.js';
+
+// Callers that took copyBytes from here keep working.
+export { copyBytes } from './copy.js';
 
 /** Where a region of guest-physical memory lives (plain data: it can be posted to a worker). */
 export interface MemoryRegionSpec {
@@ -190,43 +194,5 @@ export class GuestMemory {
     const r = this.region(gpa, len, 'fill');
     const i = gpa + r.bias;
     r.u8.fill(value, i, i + len);
-  }
-}
-
-/** The last pair of views copyBytes() saw, and whether they share their bytes. */
-let lastSrc: Uint8Array | undefined;
-let lastDst: Uint8Array | undefined;
-let lastShared = false;
-
-/** Bytes below which a word or byte loop beats a call into a typed-array builtin. */
-const SMALL_COPY = 16;
-
-/**
- * Copy bytes between two byte views. Two whole-buffer views of one buffer use
- * copyWithin (no allocation: the fast path when guest memories and channels
- * share an arena); anything else costs one temporary view. Whether two views
- * share a buffer is remembered for the last pair: reading `.buffer` of a
- * shared-memory view costs more than a 64-byte copy, and a queue worker
- * copies between the same two views all day. Headers (a few bytes) are
- * copied by a loop.
- */
-export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstIdx: number, len: number): void {
-  if (len < SMALL_COPY) {
-    // Backwards when moving up, so overlapping ranges of views with one byteOffset copy as memmove does.
-    if (srcIdx < dstIdx) for (let k = len - 1; k >= 0; k--) dst[dstIdx + k] = src[srcIdx + k];
-    else for (let k = 0; k < len; k++) dst[dstIdx + k] = src[srcIdx + k];
-    return;
-  }
-  if (src !== lastSrc || dst !== lastDst) {
-    lastSrc = src;
-    lastDst = dst;
-    lastShared = src.buffer === dst.buffer && src.byteOffset === dst.byteOffset;
-  }
-  if (lastShared) {
-    dst.copyWithin(dstIdx, srcIdx, srcIdx + len);
-  } else if (srcIdx === 0 && len === src.length) {
-    dst.set(src, dstIdx);
-  } else {
-    dst.set(src.subarray(srcIdx, srcIdx + len), dstIdx);
   }
 }

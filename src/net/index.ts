@@ -6,3 +6,5 @@ export * from './rx-offloads.js';
 export * from './offload/index.js';
 export * from './ctrl/index.js';
 export * from './net-pair-driver.js';
+export { NetTxQueue, type NetTxParams } from './net-tx-queue.js';
+export { NetRxQueue, type NetRxParams } from './net-rx-queue.js';

@@ -1,4 +1,4 @@
-import { copyBytes } from '../memory/guest-memory.js';
+import { copyBytes } from '../memory/copy.js';
 import type { MemoryRegion } from '../memory/guest-memory.js';
 import type { DescriptorChain } from './chain.js';
 
@@ -43,6 +43,27 @@ abstract class ChainCursor {
     return step;
   }
 
+  /**
+   * When the next `n` bytes (n <= remaining) lie in the current span, move
+   * past them and return the buffer index of the first (in `claimedRegion`);
+   * else -1 and nothing moves (also for n = 0). The one-descriptor fast path of the copies.
+   */
+  protected claimSpan(n: number): number {
+    const c = this.chain;
+    const seg = this.seg;
+    const off = this.off;
+    if (n === 0 || n > this.remaining || off + n > c.segLen[seg]) return -1;
+    this.spanRegion = c.segRegion[seg];
+    this.off = off + n;
+    this.remaining -= n;
+    return c.segIdx[seg] + off;
+  }
+
+  /** The region of the span claimSpan() / claim() returned last. */
+  get claimedRegion(): MemoryRegion {
+    return this.spanRegion;
+  }
+
   /** Move the cursor `n` bytes on (clamped to what is left); returns the bytes skipped. */
   skip(n: number): number {
     const total = Math.min(n, this.remaining);
@@ -79,6 +100,11 @@ export class ChainReader extends ChainCursor {
 
   /** Copy up to `n` bytes into `dst` at `dstIdx`; returns the bytes copied. */
   copyTo(dst: Uint8Array, dstIdx: number, n: number): number {
+    const at = this.claimSpan(n);
+    if (at >= 0) {
+      copyBytes(this.spanRegion.u8, at, dst, dstIdx, n);
+      return n;
+    }
     const total = Math.min(n, this.remaining);
     for (let left = total; left > 0; ) {
       const step = this.take(left);
@@ -136,8 +162,25 @@ export class ChainWriter extends ChainCursor {
     return total;
   }
 
+  /**
+   * Reserve the next `n` bytes for the caller to write in place when they lie
+   * in one span: returns their buffer index in `claimedRegion` (counted as
+   * written), or -1 (nothing moves; write them with the other methods).
+   */
+  claim(n: number): number {
+    const at = this.claimSpan(n);
+    if (at >= 0) this.written += n;
+    return at;
+  }
+
   /** Copy up to `n` bytes from `src` at `srcIdx`; returns the bytes copied. */
   copyFrom(src: Uint8Array, srcIdx: number, n: number): number {
+    const at = this.claimSpan(n);
+    if (at >= 0) {
+      copyBytes(src, srcIdx, this.spanRegion.u8, at, n);
+      this.written += n;
+      return n;
+    }
     const total = Math.min(n, this.remaining);
     for (let left = total; left > 0; ) {
       const step = this.take(left);

@@ -129,7 +129,8 @@ export class PackedQueueDevice implements VirtqDevice {
 
   /** Ring descriptors between the used position and the next to read: popped and not published used. */
   private inFlightDescs(): number {
-    return (this.availPos - this.usedPos + this.two) % this.two;
+    const d = this.availPos - this.usedPos;
+    return d < 0 ? d + this.two : d;
   }
 
   /**
@@ -158,7 +159,7 @@ export class PackedQueueDevice implements VirtqDevice {
       let n = 1;
       let p = pos;
       while ((f & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === VIRTQ_DESC_F_NEXT) {
-        p = (p + 1) % two;
+        if (++p === two) p = 0;
         const i = p < size ? p : p - size;
         f = r.u16[r.desc16 + 8 * i + 7];
         if (n === left || !packedIsAvail(f, p < size)) {
@@ -173,7 +174,7 @@ export class PackedQueueDevice implements VirtqDevice {
       this.scanCount++;
       this.scanDescs += n;
       left -= n;
-      pos = (p + 1) % two;
+      pos = p + 1 === two ? 0 : p + 1;
     }
     this.scanPos = pos;
     return this.scanCount;
@@ -195,9 +196,12 @@ export class PackedQueueDevice implements VirtqDevice {
     if (this.available() === 0) return false;
     const r = this.ring;
     const size = this.size;
+    const two = this.two;
     const start = this.availPos;
     const headIdx = start < size ? start : start - size;
-    const headFlags = Atomics.load(r.u16, r.desc16 + 8 * headIdx + 7);
+    // The scan read this head's flags with Atomics.load (the acquire that makes the
+    // driver's writes before its publishing store visible): plain reads from here on.
+    const headFlags = r.u16[r.desc16 + 8 * headIdx + 7];
     if (!packedIsAvail(headFlags, start < size)) {
       this.resetScan();
       return false;
@@ -234,7 +238,7 @@ export class PackedQueueDevice implements VirtqDevice {
       chain.descCount++;
       addDescriptorSegment(this.memory, chain, i, addr, len, flags);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
-      pos = (pos + 1) % this.two;
+      if (++pos === two) pos = 0;
     }
     const id = word3 & 0xffff;
     if (id >= this.idDescs.length) this.growIds();
@@ -252,12 +256,14 @@ export class PackedQueueDevice implements VirtqDevice {
     this.histEnd = h + 1 === size ? 0 : h + 1;
     if (this.histLen < size) this.histLen++;
     if (this.inOrder) {
-      const f = (this.fifoHead + this.fifoLen) % size;
+      const t = this.fifoHead + this.fifoLen;
+      const f = t < size ? t : t - size;
       this.fifoId[f] = id;
       this.fifoCap[f] = chain.writableBytes;
       this.fifoLen++;
     }
-    this.availPos = (start + n) % this.two;
+    const next = start + n;
+    this.availPos = next < two ? next : next - two;
     if (this.scanCount > 1 && this.scanDescs > n) {
       this.scanCount--;
       this.scanDescs -= n;
@@ -390,9 +396,12 @@ export class PackedQueueDevice implements VirtqDevice {
       r.u16[r.desc16 + 8 * i + 6] = this.pendId[k];
       // 2.8.3: WRITE in a used descriptor says whether anything was written.
       const flags = packedUsedFlags(pos < size) | (len !== 0 ? VIRTQ_DESC_F_WRITE : 0);
+      // 2.8.21: the batch's first flags word is the release store, written last;
+      // the others are plain stores before it (the driver reads them after acquiring it).
       if (firstFlags < 0) firstFlags = flags;
-      else Atomics.store(r.u16, r.desc16 + 8 * i + 7, flags);
-      pos = (pos + skip) % two;
+      else r.u16[r.desc16 + 8 * i + 7] = flags;
+      pos += skip;
+      if (pos >= two) pos -= two;
       skip = 0;
     }
     const firstIdx = old < size ? old : old - size;

@@ -73,8 +73,6 @@ export class PackedQueueDriver implements VirtqDriver {
   private readonly pendId: Uint16Array;
   private readonly pendFlags: Uint16Array;
   private pendCount = 0;
-  /** Used chains found ready by the last walk and not reaped yet. */
-  private usedCache = 0;
   private readonly indirectTables?: { base: number; maxEntries: number };
 
   constructor(
@@ -185,7 +183,7 @@ export class PackedQueueDriver implements VirtqDriver {
         const flags = (k < nOut ? 0 : VIRTQ_DESC_F_WRITE) | (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0) | packedAvailFlags(pos < size);
         r.u16[r.desc16 + 8 * (pos < size ? pos : pos - size) + 7] = flags;
       }
-      pos = (pos + 1) % this.two;
+      if (++pos === this.two) pos = 0;
     }
     const headFlags = (nOut > 0 ? 0 : VIRTQ_DESC_F_WRITE) | (n > 1 ? VIRTQ_DESC_F_NEXT : 0);
     this.finish(id, start, n, writableBytes, headFlags, token);
@@ -204,7 +202,8 @@ export class PackedQueueDriver implements VirtqDriver {
     const i = pos < this.size ? pos : pos - this.size;
     const w = r.desc32 + 4 * i;
     r.u32[w] = gpa >>> 0;
-    r.u32[w + 1] = Math.floor(gpa / TWO_32);
+    // Addresses below 4 GiB (the common case) skip the division.
+    r.u32[w + 1] = gpa < TWO_32 ? 0 : Math.floor(gpa / TWO_32);
     r.u32[w + 2] = len;
     r.u16[r.desc16 + 8 * i + 6] = id;
   }
@@ -217,13 +216,15 @@ export class PackedQueueDriver implements VirtqDriver {
     this.idStart[id] = start;
     this.idSerial[id] = ++this.serial;
     if (this.inOrder) {
-      this.fifo[(this.fifoHead + this.fifoLen) % this.size] = id;
+      const t = this.fifoHead + this.fifoLen;
+      this.fifo[t < this.size ? t : t - this.size] = id;
       this.fifoLen++;
     }
     const k = this.pendCount++;
     this.pendId[k] = id;
     this.pendFlags[k] = headFlags | packedAvailFlags(start < this.size);
-    this.availPos = (start + descs) % this.two;
+    const next = start + descs;
+    this.availPos = next < this.two ? next : next - this.two;
     this.numFreeDescs -= descs;
     this.inFlight++;
   }
@@ -239,10 +240,15 @@ export class PackedQueueDriver implements VirtqDriver {
     if (n === 0) return false;
     const r = this.ring;
     const size = this.size;
-    for (let k = 0; k < n; k++) this.idShown[this.pendId[k]] = 1;
+    // 2.8.22: the flags of the batch's first descriptor are the release store, written
+    // last; the others are plain stores before it (the device acquires the first, then reads on).
     for (let k = n - 1; k >= 0; k--) {
-      const start = this.idStart[this.pendId[k]];
-      Atomics.store(r.u16, r.desc16 + 8 * (start < size ? start : start - size) + 7, this.pendFlags[k]);
+      const id = this.pendId[k];
+      this.idShown[id] = 1;
+      const start = this.idStart[id];
+      const at = r.desc16 + 8 * (start < size ? start : start - size) + 7;
+      if (k === 0) Atomics.store(r.u16, at, this.pendFlags[k]);
+      else r.u16[at] = this.pendFlags[k];
     }
     this.pendCount = 0;
     const old = this.publishedPos;
@@ -252,12 +258,12 @@ export class PackedQueueDriver implements VirtqDriver {
   }
 
   /**
-   * Used chains ready to reap, found by walking used descriptors from the
-   * next expected one (cached while non-zero). A used descriptor that names
+   * Used chains ready to reap now, found by walking used descriptors from the
+   * next expected one (not cached: a count kept from an earlier walk misses
+   * what the device published since, and getUsed() needs none). A used descriptor that names
    * no chain in flight counts as one, so that getUsed() reaches it and throws.
    */
   usedAvailable(): number {
-    if (this.usedCache !== 0) return this.usedCache;
     const r = this.ring;
     const size = this.size;
     let count = this.batchLeft;
@@ -280,14 +286,14 @@ export class PackedQueueDriver implements VirtqDriver {
         }
         count += s - cursor + 1;
         cursor = s + 1;
-        pos = (this.idStart[id] + this.idDescs[id]) % this.two;
+        pos = this.idStart[id] + this.idDescs[id];
       } else {
         count++;
-        pos = (pos + this.idDescs[id]) % this.two;
+        pos += this.idDescs[id];
       }
+      if (pos >= this.two) pos -= this.two;
       if (count >= this.inFlight) break;
     }
-    this.usedCache = count;
     return count;
   }
 
@@ -318,10 +324,12 @@ export class PackedQueueDriver implements VirtqDriver {
       // Every chain added before `id` and not reaped is completed by this one used descriptor.
       this.batchLeft = this.idSerial[id] - this.idSerial[this.fifo[this.fifoHead]] + 1;
       this.batchLastLen = written;
-      this.usedPos = (this.idStart[id] + this.idDescs[id]) % this.two;
+      const next = this.idStart[id] + this.idDescs[id];
+      this.usedPos = next < this.two ? next : next - this.two;
       return this.nextOfBatch();
     }
-    this.usedPos = (pos + this.idDescs[id]) % this.two;
+    const next = pos + this.idDescs[id];
+    this.usedPos = next < this.two ? next : next - this.two;
     this.usedLen = written;
     return this.release(id);
   }
@@ -341,7 +349,6 @@ export class PackedQueueDriver implements VirtqDriver {
     this.nextFreeId[id] = this.freeId;
     this.freeId = id;
     this.inFlight--;
-    if (this.usedCache > 0) this.usedCache--;
     return this.idToken[id];
   }
 

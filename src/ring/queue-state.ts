@@ -20,7 +20,7 @@ import { packedDescBytes, packedPosition } from './packed-layout.js';
  * rust-vmm's QueueState). Restored state is input like any other: validate it.
  */
 export interface QueueState {
-  /** Queue size, a power of two in [1, 32768]. */
+  /** Queue size: split, a power of two in [1, 32768]; packed, any integer in [1, 32768] (2.8.10.1). */
   size: number;
   /** Guest address of the descriptor table (packed: the descriptor ring). */
   desc: number;
@@ -49,8 +49,19 @@ export interface QueueState {
 /** True for 1, 2, 4, ...: queue sizes must be powers of two (2.7). */
 export const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
 
-/** Check a queue size: a power of two no larger than 32768 (2.7). */
-export function validateQueueSize(size: number, max = MAX_QUEUE_SIZE): void {
+/**
+ * Check a queue size: at most `max` (32768 by default), and for a split ring
+ * a power of two (2.7). A packed ring takes any size from 1 (2.8.10.1: "The
+ * Queue Size value does not have to be a power of 2"; 4.1.4.3.2 asks for a
+ * power of two only without VIRTIO_F_RING_PACKED).
+ */
+export function validateQueueSize(size: number, max = MAX_QUEUE_SIZE, packed = false): void {
+  if (packed) {
+    if (!(Number.isInteger(size) && size >= 1 && size <= max)) {
+      throw new QueueStateError(`packed queue size ${size} must be an integer between 1 and ${max}`);
+    }
+    return;
+  }
   if (!isPowerOfTwo(size) || size > max) {
     throw new QueueStateError(`queue size ${size} must be a power of two between 1 and ${max}`);
   }
@@ -62,7 +73,7 @@ export function validateQueueSize(size: number, max = MAX_QUEUE_SIZE): void {
  * and no more chains in flight than the queue holds.
  */
 export function validateQueueState(state: QueueState, memory: GuestMemory): void {
-  validateQueueSize(state.size);
+  validateQueueSize(state.size, MAX_QUEUE_SIZE, state.packed === true);
   if (state.packed === true) {
     validatePackedQueueState(state, memory);
     return;

@@ -163,7 +163,8 @@ export class SplitQueueDriver {
     const r = this.ring;
     const w = r.desc32 + 4 * i;
     r.u32[w] = gpa >>> 0;
-    r.u32[w + 1] = Math.floor(gpa / TWO_32);
+    // Addresses below 4 GiB (the common case) skip the division.
+    r.u32[w + 1] = gpa < TWO_32 ? 0 : Math.floor(gpa / TWO_32);
     r.u32[w + 2] = len;
     r.u32[w + 3] = (flags | (next << 16)) >>> 0;
   }

@@ -384,7 +384,7 @@ export class VirtioDevice extends EventEmitter {
 
   setQueueSize(q: number, size: number): void {
     const s = this.configurable(q);
-    validateQueueSize(size, this.model.maxQueueSize);
+    validateQueueSize(size, this.model.maxQueueSize, hasFeature(this.negotiatedFeatures, F_RING_PACKED));
     s.size = size;
   }
 

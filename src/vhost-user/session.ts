@@ -208,7 +208,11 @@ export class VhostUserSession {
       case Req.SET_VRING_NUM: {
         const s = decodeVringState(m);
         const r = this.ring(s.index, m);
-        if (s.num === 0 || s.num > MAX_QUEUE_SIZE || (s.num & (s.num - 1)) !== 0) throw new VhostUserProtocolError(`SET_VRING_NUM: ring ${s.index} size ${s.num} is not a power of two in [1, ${MAX_QUEUE_SIZE}]`);
+        // A packed ring may have any size (2.8.10.1); a split ring's is a power of two (2.7).
+        const packed = this.packed();
+        if (s.num === 0 || s.num > MAX_QUEUE_SIZE || (!packed && (s.num & (s.num - 1)) !== 0)) {
+          throw new VhostUserProtocolError(`SET_VRING_NUM: ring ${s.index} size ${s.num} is not ${packed ? 'an integer' : 'a power of two'} in [1, ${MAX_QUEUE_SIZE}]`);
+        }
         if (s.num > device.model.maxQueueSize) throw new Refused(`ring ${s.index} size ${s.num} exceeds this device's ${device.model.maxQueueSize}`);
         await this.whileStopped(s.index, () => (r.size = s.num));
         return undefined;

@@ -196,7 +196,8 @@ export interface RecvPoolSize {
  * @throws InvalidArgumentError when the queue cannot hold one big chain (2.7.5.3.1: no chain longer than the queue).
  */
 export function recvPoolSize(queueSize: number, options: RecvPoolOptions): RecvPoolSize {
-  if (!isPowerOfTwo(queueSize) || queueSize > 32768) throw new InvalidArgumentError(`queue size ${queueSize} must be a power of two up to 32768`);
+  // Any ring size: a packed ring's need not be a power of two (2.8.10.1).
+  if (!(Number.isInteger(queueSize) && queueSize >= 1 && queueSize <= 32768)) throw new InvalidArgumentError(`queue size ${queueSize} must be an integer in [1, 32768]`);
   const spare = options.spare ?? 0;
   checkInt('spare buffers', spare, 0, 1 << 20);
   const layout = recvLayout(options, options.pageSize ?? RX_DEFAULT_PAGE_SIZE);

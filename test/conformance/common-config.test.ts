@@ -63,9 +63,9 @@ const READ_ONLY: ReadonlyArray<{ name: string; offset: number; width: number; ex
 ];
 
 /** A rig at FEATURES_OK with queue_select = q, where every queue register is writable. */
-function queueRig(q = 0) {
+function queueRig(q = 0, features?: R.FeatureSet) {
   const rig = netRig();
-  bringTo(rig.pci, STAGE_FEATURES_OK);
+  bringTo(rig.pci, STAGE_FEATURES_OK, features ?? rig.device.deviceFeatures);
   rig.pci.write(R.PCI_QUEUE_SELECT, 2, q);
   return rig;
 }
@@ -205,8 +205,9 @@ describe('4.1.4.3 queue registers', () => {
     expect(device.queueAddresses(0).desc).toBe(0x2000);
   });
 
-  it('4.1.4.3.1: queue_size takes only a power of two no larger than the maximum', () => {
-    const { pci, device } = queueRig(0);
+  it('4.1.4.3.1: queue_size takes only a power of two no larger than the maximum (split ring: VIRTIO_F_RING_PACKED not negotiated)', () => {
+    const splitOnly = netRig().device.deviceFeatures & ~R.bit(R.F_RING_PACKED);
+    const { pci, device } = queueRig(0, splitOnly);
     for (const bad of [0, 3, 6, 100, 255, 257, 512, 0x8000, 0xffff]) {
       expectRejectedWrite(pci, R.PCI_QUEUE_SIZE, 2, bad, 'INVALID_QUEUE_STATE');
       expect(pci.read(R.PCI_QUEUE_SIZE, 2), `after ${bad}`).toBe(256);
@@ -216,6 +217,20 @@ describe('4.1.4.3 queue registers', () => {
       pci.write(R.PCI_QUEUE_SIZE, 2, good);
       expect(pci.read(R.PCI_QUEUE_SIZE, 2)).toBe(good);
       expect(device.queueSize(0)).toBe(good);
+    }
+  });
+
+  it('2.8.10.1 / 4.1.4.3.2: with VIRTIO_F_RING_PACKED negotiated queue_size takes any size from 1 to the maximum, a power of two or not', () => {
+    const { pci, device } = queueRig(0, netRig().device.deviceFeatures | R.bit(R.F_RING_PACKED));
+    expect(R.hasFeature(device.negotiatedFeatures, R.F_RING_PACKED)).toBe(true);
+    for (const good of [1, 3, 5, 100, 255, 256, 7]) {
+      pci.write(R.PCI_QUEUE_SIZE, 2, good);
+      expect(pci.read(R.PCI_QUEUE_SIZE, 2), `size ${good}`).toBe(good);
+      expect(device.queueSize(0)).toBe(good);
+    }
+    for (const bad of [0, 257, 0x8000, 0xffff]) {
+      expectRejectedWrite(pci, R.PCI_QUEUE_SIZE, 2, bad, 'INVALID_QUEUE_STATE');
+      expect(pci.read(R.PCI_QUEUE_SIZE, 2), `after ${bad}`).toBe(7);
     }
   });
 

@@ -1,6 +1,7 @@
 /**
  * The ring conformance matrix: {split, packed} x {event idx on/off} x
- * {indirect on/off} x {in-order on/off} x ring sizes. Every cell runs the
+ * {indirect on/off} x {in-order on/off} x ring sizes (packed: odd sizes
+ * too, 2.8.10.1). Every cell runs the
  * same property through the one ring interface (createQueueDriver /
  * createQueueDevice over one guarded memory): random chain shapes, random
  * completion order (pop order with in-order), unpop, index wrap; every token
@@ -26,11 +27,13 @@ interface Cell {
 }
 
 const SIZES = [1, 16, 256];
+/** A packed ring may have any size (2.8.10.1): odd ones too. */
+const PACKED_SIZES = [...SIZES, 3, 100];
 const CELLS: Cell[] = [];
 for (const format of ['split', 'packed'] as const)
   for (const eventIdx of [false, true])
     for (const indirect of [false, true])
-      for (const inOrder of [false, true]) for (const size of SIZES) CELLS.push({ format, eventIdx, indirect, inOrder, size });
+      for (const inOrder of [false, true]) for (const size of format === 'packed' ? PACKED_SIZES : SIZES) CELLS.push({ format, eventIdx, indirect, inOrder, size });
 
 const MAX_SEGS = 4;
 const results = new Map<string, string>();

@@ -13,6 +13,18 @@ describe('packet pump (guest thread + real queue workers)', () => {
     expect(r.rxQueues[0].bytes).toBe(200_000 * 64);
   });
 
+  it.each([3, 100, 1000])('2.8.10.1 packed queue size need not be a power of two: packed rings of %i entries carry 50k frames through the queue workers, none lost or out of order', async (queueSize) => {
+    const r = await runPump({ frames: 50_000, frameSize: 64, queueSize, ring: 'packed' });
+    expect(r.received).toBe(50_000);
+    expect(r.lost).toBe(0);
+    expect(r.sequenceErrors).toBe(0);
+    expect(r.txQueues[0].chains).toBe(50_000);
+  });
+
+  it('4.1.4.3.2: split rings keep a power-of-two queue size: a pump of 100-entry split rings is refused, naming the size', async () => {
+    await expect(runPump({ frames: 1000, frameSize: 64, queueSize: 100, ring: 'split' })).rejects.toThrow(/queue size 100 must be a power of two/);
+  });
+
   it.each(['split', 'packed'] as const)('5.1.6.5.5: two queue pairs after VQ_PAIRS_SET carry two streams on their own queues, each once and in order (%s rings)', async (ring) => {
     const r = await runPump({ frames: 50_000, frameSize: 64, queueSize: 256, pairs: 2, ring });
     expect(r.received).toBe(100_000);

@@ -494,6 +494,15 @@ describe('vhost-user: rings', () => {
     expect(await fe.requestU64(R.SET_VRING_NUM, vringState(TX, 256), { needReply: true })).toBe(0n);
   });
 
+  it('2.8.10.1: with VIRTIO_F_RING_PACKED negotiated SET_VRING_NUM takes sizes that are not a power of two (up to the device maximum)', async () => {
+    const r = await newRig();
+    const fe = track(FrontEnd.connect(r.path));
+    await fe.negotiate({ features: NET_FEATURES | VF.RING_PACKED, protocolFeatures: PF.REPLY_ACK });
+    expect(fe.features & VF.RING_PACKED).toBe(VF.RING_PACKED);
+    for (const size of [1, 3, 100, 255]) expect(await fe.requestU64(R.SET_VRING_NUM, vringState(TX, size), { needReply: true }), `size ${size}`).toBe(0n);
+    expect(await fe.requestU64(R.SET_VRING_NUM, vringState(TX, 32767), { needReply: true })).not.toBe(0n);
+  });
+
   it('RESET_DEVICE stops the rings; set up again, the front end moves traffic', async () => {
     const r = await newRig();
     const fe = track(await upNet(r.path));

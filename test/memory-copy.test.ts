@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { copyBytes } from '../src/memory/copy.js';
+
+/** What memmove leaves in `mem` after moving `len` bytes from absolute offset `from` to `to`. */
+function memmove(mem: Uint8Array, from: number, to: number, len: number): Uint8Array {
+  const want = Uint8Array.from(mem);
+  want.set(mem.slice(from, from + len), to);
+  return want;
+}
+
+const pattern = (n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff);
+
+describe('copyBytes: every size around the word-loop crossover, every alignment', () => {
+  const lens = [0, 1, 3, 4, 11, 12, 15, 16, 17, 63, 64, 65, 255, 256, 257, 1500];
+  it('copies like memmove between disjoint ranges of one view, of two views of one buffer, and of two buffers', () => {
+    for (const len of lens) {
+      for (let sa = 0; sa < 4; sa++) {
+        for (let da = 0; da < 4; da++) {
+          const size = 2 * len + 64;
+          const sab = new SharedArrayBuffer(size);
+          const u8 = new Uint8Array(sab);
+          u8.set(pattern(size));
+          const from = 8 + sa;
+          const to = len + 24 + da;
+          const want = memmove(u8, from, to, len);
+          copyBytes(u8, from, new Uint8Array(sab), to, len);
+          expect(u8).toEqual(want);
+          const plain = new Uint8Array(size);
+          copyBytes(u8, from, plain, to, len);
+          expect(plain.subarray(to, to + len)).toEqual(u8.subarray(from, from + len));
+        }
+      }
+    }
+  });
+
+  it('copies like memmove when views of one buffer with different byte offsets overlap in memory (index ranges apart)', () => {
+    for (const len of lens.filter((n) => n > 0)) {
+      for (const shift of [4, 8, -4, -8]) {
+        const size = 2 * len + 128;
+        const sab = new SharedArrayBuffer(size);
+        const whole = new Uint8Array(sab);
+        whole.set(pattern(size));
+        // src index 40 of a view at 64 is byte 104; dst index 100 + shift of the whole buffer overlaps it.
+        const src = new Uint8Array(sab, 64);
+        const want = memmove(whole, 64 + 40, 104 + shift, len);
+        copyBytes(src, 40, whole, 104 + shift, len);
+        expect(whole).toEqual(want);
+      }
+    }
+  });
+
+  it('keeps copying right while more views take turns than it caches word views for (a pair whose source is cached and destination is new)', () => {
+    // Six plain buffers, pairs in an order that makes a cached source meet a new destination.
+    const views = Array.from({ length: 6 }, (_, i) => Uint8Array.from(pattern(256), (b) => b ^ i));
+    const want = views.map((v) => Uint8Array.from(v));
+    let x = 7;
+    for (let step = 0; step < 400; step++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      const s = x % 6;
+      const d = (s + 1 + ((x >>> 8) % 5)) % 6;
+      const len = [4, 12, 16, 64, 65][(x >>> 12) % 5];
+      const from = 4 * ((x >>> 16) % 16);
+      const to = 4 * ((x >>> 20) % 16);
+      copyBytes(views[s], from, views[d], to, len);
+      want[d].set(want[s].slice(from, from + len), to);
+      expect(views[d], `step ${step}: ${len} bytes from view ${s}@${from} to view ${d}@${to}`).toEqual(want[d]);
+    }
+  });
+});

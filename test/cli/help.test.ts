@@ -1,7 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { fitFields } from '../../src/cli/live-line.js';
-import { runCli } from './cli-process.js';
+import { CLI, runCli } from './cli-process.js';
 
 // Item: --help, --version, the live line.
 
@@ -72,5 +74,16 @@ describe('the live line', () => {
     expect(plain.code, plain.stderr).toBe(0);
     expect(plain.stdout).not.toContain('\r');
     expect(plain.stdout).toMatch(/^.* s +\d+\.\d\d Mpps .*$/m);
+  }, 90_000);
+
+  it('on a 60-column terminal every redraw fits in 59 columns and ends by erasing the rest of the line', async () => {
+    const SCRIPT = '/usr/bin/script';
+    if (!existsSync(SCRIPT)) throw new Error(`${SCRIPT} not found: the terminal test runs the CLI on a pseudo-terminal with script(1) (apt-get install bsdutils)`);
+    const command = `stty cols 60; ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} pump --frames 0 --seconds 1.5 --pairs 2`;
+    const { stdout } = await promisify(execFile)(SCRIPT, ['-qec', command, '/dev/null'], { timeout: 60_000 });
+    const redraws = stdout.split('\r').filter((part) => part.includes('Mpps') && part.endsWith('\x1b[K'));
+    expect(redraws.length).toBeGreaterThan(1);
+    for (const r of redraws) expect(r.length - '\x1b[K'.length).toBeLessThanOrEqual(59);
+    expect(stdout).toMatch(/^moved \d+ of \d+ frames/m);
   }, 90_000);
 });

@@ -30,7 +30,7 @@ import {
 
 /** Options of the packet pump. */
 export interface PumpOptions {
-  /** Frames to move per queue pair (default 10 M); 0 runs until `seconds` pass. */
+  /** Frames to move per queue pair (default 10 M); 0 runs until `seconds` pass or `signal` aborts. */
   frames?: number;
   /** Stop after this many seconds, counted from the first frame sent, even if frames remain (default: no limit). */
   seconds?: number;

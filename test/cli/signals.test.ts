@@ -92,6 +92,17 @@ describe('SIGINT / SIGTERM stop the run and print what it measured', () => {
     expect(out.trim()).toBe('');
   }, 60_000);
 
+  it('vhost-user --net without --seconds serves until SIGTERM, then removes its socket file and exits 0', async () => {
+    const dir = tempDir();
+    const sock = join(dir, 'net.sock');
+    const p = start(['vhost-user', '--net', sock, '--quiet']);
+    await p.waitFor(`vhost-user on ${sock}`, 30_000);
+    expect(existsSync(sock)).toBe(true);
+    p.child.kill('SIGTERM');
+    expect(await p.exited, p.stderr()).toBe(0);
+    expect(existsSync(sock), 'the socket file is removed').toBe(false);
+  }, 60_000);
+
   it('a second signal exits at once with status 130', async () => {
     const p = start(['soak', '--seconds', '600']);
     // The soak drains and accounts for everything after the first signal: seconds, so the second lands before it ends.

@@ -1,5 +1,6 @@
 import { IpHost } from '../lab/ip-host.js';
 import { Lab } from '../lab/lab.js';
+import { formatMac, parseMac } from '../net/mac.js';
 import { TftpServer } from '../lab/tftp-server.js';
 import { serveVhostUserVsock } from '../vhost-user/devices.js';
 import type { VhostUserServer } from '../vhost-user/server.js';
@@ -120,6 +121,14 @@ function parseHostAddress(text: string): { ip: string; prefixLength: number } {
   return { ip: m[1], prefixLength };
 }
 
+function parseMacOption(text: string): string {
+  try {
+    return formatMac(parseMac(text));
+  } catch {
+    throw new Error('must be a MAC address like 52:54:00:12:34:56');
+  }
+}
+
 const OPTIONS = {
   net: { type: 'string' },
   vsock: { type: 'string' },
@@ -128,7 +137,7 @@ const OPTIONS = {
   'host-ip': { type: 'parse', parse: parseHostAddress, default: parseHostAddress('10.0.2.2/24') },
   'tftp-root': { type: 'string' },
   pcap: { type: 'string' },
-  mac: { type: 'string', default: '52:54:00:12:34:56' },
+  mac: { type: 'parse', parse: parseMacOption, default: '52:54:00:12:34:56' },
   pairs: { type: 'int', min: 1, max: 128, default: 1 },
   seconds: { type: 'number', above: 0 },
   'spin-us': { type: 'number', min: 0, default: 30 },

@@ -58,6 +58,8 @@ describe('bad numbers on the command line exit 2, naming the flag and the value,
     ['soak', ['--minutes', 'x'], '--minutes x: must be a number > 0'],
     ['fuzz', ['--cases', '0'], '--cases 0: must be an integer >= 1'],
     ['vhost-user', ['--net', 'x.sock', '--pairs', '0'], '--pairs 0: must be an integer >= 1 and <= 128'],
+    ['vhost-user', ['--net', 'x.sock', '--mac', '52:54'], '--mac 52:54: must be a MAC address like 52:54:00:12:34:56'],
+    ['vhost-user', ['--net', 'x.sock', '--host-ip', '10.0.2.300'], '--host-ip 10.0.2.300: must be an IPv4 address'],
   ])('%s %j', async (command, args, message) => {
     const r = await runCli([command, ...args], 30_000);
     expect(r.code).toBe(2);

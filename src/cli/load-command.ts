@@ -94,10 +94,11 @@ export async function loadCommand(args: string[]): Promise<number> {
   if (typeof parsed === 'number') return parsed;
   const { values } = parsed;
   const json = values.json;
+  // Signals are caught from here on: one during the placement probe still ends in a (short) summary.
+  const interrupt = interruptOnSignals('load');
   const placement = await probePlacement();
   if (!json) console.log(`placement: ${placement.placement} (cache-line round trip ${placement.roundTripNs} ns), node ${process.version}`);
   const live = new LiveLine(json ? 'off' : liveMode(values.progress));
-  const interrupt = interruptOnSignals('load');
   let result: LoadResult;
   try {
     // A terminal line redrawn twice a second; a log gets one line per second.

@@ -63,10 +63,11 @@ export async function pumpCommand(args: string[]): Promise<number> {
   if (typeof parsed === 'number') return parsed;
   const { values } = parsed;
   const { frames, seconds, pairs } = values;
+  // Signals are caught from here on: one during the placement probe still ends in a (short) summary.
+  const interrupt = interruptOnSignals('pump');
   const placement = await probePlacement();
   if (!values.json) console.log(`placement: ${placement.placement} (cache-line round trip ${placement.roundTripNs} ns), node ${process.version}`);
   const live = new LiveLine(values.json ? 'off' : liveMode(values.progress));
-  const interrupt = interruptOnSignals('pump');
   let result;
   try {
     result = await runPump({

@@ -41,8 +41,8 @@ describe('SIGINT / SIGTERM stop the run and print what it measured', () => {
 
   it('pump --json: SIGTERM gives the JSON result, marked interrupted', async () => {
     const p = start(['pump', '--frames', '0', '--json']);
-    // --json prints nothing while it runs: give the threads a moment to start and the traffic to flow.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // --json prints nothing while it runs: give the process time to install its handlers (a loaded machine starts node slowly).
+    await new Promise((resolve) => setTimeout(resolve, 5000));
     p.child.kill('SIGTERM');
     expect(await p.exited, p.stderr()).toBe(0);
     const r = JSON.parse(p.stdout()) as { interrupted: boolean; received: number; lost: number };

@@ -1,6 +1,6 @@
-import { parseArgs } from 'node:util';
 import { type FuzzSummary, runFuzz } from '../hostile/fuzz.js';
 import type { HostileDeviceKind, RingFormat } from '../hostile/hostile-target.js';
+import { commandLine } from './options.js';
 
 export const FUZZ_USAGE = `usage: virtio-lab fuzz [--cases N] [--seconds S] [--seed N] [--device net|vsock|all] [--ring split|packed|both] [--json]
 
@@ -31,52 +31,32 @@ const fmt = (counts: Record<string, number>): string =>
 
 const progress = (s: FuzzSummary): string => `${s.cases} cases in ${s.seconds.toFixed(1)} s, ${s.casesPerSecond.toFixed(1)} cases/s, ${s.failed} failed, ${s.guardViolations} guard violations`;
 
+const OPTIONS = {
+  cases: { type: 'int', min: 1, default: 1_000_000 },
+  seconds: { type: 'number', above: 0 },
+  seed: { type: 'int', min: 0, max: 0xffffffff },
+  device: { type: 'string', choices: ['net', 'vsock', 'all'], default: 'all' },
+  ring: { type: 'string', choices: ['split', 'packed', 'both'], default: 'both' },
+  json: { type: 'boolean' },
+} as const;
+
+const DEVICES: Record<'net' | 'vsock' | 'all', HostileDeviceKind[]> = { net: ['net'], vsock: ['vsock'], all: ['net', 'vsock'] };
+const RINGS: Record<'split' | 'packed' | 'both', RingFormat[]> = { split: ['split'], packed: ['packed'], both: ['split', 'packed'] };
+
 /** `virtio-lab fuzz`: returns the exit status. */
 export async function fuzzCommand(args: string[]): Promise<number> {
-  let values: { cases: string; seconds?: string; seed?: string; device: string; ring: string; json: boolean; help: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        cases: { type: 'string', default: '1000000' },
-        seconds: { type: 'string' },
-        seed: { type: 'string' },
-        device: { type: 'string', default: 'all' },
-        ring: { type: 'string', default: 'both' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', default: false },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n${FUZZ_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(FUZZ_USAGE);
-    return 0;
-  }
-  const cases = Number(values.cases);
-  const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
-  const seed = values.seed === undefined ? Date.now() >>> 0 : Number(values.seed);
-  const devices: Record<string, HostileDeviceKind[]> = { net: ['net'], vsock: ['vsock'], all: ['net', 'vsock'] };
-  const rings: Record<string, RingFormat[]> = { split: ['split'], packed: ['packed'], both: ['split', 'packed'] };
-  const bad =
-    (!Number.isInteger(cases) || cases < 1 ? `--cases ${values.cases} must be a positive integer` : undefined) ??
-    (seconds !== undefined && !(seconds > 0) ? `--seconds ${values.seconds} must be positive` : undefined) ??
-    (!Number.isInteger(seed) || seed < 0 ? `--seed ${values.seed} must be a non-negative integer` : undefined) ??
-    (devices[values.device] === undefined ? `--device must be net, vsock or all, not ${values.device}` : undefined) ??
-    (rings[values.ring] === undefined ? `--ring must be split, packed or both, not ${values.ring}` : undefined);
-  if (bad !== undefined) {
-    process.stderr.write(`${bad}\n${FUZZ_USAGE}`);
-    return 2;
-  }
-  if (!values.json) console.log(`fuzz: seed ${seed}, devices ${devices[values.device].join('+')}, rings ${rings[values.ring].join('+')}`);
+  const parsed = commandLine('fuzz', FUZZ_USAGE, args, OPTIONS);
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
+  const { cases, seconds } = values;
+  const seed = values.seed ?? Date.now() >>> 0;
+  if (!values.json) console.log(`fuzz: seed ${seed}, devices ${DEVICES[values.device].join('+')}, rings ${RINGS[values.ring].join('+')}`);
   const s = await runFuzz({
     cases,
     seconds,
     seed,
-    devices: devices[values.device],
-    rings: rings[values.ring],
+    devices: DEVICES[values.device],
+    rings: RINGS[values.ring],
     onProgress: values.json ? undefined : (p) => console.log(progress(p)),
   });
   if (values.json) {

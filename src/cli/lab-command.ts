@@ -1,9 +1,12 @@
-import { parseArgs } from 'node:util';
 import { VirtioLabError } from '../errors.js';
 import { formatLabReport, runTopology } from '../lab/lab-report.js';
 import { TopologyError, loadTopology } from '../lab/lab-topology.js';
+import { interruptOnSignals } from './interrupt.js';
+import { LabRates } from './lab-live.js';
+import { LiveLine, liveMode } from './live-line.js';
+import { commandLine, usageFailure } from './options.js';
 
-export const LAB_USAGE = `usage: virtio-lab lab <topology.json> [--seconds N] [--json]
+export const LAB_USAGE = `usage: virtio-lab lab <topology.json> [--seconds N] [--progress] [--json]
 
 Build the network lab a topology file describes (virtio-net NICs, learning
 switches, links with loss / delay / rate, pcap taps, socket links), run its
@@ -11,8 +14,15 @@ traffic flows of numbered frames, then print per-flow sent / received / lost
 and the counters of every switch port and link.
 
   --seconds N   stop sending after N seconds (flows report what they sent);
-                a topology without traffic stays up N seconds
+                a topology without traffic stays up N seconds (without
+                --seconds: until Ctrl-C)
+  --progress    a plain line of per-port rates every second when stdout is
+                not a terminal (on a terminal one line is redrawn anyway)
   --json        print one JSON object instead of tables
+
+Ctrl-C (SIGINT) or SIGTERM stops the traffic, closes the lab (captures are
+flushed, socket files it created removed) and prints the report; a second
+one exits at once.
 
 Topology (only "nics" is required; a link or port end may name a socket
 link, a QEMU -netdev stream/dgram peer, or a vhost-user port, a NIC whose
@@ -32,40 +42,18 @@ Exit status: 0 when the lab ran (lost frames are a measurement, not a
 failure), 2 for a bad command line or topology, 1 when the lab failed.
 `;
 
+const OPTIONS = {
+  seconds: { type: 'number', above: 0 },
+  progress: { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
+
 /** `virtio-lab lab <file>`: returns the exit status. */
 export async function labCommand(args: string[]): Promise<number> {
-  let values: { seconds?: string; json?: boolean; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        seconds: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', default: false },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`virtio-lab lab: ${(e as Error).message}\n\n${LAB_USAGE}`);
-    return 2;
-  }
-  if (values.help === true) {
-    process.stdout.write(LAB_USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) {
-    process.stderr.write(`virtio-lab lab: ${positionals.length === 0 ? 'name a topology file' : `one topology file, got ${positionals.length}`}\n\n${LAB_USAGE}`);
-    return 2;
-  }
-  let seconds: number | undefined;
-  if (values.seconds !== undefined) {
-    seconds = Number(values.seconds);
-    if (!(Number.isFinite(seconds) && seconds > 0)) {
-      process.stderr.write(`virtio-lab lab: --seconds ${values.seconds} must be a positive number\n`);
-      return 2;
-    }
-  }
+  const parsed = commandLine('lab', LAB_USAGE, args, OPTIONS, 'allowed');
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1) return usageFailure('lab', positionals.length === 0 ? 'name a topology file' : `one topology file, got ${positionals.length}`, LAB_USAGE);
   const file = positionals[0];
   let topology;
   try {
@@ -75,9 +63,22 @@ export async function labCommand(args: string[]): Promise<number> {
     process.stderr.write(`virtio-lab lab: ${file}: ${e.message}\n`);
     return 2;
   }
+  const live = new LiveLine(values.json ? 'off' : liveMode(values.progress));
+  const interrupt = interruptOnSignals('lab');
+  let ticker: NodeJS.Timeout | undefined;
   try {
-    const report = await runTopology(topology, { seconds });
-    process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatLabReport(report));
+    const report = await runTopology(topology, {
+      seconds: values.seconds,
+      signal: interrupt.signal,
+      onRunning: (lab) => {
+        if (live.mode === 'off') return;
+        const rates = new LabRates(lab);
+        ticker = setInterval(() => live.draw(rates.fields()), 1000);
+      },
+    });
+    clearInterval(ticker);
+    live.end();
+    process.stdout.write(values.json ? `${JSON.stringify({ ...report, interrupted: interrupt.signal.aborted }, null, 2)}\n` : formatLabReport(report));
     return 0;
   } catch (e) {
     if (e instanceof TopologyError) {
@@ -89,5 +90,9 @@ export async function labCommand(args: string[]): Promise<number> {
       return 1;
     }
     throw e;
+  } finally {
+    clearInterval(ticker);
+    live.end();
+    interrupt.dispose();
   }
 }

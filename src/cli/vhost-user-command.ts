@@ -1,11 +1,13 @@
-import { parseArgs } from 'node:util';
 import { IpHost } from '../lab/ip-host.js';
 import { Lab } from '../lab/lab.js';
+import { formatMac, parseMac } from '../net/mac.js';
 import { TftpServer } from '../lab/tftp-server.js';
 import { serveVhostUserVsock } from '../vhost-user/devices.js';
 import type { VhostUserServer } from '../vhost-user/server.js';
 import { VsockHost } from '../vsock/vsock-host.js';
 import { VsockUnixMuxer } from '../vsock/unix-muxer.js';
+import { interruptOnSignals } from './interrupt.js';
+import { type OptionValues, commandLine, usageFailure } from './options.js';
 
 export const VHOST_USER_USAGE = `usage: virtio-lab vhost-user --net SOCK [options]
        virtio-lab vhost-user --vsock SOCK --uds-path P [--cid N] [options]
@@ -20,17 +22,18 @@ Serve our virtio-net or virtio-vsock device to a vhost-user front end
   --tftp-root DIR   serve the files of DIR over TFTP (read and upload)
   --pcap FILE       capture the switch's traffic
   --mac M           the device's MAC (default 52:54:00:12:34:56)
-  --pairs N         queue pairs (MQ offered when N > 1; default 1)
+  --pairs N         queue pairs, 1 to 128 (MQ offered when N > 1; default 1)
   --vsock SOCK      a virtio-vsock device on Unix socket SOCK, its host side
                     behind a Unix muxer at --uds-path (Firecracker's hybrid
                     vsock: host programs connect to P and send
                     "CONNECT <port>\\n"; guest connections to host port N go
                     to P_N)
-  --cid N           the guest's CID (default 3)
+  --cid N           the guest's CID, >= 3 (default 3)
   --spin-us U       microseconds a queue worker polls before it sleeps
                     (default 30; 0 is faster when the front end busy-polls a
                     core of a small machine, as DPDK does)
-  --seconds S       stop after S seconds (default: until SIGINT/SIGTERM)
+  --seconds S       stop after S seconds (default: until SIGINT/SIGTERM; a
+                    second signal exits at once)
   --quiet           no live line
 
 Figures go to stdout once a second; what the front end negotiated is
@@ -43,11 +46,17 @@ interface Running {
   close(): Promise<void>;
 }
 
-const stop = (seconds: number | undefined): Promise<void> =>
+/** Resolves after `seconds` (when given) or once `signal` aborts, whichever comes first. */
+const stop = (seconds: number | undefined, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
-    const done = (): void => resolve();
-    process.once('SIGINT', done).once('SIGTERM', done);
-    if (seconds !== undefined) setTimeout(done, seconds * 1000).unref();
+    const timer = seconds === undefined ? undefined : setTimeout(done, seconds * 1000);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    if (signal.aborted) done();
+    else signal.addEventListener('abort', done, { once: true });
   });
 
 function logSessions(server: VhostUserServer, label: string): void {
@@ -56,12 +65,12 @@ function logSessions(server: VhostUserServer, label: string): void {
   server.on('disconnected', ({ summary }) => console.log(`${label}: negotiated ${JSON.stringify(summary)}`));
 }
 
-async function serveNet(path: string, values: { 'host-ip': string; 'tftp-root'?: string; pcap?: string; mac: string; pairs: string }, spinUs: number): Promise<Running> {
-  const [ip, prefix] = values['host-ip'].split('/');
-  const lab = new Lab({ spinUs }).switch('sw').vhostUser('guest', { path, mac: values.mac, queuePairs: Number(values.pairs) }).nic('host').connect('guest', 'sw').connect('host', 'sw');
+async function serveNet(path: string, values: OptionValues<typeof OPTIONS>, spinUs: number): Promise<Running> {
+  const { ip, prefixLength } = values['host-ip'];
+  const lab = new Lab({ spinUs }).switch('sw').vhostUser('guest', { path, mac: values.mac, queuePairs: values.pairs }).nic('host').connect('guest', 'sw').connect('host', 'sw');
   if (values.pcap !== undefined) lab.tap('sw', values.pcap);
   await lab.start();
-  const host = new IpHost({ driver: lab.driver('host'), mac: lab.mac('host'), ip, prefixLength: prefix === undefined ? 24 : Number(prefix) });
+  const host = new IpHost({ driver: lab.driver('host'), mac: lab.mac('host'), ip, prefixLength });
   host.start();
   const tftp = values['tftp-root'] === undefined ? undefined : new TftpServer({ host, root: values['tftp-root'] });
   tftp?.start();
@@ -104,63 +113,56 @@ async function serveVsock(path: string, udsPath: string, cid: number, spinUs: nu
   };
 }
 
-const parseCommandLine = (args: string[]) =>
-  parseArgs({
-    args,
-    options: {
-      net: { type: 'string' },
-      vsock: { type: 'string' },
-      'uds-path': { type: 'string' },
-      cid: { type: 'string', default: '3' },
-      'host-ip': { type: 'string', default: '10.0.2.2/24' },
-      'tftp-root': { type: 'string' },
-      pcap: { type: 'string' },
-      mac: { type: 'string', default: '52:54:00:12:34:56' },
-      pairs: { type: 'string', default: '1' },
-      seconds: { type: 'string' },
-      'spin-us': { type: 'string', default: '30' },
-      quiet: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-  });
+/** "10.0.2.2/24" (the prefix length defaults to 24). */
+function parseHostAddress(text: string): { ip: string; prefixLength: number } {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?$/.exec(text);
+  const prefixLength = m?.[2] === undefined ? 24 : Number(m[2]);
+  if (m === null || m[1].split('.').some((b) => Number(b) > 255) || prefixLength < 1 || prefixLength > 30) throw new Error('must be an IPv4 address with an optional prefix length 1-30, as 10.0.2.2/24');
+  return { ip: m[1], prefixLength };
+}
+
+function parseMacOption(text: string): string {
+  try {
+    return formatMac(parseMac(text));
+  } catch {
+    throw new Error('must be a MAC address like 52:54:00:12:34:56');
+  }
+}
+
+const OPTIONS = {
+  net: { type: 'string' },
+  vsock: { type: 'string' },
+  'uds-path': { type: 'string' },
+  cid: { type: 'int', min: 3, max: 0xfffffffe, default: 3 },
+  'host-ip': { type: 'parse', parse: parseHostAddress, default: parseHostAddress('10.0.2.2/24') },
+  'tftp-root': { type: 'string' },
+  pcap: { type: 'string' },
+  mac: { type: 'parse', parse: parseMacOption, default: '52:54:00:12:34:56' },
+  pairs: { type: 'int', min: 1, max: 128, default: 1 },
+  seconds: { type: 'number', above: 0 },
+  'spin-us': { type: 'number', min: 0, default: 30 },
+  quiet: { type: 'boolean' },
+} as const;
 
 /** `virtio-lab vhost-user`: returns the exit status. */
 export async function vhostUserCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseCommandLine(args);
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n\n${VHOST_USER_USAGE}`);
-    return 2;
-  }
+  const parsed = commandLine('vhost-user', VHOST_USER_USAGE, args, OPTIONS);
+  if (typeof parsed === 'number') return parsed;
   const { values } = parsed;
-  if (values.help) {
-    process.stdout.write(VHOST_USER_USAGE);
-    return 0;
-  }
-  if (values.net === undefined && values.vsock === undefined) {
-    process.stderr.write(`give --net SOCK, --vsock SOCK or both\n\n${VHOST_USER_USAGE}`);
-    return 2;
-  }
-  if (values.vsock !== undefined && values['uds-path'] === undefined) {
-    process.stderr.write('--vsock needs --uds-path P (where host programs connect)\n');
-    return 2;
-  }
-  const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
-  const spinUs = Number(values['spin-us']);
-  if (!(spinUs >= 0)) {
-    process.stderr.write(`--spin-us must be a number >= 0, not ${values['spin-us']}\n`);
-    return 2;
-  }
+  if (values.net === undefined && values.vsock === undefined) return usageFailure('vhost-user', 'give --net SOCK, --vsock SOCK or both', VHOST_USER_USAGE);
+  if (values.vsock !== undefined && values['uds-path'] === undefined) return usageFailure('vhost-user', '--vsock needs --uds-path P (where host programs connect)', VHOST_USER_USAGE);
+  const spinUs = values['spin-us'];
+  const interrupt = interruptOnSignals('vhost-user');
   const running: Running[] = [];
   try {
     if (values.net !== undefined) running.push(await serveNet(values.net, values, spinUs));
-    if (values.vsock !== undefined) running.push(await serveVsock(values.vsock, values['uds-path']!, Number(values.cid), spinUs));
+    if (values.vsock !== undefined) running.push(await serveVsock(values.vsock, values['uds-path']!, values.cid, spinUs));
     const ticker = values.quiet ? undefined : setInterval(() => console.log(running.map((r) => r.line()).join('  |  ')), 1000);
-    await stop(seconds);
+    await stop(values.seconds, interrupt.signal);
     clearInterval(ticker);
   } finally {
     for (const r of running) await r.close();
+    interrupt.dispose();
   }
   return 0;
 }

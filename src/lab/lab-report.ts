@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SocketLinkStats } from '../backends/socket-link.js';
-import type { LabLinkStats, LabOptions, LabSwitchStats } from './lab.js';
+import type { Lab, LabLinkStats, LabOptions, LabSwitchStats } from './lab.js';
 import { type LabTopology, buildLab } from './lab-topology.js';
 import { type FlowResult, runTraffic } from './lab-traffic.js';
 
@@ -10,6 +10,14 @@ export interface LabRunOptions {
   seconds?: number;
   /** Options of the lab itself (memory per NIC, spin time, queue size). */
   lab?: LabOptions;
+  /**
+   * Aborting stops the traffic (flows report what they sent) and ends a lab
+   * without traffic; the report is still made. Without traffic and without
+   * `seconds`, the lab stays up until this signal aborts.
+   */
+  signal?: AbortSignal;
+  /** Called once the lab runs, before its traffic starts (to watch its counters). */
+  onRunning?: (lab: Lab) => void;
 }
 
 /** One NIC, summed over its queue pairs. */
@@ -42,6 +50,21 @@ export interface LabRunReport {
   captures: { file: string; of: string }[];
 }
 
+/** Wait `seconds`, or until `signal` aborts, whichever comes first (not at all when neither is given). */
+async function stayUp(seconds: number | undefined, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted === true || (seconds === undefined && signal === undefined)) return;
+  const timer = new AbortController();
+  const cancel = (): void => timer.abort();
+  signal?.addEventListener('abort', cancel, { once: true });
+  try {
+    // Without seconds only the signal ends it: a timer would need a bound (setTimeout caps at 2^31 - 1 ms).
+    if (seconds !== undefined) await sleep(seconds * 1000, undefined, { signal: timer.signal }).catch(() => undefined);
+    else await new Promise<void>((resolve) => timer.signal.addEventListener('abort', () => resolve(), { once: true }));
+  } finally {
+    signal?.removeEventListener('abort', cancel);
+  }
+}
+
 /**
  * Build the lab a topology describes, start it, run its traffic (or stay up
  * `seconds` when it has none), close it, and report. The lab is closed
@@ -52,8 +75,9 @@ export async function runTopology(t: LabTopology, options: LabRunOptions = {}): 
   let traffic: Awaited<ReturnType<typeof runTraffic>> = { flows: [], seconds: 0, stray: {} };
   try {
     await lab.start();
-    if ((t.traffic ?? []).length !== 0) traffic = await runTraffic(lab, t.traffic ?? [], { seconds: options.seconds });
-    else if (options.seconds !== undefined) await sleep(options.seconds * 1000);
+    options.onRunning?.(lab);
+    if ((t.traffic ?? []).length !== 0) traffic = await runTraffic(lab, t.traffic ?? [], { seconds: options.seconds, signal: options.signal });
+    else await stayUp(options.seconds, options.signal);
   } catch (e) {
     await lab.close().catch(() => undefined);
     throw e;

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ImpairmentOptions, validateImpairment } from '../backends/impairment.js';
 import { type Link, type LinkOptions, connectNics } from '../backends/link.js';
@@ -133,6 +134,26 @@ export interface LabMacEntry extends MacEntry {
 /** Where a lab is in its life. */
 export type LabState = 'building' | 'starting' | 'running' | 'closed';
 
+/** Options of Lab.start(). */
+export interface LabStartOptions {
+  /**
+   * Aborting closes the lab (as close() does), whenever it happens: while it
+   * starts (start() then rejects with the signal's reason) or while it runs.
+   */
+  signal?: AbortSignal;
+}
+
+/** The events of a Lab. */
+export interface LabEvents {
+  /** start() finished: every worker runs. */
+  running: [];
+  /** close() finished: everything the lab created is ended (`error` is the first failure while closing, if any). */
+  closed: [error: unknown];
+}
+
+// Node 20.0-20.3 predate Symbol.asyncDispose; later versions define it as this registered symbol.
+(Symbol as { asyncDispose?: symbol }).asyncDispose ??= Symbol.for('nodejs.asyncDispose');
+
 interface NicEntry {
   kind: 'nic';
   name: string;
@@ -227,11 +248,15 @@ const delayOf = (i: ImpairmentOptions | undefined): number => (i === undefined ?
  * another NIC: loop on receive()).
  *
  * close() ends everything the lab created: switch workers, relay workers,
- * sockets, then the devices' queue workers. Misuse (an unknown name, a
- * second attachment of a NIC, building after start) throws
+ * sockets, then the devices' queue workers. A started lab keeps the process
+ * alive (its worker threads run until closed): close it, abort the signal
+ * given to start(), or hold it with `await using lab = new Lab()`, which
+ * closes it when the scope ends (Symbol.asyncDispose). Events: `running`
+ * once start() is done, `closed` once close() is. Misuse (an unknown name,
+ * a second attachment of a NIC, building after start) throws
  * InvalidArgumentError saying what was wrong.
  */
-export class Lab {
+export class Lab extends EventEmitter<LabEvents> {
   private readonly entries = new Map<string, Entry>();
   private readonly nicList: NicEntry[] = [];
   private readonly socketList: SocketEntry[] = [];
@@ -250,6 +275,7 @@ export class Lab {
   private arena: SharedArena | undefined;
 
   constructor(options: LabOptions = {}) {
+    super();
     this.spinUs = options.spinUs ?? DEFAULT_SPIN_US;
     this.threads = options.threads;
     this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
@@ -470,18 +496,30 @@ export class Lab {
    * everything created so far closed again, when a piece cannot be made
    * (a socket that cannot listen, a capture file that cannot be created).
    */
-  start(): Promise<void> {
+  start(options: LabStartOptions = {}): Promise<void> {
     if (this.state === 'closed') return Promise.reject(new InvalidArgumentError('start(): the lab is closed'));
     if (this.state !== 'building') return Promise.reject(new InvalidArgumentError('start(): the lab is already started'));
+    const signal = options.signal;
+    if (signal?.aborted === true) {
+      void this.close();
+      return Promise.reject(signal.reason);
+    }
     this.state = 'starting';
+    const onAbort = (): void => void this.close().catch(() => undefined);
+    const detach = (): void => signal?.removeEventListener('abort', onAbort);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    this.once('closed', detach);
     this.starting = this.bringUp().then(
       () => {
-        if (this.state === 'starting') this.state = 'running';
+        if (this.state !== 'starting') return;
+        this.state = 'running';
+        this.emit('running');
       },
       async (e: unknown) => {
+        detach();
         this.state = 'closed';
         await this.shutdown().catch(() => undefined);
-        throw e;
+        throw signal?.aborted === true ? signal.reason : e;
       },
     );
     return this.starting;
@@ -587,9 +625,20 @@ export class Lab {
       const wasStarting = this.starting;
       this.state = 'closed';
       if (wasStarting !== undefined) await wasStarting.catch(() => undefined);
-      await this.shutdown();
+      try {
+        await this.shutdown();
+      } catch (e) {
+        this.emit('closed', e);
+        throw e;
+      }
+      this.emit('closed', undefined);
     })();
     return this.closing;
+  }
+
+  /** close(), for `await using lab = new Lab()`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   // ---- internals -------------------------------------------------------------

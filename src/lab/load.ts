@@ -14,7 +14,7 @@ export interface LoadOptions {
   sizes?: readonly SizeWeight[] | string;
   /** Frames per second offered over all pairs, paced (default 0: as many as the rings take). */
   ratePps?: number;
-  /** How long each pair offers frames, in seconds (default 5). */
+  /** How long each pair offers frames, in seconds from its first frame (default 5). */
   seconds?: number;
   /** Ring format: 'split' (default) or 'packed'. */
   ring?: 'split' | 'packed';
@@ -32,6 +32,8 @@ export interface LoadOptions {
   /** Called about every `tickMs` (default 500) with the figures so far. */
   onTick?: (tick: LoadTick) => void;
   tickMs?: number;
+  /** Aborting stops the offered stream early; runLoad resolves with what was measured until then. */
+  signal?: AbortSignal;
 }
 
 /** Live figures of a load test. */
@@ -108,6 +110,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadResult> {
     latencyEvery,
     latencyAfterSeconds: Math.min(0.2, seconds / 5),
     tickMs: options.tickMs,
+    signal: options.signal,
     onTick: onTick === undefined ? undefined : (t) => onTick({ ...t, done: Math.min(1, t.seconds / seconds) }),
   });
   return {

@@ -32,9 +32,9 @@ import {
 
 /** Options of the packet pump. */
 export interface PumpOptions {
-  /** Frames to move per queue pair (default 10 M); 0 runs until `seconds` pass. */
+  /** Frames to move per queue pair (default 10 M); 0 runs until `seconds` pass or `signal` aborts. */
   frames?: number;
-  /** Stop after this many seconds even if frames remain (default: no limit). */
+  /** Stop after this many seconds, counted from the first frame sent, even if frames remain (default: no limit). */
   seconds?: number;
   /** Ethernet frame size in bytes, >= 18 (default 64); with `gso` up to 65549. */
   frameSize?: number;
@@ -86,6 +86,8 @@ export interface PumpOptions {
   /** Called about every `tickMs` with the figures so far. */
   onTick?: (tick: PumpTick) => void;
   tickMs?: number;
+  /** Aborting stops the traffic: the guests drain what is in flight and runPump resolves with what was moved. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -101,6 +103,7 @@ export const PUMP_THREADS = ['auto', 'per-queue', 'per-pair', 'per-device', 'lin
 
 /** Live figures. */
 export interface PumpTick {
+  /** Seconds since the first frame was sent (0 until then). */
   seconds: number;
   sent: number;
   received: number;
@@ -184,7 +187,9 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   if (!(ratePps >= 0 && Number.isFinite(ratePps))) throw new InvalidArgumentError(`rate ${ratePps} must be a non-negative number of frames per second`);
   if (!(Number.isInteger(latencyEvery) && latencyEvery >= 0)) throw new InvalidArgumentError(`latencyEvery ${latencyEvery} must be a non-negative integer`);
   if (!Number.isInteger(pairs) || pairs < 1 || pairs > 64) throw new InvalidArgumentError(`queue pairs ${pairs} must be an integer in [1, 64]`);
-  if (frames === 0 && options.seconds === undefined && options.guestSeconds === undefined) throw new InvalidArgumentError('frames 0 (unbounded) needs a time limit in seconds');
+  if (frames === 0 && options.seconds === undefined && options.guestSeconds === undefined && options.signal === undefined) {
+    throw new InvalidArgumentError('frames 0 (unbounded) needs a time limit in seconds or an AbortSignal');
+  }
   // Receive pages (mergeable: one 4 KiB page per slot), tx slots, rings, per pair.
   const memSize = pairs * (queueSize * 4096 + queueSize * (128 + Math.max(frameSize, 1518))) + (2 << 20);
   const arena = new SharedArena(2 * memSize + pairs * (4 << 20));
@@ -209,6 +214,21 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   const sum = (field: number): number => Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + field]).reduce((x, y) => x + y, 0);
   const guests: Worker[] = [];
   const reports: PumpGuestReport[] = [];
+  // The guests poll the stop word: they finish what is in flight and end.
+  const stop = (): void => {
+    c[PUMP_STOP] = 1;
+  };
+  if (options.signal?.aborted === true) stop();
+  options.signal?.addEventListener('abort', stop, { once: true });
+  // Epoch milliseconds of the first frame any guest sent (Infinity before): the run's clock starts there, not at thread start-up.
+  const firstFrameAt = (): number => {
+    let t = Number.POSITIVE_INFINITY;
+    for (let p = 0; p < pairs; p++) {
+      const v = c[p * PUMP_COUNTERS + PUMP_T_FIRST];
+      if (v > 0 && v < t) t = v;
+    }
+    return t;
+  };
   try {
     const ring = options.ring ?? 'split';
     const wanted = options.features ?? NET_DEFAULT_FEATURES;
@@ -221,7 +241,6 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
     if (hasFeature(BigInt(`0x${sender.features}`), F_RING_PACKED) !== (ring === 'packed')) {
       throw new InvalidArgumentError(`the NICs did not negotiate ${ring} rings (VIRTIO_F_RING_PACKED ${ring === 'packed' ? 'not offered' : 'forced'})`);
     }
-    const t0 = performance.now();
     const exited: Promise<void>[] = [];
     for (let pair = 0; pair < pairs; pair++) {
       const data: PumpGuestData = {
@@ -250,7 +269,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
         }),
       );
     }
-    let last = { t: t0, received: 0 };
+    let last = { t: performance.now(), received: 0 };
     const meanSize = sizes.reduce((x, y) => x + y, 0) / sizes.length;
     const tickMs = options.tickMs ?? 500;
     const timer = setInterval(() => {
@@ -259,8 +278,9 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       const pps = ((received - last.received) * 1000) / (t - last.t);
       last = { t, received };
       const perPair = Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + PUMP_RECEIVED]);
-      options.onTick?.({ seconds: (t - t0) / 1000, sent: sum(PUMP_SENT), received, pps, gbps: (pps * meanSize * 8) / 1e9, perPair, skipped: sum(PUMP_SKIPPED) });
-      if (options.seconds !== undefined && t - t0 >= options.seconds * 1000) c[PUMP_STOP] = 1;
+      const running = Math.max(0, performance.timeOrigin + t - firstFrameAt()) / 1000;
+      options.onTick?.({ seconds: running, sent: sum(PUMP_SENT), received, pps, gbps: (pps * meanSize * 8) / 1e9, perPair, skipped: sum(PUMP_SKIPPED) });
+      if (options.seconds !== undefined && running >= options.seconds) stop();
     }, tickMs);
     try {
       await Promise.all([...exited, options.during?.({ a, b })]);
@@ -314,6 +334,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       perPair: Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + PUMP_RECEIVED]),
     };
   } finally {
+    options.signal?.removeEventListener('abort', stop);
     await Promise.all(guests.map((g) => g.terminate()));
     await Promise.all([a.close(), b.close(), sw?.close()]);
     await linkPool?.close();

@@ -34,6 +34,8 @@ export interface SoakOptions {
   /** Called every `progressMs` (default 10 s) while it runs. */
   onProgress?: (p: SoakProgress) => void;
   progressMs?: number;
+  /** Aborting ends the traffic and faults early; the soak still drains, accounts for everything and resolves with its result. */
+  signal?: AbortSignal;
 }
 
 /** A progress report. */
@@ -113,7 +115,16 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     throw e;
   }
   const t0 = Date.now();
-  const end = t0 + seconds * 1000;
+  let end = t0 + seconds * 1000;
+  // Cuts the fault loop's sleeps short when the caller aborts.
+  const pause = new AbortController();
+  const stopEarly = (): void => {
+    end = Math.min(end, Date.now());
+    pause.abort();
+  };
+  const nap = (ms: number): Promise<void> => sleep(ms, undefined, { signal: pause.signal }).catch(() => undefined);
+  if (options.signal?.aborted === true) stopEarly();
+  options.signal?.addEventListener('abort', stopEarly, { once: true });
   let first: { heap: number; rss: number } | undefined;
   let last: { heap: number; rss: number };
   try {
@@ -126,10 +137,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     };
     const faulting = async (): Promise<void> => {
       // Warm-up: a tenth of the run (at most 10 s) without faults, then the first memory figure.
-      await sleep(Math.min(10_000, (seconds * 1000) / 10));
+      await nap(Math.min(10_000, (seconds * 1000) / 10));
       first = memoryNow();
       while (Date.now() < end) {
-        await sleep(-Math.log(1 - rand()) * faultEveryMs);
+        await nap(-Math.log(1 - rand()) * faultEveryMs);
         if (Date.now() >= end) break;
         const r = rand();
         let problem: string | null = null;
@@ -161,11 +172,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     }
     const stuck = await net.drain();
     if (stuck !== null) problems.push(stuck);
-    const drained = await Promise.race([vsock.drain().then(() => true), sleep(DRAIN_LIMIT_MS).then(() => false)]);
+    // The limit timer is cancelled once the drain wins: left pending it held the process ~30 s after the result.
+    const limit = new AbortController();
+    const drained = await Promise.race([
+      vsock.drain().then(() => true),
+      sleep(DRAIN_LIMIT_MS, false, { signal: limit.signal }).catch(() => false),
+    ]).finally(() => limit.abort());
     if (!drained) problems.push(`vsock: streams still running ${DRAIN_LIMIT_MS} ms after the traffic stopped (a hang)`);
     // Measured with everything still open: what the run accumulated is still held.
     last = memoryNow();
   } finally {
+    options.signal?.removeEventListener('abort', stopEarly);
     await vsock.close();
   }
   const flows = net.report(true);

@@ -30,6 +30,10 @@ Serve our virtio-net or virtio-vsock device to a vhost-user front end
   --spin-us U       microseconds a queue worker polls before it sleeps
                     (default 30; 0 is faster when the front end busy-polls a
                     core of a small machine, as DPDK does)
+  --allow-unsealed-memory
+                    map front-end memory that is not sealed against
+                    shrinking (DPDK's --no-huge memfds): trusts the front end
+                    not to truncate it, which would kill this process (SIGBUS)
   --seconds S       stop after S seconds (default: until SIGINT/SIGTERM)
   --quiet           no live line
 
@@ -56,9 +60,9 @@ function logSessions(server: VhostUserServer, label: string): void {
   server.on('disconnected', ({ summary }) => console.log(`${label}: negotiated ${JSON.stringify(summary)}`));
 }
 
-async function serveNet(path: string, values: { 'host-ip': string; 'tftp-root'?: string; pcap?: string; mac: string; pairs: string }, spinUs: number): Promise<Running> {
+async function serveNet(path: string, values: { 'host-ip': string; 'tftp-root'?: string; pcap?: string; mac: string; pairs: string; 'allow-unsealed-memory': boolean }, spinUs: number): Promise<Running> {
   const [ip, prefix] = values['host-ip'].split('/');
-  const lab = new Lab({ spinUs }).switch('sw').vhostUser('guest', { path, mac: values.mac, queuePairs: Number(values.pairs) }).nic('host').connect('guest', 'sw').connect('host', 'sw');
+  const lab = new Lab({ spinUs }).switch('sw').vhostUser('guest', { path, mac: values.mac, queuePairs: Number(values.pairs), allowUnsealedMemory: values['allow-unsealed-memory'] }).nic('host').connect('guest', 'sw').connect('host', 'sw');
   if (values.pcap !== undefined) lab.tap('sw', values.pcap);
   await lab.start();
   const host = new IpHost({ driver: lab.driver('host'), mac: lab.mac('host'), ip, prefixLength: prefix === undefined ? 24 : Number(prefix) });
@@ -83,8 +87,8 @@ async function serveNet(path: string, values: { 'host-ip': string; 'tftp-root'?:
   };
 }
 
-async function serveVsock(path: string, udsPath: string, cid: number, spinUs: number): Promise<Running> {
-  const server = serveVhostUserVsock(path, { guestCid: cid, spinUs });
+async function serveVsock(path: string, udsPath: string, cid: number, spinUs: number, allowUnsealedMemory: boolean): Promise<Running> {
+  const server = serveVhostUserVsock(path, { guestCid: cid, spinUs, allowUnsealedMemory });
   const host = new VsockHost(server.device);
   const mux = new VsockUnixMuxer(host.stack, { udsPath, guestCid: cid });
   await mux.listen();
@@ -120,6 +124,7 @@ const parseCommandLine = (args: string[]) =>
       seconds: { type: 'string' },
       'spin-us': { type: 'string', default: '30' },
       quiet: { type: 'boolean', default: false },
+      'allow-unsealed-memory': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -155,7 +160,7 @@ export async function vhostUserCommand(args: string[]): Promise<number> {
   const running: Running[] = [];
   try {
     if (values.net !== undefined) running.push(await serveNet(values.net, values, spinUs));
-    if (values.vsock !== undefined) running.push(await serveVsock(values.vsock, values['uds-path']!, Number(values.cid), spinUs));
+    if (values.vsock !== undefined) running.push(await serveVsock(values.vsock, values['uds-path']!, Number(values.cid), spinUs, values['allow-unsealed-memory']));
     const ticker = values.quiet ? undefined : setInterval(() => console.log(running.map((r) => r.line()).join('  |  ')), 1000);
     await stop(seconds);
     clearInterval(ticker);

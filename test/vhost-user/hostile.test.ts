@@ -699,8 +699,8 @@ describe('vhost-user: front ends whose memory is too big to view', () => {
     try {
       fe = FrontEnd.connect(child.path);
       await negotiated(fe);
-      // A sparse 8 GiB memfd: what QEMU's memory-backend-memfd of an 8 GiB guest is (no RAM is touched).
-      big = memfd('vu-big', 2 ** 33);
+      // A sparse 8 GiB sealed memfd: what QEMU's memory-backend-memfd of an 8 GiB guest is (no RAM is touched).
+      big = memfd('vu-big', 2 ** 33, true);
       fe.send(R.SET_MEM_TABLE, memTable([{ gpa: 0n, size: 2n ** 33n, uva: RAM_UVA, mmapOffset: 0n }]), [big]);
       await new Promise((r) => setTimeout(r, 1000));
       expect(child.exitCode(), `the back end process died (exit code or signal):\n${child.stderr().slice(0, 400)}`).toBeNull();

@@ -303,7 +303,7 @@ export function signalEventfd(fd: number): number {
 
 /** This thread's iovec and 8-byte buffer for readEventfd (preadv2 takes addresses). */
 let readScratch: { iov: bigint; u8: Uint8Array } | undefined;
-/** Whether this kernel honours RWF_NOWAIT on eventfd reads (Linux 5.12 and later do). */
+/** Whether this kernel honours RWF_NOWAIT on eventfd reads (Linux 6 does; cleared at the first EOPNOTSUPP). */
 let nowaitReads = true;
 
 /**

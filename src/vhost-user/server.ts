@@ -223,14 +223,21 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
       } else if (e.type === 'message') {
         await this.message(e);
       } else {
-        // A session this server ended itself (close()) has closed its fd already.
         const s = this.session;
         if (s !== undefined && s.fd === e.fd) await this.endSession(s, e.reason);
+        else if (s === undefined) {
+          // A connection whose session was never made ('connected' failed): nothing else closes it.
+          libc.close(e.fd);
+          this.command({ type: 'listen' });
+        }
       }
     } catch (err) {
       // A bug here must not take the process down: log it and drop the front end.
-      if (this.session !== undefined) this.drop(this.session, `internal error on ${e.type}: ${(err as Error).stack ?? err}`);
-      else this.log(`internal error on ${e.type}: ${(err as Error).stack ?? err}`);
+      const why = `internal error on ${e.type}: ${(err as Error).stack ?? err}`;
+      if (this.session !== undefined) this.drop(this.session, why);
+      else this.log(why);
+      // No session for this connection: hang up, and its 'closed' closes the fd.
+      if (e.type === 'connected' && this.session === undefined) libc.shutdown(e.fd);
     }
   }
 

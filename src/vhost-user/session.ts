@@ -191,9 +191,10 @@ export class VhostUserSession {
    * connection is gone. Rings are stopped one by one first (each worker
    * finishes its batch and answers) rather than left to the device reset,
    * which terminates workers wherever they are: a queue worker terminated
-   * while it is still starting (inside the FFI call that views the front
-   * end's memory) aborts the whole process (koffi cannot throw into a
-   * terminating thread: napi_throw is fatal there).
+   * while it is still starting aborts the whole process when it is inside
+   * the FFI call that views the front end's memory (koffi cannot throw into
+   * a terminating thread: napi_throw is fatal there), and leaks the fd of
+   * its script when it is still loading it.
    */
   async close(): Promise<void> {
     const device = this.host.device;

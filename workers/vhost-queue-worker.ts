@@ -12,7 +12,14 @@ import { queueHandler } from '../src/worker/queue-handlers.js';
 import { QueueThread } from '../src/worker/queue-thread.js';
 import type { QueueThreadData } from '../src/worker/queue-worker-data.js';
 
-new QueueThread(workerData as QueueThreadData, queueHandler, (data) => {
-  const { mapped, callFd } = data as VhostQueueWorkerData;
-  return { memory: viewMappedMemory(mapped), raise: () => signalEventfd(callFd) };
+new QueueThread(workerData as QueueThreadData, queueHandler, (started) => {
+  const data = started as VhostQueueWorkerData;
+  const { callFd, queue } = data;
+  const drops = new Int32Array(data.callDrops);
+  // A call eventfd whose counter the front end parked near 2^64 would block the
+  // write (and this thread for good): that interrupt is dropped and counted.
+  const raise = (): void => {
+    if (signalEventfd(callFd) !== 8) Atomics.add(drops, queue, 1);
+  };
+  return { memory: viewMappedMemory(data.mapped), raise };
 });

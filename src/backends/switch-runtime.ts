@@ -14,7 +14,7 @@ const MIN_SLEEP_MS = 0.05;
 
 /**
  * The loop of a switch or relay worker, shaped like a queue worker's
- * (queue-runtime.ts): forward batch after batch; when idle, poll for
+ * (queue-thread.ts): forward batch after batch; when idle, poll for
  * `spinUs`, then arm every input and every full channel it waits on, read
  * the wake word, look once more, and Atomics.wait on the wake word until a
  * NIC publishes or frees space, or the next timed event (a delayed frame,

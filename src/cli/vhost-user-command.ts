@@ -34,6 +34,10 @@ Serve our virtio-net or virtio-vsock device to a vhost-user front end
                     core of a small machine, as DPDK does)
   --seconds S       stop after S seconds (default: until SIGINT/SIGTERM; a
                     second signal exits at once)
+  --allow-unsealed-memory
+                    map front-end memory that is not sealed against
+                    shrinking (DPDK's --no-huge memfds): trusts the front end
+                    not to truncate it, which would kill this process (SIGBUS)
   --quiet           no live line
 
 Figures go to stdout once a second; what the front end negotiated is
@@ -67,7 +71,12 @@ function logSessions(server: VhostUserServer, label: string): void {
 
 async function serveNet(path: string, values: OptionValues<typeof OPTIONS>, spinUs: number): Promise<Running> {
   const { ip, prefixLength } = values['host-ip'];
-  const lab = new Lab({ spinUs }).switch('sw').vhostUser('guest', { path, mac: values.mac, queuePairs: values.pairs }).nic('host').connect('guest', 'sw').connect('host', 'sw');
+  const lab = new Lab({ spinUs })
+    .switch('sw')
+    .vhostUser('guest', { path, mac: values.mac, queuePairs: values.pairs, allowUnsealedMemory: values['allow-unsealed-memory'] })
+    .nic('host')
+    .connect('guest', 'sw')
+    .connect('host', 'sw');
   if (values.pcap !== undefined) lab.tap('sw', values.pcap);
   await lab.start();
   const host = new IpHost({ driver: lab.driver('host'), mac: lab.mac('host'), ip, prefixLength });
@@ -92,8 +101,8 @@ async function serveNet(path: string, values: OptionValues<typeof OPTIONS>, spin
   };
 }
 
-async function serveVsock(path: string, udsPath: string, cid: number, spinUs: number): Promise<Running> {
-  const server = serveVhostUserVsock(path, { guestCid: cid, spinUs });
+async function serveVsock(path: string, udsPath: string, cid: number, spinUs: number, allowUnsealedMemory: boolean): Promise<Running> {
+  const server = serveVhostUserVsock(path, { guestCid: cid, spinUs, allowUnsealedMemory });
   const host = new VsockHost(server.device);
   const mux = new VsockUnixMuxer(host.stack, { udsPath, guestCid: cid });
   await mux.listen();
@@ -142,6 +151,7 @@ const OPTIONS = {
   seconds: { type: 'number', above: 0 },
   'spin-us': { type: 'number', min: 0, default: 30 },
   quiet: { type: 'boolean' },
+  'allow-unsealed-memory': { type: 'boolean' },
 } as const;
 
 /** `virtio-lab vhost-user`: returns the exit status. */
@@ -156,7 +166,7 @@ export async function vhostUserCommand(args: string[]): Promise<number> {
   const running: Running[] = [];
   try {
     if (values.net !== undefined) running.push(await serveNet(values.net, values, spinUs));
-    if (values.vsock !== undefined) running.push(await serveVsock(values.vsock, values['uds-path']!, values.cid, spinUs));
+    if (values.vsock !== undefined) running.push(await serveVsock(values.vsock, values['uds-path']!, values.cid, spinUs, values['allow-unsealed-memory']));
     const ticker = values.quiet ? undefined : setInterval(() => console.log(running.map((r) => r.line()).join('  |  ')), 1000);
     await stop(values.seconds, interrupt.signal);
     clearInterval(ticker);

@@ -124,6 +124,8 @@ export interface LabVhostUserOptions {
   mtu?: number;
   /** Queue pairs (MQ offered when more than 1; the front end picks how many it uses); default 1. */
   queuePairs?: number;
+  /** Trust the front end with memory not sealed against shrinking (DPDK's `--no-huge`): see VhostUserTrustOptions. */
+  allowUnsealedMemory?: boolean;
 }
 
 /** A learned address with the name of the NIC (or socket link) on its port. */
@@ -186,6 +188,7 @@ interface VhostUserEntry {
   mac: string;
   mtu: number;
   queuePairs: number;
+  allowUnsealedMemory: boolean;
   attached?: string;
   server?: VhostUserServer<VirtioNetDevice>;
 }
@@ -323,7 +326,7 @@ export class Lab extends EventEmitter<LabEvents> {
     if (typeof options?.path !== 'string' || options.path.length === 0) throw new InvalidArgumentError(`vhost-user port "${name}": path must name a Unix socket`);
     const queuePairs = options.queuePairs ?? 1;
     if (!(Number.isInteger(queuePairs) && queuePairs >= 1 && queuePairs <= 128)) throw new InvalidArgumentError(`vhost-user port "${name}": queuePairs ${queuePairs} must be an integer in [1, 128]`);
-    const entry: VhostUserEntry = { kind: 'vhost-user', name, path: options.path, mac: this.newMac(`vhost-user port "${name}"`, options.mac), mtu: checkMtu(`vhost-user port "${name}"`, options.mtu), queuePairs };
+    const entry: VhostUserEntry = { kind: 'vhost-user', name, path: options.path, mac: this.newMac(`vhost-user port "${name}"`, options.mac), mtu: checkMtu(`vhost-user port "${name}"`, options.mtu), queuePairs, allowUnsealedMemory: options.allowUnsealedMemory === true };
     this.entries.set(name, entry);
     this.vhostList.push(entry);
     return this;
@@ -661,7 +664,7 @@ export class Lab extends EventEmitter<LabEvents> {
       s.link = await SocketLink.open(s.options);
       this.abortIfClosed();
     }
-    for (const v of this.vhostList) v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, spinUs: this.spinUs });
+    for (const v of this.vhostList) v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, spinUs: this.spinUs, allowUnsealedMemory: v.allowUnsealedMemory });
     for (const s of this.switchList) {
       const sw = new NetSwitch(arena, { ...s.options, spinUs: s.options.spinUs ?? this.spinUs });
       s.sw = sw;

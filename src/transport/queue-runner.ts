@@ -2,7 +2,7 @@ import type { QueueState } from '../ring/queue-state.js';
 
 /**
  * A running queue as the control plane sees it: on its own worker thread
- * (QueueWorkerHandle) or served by the control plane itself
+ * (a slot on a QueueThreadHandle) or served by the control plane itself
  * (InlineQueueRunner, for control queues).
  */
 export interface QueueRunner {

@@ -66,11 +66,15 @@ export class FrontEndMemory {
     this.memory = viewMappedMemory(regions);
   }
 
-  /** Validate and map `table`; closes every fd in it whatever happens. */
-  static map(table: readonly MemRegion[]): FrontEndMemory {
+  /**
+   * Validate and map `table`; closes every fd in it whatever happens.
+   * `allowUnsealed`: map fds not sealed against shrinking (see checkSealed).
+   */
+  static map(table: readonly MemRegion[], options: { allowUnsealed: boolean }): FrontEndMemory {
     const mapped: Mapped[] = [];
     try {
       checkTable(table);
+      if (!options.allowUnsealed) for (const r of table) checkSealed(r);
       for (const r of table) mapped.push(mapRegion(r));
       return new FrontEndMemory(mapped);
     } catch (e) {
@@ -132,6 +136,23 @@ function checkTable(table: readonly MemRegion[]): void {
       if (a.uva < b.uva + b.size && b.uva < a.uva + a.size) throw new VhostUserProtocolError(`memory regions ${i} and ${j} overlap in front-end virtual space`);
     }
   }
+}
+
+/**
+ * A region's fd must be sealed against shrinking (F_SEAL_SHRINK): the front
+ * end shares the file, and one it truncates under our mapping turns the next
+ * access to the lost pages into SIGBUS, which kills the whole process (no
+ * thread of Node can catch it). QEMU's memfd backend seals by default; an
+ * fd that is not sealed, or cannot be (a plain or hugetlbfs file), is refused
+ * unless the server trusts its front end (allowUnsealedMemory).
+ */
+function checkSealed(r: MemRegion): void {
+  const seals = libc.seals(r.fd);
+  if (seals >= 0 && (seals & libc.F_SEAL_SHRINK) !== 0) return;
+  const why = seals >= 0 ? 'is not sealed against shrinking (F_SEAL_SHRINK)' : 'cannot be sealed (not a memfd)';
+  throw new VhostUserProtocolError(
+    `memory region gpa 0x${r.gpa.toString(16)}: its fd (${libc.describeFd(r.fd)}) ${why}: the front end could truncate it under the mapping (SIGBUS); seal it, or serve with allowUnsealedMemory to trust the front end`,
+  );
 }
 
 function mapRegion(r: MemRegion): Mapped {

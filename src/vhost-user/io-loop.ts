@@ -231,9 +231,12 @@ export class IoLoop {
         const q = this.pollRings[i];
         const fd = this.kicks[q];
         if (fd === null) continue;
-        if (libc.read(fd, this.drain) === 8) {
+        // Never a blocking read: the front end shares the fd and may have cleared
+        // O_NONBLOCK and taken the count between poll() and here (a stolen kick).
+        const got = libc.readEventfd(fd, this.drain);
+        if (got === 8) {
           ring(this.doorbellI32, this.data.doorbells[q]);
-        } else {
+        } else if (got !== -libc.EAGAIN) {
           // Not an eventfd's 8-byte counter (the control plane checks, but the fd is the
           // front end's): stop polling it rather than spin on it.
           libc.close(fd);

@@ -31,8 +31,17 @@ const MAP_PRIVATE = 2;
 const MAP_ANONYMOUS = 0x20;
 export const SEEK_END = 2;
 export const POLLIN = 0x1;
+const POLLOUT = 0x4;
 export const EINTR = 4;
 export const EAGAIN = 11;
+const EOPNOTSUPP = 95;
+const F_SETFL = 4;
+const F_GET_SEALS = 1034;
+/** A memfd seal: the file cannot shrink (ftruncate to less fails with EPERM). */
+export const F_SEAL_SHRINK = 0x2;
+const O_NONBLOCK = 0o4000;
+/** preadv2 flag: fail with EAGAIN instead of waiting (per call, whatever the file's O_NONBLOCK says). */
+const RWF_NOWAIT = 0x8;
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
 /** A libc call failed: `errno` says why. */
@@ -74,6 +83,8 @@ interface Libc {
   sendmsg: Fn;
   memfd_create: Fn;
   ftruncate: Fn;
+  fcntl: Fn;
+  preadv2: Fn;
 }
 
 let loaded: Libc | undefined;
@@ -110,6 +121,8 @@ function libc(): Libc {
     sendmsg: lib.func('long sendmsg(int fd, const void *msg, int flags)'),
     memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
     ftruncate: lib.func('int ftruncate(int fd, int64_t length)'),
+    fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
+    preadv2: lib.func('long preadv2(int fd, void *iov, int iovcnt, int64_t offset, int flags)'),
   };
   return loaded;
 }
@@ -199,12 +212,23 @@ export function sendWithFds(fd: number, bytes: Uint8Array, fds: readonly number[
   if (n !== bytes.length) throw new SystemCallError(`sendmsg (short: ${n} of ${bytes.length})`, EAGAIN);
 }
 
-/** A memfd of `size` bytes (shareable guest memory, as QEMU's memory-backend-memfd). */
-export function memfd(name: string, size: number): number {
+const MFD_CLOEXEC = 1;
+const MFD_ALLOW_SEALING = 2;
+const F_ADD_SEALS = 1033;
+const F_SEAL_SEAL = 0x1;
+const F_SEAL_GROW = 0x4;
+
+/**
+ * A memfd of `size` bytes (shareable guest memory, as QEMU's
+ * memory-backend-memfd). `sealed`: sealed against shrinking and growing, and
+ * against further seals, as QEMU's backend does by default (seal=on).
+ */
+export function memfd(name: string, size: number, sealed = false): number {
   const L = libc();
-  const fd = check('memfd_create', L.memfd_create(name, 1 /* MFD_CLOEXEC */) as number);
+  const fd = check('memfd_create', L.memfd_create(name, MFD_CLOEXEC | (sealed ? MFD_ALLOW_SEALING : 0)) as number);
   try {
     check('ftruncate', L.ftruncate(fd, size) as number);
+    if (sealed) check('fcntl(F_ADD_SEALS)', L.fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) as number);
   } catch (e) {
     L.close(fd);
     throw e;
@@ -246,9 +270,108 @@ export const close = (fd: number): void => void libc().close(fd);
 export const eventfd = (nonBlocking = false): number => check('eventfd', libc().eventfd(0, EFD_CLOEXEC | (nonBlocking ? EFD_NONBLOCK : 0)) as number);
 
 const ONE = new BigUint64Array([1n]);
+/** One struct pollfd for the zero-timeout checks before eventfd I/O. */
+const probe = new Uint8Array(8);
+const probeDv = new DataView(probe.buffer);
 
-/** Add 1 to an eventfd's counter: wakes whoever polls it. */
-export const signalEventfd = (fd: number): void => void libc().write(fd, ONE, 8);
+/** Whether `fd` polls `events` ready right now (poll with a zero timeout). */
+function readyNow(fd: number, events: number): boolean {
+  probeDv.setInt32(0, fd, true);
+  probeDv.setInt16(4, events, true);
+  probeDv.setInt16(6, 0, true);
+  return Number(libc().poll(probe, 1, 0)) > 0 && (probeDv.getInt16(6, true) & events) !== 0;
+}
+
+/**
+ * Add 1 to an eventfd's counter (wakes whoever polls it) without ever
+ * blocking, whatever the front end sharing the fd did to it: returns 8, or
+ * -EAGAIN when the counter is full (parked at 2^64-2, where a blocking
+ * write waits forever), or -errno. The fd's open file description is the
+ * front end's too, so its O_NONBLOCK cannot be trusted to stay set: the
+ * counter is checked (POLLOUT) and O_NONBLOCK set again immediately before
+ * the write. A front end that refills the counter and clears O_NONBLOCK in
+ * the instant between those calls and the write can still block it (no
+ * RWF_NOWAIT for eventfd writes; see docs/vhost-user.md).
+ */
+export function signalEventfd(fd: number): number {
+  const L = libc();
+  if (!readyNow(fd, POLLOUT)) return -EAGAIN;
+  if (Number(L.fcntl(fd, F_SETFL, O_NONBLOCK)) < 0) return -L.koffi.errno();
+  const n = Number(L.write(fd, ONE, 8));
+  return n < 0 ? -L.koffi.errno() : n;
+}
+
+/** This thread's iovec and 8-byte buffer for readEventfd (preadv2 takes addresses). */
+let readScratch: { iov: bigint; u8: Uint8Array } | undefined;
+/** Whether this kernel honours RWF_NOWAIT on eventfd reads (Linux 6 does; cleared at the first EOPNOTSUPP). */
+let nowaitReads = true;
+
+/**
+ * Read (and so reset) an eventfd's counter into `buf` without ever blocking:
+ * returns 8, -EAGAIN when there was nothing to read (or the front end took
+ * it first), or -errno. preadv2 with RWF_NOWAIT makes this one call
+ * non-blocking whatever the shared file's flags say; where the kernel does
+ * not honour it, poll and O_NONBLOCK are checked immediately before the read
+ * (racy against a front end that clears O_NONBLOCK at that instant).
+ */
+export function readEventfd(fd: number, buf: Uint8Array): number {
+  const L = libc();
+  if (readScratch === undefined) {
+    const base = mmapScratch(4096);
+    const u8 = new Uint8Array(viewOf(base, 4096));
+    new DataView(u8.buffer).setBigUint64(0, base + 16n, true);
+    new DataView(u8.buffer).setBigUint64(8, 8n, true);
+    readScratch = { iov: base, u8: u8.subarray(16, 24) };
+  }
+  if (nowaitReads) {
+    const n = Number(L.preadv2(fd, readScratch.iov, 1, -1, RWF_NOWAIT));
+    if (n >= 0) {
+      buf.set(readScratch.u8.subarray(0, n));
+      return n;
+    }
+    const e = L.koffi.errno();
+    if (e !== EOPNOTSUPP) return -e;
+    nowaitReads = false;
+  }
+  if (!readyNow(fd, POLLIN)) return -EAGAIN;
+  if (Number(L.fcntl(fd, F_SETFL, O_NONBLOCK)) < 0) return -L.koffi.errno();
+  return read(fd, buf, 8);
+}
+
+/**
+ * The seals of a memfd (F_GET_SEALS: F_SEAL_SHRINK and others), or -errno:
+ * -EINVAL for a file that cannot be sealed (not shmem or hugetlbfs).
+ */
+export function seals(fd: number): number {
+  const L = libc();
+  const n = Number(L.fcntl(fd, F_GET_SEALS, 0));
+  return n < 0 ? -L.koffi.errno() : n;
+}
+
+/** What `fd` is, as /proc/self/fd names it (for messages). */
+export function describeFd(fd: number): string {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return `fd ${fd}`;
+  }
+}
+
+/** Set or clear O_NONBLOCK on `fd` (tests that play a front end changing its fds' flags). */
+export const setNonBlocking = (fd: number, on: boolean): void => void check('fcntl', libc().fcntl(fd, F_SETFL, on ? O_NONBLOCK : 0) as number);
+
+/** Write `value` to an eventfd's counter, blocking or not as the fd is (tests that park a counter). */
+export function writeEventfd(fd: number, value: bigint): number {
+  const L = libc();
+  const n = Number(L.write(fd, new BigUint64Array([value]), 8));
+  return n < 0 ? -L.koffi.errno() : n;
+}
+
+/** ftruncate(2) (tests that play a front end shrinking its memory); returns 0 or -errno. */
+export function truncate(fd: number, size: number): number {
+  const L = libc();
+  return Number(L.ftruncate(fd, size)) < 0 ? -L.koffi.errno() : 0;
+}
 
 /**
  * poll(2) on `fds` (a PollSet's buffer of `count` struct pollfd); returns how

@@ -47,6 +47,21 @@ export interface VhostUserServerOptions<D extends VirtioDevice> {
   configSpace?: boolean;
   /** Called after every SET_VRING_ENABLE with the enable state of every ring of the session. */
   onRingEnable?(device: D, enabled: readonly boolean[]): void;
+  /** See {@link VhostUserTrustOptions.allowUnsealedMemory}. */
+  allowUnsealedMemory?: boolean;
+}
+
+/** How far a vhost-user back end trusts its front end (docs/vhost-user.md, "Trust"). */
+export interface VhostUserTrustOptions {
+  /**
+   * Map memory fds that are not sealed against shrinking (F_SEAL_SHRINK):
+   * memfds made without sealing (DPDK's `--no-huge` memory), plain files,
+   * hugetlbfs files. Default false: such a region is refused and the front
+   * end dropped, because a front end that truncates the file under the
+   * mapping makes the back end's next access to it raise SIGBUS, which kills
+   * this whole process. With true the front end is trusted not to.
+   */
+  allowUnsealedMemory?: boolean;
 }
 
 /** Events: 'connected', 'disconnected' ({ reason, summary }), 'log' (a line). */
@@ -84,6 +99,9 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
   private readonly rings: number;
   private readonly queueNum: number;
   private readonly onRingEnable: VhostUserServerOptions<D>['onRingEnable'];
+  private readonly allowUnsealedMemory: boolean;
+  /** The session's deferred task (VhostUserSession's host.later) and its timer. */
+  private deferred: NodeJS.Timeout | undefined;
 
   constructor(options: VhostUserServerOptions<D>) {
     super();
@@ -93,6 +111,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     this.rings = rings;
     this.queueNum = options.queueNum ?? 1;
     this.onRingEnable = options.onRingEnable;
+    this.allowUnsealedMemory = options.allowUnsealedMemory ?? false;
     this.device = options.device({ memory: this.noMemory, queueLauncher: this.launch });
     if (this.device.numQueues < rings) throw new InvalidArgumentError(`device has ${this.device.numQueues} queues, fewer than ${rings} rings`);
     this.offered = options.features ?? this.device.deviceFeatures;
@@ -167,6 +186,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
       configInterrupt: null,
       mapped: memory.specs,
       callFd: session.vring(data.queue).callFd,
+      callDrops: session.callDrops,
     };
     // A thread per ring, asleep on the ring's own doorbell (the I/O thread rings it on a kick).
     const notify = this.device.notify;
@@ -197,6 +217,8 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
             ringsEnabled: (enabled) => this.onRingEnable?.(this.device, enabled),
             io: (c) => this.command(c),
             log: (line) => this.log(line),
+            later: (task, delayMs) => this.later(task, delayMs),
+            allowUnsealedMemory: this.allowUnsealedMemory,
           },
           e.fd,
         );
@@ -204,15 +226,39 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
       } else if (e.type === 'message') {
         await this.message(e);
       } else {
-        // A session this server ended itself (close()) has closed its fd already.
         const s = this.session;
         if (s !== undefined && s.fd === e.fd) await this.endSession(s, e.reason);
+        else if (s === undefined) {
+          // A connection whose session was never made ('connected' failed): nothing else closes it.
+          libc.close(e.fd);
+          this.command({ type: 'listen' });
+        }
       }
     } catch (err) {
       // A bug here must not take the process down: log it and drop the front end.
-      if (this.session !== undefined) this.drop(this.session, `internal error on ${e.type}: ${(err as Error).stack ?? err}`);
-      else this.log(`internal error on ${e.type}: ${(err as Error).stack ?? err}`);
+      const why = `internal error on ${e.type}: ${(err as Error).stack ?? err}`;
+      if (this.session !== undefined) this.drop(this.session, why);
+      else this.log(why);
+      // No session for this connection: hang up, and its 'closed' closes the fd.
+      if (e.type === 'connected' && this.session === undefined) libc.shutdown(e.fd);
     }
+  }
+
+  /** Run `task` for the current session on the chain in `delayMs` (replacing one not run yet); its errors drop the front end. */
+  private later(task: () => Promise<void>, delayMs: number): void {
+    const s = this.session;
+    clearTimeout(this.deferred);
+    this.deferred = setTimeout(() => {
+      this.deferred = undefined;
+      this.chain = this.chain.then(async () => {
+        if (this.session !== s || s === undefined || s.dropReason !== undefined) return;
+        try {
+          await task();
+        } catch (err) {
+          this.drop(s, err instanceof VirtioLabError ? err.message : `internal error: ${(err as Error).stack ?? err}`);
+        }
+      });
+    }, delayMs);
   }
 
   private async message(m: Extract<IoEvent, { type: 'message' }>): Promise<void> {
@@ -243,10 +289,16 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
   private async endSession(s: VhostUserSession, hangUp: string): Promise<void> {
     const reason = s.dropReason ?? hangUp;
     this.session = undefined;
+    clearTimeout(this.deferred);
+    this.deferred = undefined;
     this.last = s.summary();
-    await s.close();
-    libc.close(s.fd);
-    this.command({ type: 'listen' });
+    try {
+      await s.close();
+    } finally {
+      // Whatever went wrong above, the connection's fd is closed and the next front end is accepted.
+      libc.close(s.fd);
+      this.command({ type: 'listen' });
+    }
     this.log(`front end disconnected: ${reason}`);
     this.emit('disconnected', { reason, summary: this.last } satisfies VhostUserDisconnect);
   }

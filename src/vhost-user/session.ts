@@ -15,6 +15,7 @@ import {
   REQUESTS_WITH_REPLY,
   Req,
   type VhostUserMessage,
+  type VringAddr,
   VhostUserProtocolError,
   decodeConfig,
   decodeMemTable,
@@ -48,7 +49,23 @@ export interface SessionHost {
   /** Send a command to the I/O thread (kick fds are its to poll and close). */
   io(command: IoCommand): void;
   log(line: string): void;
+  /**
+   * Run `task` on the session's message chain in `delayMs`, replacing a task
+   * asked for earlier and not run yet (its delay starts again): a deferred
+   * ring restart. A VhostUserProtocolError it throws drops the front end, as
+   * a message's would.
+   */
+  later(task: () => Promise<void>, delayMs: number): void;
+  /** Map memory fds that are not sealed against shrinking (trusting the front end not to truncate them). */
+  allowUnsealedMemory: boolean;
 }
+
+/**
+ * A SET_VRING_ADDR on a running ring stops it and restarts it on the new
+ * addresses only once the front end has sent no message for this long: a
+ * burst of them costs one stop and one start, not a worker per message.
+ */
+const RESTART_AFTER_MS = 20;
 
 /** A request the back end does not serve: refused (with a NACK where one is asked for), the connection stays. */
 class Refused extends VirtioLabError {
@@ -72,6 +89,8 @@ export interface SessionSummary {
   status: number | undefined;
   /** Requests refused, with why. */
   refused: string[];
+  /** Interrupts not sent because a call eventfd would have blocked (its counter full). */
+  interruptsDropped: number;
 }
 
 /**
@@ -93,10 +112,19 @@ export class VhostUserSession {
   /** Why the server dropped this front end (set once; later messages are not served). */
   dropReason: string | undefined;
   private readonly refused: string[] = [];
+  /**
+   * Interrupts each ring's worker could not send (Int32 per ring, counted by
+   * the workers): the call eventfd's counter was full, and writing would have
+   * blocked.
+   */
+  readonly callDrops: SharedArrayBuffer;
+  private interruptsDropped = 0;
   private readonly onQueueError = (e: QueueErrorEvent): void => {
     this.host.log(`ring ${e.queue}: ${e.error.code}: ${e.error.message}`);
     const r = this.rings[e.queue];
-    if (r !== undefined) libc.signalEventfd(r.errFd);
+    if (r === undefined) return;
+    const n = libc.signalEventfd(r.errFd);
+    if (n !== 8) this.host.log(`ring ${e.queue}: its error eventfd was not signalled (${n === -libc.EAGAIN ? 'its counter is full: a write would block' : `errno ${-n}`})`);
   };
 
   constructor(
@@ -104,6 +132,7 @@ export class VhostUserSession {
     readonly fd: number,
   ) {
     this.rings = Array.from({ length: host.rings }, () => new Vring());
+    this.callDrops = new SharedArrayBuffer(4 * host.rings);
     host.device.on('queue-error', this.onQueueError);
   }
 
@@ -117,6 +146,7 @@ export class VhostUserSession {
       memoryBytes: this.memory?.size ?? 0,
       status: this.frontEndStatus,
       refused: [...this.refused],
+      interruptsDropped: this.interruptsDropped,
     };
   }
 
@@ -156,18 +186,35 @@ export class VhostUserSession {
     if (ackAsked && !REQUESTS_WITH_REPLY.has(m.request)) libc.sendAll(this.fd, encodeReply(m.request, u64(ok ? 0n : 1n)));
   }
 
-  /** Stop every ring, reset the device, unmap memory, close fds: the connection is gone. */
+  /**
+   * Stop every ring, reset the device, unmap memory, close fds: the
+   * connection is gone. Rings are stopped one by one first (each worker
+   * finishes its batch and answers) rather than left to the device reset,
+   * which terminates workers wherever they are: a queue worker terminated
+   * while it is still starting aborts the whole process when it is inside
+   * the FFI call that views the front end's memory (koffi cannot throw into
+   * a terminating thread: napi_throw is fatal there), and leaks the fd of
+   * its script when it is still loading it.
+   */
   async close(): Promise<void> {
     const device = this.host.device;
     device.off('queue-error', this.onQueueError);
-    await device.reset();
-    device.setMemory(this.host.noMemory);
-    this.memory?.unmap();
-    this.memory = undefined;
-    this.rings.forEach((r, q) => {
-      this.host.io({ type: 'kick', ring: q, fd: null });
-      r.close();
-    });
+    try {
+      try {
+        await this.stopAll();
+      } catch (e) {
+        this.host.log(`stopping the rings: ${(e as Error).message}`);
+      }
+      await device.reset();
+      device.setMemory(this.host.noMemory);
+      this.memory?.unmap();
+      this.memory = undefined;
+    } finally {
+      this.rings.forEach((r, q) => {
+        this.host.io({ type: 'kick', ring: q, fd: null });
+        r.close();
+      });
+    }
   }
 
   private async dispatch(m: VhostUserMessage): Promise<Uint8Array | undefined> {
@@ -219,10 +266,10 @@ export class VhostUserSession {
       }
       case Req.SET_VRING_ADDR: {
         const a = decodeVringAddr(m);
-        const r = this.ring(a.index, m);
+        this.ring(a.index, m);
         // Bit 0 asks for used-ring logging (live migration), which needs LOG_ALL: never offered.
         if (a.flags !== 0) throw new Refused(`ring ${a.index}: address flags 0x${a.flags.toString(16)} (dirty logging is not supported)`);
-        await this.whileStopped(a.index, () => (r.addr = a));
+        await this.setAddress(a.index, a);
         return undefined;
       }
       case Req.SET_VRING_BASE: {
@@ -352,7 +399,7 @@ export class VhostUserSession {
   private async setMemTable(m: VhostUserMessage): Promise<void> {
     const table = decodeMemTable(m);
     m.fds.length = 0; // FrontEndMemory.map closes them, whatever happens
-    const fresh = FrontEndMemory.map(table);
+    const fresh = FrontEndMemory.map(table, { allowUnsealed: this.host.allowUnsealedMemory });
     const running = this.rings.flatMap((r, q) => (r.started ? [q] : []));
     await this.stopAll();
     this.memory?.unmap();
@@ -372,6 +419,32 @@ export class VhostUserSession {
     return out;
   }
 
+  /**
+   * SET_VRING_ADDR. A running ring stops now and restarts on the new
+   * addresses once the front end goes quiet (RESTART_AFTER_MS): a burst of
+   * them on a running ring is served by one restart, on the last addresses.
+   * The addresses are checked when the ring starts, then or earlier (a kick,
+   * an enable); bad ones drop the front end with their reason.
+   */
+  private async setAddress(q: number, a: VringAddr): Promise<void> {
+    const r = this.rings[q];
+    if (r.started) {
+      await this.stopRing(q);
+      r.restartPending = true;
+    }
+    r.addr = a;
+    if (r.restartPending) this.host.later(this.restartPending, RESTART_AFTER_MS);
+  }
+
+  /** The deferred restarts (setAddress): each ring still waiting for one starts, if it can. */
+  private readonly restartPending = async (): Promise<void> => {
+    for (let q = 0; q < this.rings.length; q++) {
+      if (!this.rings[q].restartPending) continue;
+      this.rings[q].restartPending = false;
+      await this.maybeStart(q);
+    }
+  };
+
   /** Run `change` on ring q's setup; a running ring stops first and starts again after. */
   private async whileStopped(q: number, change: () => void): Promise<void> {
     const wasStarted = this.rings[q].started;
@@ -390,6 +463,7 @@ export class VhostUserSession {
     const device = this.host.device;
     const enabled = r.enabled || this.featuresAcked === undefined || (this.featuresAcked & (1n << F_PROTOCOL_FEATURES)) === 0n;
     if (r.started || !r.kicked || !enabled || r.addr === undefined || this.memory === undefined) return;
+    r.restartPending = false;
     if ((device.status & STATUS_FEATURES_OK) === 0) return;
     const size = r.size ?? device.model.maxQueueSize;
     const addresses = r.addresses(this.memory, size, this.packed());
@@ -405,12 +479,22 @@ export class VhostUserSession {
   /** Stop ring q (GET_VRING_BASE, disable), keeping where it stopped as its base. */
   private async stopRing(q: number): Promise<void> {
     const r = this.rings[q];
+    r.restartPending = false;
     if (!r.started) return;
     r.started = false;
+    this.reportCallDrops(q);
     const device = this.host.device;
     if (!device.queueRunning(q)) return; // it failed (NEEDS_RESET) or has no handler: its base stays as set
     const state = await device.stopQueue(q);
     r.base = { avail: state.nextAvail, used: this.packed() ? state.nextUsed : undefined };
+  }
+
+  /** Log (once per stop of the ring) the interrupts ring q's worker could not send. */
+  private reportCallDrops(q: number): void {
+    const n = Atomics.exchange(new Int32Array(this.callDrops), q, 0);
+    if (n === 0) return;
+    this.interruptsDropped += n;
+    this.host.log(`ring ${q}: ${n} interrupt(s) not sent: its call eventfd's counter was full (writing would have blocked)`);
   }
 
   private async stopAll(): Promise<void> {

@@ -11,4 +11,6 @@ export interface VhostQueueWorkerData extends QueueWorkerData {
    * never writes to a closed or reused fd.
    */
   callFd: number;
+  /** Interrupts not sent per ring (Int32 at the ring's index): the call eventfd would have blocked. */
+  callDrops: SharedArrayBuffer;
 }

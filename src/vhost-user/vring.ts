@@ -2,7 +2,7 @@ import { PACKED_EVENT_SIZE, splitAvailBytes, splitDescBytes, splitUsedBytes } fr
 import type { QueueAddresses } from '../transport/virtio-device.js';
 import type { FrontEndMemory } from './front-end-memory.js';
 import * as libc from './libc.js';
-import type { VringAddr } from './protocol.js';
+import { type VringAddr, VhostUserProtocolError } from './protocol.js';
 
 /**
  * What the front end told the back end about one vring, kept apart from the
@@ -20,6 +20,8 @@ export class Vring {
   /** SET_VRING_ENABLE state. */
   enabled = false;
   started = false;
+  /** Stopped by a SET_VRING_ADDR while running: restarts once the front end goes quiet (VhostUserSession.setAddress). */
+  restartPending = false;
   /**
    * The call and error eventfds a worker writes. Their numbers stay fixed for
    * the session: each SET_VRING_CALL/ERR is dup3'd onto them, so a running
@@ -43,6 +45,15 @@ export class Vring {
   addresses(memory: FrontEndMemory, size: number, packed: boolean): QueueAddresses {
     const a = this.addr;
     if (a === undefined) throw new Error('vring has no address');
+    // Alignment (2.7: descriptors 16, driver area 2, device area 4; 2.8: event suppression areas 4).
+    const aligned: [string, bigint, bigint][] = [
+      ['descriptor table', a.desc, 16n],
+      ['driver area', a.avail, packed ? 4n : 2n],
+      ['device area', a.used, 4n],
+    ];
+    for (const [what, uva, align] of aligned) {
+      if (uva % align !== 0n) throw new VhostUserProtocolError(`${what} at front-end address 0x${uva.toString(16)} is not ${align}-aligned`);
+    }
     return {
       desc: memory.uvaToGpa(a.desc, splitDescBytes(size), 'descriptor table'),
       avail: memory.uvaToGpa(a.avail, packed ? PACKED_EVENT_SIZE : splitAvailBytes(size), 'driver area'),

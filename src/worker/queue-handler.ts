@@ -4,7 +4,7 @@ import type { StatsBlock } from '../stats/queue-stats.js';
 
 /**
  * What a queue worker runs: the device-specific half of a queue's data path
- * (net rx, net tx, ...). The worker's loop (queue-runtime.ts) owns waking,
+ * (net rx, net tx, ...). The queue thread's loop (queue-thread.ts) owns waking,
  * sleeping and control; a handler only moves items.
  */
 export interface QueueHandler {

@@ -33,7 +33,8 @@ describe('virtio-lab vhost-user', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vl-cli-'));
     dirs.push(dir);
     const sock = join(dir, 'net.sock');
-    const p = start(['--net', sock, '--seconds', '6']);
+    // testpmd's --no-huge memory is a memfd without seals: the back end must trust it.
+    const p = start(['--net', sock, '--seconds', '6', '--allow-unsealed-memory']);
     await waitFor(p.out, `vhost-user on ${sock}`, 10_000);
     const t = await Testpmd.start({ vdevs: [`net_virtio_user0,path=${sock},queues=1`], args: ['--total-num-mbufs=8192'] });
     try {

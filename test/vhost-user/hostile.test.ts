@@ -13,11 +13,7 @@
  * counts, some structurally valid with random fields) and checks the same.
  * Workers load from dist/: build first.
  */
-import { spawn } from 'node:child_process';
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { close as closeFd, memfd } from '../../src/vhost-user/libc.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,6 +51,7 @@ import {
   vringAddr,
   vringState,
 } from '../support/vhost-user/front-end.js';
+import { childBackEnd } from '../support/vhost-user/child-back-end.js';
 
 let rig: NetRig;
 /** Fds of the process with the server idle (no front end), settled. */
@@ -699,8 +696,8 @@ describe('vhost-user: front ends whose memory is too big to view', () => {
     try {
       fe = FrontEnd.connect(child.path);
       await negotiated(fe);
-      // A sparse 8 GiB memfd: what QEMU's memory-backend-memfd of an 8 GiB guest is (no RAM is touched).
-      big = memfd('vu-big', 2 ** 33);
+      // A sparse 8 GiB sealed memfd: what QEMU's memory-backend-memfd of an 8 GiB guest is (no RAM is touched).
+      big = memfd('vu-big', 2 ** 33, true);
       fe.send(R.SET_MEM_TABLE, memTable([{ gpa: 0n, size: 2n ** 33n, uva: RAM_UVA, mmapOffset: 0n }]), [big]);
       await new Promise((r) => setTimeout(r, 1000));
       expect(child.exitCode(), `the back end process died (exit code or signal):\n${child.stderr().slice(0, 400)}`).toBeNull();
@@ -746,44 +743,3 @@ describe('vhost-user: front ends that ask for more memory than a session maps', 
     }
   }, 30_000);
 });
-
-/** A vhost-user net back end in a child process (for attacks that could block or kill the process that runs it). */
-async function childBackEnd(): Promise<{ path: string; ticks(): number; stderr(): string; exitCode(): number | string | null; kill(): Promise<void> }> {
-  const id = `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
-  const path = join(tmpdir(), `vu-child-${id}.sock`);
-  const script = join(tmpdir(), `vu-child-${id}.mjs`);
-  const dist = pathToFileURL(join(process.cwd(), 'dist/index.js')).href;
-  writeFileSync(
-    script,
-    `import { serveVhostUserNet } from ${JSON.stringify(dist)};
-    const s = serveVhostUserNet(process.env.VU_PATH);
-    s.on('log', (l) => process.stderr.write(l + '\\n'));
-    setInterval(() => process.stdout.write('t'), 20);
-    process.stdout.write('ready\\n');`,
-  );
-  const child = spawn(process.execPath, [script], { env: { ...process.env, VU_PATH: path }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const kill = async (): Promise<void> => {
-    child.kill('SIGKILL');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    for (const f of [path, script]) {
-      try {
-        unlinkSync(f);
-      } catch {
-        // gone already
-      }
-    }
-  };
-  try {
-    await until(() => out.includes('ready') || child.exitCode !== null, 10_000, 'the child back end');
-    if (!out.includes('ready')) throw new Error(`the child back end exited: ${err.slice(0, 600)}`);
-  } catch (e) {
-    await kill();
-    throw e;
-  }
-  return { path, ticks: () => out.length, stderr: () => err, exitCode: () => child.exitCode ?? child.signalCode, kill };
-}

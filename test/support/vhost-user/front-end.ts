@@ -144,8 +144,9 @@ export class GuestRam {
     this.dv = new DataView(this.u8.buffer, this.u8.byteOffset, this.u8.byteLength);
   }
 
-  static create(size: number, gpa: bigint, uva: bigint): GuestRam {
-    const fd = libc.memfd('vhost-user-test-ram', size);
+  /** `sealed`: against shrinking and growing, as QEMU's memfd backend does (the back end refuses memory it could lose otherwise). */
+  static create(size: number, gpa: bigint, uva: bigint, sealed = true): GuestRam {
+    const fd = libc.memfd('vhost-user-test-ram', size, sealed);
     try {
       return new GuestRam(fd, libc.mmapShared(fd, size, 0), size, gpa, uva);
     } catch (e) {
@@ -500,8 +501,8 @@ export class FrontEnd {
   }
 
   /** Create guest RAM (a memfd) at `gpa`, announced at `uva`; it is sent by setMemTable(). */
-  addRam(size: number, gpa: bigint, uva: bigint): GuestRam {
-    const ram = GuestRam.create(size, gpa, uva);
+  addRam(size: number, gpa: bigint, uva: bigint, sealed = true): GuestRam {
+    const ram = GuestRam.create(size, gpa, uva, sealed);
     this.rams.push(ram);
     return ram;
   }

@@ -1,7 +1,7 @@
 import type { QueueState } from '../ring/queue-state.js';
 
 /**
- * A running queue as the control plane sees it: on its own worker thread
+ * A running queue as the control plane sees it: on a queue thread
  * (a slot on a QueueThreadHandle) or served by the control plane itself
  * (InlineQueueRunner, for control queues).
  */

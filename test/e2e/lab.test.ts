@@ -18,7 +18,10 @@ import {
   runTopology,
   runTraffic,
 } from '../../src/index.js';
-import { BROADCAST, ethFrame, seqOf, tshark, until } from '../support/backend-nic.js';
+import { BROADCAST, ethFrame, seqOf, until } from '../support/backend-nic.js';
+import { requireTools, tshark } from '../support/tools.js';
+
+requireTools('tshark');
 
 let lab: Lab | undefined;
 let dir: string | undefined;

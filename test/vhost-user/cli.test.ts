@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Testpmd } from '../../bench/testpmd.mjs';
+import { requireTools } from '../support/tools.js';
+
+requireTools('testpmd');
 
 // `virtio-lab vhost-user` as a user runs it: a process serving the devices,
 // a front end (testpmd) connecting to it, figures and the negotiation printed.

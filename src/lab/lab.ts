@@ -18,7 +18,7 @@ import type { FeatureSet } from '../spec/features.js';
 import { ETH_MAX_FRAME, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
 import type { QueueStats } from '../stats/queue-stats.js';
 import { serveVhostUserNet } from '../vhost-user/devices.js';
-import type { VhostUserServer } from '../vhost-user/server.js';
+import type { VhostUserDisconnect, VhostUserServer } from '../vhost-user/server.js';
 import type { SessionSummary } from '../vhost-user/session.js';
 import { ARENA_SLACK, channelBytes, impairmentBytes, nicMemoryBytes } from './lab-sizing.js';
 
@@ -100,6 +100,11 @@ export interface LabVhostUserStats {
   path: string;
   mac: string;
   connected: boolean;
+  /** Front ends that connected, and that went away, since start(). */
+  connects: number;
+  disconnects: number;
+  /** Why the last front end went away (its socket closed, a malformed message, the lab closing). */
+  lastDisconnect?: string;
   /** Device side, by queue pair. */
   queues: { rx: QueueStats; tx: QueueStats }[];
   /** The current (or last) front end's negotiation, undefined before any connected. */
@@ -160,6 +165,10 @@ interface VhostUserEntry {
   queuePairs: number;
   attached?: string;
   server?: VhostUserServer<VirtioNetDevice>;
+  /** Front ends that connected / went away since start(), and why the last one went. */
+  connects: number;
+  disconnects: number;
+  lastDisconnect?: string;
 }
 
 interface SwitchEntry {
@@ -288,7 +297,7 @@ export class Lab {
     if (typeof options?.path !== 'string' || options.path.length === 0) throw new InvalidArgumentError(`vhost-user port "${name}": path must name a Unix socket`);
     const queuePairs = options.queuePairs ?? 1;
     if (!(Number.isInteger(queuePairs) && queuePairs >= 1 && queuePairs <= 128)) throw new InvalidArgumentError(`vhost-user port "${name}": queuePairs ${queuePairs} must be an integer in [1, 128]`);
-    const entry: VhostUserEntry = { kind: 'vhost-user', name, path: options.path, mac: this.newMac(`vhost-user port "${name}"`, options.mac), mtu: checkMtu(`vhost-user port "${name}"`, options.mtu), queuePairs };
+    const entry: VhostUserEntry = { kind: 'vhost-user', name, path: options.path, mac: this.newMac(`vhost-user port "${name}"`, options.mac), mtu: checkMtu(`vhost-user port "${name}"`, options.mtu), queuePairs, connects: 0, disconnects: 0 };
     this.entries.set(name, entry);
     this.vhostList.push(entry);
     return this;
@@ -562,7 +571,16 @@ export class Lab {
       if (server === undefined) continue;
       const d = server.device;
       const queues = Array.from({ length: v.queuePairs }, (_, p) => ({ rx: d.queueStats(netRxQueue(p)), tx: d.queueStats(netTxQueue(p)) }));
-      vhostUser[v.name] = { path: v.path, mac: v.mac, connected: server.connected, queues, session: server.summary() };
+      vhostUser[v.name] = {
+        path: v.path,
+        mac: v.mac,
+        connected: server.connected,
+        connects: v.connects,
+        disconnects: v.disconnects,
+        ...(v.lastDisconnect === undefined ? {} : { lastDisconnect: v.lastDisconnect }),
+        queues,
+        session: server.summary(),
+      };
     }
     return { nics, vhostUser, switches, links, sockets };
   }
@@ -602,7 +620,14 @@ export class Lab {
       s.link = await SocketLink.open(s.options);
       this.abortIfClosed();
     }
-    for (const v of this.vhostList) v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, spinUs: this.spinUs });
+    for (const v of this.vhostList) {
+      v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, spinUs: this.spinUs });
+      v.server.on('connected', () => v.connects++);
+      v.server.on('disconnected', (d: VhostUserDisconnect) => {
+        v.disconnects++;
+        v.lastDisconnect = d.reason;
+      });
+    }
     for (const s of this.switchList) {
       const sw = new NetSwitch(arena, { ...s.options, spinUs: s.options.spinUs ?? this.spinUs });
       s.sw = sw;

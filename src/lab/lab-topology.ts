@@ -23,7 +23,9 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  *
  * Only "nics" is required. A link or port end (`a`, `b`, `nic`) may name a
  * socket link or a vhost-user port too (a NIC whose driver is a QEMU guest or
- * DPDK, connecting to `path`; traffic flows run between the lab's own NICs). File names are relative to the working directory. A
+ * DPDK, connecting to `path`; traffic flows run between the lab's own NICs).
+ * Both ends of a link may be switches: a cable between two switches, with
+ * its impairment and capture (a switch's link ports come after its "ports"). File names are relative to the working directory. A
  * link impairment is one set of options for both directions or
  * `{ "aToB": {...}, "bToA": {...} }`; impairment keys are those of
  * ImpairmentOptions. Unknown keys are errors (they are usually typos).
@@ -235,11 +237,16 @@ export function parseTopology(json: unknown): LabTopology {
 
   const isKind = (n: unknown, ...want: string[]): boolean => typeof n === 'string' && want.includes(kinds.get(n)?.kind ?? '');
   const attached = new Map<string, string>();
-  const endpoint = (o: Json, key: string, field: string, where: string): string | undefined => {
+  /** Far ends of each switch's links, in order (its ports after those of "ports"). */
+  const uplinksBySwitch = new Map<string, string[]>();
+  const endpoint = (o: Json, key: string, field: string, where: string, switchOk = false): string | undefined => {
     const n = c.string(o, key, field, true);
     if (n === undefined) return undefined;
-    if (!kinds.has(n)) c.bad(`${field}.${key}`, `"${n}" is not a NIC, socket link or vhost-user port of this topology`);
-    else if (isKind(n, 'switch')) c.bad(`${field}.${key}`, `"${n}" is a switch; plug NICs into switches with "ports"`);
+    if (!kinds.has(n)) c.bad(`${field}.${key}`, `"${n}" is not a NIC, ${switchOk ? 'switch, ' : ''}socket link or vhost-user port of this topology`);
+    else if (isKind(n, 'switch')) {
+      if (switchOk) return n;
+      c.bad(`${field}.${key}`, `"${n}" is a switch; plug NICs into switches with "ports"`);
+    }
     else if (attached.has(n)) c.bad(`${field}.${key}`, `"${n}" is already attached at ${attached.get(n)} (one attachment per NIC)`);
     else {
       attached.set(n, where);
@@ -254,11 +261,23 @@ export function parseTopology(json: unknown): LabTopology {
     const o = c.object(v, field);
     if (o === undefined) return;
     c.keys(o, ['a', 'b', 'impairment', 'capture'], field);
-    const a = endpoint(o, 'a', field, field);
+    const a = endpoint(o, 'a', field, field, true);
     if (o.a !== undefined && o.a === o.b) c.bad(`${field}.b`, 'a link needs two different ends');
     else {
-      const b = endpoint(o, 'b', field, field);
+      const b = endpoint(o, 'b', field, field, true);
       if (a !== undefined && b !== undefined && isKind(a, 'socket link') && isKind(b, 'socket link')) c.bad(field, 'both ends are socket links; connect at least one NIC');
+      // A link joins two switches or two NICs; a NIC goes into a switch by "ports".
+      if (a !== undefined && b !== undefined && isKind(a, 'switch') !== isKind(b, 'switch')) {
+        const [key, sw] = isKind(a, 'switch') ? ['a', a] : ['b', b];
+        c.bad(`${field}.${key}`, `"${sw}" is a switch; plug NICs into switches with "ports"`);
+        return;
+      }
+      for (const [end, far] of [
+        [a, b],
+        [b, a],
+      ]) {
+        if (end !== undefined && far !== undefined && isKind(end, 'switch')) uplinksBySwitch.set(end, [...(uplinksBySwitch.get(end) ?? []), far]);
+      }
     }
     if (o.impairment !== undefined) {
       const imp = c.object(o.impairment, `${field}.impairment`);
@@ -306,7 +325,7 @@ export function parseTopology(json: unknown): LabTopology {
       if (files.has(file)) c.bad(`${field}.file`, `${file} is already written by ${files.get(file)}`);
       files.set(file, field);
     }
-    const onSwitch = sw === undefined ? [] : (portsBySwitch.get(sw) ?? []);
+    const onSwitch = sw === undefined ? [] : [...(portsBySwitch.get(sw) ?? []), ...(uplinksBySwitch.get(sw) ?? [])];
     if (typeof o.port === 'string') {
       if (!onSwitch.includes(o.port)) c.bad(`${field}.port`, `"${o.port}" is not connected to switch "${sw}" (its ports: ${onSwitch.join(', ') || 'none'})`);
     } else if (o.port !== undefined) {

@@ -176,9 +176,15 @@ interface SwitchEntry {
   name: string;
   options: NetSwitchOptions;
   ports: { endpoint: string; options: SwitchPortOptions }[];
-  taps: { path: string; port: number | null; options: Omit<TapOptions, 'port'> }[];
+  /** The far ends of its links to other switches (or NICs), in link() order: its ports after `ports`. */
+  uplinks: string[];
+  /** A port by number, or by the name of what is on it (resolved at start()). */
+  taps: { path: string; port: number | string | null; options: Omit<TapOptions, 'port'> }[];
   sw?: NetSwitch;
 }
+
+/** What is on each port of a switch, by port number: connect()ed endpoints, then links. */
+const portNames = (s: SwitchEntry): string[] => [...s.ports.map((p) => p.endpoint), ...s.uplinks];
 
 interface LinkEntry {
   a: string;
@@ -319,7 +325,7 @@ export class Lab {
     if (ageingMs !== undefined && !(typeof ageingMs === 'number' && ageingMs > 0)) throw new InvalidArgumentError(`switch "${name}": ageingMs ${ageingMs} must be a positive number`);
     const capacity = options.capacity;
     if (capacity !== undefined && !isPowerOfTwo(capacity)) throw new InvalidArgumentError(`switch "${name}": capacity ${capacity} must be a power of two`);
-    const entry: SwitchEntry = { kind: 'switch', name, options: { ...options }, ports: [], taps: [] };
+    const entry: SwitchEntry = { kind: 'switch', name, options: { ...options }, ports: [], uplinks: [], taps: [] };
     this.entries.set(name, entry);
     this.switchList.push(entry);
     return this;
@@ -343,18 +349,29 @@ export class Lab {
   }
 
   /**
-   * A cable between two NICs (or a NIC and a socket link). With an
-   * impairment or a capture a relay worker sits in the middle; without, the
-   * NICs' queue workers share the channels directly.
+   * A cable between two NICs (or a NIC and a socket link), or between two
+   * switches (a new port on each, numbered after its connect()ed ones). With
+   * an impairment or a capture a relay worker sits in the middle, and
+   * stats().links counts what its impairment dropped; without, the two ends
+   * share the channels directly.
    */
   link(a: string, b: string, options: LinkOptions = {}): this {
     this.building(`link("${a}", "${b}")`);
-    const ea = this.endpoint(a, 'link');
-    const eb = this.endpoint(b, 'link');
+    const ea = this.cableEnd(a);
+    const eb = this.cableEnd(b);
     if (ea === eb) throw new InvalidArgumentError(`link("${a}", "${b}"): a cable needs two different ends`);
     if (ea.kind === 'socket' && eb.kind === 'socket') throw new InvalidArgumentError(`link("${a}", "${b}"): both ends are socket links; connect at least one NIC`);
-    this.checkFree(ea, `link to "${b}"`);
-    this.checkFree(eb, `link to "${a}"`);
+    if ((ea.kind === 'switch') !== (eb.kind === 'switch')) {
+      const sw = ea.kind === 'switch' ? a : b;
+      throw new InvalidArgumentError(`link("${a}", "${b}"): "${sw}" is a switch; connect() plugs NICs into switches, link() joins two switches or two NICs`);
+    }
+    for (const [e, other] of [
+      [ea, b],
+      [eb, a],
+    ] as const) {
+      if (e.kind !== 'switch') this.checkFree(e, `link to "${other}"`);
+      else if (portNames(e).length >= MAX_PORTS) throw new InvalidArgumentError(`link("${a}", "${b}"): switch "${e.name}" has ${MAX_PORTS} ports already (the most a switch has)`);
+    }
     const dirs = relayDirections(options.impairment);
     try {
       if (dirs.aToB !== undefined) validateImpairment(dirs.aToB);
@@ -368,8 +385,10 @@ export class Lab {
     if (options.capture !== undefined && this.capturePaths().includes(options.capture)) {
       throw new InvalidArgumentError(`link("${a}", "${b}"): ${options.capture} is already a capture of this lab`);
     }
-    ea.attached = `a link to "${b}"`;
-    eb.attached = `a link to "${a}"`;
+    if (ea.kind === 'switch') ea.uplinks.push(b);
+    else ea.attached = `a link to "${b}"`;
+    if (eb.kind === 'switch') eb.uplinks.push(a);
+    else eb.attached = `a link to "${a}"`;
     this.linkList.push({ a, b, options: { ...options } });
     return this;
   }
@@ -379,7 +398,7 @@ export class Lab {
     this.building(`connect("${endpoint}", "${switchName}")`);
     const e = this.endpoint(endpoint, 'connect');
     const s = this.switchEntry(switchName);
-    if (s.ports.length >= MAX_PORTS) throw new InvalidArgumentError(`connect("${endpoint}", "${switchName}"): a switch has at most ${MAX_PORTS} ports`);
+    if (portNames(s).length >= MAX_PORTS) throw new InvalidArgumentError(`connect("${endpoint}", "${switchName}"): a switch has at most ${MAX_PORTS} ports`);
     this.checkFree(e, `port ${s.ports.length} of switch "${switchName}"`);
     if (options.impairment !== undefined) {
       try {
@@ -396,23 +415,19 @@ export class Lab {
   /**
    * Capture a switch's traffic to a pcap file: every frame it forwards, or
    * with `port` the traffic in and out of one port (its number, or the name
-   * of the NIC connected to it: connect it first). The file is created at
-   * start() and complete after close().
+   * of the NIC or switch on it: connect or link it first). The file is
+   * created at start() and complete after close().
    */
   tap(switchName: string, path: string, options: LabTapOptions = {}): this {
     this.building(`tap("${switchName}", "${path}")`);
     const s = this.switchEntry(switchName);
     if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`tap on switch "${switchName}": ${String(path)} is not a file name`);
-    let port: number | null = null;
-    if (typeof options.port === 'string') {
-      const name = options.port;
-      port = s.ports.findIndex((p) => p.endpoint === name);
-      if (port < 0) throw new InvalidArgumentError(`tap on switch "${switchName}": "${name}" is not connected to it (connect it before tapping its port)`);
-    } else if (options.port !== undefined) {
-      port = options.port;
-      if (!(Number.isInteger(port) && port >= 0 && port < s.ports.length)) {
-        throw new InvalidArgumentError(`tap on switch "${switchName}": port ${port} is not one of its ${s.ports.length} ports`);
-      }
+    const names = portNames(s);
+    const port = options.port ?? null;
+    if (typeof port === 'string') {
+      if (!names.includes(port)) throw new InvalidArgumentError(`tap on switch "${switchName}": "${port}" is not connected to it (connect it before tapping its port)`);
+    } else if (port !== null && !(Number.isInteger(port) && port >= 0 && port < names.length)) {
+      throw new InvalidArgumentError(`tap on switch "${switchName}": port ${port} is not one of its ${names.length} ports`);
     }
     if (this.capturePaths().includes(path)) {
       throw new InvalidArgumentError(`tap on switch "${switchName}": ${path} is already a capture of this lab`);
@@ -521,7 +536,8 @@ export class Lab {
     const s = this.switchEntry(switchName);
     this.running(`macTable("${switchName}")`);
     const table = await s.sw!.macTable();
-    return table.map((e) => ({ ...e, portName: s.ports[e.port]?.endpoint ?? `port ${e.port}` }));
+    const names = portNames(s);
+    return table.map((e) => ({ ...e, portName: names[e.port] ?? `port ${e.port}` }));
   }
 
   /**
@@ -557,7 +573,8 @@ export class Lab {
     for (const s of this.switchList) {
       if (s.sw === undefined) continue;
       const st = s.sw.stats();
-      switches[s.name] = { ...st, ports: st.ports.map((p, i) => ({ name: s.ports[i]?.endpoint ?? `port ${i}`, ...p })) };
+      const names = portNames(s);
+      switches[s.name] = { ...st, ports: st.ports.map((p, i) => ({ name: names[i] ?? `port ${i}`, ...p })) };
     }
     const links = this.linkList.map((l) => {
       const relay = l.link?.stats() ?? null;
@@ -632,9 +649,15 @@ export class Lab {
       const sw = new NetSwitch(arena, { ...s.options, spinUs: s.options.spinUs ?? this.spinUs });
       s.sw = sw;
       for (const p of s.ports) sw.connect(this.attachable(p.endpoint), p.options);
-      for (const t of s.taps) await sw.tap(t.path, t.port === null ? t.options : { ...t.options, port: t.port });
     }
-    for (const l of this.linkList) l.link = connectNics(arena, this.attachable(l.a), this.attachable(l.b), { ...l.options, spinUs: l.options.spinUs ?? this.spinUs });
+    // Links after every connect(): a switch's link ports are numbered after its connected ones, in link() order.
+    for (const l of this.linkList) l.link = connectNics(arena, this.cableAttachable(l.a), this.cableAttachable(l.b), { ...l.options, spinUs: l.options.spinUs ?? this.spinUs });
+    for (const s of this.switchList) {
+      for (const t of s.taps) {
+        const port = typeof t.port === 'string' ? portNames(s).indexOf(t.port) : t.port;
+        await s.sw!.tap(t.path, port === null ? t.options : { ...t.options, port });
+      }
+    }
     for (const s of this.switchList) s.sw!.start();
     for (const n of this.nicList) {
       this.abortIfClosed();
@@ -724,6 +747,12 @@ export class Lab {
     return e?.kind === 'nic' || e?.kind === 'vhost-user' ? e.queuePairs : 1;
   }
 
+  /** A link's end: a new port of a switch, or the endpoint itself. */
+  private cableAttachable(name: string): PortAttachable {
+    const e = this.entries.get(name);
+    return e?.kind === 'switch' ? e.sw!.uplink() : this.attachable(name);
+  }
+
   private attachable(name: string): PortAttachable {
     const e = this.entries.get(name) as Endpoint;
     return e.kind === 'nic' ? e.device! : e.kind === 'vhost-user' ? e.server!.device : e.link!;
@@ -795,9 +824,15 @@ export class Lab {
     return e;
   }
 
+  /** An end of link(): a switch or an endpoint. */
+  private cableEnd(name: string): Endpoint | SwitchEntry {
+    const e = this.entries.get(name);
+    return e?.kind === 'switch' ? e : this.endpoint(name, 'link');
+  }
+
   private endpoint(name: string, what: string): Endpoint {
     const e = this.entries.get(name);
-    if (e?.kind === 'switch') throw new InvalidArgumentError(`${what}: "${name}" is a switch; switches connect to NICs and socket links, not to each other or by link()`);
+    if (e?.kind === 'switch') throw new InvalidArgumentError(`${what}: "${name}" is a switch; connect() plugs NICs and socket links into switches, link() joins two switches`);
     if (e === undefined) {
       throw new InvalidArgumentError(
         `${what}: no NIC, socket link or vhost-user port named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)}; vhost-user ports: ${this.list(this.vhostList)})`,

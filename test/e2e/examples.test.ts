@@ -129,7 +129,7 @@ describe('lab examples and `virtio-lab lab` (from dist/)', () => {
     writeFileSync(file, JSON.stringify({ nics: [{ name: 'a' }], links: [{ a: 'a', b: 'ghost' }] }));
     const err = await run(process.execPath, [cli, 'lab', file], { cwd: tmp() }).catch((e) => e);
     expect(err.code).toBe(2);
-    expect(err.stderr).toContain('links[0].b: "ghost" is not a NIC, socket link or vhost-user port of this topology');
+    expect(err.stderr).toContain('links[0].b: "ghost" is not a NIC, switch, socket link or vhost-user port of this topology');
     const none = await run(process.execPath, [cli, 'lab'], { cwd: tmp() }).catch((e) => e);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('usage: virtio-lab lab <topology.json>');

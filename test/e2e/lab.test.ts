@@ -299,7 +299,7 @@ describe('topology files', () => {
       'nics[3].queueSize: 100 is not a power of two',
       'nics[4].mac: 01:00:5e:00:00:01 is a multicast address; a NIC needs a unicast one',
       'switches[0].ageingMs: must be a number in (0, 1000000000], got -1',
-      'links[0].b: "nope" is not a NIC, socket link or vhost-user port of this topology',
+      'links[0].b: "nope" is not a NIC, switch, socket link or vhost-user port of this topology',
       'links[1].a: "a" is already attached at links[0] (one attachment per NIC)',
       'links[1].impairment.lossPrecent: unknown key (known: delayMs, jitterMs, lossPercent, rateBitsPerSec, burstBytes, seed, queueBytes)',
       'links[2].b: "sw" is a switch; plug NICs into switches with "ports"',
@@ -405,5 +405,65 @@ describe('topology files', () => {
     t.links = [{ a: 'a', b: 'ghost' }];
     expect(() => buildLab(t)).toThrow(TopologyError);
     expect(() => buildLab(t)).toThrow(/^links\[0\]: link: no NIC, socket link or vhost-user port named "ghost"/);
+  });
+});
+
+describe('two switches joined by a link', () => {
+  it('carries traffic both ways through both switches; the link impairment drops and counts (topology file)', async () => {
+    const t = parseTopology({
+      nics: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
+      switches: [{ name: 'sw0' }, { name: 'sw1' }],
+      links: [{ a: 'sw0', b: 'sw1', impairment: { aToB: { lossPercent: 20, seed: 11 } } }],
+      ports: [
+        { nic: 'a', switch: 'sw0' },
+        { nic: 'c', switch: 'sw0' },
+        { nic: 'b', switch: 'sw1' },
+      ],
+      traffic: [
+        { from: 'a', to: 'b', frames: 400, size: 256 },
+        { from: 'b', to: 'a', frames: 300, size: 512 },
+        { from: 'a', to: 'c', frames: 100, size: 128 },
+      ],
+    });
+    const r = await runTopology(t, { lab: { queueSize: 64 } });
+    const [ab, ba, ac] = r.flows;
+    const [cable] = r.links;
+    expect(cable).toMatchObject({ a: 'sw0', b: 'sw1' });
+    // sw0 -> sw1 loses about 20 %, every loss counted by the link; the other way loses nothing.
+    expect(ab.sent).toBe(400);
+    expect(ab.lost).toBeGreaterThan(0);
+    expect(ab.received + ab.lost).toBe(400);
+    expect(cable.lostAToB).toBeGreaterThanOrEqual(ab.lost);
+    expect(cable.lostBToA).toBe(0);
+    expect(ba).toMatchObject({ sent: 300, received: 300, lost: 0, outOfOrder: 0, duplicates: 0 });
+    expect(ac).toMatchObject({ sent: 100, received: 100, lost: 0 });
+    // The link is a port of each switch, after its connected NICs, named after the switch on the far end.
+    expect(r.switches.sw0.ports.map((p) => p.name)).toEqual(['a', 'c', 'sw1']);
+    expect(r.switches.sw1.ports.map((p) => p.name)).toEqual(['b', 'sw0']);
+    // What sw1 got from the link is what sw0 sent into it, less the link's losses.
+    const up0 = r.switches.sw0.ports[2];
+    const up1 = r.switches.sw1.ports[1];
+    expect(up1.rxFrames).toBe(up0.txFrames - cable.lostAToB);
+    expect(up0.rxFrames).toBe(up1.txFrames);
+  });
+
+  it('Lab.link joins two switches; a NIC and a switch, or a switch and itself, are refused', async () => {
+    const refused = new Lab().nic('a').switch('sw0').switch('sw1');
+    expect(() => refused.link('a', 'sw0')).toThrow(/"sw0" is a switch; connect\(\) plugs NICs into switches, link\(\) joins two switches or two NICs/);
+    expect(() => refused.link('sw0', 'sw0')).toThrow(/two different ends/);
+    expect(parseTopology.bind(null, { nics: [{ name: 'a' }], switches: [{ name: 's' }], links: [{ a: 's', b: 'a' }] })).toThrow('links[0].a: "s" is a switch; plug NICs into switches with "ports"');
+
+    lab = new Lab({ queueSize: 64 }).nic('x').nic('y').switch('s0').switch('s1').connect('x', 's0').connect('y', 's1').link('s0', 's1').tap('s1', join(tmp(), 'uplink.pcap'), { port: 's0' });
+    await lab.start();
+    const r = await runTraffic(lab, [{ from: 'x', to: 'y', frames: 200, size: 100 }]);
+    expect(r.flows[0]).toMatchObject({ sent: 200, received: 200, lost: 0 });
+    expect(lab.stats().links[0]).toMatchObject({ a: 's0', b: 's1', relay: null });
+    const table = await lab.macTable('s1');
+    expect(table.find((e) => e.mac === lab!.mac('x'))?.portName).toBe('s0');
+    await lab.close();
+    // The tap on s1's link port saw the flow cross it: as many frames as tshark reads back.
+    const captured = lab.stats().switches.s1.captured;
+    expect(captured).toBeGreaterThanOrEqual(200);
+    expect(tshark(['-r', join(tmp(), 'uplink.pcap'), '-T', 'fields', '-e', 'frame.number']).trim().split('\n')).toHaveLength(captured);
   });
 });

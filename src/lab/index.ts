@@ -17,3 +17,4 @@ export type { FlowFigures } from './soak-flows.js';
 export { formatSoakReport } from './soak-report.js';
 export * from './ip-host.js';
 export * from './dhcp-server.js';
+export * from './lab-hosts.js';

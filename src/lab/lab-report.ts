@@ -3,6 +3,7 @@ import type { SocketLinkStats } from '../backends/socket-link.js';
 import type { VirtqueueErrorCode } from '../errors.js';
 import type { QueueStats } from '../stats/queue-stats.js';
 import type { LabLinkStats, LabOptions, LabStats, LabSwitchStats } from './lab.js';
+import { type LabHostReport, type LabHosts, startLabHosts } from './lab-hosts.js';
 import { type LabTopology, buildLab } from './lab-topology.js';
 import { type FlowResult, runTraffic } from './lab-traffic.js';
 
@@ -75,6 +76,8 @@ export interface LabRunReport {
   sockets: Record<string, SocketLinkStats>;
   /** Capture files written, and what each one captured. */
   captures: { file: string; of: string }[];
+  /** The topology's IP hosts (and their TFTP / DHCP servers), by name. */
+  hosts: Record<string, LabHostReport>;
 }
 
 /**
@@ -85,16 +88,22 @@ export interface LabRunReport {
 export async function runTopology(t: LabTopology, options: LabRunOptions = {}): Promise<LabRunReport> {
   const lab = buildLab(t, options.lab);
   let traffic: Awaited<ReturnType<typeof runTraffic>> = { flows: [], seconds: 0, stray: {} };
+  let hosts: LabHosts | undefined;
+  let hostReports: Record<string, LabHostReport> = {};
   try {
     await lab.start();
+    hosts = await startLabHosts(lab, t.hosts ?? []);
     if ((t.traffic ?? []).length !== 0) traffic = await runTraffic(lab, t.traffic ?? [], { seconds: options.seconds });
     else if (options.seconds !== undefined) await sleep(options.seconds * 1000);
+    await hosts.close();
+    hostReports = hosts.stats();
   } catch (e) {
+    await hosts?.close().catch(() => undefined);
     await lab.close().catch(() => undefined);
     throw e;
   }
   await lab.close();
-  return labRunReport(t, lab.stats(), traffic);
+  return { ...labRunReport(t, lab.stats(), traffic), hosts: hostReports };
 }
 
 /**
@@ -165,6 +174,7 @@ export function labRunReport(t: LabTopology, stats: LabStats, traffic: { flows: 
     links: stats.links,
     sockets: stats.sockets,
     captures,
+    hosts: {},
   };
 }
 
@@ -234,6 +244,13 @@ export function formatLabReport(r: LabRunReport): string {
   }
   for (const [name, s] of Object.entries(r.sockets)) {
     out.push(`socket link ${name}: ${s.connected ? 'connected' : 'not connected'}, ${s.rxFrames} frames in, ${s.txFrames} out, ${s.dropsNotConnected} dropped while unconnected`);
+  }
+  for (const [name, h] of Object.entries(r.hosts)) {
+    const ip = h.ip;
+    const parts = [`${ip.rxFrames} frames in, ${ip.txFrames} out`, `${ip.echoRepliesSent} ping replies`, `${ip.udpIn} UDP datagrams in`, `${ip.dropped} dropped`];
+    if (h.tftp !== undefined) parts.push(`TFTP ${h.tftp.done} transfers done, ${h.tftp.failed} failed`);
+    if (h.dhcp !== undefined) parts.push(`DHCP ${h.dhcp.acks} acks, ${h.dhcp.naks} naks, leases ${h.dhcp.leases.map((l) => `${l.ip} ${l.mac}`).join(', ') || 'none'}`);
+    out.push(`host ${name} (${h.address}, ${h.mac}): ${parts.join('; ')}`);
   }
   for (const c of r.captures) out.push(`capture ${c.file}: ${c.of}`);
   return `${out.join('\n')}\n`;

@@ -7,16 +7,19 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   InvalidArgumentError,
+  IpHost,
   Lab,
   type LabTopology,
   TopologyError,
   buildLab,
+  formatLabReport,
   loadTopology,
   netRxQueue,
   netTxQueue,
   parseTopology,
   runTopology,
   runTraffic,
+  startLabHosts,
 } from '../../src/index.js';
 import { BROADCAST, ethFrame, seqOf, until } from '../support/backend-nic.js';
 import { requireTools, tshark } from '../support/tools.js';
@@ -275,7 +278,7 @@ describe('topology files', () => {
   it('names every bad field', () => {
     expect(problems([])).toEqual(['(topology): must be an object, got a list']);
     expect(problems({})).toEqual(['nics: is required (a list)']);
-    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, traffic)', 'nics: must list at least one NIC']);
+    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, hosts, traffic)', 'nics: must list at least one NIC']);
     const p = problems({
       nics: [{ name: 'a' }, { name: 'a' }, { name: 'b', mac: 'zz', queuePairs: 64 }, { name: 'c', mtu: 1000, queueSize: 100 }, { name: 'd', mac: '01:00:5e:00:00:01' }],
       switches: [{ name: 'sw', ageingMs: -1 }],
@@ -465,5 +468,65 @@ describe('two switches joined by a link', () => {
     const captured = lab.stats().switches.s1.captured;
     expect(captured).toBeGreaterThanOrEqual(200);
     expect(tshark(['-r', join(tmp(), 'uplink.pcap'), '-T', 'fields', '-e', 'frame.number']).trim().split('\n')).toHaveLength(captured);
+  });
+});
+
+describe('topology hosts: the lab IP host with TFTP and DHCP', () => {
+  it('parseTopology checks hosts: address, port, dhcp options, names; a host is no traffic end', () => {
+    const problems = (t: unknown): string[] => {
+      try {
+        parseTopology(t);
+        return [];
+      } catch (e) {
+        return (e as TopologyError).problems.map((p) => `${p.field}: ${p.message}`);
+      }
+    };
+    expect(
+      problems({
+        nics: [{ name: 'x' }],
+        switches: [{ name: 'sw' }],
+        hosts: [
+          { name: 'gw', address: '10.0.2.2/33', port: 'sw', dhcp: { poolStart: '10.0.2', lease: 5 } },
+          { name: 'x', address: '10.0.2.3', port: 'nope' },
+        ],
+        traffic: [{ from: 'x', to: 'gw', frames: 1, size: 64 }],
+      }),
+    ).toEqual([
+      'hosts[0].address: "10.0.2.2/33" is not an IPv4 address with an optional prefix length in [1, 30], like 10.0.2.2/24',
+      'hosts[0].dhcp.lease: unknown key (known: poolStart, poolSize, leaseSeconds, router, nextServer)',
+      'hosts[0].dhcp.poolStart: "10.0.2" is not an IPv4 address',
+      'hosts[1].name: "x" is already the name of the NIC at nics[0]',
+      'hosts[1].port: "nope" is not a switch, NIC or vhost-user port of this topology',
+      'traffic[0].to: "gw" is not a NIC of this topology (NICs: x)',
+    ]);
+  });
+
+  it('a host on a switch answers ping from another host, serves TFTP and runs DHCP; runTopology reports it', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vl-hosts-'));
+    const t = parseTopology({
+      nics: [{ name: 'x' }],
+      switches: [{ name: 'sw' }],
+      ports: [{ nic: 'x', switch: 'sw' }],
+      hosts: [{ name: 'gw', address: '10.0.2.2/24', port: 'sw', tftpRoot: dir, dhcp: true }],
+    });
+    lab = buildLab(t, { queueSize: 64 });
+    await lab.start();
+    const hosts = await startLabHosts(lab, t.hosts ?? []);
+    const peer = new IpHost({ driver: lab.driver('x'), mac: lab.mac('x'), ip: '10.0.2.30' });
+    peer.start();
+    try {
+      expect((await peer.ping('10.0.2.2', { count: 2 })).received).toBe(2);
+    } finally {
+      await peer.close();
+      await hosts.close();
+    }
+    const gw = hosts.stats().gw;
+    expect(gw).toMatchObject({ address: '10.0.2.2/24', mac: lab.mac('gw'), ip: { echoRepliesSent: 2 }, tftp: { done: 0 }, dhcp: { discovers: 0, leases: [] } });
+    expect(lab.stats().switches.sw.ports.map((p) => p.name)).toEqual(['x', 'gw']);
+    await lab.close();
+
+    const r = await runTopology(t, { seconds: 0.2, lab: { queueSize: 64 } });
+    expect(r.hosts.gw).toMatchObject({ address: '10.0.2.2/24', dhcp: { leases: [] } });
+    expect(formatLabReport(r)).toMatch(/^host gw \(10\.0\.2\.2\/24, 52:54:00:[0-9a-f:]+\): .*ping replies; .*TFTP 0 transfers done, 0 failed; DHCP 0 acks, 0 naks, leases none$/m);
   });
 });

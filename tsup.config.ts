@@ -2,12 +2,15 @@ import { defineConfig } from 'tsup';
 
 // The library (ESM + CJS + types), the CLI, and one entry per worker file so
 // workers load from dist/ without a TypeScript loader. comlink ships a UMD
-// main that Node's ESM loader cannot name-import: bundle it.
+// main that Node's ESM loader cannot name-import: bundle it (it is a
+// devDependency for that reason). Declarations leave out members marked
+// @internal; sourcemaps ship next to the code.
 export default defineConfig([
   {
     entry: { index: 'src/index.ts' },
     format: ['esm', 'cjs'],
-    dts: true,
+    dts: { compilerOptions: { stripInternal: true } },
+    sourcemap: true,
     shims: true,
     target: 'node20',
     noExternal: ['comlink'],
@@ -23,6 +26,7 @@ export default defineConfig([
     },
     format: ['esm'],
     target: 'node20',
+    sourcemap: true,
     noExternal: ['comlink'],
   },
 ]);

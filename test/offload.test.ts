@@ -38,6 +38,9 @@ import {
   tsharkFields,
   verifySegments,
 } from './support/packets.js';
+import { requireTools } from './support/tools.js';
+
+requireTools('tshark');
 
 /** Run segment() and keep copies of what it emitted. */
 function segmentAll(engine: OffloadEngine, hdr: NetHdr, frame: Uint8Array, mtu: number): Uint8Array[] {

@@ -8,6 +8,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PcapWriteError, PcapWriter } from '../src/backends/pcap-writer.js';
 import { buildFrame, payloadOf, tsharkFields } from './support/packets.js';
+import { requireTools } from './support/tools.js';
+
+requireTools('tshark');
 
 const dir = mkdtempSync(join(tmpdir(), 'virtio-lab-pcap-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -91,14 +91,24 @@ export interface CaptureOptions {
  * (WireFrames), so a capture shows what a real link would carry and tshark
  * checks the checksums. A record whose header cannot be resolved is written
  * as it is and counted in `errors`.
+ *
+ * Timestamps: the writer's caller reads the clock once per batch (no clock
+ * read per frame on the forwarding path), so every frame of a batch gets
+ * that time, or 1 µs (the format's resolution) after the frame before it
+ * when that is later. Frames of a batch, and the segments of a GSO frame,
+ * thus keep their order and distinct stamps; while frames come faster than
+ * one per µs the stamps run ahead of the clock until a quiet moment lets the
+ * next clock read catch up.
  */
 export class WireCapture {
   /** Records whose virtio_net_hdr could not be resolved. */
   errors = 0;
   private readonly writer: PcapWriter;
   private readonly wire: WireFrames;
+  /** The clock of the batch being written, and the stamp of the last frame written (µs since the epoch). */
   private timeUs = 0;
-  private readonly sink: FrameSink = (u8, at, len) => this.writer.write(u8, at, len, this.timeUs);
+  private lastUs = 0;
+  private readonly sink: FrameSink = (u8, at, len) => this.writeFrame(u8, at, len);
 
   constructor(path: string, options: CaptureOptions = {}, maxFrame: number = NET_MAX_TX_FRAME) {
     this.wire = new WireFrames(options.mtu ?? DEFAULT_WIRE_MTU, maxFrame);
@@ -116,12 +126,18 @@ export class WireCapture {
 
   /** Write the record whose frame is u8[at, at+len), stamped `timeUs` (microseconds since the epoch). Returns frames written. */
   write(u8: Uint8Array, at: number, len: number, timeUs: number): number {
-    this.timeUs = timeUs;
+    this.timeUs = Math.floor(timeUs);
     const n = this.wire.resolve(u8, at, len, this.sink);
     if (n >= 0) return n;
     this.errors++;
-    this.writer.write(u8, at, len, timeUs);
+    this.writeFrame(u8, at, len);
     return 1;
+  }
+
+  private writeFrame(u8: Uint8Array, at: number, len: number): void {
+    const t = this.timeUs > this.lastUs ? this.timeUs : this.lastUs + 1;
+    this.lastUs = t;
+    this.writer.write(u8, at, len, t);
   }
 
   flush(): void {

@@ -137,7 +137,7 @@ export class ForwardingEngine {
    */
   poll(): number {
     const now = performance.now();
-    if (this.taps.length !== 0 || this.portTaps !== 0) this.timeUs = (performance.timeOrigin + now) * 1000;
+    this.clock(now);
     let moved = 0;
     const egress = this.egress;
     for (let q = 0; q < egress.length; q++) egress[q].out.refresh();
@@ -254,6 +254,7 @@ export class ForwardingEngine {
       if (c.tailLoads !== loads) {
         loads = c.tailLoads;
         now = performance.now();
+        this.clock(now);
         for (let q = 0; q < ports; q++) this.egress[q].out.refresh();
       }
       const len = c.len;
@@ -382,6 +383,11 @@ export class ForwardingEngine {
     }
     if (n !== 0) this.f64[e.stat + P_QUEUED] = imp.queuedFrames;
     return n;
+  }
+
+  /** The captures' batch time from a clock read the engine made anyway (each frame's stamp follows from it: capture.ts). */
+  private clock(now: number): void {
+    if (this.taps.length !== 0 || this.portTaps !== 0) this.timeUs = (performance.timeOrigin + now) * 1000;
   }
 
   private capture(taps: WireCapture[], u8: Uint8Array, at: number, len: number): void {

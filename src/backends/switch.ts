@@ -4,7 +4,7 @@ import type { WordRef } from '../notify/notify-area.js';
 import { NET_MAX_TX_FRAME } from '../spec/net.js';
 import { type CaptureOptions, DEFAULT_WIRE_MTU, checkCapturePath } from './capture.js';
 import type { ImpairmentOptions } from './impairment.js';
-import type { PortAttachable } from './port-channel.js';
+import type { NetPort, PortAttachable } from './port-channel.js';
 import { BackendWorkerHost } from './switch-host.js';
 import type { MacEntry } from './switch-mac-table.js';
 import { plugPort } from './switch-port.js';
@@ -104,6 +104,33 @@ export class NetSwitch {
     if (this.ports.length >= MAX_PORTS) throw new InvalidArgumentError(`a switch has at most ${MAX_PORTS} ports`);
     this.ports.push(plugPort(this.arena, nic, this.wake, this.capacity, this.maxFrame, options.impairment));
     return this.ports.length - 1;
+  }
+
+  /**
+   * A new port of this switch as the end of a cable: hand it to
+   * connectNics() (with an impairment or capture, a relay sits on the cable),
+   * to a Relay, or to another switch's connect(), to join two switches. It
+   * looks like a one-pair NIC whose rx and tx words are this switch's wake
+   * word; the port is numbered when the cable attaches (before start()).
+   * Frames between switches are forwarded like any others: learned, flooded,
+   * never sent back out of the port they came in by (there is no spanning
+   * tree: a loop of switches floods forever).
+   */
+  uplink(): PortAttachable {
+    if (this.host !== undefined || this.closed) throw new InvalidArgumentError('add uplinks to a switch before start()');
+    const active = new Int32Array(new SharedArrayBuffer(4));
+    active[0] = 1;
+    return {
+      queuePairs: 1,
+      wakeWords: { rx: [this.wake], tx: [this.wake] },
+      activePairs: { buffer: active.buffer as SharedArrayBuffer, index: 0 },
+      attach: (port: NetPort): void => {
+        if (this.host !== undefined || this.closed) throw new InvalidArgumentError('attach an uplink before the switch starts');
+        if (this.ports.length >= MAX_PORTS) throw new InvalidArgumentError(`a switch has at most ${MAX_PORTS} ports`);
+        // The cable's far end steers over our one "receive queue"; its impairment, if any, lives on the cable.
+        this.ports.push({ inputs: port.inputs[0], output: port.outputs[0], impairment: null });
+      },
+    };
   }
 
   /**

@@ -16,3 +16,5 @@ export type { SoakVsockFigures } from './soak-vsock.js';
 export type { FlowFigures } from './soak-flows.js';
 export { formatSoakReport } from './soak-report.js';
 export * from './ip-host.js';
+export * from './dhcp-server.js';
+export * from './lab-hosts.js';

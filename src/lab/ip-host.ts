@@ -6,6 +6,7 @@ import { checksumOf, pseudoSumV4, sumBytes } from '../net/offload/checksum.js';
 import { ring } from '../notify/notify-area.js';
 import { NET_HDR_F_DATA_VALID, NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_NONE } from '../spec/net.js';
 import type { NetRxPacket } from '../virtskb/rx-packet.js';
+import { formatIpv4, parseIpv4 } from './ipv4-address.js';
 
 /** Options of an IpHost. */
 export interface IpHostOptions {
@@ -128,21 +129,6 @@ function wr32(u8: Uint8Array, i: number, v: number): void {
   wr16(u8, i, v >>> 16);
   wr16(u8, i + 2, v & 0xffff);
 }
-
-/** The address as a 32-bit number, or -1 when `s` is not a dotted quad. */
-function ipv4Number(s: string): number {
-  const parts = typeof s === 'string' ? s.split('.') : [];
-  if (parts.length !== 4 || !parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) <= 255)) return -1;
-  return parts.reduce((n, p) => n * 256 + Number(p), 0);
-}
-
-function parseIpv4(s: string, what: string): number {
-  const n = ipv4Number(s);
-  if (n < 0) throw new InvalidArgumentError(`${what} ${JSON.stringify(s)} is not an IPv4 address like 10.0.2.2`);
-  return n;
-}
-
-const formatIpv4 = (n: number): string => `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
 
 const sameMac = (a: Uint8Array, ai: number, b: Uint8Array): boolean =>
   a[ai] === b[0] && a[ai + 1] === b[1] && a[ai + 2] === b[2] && a[ai + 3] === b[3] && a[ai + 4] === b[4] && a[ai + 5] === b[5];

@@ -1,6 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SocketLinkStats } from '../backends/socket-link.js';
-import type { Lab, LabLinkStats, LabOptions, LabSwitchStats } from './lab.js';
+import type { VirtqueueErrorCode } from '../errors.js';
+import type { QueueStats } from '../stats/queue-stats.js';
+import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats } from './lab.js';
+import { type LabHostReport, type LabHosts, startLabHosts } from './lab-hosts.js';
 import { type LabTopology, buildLab } from './lab-topology.js';
 import { type FlowResult, runTraffic } from './lab-traffic.js';
 
@@ -34,6 +37,38 @@ export interface LabNicSummary {
   queueErrors: number;
 }
 
+/** One queue pair of a vhost-user port, device side: what the front end's guest sent (tx) and was given (rx). */
+export interface LabVhostUserQueueSummary {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  /** Frames the device dropped (too big, malformed, bad header, filtered). */
+  drops: number;
+  /** Ring rule violations by the front end's driver (each sets DEVICE_NEEDS_RESET). */
+  errors: number;
+}
+
+/** A vhost-user port: its queues, what its front ends negotiated, and how often they came and went. */
+export interface LabVhostUserSummary {
+  path: string;
+  mac: string;
+  /** A front end was connected when the lab closed. */
+  connected: boolean;
+  connects: number;
+  disconnects: number;
+  /** Why the last front end went away. */
+  lastDisconnect?: string;
+  /** By queue pair. */
+  queues: LabVhostUserQueueSummary[];
+  /** Ring errors over every queue, by code (only codes seen). */
+  errorsByCode: Partial<Record<VirtqueueErrorCode, number>>;
+  /** The last front end's SET_FEATURES (hex), protocol features (hex), and requests refused; undefined before any connected. */
+  features?: string;
+  protocolFeatures?: string;
+  refused: string[];
+}
+
 /** What a topology run did: the traffic, then every counter once the lab was closed. */
 export interface LabRunReport {
   description?: string;
@@ -43,11 +78,14 @@ export interface LabRunReport {
   /** Test frames NICs got that were not theirs (floods before a switch learned the address). */
   stray: Record<string, number>;
   nics: Record<string, LabNicSummary>;
+  vhostUser: Record<string, LabVhostUserSummary>;
   switches: Record<string, LabSwitchStats>;
   links: LabLinkStats[];
   sockets: Record<string, SocketLinkStats>;
   /** Capture files written, and what each one captured. */
   captures: { file: string; of: string }[];
+  /** The topology's IP hosts (and their TFTP / DHCP servers), by name. */
+  hosts: Record<string, LabHostReport>;
 }
 
 /** Wait `seconds`, or until `signal` aborts, whichever comes first (not at all when neither is given). */
@@ -73,27 +111,38 @@ async function stayUp(seconds: number | undefined, signal: AbortSignal | undefin
 export async function runTopology(t: LabTopology, options: LabRunOptions = {}): Promise<LabRunReport> {
   const lab = buildLab(t, options.lab);
   let traffic: Awaited<ReturnType<typeof runTraffic>> = { flows: [], seconds: 0, stray: {} };
+  let hosts: LabHosts | undefined;
+  let hostReports: Record<string, LabHostReport> = {};
   try {
     await lab.start();
+    hosts = await startLabHosts(lab, t.hosts ?? []);
     options.onRunning?.(lab);
     if ((t.traffic ?? []).length !== 0) traffic = await runTraffic(lab, t.traffic ?? [], { seconds: options.seconds, signal: options.signal });
     else await stayUp(options.seconds, options.signal);
+    await hosts.close();
+    hostReports = hosts.stats();
   } catch (e) {
+    await hosts?.close().catch(() => undefined);
     await lab.close().catch(() => undefined);
     throw e;
   }
   await lab.close();
-  const stats = lab.stats();
+  return { ...labRunReport(t, lab.stats(), traffic), hosts: hostReports };
+}
+
+/**
+ * The report of a topology's lab from its counters (read after close(), so
+ * they are final) and what its traffic did.
+ */
+export function labRunReport(t: LabTopology, stats: LabStats, traffic: { flows: FlowResult[]; seconds: number; stray: Record<string, number> } = { flows: [], seconds: 0, stray: {} }): LabRunReport {
   const nics: Record<string, LabNicSummary> = {};
   for (const [name, n] of Object.entries(stats.nics)) {
     const sum = (f: (d: (typeof n.driver)[number]) => number): number => n.driver.reduce((s, d) => s + f(d), 0);
     let deviceDrops = 0;
     let queueErrors = 0;
     for (const q of n.queues) {
-      for (const s of [q.rx, q.tx]) {
-        deviceDrops += s.dropsTooBig + s.dropsMalformed + s.dropsBadHeader + s.dropsFiltered;
-        queueErrors += s.errors;
-      }
+      deviceDrops += drops(q.rx) + drops(q.tx);
+      queueErrors += q.rx.errors + q.tx.errors;
     }
     nics[name] = {
       mac: n.mac,
@@ -103,6 +152,35 @@ export async function runTopology(t: LabTopology, options: LabRunOptions = {}): 
       rxBytes: sum((d) => d.rxBytes),
       deviceDrops,
       queueErrors,
+    };
+  }
+  const vhostUser: Record<string, LabVhostUserSummary> = {};
+  for (const [name, v] of Object.entries(stats.vhostUser)) {
+    const errorsByCode: Partial<Record<VirtqueueErrorCode, number>> = {};
+    for (const q of v.queues) {
+      for (const s of [q.rx, q.tx]) {
+        for (const [code, n] of Object.entries(s.errorsByCode) as [VirtqueueErrorCode, number][]) errorsByCode[code] = (errorsByCode[code] ?? 0) + n;
+      }
+    }
+    vhostUser[name] = {
+      path: v.path,
+      mac: v.mac,
+      connected: v.connected,
+      connects: v.connects,
+      disconnects: v.disconnects,
+      ...(v.lastDisconnect === undefined ? {} : { lastDisconnect: v.lastDisconnect }),
+      queues: v.queues.map((q) => ({
+        rxPackets: q.rx.chains,
+        rxBytes: q.rx.bytes,
+        txPackets: q.tx.chains,
+        txBytes: q.tx.bytes,
+        drops: drops(q.rx) + drops(q.tx),
+        errors: q.rx.errors + q.tx.errors,
+      })),
+      errorsByCode,
+      ...(v.session?.features === undefined ? {} : { features: v.session.features }),
+      ...(v.session?.protocolFeatures === undefined ? {} : { protocolFeatures: v.session.protocolFeatures }),
+      refused: v.session?.refused ?? [],
     };
   }
   const captures = [
@@ -115,11 +193,18 @@ export async function runTopology(t: LabTopology, options: LabRunOptions = {}): 
     flows: traffic.flows,
     stray: traffic.stray,
     nics,
+    vhostUser,
     switches: stats.switches,
     links: stats.links,
     sockets: stats.sockets,
     captures,
+    hosts: {},
   };
+}
+
+/** Frames a queue dropped, whatever the reason. */
+function drops(s: QueueStats): number {
+  return s.dropsTooBig + s.dropsMalformed + s.dropsBadHeader + s.dropsFiltered;
 }
 
 /** A fixed-width table: first row is the header. */
@@ -151,6 +236,20 @@ export function formatLabReport(r: LabRunReport): string {
       ...Object.entries(r.nics).map(([name, n]) => [name, n.mac, n.txPackets, n.rxPackets, n.deviceDrops, r.stray[name] ?? 0]),
     ]),
   );
+  for (const [name, v] of Object.entries(r.vhostUser)) {
+    const features = v.features === undefined ? 'no front end has connected' : `features 0x${v.features}, protocol features 0x${v.protocolFeatures ?? '0'}`;
+    const gone = v.lastDisconnect === undefined ? '' : ` (last: ${v.lastDisconnect})`;
+    out.push(`vhost-user ${name} (${v.path}, ${v.mac}): ${v.connects} connects, ${v.disconnects} disconnects${gone}; ${features}`);
+    out.push(
+      table([
+        ['queue pair', 'rx packets', 'rx bytes', 'tx packets', 'tx bytes', 'drops', 'ring errors'],
+        ...v.queues.map((q, i) => [String(i), q.rxPackets, q.rxBytes, q.txPackets, q.txBytes, q.drops, q.errors]),
+      ]),
+    );
+    const codes = Object.entries(v.errorsByCode);
+    if (codes.length !== 0) out.push(`  ring errors: ${codes.map(([c, n]) => `${c} ${n}`).join(', ')}`);
+    if (v.refused.length !== 0) out.push(`  refused: ${v.refused.join('; ')}`);
+  }
   for (const [name, s] of Object.entries(r.switches)) {
     out.push(`switch ${name}: ${s.macEntries} MAC entries, ${s.captured} frames captured`);
     out.push(
@@ -169,6 +268,13 @@ export function formatLabReport(r: LabRunReport): string {
   }
   for (const [name, s] of Object.entries(r.sockets)) {
     out.push(`socket link ${name}: ${s.connected ? 'connected' : 'not connected'}, ${s.rxFrames} frames in, ${s.txFrames} out, ${s.dropsNotConnected} dropped while unconnected`);
+  }
+  for (const [name, h] of Object.entries(r.hosts)) {
+    const ip = h.ip;
+    const parts = [`${ip.rxFrames} frames in, ${ip.txFrames} out`, `${ip.echoRepliesSent} ping replies`, `${ip.udpIn} UDP datagrams in`, `${ip.dropped} dropped`];
+    if (h.tftp !== undefined) parts.push(`TFTP ${h.tftp.done} transfers done, ${h.tftp.failed} failed`);
+    if (h.dhcp !== undefined) parts.push(`DHCP ${h.dhcp.acks} acks, ${h.dhcp.naks} naks, leases ${h.dhcp.leases.map((l) => `${l.ip} ${l.mac}`).join(', ') || 'none'}`);
+    out.push(`host ${name} (${h.address}, ${h.mac}): ${parts.join('; ')}`);
   }
   for (const c of r.captures) out.push(`capture ${c.file}: ${c.of}`);
   return `${out.join('\n')}\n`;

@@ -4,6 +4,8 @@ import type { RelayImpairment } from '../backends/relay.js';
 import type { SocketLinkOptions } from '../backends/socket-link.js';
 import { VirtioLabError } from '../errors.js';
 import { formatMac, parseMac } from '../net/mac.js';
+import type { DhcpServerOptions } from './dhcp-server.js';
+import { parseIpv4 } from './ipv4-address.js';
 import { Lab, type LabOptions, type LabVhostUserOptions } from './lab.js';
 import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
 
@@ -18,15 +20,26 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  *   "links":    [{ "a": "a", "b": "b", "impairment": { "lossPercent": 10, "delayMs": 2 }, "capture": "ab.pcap" }],
  *   "ports":    [{ "nic": "c", "switch": "sw0", "impairment": { "delayMs": 1 } }],
  *   "taps":     [{ "switch": "sw0", "file": "sw0.pcap", "port": "c" }],
+ *   "hosts":    [{ "name": "gw", "address": "10.0.2.2/24", "port": "sw0", "tftpRoot": "./files", "dhcp": { "poolStart": "10.0.2.15" } }],
  *   "traffic":  [{ "from": "a", "to": "b", "frames": 1000, "size": 512, "ratePps": 10000 }] }
  * ```
  *
  * Only "nics" is required. A link or port end (`a`, `b`, `nic`) may name a
  * socket link or a vhost-user port too (a NIC whose driver is a QEMU guest or
- * DPDK, connecting to `path`; traffic flows run between the lab's own NICs). File names are relative to the working directory. A
+ * DPDK, connecting to `path`; traffic flows run between the lab's own NICs).
+ * Both ends of a link may be switches: a cable between two switches, with
+ * its impairment and capture (a switch's link ports come after its "ports"). File names are relative to the working directory. A
  * link impairment is one set of options for both directions or
  * `{ "aToB": {...}, "bToA": {...} }`; impairment keys are those of
  * ImpairmentOptions. Unknown keys are errors (they are usually typos).
+ *
+ * A host is the lab's IPv4 host (IpHost: ARP, ping, UDP) on a NIC of its
+ * own named `name`, plugged into the switch `port` (or linked straight to
+ * the NIC or vhost-user port of that name); `address` is its address with an
+ * optional prefix length (default /24). With `tftpRoot` it serves that
+ * directory over TFTP; with `dhcp` (true, or DhcpServerOptions without
+ * `host`) it hands out addresses from a pool (default 16 from .15 of its
+ * subnet), so a stock guest image comes up without static configuration.
  */
 export interface LabTopology {
   description?: string;
@@ -37,7 +50,19 @@ export interface LabTopology {
   links?: { a: string; b: string; impairment?: RelayImpairment; capture?: string }[];
   ports?: { nic: string; switch: string; impairment?: ImpairmentOptions }[];
   taps?: { switch: string; file: string; port?: string | number }[];
+  hosts?: TopologyHost[];
   traffic?: TrafficFlow[];
+}
+
+/** The lab's IPv4 host as JSON (see LabTopology). */
+export interface TopologyHost {
+  name: string;
+  /** "10.0.2.2/24" (the prefix length defaults to 24). */
+  address: string;
+  /** A switch to plug into, or a NIC or vhost-user port to link to. */
+  port: string;
+  tftpRoot?: string;
+  dhcp?: true | Omit<DhcpServerOptions, 'host'>;
 }
 
 export interface TopologyNic {
@@ -164,7 +189,7 @@ export function parseTopology(json: unknown): LabTopology {
   const c = new Checker();
   const root = c.object(json, '(topology)');
   if (root === undefined) throw new TopologyError(c.problems);
-  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'vhostUser', 'links', 'ports', 'taps', 'traffic'], '(topology)');
+  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'vhostUser', 'links', 'ports', 'taps', 'hosts', 'traffic'], '(topology)');
   if (root.description !== undefined && typeof root.description !== 'string') c.bad('description', 'must be a string');
 
   const kinds = new Map<string, { kind: EntryKind; field: string }>();
@@ -235,11 +260,16 @@ export function parseTopology(json: unknown): LabTopology {
 
   const isKind = (n: unknown, ...want: string[]): boolean => typeof n === 'string' && want.includes(kinds.get(n)?.kind ?? '');
   const attached = new Map<string, string>();
-  const endpoint = (o: Json, key: string, field: string, where: string): string | undefined => {
+  /** Far ends of each switch's links, in order (its ports after those of "ports"). */
+  const uplinksBySwitch = new Map<string, string[]>();
+  const endpoint = (o: Json, key: string, field: string, where: string, switchOk = false): string | undefined => {
     const n = c.string(o, key, field, true);
     if (n === undefined) return undefined;
-    if (!kinds.has(n)) c.bad(`${field}.${key}`, `"${n}" is not a NIC, socket link or vhost-user port of this topology`);
-    else if (isKind(n, 'switch')) c.bad(`${field}.${key}`, `"${n}" is a switch; plug NICs into switches with "ports"`);
+    if (!kinds.has(n)) c.bad(`${field}.${key}`, `"${n}" is not a NIC, ${switchOk ? 'switch, ' : ''}socket link or vhost-user port of this topology`);
+    else if (isKind(n, 'switch')) {
+      if (switchOk) return n;
+      c.bad(`${field}.${key}`, `"${n}" is a switch; plug NICs into switches with "ports"`);
+    }
     else if (attached.has(n)) c.bad(`${field}.${key}`, `"${n}" is already attached at ${attached.get(n)} (one attachment per NIC)`);
     else {
       attached.set(n, where);
@@ -254,11 +284,23 @@ export function parseTopology(json: unknown): LabTopology {
     const o = c.object(v, field);
     if (o === undefined) return;
     c.keys(o, ['a', 'b', 'impairment', 'capture'], field);
-    const a = endpoint(o, 'a', field, field);
+    const a = endpoint(o, 'a', field, field, true);
     if (o.a !== undefined && o.a === o.b) c.bad(`${field}.b`, 'a link needs two different ends');
     else {
-      const b = endpoint(o, 'b', field, field);
+      const b = endpoint(o, 'b', field, field, true);
       if (a !== undefined && b !== undefined && isKind(a, 'socket link') && isKind(b, 'socket link')) c.bad(field, 'both ends are socket links; connect at least one NIC');
+      // A link joins two switches or two NICs; a NIC goes into a switch by "ports".
+      if (a !== undefined && b !== undefined && isKind(a, 'switch') !== isKind(b, 'switch')) {
+        const [key, sw] = isKind(a, 'switch') ? ['a', a] : ['b', b];
+        c.bad(`${field}.${key}`, `"${sw}" is a switch; plug NICs into switches with "ports"`);
+        return;
+      }
+      for (const [end, far] of [
+        [a, b],
+        [b, a],
+      ]) {
+        if (end !== undefined && far !== undefined && isKind(end, 'switch')) uplinksBySwitch.set(end, [...(uplinksBySwitch.get(end) ?? []), far]);
+      }
     }
     if (o.impairment !== undefined) {
       const imp = c.object(o.impairment, `${field}.impairment`);
@@ -288,6 +330,36 @@ export function parseTopology(json: unknown): LabTopology {
     if (o.impairment !== undefined) c.impairment(o.impairment, `${field}.impairment`);
   });
 
+  const hosts = c.array(root.hosts, 'hosts', false);
+  hosts.forEach((v, i) => {
+    const field = `hosts[${i}]`;
+    const o = c.object(v, field);
+    if (o === undefined) return;
+    c.keys(o, ['name', 'address', 'port', 'tftpRoot', 'dhcp'], field);
+    name(o, field, 'IP host');
+    const address = c.string(o, 'address', field, true);
+    if (address !== undefined && parseHostAddress(address) === undefined) c.bad(`${field}.address`, `"${address}" is not an IPv4 address with an optional prefix length in [1, 30], like 10.0.2.2/24`);
+    const port = c.string(o, 'port', field, true);
+    if (port !== undefined && isKind(port, 'switch')) {
+      if (typeof o.name === 'string') portsBySwitch.set(port, [...(portsBySwitch.get(port) ?? []), o.name]);
+    } else if (port !== undefined && !isKind(port, 'NIC', 'vhost-user port')) {
+      c.bad(`${field}.port`, `"${port}" is not a switch, NIC or vhost-user port of this topology`);
+    } else endpoint(o, 'port', field, field);
+    c.string(o, 'tftpRoot', field, false);
+    if (o.dhcp !== undefined && o.dhcp !== true) {
+      const d = c.object(o.dhcp, `${field}.dhcp`);
+      if (d !== undefined) {
+        c.keys(d, ['poolStart', 'poolSize', 'leaseSeconds', 'router', 'nextServer'], `${field}.dhcp`);
+        for (const key of ['poolStart', 'router', 'nextServer']) {
+          const a = c.string(d, key, `${field}.dhcp`, key === 'poolStart');
+          if (a !== undefined && parseHostAddress(a) === undefined) c.bad(`${field}.dhcp.${key}`, `"${a}" is not an IPv4 address`);
+        }
+        c.number(d, 'poolSize', `${field}.dhcp`, 1, 65534, { integer: true });
+        c.number(d, 'leaseSeconds', `${field}.dhcp`, 60, 0x7fffffff, { integer: true });
+      }
+    }
+  });
+
   const files = new Map<string, string>();
   links.forEach((v, i) => {
     const f = (v as Json | null)?.capture;
@@ -306,7 +378,7 @@ export function parseTopology(json: unknown): LabTopology {
       if (files.has(file)) c.bad(`${field}.file`, `${file} is already written by ${files.get(file)}`);
       files.set(file, field);
     }
-    const onSwitch = sw === undefined ? [] : (portsBySwitch.get(sw) ?? []);
+    const onSwitch = sw === undefined ? [] : [...(portsBySwitch.get(sw) ?? []), ...(uplinksBySwitch.get(sw) ?? [])];
     if (typeof o.port === 'string') {
       if (!onSwitch.includes(o.port)) c.bad(`${field}.port`, `"${o.port}" is not connected to switch "${sw}" (its ports: ${onSwitch.join(', ') || 'none'})`);
     } else if (o.port !== undefined) {
@@ -337,7 +409,20 @@ export function parseTopology(json: unknown): LabTopology {
 }
 
 /** What a name in a topology can be. */
-type EntryKind = 'NIC' | 'switch' | 'socket link' | 'vhost-user port';
+type EntryKind = 'NIC' | 'switch' | 'socket link' | 'vhost-user port' | 'IP host';
+
+/** "10.0.2.2/24" or "10.0.2.2" as address and prefix length (default 24); undefined when malformed. */
+export function parseHostAddress(s: string): { ip: string; prefixLength: number } | undefined {
+  const [ip, prefix, more] = s.split('/');
+  const prefixLength = prefix === undefined ? 24 : /^\d{1,2}$/.test(prefix) ? Number(prefix) : NaN;
+  if (more !== undefined || !(prefixLength >= 1 && prefixLength <= 30)) return undefined;
+  try {
+    parseIpv4(ip, 'address');
+  } catch {
+    return undefined;
+  }
+  return { ip, prefixLength };
+}
 
 function checkSocket(c: Checker, v: unknown, field: string, name: (o: Json, field: string, kind: 'socket link') => void): void {
   const o = c.object(v, field);
@@ -414,6 +499,13 @@ export function buildLab(t: LabTopology, options: LabOptions = {}): Lab {
   });
   (t.links ?? []).forEach((l, i) => at(`links[${i}]`, () => lab.link(l.a, l.b, { impairment: l.impairment, capture: l.capture })));
   (t.ports ?? []).forEach((p, i) => at(`ports[${i}]`, () => lab.connect(p.nic, p.switch, { impairment: p.impairment })));
+  (t.hosts ?? []).forEach((h, i) =>
+    at(`hosts[${i}]`, () => {
+      lab.nic(h.name);
+      if (lab.switchNames.includes(h.port)) lab.connect(h.name, h.port);
+      else lab.link(h.name, h.port);
+    }),
+  );
   (t.taps ?? []).forEach((tap, i) => at(`taps[${i}]`, () => lab.tap(tap.switch, tap.file, tap.port === undefined ? {} : { port: tap.port })));
   return lab;
 }

@@ -20,7 +20,7 @@ import { ETH_MAX_FRAME, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net
 import type { QueueStats } from '../stats/queue-stats.js';
 import type { ThreadMapping } from '../transport/thread-mapping.js';
 import { serveVhostUserNet } from '../vhost-user/devices.js';
-import type { VhostUserServer } from '../vhost-user/server.js';
+import type { VhostUserDisconnect, VhostUserServer } from '../vhost-user/server.js';
 import type { SessionSummary } from '../vhost-user/session.js';
 import { ARENA_SLACK, channelBytes, impairmentBytes, nicMemoryBytes } from './lab-sizing.js';
 
@@ -108,6 +108,11 @@ export interface LabVhostUserStats {
   path: string;
   mac: string;
   connected: boolean;
+  /** Front ends that connected, and that went away, since start(). */
+  connects: number;
+  disconnects: number;
+  /** Why the last front end went away (its socket closed, a malformed message, the lab closing). */
+  lastDisconnect?: string;
   /** Device side, by queue pair. */
   queues: { rx: QueueStats; tx: QueueStats }[];
   /** The current (or last) front end's negotiation, undefined before any connected. */
@@ -191,6 +196,10 @@ interface VhostUserEntry {
   allowUnsealedMemory: boolean;
   attached?: string;
   server?: VhostUserServer<VirtioNetDevice>;
+  /** Front ends that connected / went away since start(), and why the last one went. */
+  connects: number;
+  disconnects: number;
+  lastDisconnect?: string;
 }
 
 interface SwitchEntry {
@@ -198,9 +207,15 @@ interface SwitchEntry {
   name: string;
   options: NetSwitchOptions;
   ports: { endpoint: string; options: SwitchPortOptions }[];
-  taps: { path: string; port: number | null; options: Omit<TapOptions, 'port'> }[];
+  /** The far ends of its links to other switches (or NICs), in link() order: its ports after `ports`. */
+  uplinks: string[];
+  /** A port by number, or by the name of what is on it (resolved at start()). */
+  taps: { path: string; port: number | string | null; options: Omit<TapOptions, 'port'> }[];
   sw?: NetSwitch;
 }
+
+/** What is on each port of a switch, by port number: connect()ed endpoints, then links. */
+const portNames = (s: SwitchEntry): string[] => [...s.ports.map((p) => p.endpoint), ...s.uplinks];
 
 interface LinkEntry {
   a: string;
@@ -326,7 +341,17 @@ export class Lab extends EventEmitter<LabEvents> {
     if (typeof options?.path !== 'string' || options.path.length === 0) throw new InvalidArgumentError(`vhost-user port "${name}": path must name a Unix socket`);
     const queuePairs = options.queuePairs ?? 1;
     if (!(Number.isInteger(queuePairs) && queuePairs >= 1 && queuePairs <= 128)) throw new InvalidArgumentError(`vhost-user port "${name}": queuePairs ${queuePairs} must be an integer in [1, 128]`);
-    const entry: VhostUserEntry = { kind: 'vhost-user', name, path: options.path, mac: this.newMac(`vhost-user port "${name}"`, options.mac), mtu: checkMtu(`vhost-user port "${name}"`, options.mtu), queuePairs, allowUnsealedMemory: options.allowUnsealedMemory === true };
+    const entry: VhostUserEntry = {
+      kind: 'vhost-user',
+      name,
+      path: options.path,
+      mac: this.newMac(`vhost-user port "${name}"`, options.mac),
+      mtu: checkMtu(`vhost-user port "${name}"`, options.mtu),
+      queuePairs,
+      allowUnsealedMemory: options.allowUnsealedMemory === true,
+      connects: 0,
+      disconnects: 0,
+    };
     this.entries.set(name, entry);
     this.vhostList.push(entry);
     return this;
@@ -348,7 +373,7 @@ export class Lab extends EventEmitter<LabEvents> {
     if (ageingMs !== undefined && !(typeof ageingMs === 'number' && ageingMs > 0)) throw new InvalidArgumentError(`switch "${name}": ageingMs ${ageingMs} must be a positive number`);
     const capacity = options.capacity;
     if (capacity !== undefined && !isPowerOfTwo(capacity)) throw new InvalidArgumentError(`switch "${name}": capacity ${capacity} must be a power of two`);
-    const entry: SwitchEntry = { kind: 'switch', name, options: { ...options }, ports: [], taps: [] };
+    const entry: SwitchEntry = { kind: 'switch', name, options: { ...options }, ports: [], uplinks: [], taps: [] };
     this.entries.set(name, entry);
     this.switchList.push(entry);
     return this;
@@ -372,18 +397,29 @@ export class Lab extends EventEmitter<LabEvents> {
   }
 
   /**
-   * A cable between two NICs (or a NIC and a socket link). With an
-   * impairment or a capture a relay worker sits in the middle; without, the
-   * NICs' queue workers share the channels directly.
+   * A cable between two NICs (or a NIC and a socket link), or between two
+   * switches (a new port on each, numbered after its connect()ed ones). With
+   * an impairment or a capture a relay worker sits in the middle, and
+   * stats().links counts what its impairment dropped; without, the two ends
+   * share the channels directly.
    */
   link(a: string, b: string, options: LinkOptions = {}): this {
     this.building(`link("${a}", "${b}")`);
-    const ea = this.endpoint(a, 'link');
-    const eb = this.endpoint(b, 'link');
+    const ea = this.cableEnd(a);
+    const eb = this.cableEnd(b);
     if (ea === eb) throw new InvalidArgumentError(`link("${a}", "${b}"): a cable needs two different ends`);
     if (ea.kind === 'socket' && eb.kind === 'socket') throw new InvalidArgumentError(`link("${a}", "${b}"): both ends are socket links; connect at least one NIC`);
-    this.checkFree(ea, `link to "${b}"`);
-    this.checkFree(eb, `link to "${a}"`);
+    if ((ea.kind === 'switch') !== (eb.kind === 'switch')) {
+      const sw = ea.kind === 'switch' ? a : b;
+      throw new InvalidArgumentError(`link("${a}", "${b}"): "${sw}" is a switch; connect() plugs NICs into switches, link() joins two switches or two NICs`);
+    }
+    for (const [e, other] of [
+      [ea, b],
+      [eb, a],
+    ] as const) {
+      if (e.kind !== 'switch') this.checkFree(e, `link to "${other}"`);
+      else if (portNames(e).length >= MAX_PORTS) throw new InvalidArgumentError(`link("${a}", "${b}"): switch "${e.name}" has ${MAX_PORTS} ports already (the most a switch has)`);
+    }
     const dirs = relayDirections(options.impairment);
     try {
       if (dirs.aToB !== undefined) validateImpairment(dirs.aToB);
@@ -397,8 +433,10 @@ export class Lab extends EventEmitter<LabEvents> {
     if (options.capture !== undefined && this.capturePaths().includes(options.capture)) {
       throw new InvalidArgumentError(`link("${a}", "${b}"): ${options.capture} is already a capture of this lab`);
     }
-    ea.attached = `a link to "${b}"`;
-    eb.attached = `a link to "${a}"`;
+    if (ea.kind === 'switch') ea.uplinks.push(b);
+    else ea.attached = `a link to "${b}"`;
+    if (eb.kind === 'switch') eb.uplinks.push(a);
+    else eb.attached = `a link to "${a}"`;
     this.linkList.push({ a, b, options: { ...options } });
     return this;
   }
@@ -408,7 +446,7 @@ export class Lab extends EventEmitter<LabEvents> {
     this.building(`connect("${endpoint}", "${switchName}")`);
     const e = this.endpoint(endpoint, 'connect');
     const s = this.switchEntry(switchName);
-    if (s.ports.length >= MAX_PORTS) throw new InvalidArgumentError(`connect("${endpoint}", "${switchName}"): a switch has at most ${MAX_PORTS} ports`);
+    if (portNames(s).length >= MAX_PORTS) throw new InvalidArgumentError(`connect("${endpoint}", "${switchName}"): a switch has at most ${MAX_PORTS} ports`);
     this.checkFree(e, `port ${s.ports.length} of switch "${switchName}"`);
     if (options.impairment !== undefined) {
       try {
@@ -425,23 +463,19 @@ export class Lab extends EventEmitter<LabEvents> {
   /**
    * Capture a switch's traffic to a pcap file: every frame it forwards, or
    * with `port` the traffic in and out of one port (its number, or the name
-   * of the NIC connected to it: connect it first). The file is created at
-   * start() and complete after close().
+   * of the NIC or switch on it: connect or link it first). The file is
+   * created at start() and complete after close().
    */
   tap(switchName: string, path: string, options: LabTapOptions = {}): this {
     this.building(`tap("${switchName}", "${path}")`);
     const s = this.switchEntry(switchName);
     if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`tap on switch "${switchName}": ${String(path)} is not a file name`);
-    let port: number | null = null;
-    if (typeof options.port === 'string') {
-      const name = options.port;
-      port = s.ports.findIndex((p) => p.endpoint === name);
-      if (port < 0) throw new InvalidArgumentError(`tap on switch "${switchName}": "${name}" is not connected to it (connect it before tapping its port)`);
-    } else if (options.port !== undefined) {
-      port = options.port;
-      if (!(Number.isInteger(port) && port >= 0 && port < s.ports.length)) {
-        throw new InvalidArgumentError(`tap on switch "${switchName}": port ${port} is not one of its ${s.ports.length} ports`);
-      }
+    const names = portNames(s);
+    const port = options.port ?? null;
+    if (typeof port === 'string') {
+      if (!names.includes(port)) throw new InvalidArgumentError(`tap on switch "${switchName}": "${port}" is not connected to it (connect it before tapping its port)`);
+    } else if (port !== null && !(Number.isInteger(port) && port >= 0 && port < names.length)) {
+      throw new InvalidArgumentError(`tap on switch "${switchName}": port ${port} is not one of its ${names.length} ports`);
     }
     if (this.capturePaths().includes(path)) {
       throw new InvalidArgumentError(`tap on switch "${switchName}": ${path} is already a capture of this lab`);
@@ -562,7 +596,8 @@ export class Lab extends EventEmitter<LabEvents> {
     const s = this.switchEntry(switchName);
     this.running(`macTable("${switchName}")`);
     const table = await s.sw!.macTable();
-    return table.map((e) => ({ ...e, portName: s.ports[e.port]?.endpoint ?? `port ${e.port}` }));
+    const names = portNames(s);
+    return table.map((e) => ({ ...e, portName: names[e.port] ?? `port ${e.port}` }));
   }
 
   /**
@@ -598,7 +633,8 @@ export class Lab extends EventEmitter<LabEvents> {
     for (const s of this.switchList) {
       if (s.sw === undefined) continue;
       const st = s.sw.stats();
-      switches[s.name] = { ...st, ports: st.ports.map((p, i) => ({ name: s.ports[i]?.endpoint ?? `port ${i}`, ...p })) };
+      const names = portNames(s);
+      switches[s.name] = { ...st, ports: st.ports.map((p, i) => ({ name: names[i] ?? `port ${i}`, ...p })) };
     }
     const links = this.linkList.map((l) => {
       const relay = l.link?.stats() ?? null;
@@ -612,7 +648,16 @@ export class Lab extends EventEmitter<LabEvents> {
       if (server === undefined) continue;
       const d = server.device;
       const queues = Array.from({ length: v.queuePairs }, (_, p) => ({ rx: d.queueStats(netRxQueue(p)), tx: d.queueStats(netTxQueue(p)) }));
-      vhostUser[v.name] = { path: v.path, mac: v.mac, connected: server.connected, queues, session: server.summary() };
+      vhostUser[v.name] = {
+        path: v.path,
+        mac: v.mac,
+        connected: server.connected,
+        connects: v.connects,
+        disconnects: v.disconnects,
+        ...(v.lastDisconnect === undefined ? {} : { lastDisconnect: v.lastDisconnect }),
+        queues,
+        session: server.summary(),
+      };
     }
     return { nics, vhostUser, switches, links, sockets };
   }
@@ -664,14 +709,27 @@ export class Lab extends EventEmitter<LabEvents> {
       s.link = await SocketLink.open(s.options);
       this.abortIfClosed();
     }
-    for (const v of this.vhostList) v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, spinUs: this.spinUs, allowUnsealedMemory: v.allowUnsealedMemory });
+    for (const v of this.vhostList) {
+      v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, spinUs: this.spinUs, allowUnsealedMemory: v.allowUnsealedMemory });
+      v.server.on('connected', () => v.connects++);
+      v.server.on('disconnected', (d: VhostUserDisconnect) => {
+        v.disconnects++;
+        v.lastDisconnect = d.reason;
+      });
+    }
     for (const s of this.switchList) {
       const sw = new NetSwitch(arena, { ...s.options, spinUs: s.options.spinUs ?? this.spinUs });
       s.sw = sw;
       for (const p of s.ports) sw.connect(this.attachable(p.endpoint), p.options);
-      for (const t of s.taps) await sw.tap(t.path, t.port === null ? t.options : { ...t.options, port: t.port });
     }
-    for (const l of this.linkList) l.link = connectNics(arena, this.attachable(l.a), this.attachable(l.b), { ...l.options, spinUs: l.options.spinUs ?? this.spinUs });
+    // Links after every connect(): a switch's link ports are numbered after its connected ones, in link() order.
+    for (const l of this.linkList) l.link = connectNics(arena, this.cableAttachable(l.a), this.cableAttachable(l.b), { ...l.options, spinUs: l.options.spinUs ?? this.spinUs });
+    for (const s of this.switchList) {
+      for (const t of s.taps) {
+        const port = typeof t.port === 'string' ? portNames(s).indexOf(t.port) : t.port;
+        await s.sw!.tap(t.path, port === null ? t.options : { ...t.options, port });
+      }
+    }
     for (const s of this.switchList) s.sw!.start();
     for (const n of this.nicList) {
       this.abortIfClosed();
@@ -761,6 +819,12 @@ export class Lab extends EventEmitter<LabEvents> {
     return e?.kind === 'nic' || e?.kind === 'vhost-user' ? e.queuePairs : 1;
   }
 
+  /** A link's end: a new port of a switch, or the endpoint itself. */
+  private cableAttachable(name: string): PortAttachable {
+    const e = this.entries.get(name);
+    return e?.kind === 'switch' ? e.sw!.uplink() : this.attachable(name);
+  }
+
   private attachable(name: string): PortAttachable {
     const e = this.entries.get(name) as Endpoint;
     return e.kind === 'nic' ? e.device! : e.kind === 'vhost-user' ? e.server!.device : e.link!;
@@ -832,9 +896,15 @@ export class Lab extends EventEmitter<LabEvents> {
     return e;
   }
 
+  /** An end of link(): a switch or an endpoint. */
+  private cableEnd(name: string): Endpoint | SwitchEntry {
+    const e = this.entries.get(name);
+    return e?.kind === 'switch' ? e : this.endpoint(name, 'link');
+  }
+
   private endpoint(name: string, what: string): Endpoint {
     const e = this.entries.get(name);
-    if (e?.kind === 'switch') throw new InvalidArgumentError(`${what}: "${name}" is a switch; switches connect to NICs and socket links, not to each other or by link()`);
+    if (e?.kind === 'switch') throw new InvalidArgumentError(`${what}: "${name}" is a switch; connect() plugs NICs and socket links into switches, link() joins two switches`);
     if (e === undefined) {
       throw new InvalidArgumentError(
         `${what}: no NIC, socket link or vhost-user port named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)}; vhost-user ports: ${this.list(this.vhostList)})`,

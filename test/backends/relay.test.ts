@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Link, SharedArena, connectNics } from '../../src/index.js';
-import { FakeNic, ethFrame, seqOf, tcpFrame, tshark, until } from '../support/backend-nic.js';
+import { FakeNic, ethFrame, seqOf, tcpFrame, until } from '../support/backend-nic.js';
+import { requireTools, tshark } from '../support/tools.js';
+
+requireTools('tshark');
 
 const A = '52:54:00:00:00:0a';
 const B = '52:54:00:00:00:0b';

@@ -10,7 +10,10 @@ import {
   NetDriver,
   NetHdr,
   featureSet, NetSwitch, SharedArena, VirtioNetDevice, connectNics, newInterruptWord, setupNetDriver } from '../../src/index.js';
-import { BROADCAST, ethFrame, seqOf, tcpFrame, tshark, until } from '../support/backend-nic.js';
+import { BROADCAST, ethFrame, seqOf, tcpFrame, until } from '../support/backend-nic.js';
+import { requireTools, tshark } from '../support/tools.js';
+
+requireTools('tshark');
 
 const MACS = ['52:54:00:00:01:0a', '52:54:00:00:01:0b', '52:54:00:00:01:0c'];
 

@@ -3,7 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NetSwitch, type NetSwitchOptions, SharedArena } from '../../src/index.js';
-import { BROADCAST, FakeNic, ethFrame, seqOf, tcpFrame, tshark, until } from '../support/backend-nic.js';
+import { BROADCAST, FakeNic, ethFrame, seqOf, tcpFrame, until } from '../support/backend-nic.js';
+import { requireTools, tshark } from '../support/tools.js';
+
+requireTools('tshark');
 
 const A = '52:54:00:00:00:0a';
 const B = '52:54:00:00:00:0b';
@@ -246,6 +249,40 @@ describe('learning switch', () => {
     expect(lines).toEqual(['64\t\t\t', '1502\t1448\t1\t1', '1502\t1448\t1\t1', '1158\t1104\t1\t1', '154\t100\t1\t1']);
     expect(tshark(['-r', portB, ...fields]).trim().split('\n')).toEqual(lines);
     expect(tshark(['-r', portB, '-T', 'fields', '-e', 'eth.src']).trim().split('\n')).toEqual([B, A, A, A, A]);
+  });
+
+  it('stamps every captured frame: distinct, increasing timestamps within the run, GSO segments included', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vl-switch-'));
+    const file = join(dir, 'stamps.pcap');
+    const arena = new SharedArena(16 << 20);
+    sw = new NetSwitch(arena, { capacity: 1 << 18, spinUs: 10 });
+    const [a, b] = [new FakeNic(A), new FakeNic(B)];
+    for (const n of [a, b]) sw.connect(n);
+    await sw.tap(file);
+    sw.start();
+    const startUs = Date.now() * 1000;
+    b.send(ethFrame(BROADCAST, B, 0)); // learn B
+    await a.receiveUntil(1);
+    // Bursts of 200 frames: the switch takes each in a few batches of many frames.
+    let sent = 0;
+    for (let burst = 0; burst < 10; burst++) {
+      for (let i = 0; i < 200; i++) expect(a.send(ethFrame(B, A, ++sent))).toBe(true);
+      await b.receiveUntil(sent);
+    }
+    const gso = tcpFrame(B, A, 4000, 1448); // 3 segments in the file
+    a.send(gso.frame, 0, gso.hdr);
+    await b.receiveUntil(sent + 1);
+    await sw.close();
+    const endUs = Date.now() * 1000;
+    const stamps = tshark(['-r', file, '-T', 'fields', '-e', 'frame.time_epoch'])
+      .trim()
+      .split('\n')
+      .map((s) => Math.round(Number(s) * 1e6));
+    expect(stamps).toHaveLength(1 + 2000 + 3);
+    for (let i = 1; i < stamps.length; i++) expect(stamps[i], `frame ${i + 1}`).toBeGreaterThan(stamps[i - 1]);
+    // Stamps stay with the clock: inside the run, give or take the µs a frame adds to a burst.
+    expect(stamps[0]).toBeGreaterThanOrEqual(startUs - 2000);
+    expect(stamps[stamps.length - 1]).toBeLessThanOrEqual(endUs + stamps.length);
   });
 
   it('a tap opened on a running switch captures from then on; a tap on a port it does not have is refused', async () => {

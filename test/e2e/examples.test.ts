@@ -1,21 +1,17 @@
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { requireTools, tshark } from '../support/tools.js';
+
+requireTools('tshark');
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const node = (args: string[]) => run(process.execPath, args, { cwd: root, timeout: 60_000 });
-
-/** tshark's stdout; a missing tshark fails the test (this file imports nothing from src/: it tests dist/). */
-function tshark(args: string[]): string {
-  const bin = '/usr/bin/tshark';
-  if (!existsSync(bin)) throw new Error(`${bin} not found: reading the captures needs tshark (apt-get install tshark)`);
-  return execFileSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
-}
 
 describe('examples and the CLI run as a user runs them (from dist/)', () => {
   it('examples/two-nics.mjs prints the three frames b received', async () => {
@@ -28,6 +24,13 @@ describe('examples and the CLI run as a user runs them (from dist/)', () => {
     expect(stdout).toContain('guest: connected from cid 3');
     expect(stdout.match(/^guest got: .+$/gm)).toEqual(['guest got: hello over virtio-vsock', 'guest got: credit-based flow control', 'guest got: bye']);
     expect(stdout).toMatch(/device: \d+ packets guest->host, \d+ host->guest, 0 dropped, 0 ring errors/);
+  });
+
+  it("examples/vsock-quickstart.mjs is the README's vsock snippet, and it prints the echo and the Unix host program's reply", async () => {
+    const example = readFileSync(join(root, 'examples/vsock-quickstart.mjs'), 'utf8');
+    expect(readFileSync(join(root, 'README.md'), 'utf8')).toContain(`\`\`\`js\n${example}\`\`\`\n`);
+    const { stdout } = await node(['examples/vsock-quickstart.mjs']);
+    expect(stdout).toMatch(/^guest got: hello\nhost program got: "OK \d+\\nhi from the guest\\n"\n$/);
   });
 
   it('examples/require.cjs: the CommonJS build brings a NIC pair up', async () => {
@@ -129,7 +132,7 @@ describe('lab examples and `virtio-lab lab` (from dist/)', () => {
     writeFileSync(file, JSON.stringify({ nics: [{ name: 'a' }], links: [{ a: 'a', b: 'ghost' }] }));
     const err = await run(process.execPath, [cli, 'lab', file], { cwd: tmp() }).catch((e) => e);
     expect(err.code).toBe(2);
-    expect(err.stderr).toContain('links[0].b: "ghost" is not a NIC, socket link or vhost-user port of this topology');
+    expect(err.stderr).toContain('links[0].b: "ghost" is not a NIC, switch, socket link or vhost-user port of this topology');
     const none = await run(process.execPath, [cli, 'lab'], { cwd: tmp() }).catch((e) => e);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('usage: virtio-lab lab <topology.json>');

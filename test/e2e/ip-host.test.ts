@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ascii, be16, inetChecksum, ip4, mac } from '../support/raw-bytes.js';
 import { IpHost, Lab, NET_HDR_F_NEEDS_CSUM, type NetDriver, NetHdr, TftpServer, VirtioLabError } from '../../src/index.js';
 
 const SERVER_MAC = '52:54:00:12:34:02';
@@ -34,19 +35,6 @@ afterEach(async () => {
 });
 
 // ---- bytes, written independently of src/ -----------------------------------
-
-const mac = (s: string): number[] => s.split(':').map((h) => parseInt(h, 16));
-const ip4 = (s: string): number[] => s.split('.').map(Number);
-const be16 = (v: number): number[] => [(v >> 8) & 0xff, v & 0xff];
-const ascii = (s: string): number[] => [...Buffer.from(s, 'latin1')];
-
-/** RFC 1071, on plain arrays. */
-function inetChecksum(bytes: ArrayLike<number>): number {
-  let sum = 0;
-  for (let i = 0; i < bytes.length; i += 2) sum += (bytes[i] << 8) + (i + 1 < bytes.length ? bytes[i + 1] : 0);
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 65536);
-  return ~sum & 0xffff;
-}
 
 function eth(dst: string, type: number, payload: number[], src = CLIENT_MAC): Uint8Array {
   return Uint8Array.from([...mac(dst), ...mac(src), ...be16(type), ...payload]);

@@ -7,19 +7,25 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   InvalidArgumentError,
+  IpHost,
   Lab,
   type LabOptions,
   type LabTopology,
   TopologyError,
   buildLab,
+  formatLabReport,
   loadTopology,
   netRxQueue,
   netTxQueue,
   parseTopology,
   runTopology,
   runTraffic,
+  startLabHosts,
 } from '../../src/index.js';
-import { BROADCAST, ethFrame, seqOf, tshark, until } from '../support/backend-nic.js';
+import { BROADCAST, ethFrame, seqOf, until } from '../support/backend-nic.js';
+import { requireTools, tshark } from '../support/tools.js';
+
+requireTools('tshark');
 
 let lab: Lab | undefined;
 let dir: string | undefined;
@@ -273,7 +279,7 @@ describe('topology files', () => {
   it('names every bad field', () => {
     expect(problems([])).toEqual(['(topology): must be an object, got a list']);
     expect(problems({})).toEqual(['nics: is required (a list)']);
-    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, traffic)', 'nics: must list at least one NIC']);
+    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, hosts, traffic)', 'nics: must list at least one NIC']);
     const p = problems({
       nics: [{ name: 'a' }, { name: 'a' }, { name: 'b', mac: 'zz', queuePairs: 64 }, { name: 'c', mtu: 1000, queueSize: 100 }, { name: 'd', mac: '01:00:5e:00:00:01' }],
       switches: [{ name: 'sw', ageingMs: -1 }],
@@ -297,7 +303,7 @@ describe('topology files', () => {
       'nics[3].queueSize: 100 is not a power of two',
       'nics[4].mac: 01:00:5e:00:00:01 is a multicast address; a NIC needs a unicast one',
       'switches[0].ageingMs: must be a number in (0, 1000000000], got -1',
-      'links[0].b: "nope" is not a NIC, socket link or vhost-user port of this topology',
+      'links[0].b: "nope" is not a NIC, switch, socket link or vhost-user port of this topology',
       'links[1].a: "a" is already attached at links[0] (one attachment per NIC)',
       'links[1].impairment.lossPrecent: unknown key (known: delayMs, jitterMs, lossPercent, rateBitsPerSec, burstBytes, seed, queueBytes)',
       'links[2].b: "sw" is a switch; plug NICs into switches with "ports"',
@@ -403,5 +409,125 @@ describe('topology files', () => {
     t.links = [{ a: 'a', b: 'ghost' }];
     expect(() => buildLab(t)).toThrow(TopologyError);
     expect(() => buildLab(t)).toThrow(/^links\[0\]: link: no NIC, socket link or vhost-user port named "ghost"/);
+  });
+});
+
+describe('two switches joined by a link', () => {
+  it('carries traffic both ways through both switches; the link impairment drops and counts (topology file)', async () => {
+    const t = parseTopology({
+      nics: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
+      switches: [{ name: 'sw0' }, { name: 'sw1' }],
+      links: [{ a: 'sw0', b: 'sw1', impairment: { aToB: { lossPercent: 20, seed: 11 } } }],
+      ports: [
+        { nic: 'a', switch: 'sw0' },
+        { nic: 'c', switch: 'sw0' },
+        { nic: 'b', switch: 'sw1' },
+      ],
+      traffic: [
+        { from: 'a', to: 'b', frames: 400, size: 256 },
+        { from: 'b', to: 'a', frames: 300, size: 512 },
+        { from: 'a', to: 'c', frames: 100, size: 128 },
+      ],
+    });
+    const r = await runTopology(t, { lab: { queueSize: 64 } });
+    const [ab, ba, ac] = r.flows;
+    const [cable] = r.links;
+    expect(cable).toMatchObject({ a: 'sw0', b: 'sw1' });
+    // sw0 -> sw1 loses about 20 %, every loss counted by the link; the other way loses nothing.
+    expect(ab.sent).toBe(400);
+    expect(ab.lost).toBeGreaterThan(0);
+    expect(ab.received + ab.lost).toBe(400);
+    expect(cable.lostAToB).toBeGreaterThanOrEqual(ab.lost);
+    expect(cable.lostBToA).toBe(0);
+    expect(ba).toMatchObject({ sent: 300, received: 300, lost: 0, outOfOrder: 0, duplicates: 0 });
+    expect(ac).toMatchObject({ sent: 100, received: 100, lost: 0 });
+    // The link is a port of each switch, after its connected NICs, named after the switch on the far end.
+    expect(r.switches.sw0.ports.map((p) => p.name)).toEqual(['a', 'c', 'sw1']);
+    expect(r.switches.sw1.ports.map((p) => p.name)).toEqual(['b', 'sw0']);
+    // What sw1 got from the link is what sw0 sent into it, less the link's losses.
+    const up0 = r.switches.sw0.ports[2];
+    const up1 = r.switches.sw1.ports[1];
+    expect(up1.rxFrames).toBe(up0.txFrames - cable.lostAToB);
+    expect(up0.rxFrames).toBe(up1.txFrames);
+  });
+
+  it('Lab.link joins two switches; a NIC and a switch, or a switch and itself, are refused', async () => {
+    const refused = new Lab().nic('a').switch('sw0').switch('sw1');
+    expect(() => refused.link('a', 'sw0')).toThrow(/"sw0" is a switch; connect\(\) plugs NICs into switches, link\(\) joins two switches or two NICs/);
+    expect(() => refused.link('sw0', 'sw0')).toThrow(/two different ends/);
+    expect(parseTopology.bind(null, { nics: [{ name: 'a' }], switches: [{ name: 's' }], links: [{ a: 's', b: 'a' }] })).toThrow('links[0].a: "s" is a switch; plug NICs into switches with "ports"');
+
+    lab = new Lab({ queueSize: 64 }).nic('x').nic('y').switch('s0').switch('s1').connect('x', 's0').connect('y', 's1').link('s0', 's1').tap('s1', join(tmp(), 'uplink.pcap'), { port: 's0' });
+    await lab.start();
+    const r = await runTraffic(lab, [{ from: 'x', to: 'y', frames: 200, size: 100 }]);
+    expect(r.flows[0]).toMatchObject({ sent: 200, received: 200, lost: 0 });
+    expect(lab.stats().links[0]).toMatchObject({ a: 's0', b: 's1', relay: null });
+    const table = await lab.macTable('s1');
+    expect(table.find((e) => e.mac === lab!.mac('x'))?.portName).toBe('s0');
+    await lab.close();
+    // The tap on s1's link port saw the flow cross it: as many frames as tshark reads back.
+    const captured = lab.stats().switches.s1.captured;
+    expect(captured).toBeGreaterThanOrEqual(200);
+    expect(tshark(['-r', join(tmp(), 'uplink.pcap'), '-T', 'fields', '-e', 'frame.number']).trim().split('\n')).toHaveLength(captured);
+  });
+});
+
+describe('topology hosts: the lab IP host with TFTP and DHCP', () => {
+  it('parseTopology checks hosts: address, port, dhcp options, names; a host is no traffic end', () => {
+    const problems = (t: unknown): string[] => {
+      try {
+        parseTopology(t);
+        return [];
+      } catch (e) {
+        return (e as TopologyError).problems.map((p) => `${p.field}: ${p.message}`);
+      }
+    };
+    expect(
+      problems({
+        nics: [{ name: 'x' }],
+        switches: [{ name: 'sw' }],
+        hosts: [
+          { name: 'gw', address: '10.0.2.2/33', port: 'sw', dhcp: { poolStart: '10.0.2', lease: 5 } },
+          { name: 'x', address: '10.0.2.3', port: 'nope' },
+        ],
+        traffic: [{ from: 'x', to: 'gw', frames: 1, size: 64 }],
+      }),
+    ).toEqual([
+      'hosts[0].address: "10.0.2.2/33" is not an IPv4 address with an optional prefix length in [1, 30], like 10.0.2.2/24',
+      'hosts[0].dhcp.lease: unknown key (known: poolStart, poolSize, leaseSeconds, router, nextServer)',
+      'hosts[0].dhcp.poolStart: "10.0.2" is not an IPv4 address',
+      'hosts[1].name: "x" is already the name of the NIC at nics[0]',
+      'hosts[1].port: "nope" is not a switch, NIC or vhost-user port of this topology',
+      'traffic[0].to: "gw" is not a NIC of this topology (NICs: x)',
+    ]);
+  });
+
+  it('a host on a switch answers ping from another host, serves TFTP and runs DHCP; runTopology reports it', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vl-hosts-'));
+    const t = parseTopology({
+      nics: [{ name: 'x' }],
+      switches: [{ name: 'sw' }],
+      ports: [{ nic: 'x', switch: 'sw' }],
+      hosts: [{ name: 'gw', address: '10.0.2.2/24', port: 'sw', tftpRoot: dir, dhcp: true }],
+    });
+    lab = buildLab(t, { queueSize: 64 });
+    await lab.start();
+    const hosts = await startLabHosts(lab, t.hosts ?? []);
+    const peer = new IpHost({ driver: lab.driver('x'), mac: lab.mac('x'), ip: '10.0.2.30' });
+    peer.start();
+    try {
+      expect((await peer.ping('10.0.2.2', { count: 2 })).received).toBe(2);
+    } finally {
+      await peer.close();
+      await hosts.close();
+    }
+    const gw = hosts.stats().gw;
+    expect(gw).toMatchObject({ address: '10.0.2.2/24', mac: lab.mac('gw'), ip: { echoRepliesSent: 2 }, tftp: { done: 0 }, dhcp: { discovers: 0, leases: [] } });
+    expect(lab.stats().switches.sw.ports.map((p) => p.name)).toEqual(['x', 'gw']);
+    await lab.close();
+
+    const r = await runTopology(t, { seconds: 0.2, lab: { queueSize: 64 } });
+    expect(r.hosts.gw).toMatchObject({ address: '10.0.2.2/24', dhcp: { leases: [] } });
+    expect(formatLabReport(r)).toMatch(/^host gw \(10\.0\.2\.2\/24, 52:54:00:[0-9a-f:]+\): .*ping replies; .*TFTP 0 transfers done, 0 failed; DHCP 0 acks, 0 naks, leases none$/m);
   });
 });

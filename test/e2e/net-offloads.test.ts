@@ -32,6 +32,9 @@ import {
 } from '../../src/index.js';
 import { BASE_FEATURES, GSO_BUFFER, HdrTransfer, type NetRig, RX0, type RxItem, type TxItem, copyPacket, netRig, sameFrame, until } from '../support/net-rig.js';
 import { type BuiltFrame, TCP_ACK, TCP_PSH, buildTcpFrame, buildUdpFrame, l4ChecksumOk, payloadOf, refParse, tsharkFields, verifySegments } from '../support/packets.js';
+import { requireTools } from '../support/tools.js';
+
+requireTools('tshark');
 
 let rig: NetRig | undefined;
 afterEach(async () => {

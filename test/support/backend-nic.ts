@@ -1,5 +1,3 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type NetPort,
@@ -195,13 +193,4 @@ export function tcpFrame(dst: string, src: string, payload: number, gsoSize = 0)
   le16(6, 34);
   le16(8, 16);
   return { frame: f, hdr };
-}
-
-/** tshark must be there: a missing interop tool is a failure, not a skip. */
-export const TSHARK = '/usr/bin/tshark';
-
-/** Run tshark with `args`; its stdout. */
-export function tshark(args: string[]): string {
-  if (!existsSync(TSHARK)) throw new Error(`${TSHARK} not found: the pcap interop tests need tshark (apt-get install tshark)`);
-  return execFileSync(TSHARK, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
 }

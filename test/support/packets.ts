@@ -5,8 +5,6 @@
  * reassembly are written again, plainly, on DataViews and arrays, so a bug in
  * the device code cannot hide behind the same bug here.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import {
   NET_HDR_F_NEEDS_CSUM,
   NET_HDR_GSO_ECN,
@@ -17,6 +15,7 @@ import {
   NET_HDR_GSO_UDP_L4,
 } from '../../src/spec/net.js';
 import { NetHdr } from '../../src/net/offload/index.js';
+import { tshark } from './tools.js';
 
 export const TCP_FIN = 0x01;
 export const TCP_SYN = 0x02;
@@ -426,24 +425,6 @@ export function verifySegments(b: BuiltFrame, gsoType: number, gsoSize: number, 
 }
 
 // --- tshark ----------------------------------------------------------------
-
-/**
- * Run tshark on a capture and return its output. tshark is a test
- * dependency (CI installs it): when it is missing this throws, so a test
- * fails rather than skips.
- */
-export function tshark(args: string[]): string {
-  const bin = ['/usr/bin/tshark', '/usr/local/bin/tshark'].find((p) => existsSync(p)) ?? 'tshark';
-  try {
-    return execFileSync(bin, args, { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException & { stderr?: string };
-    if (err.code === 'ENOENT') {
-      throw new Error('tshark is not installed: these tests check frames with Wireshark\'s dissectors (apt-get install tshark)');
-    }
-    throw new Error(`tshark ${args.join(' ')} failed: ${err.message}\n${err.stderr ?? ''}`);
-  }
-}
 
 /** Per frame, the given tshark fields (tab-separated, empty when absent). */
 export function tsharkFields(file: string, fields: string[], extra: string[] = []): string[][] {

@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Testpmd } from '../../bench/testpmd.mjs';
+import { requireTools } from '../support/tools.js';
+
+requireTools('testpmd');
 
 // `virtio-lab vhost-user` as a user runs it: a process serving the devices,
 // a front end (testpmd) connecting to it, figures and the negotiation printed.
@@ -54,10 +57,12 @@ describe('virtio-lab vhost-user', () => {
   it('--vsock listens on the vhost-user socket and the muxer path, and exits 0', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vl-cli-'));
     dirs.push(dir);
-    const p = start(['--vsock', join(dir, 'vsock.sock'), '--uds-path', join(dir, 'v.sock'), '--seconds', '1']);
+    const p = start(['--vsock', join(dir, 'vsock.sock'), '--uds-path', join(dir, 'v.sock'), '--seconds', '2']);
     await waitFor(p.out, 'guest CID 3', 10_000);
     expect(existsSync(join(dir, 'v.sock'))).toBe(true);
     expect(await p.exited).toBe(0);
+    // The live line counts connections, refusals, resets and credit stalls, not packets alone.
+    expect(p.out()).toMatch(/^vsock: waiting {2}guest->host 0 packets {2}host->guest 0 packets {2}connections 0 \(open 0\) {2}refused 0 {2}resets sent 0 received 0 {2}credit stalls 0$/m);
   }, 20_000);
 
   it('a bad command line exits 2 with the reason', async () => {

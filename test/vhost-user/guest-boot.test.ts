@@ -1,5 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type GuestImage, buildGuestImage, resultLines, runGuest } from '../support/guest/index.js';
+import { requireTools } from '../support/tools.js';
+
+requireTools('guest');
 
 // A Linux guest under TCG, no vhost-user devices: proves the image boots, its
 // modules load, /test.sh runs, vsock-client runs, and the guest powers off.

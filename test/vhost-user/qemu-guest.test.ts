@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IpHost, Lab, TftpServer, type VhostUserServer, type VirtioVsockDevice, VsockHost, type VsockSeqpacketSocket, serveVhostUserVsock } from '../../src/index.js';
 import { type GuestImage, type GuestRun, buildGuestImage, resultLines, runGuest } from '../support/guest/index.js';
+import { requireTools } from '../support/tools.js';
+
+requireTools('guest');
 
 // A Linux kernel's own virtio_net and vmw_vsock_virtio_transport drivers, in
 // a QEMU guest (TCG), drive our devices through vhost-user: QEMU is the

@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { VsockUnixMuxer, type VsockSocket } from '../../../src/index.js';
 import { type VsockRig, chunkOf, once, readAll, vsockRig, writeAll } from './rig.js';
+import { requireTools } from '../../support/tools.js';
+
+requireTools('socat');
 
 let rig: VsockRig | undefined;
 let mux: VsockUnixMuxer | undefined;

@@ -2,12 +2,13 @@
 // sockets exactly as a user would (`socat - UNIX-CONNECT:v.sock`, then type
 // `CONNECT 1234`). socat is a test dependency (.ci/run installs it); without
 // it these tests fail, naming what to install.
-import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { lstatSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, Recorder, okPort, randomBytes, until } from './fake-endpoint.js';
+import { requireTools } from '../../support/tools.js';
 
-if (spawnSync('socat', ['-V'], { stdio: 'ignore' }).status !== 0) throw new Error('socat is not installed (apt-get install socat)');
+requireTools('socat');
 
 const h = new Harness();
 afterEach(() => h.cleanup());

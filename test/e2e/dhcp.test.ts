@@ -4,6 +4,7 @@
  * address broadcasts from 0.0.0.0 and reads the broadcast replies.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { until } from '../support/net-pair.js';
 import { DhcpServer, IpHost, Lab, type NetDriver } from '../../src/index.js';
 import { be16, inetChecksum, ip4, mac } from '../support/raw-bytes.js';
 
@@ -184,6 +185,8 @@ describe('DhcpServer: RFC 2131 exchanges with a hand-built client', () => {
     a.send(bootRequest(20, a.mac, [[53, DISCOVER]]));
     expect((await a.reply(20)).yiaddr).toBe('10.0.2.15');
     a.send(bootRequest(21, a.mac, [[53, REQUEST], [50, ...ip4('10.0.2.15')], [54, ...ip4('10.0.2.3')]]));
+    // a and b reach the server by different paths: b's DISCOVER must not overtake a's REQUEST.
+    await until(() => dhcp!.stats().otherServer === 1, 5000, "a's REQUEST for another server");
     b.send(bootRequest(22, b.mac, [[53, DISCOVER]]));
     expect((await b.reply(22)).yiaddr).toBe('10.0.2.15'); // a's offer was dropped
     b.send(bootRequest(23, b.mac, [[53, REQUEST], [50, ...ip4('10.0.2.15')], [54, ...ip4(SERVER_IP)]]));

@@ -17,7 +17,7 @@
  * the same thread as the test, so replies are awaited by polling the socket
  * with a zero timeout between timer ticks, up to a deadline.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -657,7 +657,20 @@ export async function settleFds(expected: number, timeoutMs = 3000): Promise<num
     await sleep(10);
     n = fdCount();
   }
+  // Name what is open, so a failing count says which fd it is (a socket, an eventfd, a memfd...).
+  if (n !== expected) console.warn(`fd count ${n}, expected ${expected}; open fds:\n${openFds().join('\n')}`);
   return n;
+}
+
+/** Every open fd of this process with what it is: "7 -> anon_inode:[eventfd]". */
+export function openFds(): string[] {
+  return readdirSync('/proc/self/fd').map((fd) => {
+    try {
+      return `${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`;
+    } catch {
+      return `${fd} (closed while listed)`;
+    }
+  });
 }
 
 export interface NetRig {

@@ -127,6 +127,12 @@ export interface Reply {
 
 // ---- guest memory ----------------------------------------------------------
 
+/** Which bytes of a GuestRam its `u8` views. */
+export interface RamWindow {
+  offset: number;
+  length: number;
+}
+
 /** A memfd mapped into this process: guest RAM at `gpa`, announced at front-end address `uva`. */
 export class GuestRam {
   readonly u8: Uint8Array;
@@ -139,15 +145,20 @@ export class GuestRam {
     readonly size: number,
     readonly gpa: bigint,
     readonly uva: bigint,
+    private readonly window: RamWindow,
   ) {
-    this.u8 = new Uint8Array(libc.viewOf(address, size));
+    this.u8 = new Uint8Array(libc.viewOf(address + BigInt(window.offset), window.length));
     this.dv = new DataView(this.u8.buffer, this.u8.byteOffset, this.u8.byteLength);
   }
 
-  static create(size: number, gpa: bigint, uva: bigint): GuestRam {
+  /**
+   * A memfd of `size` bytes (sparse: untouched pages cost nothing), mapped
+   * whole; `u8` views `window` of it (a typed array holds less than 4 GiB).
+   */
+  static create(size: number, gpa: bigint, uva: bigint, window: RamWindow = { offset: 0, length: size }): GuestRam {
     const fd = libc.memfd('vhost-user-test-ram', size);
     try {
-      return new GuestRam(fd, libc.mmapShared(fd, size, 0), size, gpa, uva);
+      return new GuestRam(fd, libc.mmapShared(fd, size, 0), size, gpa, uva, window);
     } catch (e) {
       libc.close(fd);
       throw e;
@@ -159,16 +170,16 @@ export class GuestRam {
     return { gpa: this.gpa, size: BigInt(this.size), uva: this.uva, mmapOffset: 0n };
   }
 
-  /** Offset in this RAM of guest-physical `gpa`. */
+  /** Offset in `u8` (the viewed window of this RAM) of guest-physical `gpa`. */
   off(gpa: bigint): number {
-    const o = gpa - this.gpa;
-    if (o < 0n || o >= BigInt(this.size)) throw new RangeError(`gpa 0x${gpa.toString(16)} not in this RAM`);
+    const o = gpa - this.gpa - BigInt(this.window.offset);
+    if (o < 0n || o >= BigInt(this.window.length)) throw new RangeError(`gpa 0x${gpa.toString(16)} not in the viewed window of this RAM`);
     return Number(o);
   }
 
   /** The front-end virtual address of guest-physical `gpa`. */
   uvaOf(gpa: bigint): bigint {
-    return this.uva + BigInt(this.off(gpa));
+    return this.uva + BigInt(this.off(gpa) + this.window.offset);
   }
 
   close(): void {
@@ -500,8 +511,8 @@ export class FrontEnd {
   }
 
   /** Create guest RAM (a memfd) at `gpa`, announced at `uva`; it is sent by setMemTable(). */
-  addRam(size: number, gpa: bigint, uva: bigint): GuestRam {
-    const ram = GuestRam.create(size, gpa, uva);
+  addRam(size: number, gpa: bigint, uva: bigint, window?: RamWindow): GuestRam {
+    const ram = GuestRam.create(size, gpa, uva, window);
     this.rams.push(ram);
     return ram;
   }

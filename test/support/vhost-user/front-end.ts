@@ -816,8 +816,9 @@ export function takeRx(fe: FrontEnd, out: FrontEndRx[]): void {
  * One round of traffic both ways: the front end sends `count` frames on its
  * tx ring (they must reach the NIC's driver), the NIC's driver sends `count`
  * frames (they must land in the front end's rx ring). Returns what arrived.
+ * The wait is generous: on a loaded machine a worker's wake-up can take seconds.
  */
-export async function exchange(rig: NetRig, fe: FrontEnd, count: number, firstSeq = 1000, timeoutMs = 5000): Promise<{ atNic: Uint8Array[]; atFrontEnd: FrontEndRx[] }> {
+export async function exchange(rig: NetRig, fe: FrontEnd, count: number, firstSeq = 1000, timeoutMs = 20_000): Promise<{ atNic: Uint8Array[]; atFrontEnd: FrontEndRx[] }> {
   const tx = fe.ring(TX);
   rig.pump(); // frames that reached the NIC earlier are not this round's
   const before = rig.received.length;

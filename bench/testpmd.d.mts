@@ -14,6 +14,8 @@ export interface TestpmdPortStats {
 export class Testpmd {
   static start(options?: { vdevs?: string[]; args?: string[]; memMiB?: number; lcores?: string; prefix?: string }): Promise<Testpmd>;
   readonly out: string;
+  /** Its EAL runtime folder (<runtime dir>/dpdk/<file prefix>): removed once the process has exited. */
+  readonly runtimeDir: string;
   readonly exited: Promise<number | null>;
   say(line: string): void;
   waitFor(text: string, ms: number, from?: number): Promise<void>;

@@ -4,9 +4,22 @@
 // real virtio driver speaking vhost-user). Needs `dpdk-testpmd` (Debian
 // package dpdk-dev); runs without hugepages or PCI devices.
 import { spawn, spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const TESTPMD = 'dpdk-testpmd';
+
+/**
+ * The folder DPDK's EAL keeps a process's runtime files in (its config,
+ * memory and socket files) and leaves behind when the process exits:
+ * <runtime dir>/dpdk/<file prefix>, the runtime dir being /var/run for root,
+ * else $XDG_RUNTIME_DIR or /tmp (eal_create_runtime_dir).
+ */
+function ealRuntimeDir(prefix) {
+  const base = process.getuid?.() === 0 ? '/var/run' : (process.env.XDG_RUNTIME_DIR ?? '/tmp');
+  return join(base, 'dpdk', prefix);
+}
 
 /** True when dpdk-testpmd is on PATH. */
 export function testpmdAvailable() {
@@ -22,7 +35,7 @@ export class Testpmd {
   static async start({ vdevs = [], args = [], memMiB = 256, lcores = '0-1', prefix = `vl-${process.pid}-${Math.random().toString(36).slice(2, 8)}` } = {}) {
     const eal = ['-l', lcores, '--no-huge', '--no-pci', '-m', String(memMiB), '--file-prefix', prefix, ...vdevs.flatMap((v) => ['--vdev', v])];
     // testpmd printf()s its stats: unbuffer its stdout, or a pipe holds them until it exits.
-    const t = new Testpmd(spawn('stdbuf', ['-o0', TESTPMD, ...eal, '--', '-i', ...args], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    const t = new Testpmd(spawn('stdbuf', ['-o0', TESTPMD, ...eal, '--', '-i', ...args], { stdio: ['pipe', 'pipe', 'pipe'] }), ealRuntimeDir(prefix));
     try {
       await t.waitFor('testpmd>', 20_000);
     } catch (e) {
@@ -32,13 +45,20 @@ export class Testpmd {
     return t;
   }
 
-  constructor(child) {
+  /** `runtimeDir`: its EAL runtime folder, removed once it has exited, however it ended. */
+  constructor(child, runtimeDir) {
     this.child = child;
+    this.runtimeDir = runtimeDir;
     this.out = '';
     child.stdout.on('data', (b) => (this.out += b));
     child.stderr.on('data', (b) => (this.out += b));
     child.stdin.on('error', () => {});
-    this.exited = new Promise((resolve) => child.once('close', resolve));
+    this.exited = new Promise((resolve) =>
+      child.once('close', (code) => {
+        rmSync(runtimeDir, { recursive: true, force: true });
+        resolve(code);
+      }),
+    );
   }
 
   /** Type one command. */

@@ -35,6 +35,7 @@ import {
   offloadHdr,
   payloadOf,
   refParse,
+  refSum,
   tsharkFields,
   verifySegments,
 } from './support/packets.js';
@@ -51,6 +52,28 @@ function segmentAll(engine: OffloadEngine, hdr: NetHdr, frame: Uint8Array, mtu: 
   expect(engine.segmentCount(hdr, frame, 0, frame.length, mtu)).toBe(n);
   return out;
 }
+
+/**
+ * Rewrite the 16-bit word at frame[word] (an even distance from csumStart)
+ * so that the sum the device folds over [csumStart, end), seed included,
+ * is 0xffff: the completed checksum then computes to 0.
+ */
+function makeChecksumZero(frame: Uint8Array, csumStart: number, word: number): void {
+  frame[word] = 0;
+  frame[word + 1] = 0;
+  const w = 0xffff - refSum([frame.subarray(csumStart)]);
+  frame[word] = w >>> 8;
+  frame[word + 1] = w & 0xff;
+}
+
+/** A TCP or UDP frame with NEEDS_CSUM whose checksum computes to 0. */
+function zeroChecksumFrame(ip: 4 | 6, l4: 'tcp' | 'udp', vlan = 0): { b: BuiltFrame; hdr: NetHdr } {
+  const b = buildFrame({ ip, l4, vlan, payload: payloadOf(64, ip + vlan) });
+  makeChecksumZero(b.frame, b.l4Off, b.hdrLen);
+  return { b, hdr: offloadHdr(b) };
+}
+
+const fieldOf = (frame: Uint8Array, hdr: NetHdr): number => (frame[hdr.csumStart + hdr.csumOffset] << 8) | frame[hdr.csumStart + hdr.csumOffset + 1];
 
 describe('NetHdr', () => {
   it('reads and writes the 12 little-endian bytes of virtio_net_hdr (5.1.6)', () => {
@@ -552,6 +575,87 @@ describe('bad headers: each refused with its code, nothing emitted', () => {
     const hdr = new NetHdr();
     expect(() => engine.check(hdr, new Uint8Array(10), 5, 6)).toThrow(/outside/);
     expect(() => engine.completeChecksum(hdr, new Uint8Array(10), -1, 2)).toThrow(/outside/);
+  });
+});
+
+describe('a completed checksum that computes to 0 (RFC 1624, RFC 768)', () => {
+  const engine = new OffloadEngine();
+  for (const ip of [4, 6] as const) {
+    for (const vlan of [0, 1]) {
+      it(`TCP/IPv${ip} with ${vlan} VLAN tag(s) gets 0x0000, and it verifies`, () => {
+        const { b, hdr } = zeroChecksumFrame(ip, 'tcp', vlan);
+        expect(engine.completeChecksum(hdr, b.frame, 0, b.frame.length)).toBe(true);
+        expect(fieldOf(b.frame, hdr)).toBe(0x0000);
+        expect(l4ChecksumOk(b.frame, b.l3Off, ip, 6, b.frame.subarray(b.l4Off))).toBe(true);
+      });
+
+      it(`UDP/IPv${ip} with ${vlan} VLAN tag(s) gets 0xffff (0 would mean "no checksum")`, () => {
+        const { b, hdr } = zeroChecksumFrame(ip, 'udp', vlan);
+        expect(engine.completeChecksum(hdr, b.frame, 0, b.frame.length)).toBe(true);
+        expect(fieldOf(b.frame, hdr)).toBe(0xffff);
+        expect(l4ChecksumOk(b.frame, b.l3Off, ip, 17, b.frame.subarray(b.l4Off))).toBe(true);
+      });
+    }
+  }
+
+  it('ICMPv6 follows TCP: 0x0000', () => {
+    // Ethernet + IPv6 (next header 58) + an echo request; the engine sums only
+    // from csum_start, so the IPv6 addresses need not match a pseudo header.
+    const b = buildFrame({ ip: 6, l4: 'udp', payload: payloadOf(40) });
+    b.frame[b.l3Off + 6] = 58;
+    b.frame.set([128, 0, 0, 0], b.l4Off);
+    makeChecksumZero(b.frame, b.l4Off, b.l4Off + 4);
+    const hdr = new NetHdr();
+    hdr.flags = NET_HDR_F_NEEDS_CSUM;
+    hdr.csumStart = b.l4Off;
+    hdr.csumOffset = 2;
+    expect(engine.completeChecksum(hdr, b.frame, 0, b.frame.length)).toBe(true);
+    expect(fieldOf(b.frame, hdr)).toBe(0x0000);
+  });
+
+  it("a frame the engine cannot parse: UDP's field offset (6) gets 0xffff, any other 0x0000", () => {
+    for (const [offset, want] of [[6, 0xffff], [16, 0x0000], [2, 0x0000]] as const) {
+      const frame = payloadOf(80, offset);
+      frame[12] = 0x88; // EtherType 0x88b5 (local experimental): not IP
+      frame[13] = 0xb5;
+      frame[14 + offset] = 0;
+      frame[15 + offset] = 0;
+      makeChecksumZero(frame, 14, offset === 16 ? 14 : 30);
+      const hdr = new NetHdr();
+      hdr.flags = NET_HDR_F_NEEDS_CSUM;
+      hdr.csumStart = 14;
+      hdr.csumOffset = offset;
+      expect(engine.completeChecksum(hdr, frame, 0, frame.length)).toBe(true);
+      expect(fieldOf(frame, hdr), `csum_offset ${offset}`).toBe(want);
+    }
+  });
+
+  it('tshark reads the TCP 0x0000 and the UDP 0xffff as good checksums', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'virtio-lab-csum0-'));
+    try {
+      const file = join(dir, 'zero.pcap');
+      const pcap = PcapWriter.open(file);
+      let t = 1_700_000_000_000_000;
+      for (const ip of [4, 6] as const) {
+        for (const l4 of ['tcp', 'udp'] as const) {
+          const { b, hdr } = zeroChecksumFrame(ip, l4);
+          // segment() completes a frame without GSO in its scratch buffer.
+          const n = engine.segment(hdr, b.frame, 0, b.frame.length, 1500, (u8, at, len) => pcap.write(u8, at, len, t++));
+          expect(n, engine.error).toBe(1);
+        }
+      }
+      pcap.close();
+      const rows = tsharkFields(file, ['tcp.checksum', 'tcp.checksum.status', 'udp.checksum', 'udp.checksum.status']);
+      // Checksum status: 0 bad, 1 good, 2 unverified.
+      expect(rows).toEqual([
+        ['0x0000', '1', '', ''],
+        ['', '', '0xffff', '1'],
+        ['0x0000', '1', '', ''],
+        ['', '', '0xffff', '1'],
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

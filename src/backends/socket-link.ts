@@ -1,6 +1,6 @@
 import { type Socket as DgramSocket, createSocket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { unlinkSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
@@ -21,10 +21,25 @@ export type StreamAddress = { path: string } | { host?: string; port: number };
  *   server=off) or the client (connect; QEMU runs with server=on);
  * - `dgram`: `-netdev dgram`, one frame per UDP datagram, bound to `local`
  *   and sending to `remote`. Node has no Unix datagram sockets: UDP only.
+ *   UDP has no flow control: a datagram that arrives while the kernel's
+ *   receive buffer is full is lost there. The buffers are sized for a burst
+ *   (`recvBufferSize`, `sendBufferSize`) and what the kernel dropped is
+ *   counted (`dropsKernel`).
  */
 export type SocketLinkOptions = (
   | ({ transport: 'stream'; role: 'server' | 'client' } & StreamAddress)
-  | { transport: 'dgram'; local?: { host?: string; port?: number }; remote: { host?: string; port: number } }
+  | {
+      transport: 'dgram';
+      local?: { host?: string; port?: number };
+      remote: { host?: string; port: number };
+      /**
+       * SO_RCVBUF of the UDP socket in bytes; default DGRAM_BUFFER_BYTES. The
+       * kernel caps it at net.core.rmem_max (raise that sysctl for more).
+       */
+      recvBufferSize?: number;
+      /** SO_SNDBUF in bytes; default DGRAM_BUFFER_BYTES, capped at net.core.wmem_max. */
+      sendBufferSize?: number;
+    }
 ) & {
   /** MTU that outbound GSO frames are cut to; default 1500. */
   mtu?: number;
@@ -45,6 +60,12 @@ export interface SocketLinkStats {
   dropsTooBig: number;
   /** Datagrams that found the lab's channel full (UDP has no back-pressure). */
   dropsFull: number;
+  /**
+   * Datagrams the kernel dropped before the link read them (its receive
+   * buffer was full): the socket's `drops` in /proc/net/udp. Linux only; 0
+   * elsewhere and for stream links.
+   */
+  dropsKernel: number;
   /** Frames from the socket before the link was plugged in. */
   dropsNotAttached: number;
   /** Frames from the lab while no peer was connected. */
@@ -75,6 +96,13 @@ const WRITE_BUFFER_BYTES = 256 * 1024;
 const WRITE_BUFFERS = 4;
 /** The loop wakes at least this often while idle. */
 const IDLE_MS = 1000;
+/**
+ * Default SO_RCVBUF / SO_SNDBUF of a dgram link: a full 1024-entry ring of
+ * 1514-byte frames costs about 2.3 MiB of kernel buffer (each datagram is
+ * charged its skb's true size, ~2.3 KiB), twice the margin of that. Linux
+ * caps it at net.core.rmem_max / wmem_max.
+ */
+export const DGRAM_BUFFER_BYTES = 4 << 20;
 
 /**
  * A link between the lab and another process (QEMU, a test peer) over a
@@ -203,10 +231,21 @@ export class SocketLink extends EventEmitter implements PortAttachable {
     this.loopDone ??= this.loop();
   }
 
+  /**
+   * The kernel's buffer sizes of a dgram link's socket (what Linux granted:
+   * twice the size asked, capped by the rmem_max / wmem_max sysctls); null
+   * for a stream link.
+   */
+  socketBuffers(): { recv: number; send: number } | null {
+    const u = this.udp;
+    return u === null ? null : { recv: u.getRecvBufferSize(), send: u.getSendBufferSize() };
+  }
+
   stats(): SocketLinkStats {
     const d = this.decoder;
     return {
       ...this.counters,
+      dropsKernel: this.udp === null ? 0 : udpKernelDrops(this.udp.address()),
       connected: this.connected,
       rxFrames: this.counters.rxFrames + d.frames,
       rxBytes: this.counters.rxBytes + d.bytes,
@@ -287,7 +326,10 @@ export class SocketLink extends EventEmitter implements PortAttachable {
   }
 
   private bindDgram(options: Extract<SocketLinkOptions, { transport: 'dgram' }>): Promise<void> {
-    const u = createSocket('udp4');
+    const recvBufferSize = bufferSize(options.recvBufferSize, 'recvBufferSize');
+    const sendBufferSize = bufferSize(options.sendBufferSize, 'sendBufferSize');
+    // Node sets both buffer sizes when the socket is bound.
+    const u = createSocket({ type: 'udp4', recvBufferSize, sendBufferSize });
     this.udp = u;
     u.on('message', (msg) => this.datagram(msg));
     return new Promise((resolve, reject) => {
@@ -548,4 +590,37 @@ export class SocketLink extends EventEmitter implements PortAttachable {
     if (this.pendingIn.length !== 0 && p !== null && p.armSpace(this.decoder.blockedLen)) return true;
     return false;
   }
+}
+
+function bufferSize(bytes: number | undefined, name: string): number {
+  if (bytes === undefined) return DGRAM_BUFFER_BYTES;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes > 0x7fffffff) throw new InvalidArgumentError(`${name} ${bytes} is not a byte count in [1, 2^31)`);
+  return bytes;
+}
+
+/**
+ * The kernel's drop count of the bound IPv4 UDP socket at `local`, from
+ * /proc/net/udp (a line per socket: "sl local_address rem_address ... drops",
+ * addresses as hex of the address in host order and the port). Read when
+ * stats are asked for, never per frame; 0 where there is no /proc.
+ */
+function udpKernelDrops(local: AddressInfo): number {
+  let table: string;
+  try {
+    table = readFileSync('/proc/net/udp', 'utf8');
+  } catch {
+    return 0;
+  }
+  const want = `${ipv4Hex(local.address)}:${local.port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of table.split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    if (cols[1] === want) return Number(cols[cols.length - 1]);
+  }
+  return 0;
+}
+
+/** An IPv4 address as /proc/net/udp writes it: the 32-bit value in host (little-endian) order, hex. */
+function ipv4Hex(address: string): string {
+  const b = address.split('.').map(Number);
+  return ((b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0).toString(16).toUpperCase().padStart(8, '0');
 }

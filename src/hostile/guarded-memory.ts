@@ -14,7 +14,8 @@ export interface GuardedLayout {
   /**
    * A small second region right after `main` in guest-physical space but not
    * in the arena (a guard lies between): a buffer across the boundary is
-   * contiguous for the guest and not for the host, so it must be refused.
+   * contiguous for the guest and not for the host, so a device must split it
+   * per region (one that translated only its start would read the guard).
    */
   second: { gpa: number; size: number };
 }

@@ -267,7 +267,7 @@ export function formatLabReport(r: LabRunReport): string {
     );
   }
   for (const [name, s] of Object.entries(r.sockets)) {
-    out.push(`socket link ${name}: ${s.connected ? 'connected' : 'not connected'}, ${s.rxFrames} frames in, ${s.txFrames} out, ${s.dropsNotConnected} dropped while unconnected`);
+    out.push(`socket link ${name}: ${s.connected ? 'connected' : 'not connected'}, ${s.rxFrames} frames in, ${s.txFrames} out, ${s.dropsNotConnected} dropped while unconnected${s.dropsKernel > 0 ? `, ${s.dropsKernel} lost in the kernel (receive buffer full)` : ''}`);
   }
   for (const [name, h] of Object.entries(r.hosts)) {
     const ip = h.ip;

@@ -63,14 +63,21 @@ export class MemoryRegion {
 }
 
 /**
- * Guest-physical memory: a table of non-overlapping regions. Every access is
- * bounds-checked against one region; an access that leaves its region (into a
- * gap or another region) is a GuestMemoryError and touches nothing.
+ * Guest-physical memory: a table of non-overlapping regions. The spec knows
+ * no regions (2.7.5, 2.8.13: addresses are guest-physical): regions are how
+ * this process views the memory (separate buffers, or 1 GiB views of a big
+ * mapping), so regions adjacent in guest-physical space form one range.
+ * read / write / fill and the integer accessors work across such an edge;
+ * `region()` hands out the one region holding a range, for code that indexes
+ * a region's views directly. An access that reaches a gap or leaves memory
+ * is a GuestMemoryError and touches nothing.
  *
  * Only the region table is trusted. Addresses come from the guest.
  */
 export class GuestMemory {
   readonly regions: readonly MemoryRegion[];
+  /** Per region: where the run of adjacent regions it belongs to ends. */
+  private readonly runEnd: Float64Array;
   private last: MemoryRegion;
 
   constructor(specs: readonly MemoryRegionSpec[]) {
@@ -83,6 +90,11 @@ export class GuestMemory {
       }
     }
     this.regions = regions;
+    this.runEnd = new Float64Array(regions.length);
+    for (let i = regions.length - 1; i >= 0; i--) {
+      const next = regions[i + 1];
+      this.runEnd[i] = next !== undefined && next.gpa === regions[i].end ? this.runEnd[i + 1] : regions[i].end;
+    }
     this.last = regions[0];
   }
 
@@ -99,8 +111,10 @@ export class GuestMemory {
   }
 
   /**
-   * The region holding all of [gpa, gpa + len), or a GuestMemoryError. `gpa`
-   * may be any number the guest wrote (up to 2^64 read as two u32).
+   * The one region holding all of [gpa, gpa + len), or a GuestMemoryError
+   * (also for a range that crosses into an adjacent region: split it with
+   * regionAt). `gpa` may be any number the guest wrote (up to 2^64 read as
+   * two u32).
    */
   region(gpa: number, len: number, what?: string): MemoryRegion {
     const r = this.last;
@@ -108,9 +122,50 @@ export class GuestMemory {
     return this.lookup(gpa, len, what);
   }
 
-  /** True when [gpa, gpa + len) lies inside one region. */
+  /** True when [gpa, gpa + len) is guest memory: inside one region, or across regions adjacent in guest-physical space. */
   contains(gpa: number, len: number): boolean {
+    if (this.find(gpa, len) !== undefined) return true;
+    const i = this.indexAt(gpa);
+    return i >= 0 && gpa + len <= this.runEnd[i];
+  }
+
+  /** region() without the error: the one region holding [gpa, gpa + len), or undefined. */
+  regionIfOne(gpa: number, len: number): MemoryRegion | undefined {
+    const r = this.last;
+    if (gpa >= r.gpa && gpa + len <= r.end) return r;
+    const found = this.find(gpa, len);
+    if (found !== undefined) this.last = found;
+    return found;
+  }
+
+  /** True when [gpa, gpa + len) lies inside one region (one backing buffer). */
+  inOneRegion(gpa: number, len: number): boolean {
     return this.find(gpa, len) !== undefined;
+  }
+
+  /** The region holding byte `gpa`, or undefined. */
+  regionAt(gpa: number): MemoryRegion | undefined {
+    const i = this.indexAt(gpa);
+    return i < 0 ? undefined : this.regions[i];
+  }
+
+  private indexAt(gpa: number): number {
+    if (!(gpa >= 0)) return -1;
+    const regions = this.regions;
+    for (let i = 0; i < regions.length; i++) if (gpa >= regions[i].gpa && gpa < regions[i].end) return i;
+    return -1;
+  }
+
+  /**
+   * The region holding [gpa, gpa + len) for an access of a few bytes, or
+   * null when the range crosses into an adjacent region (the caller goes
+   * byte by byte); a GuestMemoryError when it is not guest memory.
+   */
+  private small(gpa: number, len: number): MemoryRegion | null {
+    const r = this.last;
+    if (gpa >= r.gpa && gpa + len <= r.end) return r;
+    if (this.find(gpa, len) === undefined && this.contains(gpa, len)) return null;
+    return this.lookup(gpa, len);
   }
 
   private lookup(gpa: number, len: number, what?: string): MemoryRegion {
@@ -134,13 +189,15 @@ export class GuestMemory {
   }
 
   readU16(gpa: number): number {
-    const r = this.region(gpa, 2);
+    const r = this.small(gpa, 2);
+    if (r === null) return this.readU8(gpa) | (this.readU8(gpa + 1) << 8);
     const i = gpa + r.bias;
     return r.u8[i] | (r.u8[i + 1] << 8);
   }
 
   readU32(gpa: number): number {
-    const r = this.region(gpa, 4);
+    const r = this.small(gpa, 4);
+    if (r === null) return (this.readU16(gpa) | (this.readU16(gpa + 2) << 16)) >>> 0;
     const i = gpa + r.bias;
     return (r.u8[i] | (r.u8[i + 1] << 8) | (r.u8[i + 2] << 16) | (r.u8[i + 3] << 24)) >>> 0;
   }
@@ -156,14 +213,24 @@ export class GuestMemory {
   }
 
   writeU16(gpa: number, v: number): void {
-    const r = this.region(gpa, 2);
+    const r = this.small(gpa, 2);
+    if (r === null) {
+      this.writeU8(gpa, v);
+      this.writeU8(gpa + 1, v >>> 8);
+      return;
+    }
     const i = gpa + r.bias;
     r.u8[i] = v;
     r.u8[i + 1] = v >>> 8;
   }
 
   writeU32(gpa: number, v: number): void {
-    const r = this.region(gpa, 4);
+    const r = this.small(gpa, 4);
+    if (r === null) {
+      this.writeU16(gpa, v);
+      this.writeU16(gpa + 2, v >>> 16);
+      return;
+    }
     const i = gpa + r.bias;
     r.u8[i] = v;
     r.u8[i + 1] = v >>> 8;
@@ -172,27 +239,52 @@ export class GuestMemory {
   }
 
   writeU64(gpa: number, v: number): void {
-    this.region(gpa, 8);
+    if (!this.contains(gpa, 8)) throw new GuestMemoryError(gpa, 8);
     this.writeU32(gpa, v >>> 0);
     this.writeU32(gpa + 4, Math.floor(v / 0x1_0000_0000) >>> 0);
   }
 
   /** Copy `len` bytes from guest memory into `dst` at `dstOff`. */
   read(gpa: number, dst: Uint8Array, dstOff = 0, len = dst.length - dstOff): void {
-    const r = this.region(gpa, len, 'read');
-    copyBytes(r.u8, gpa + r.bias, dst, dstOff, len);
+    this.copy(gpa, dst, dstOff, len, false, 'read');
   }
 
   /** Copy `len` bytes of `src` from `srcOff` into guest memory. */
   write(gpa: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): void {
-    const r = this.region(gpa, len, 'write');
-    copyBytes(src, srcOff, r.u8, gpa + r.bias, len);
+    this.copy(gpa, src, srcOff, len, true, 'write');
   }
 
   /** Fill `len` bytes of guest memory with `value`. */
   fill(gpa: number, value: number, len: number): void {
-    const r = this.region(gpa, len, 'fill');
-    const i = gpa + r.bias;
-    r.u8.fill(value, i, i + len);
+    if (!this.contains(gpa, len)) throw new GuestMemoryError(gpa, len, 'fill');
+    for (let a = gpa, left = len; left > 0; ) {
+      const r = this.regionAt(a)!;
+      const n = Math.min(left, r.end - a);
+      r.u8.fill(value, a + r.bias, a + r.bias + n);
+      a += n;
+      left -= n;
+    }
+  }
+
+  /** read / write: one copy within a region, or one per region the range crosses. */
+  private copy(gpa: number, buf: Uint8Array, off: number, len: number, toGuest: boolean, what: string): void {
+    let r: MemoryRegion | undefined = this.last;
+    if (!(gpa >= r.gpa && gpa + len <= r.end)) r = this.find(gpa, len);
+    if (r !== undefined) {
+      this.last = r;
+      if (toGuest) copyBytes(buf, off, r.u8, gpa + r.bias, len);
+      else copyBytes(r.u8, gpa + r.bias, buf, off, len);
+      return;
+    }
+    if (!this.contains(gpa, len)) throw new GuestMemoryError(gpa, len, what);
+    for (let a = gpa, o = off, left = len; left > 0; ) {
+      const p = this.regionAt(a)!;
+      const n = Math.min(left, p.end - a);
+      if (toGuest) copyBytes(buf, o, p.u8, a + p.bias, n);
+      else copyBytes(p.u8, a + p.bias, buf, o, n);
+      a += n;
+      o += n;
+      left -= n;
+    }
   }
 }

@@ -15,14 +15,25 @@ export class DescriptorChain {
   writable = 0;
   readableBytes = 0;
   writableBytes = 0;
-  readonly segIdx: Float64Array;
-  readonly segLen: Uint32Array;
-  readonly segRegion: MemoryRegion[];
+  /**
+   * Segment s is bytes [segIdx[s], segIdx[s] + segLen[s]) of segRegion[s].
+   * A descriptor is one segment, or one per region when its buffer crosses
+   * into an adjacent region, so a chain of at most queue-size descriptors
+   * may have more segments: the arrays grow then (and stay grown).
+   */
+  segIdx: Float64Array;
+  segLen: Uint32Array;
+  segRegion: MemoryRegion[];
 
-  constructor(readonly capacity: number) {
+  constructor(capacity: number) {
     this.segIdx = new Float64Array(capacity);
     this.segLen = new Uint32Array(capacity);
     this.segRegion = new Array<MemoryRegion>(capacity);
+  }
+
+  /** Segments the arrays hold now. */
+  get capacity(): number {
+    return this.segLen.length;
   }
 
   reset(head: number): void {
@@ -34,9 +45,10 @@ export class DescriptorChain {
     this.writableBytes = 0;
   }
 
-  /** Append a translated segment. The walker checks the capacity before calling. */
+  /** Append a translated segment. */
   push(region: MemoryRegion, idx: number, len: number, writable: boolean): void {
     const n = this.readable + this.writable;
+    if (n === this.segLen.length) this.grow();
     this.segIdx[n] = idx;
     this.segLen[n] = len;
     this.segRegion[n] = region;
@@ -47,5 +59,16 @@ export class DescriptorChain {
       this.readable++;
       this.readableBytes += len;
     }
+  }
+
+  private grow(): void {
+    const n = this.segLen.length;
+    const idx = new Float64Array(2 * n + 1);
+    const len = new Uint32Array(2 * n + 1);
+    idx.set(this.segIdx);
+    len.set(this.segLen);
+    this.segIdx = idx;
+    this.segLen = len;
+    this.segRegion.length = 2 * n + 1;
   }
 }

@@ -408,7 +408,7 @@ export class PackedQueueDevice implements VirtqDevice {
     Atomics.store(r.u16, r.desc16 + 8 * firstIdx + 7, firstFlags);
     this.usedPos = pos;
     this.pendCount = 0;
-    return packedNeedNotify(Atomics.load(r.u32, r.driverEvent32), old, pos, size, this.eventIdx);
+    return packedNeedNotify(Atomics.load(r.driverEventU32, r.driverEvent32), old, pos, size, this.eventIdx);
   }
 
   /**
@@ -422,12 +422,12 @@ export class PackedQueueDevice implements VirtqDevice {
     if (!(Number.isInteger(ahead) && ahead >= 0)) throw new InvalidArgumentError(`enableNotify(${ahead}): ahead must be a non-negative integer`);
     const r = this.ring;
     if (!this.eventIdx) {
-      Atomics.store(r.u32, r.deviceEvent32, RING_EVENT_FLAGS_ENABLE << 16);
+      Atomics.store(r.deviceEventU32, r.deviceEvent32, RING_EVENT_FLAGS_ENABLE << 16);
       return;
     }
     const known = this.scan();
     const pos = ahead >= known ? (this.scanPos + (ahead - known)) % this.two : (this.availPos + ahead) % this.two;
-    Atomics.store(r.u32, r.deviceEvent32, ((RING_EVENT_FLAGS_DESC << 16) | packedEncode(pos, this.size)) >>> 0);
+    Atomics.store(r.deviceEventU32, r.deviceEvent32, ((RING_EVENT_FLAGS_DESC << 16) | packedEncode(pos, this.size)) >>> 0);
   }
 
   /** enableNotify(posted), then true when more than `posted` chains are available already (do not sleep). */
@@ -438,6 +438,6 @@ export class PackedQueueDevice implements VirtqDevice {
 
   /** Ask the driver not to kick while the device polls (RING_EVENT_FLAGS_DISABLE). */
   disableNotify(): void {
-    Atomics.store(this.ring.u32, this.ring.deviceEvent32, RING_EVENT_FLAGS_DISABLE << 16);
+    Atomics.store(this.ring.deviceEventU32, this.ring.deviceEvent32, RING_EVENT_FLAGS_DISABLE << 16);
   }
 }

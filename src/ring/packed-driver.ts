@@ -254,7 +254,7 @@ export class PackedQueueDriver implements VirtqDriver {
     const old = this.publishedPos;
     const next = this.availPos;
     this.publishedPos = next;
-    return packedNeedNotify(Atomics.load(r.u32, r.deviceEvent32), old, next, size, this.eventIdx);
+    return packedNeedNotify(Atomics.load(r.deviceEventU32, r.deviceEvent32), old, next, size, this.eventIdx);
   }
 
   /**
@@ -359,13 +359,13 @@ export class PackedQueueDriver implements VirtqDriver {
    */
   enableInterrupts(): boolean {
     const r = this.ring;
-    if (this.eventIdx) Atomics.store(r.u32, r.driverEvent32, ((RING_EVENT_FLAGS_DESC << 16) | packedEncode(this.usedPos, this.size)) >>> 0);
-    else Atomics.store(r.u32, r.driverEvent32, RING_EVENT_FLAGS_ENABLE << 16);
+    if (this.eventIdx) Atomics.store(r.driverEventU32, r.driverEvent32, ((RING_EVENT_FLAGS_DESC << 16) | packedEncode(this.usedPos, this.size)) >>> 0);
+    else Atomics.store(r.driverEventU32, r.driverEvent32, RING_EVENT_FLAGS_ENABLE << 16);
     return this.usedAvailable() !== 0;
   }
 
   /** Tell the device not to interrupt while the driver polls (RING_EVENT_FLAGS_DISABLE). */
   disableInterrupts(): void {
-    Atomics.store(this.ring.u32, this.ring.driverEvent32, RING_EVENT_FLAGS_DISABLE << 16);
+    Atomics.store(this.ring.driverEventU32, this.ring.driverEvent32, RING_EVENT_FLAGS_DISABLE << 16);
   }
 }

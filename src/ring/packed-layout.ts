@@ -1,4 +1,3 @@
-import { QueueStateError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import {
   DESC_SIZE,
@@ -94,19 +93,23 @@ export class PackedRingLayout {
   readonly desc32: number;
   /** u16 index of descriptor 0 (8 half-words; id at +6, flags at +7). */
   readonly desc16: number;
-  /** u32 index of the Driver Event Suppression word (off_wrap | flags << 16): written by the driver. */
+  /** u32 index of the Driver Event Suppression word (off_wrap | flags << 16) in driverEventU32: written by the driver. */
   readonly driverEvent32: number;
-  /** u32 index of the Device Event Suppression word: written by the device. */
+  /** u32 index of the Device Event Suppression word in deviceEventU32: written by the device. */
   readonly deviceEvent32: number;
+  /**
+   * Views of the event structures' regions: the descriptor ring's u32 when
+   * they share its buffer; each may sit in any region (Linux allocates the
+   * three parts apart).
+   */
+  readonly driverEventU32: Uint32Array;
+  readonly deviceEventU32: Uint32Array;
 
   constructor(memory: GuestMemory, state: QueueState) {
     const size = state.size;
     const d = memory.region(state.desc, packedDescBytes(size));
     const a = memory.region(state.avail, PACKED_EVENT_SIZE);
     const u = memory.region(state.used, PACKED_EVENT_SIZE);
-    if (d.buffer !== a.buffer || d.buffer !== u.buffer) {
-      throw new QueueStateError('the descriptor ring, driver area and device area must share one backing buffer');
-    }
     this.size = size;
     this.u8 = d.u8;
     this.u16 = d.u16;
@@ -115,6 +118,8 @@ export class PackedRingLayout {
     this.desc16 = (state.desc + d.bias) >>> 1;
     this.driverEvent32 = (state.avail + a.bias) >>> 2;
     this.deviceEvent32 = (state.used + u.bias) >>> 2;
+    this.driverEventU32 = a.u32;
+    this.deviceEventU32 = u.u32;
   }
 
   /** u16 index of descriptor i's flags. */

@@ -76,7 +76,7 @@ export class SplitQueueDevice {
 
   /** Load avail.idx now (the cache may be stale) and return what is available. */
   private reloadAvailable(): number {
-    const idx = Atomics.load(this.ring.u16, this.ring.availIdx);
+    const idx = Atomics.load(this.ring.availU16, this.ring.availIdx);
     const fresh = (idx - this.nextAvail) & 0xffff;
     if (fresh > this.size) {
       throw new VirtqueueError('AVAIL_INDEX_JUMP', `driver moved avail.idx to ${idx}, ${fresh} past the device's ${this.nextAvail} (queue size ${this.size})`, idx);
@@ -92,7 +92,7 @@ export class SplitQueueDevice {
   pop(chain: DescriptorChain): boolean {
     if (this.available() === 0) return false;
     const r = this.ring;
-    const head = r.u16[r.availRing + (this.nextAvail & r.mask)];
+    const head = r.availU16[r.availRing + (this.nextAvail & r.mask)];
     if (head >= this.size) {
       throw new VirtqueueError('AVAIL_HEAD_OUT_OF_RANGE', `avail ring slot ${this.nextAvail & r.mask} names descriptor ${head}, queue size is ${this.size}`, head);
     }
@@ -108,7 +108,7 @@ export class SplitQueueDevice {
    */
   private walk(chain: DescriptorChain, head: number): void {
     const r = this.ring;
-    const d = r.u32;
+    const d = r.descU32;
     let i = head;
     for (;;) {
       if (++chain.descCount > this.size) {
@@ -194,8 +194,8 @@ export class SplitQueueDevice {
   pushUsed(head: number, len: number): void {
     const r = this.ring;
     const e = r.usedRing32 + 2 * (this.nextUsed & r.mask);
-    r.u32[e] = head;
-    r.u32[e + 1] = len;
+    r.usedU32[e] = head;
+    r.usedU32[e + 1] = len;
     this.nextUsed = (this.nextUsed + 1) & 0xffff;
   }
 
@@ -210,7 +210,7 @@ export class SplitQueueDevice {
     if (old === next) return false;
     const r = this.ring;
     this.usedPublished = next;
-    return r.publishIndex(r.usedIdx, next, old, this.eventIdx, r.usedEvent, r.availFlags, VIRTQ_AVAIL_F_NO_INTERRUPT);
+    return r.publishIndex(r.usedU16, r.usedIdx, next, old, this.eventIdx, r.availU16, r.usedEvent, r.availFlags, VIRTQ_AVAIL_F_NO_INTERRUPT);
   }
 
   /**
@@ -221,8 +221,8 @@ export class SplitQueueDevice {
    */
   enableNotify(ahead = 0): void {
     const r = this.ring;
-    if (this.eventIdx) Atomics.store(r.u16, r.availEvent, (this.nextAvail + ahead) & 0xffff);
-    else Atomics.store(r.u16, r.usedFlags, 0);
+    if (this.eventIdx) Atomics.store(r.usedU16, r.availEvent, (this.nextAvail + ahead) & 0xffff);
+    else Atomics.store(r.usedU16, r.usedFlags, 0);
   }
 
   /**
@@ -243,6 +243,6 @@ export class SplitQueueDevice {
    * nothing is written: avail_event stays behind and the driver's test fails.
    */
   disableNotify(): void {
-    if (!this.eventIdx) Atomics.store(this.ring.u16, this.ring.usedFlags, VIRTQ_USED_F_NO_NOTIFY);
+    if (!this.eventIdx) Atomics.store(this.ring.usedU16, this.ring.usedFlags, VIRTQ_USED_F_NO_NOTIFY);
   }
 }

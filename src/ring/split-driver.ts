@@ -155,18 +155,18 @@ export class SplitQueueDriver {
     this.tokens[head] = token;
     this.inFlight[head] = 1;
     const r = this.ring;
-    r.u16[r.availRing + (this.availIdx & r.mask)] = head;
+    r.availU16[r.availRing + (this.availIdx & r.mask)] = head;
     this.availIdx = (this.availIdx + 1) & 0xffff;
   }
 
   private writeDesc(i: number, gpa: number, len: number, flags: number, next: number): void {
     const r = this.ring;
     const w = r.desc32 + 4 * i;
-    r.u32[w] = gpa >>> 0;
+    r.descU32[w] = gpa >>> 0;
     // Addresses below 4 GiB (the common case) skip the division.
-    r.u32[w + 1] = gpa < TWO_32 ? 0 : Math.floor(gpa / TWO_32);
-    r.u32[w + 2] = len;
-    r.u32[w + 3] = (flags | (next << 16)) >>> 0;
+    r.descU32[w + 1] = gpa < TWO_32 ? 0 : Math.floor(gpa / TWO_32);
+    r.descU32[w + 2] = len;
+    r.descU32[w + 3] = (flags | (next << 16)) >>> 0;
   }
 
   private writeIndirectEntry(gpa: number, addr: number, len: number, flags: number, next: number): void {
@@ -188,14 +188,14 @@ export class SplitQueueDriver {
     if (old === next) return false;
     const r = this.ring;
     this.published = next;
-    return r.publishIndex(r.availIdx, next, old, this.eventIdx, r.availEvent, r.usedFlags, VIRTQ_USED_F_NO_NOTIFY);
+    return r.publishIndex(r.availU16, r.availIdx, next, old, this.eventIdx, r.usedU16, r.availEvent, r.usedFlags, VIRTQ_USED_F_NO_NOTIFY);
   }
 
   /** Used entries the device has published and the driver has not reaped. */
   usedAvailable(): number {
     const n = (this.usedCache - this.lastUsed) & 0xffff;
     if (n !== 0) return n;
-    const idx = Atomics.load(this.ring.u16, this.ring.usedIdx);
+    const idx = Atomics.load(this.ring.usedU16, this.ring.usedIdx);
     const fresh = (idx - this.lastUsed) & 0xffff;
     // The device can only have used chains it was shown: those published, not merely added.
     const shown = (this.published - this.lastUsed) & 0xffff;
@@ -214,8 +214,8 @@ export class SplitQueueDriver {
     if (this.usedAvailable() === 0) return -1;
     const r = this.ring;
     const e = r.usedRing32 + 2 * (this.lastUsed & r.mask);
-    const id = r.u32[e];
-    const len = r.u32[e + 1];
+    const id = r.usedU32[e];
+    const len = r.usedU32[e + 1];
     if (id >= this.size) throw new VirtqueueError('USED_ID_OUT_OF_RANGE', `used entry names descriptor ${id}, queue size is ${this.size}`, id);
     if (this.inFlight[id] === 0) throw new VirtqueueError('USED_ID_NOT_IN_FLIGHT', `used entry names descriptor ${id}, which is not the head of a chain in flight`, id);
     if (len > this.capacity[id]) {
@@ -245,13 +245,13 @@ export class SplitQueueDriver {
    */
   enableInterrupts(): boolean {
     const r = this.ring;
-    if (this.eventIdx) Atomics.store(r.u16, r.usedEvent, this.lastUsed);
-    else Atomics.store(r.u16, r.availFlags, 0);
+    if (this.eventIdx) Atomics.store(r.availU16, r.usedEvent, this.lastUsed);
+    else Atomics.store(r.availU16, r.availFlags, 0);
     return this.usedAvailable() !== 0;
   }
 
   /** Tell the device not to interrupt while the driver polls. */
   disableInterrupts(): void {
-    if (!this.eventIdx) Atomics.store(this.ring.u16, this.ring.availFlags, VIRTQ_AVAIL_F_NO_INTERRUPT);
+    if (!this.eventIdx) Atomics.store(this.ring.availU16, this.ring.availFlags, VIRTQ_AVAIL_F_NO_INTERRUPT);
   }
 }

@@ -1,4 +1,3 @@
-import { QueueStateError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { needEvent } from './event-idx.js';
 import type { QueueState } from './queue-state.js';
@@ -11,39 +10,40 @@ import type { QueueState } from './queue-state.js';
 export class SplitRingLayout {
   readonly size: number;
   readonly mask: number;
-  readonly u8: Uint8Array;
-  readonly u16: Uint16Array;
-  readonly u32: Uint32Array;
+  /**
+   * Views of each part's region: the same objects when the parts share a
+   * buffer; a part may sit in any region (Linux allocates them apart).
+   */
+  readonly descU32: Uint32Array;
+  readonly availU16: Uint16Array;
+  readonly usedU16: Uint16Array;
+  readonly usedU32: Uint32Array;
   /** u32 index of descriptor 0 (4 words per descriptor). */
   readonly desc32: number;
-  /** u16 indices in the avail ring. */
+  /** availU16 indices in the avail ring. */
   readonly availFlags: number;
   readonly availIdx: number;
   readonly availRing: number;
   readonly usedEvent: number;
-  /** u16 indices of used.flags / used.idx and the avail_event word. */
+  /** usedU16 indices of used.flags / used.idx and the avail_event word. */
   readonly usedFlags: number;
   readonly usedIdx: number;
   readonly availEvent: number;
-  /** u32 index of used.ring[0].id (len follows; 2 words per element). */
+  /** usedU32 index of used.ring[0].id (len follows; 2 words per element). */
   readonly usedRing32: number;
 
   constructor(memory: GuestMemory, state: QueueState) {
     const size = state.size;
-    // validateQueueState() guaranteed each area lies in one region; the areas
-    // may still sit in different regions (different buffers).
+    // validateQueueState() guaranteed each area lies in one region.
     const d = memory.region(state.desc, 16 * size);
     const a = memory.region(state.avail, 6 + 2 * size);
     const u = memory.region(state.used, 6 + 8 * size);
-    if (d.buffer !== a.buffer || d.buffer !== u.buffer) {
-      // One set of views per ring keeps the hot path monomorphic.
-      throw new QueueStateError('the descriptor table, driver area and device area must share one backing buffer');
-    }
     this.size = size;
     this.mask = size - 1;
-    this.u8 = d.u8;
-    this.u16 = d.u16;
-    this.u32 = d.u32;
+    this.descU32 = d.u32;
+    this.availU16 = a.u16;
+    this.usedU16 = u.u16;
+    this.usedU32 = u.u32;
     this.desc32 = (state.desc + d.bias) >>> 2;
     const avail16 = (state.avail + a.bias) >>> 1;
     this.availFlags = avail16;
@@ -58,15 +58,15 @@ export class SplitRingLayout {
   }
 
   /**
-   * Publish a producer index (avail.idx or used.idx) with one store, then
-   * decide whether the consumer asked to be notified of the move from `old` to
+   * Publish a producer index (avail.idx or used.idx) in `index` with one
+   * store, then decide (from the other part's view, `peer`) whether the consumer asked to be notified of the move from `old` to
    * `next`: by its event word with event idx (2.7.10), else by its
    * suppression flag. The store and the load are both Atomics (sequentially
    * consistent), which is the barrier the spec puts between them.
    */
-  publishIndex(indexWord: number, next: number, old: number, eventIdx: boolean, eventWord: number, flagsWord: number, suppressFlag: number): boolean {
-    Atomics.store(this.u16, indexWord, next);
-    if (eventIdx) return needEvent(Atomics.load(this.u16, eventWord), next, old);
-    return (Atomics.load(this.u16, flagsWord) & suppressFlag) === 0;
+  publishIndex(index: Uint16Array, indexWord: number, next: number, old: number, eventIdx: boolean, peer: Uint16Array, eventWord: number, flagsWord: number, suppressFlag: number): boolean {
+    Atomics.store(index, indexWord, next);
+    if (eventIdx) return needEvent(Atomics.load(peer, eventWord), next, old);
+    return (Atomics.load(peer, flagsWord) & suppressFlag) === 0;
   }
 }

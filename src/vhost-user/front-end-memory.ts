@@ -24,11 +24,12 @@ interface Mapped extends MappedRegionSpec {
 
 /**
  * Largest view of a mapping: a typed array (and koffi's view) holds less than
- * 4 GiB, so bigger regions (an 8 GiB guest's RAM) are viewed as 1 GiB
- * chunks, each a GuestMemory region of its own. A buffer must lie inside one
- * region, so one that straddles a 1 GiB boundary of such a region is
- * refused like one that leaves memory (guests allocate packet buffers within
- * pages, which never straddle one).
+ * 4 GiB, so bigger regions (an 8 GiB guest's RAM) are viewed as chunks of at
+ * most 1 GiB, each a GuestMemory region of its own. Chunk edges sit at
+ * multiples of 1 GiB in guest-physical space (not of the region's start), so
+ * a naturally aligned guest allocation (a ring, a page-sized buffer) never
+ * crosses one. A buffer that does cross one is split per chunk when popped
+ * (adjacent regions are one range); a ring part must lie in one chunk.
  */
 const VIEW_CHUNK = 1 << 30;
 
@@ -37,9 +38,11 @@ export function viewMappedMemory(specs: readonly MappedRegionSpec[]): GuestMemor
   return new GuestMemory(
     specs.flatMap((r) => {
       const chunks = [];
-      for (let off = 0; off < r.size; off += VIEW_CHUNK) {
-        const size = Math.min(VIEW_CHUNK, r.size - off);
+      for (let off = 0; off < r.size; ) {
+        const edge = (Math.floor((r.gpa + off) / VIEW_CHUNK) + 1) * VIEW_CHUNK;
+        const size = Math.min(edge - (r.gpa + off), r.size - off);
         chunks.push({ gpa: r.gpa + off, size, buffer: libc.viewOf(r.address + BigInt(r.byteOffset + off), size), byteOffset: 0 });
+        off += size;
       }
       return chunks;
     }),

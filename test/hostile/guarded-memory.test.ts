@@ -19,14 +19,20 @@ describe('GuardedMemory', () => {
     expect(g.guardsIntact()).toBe(true);
   });
 
-  it('the two regions touch in guest-physical space but not in the arena: an access across the boundary is refused', () => {
+  it('the two regions touch in guest-physical space but not in the arena: an access across the boundary reads each side from its region, never the guard', () => {
     const g = new GuardedMemory(1 << 16);
     const { main, second } = g.layout;
     expect(second.gpa).toBe(main.gpa + main.size);
-    expect(() => g.memory.read(second.gpa - 4, new Uint8Array(8))).toThrow(GuestMemoryError);
+    g.memory.write(second.gpa - 4, Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8));
+    const back = new Uint8Array(8);
+    g.memory.read(second.gpa - 4, back);
+    expect([...back]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(g.guardsIntact()).toBe(true);
     // Translating only the start would have read the guard: 8 bytes of poison.
     const r = g.memory.regions[0];
     expect(carriesPoison(r.u8.subarray(main.gpa + main.size + r.bias, main.gpa + main.size + r.bias + 8))).toBe(true);
+    // Off the end of the last region is still outside memory.
+    expect(() => g.memory.read(second.gpa + second.size - 4, new Uint8Array(8))).toThrow(GuestMemoryError);
   });
 
   it('carriesPoison finds the pattern at any phase and offset, and nothing in bytes that merely share some of it', () => {

@@ -189,7 +189,7 @@ describe('vhost-user: memory a front end could truncate under the back end (SIGB
     const fe = FrontEnd.connect(r.child.path);
     try {
       await fe.negotiate({ features: NET_FEATURES, protocolFeatures: PF.REPLY_ACK });
-      const ram = fe.addRam(RAM_SIZE, RAM_GPA, RAM_UVA, false);
+      const ram = fe.addRam(RAM_SIZE, RAM_GPA, RAM_UVA, { sealed: false });
       await fe.setMemTable();
       const rx = await fe.setupRing(RX, 64, ram, RAM_GPA + 0x1000n);
       await fe.setupRing(TX, 64, ram, RAM_GPA + 0x10_0000n);
@@ -420,7 +420,7 @@ describe('vhost-user vsock: the same rules', () => {
     const a = FrontEnd.connect(r.child.path);
     try {
       await a.negotiate({ features, protocolFeatures: PF.REPLY_ACK });
-      a.addRam(RAM_SIZE, RAM_GPA, RAM_UVA, false);
+      a.addRam(RAM_SIZE, RAM_GPA, RAM_UVA, { sealed: false });
       a.send(R.SET_MEM_TABLE, memTable(a.rams.map((x) => x.entry)), [a.rams[0].fd]);
       expect(await a.waitHangUp(5000)).toBe(true);
       await until(() => /not sealed against shrinking/.test(r.child.logs(0).join('\n')), 5000, 'the logged reason');

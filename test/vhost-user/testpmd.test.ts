@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -46,12 +46,24 @@ async function forward(sock: string, vdevOptions: string, seconds: number): Prom
   await t.waitFor('Done.', 10_000);
   const [p] = await t.portStats(1);
   await t.quit();
+  expect(existsSync(t.runtimeDir), `testpmd's runtime folder ${t.runtimeDir} after quit`).toBe(false);
   return { rx: p.rxPackets, tx: p.txPackets, rxErrors: p.rxErrors, rxMissed: p.rxMissed, txErrors: p.txErrors };
 }
 
 const disconnected = (server: VhostUserServer): Promise<VhostUserDisconnect> => new Promise((resolve) => server.once('disconnected', resolve));
 
 describe('DPDK virtio-user as the front end', () => {
+  it('a testpmd run leaves no EAL runtime folder behind, killed or quit', async () => {
+    for (const end of ['kill', 'quit'] as const) {
+      // A null PMD (no peer needed): testpmd exits when it finds no port at all.
+      const t = await Testpmd.start({ vdevs: ['net_null0'], args: ['--total-num-mbufs=2048'] });
+      cleanups.push(() => t.kill());
+      expect(existsSync(t.runtimeDir), `EAL runtime folder ${t.runtimeDir} while testpmd runs`).toBe(true);
+      await (end === 'kill' ? t.kill() : t.quit());
+      expect(existsSync(t.runtimeDir), `${t.runtimeDir} after ${end}`).toBe(false);
+    }
+  }, 60_000);
+
   for (const [ring, opts] of [
     ['split', ''],
     ['packed', ',packed_vq=1'],

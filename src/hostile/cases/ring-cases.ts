@@ -68,10 +68,11 @@ export const RING_CASES: readonly HostileCase[] = [
     spec: '2.7.5',
     applies: always,
     async run(s, v) {
-      const { main, second } = s.target.guarded.layout;
-      // Across the boundary of the two regions (contiguous for the guest, not for the host), or off the end of the last.
-      const end = v % 2 === 0 ? main.gpa + main.size : second.gpa + second.size;
-      const back = 1 + ((v >>> 1) % 63);
+      const { second } = s.target.guarded.layout;
+      // Off the end of the last region. (Across the edge of the two regions is
+      // a valid buffer: adjacent regions are one range, 2.7.5.)
+      const end = second.gpa + second.size;
+      const back = 1 + (v % 63);
       const addr = end - back;
       return refused(await lieWith(s, (_, len) => [{ addr, len: Math.max(len, back + 1), flags: 0 }]), 'DESC_ADDRESS_OUT_OF_BOUNDS', addr);
     },

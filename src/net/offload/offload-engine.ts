@@ -18,6 +18,7 @@ import {
   IPPROTO_FRAGMENT,
   IPPROTO_TCP,
   IPPROTO_UDP,
+  IPPROTO_UDPLITE,
   IPV4_MIN_HLEN,
   IPV6_FRAG_HLEN,
   IPV6_HLEN,
@@ -59,6 +60,8 @@ export class OffloadEngine {
   error: OffloadErrorCode | undefined = undefined;
   /** Headers of the last GSO frame check() parsed. */
   readonly packet = new PacketInfo();
+  /** Headers of a frame whose completed checksum came out 0 (see zeroChecksumField). */
+  private readonly zeroSumPacket = new PacketInfo();
   private readonly maxFrame: number;
   /** Output frames are built here: at most the input frame plus an IPv6 fragment header. */
   private readonly scratch: Uint8Array;
@@ -126,9 +129,8 @@ export class OffloadEngine {
    * NEEDS_CSUM: fold the checksum of bytes [csumStart, len) into the 16-bit
    * field at csumStart+csumOffset, in place. The driver seeded the field with
    * the pseudo-header sum, as Linux does (5.1.6.2), so the device needs to know
-   * nothing of the protocol. A result of 0 is stored as 0xffff (the same value
-   * in ones' complement) since 0 would mean "no checksum" to UDP. Without
-   * NEEDS_CSUM this does nothing and returns true.
+   * nothing of the protocol, except when the result is 0: see
+   * zeroChecksumField. Without NEEDS_CSUM this does nothing and returns true.
    */
   completeChecksum(hdr: NetHdr, u8: Uint8Array, at: number, len: number): boolean {
     this.error = undefined;
@@ -136,8 +138,25 @@ export class OffloadEngine {
     if ((hdr.flags & NET_HDR_F_NEEDS_CSUM) === 0) return true;
     if (!this.checkCsumField(hdr, len)) return false;
     const start = at + hdr.csumStart;
-    putU16(u8, start + hdr.csumOffset, udpChecksumOf(sumBytes(u8, start, at + len, 0)));
+    const csum = checksumOf(sumBytes(u8, start, at + len, 0));
+    putU16(u8, start + hdr.csumOffset, csum !== 0 ? csum : this.zeroChecksumField(hdr, u8, at, len));
     return true;
+  }
+
+  /**
+   * The field value for a computed checksum of 0. The arithmetic gives 0x0000
+   * (RFC 1624), which TCP and ICMPv6 send as is (Wireshark flags 0xffff there);
+   * only UDP (and UDP-Lite) send 0xffff, since 0 means "no checksum" to them
+   * (RFC 768, RFC 3828). The protocol comes from parsing the frame, done only
+   * on this rare path; when csum_start is not a transport header the parse
+   * finds (IPv6 extension headers, a tunnel), UDP's field offset decides.
+   */
+  private zeroChecksumField(hdr: NetHdr, u8: Uint8Array, at: number, len: number): number {
+    const p = this.zeroSumPacket;
+    if (parsePacket(p, u8, at, len) === undefined && p.ipVersion !== 0 && p.l4Off === hdr.csumStart) {
+      return p.l4Proto === IPPROTO_UDP || p.l4Proto === IPPROTO_UDPLITE ? 0xffff : 0;
+    }
+    return hdr.csumOffset === UDP_CSUM_OFFSET ? 0xffff : 0;
   }
 
   /**

@@ -9,6 +9,8 @@ export const ETH_P_8021Q = 0x8100;
 export const ETH_P_8021AD = 0x88a8;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
+/** UDP-Lite (RFC 3828): like UDP, a computed checksum of 0 is sent as 0xffff. */
+export const IPPROTO_UDPLITE = 136;
 export const IPV4_MIN_HLEN = 20;
 export const IPV6_HLEN = 40;
 export const IPV6_FRAG_HLEN = 8;

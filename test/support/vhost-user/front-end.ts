@@ -17,7 +17,7 @@
  * the same thread as the test, so replies are awaited by polling the socket
  * with a zero timeout between timer ticks, up to a deadline.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -127,6 +127,20 @@ export interface Reply {
 
 // ---- guest memory ----------------------------------------------------------
 
+/** Which bytes of a GuestRam its `u8` views. */
+export interface RamWindow {
+  offset: number;
+  length: number;
+}
+
+/** How a test front end makes its RAM. */
+export interface RamOptions {
+  /** Sealed against shrinking and growing (default true, as QEMU's memfd backend). */
+  sealed?: boolean;
+  /** The part of the memfd `u8` views (default all of it). */
+  window?: RamWindow;
+}
+
 /** A memfd mapped into this process: guest RAM at `gpa`, announced at front-end address `uva`. */
 export class GuestRam {
   readonly u8: Uint8Array;
@@ -139,16 +153,23 @@ export class GuestRam {
     readonly size: number,
     readonly gpa: bigint,
     readonly uva: bigint,
+    private readonly window: RamWindow,
   ) {
-    this.u8 = new Uint8Array(libc.viewOf(address, size));
+    this.u8 = new Uint8Array(libc.viewOf(address + BigInt(window.offset), window.length));
     this.dv = new DataView(this.u8.buffer, this.u8.byteOffset, this.u8.byteLength);
   }
 
-  /** `sealed`: against shrinking and growing, as QEMU's memfd backend does (the back end refuses memory it could lose otherwise). */
-  static create(size: number, gpa: bigint, uva: bigint, sealed = true): GuestRam {
-    const fd = libc.memfd('vhost-user-test-ram', size, sealed);
+  /**
+   * A memfd of `size` bytes (sparse: untouched pages cost nothing), mapped
+   * whole; `u8` views `window` of it (a typed array holds less than 4 GiB).
+   * `sealed` (default): against shrinking and growing, as QEMU's memfd
+   * backend does (the back end refuses memory it could lose otherwise).
+   */
+  static create(size: number, gpa: bigint, uva: bigint, options: RamOptions = {}): GuestRam {
+    const fd = libc.memfd('vhost-user-test-ram', size, options.sealed ?? true);
+    const window = options.window ?? { offset: 0, length: size };
     try {
-      return new GuestRam(fd, libc.mmapShared(fd, size, 0), size, gpa, uva);
+      return new GuestRam(fd, libc.mmapShared(fd, size, 0), size, gpa, uva, window);
     } catch (e) {
       libc.close(fd);
       throw e;
@@ -160,16 +181,16 @@ export class GuestRam {
     return { gpa: this.gpa, size: BigInt(this.size), uva: this.uva, mmapOffset: 0n };
   }
 
-  /** Offset in this RAM of guest-physical `gpa`. */
+  /** Offset in `u8` (the viewed window of this RAM) of guest-physical `gpa`. */
   off(gpa: bigint): number {
-    const o = gpa - this.gpa;
-    if (o < 0n || o >= BigInt(this.size)) throw new RangeError(`gpa 0x${gpa.toString(16)} not in this RAM`);
+    const o = gpa - this.gpa - BigInt(this.window.offset);
+    if (o < 0n || o >= BigInt(this.window.length)) throw new RangeError(`gpa 0x${gpa.toString(16)} not in the viewed window of this RAM`);
     return Number(o);
   }
 
   /** The front-end virtual address of guest-physical `gpa`. */
   uvaOf(gpa: bigint): bigint {
-    return this.uva + BigInt(this.off(gpa));
+    return this.uva + BigInt(this.off(gpa) + this.window.offset);
   }
 
   close(): void {
@@ -501,8 +522,8 @@ export class FrontEnd {
   }
 
   /** Create guest RAM (a memfd) at `gpa`, announced at `uva`; it is sent by setMemTable(). */
-  addRam(size: number, gpa: bigint, uva: bigint, sealed = true): GuestRam {
-    const ram = GuestRam.create(size, gpa, uva, sealed);
+  addRam(size: number, gpa: bigint, uva: bigint, options: RamOptions = {}): GuestRam {
+    const ram = GuestRam.create(size, gpa, uva, options);
     this.rams.push(ram);
     return ram;
   }
@@ -658,7 +679,20 @@ export async function settleFds(expected: number, timeoutMs = 3000): Promise<num
     await sleep(10);
     n = fdCount();
   }
+  // Name what is open, so a failing count says which fd it is (a socket, an eventfd, a memfd...).
+  if (n !== expected) console.warn(`fd count ${n}, expected ${expected}; open fds:\n${openFds().join('\n')}`);
   return n;
+}
+
+/** Every open fd of this process with what it is: "7 -> anon_inode:[eventfd]". */
+export function openFds(): string[] {
+  return readdirSync('/proc/self/fd').map((fd) => {
+    try {
+      return `${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`;
+    } catch {
+      return `${fd} (closed while listed)`;
+    }
+  });
 }
 
 export interface NetRig {
@@ -793,8 +827,9 @@ export function takeRx(fe: FrontEnd, out: FrontEndRx[]): void {
  * One round of traffic both ways: the front end sends `count` frames on its
  * tx ring (they must reach the NIC's driver), the NIC's driver sends `count`
  * frames (they must land in the front end's rx ring). Returns what arrived.
+ * The wait is generous: on a loaded machine a worker's wake-up can take seconds.
  */
-export async function exchange(rig: NetRig, fe: FrontEnd, count: number, firstSeq = 1000, timeoutMs = 5000): Promise<{ atNic: Uint8Array[]; atFrontEnd: FrontEndRx[] }> {
+export async function exchange(rig: NetRig, fe: FrontEnd, count: number, firstSeq = 1000, timeoutMs = 20_000): Promise<{ atNic: Uint8Array[]; atFrontEnd: FrontEndRx[] }> {
   const tx = fe.ring(TX);
   rig.pump(); // frames that reached the NIC earlier are not this round's
   const before = rig.received.length;

@@ -250,7 +250,7 @@ describe('2.7 validateQueueState', () => {
       ['used far away', { used: 2 ** 40 }],
       ['desc negative', { desc: -16 }],
     ];
-    for (const [why, change] of outside) expectRejected({ ...state, ...change }, memory, why, /inside one guest memory region/);
+    for (const [why, change] of outside) expectRejected({ ...state, ...change }, memory, why, /is not inside guest memory/);
     expectRejected({ ...state, desc: state.desc + 0.5 }, memory, 'desc not an integer', /aligned/);
     // Up to the last byte is still inside (the used ring's 134 bytes end 2 short: 4-alignment).
     for (const change of [{ desc: end - 256 }, { avail: end - 38 }, { used: end - 136 }, { desc: GPA }]) {

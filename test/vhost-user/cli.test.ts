@@ -71,6 +71,6 @@ describe('virtio-lab vhost-user', () => {
     expect(p.out()).toContain('--vsock needs --uds-path');
     const q = start(['--net', '/tmp/x.sock', '--spin-us', 'fast']);
     expect(await q.exited).toBe(2);
-    expect(q.out()).toContain('--spin-us must be a number >= 0');
+    expect(q.out()).toContain('--spin-us fast: must be a number >= 0');
   });
 });

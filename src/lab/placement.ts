@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 /** Round trip (ns) below which two threads share a cache closely ("near"). */
 const NEAR_NS = 250;
 
-/** How two busy threads were placed when a figure was taken (PERFORMANCE.md: "Placement changes everything"). */
+/** How two busy threads were placed when a figure was taken: on this kind of VM the host moves vCPUs, and cross-thread figures swing 3-7x with it. */
 export interface Placement {
   /** Median round trip of one cache line between two busy threads, in ns. */
   roundTripNs: number;

@@ -184,11 +184,23 @@ export class QueueThread implements QueueThreadApi {
     return moved;
   }
 
-  /** Arm every queue; true (all disarmed again) when one already has work. */
+  /**
+   * Arm every queue; true (all disarmed again) when one already has work,
+   * or when arming found bad guest data (arm() looks at the ring: an avail
+   * index that jumped throws here as in poll) and that queue was failed.
+   */
   private armAll(): boolean {
     const queues = this.queues;
     for (let i = 0; i < queues.length; i++) {
-      if (queues[i].handler.arm()) {
+      let ready: boolean;
+      try {
+        ready = queues[i].handler.arm();
+      } catch (e) {
+        for (let k = 0; k < i; k++) queues[k].handler.disarm();
+        this.fail(queues[i], e);
+        return true;
+      }
+      if (ready) {
         for (let k = 0; k <= i; k++) queues[k].handler.disarm();
         return true;
       }

@@ -1,0 +1,68 @@
+/**
+ * The queue thread loop, run in this thread with handlers written for the
+ * test: bad guest data found while arming (arm() looks at the ring, as
+ * available() does) fails that queue only, exactly like bad data found by
+ * poll(), and never escapes the loop (which would end the thread and every
+ * queue of every device on it).
+ */
+import { MessageChannel } from 'node:worker_threads';
+import { afterEach, expect, it } from 'vitest';
+import { NotifyArea, STATUS_DEVICE_NEEDS_RESET, StatsBlock, VirtqueueError } from '../src/index.js';
+import { SharedArena } from '../src/memory/arena.js';
+import type { QueueState } from '../src/ring/queue-state.js';
+import type { HandlerFactory } from '../src/worker/queue-handler.js';
+import { QueueThread } from '../src/worker/queue-thread.js';
+import type { QueueWorkerData } from '../src/worker/queue-worker-data.js';
+
+const channels: MessageChannel[] = [];
+afterEach(() => {
+  for (const c of channels.splice(0)) {
+    c.port1.close();
+    c.port2.close();
+  }
+});
+
+it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RESET, config interrupt) and the loop goes on', async () => {
+  const arena = new SharedArena(1 << 20);
+  const memory = arena.guestMemory(64 << 10);
+  const notify = NotifyArea.create(1, 2);
+  const stats = StatsBlock.create(1);
+  const state: QueueState = { size: 16, desc: 0x1000, avail: 0x2000, used: 0x3000, nextAvail: 0, nextUsed: 0, eventIdx: true, indirect: false, packed: false, inOrder: false };
+  const data: QueueWorkerData = {
+    kind: 'lying',
+    queue: 0,
+    memory: memory.specs(),
+    state,
+    notify: notify.spec,
+    stats: stats.buffer,
+    interrupt: null,
+    configInterrupt: { buffer: notify.spec.buffer, index: notify.vectorWord(0) },
+    params: undefined,
+  };
+  let arms = 0;
+  const lying: HandlerFactory = () => ({
+    poll: () => 0,
+    arm: () => {
+      arms++;
+      throw new VirtqueueError('AVAIL_INDEX_JUMP', 'driver moved avail.idx to 49537, 49537 past the device\'s 0 (queue size 16)', 49537);
+    },
+    disarm: () => undefined,
+    quiesce: () => undefined,
+  });
+  const channel = new MessageChannel();
+  channels.push(channel);
+  const words = new SharedArrayBuffer(128);
+  const thread = new QueueThread({ words: { buffer: words, wake: 0, control: 16 }, spinUs: 0, control: channel.port2 }, () => lying);
+  const irqBefore = Atomics.load(notify.i32, notify.vectorWord(0));
+  thread.start(1, data);
+  // The loop runs on the next turn of the event loop; the failed queue leaves it with nothing to serve.
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(arms).toBe(1);
+  expect(stats.snapshot(0).errorsByCode).toEqual({ AVAIL_INDEX_JUMP: 1 });
+  expect(Atomics.load(notify.i32, notify.statusWord) & STATUS_DEVICE_NEEDS_RESET).toBe(STATUS_DEVICE_NEEDS_RESET);
+  expect(Atomics.load(notify.i32, notify.vectorWord(0))).not.toBe(irqBefore);
+  // The control plane can still stop it: the state it started from comes back.
+  expect(thread.stop(1)).toEqual(state);
+  expect(thread.stop(1)).toBeUndefined();
+});

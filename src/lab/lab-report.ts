@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { SocketLinkStats } from '../backends/socket-link.js';
 import type { VirtqueueErrorCode } from '../errors.js';
 import type { QueueStats } from '../stats/queue-stats.js';
-import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats } from './lab.js';
+import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats, LabVhostUserStats } from './lab.js';
 import { type LabHostReport, type LabHosts, startLabHosts } from './lab-hosts.js';
 import { type LabTopology, buildLab } from './lab-topology.js';
 import { type FlowResult, runTraffic } from './lab-traffic.js';
@@ -49,16 +49,12 @@ export interface LabVhostUserQueueSummary {
   errors: number;
 }
 
-/** A vhost-user port: its queues, what its front ends negotiated, and how often they came and went. */
-export interface LabVhostUserSummary {
-  path: string;
-  mac: string;
-  /** A front end was connected when the lab closed. */
-  connected: boolean;
-  connects: number;
-  disconnects: number;
-  /** Why the last front end went away. */
-  lastDisconnect?: string;
+/**
+ * A vhost-user port: its queues, what its front ends negotiated, and how
+ * often they came and went (`connected`: a front end was connected when the
+ * lab closed).
+ */
+export interface LabVhostUserSummary extends Pick<LabVhostUserStats, 'path' | 'mac' | 'connected' | 'connects' | 'disconnects' | 'lastDisconnect'> {
   /** By queue pair. */
   queues: LabVhostUserQueueSummary[];
   /** Ring errors over every queue, by code (only codes seen). */

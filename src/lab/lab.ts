@@ -158,7 +158,8 @@ export interface LabEvents {
   closed: [error: unknown];
 }
 
-// Node 20.0-20.3 predate Symbol.asyncDispose; later versions define it as this registered symbol.
+// Node 20.0-20.3 predate Symbol.asyncDispose; 20.4-22 define it as this registered symbol, and
+// Node 24's V8 has it built in (then this line does nothing).
 (Symbol as { asyncDispose?: symbol }).asyncDispose ??= Symbol.for('nodejs.asyncDispose');
 
 interface NicEntry {

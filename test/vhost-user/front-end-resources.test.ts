@@ -15,15 +15,12 @@ import { closeSync, openSync, ftruncateSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as libc from '../../src/vhost-user/libc.js';
-import { type ChildBackEnd, childBackEnd } from '../support/vhost-user/child-back-end.js';
+import { EPERM, aftermath, bystander, loopback, parkedEventfd, rig, stealer } from '../support/vhost-user/attack-rig.js';
 import {
   F_PROTOCOL_FEATURES,
-  FE_MAC,
   FrontEnd,
-  type FrontEndRx,
   NET_FEATURES,
   PF,
   R,
@@ -33,10 +30,7 @@ import {
   RX,
   TX,
   VF,
-  frame,
   memTable,
-  seqOf,
-  takeRx,
   u64,
   until,
   upNet,
@@ -44,79 +38,10 @@ import {
   vringState,
 } from '../support/vhost-user/front-end.js';
 
-const EPERM = 1;
-/** An eventfd counter one below its maximum: a write of 1 blocks (or fails with EAGAIN). */
-const PARKED = 0xffff_ffff_ffff_fffen;
-
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-/** Frames sent on the front end's tx ring come back on its rx ring (the child loops each device back). */
-async function loopback(fe: FrontEnd, count: number, firstSeq: number, timeoutMs = 10_000): Promise<number[]> {
-  const tx = fe.ring(TX);
-  tx.takeUsed();
-  for (let i = 0; i < count; i++) tx.postTx(frame(FE_MAC, FE_MAC, firstSeq + i));
-  fe.kick(TX);
-  const got: FrontEndRx[] = [];
-  await until(() => (takeRx(fe, got), fe.kick(RX), got.length >= count), timeoutMs, `${count} frames looped back to the front end`);
-  return got.map((x) => seqOf(x.frame));
-}
-
-interface Rig {
-  child: ChildBackEnd;
-  /** The child's fds with both servers idle (no front end), after a warm-up session on each. */
-  idle: number;
-}
-
-/** A child with an attacked server and a bystander, warmed up. */
-async function rig(options: { kind?: 'net' | 'vsock'; allowUnsealedMemory?: boolean } = {}): Promise<Rig> {
-  const child = await childBackEnd({ servers: 2, ...options });
-  cleanups.push(() => child.kill());
-  if (options.kind !== 'vsock') {
-    for (const p of child.paths) {
-      const fe = await upNet(p);
-      try {
-        await loopback(fe, 2, 1);
-      } finally {
-        fe.close();
-      }
-    }
-    await until(() => [0, 1].every((i) => child.logs(i).some((l) => l.startsWith('front end disconnected'))), 10_000, 'the warm-up disconnects');
-  }
-  await sleep(300);
-  const idle = child.fds();
-  expect(await child.settleFds(idle, 2000)).toBe(idle);
-  return { child, idle };
-}
-
-/** A bystander front end on the second server, moving traffic while (and after) the first is attacked. */
-async function bystander(child: ChildBackEnd): Promise<{ round(): Promise<void>; close(): void }> {
-  const fe = await upNet(child.paths[1]);
-  let seq = 10_000;
-  return {
-    round: async () => {
-      const want = [seq, seq + 1, seq + 2];
-      seq += 3;
-      expect(await loopback(fe, 3, want[0])).toEqual(want);
-    },
-    close: () => fe.close(),
-  };
-}
-
-/** What every attack must leave: the child alive, the bystander served, close() returning, fds at idle. */
-async function aftermath(r: Rig, by: { round(): Promise<void>; close(): void }): Promise<void> {
-  expect(r.child.exitCode(), `the back end process died:\n${r.child.stderr().slice(-800)}`).toBeNull();
-  const ticks = r.child.ticks();
-  await until(() => r.child.ticks() > ticks + 2, 5000, "the child's event loop to tick");
-  await by.round();
-  by.close();
-  await until(() => r.child.logs(1).filter((l) => l.startsWith('front end disconnected')).length >= 2, 10_000, 'the bystander to disconnect');
-  const n = await r.child.settleFds(r.idle, 10_000);
-  expect(n, `fds of the child back to idle; open now:\n${n === r.idle ? '' : (await r.child.listFds()).join('\n')}`).toBe(r.idle);
-  expect(await r.child.close(20_000), 'fds after close()').toBeLessThan(r.idle);
-}
 
 describe('vhost-user: memory a front end could truncate under the back end (SIGBUS)', () => {
   const unsealed: [string, () => number, RegExp][] = [
@@ -135,7 +60,7 @@ describe('vhost-user: memory a front end could truncate under the back end (SIGB
   ];
   for (const [name, make, reason] of unsealed) {
     it(`SET_MEM_TABLE with ${name} is refused before anything is mapped: the front end is dropped with the reason`, async () => {
-      const r = await rig();
+      const r = await rig(cleanups);
       const by = await bystander(r.child);
       const fe = FrontEnd.connect(r.child.path);
       const fd = make();
@@ -155,7 +80,7 @@ describe('vhost-user: memory a front end could truncate under the back end (SIGB
   }
 
   it('memory sealed against shrinking (as QEMU sends): truncating it to 0, 4096 or half, before the rings start or while they run, fails in the front end (EPERM) and the session keeps moving traffic', async () => {
-    const r = await rig();
+    const r = await rig(cleanups);
     const by = await bystander(r.child);
     for (const size of [0, 4096, RAM_SIZE / 2]) {
       // Before the rings start: right after SET_MEM_TABLE.
@@ -184,7 +109,7 @@ describe('vhost-user: memory a front end could truncate under the back end (SIGB
   }, 120_000);
 
   it('allowUnsealedMemory: a memfd without seals is mapped (the front end is trusted not to truncate it) and moves traffic', async () => {
-    const r = await rig({ allowUnsealedMemory: true });
+    const r = await rig(cleanups, { allowUnsealedMemory: true });
     const by = await bystander(r.child);
     const fe = FrontEnd.connect(r.child.path);
     try {
@@ -204,18 +129,10 @@ describe('vhost-user: memory a front end could truncate under the back end (SIGB
   }, 60_000);
 });
 
-/** A blocking eventfd of the front end with its counter parked at 2^64-2 (a write of 1 would block). */
-function parkedEventfd(fe: FrontEnd, blocking: boolean): number {
-  const fd = fe.eventfd();
-  libc.setNonBlocking(fd, !blocking);
-  expect(libc.writeEventfd(fd, PARKED)).toBe(8);
-  return fd;
-}
-
 describe('vhost-user: call and error eventfds parked at 2^64-2', () => {
   for (const blocking of [true, false]) {
     it(`${blocking ? 'blocking' : 'non-blocking'} call eventfds parked on both rings: interrupts are dropped and counted, traffic still moves (the driver polls), the drop is logged`, async () => {
-      const r = await rig();
+      const r = await rig(cleanups);
       const by = await bystander(r.child);
       const fe = await upNet(r.child.path);
       try {
@@ -237,7 +154,7 @@ describe('vhost-user: call and error eventfds parked at 2^64-2', () => {
   }
 
   it('a blocking error eventfd parked at 2^64-2: bad guest data on the ring is reported without blocking (the failed signal is logged)', async () => {
-    const r = await rig();
+    const r = await rig(cleanups);
     const by = await bystander(r.child);
     const fe = await upNet(r.child.path);
     try {
@@ -254,38 +171,10 @@ describe('vhost-user: call and error eventfds parked at 2^64-2', () => {
   }, 60_000);
 });
 
-/**
- * A thread of the front end that reads `fd` without pause (preadv2 with
- * RWF_NOWAIT: never blocking itself), so a kick is taken back within about
- * a microsecond. Plain JavaScript on koffi: a worker cannot load the
- * TypeScript sources.
- */
-function stealer(fd: number): { stop(): Promise<number> } {
-  const flag = new Int32Array(new SharedArrayBuffer(8));
-  const w = new Worker(
-    `const { workerData: { fd, flag } } = require('node:worker_threads');
-    const koffi = require('koffi');
-    const preadv2 = koffi.load('libc.so.6').func('long preadv2(int fd, void *iov, int iovcnt, int64_t offset, int flags)');
-    const buf = new BigUint64Array(1);
-    const iov = new BigUint64Array([koffi.address(buf), 8n]);
-    const f = new Int32Array(flag);
-    while (Atomics.load(f, 0) === 0) if (preadv2(fd, iov, 1, -1, 8) === 8) Atomics.add(f, 1, 1);`,
-    { eval: true, workerData: { fd, flag: flag.buffer } },
-  );
-  const exited = new Promise<void>((r) => w.once('exit', () => r()));
-  return {
-    stop: async () => {
-      Atomics.store(flag, 0, 1);
-      await exited;
-      return flag[1];
-    },
-  };
-}
-
 describe('vhost-user: kicks the front end steals back', () => {
   for (const blocking of [true, false]) {
     it(`a ${blocking ? 'blocking' : 'non-blocking'} kick eventfd that a thread of the front end reads as soon as it is kicked: the I/O thread never blocks, every front end keeps being served`, async () => {
-      const r = await rig();
+      const r = await rig(cleanups);
       const by = await bystander(r.child);
       const fe = await upNet(r.child.path);
       const rxKick = fe.rings.get(RX)!.fds.kick;
@@ -325,7 +214,7 @@ describe('vhost-user: a front end dropped while its rings start', () => {
     // A teardown that terminated queue workers still starting would leak the fd of a worker's
     // script when it caught one loading it, and abort the process (napi_throw) when it caught one
     // inside the FFI call that views the front end's memory.
-    const r = await rig();
+    const r = await rig(cleanups);
     const by = await bystander(r.child);
     for (let i = 0; i < 40; i++) {
       const logsBefore = r.child.logs(0).length;
@@ -356,7 +245,7 @@ describe('vhost-user: a front end dropped while its rings start', () => {
 
 describe('vhost-user: ring restarts (SET_VRING_ADDR on a running ring)', () => {
   it('1000 SET_VRING_ADDR on a running ring in one burst are served by one restart: the back end answers at once after, and the ring moves traffic on the last address', async () => {
-    const r = await rig();
+    const r = await rig(cleanups);
     const by = await bystander(r.child);
     const fe = await upNet(r.child.path);
     try {
@@ -378,7 +267,7 @@ describe('vhost-user: ring restarts (SET_VRING_ADDR on a running ring)', () => {
   }, 90_000);
 
   it('100 bad SET_VRING_ADDR on running rings (areas outside the table, straddling the region end, near 2^64, unaligned): each drops its front end with the reason, the process lives and leaks no fd', async () => {
-    const r = await rig();
+    const r = await rig(cleanups);
     const by = await bystander(r.child);
     const end = RAM_UVA + BigInt(RAM_SIZE);
     const bad: [string, (u: { desc: bigint; avail: bigint; used: bigint }) => [bigint, bigint, bigint], RegExp][] = [
@@ -414,7 +303,7 @@ describe('vhost-user: ring restarts (SET_VRING_ADDR on a running ring)', () => {
 
 describe('vhost-user vsock: the same rules', () => {
   it('the vsock back end refuses unsealed memory, survives stolen kicks and a bad SET_VRING_ADDR on a running ring', async () => {
-    const r = await rig({ kind: 'vsock' });
+    const r = await rig(cleanups, { kind: 'vsock' });
     const features = VF.VERSION_1 | F_PROTOCOL_FEATURES;
     // Unsealed memory: dropped with the reason.
     const a = FrontEnd.connect(r.child.path);

@@ -57,7 +57,11 @@ ping -c 3 -W 5 10.0.2.2 > /tmp/ping 2>&1; echo "PING exit=$? $(grep -c 'bytes fr
     expect(resultLines(run, 'UDHCPC '), context).toEqual(['UDHCPC exit=0']);
     expect(resultLines(run, 'PING '), context).toEqual(['PING exit=0 3 replies']);
     const gw = hosts.stats().gw;
-    expect(gw.dhcp, context).toMatchObject({ discovers: 1, offers: 1, acks: 1, naks: 0, malformed: 0, leases: [{ mac: GUEST_MAC, ip: '10.0.2.15', state: 'bound' }] });
+    expect(gw.dhcp, context).toMatchObject({ acks: 1, naks: 0, malformed: 0, leases: [{ mac: GUEST_MAC, ip: '10.0.2.15', state: 'bound' }] });
+    // udhcpc sends DISCOVER again after 3 s without an offer (a slow TCG guest on a busy machine):
+    // every one of them gets an offer.
+    expect(gw.dhcp?.discovers, context).toBeGreaterThanOrEqual(1);
+    expect(gw.dhcp?.offers, context).toBe(gw.dhcp?.discovers);
     expect(gw.ip.echoRepliesSent, context).toBeGreaterThanOrEqual(3);
   });
 });

@@ -1,5 +1,6 @@
 import { type FuzzSummary, runFuzz } from '../hostile/fuzz.js';
 import type { HostileDeviceKind, RingFormat } from '../hostile/hostile-target.js';
+import { interruptOnSignals } from './interrupt.js';
 import { commandLine } from './options.js';
 
 export const FUZZ_USAGE = `usage: virtio-lab fuzz [--cases N] [--seconds S] [--seed N] [--device net|vsock|all] [--ring split|packed|both] [--json]
@@ -18,6 +19,9 @@ kept its other queues working, and works again after a reset.
   --device D    net, vsock or all (default all)
   --ring R      split, packed or both (default both)
   --json        print the figures as one JSON object
+
+Ctrl-C (or SIGTERM) stops after the running case and prints the figures so
+far; a second one exits at once.
 
 Exit status: 0 when every property held, 1 when one broke (the failures are
 printed with their case, ring and variant), 2 for a bad command line.
@@ -51,18 +55,25 @@ export async function fuzzCommand(args: string[]): Promise<number> {
   const { cases, seconds } = values;
   const seed = values.seed ?? Date.now() >>> 0;
   if (!values.json) console.log(`fuzz: seed ${seed}, devices ${DEVICES[values.device].join('+')}, rings ${RINGS[values.ring].join('+')}`);
-  const s = await runFuzz({
-    cases,
-    seconds,
-    seed,
-    devices: DEVICES[values.device],
-    rings: RINGS[values.ring],
-    onProgress: values.json ? undefined : (p) => console.log(progress(p)),
-  });
+  const interrupt = interruptOnSignals('fuzz');
+  let s: FuzzSummary;
+  try {
+    s = await runFuzz({
+      cases,
+      seconds,
+      seed,
+      devices: DEVICES[values.device],
+      rings: RINGS[values.ring],
+      signal: interrupt.signal,
+      onProgress: values.json ? undefined : (p) => console.log(progress(p)),
+    });
+  } finally {
+    interrupt.dispose();
+  }
   if (values.json) {
     console.log(JSON.stringify({ seed, ...s }, null, 2));
   } else {
-    console.log(progress(s));
+    console.log(progress(s) + (s.interrupted ? ' (interrupted)' : ''));
     console.log(`cases per family: ${fmt(s.byFamily)}`);
     console.log(`errors by name: ${fmt(s.errorsByCode)}`);
     console.log(`DEVICE_NEEDS_RESET then reset and recovered: ${s.needsReset}`);

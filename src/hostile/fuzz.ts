@@ -14,6 +14,8 @@ export interface FuzzOptions {
   /** Called every `progressMs` (default 5000) with the figures so far. */
   onProgress?: (s: FuzzSummary) => void;
   progressMs?: number;
+  /** Stop after the case running when it aborts (the figures so far are returned). */
+  signal?: AbortSignal;
 }
 
 /** The figures of a fuzz run. */
@@ -33,6 +35,8 @@ export interface FuzzSummary {
   failed: number;
   /** The first failures (case, ring, variant, what broke): enough to replay them. */
   failures: HostileReport[];
+  /** True when `signal` stopped the run before `cases` or `seconds`. */
+  interrupted: boolean;
 }
 
 const KEEP_FAILURES = 20;
@@ -51,13 +55,13 @@ function random(seed: number): () => number {
 /**
  * Run random cases (case, ring format and variant drawn from `seed`) against
  * our virtio-net and virtio-vsock devices, turn about, until `cases` ran or
- * `seconds` passed; returns the figures.
+ * `seconds` passed or `signal` aborted; returns the figures.
  */
 export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
   const next = random(options.seed);
   const drivers: HostileDriver[] = [];
   const start = Date.now();
-  const s: FuzzSummary = { cases: 0, seconds: 0, casesPerSecond: 0, byFamily: {}, errorsByCode: {}, needsReset: 0, guardViolations: 0, failed: 0, failures: [] };
+  const s: FuzzSummary = { cases: 0, seconds: 0, casesPerSecond: 0, byFamily: {}, errorsByCode: {}, needsReset: 0, guardViolations: 0, failed: 0, failures: [], interrupted: false };
   const update = (): void => {
     s.seconds = (Date.now() - start) / 1000;
     s.casesPerSecond = s.seconds > 0 ? s.cases / s.seconds : 0;
@@ -67,6 +71,10 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
     for (const kind of options.devices) drivers.push(kind === 'net' ? await HostileDriver.net() : HostileDriver.vsock());
     const end = options.seconds === undefined ? Infinity : start + 1000 * options.seconds;
     while (s.cases < options.cases && Date.now() < end) {
+      if (options.signal?.aborted === true) {
+        s.interrupted = true;
+        break;
+      }
       const d = drivers[s.cases % drivers.length];
       const ring = options.rings[next() % options.rings.length];
       const cases = d.casesFor(ring);

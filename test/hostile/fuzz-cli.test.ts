@@ -1,5 +1,5 @@
 /** `virtio-lab fuzz` (built CLI): a tiny run prints its figures and exits 0; a bad command line exits 2. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -21,6 +21,25 @@ describe('virtio-lab fuzz', () => {
     expect(stdout).toMatch(/2 cases in .* cases\/s, 0 failed, 0 guard violations/);
     expect(stdout).toMatch(/cases per family: /);
     expect(stdout).toMatch(/errors by name: /);
+    expect(stdout).toMatch(/guard violations: 0 \(must be 0\)/);
+  }, 90_000);
+
+  it('Ctrl-C (SIGINT) stops after the running case, prints the figures so far and exits 0', async () => {
+    const child = spawn(process.execPath, ['dist/cli.js', 'fuzz', '--seed', '11'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      // The run has started (its seed line) and a few cases have run; then one Ctrl-C.
+      const deadline = Date.now() + 30_000;
+      while (!stdout.includes('fuzz: seed 11') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 1500));
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    expect(stdout).toMatch(/\d+ cases in .* 0 failed, 0 guard violations \(interrupted\)/);
     expect(stdout).toMatch(/guard violations: 0 \(must be 0\)/);
   }, 90_000);
 

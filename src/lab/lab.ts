@@ -15,7 +15,7 @@ import { NET_DEVICE_FEATURES, VirtioNetDevice } from '../net/net-device.js';
 import { NET_DEFAULT_FEATURES, NetDriver, newInterruptWord, setupNetDriver } from '../net/net-driver.js';
 import type { NetPairStats } from '../net/net-pair-driver.js';
 import { type WordRef, waitAsync } from '../notify/notify-area.js';
-import type { FeatureSet } from '../spec/features.js';
+import { F_RING_PACKED, type FeatureSet, hasFeature } from '../spec/features.js';
 import { ETH_MAX_FRAME, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
 import type { QueueStats } from '../stats/queue-stats.js';
 import type { ThreadMapping } from '../transport/thread-mapping.js';
@@ -52,7 +52,7 @@ export interface LabNicOptions {
   mtu?: number;
   /** Queue pairs (each pair is two queues; see LabOptions.threads for the threads that serve them); default 1. The lab's driver uses them all. */
   queuePairs?: number;
-  /** Ring size of every queue (a power of two); default the lab's queueSize. */
+  /** Ring size of every queue: a power of two on split rings, any size up to 32768 on packed ones; default the lab's queueSize. */
   queueSize?: number;
   /** Features the device offers; default NET_DEVICE_FEATURES. */
   features?: FeatureSet;
@@ -241,6 +241,15 @@ const WORKER_START_TIMEOUT_MS = 20_000;
 
 const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
 
+/**
+ * A NIC's queue size: any size 1..32768 on packed rings (2.8.10.1), a power of
+ * two on split rings (2.7, 4.1.4.3.2).
+ */
+function checkQueueSize(what: string, size: number, packed: boolean): void {
+  if (!(Number.isInteger(size) && size >= 1 && size <= 32768)) throw new InvalidArgumentError(`${what}: queueSize ${size} must be an integer in [1, 32768]`);
+  if (!packed && !isPowerOfTwo(size)) throw new InvalidArgumentError(`${what}: queueSize ${size} must be a power of two on split rings (packed rings, VIRTIO_F_RING_PACKED in both features and driverFeatures, take any size)`);
+}
+
 /** The two directions of a link impairment. */
 function relayDirections(imp: RelayImpairment | undefined): { aToB?: ImpairmentOptions; bToA?: ImpairmentOptions } {
   if (imp === undefined) return {};
@@ -300,7 +309,8 @@ export class Lab extends EventEmitter<LabEvents> {
     this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
     this.memoryPerNic = options.memoryPerNic;
     if (!(Number.isFinite(this.spinUs) && this.spinUs >= 0)) throw new InvalidArgumentError(`lab spinUs ${this.spinUs} must be a number >= 0`);
-    if (!isPowerOfTwo(this.queueSize) || this.queueSize > 32768) throw new InvalidArgumentError(`lab queueSize ${this.queueSize} must be a power of two up to 32768`);
+    // Each NIC checks it against its ring format (nic()).
+    if (!(Number.isInteger(this.queueSize) && this.queueSize >= 1 && this.queueSize <= 32768)) throw new InvalidArgumentError(`lab queueSize ${this.queueSize} must be an integer in [1, 32768]`);
     if (this.memoryPerNic !== undefined && !(Number.isSafeInteger(this.memoryPerNic) && this.memoryPerNic >= 1 << 16)) {
       throw new InvalidArgumentError(`lab memoryPerNic ${this.memoryPerNic} must be an integer of at least 65536 bytes`);
     }
@@ -317,11 +327,11 @@ export class Lab extends EventEmitter<LabEvents> {
     const queuePairs = options.queuePairs ?? 1;
     if (!(Number.isInteger(queuePairs) && queuePairs >= 1 && queuePairs <= 0x8000)) throw new InvalidArgumentError(`NIC "${name}": queuePairs ${queuePairs} must be an integer in [1, 32768]`);
     const queueSize = options.queueSize ?? this.queueSize;
-    if (!isPowerOfTwo(queueSize) || queueSize > 32768) throw new InvalidArgumentError(`NIC "${name}": queueSize ${queueSize} must be a power of two up to 32768`);
-    const bufferSize = options.bufferSize ?? NET_HDR_SIZE + Math.max(ETH_MAX_FRAME, mtu + 18);
-    if (!(Number.isInteger(bufferSize) && bufferSize > NET_HDR_SIZE + 14)) throw new InvalidArgumentError(`NIC "${name}": bufferSize ${bufferSize} leaves no room for a frame after the ${NET_HDR_SIZE}-byte header`);
     const features = options.features ?? NET_DEVICE_FEATURES;
     const driverFeatures = options.driverFeatures ?? NET_DEFAULT_FEATURES;
+    checkQueueSize(`NIC "${name}"`, queueSize, hasFeature(features & driverFeatures, F_RING_PACKED));
+    const bufferSize = options.bufferSize ?? NET_HDR_SIZE + Math.max(ETH_MAX_FRAME, mtu + 18);
+    if (!(Number.isInteger(bufferSize) && bufferSize > NET_HDR_SIZE + 14)) throw new InvalidArgumentError(`NIC "${name}": bufferSize ${bufferSize} leaves no room for a frame after the ${NET_HDR_SIZE}-byte header`);
     const memoryBytes = this.memoryPerNic ?? nicMemoryBytes({ queueSize, queuePairs, mtu, features: features & driverFeatures, bufferSize });
     const entry: NicEntry = { kind: 'nic', name, mac, mtu, queuePairs, queueSize, features, driverFeatures, bufferSize, memoryBytes };
     this.entries.set(name, entry);
@@ -700,7 +710,8 @@ export class Lab extends EventEmitter<LabEvents> {
         mac: n.mac,
         mtu: n.mtu,
         queuePairs: n.queuePairs,
-        queueSize: n.queueSize,
+        // The device offers a power of two (4.1.4.3.2); the driver takes the NIC's size, which a packed ring allows to be any.
+        queueSize: 2 ** Math.ceil(Math.log2(n.queueSize)),
         features: n.features,
         spinUs: this.spinUs,
         threads: this.threads,

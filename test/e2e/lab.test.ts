@@ -6,14 +6,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  F_RING_PACKED,
   InvalidArgumentError,
   IpHost,
   Lab,
   type LabOptions,
   type LabTopology,
+  NET_DEFAULT_FEATURES,
   TopologyError,
+  bit,
   buildLab,
   formatLabReport,
+  hasFeature,
   loadTopology,
   netRxQueue,
   netTxQueue,
@@ -158,6 +162,24 @@ describe('Lab: a switch with three NICs', () => {
     }
   });
 
+  it('2.8.10.1: NICs on packed rings take a queue size that is not a power of two (300) and move frames over a link', async () => {
+    const packed = NET_DEFAULT_FEATURES | bit(F_RING_PACKED);
+    lab = new Lab().nic('a', { queueSize: 300, driverFeatures: packed, mac: '52:54:00:00:0d:01' }).nic('b', { queueSize: 300, driverFeatures: packed, mac: '52:54:00:00:0d:02' }).link('a', 'b');
+    await lab.start();
+    expect(hasFeature(lab.device('a').negotiatedFeatures, F_RING_PACKED)).toBe(true);
+    for (let i = 0; i < 600; i++) {
+      while (!lab.driver('a').send(ethFrame('52:54:00:00:0d:02', '52:54:00:00:0d:01', i, 64))) {
+        lab.driver('a').flushTx();
+        await new Promise((r) => setTimeout(r, 1));
+        lab.driver('a').reclaimTx();
+      }
+    }
+    lab.driver('a').flushTx();
+    const got: Record<string, Uint8Array[]> = {};
+    await until(() => (drain(lab!, got), (got.b?.length ?? 0) === 600), 10_000, '600 frames at b');
+    expect(got.b.map(seqOf)).toEqual(Array.from({ length: 600 }, (_, i) => i));
+  });
+
   it('a socket link is a port like a NIC: a UDP peer and a NIC exchange frames through the switch', async () => {
     const peer: UdpSocket = createSocket('udp4');
     await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()));
@@ -220,7 +242,8 @@ describe('Lab misuse is refused with InvalidArgumentError saying what was wrong'
     refuses(() => l.nic('d', { mac: '01:00:5e:00:00:01' }), /01:00:5e:00:00:01 is a multicast address/);
     refuses(() => l.nic('e', { mtu: 20 }), /MTU 20/);
     refuses(() => l.nic('f', { queuePairs: 0 }), /queuePairs 0/);
-    refuses(() => l.nic('g', { queueSize: 100 }), /queueSize 100 must be a power of two/);
+    refuses(() => l.nic('g', { queueSize: 100 }), /NIC "g": queueSize 100 must be a power of two on split rings/);
+    refuses(() => l.nic('g', { queueSize: 0, driverFeatures: NET_DEFAULT_FEATURES | bit(F_RING_PACKED) }), /NIC "g": queueSize 0 must be an integer in \[1, 32768\]/);
     refuses(() => l.link('a', 'b', { impairment: { lossPercent: 120 } }), /link\("a", "b"\): impairment lossPercent 120/);
     refuses(() => l.driver('zz'), /no NIC named "zz"/);
     refuses(() => l.driver('a'), /start\(\) the lab first/);

@@ -15,8 +15,9 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  * ```json
  * { "nics":     [{ "name": "a", "mac": "52:54:00:00:00:0a", "queuePairs": 2, "mtu": 1500, "queueSize": 256 }],
  *   "switches": [{ "name": "sw0", "ageingMs": 300000 }],
- *   "sockets":  [{ "name": "qemu", "transport": "stream", "role": "server", "path": "/tmp/q.sock" }],
- *   "vhostUser": [{ "name": "vm", "path": "/tmp/vm-net.sock", "mac": "52:54:00:12:34:56" }],
+ *   "sockets":  [{ "name": "qemu", "transport": "stream", "role": "server", "path": "/tmp/q.sock" },
+ *                { "name": "udp", "transport": "dgram", "remote": { "port": 5555 }, "recvBufferSize": 4194304 }],
+ *   "vhostUser": [{ "name": "vm", "path": "/tmp/vm-net.sock", "mac": "52:54:00:12:34:56", "allowUnsealedMemory": false }],
  *   "links":    [{ "a": "a", "b": "b", "impairment": { "lossPercent": 10, "delayMs": 2 }, "capture": "ab.pcap" }],
  *   "ports":    [{ "nic": "c", "switch": "sw0", "impairment": { "delayMs": 1 } }],
  *   "taps":     [{ "switch": "sw0", "file": "sw0.pcap", "port": "c" }],
@@ -157,6 +158,13 @@ class Checker {
     return undefined;
   }
 
+  boolean(o: Json, key: string, field: string): boolean | undefined {
+    const v = o[key];
+    if (v === undefined || typeof v === 'boolean') return v;
+    this.bad(`${field}.${key}`, `must be true or false, got ${describe(v)}`);
+    return undefined;
+  }
+
   impairment(v: unknown, field: string): void {
     const o = this.object(v, field);
     if (o === undefined) return;
@@ -250,8 +258,9 @@ export function parseTopology(json: unknown): LabTopology {
     const field = `vhostUser[${i}]`;
     const o = c.object(v, field);
     if (o === undefined) return;
-    c.keys(o, ['name', 'path', 'mac', 'mtu', 'queuePairs'], field);
+    c.keys(o, ['name', 'path', 'mac', 'mtu', 'queuePairs', 'allowUnsealedMemory'], field);
     name(o, field, 'vhost-user port');
+    c.boolean(o, 'allowUnsealedMemory', field);
     c.string(o, 'path', field, true);
     checkMac(o, field);
     c.number(o, 'mtu', field, 68, 65535, { integer: true });
@@ -440,7 +449,8 @@ function checkSocket(c: Checker, v: unknown, field: string, name: (o: Json, fiel
       c.number(o, 'port', field, 0, 65535, { integer: true, required: true });
     }
   } else if (o.transport === 'dgram') {
-    c.keys(o, ['name', 'transport', 'local', 'remote', 'mtu'], field);
+    c.keys(o, ['name', 'transport', 'local', 'remote', 'mtu', 'recvBufferSize', 'sendBufferSize'], field);
+    for (const key of ['recvBufferSize', 'sendBufferSize']) c.number(o, key, field, 1, 0x7fffffff, { integer: true });
     for (const key of ['local', 'remote']) {
       if (o[key] === undefined && key === 'local') continue;
       const a = c.object(o[key], `${field}.${key}`);

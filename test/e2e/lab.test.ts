@@ -28,6 +28,7 @@ import {
 } from '../../src/index.js';
 import { BROADCAST, ethFrame, seqOf, until } from '../support/backend-nic.js';
 import { requireTools, tshark } from '../support/tools.js';
+import { FrontEnd, NET_FEATURES, PF, RAM_GPA, RAM_SIZE, RAM_UVA } from '../support/vhost-user/front-end.js';
 
 requireTools('tshark');
 
@@ -345,11 +346,49 @@ describe('topology files', () => {
   });
 
   it('checks socket links', () => {
-    expect(problems({ nics: [{ name: 'a' }], sockets: [{ name: 's', transport: 'tcp' }, { name: 't', transport: 'stream', role: 'server', path: '/tmp/s', port: 3 }, { name: 'u', transport: 'dgram' }] })).toEqual([
+    expect(
+      problems({
+        nics: [{ name: 'a' }],
+        sockets: [{ name: 's', transport: 'tcp' }, { name: 't', transport: 'stream', role: 'server', path: '/tmp/s', port: 3 }, { name: 'u', transport: 'dgram', recvBufferSize: 0, sendBufferSize: 1.5 }],
+      }),
+    ).toEqual([
       'sockets[0].transport: must be "stream" or "dgram", got "tcp"',
       'sockets[1]: give a Unix socket "path" or a TCP "host"/"port", not both',
+      'sockets[2].recvBufferSize: must be an integer in [1, 2147483647], got 0',
+      'sockets[2].sendBufferSize: must be an integer in [1, 2147483647], got 1.5',
       'sockets[2].remote: must be an object, got nothing',
     ]);
+  });
+
+  it("a dgram socket link's buffer sizes and a vhost-user port's allowUnsealedMemory reach what they configure", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vl-topo-'));
+    try {
+      lab = buildLab(
+        parseTopology({
+          nics: [{ name: 'a' }],
+          switches: [{ name: 'sw' }],
+          sockets: [{ name: 'udp', transport: 'dgram', local: { host: '127.0.0.1', port: 0 }, remote: { host: '127.0.0.1', port: 9 }, recvBufferSize: 65536, sendBufferSize: 32768 }],
+          vhostUser: [{ name: 'vm', path: join(dir, 'vm.sock'), allowUnsealedMemory: true }],
+          ports: [{ nic: 'a', switch: 'sw' }, { nic: 'udp', switch: 'sw' }, { nic: 'vm', switch: 'sw' }],
+        }),
+      );
+      await lab.start();
+      // Linux grants twice the size asked (socket(7)).
+      expect(lab.socket('udp').socketBuffers()).toEqual({ recv: 2 * 65536, send: 2 * 32768 });
+      // A front end's memfd without a shrink seal is mapped (refused without allowUnsealedMemory).
+      const fe = FrontEnd.connect(join(dir, 'vm.sock'));
+      try {
+        await fe.negotiate({ features: NET_FEATURES, protocolFeatures: PF.REPLY_ACK });
+        fe.addRam(RAM_SIZE, RAM_GPA, RAM_UVA, { sealed: false });
+        await fe.setMemTable();
+        expect(await fe.waitHangUp(300)).toBe(false);
+      } finally {
+        fe.close();
+      }
+    } finally {
+      await lab?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('checks vhost-user ports: a path, a MAC of its own, a name of its own, and no traffic from them', () => {
@@ -357,14 +396,15 @@ describe('topology files', () => {
       problems({
         nics: [{ name: 'a', mac: '52:54:00:00:00:0a' }],
         switches: [{ name: 'sw' }],
-        vhostUser: [{ name: 'vm' }, { name: 'a', path: '/tmp/a.sock' }, { name: 'vm2', path: '/tmp/v.sock', mac: '52:54:00:00:00:0a', queues: 2 }],
+        vhostUser: [{ name: 'vm' }, { name: 'a', path: '/tmp/a.sock' }, { name: 'vm2', path: '/tmp/v.sock', mac: '52:54:00:00:00:0a', queues: 2, allowUnsealedMemory: 'yes' }],
         ports: [{ nic: 'vm', switch: 'sw' }],
         traffic: [{ from: 'a', to: 'vm', frames: 1, size: 64 }],
       }),
     ).toEqual([
       'vhostUser[0].path: is required',
       'vhostUser[1].name: "a" is already the name of the NIC at nics[0]',
-      'vhostUser[2].queues: unknown key (known: name, path, mac, mtu, queuePairs)',
+      'vhostUser[2].queues: unknown key (known: name, path, mac, mtu, queuePairs, allowUnsealedMemory)',
+      'vhostUser[2].allowUnsealedMemory: must be true or false, got "yes"',
       'vhostUser[2].mac: 52:54:00:00:00:0a is already the MAC of nics[0]',
       'traffic[0].to: "vm" is not a NIC of this topology (NICs: a)',
     ]);

@@ -72,7 +72,7 @@ export interface VxlanFdbEntry {
 /** Counters of a VXLAN uplink. "rx" is UDP -> lab, "tx" lab -> UDP. */
 export interface VxlanStats {
   vni: number;
-  /** Bound address and port. */
+  /** Bound address and port ("10.0.0.1:4789"; stays after close()). */
   local: string;
   /** Inner frames handed to the lab, and their bytes. */
   rxFrames: number;
@@ -210,6 +210,8 @@ export class VxlanUplink implements PortAttachable {
   private now = performance.now();
   private lastExpire = this.now;
   private publishPending = false;
+  /** "address:port" once bound. */
+  private local = '';
   /** The kernel's drop count read as the socket closed (stats() after close()). */
   private kernelDropsAtClose = 0;
   // Outbound buffers: a datagram is in flight from send() to its callback.
@@ -271,6 +273,8 @@ export class VxlanUplink implements PortAttachable {
         uplink.udp.once('error', reject);
         uplink.udp.bind({ address: local, port, exclusive: true }, () => {
           uplink.udp.off('error', reject);
+          const a = uplink.udp.address();
+          uplink.local = `${a.address}:${a.port}`;
           uplink.udp.on('error', () => uplink.counters.sendErrors++);
           resolve();
         });
@@ -301,10 +305,10 @@ export class VxlanUplink implements PortAttachable {
   }
 
   stats(): VxlanStats {
-    const bound = this.closed ? null : this.udp.address();
+    const bound = this.closed || this.local === '' ? null : this.udp.address();
     return {
       vni: this.vni,
-      local: bound === null ? '' : `${bound.address}:${bound.port}`,
+      local: this.local,
       ...this.counters,
       fdbEntries: this.fdb.size,
       fdbMoves: this.fdb.moves,
@@ -555,7 +559,7 @@ interface CheckedVxlanOptions {
 export function checkVxlanOptions(options: VxlanUplinkOptions): CheckedVxlanOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`VXLAN options must be an object, got ${String(options)}`);
   const { vni } = options;
-  if (!(Number.isInteger(vni) && vni >= 0 && vni <= VXLAN_MAX_VNI)) throw new InvalidArgumentError(`VXLAN vni ${String(vni)} must be an integer in [0, ${VXLAN_MAX_VNI}] (24 bits)`);
+  if (!(typeof vni === 'number' && Number.isInteger(vni) && vni >= 0 && vni <= VXLAN_MAX_VNI)) throw new InvalidArgumentError(`VXLAN vni ${String(vni)} must be an integer in [0, ${VXLAN_MAX_VNI}] (24 bits)`);
   const local = options.local ?? '0.0.0.0';
   if (!isIPv4(local)) throw new InvalidArgumentError(`VXLAN local address ${JSON.stringify(local)} is not an IPv4 address like 10.0.0.1`);
   const port = options.port ?? VXLAN_PORT;
@@ -567,6 +571,9 @@ export function checkVxlanOptions(options: VxlanUplinkOptions): CheckedVxlanOpti
     const key = `${r.host}:${r.port}`;
     if (seen.has(key)) throw new InvalidArgumentError(`VXLAN remote ${key} is listed twice`);
     seen.add(key);
+  }
+  for (const key of ['learning', 'restrictSources'] as const) {
+    if (options[key] !== undefined && typeof options[key] !== 'boolean') throw new InvalidArgumentError(`VXLAN ${key} ${String(options[key])} must be true or false`);
   }
   const ageingSeconds = options.ageingSeconds ?? 300;
   if (!(typeof ageingSeconds === 'number' && ageingSeconds > 0 && ageingSeconds <= 1e6)) throw new InvalidArgumentError(`VXLAN ageingSeconds ${ageingSeconds} must be a number in (0, 1000000]`);

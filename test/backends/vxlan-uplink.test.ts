@@ -178,7 +178,7 @@ describe('VxlanUplink: encapsulation, flood and learn (RFC 7348 sections 4 and 5
     const { port } = u.address();
     await u.close();
     await u.close();
-    expect(u.stats()).toMatchObject({ vni: 5, local: '' });
+    expect(u.stats()).toMatchObject({ vni: 5, local: `127.0.0.1:${port}` });
     const again = await uplink({ port });
     expect(again.address().port).toBe(port);
   });

@@ -467,6 +467,12 @@ export class VxlanUplink implements PortAttachable {
 
   /** One wire frame: header + frame into the current buffer, sent to its VTEP (or to every configured one). */
   private send(u8: Uint8Array, at: number, len: number): void {
+    // The destination MAC: a group address floods, a unicast one goes where it was learned.
+    const known = (u8[at] & 1) === 0 ? this.fdb.lookup(u8, at, this.now, this.ageingMs) : NOT_FOUND;
+    if (known === NOT_FOUND && this.configured === 0) {
+      this.counters.dropsNoRemote++;
+      return;
+    }
     const k = this.cur;
     const buf = this.bufs[k];
     const start = this.used;
@@ -474,14 +480,8 @@ export class VxlanUplink implements PortAttachable {
     copyBytes(u8, at, buf, start + VXLAN_HLEN, len);
     const size = VXLAN_HLEN + len;
     this.used = (start + size + 7) & ~7;
-    // The destination MAC: a group address floods, a unicast one goes where it was learned.
-    const known = (u8[at] & 1) === 0 ? this.fdb.lookup(u8, at, this.now, this.ageingMs) : NOT_FOUND;
     if (known !== NOT_FOUND) {
       this.sendTo(known, buf, k, start, size, len);
-      return;
-    }
-    if (this.configured === 0) {
-      this.counters.dropsNoRemote++;
       return;
     }
     this.counters.flooded++;

@@ -263,14 +263,15 @@ const delayOf = (i: ImpairmentOptions | undefined): number => (i === undefined ?
 
 /**
  * A network lab: virtio-net NICs, learning switches, cables (plain, impaired
- * or captured), pcap taps and socket links to other processes, built by name
- * and run as one unit.
+ * or captured), pcap taps, socket links to other processes and VXLAN
+ * uplinks to other labs or Linux VTEPs, built by name and run as one unit.
  *
- * Build first, then start: nic(), switch(), link(), connect(), tap() and
- * socketLink() only record what is asked (and check it). start() sizes one
- * SharedArena for every guest memory and channel of the lab (allocated once,
- * when the whole topology is known: see lab-sizing.ts), creates the devices,
- * opens the socket links, plugs everything in, starts the switch workers, and
+ * Build first, then start: nic(), switch(), link(), connect(), tap(),
+ * socketLink() and vxlan() only record what is asked (and check it). start()
+ * sizes one SharedArena for every guest memory and channel of the lab
+ * (allocated once, when the whole topology is known: see lab-sizing.ts),
+ * creates the devices, opens the socket links, binds the VXLAN uplinks,
+ * plugs everything in, starts the switch workers, and
  * brings every NIC up with setupNetDriver() and a NetDriver on the calling
  * thread (receive buffers posted); it resolves once every worker thread runs.
  * All drivers route their interrupts to one word, so waitForInterrupt()
@@ -278,7 +279,7 @@ const delayOf = (i: ImpairmentOptions | undefined): number => (i === undefined ?
  * another NIC: loop on receive()).
  *
  * close() ends everything the lab created: switch workers, relay workers,
- * sockets, then the devices' queue workers. A started lab keeps the process
+ * sockets (socket links, VXLAN uplinks), then the devices' queue workers. A started lab keeps the process
  * alive (its worker threads run until closed): close it, abort the signal
  * given to start(), or hold it with `await using lab = new Lab()`, which
  * closes it when the scope ends (Symbol.asyncDispose). Events: `running`
@@ -444,6 +445,9 @@ export class Lab extends EventEmitter<LabEvents> {
     const eb = this.cableEnd(b);
     if (ea === eb) throw new InvalidArgumentError(`link("${a}", "${b}"): a cable needs two different ends`);
     if (ea.kind === 'socket' && eb.kind === 'socket') throw new InvalidArgumentError(`link("${a}", "${b}"): both ends are socket links; connect at least one NIC`);
+    if ((ea.kind === 'vxlan' || ea.kind === 'socket') && (eb.kind === 'vxlan' || eb.kind === 'socket')) {
+      throw new InvalidArgumentError(`link("${a}", "${b}"): both ends lead out of the lab (${KIND_NAMES[ea.kind]}, ${KIND_NAMES[eb.kind]}); connect at least one NIC`);
+    }
     if ((ea.kind === 'switch') !== (eb.kind === 'switch')) {
       const sw = ea.kind === 'switch' ? a : b;
       throw new InvalidArgumentError(`link("${a}", "${b}"): "${sw}" is a switch; connect() plugs NICs into switches, link() joins two switches or two NICs`);

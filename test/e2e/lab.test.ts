@@ -205,9 +205,9 @@ describe('Lab misuse is refused with InvalidArgumentError saying what was wrong'
 
   it('unknown names, duplicate names and MACs, bad options', () => {
     const l = new Lab().nic('a', { mac: '52:54:00:00:0c:01' }).nic('b').switch('sw');
-    refuses(() => l.connect('x', 'sw'), /no NIC, socket link or vhost-user port named "x" in this lab \(NICs: a, b; socket links: none; vhost-user ports: none\)/);
+    refuses(() => l.connect('x', 'sw'), /no NIC, socket link, vhost-user port or VXLAN uplink named "x" in this lab \(NICs: a, b; socket links: none; vhost-user ports: none; VXLAN uplinks: none\)/);
     refuses(() => l.connect('a', 'nope'), /no switch named "nope" in this lab \(switches: sw\)/);
-    refuses(() => l.link('a', 'ghost'), /no NIC, socket link or vhost-user port named "ghost"/);
+    refuses(() => l.link('a', 'ghost'), /no NIC, socket link, vhost-user port or VXLAN uplink named "ghost"/);
     refuses(() => l.link('a', 'sw'), /"sw" is a switch/);
     refuses(() => l.link('a', 'a'), /two different ends/);
     refuses(() => l.tap('nope', '/tmp/x.pcap'), /no switch named "nope"/);
@@ -408,7 +408,7 @@ describe('topology files', () => {
     const t = parseTopology({ nics: [{ name: 'a' }] });
     t.links = [{ a: 'a', b: 'ghost' }];
     expect(() => buildLab(t)).toThrow(TopologyError);
-    expect(() => buildLab(t)).toThrow(/^links\[0\]: link: no NIC, socket link or vhost-user port named "ghost"/);
+    expect(() => buildLab(t)).toThrow(/^links\[0\]: link: no NIC, socket link, vhost-user port or VXLAN uplink named "ghost"/);
   });
 });
 

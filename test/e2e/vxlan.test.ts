@@ -209,7 +209,39 @@ describe('labs joined by VXLAN over loopback', () => {
     expect(report.vxlan.vx).toMatchObject({ vni: VNI, local: `${lo(3)}:${port}`, dropsBadVni: 0 });
     expect(report.vxlan.vx.rxFrames).toBeGreaterThanOrEqual(4);
     expect(report.hosts.gw.ip.echoRepliesSent).toBeGreaterThanOrEqual(4);
+    // The CLI's uplink socket is gone with it.
+    const probe: UdpSocket = createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.bind(port, lo(3), () => resolve());
+    });
+    await new Promise((r) => probe.close(() => r(undefined)));
   }, 90_000);
+});
+
+describe('Lab.vxlan() misuse is refused with InvalidArgumentError saying what was wrong', () => {
+  it('bad options, two uplinks on one cable, asking for the uplink before start()', () => {
+    const lab = new Lab().nic('a').switch('sw');
+    expect(() => lab.vxlan('v', { vni: -1 })).toThrow(/^VXLAN uplink "v": VXLAN vni -1 must be an integer in \[0, 16777215\] \(24 bits\)$/);
+    expect(() => lab.vxlan('v', { vni: 1, remotes: ['10.0.0.300'] })).toThrow(/VXLAN uplink "v": VXLAN remote "10.0.0.300" is not an IPv4 address/);
+    expect(() => lab.vxlan('a', { vni: 1 })).toThrow(/the lab already has a NIC named "a"/);
+    lab.vxlan('v', { vni: 1 }).vxlan('w', { vni: 2 });
+    expect(() => lab.link('v', 'w')).toThrow(/link\("v", "w"\): both ends lead out of the lab \(VXLAN uplink, VXLAN uplink\); connect at least one NIC/);
+    expect(() => lab.vxlanUplink('v')).toThrow(/vxlanUplink\("v"\): start\(\) the lab first/);
+    expect(() => lab.vxlanUplink('a')).toThrow(/no VXLAN uplink of that name \(uplinks: v, w\)/);
+    lab.connect('v', 'sw');
+    expect(() => lab.connect('v', 'sw')).toThrow(/VXLAN uplink "v" cannot be plugged into port 1 of switch "sw": it is already on port 0/);
+  });
+
+  it('start() rejects with VxlanBindError when the port is taken, and closes what it made', async () => {
+    const taken: UdpSocket = createSocket('udp4');
+    cleanups.push(() => new Promise((r) => taken.close(() => r(undefined))));
+    await new Promise<void>((r) => taken.bind(0, '127.0.0.1', () => r()));
+    const lab = new Lab().nic('a').switch('sw').connect('a', 'sw').vxlan('v', { vni: 1, local: '127.0.0.1', port: taken.address().port }).connect('v', 'sw');
+    cleanups.push(() => lab.close());
+    await expect(lab.start()).rejects.toMatchObject({ name: 'VxlanBindError', errno: 'EADDRINUSE' });
+    expect(lab.status).toBe('closed');
+  });
 });
 
 describe('topology files take "vxlan" uplinks', () => {

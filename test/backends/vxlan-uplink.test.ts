@@ -1,5 +1,7 @@
 import { type Socket as UdpSocket, createSocket } from 'node:dgram';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
+import { VXLAN_BAD_FLAGS, VXLAN_BAD_VNI, VXLAN_OK, VXLAN_SHORT, vxlanHeaderCheck, writeVxlanHeader } from '../../src/backends/vxlan-header.js';
 import { InvalidArgumentError, SharedArena, VxlanBindError, VxlanUplink, type VxlanUplinkOptions, connectNics } from '../../src/index.js';
 import { parseMac } from '../../src/net/mac.js';
 import { BROADCAST, FakeNic, ethFrame, seqOf, tcpFrame, until } from '../support/backend-nic.js';
@@ -62,6 +64,28 @@ function sendFrom(p: Peer, bytes: Uint8Array, u: VxlanUplink): Promise<void> {
 }
 
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('the VXLAN header (RFC 7348 section 5)', () => {
+  it('I flag MUST be set and reserved bits zero on transmit; reserved bits are ignored on receipt; the 24-bit VNI must match (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffff }), fc.integer({ min: 0, max: 0xffffff }), fc.uint8Array({ minLength: 8, maxLength: 8 }), (vni, other, noise) => {
+        const u8 = new Uint8Array(8 + 14);
+        writeVxlanHeader(u8, 0, vni);
+        expect([u8[0], u8[1], u8[2], u8[3], u8[7]]).toEqual([0x08, 0, 0, 0, 0]);
+        expect(vxlanHeaderCheck(u8, u8.length, vni)).toBe(VXLAN_OK);
+        expect(vxlanHeaderCheck(u8, u8.length, other)).toBe(other === vni ? VXLAN_OK : VXLAN_BAD_VNI);
+        expect(vxlanHeaderCheck(u8, u8.length - 1, vni)).toBe(VXLAN_SHORT);
+        // Any reserved bits, same I flag and VNI: accepted; I flag clear: refused.
+        const r = u8.slice();
+        for (const i of [1, 2, 3, 7]) r[i] = noise[i];
+        r[0] = (noise[0] & ~0x08) | 0x08;
+        expect(vxlanHeaderCheck(r, r.length, vni)).toBe(VXLAN_OK);
+        r[0] &= ~0x08;
+        expect(vxlanHeaderCheck(r, r.length, vni)).toBe(VXLAN_BAD_FLAGS);
+      }),
+    );
+  });
+});
 
 describe('VxlanUplink options', () => {
   it('refuses a VNI outside 24 bits, a bad address, a bad port and a bad remote, naming the value', async () => {
@@ -129,6 +153,24 @@ describe('VxlanUplink: encapsulation, flood and learn (RFC 7348 sections 4 and 5
       [1, 2],
       [1, 2],
     ]);
+  });
+
+  it('a MAC seen behind another VTEP moves there; a learned MAC ages out and is flooded again', async () => {
+    const [p1, p2] = [await peer('127.0.0.2'), await peer('127.0.0.3')];
+    const u = await uplink({ remotes: [`${p1.host}:${p1.port}`, `${p2.host}:${p2.port}`], ageingSeconds: 1.5 });
+    const nic = plug(u);
+    await sendFrom(p1, vxlan(ethFrame(A, X, 1)), u);
+    await sendFrom(p2, vxlan(ethFrame(A, X, 2)), u);
+    await nic.receiveUntil(2);
+    expect(u.fdbEntries().map((e) => e.remote)).toEqual([`${p2.host}:${p2.port}`]);
+    expect(u.stats()).toMatchObject({ fdbMoves: 1, fdbEntries: 1 });
+    nic.send(ethFrame(X, A, 3));
+    await until(() => p2.got.length === 1, 5000, 'unicast to the VTEP X moved to');
+    // Past the ageing time (the table is swept once a second) X is unknown again: flooded.
+    await until(() => u.stats().fdbEntries === 0, 10_000, 'X aged out');
+    nic.send(ethFrame(X, A, 4));
+    await until(() => p1.got.length === 1 && p2.got.length === 2, 5000, 'the flood after ageing');
+    expect(seqOf(p1.got[0].subarray(8))).toBe(4);
   });
 
   it('a VTEP not configured is learned (its address, port 4789 as Linux does) and answered there', async () => {

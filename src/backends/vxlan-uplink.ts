@@ -411,7 +411,8 @@ export class VxlanUplink implements PortAttachable {
       return;
     }
     p.clearNetHdr(at);
-    copyBytes(msg, VXLAN_HLEN, p.u8, at, frameLen);
+    // Buffer.copy, not copyBytes: each datagram is a new Buffer, which would only churn copyBytes' cache of views.
+    msg.copy(p.u8, at, VXLAN_HLEN, len);
     p.commit();
     c.rxFrames++;
     c.rxBytes += frameLen;

@@ -186,6 +186,19 @@ describe('VxlanUplink: encapsulation, flood and learn (RFC 7348 sections 4 and 5
     await until(() => u.stats().dropsNoRemote === 1, 5000, 'the broadcast counted as having no remote');
   });
 
+  it('without learning a packet from any VTEP is taken but nothing is learned: unicast keeps flooding', async () => {
+    const [p1, stranger] = [await peer('127.0.0.2'), await peer('127.0.0.9')];
+    const u = await uplink({ remotes: [`${p1.host}:${p1.port}`], learning: false });
+    const nic = plug(u);
+    await sendFrom(stranger, vxlan(ethFrame(A, X, 1, 300)), u);
+    const [got] = await nic.receiveUntil(1);
+    expect(got.frame).toEqual(ethFrame(A, X, 1, 300));
+    nic.send(ethFrame(X, A, 2));
+    await until(() => p1.got.length === 1, 5000, 'the flood');
+    expect(u.stats()).toMatchObject({ fdbEntries: 0, flooded: 1, dropsUnknownSource: 0 });
+    expect(u.stats().remotes).toHaveLength(1);
+  });
+
   it('drops and counts, never forwards: short packets, no I flag, another VNI, a frame too big, unknown sources when restricted', async () => {
     const [p1, stranger] = [await peer('127.0.0.2'), await peer('127.0.0.9')];
     const u = await uplink({ remotes: [`${p1.host}:${p1.port}`], restrictSources: true });

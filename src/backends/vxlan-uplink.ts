@@ -226,6 +226,7 @@ export class VxlanUplink implements PortAttachable {
   private readonly publishIn = (): void => {
     this.publishPending = false;
     this.out?.publish();
+    this.out?.refresh(); // the receiver's active queues, for the next batch's steering
   };
 
   private constructor(options: VxlanUplinkOptions) {

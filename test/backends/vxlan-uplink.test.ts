@@ -217,6 +217,21 @@ describe('VxlanUplink: encapsulation, flood and learn (RFC 7348 sections 4 and 5
     expect(u.fdbEntries().map((e) => e.mac)).toEqual([X]);
   });
 
+  it('frames in are steered by flow over the receiving NIC\'s active queues (re-read once per batch)', async () => {
+    const p = await peer('127.0.0.2');
+    const u = await uplink({ remotes: [`${p.host}:${p.port}`] });
+    const nic = new FakeNic(A, 2);
+    const cable = connectNics(new SharedArena(8 << 20), nic, u, { capacity: 1 << 18 });
+    cleanups.push(() => cable.close());
+    nic.setActivePairs(2); // as VQ_PAIRS_SET would, after the cable was plugged
+    // The batch under way steers as it began; libuv reads up to 32 datagrams per wake-up, so wait for this one.
+    await sendFrom(p, vxlan(ethFrame(A, X, 0)), u);
+    await nic.receiveUntil(1);
+    for (let i = 1; i <= 32; i++) await sendFrom(p, vxlan(ethFrame(A, `52:54:00:00:01:${i.toString(16).padStart(2, '0')}`, i)), u);
+    await nic.receiveUntil(33);
+    expect(new Set(nic.received.slice(1).map((r) => r.pair))).toEqual(new Set([0, 1]));
+  });
+
   it('a TSO frame from the lab leaves as one VXLAN datagram per MTU-sized segment, checksums complete', async () => {
     const p = await peer('127.0.0.2');
     const u = await uplink({ remotes: [`${p.host}:${p.port}`] });

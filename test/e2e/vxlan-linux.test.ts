@@ -11,6 +11,7 @@ import { VtepNamespace } from '../support/vxlan-namespace.js';
 // as CI runs), reached over veth pairs; names and addresses are unique per
 // process.
 requireTools('ip', 'ping', 'iperf3');
+if (process.getuid?.() !== 0) throw new Error('these tests create network namespaces and veth pairs: run them as root (CI does)');
 
 const pid = process.pid;
 /** A second octet and a third for this process's underlay /24s (10.<a>.<b+k>.0/24) and overlay (192.168.<c>.0/24). */

@@ -13,4 +13,5 @@ export { Relay, type RelayImpairment, type RelayOptions } from './relay.js';
 export * from './socket-link.js';
 export { STREAM_BROKEN, STREAM_MAX_FRAME, StreamDecoder } from './socket-link-framing.js';
 export { VXLAN_FLAG_I, VXLAN_HLEN, VXLAN_MAX_VNI, VXLAN_PORT } from './vxlan-header.js';
-export { VxlanBindError, type VxlanFdbEntry, type VxlanRemoteStats, type VxlanStats, VxlanUplink, type VxlanUplinkOptions } from './vxlan-uplink.js';
+export { type VxlanFdbEntry, type VxlanRemoteStats, type VxlanStats, VxlanUplink } from './vxlan-uplink.js';
+export { VxlanBindError, type VxlanUplinkOptions } from './vxlan-options.js';

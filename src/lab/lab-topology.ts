@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ImpairmentOptions } from '../backends/impairment.js';
 import type { RelayImpairment } from '../backends/relay.js';
 import type { SocketLinkOptions } from '../backends/socket-link.js';
-import { type VxlanUplinkOptions, checkVxlanOptions } from '../backends/vxlan-uplink.js';
+import { type VxlanUplinkOptions, checkVxlanOptions } from '../backends/vxlan-options.js';
 import { VirtioLabError } from '../errors.js';
 import { formatMac, parseMac } from '../net/mac.js';
 import type { DhcpServerOptions } from './dhcp-server.js';

@@ -8,7 +8,8 @@ import { SocketLink, type SocketLinkOptions, type SocketLinkStats } from '../bac
 import type { MacEntry } from '../backends/switch-mac-table.js';
 import type { PortStats, SwitchStats } from '../backends/switch-stats.js';
 import { MAX_PORTS, NetSwitch, type NetSwitchOptions, type SwitchPortOptions, type TapOptions } from '../backends/switch.js';
-import { type VxlanStats, VxlanUplink, type VxlanUplinkOptions, checkVxlanOptions } from '../backends/vxlan-uplink.js';
+import { type VxlanUplinkOptions, checkVxlanOptions } from '../backends/vxlan-options.js';
+import { type VxlanStats, VxlanUplink } from '../backends/vxlan-uplink.js';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
 import { SharedArena } from '../memory/arena.js';
 import { formatMac, parseMac } from '../net/mac.js';

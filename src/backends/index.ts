@@ -12,3 +12,6 @@ export { BackendWorkerError } from './switch-host.js';
 export { Relay, type RelayImpairment, type RelayOptions } from './relay.js';
 export * from './socket-link.js';
 export { STREAM_BROKEN, STREAM_MAX_FRAME, StreamDecoder } from './socket-link-framing.js';
+export { VXLAN_FLAG_I, VXLAN_HLEN, VXLAN_MAX_VNI, VXLAN_PORT } from './vxlan-header.js';
+export { type VxlanFdbEntry, type VxlanRemoteStats, type VxlanStats, VxlanUplink } from './vxlan-uplink.js';
+export { VxlanBindError, type VxlanUplinkOptions } from './vxlan-options.js';

@@ -1,6 +1,6 @@
 import { type Socket as DgramSocket, createSocket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { readFileSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
@@ -10,6 +10,9 @@ import { DEFAULT_WIRE_MTU, WireFrames, checkMtu } from './capture.js';
 import { type NetPort, type PortAttachable, PortChannelConsumer } from './port-channel.js';
 import { STREAM_BROKEN, STREAM_LEN_BYTES, StreamDecoder } from './socket-link-framing.js';
 import { SteeredOutput } from './steered-output.js';
+import { DGRAM_BUFFER_BYTES, udpBufferSize, udpKernelDrops } from './udp-socket-counters.js';
+
+export { DGRAM_BUFFER_BYTES };
 
 /** Where a socket link's stream goes: a Unix socket path, or TCP host:port. */
 export type StreamAddress = { path: string } | { host?: string; port: number };
@@ -96,13 +99,6 @@ const WRITE_BUFFER_BYTES = 256 * 1024;
 const WRITE_BUFFERS = 4;
 /** The loop wakes at least this often while idle. */
 const IDLE_MS = 1000;
-/**
- * Default SO_RCVBUF / SO_SNDBUF of a dgram link: a full 1024-entry ring of
- * 1514-byte frames costs about 2.3 MiB of kernel buffer (each datagram is
- * charged its skb's true size, ~2.3 KiB), twice the margin of that. Linux
- * caps it at net.core.rmem_max / wmem_max.
- */
-export const DGRAM_BUFFER_BYTES = 4 << 20;
 
 /**
  * A link between the lab and another process (QEMU, a test peer) over a
@@ -326,8 +322,8 @@ export class SocketLink extends EventEmitter implements PortAttachable {
   }
 
   private bindDgram(options: Extract<SocketLinkOptions, { transport: 'dgram' }>): Promise<void> {
-    const recvBufferSize = bufferSize(options.recvBufferSize, 'recvBufferSize');
-    const sendBufferSize = bufferSize(options.sendBufferSize, 'sendBufferSize');
+    const recvBufferSize = udpBufferSize(options.recvBufferSize, 'recvBufferSize');
+    const sendBufferSize = udpBufferSize(options.sendBufferSize, 'sendBufferSize');
     // Node sets both buffer sizes when the socket is bound.
     const u = createSocket({ type: 'udp4', recvBufferSize, sendBufferSize });
     this.udp = u;
@@ -590,37 +586,4 @@ export class SocketLink extends EventEmitter implements PortAttachable {
     if (this.pendingIn.length !== 0 && p !== null && p.armSpace(this.decoder.blockedLen)) return true;
     return false;
   }
-}
-
-function bufferSize(bytes: number | undefined, name: string): number {
-  if (bytes === undefined) return DGRAM_BUFFER_BYTES;
-  if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes > 0x7fffffff) throw new InvalidArgumentError(`${name} ${bytes} is not a byte count in [1, 2^31)`);
-  return bytes;
-}
-
-/**
- * The kernel's drop count of the bound IPv4 UDP socket at `local`, from
- * /proc/net/udp (a line per socket: "sl local_address rem_address ... drops",
- * addresses as hex of the address in host order and the port). Read when
- * stats are asked for, never per frame; 0 where there is no /proc.
- */
-function udpKernelDrops(local: AddressInfo): number {
-  let table: string;
-  try {
-    table = readFileSync('/proc/net/udp', 'utf8');
-  } catch {
-    return 0;
-  }
-  const want = `${ipv4Hex(local.address)}:${local.port.toString(16).toUpperCase().padStart(4, '0')}`;
-  for (const line of table.split('\n')) {
-    const cols = line.trim().split(/\s+/);
-    if (cols[1] === want) return Number(cols[cols.length - 1]);
-  }
-  return 0;
-}
-
-/** An IPv4 address as /proc/net/udp writes it: the 32-bit value in host (little-endian) order, hex. */
-function ipv4Hex(address: string): string {
-  const b = address.split('.').map(Number);
-  return ((b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0).toString(16).toUpperCase().padStart(8, '0');
 }

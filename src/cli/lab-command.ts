@@ -9,9 +9,9 @@ import { commandLine, usageFailure } from './options.js';
 export const LAB_USAGE = `usage: virtio-lab lab <topology.json> [--seconds N] [--progress] [--json]
 
 Build the network lab a topology file describes (virtio-net NICs, learning
-switches, links with loss / delay / rate, pcap taps, socket links), run its
-traffic flows of numbered frames, then print per-flow sent / received / lost
-and the counters of every switch port and link.
+switches, links with loss / delay / rate, pcap taps, socket links, VXLAN
+uplinks), run its traffic flows of numbered frames, then print per-flow sent
+/ received / lost and the counters of every switch port and link.
 
   --seconds N   stop sending after N seconds (flows report what they sent);
                 a topology without traffic stays up N seconds (without
@@ -36,7 +36,14 @@ relative to the working directory):
     "sockets":  [{ "name": "qemu", "transport": "stream", "role": "server",
                    "path": "/tmp/qemu.sock" }],
     "vhostUser": [{ "name": "vm", "path": "/tmp/vm-net.sock" }],
-    "traffic":  [{ "from": "a", "to": "b", "frames": 1000, "size": 512, "ratePps": 10000 }] }
+    "traffic":  [{ "from": "a", "to": "b", "frames": 1000, "size": 512, "ratePps": 10000 }],
+    "vxlan":    [{ "name": "vx0", "switch": "sw0", "vni": 42, "local": "10.0.0.1",
+                   "port": 4789, "remotes": ["10.0.0.2"] }] }
+
+A "vxlan" entry is a port of its switch that carries frames to remote VTEPs
+(another lab, a Linux vxlan device) over UDP (RFC 7348): floods go to every
+remote, unicast to the VTEP its MAC was learned behind; drops are counted by
+reason in the report.
 
 Exit status: 0 when the lab ran (lost frames are a measurement, not a
 failure), 2 for a bad command line or topology, 1 when the lab failed.

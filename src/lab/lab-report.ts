@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SocketLinkStats } from '../backends/socket-link.js';
+import type { VxlanStats } from '../backends/vxlan-uplink.js';
 import type { VirtqueueErrorCode } from '../errors.js';
 import type { QueueStats } from '../stats/queue-stats.js';
 import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats, LabVhostUserStats } from './lab.js';
@@ -78,6 +79,8 @@ export interface LabRunReport {
   switches: Record<string, LabSwitchStats>;
   links: LabLinkStats[];
   sockets: Record<string, SocketLinkStats>;
+  /** VXLAN uplinks: frames in and out, learned MACs, drops by reason. */
+  vxlan: Record<string, VxlanStats>;
   /** Capture files written, and what each one captured. */
   captures: { file: string; of: string }[];
   /** The topology's IP hosts (and their TFTP / DHCP servers), by name. */
@@ -193,6 +196,7 @@ export function labRunReport(t: LabTopology, stats: LabStats, traffic: { flows: 
     switches: stats.switches,
     links: stats.links,
     sockets: stats.sockets,
+    vxlan: stats.vxlan,
     captures,
     hosts: {},
   };
@@ -265,6 +269,7 @@ export function formatLabReport(r: LabRunReport): string {
   for (const [name, s] of Object.entries(r.sockets)) {
     out.push(`socket link ${name}: ${s.connected ? 'connected' : 'not connected'}, ${s.rxFrames} frames in, ${s.txFrames} out, ${s.dropsNotConnected} dropped while unconnected${s.dropsKernel > 0 ? `, ${s.dropsKernel} lost in the kernel (receive buffer full)` : ''}`);
   }
+  for (const [name, v] of Object.entries(r.vxlan)) out.push(formatVxlan(name, v));
   for (const [name, h] of Object.entries(r.hosts)) {
     const ip = h.ip;
     const parts = [`${ip.rxFrames} frames in, ${ip.txFrames} out`, `${ip.echoRepliesSent} ping replies`, `${ip.udpIn} UDP datagrams in`, `${ip.dropped} dropped`];
@@ -274,4 +279,26 @@ export function formatLabReport(r: LabRunReport): string {
   }
   for (const c of r.captures) out.push(`capture ${c.file}: ${c.of}`);
   return `${out.join('\n')}\n`;
+}
+
+/** The drop counters of a VXLAN uplink and how the report names them. */
+const VXLAN_DROPS: [keyof VxlanStats, string][] = [
+  ['dropsShort', 'short'],
+  ['dropsBadFlags', 'bad flags'],
+  ['dropsBadVni', 'bad VNI'],
+  ['dropsUnknownSource', 'unknown source'],
+  ['dropsTooBig', 'too big'],
+  ['dropsFull', 'lab channel full'],
+  ['dropsNotAttached', 'not plugged in'],
+  ['dropsKernel', 'kernel receive buffer full'],
+  ['dropsNoRemote', 'no remote'],
+  ['dropsOffload', 'offload'],
+  ['sendErrors', 'send errors'],
+];
+
+/** One line for a VXLAN uplink: traffic, learning, and each drop reason seen. */
+function formatVxlan(name: string, v: VxlanStats): string {
+  const drops = VXLAN_DROPS.filter(([key]) => v[key] !== 0).map(([key, what]) => `${what} ${v[key]}`);
+  const remotes = v.remotes.map((r) => `${r.host}:${r.port}${r.learned ? ' (learned)' : ''}`).join(', ') || 'none';
+  return `vxlan ${name} (VNI ${v.vni} on ${v.local}, remotes ${remotes}): ${v.rxFrames} frames in, ${v.txFrames} datagrams out (${v.flooded} frames flooded), ${v.fdbEntries} MACs learned; drops: ${drops.join(', ') || 'none'}`;
 }

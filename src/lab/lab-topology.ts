@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ImpairmentOptions } from '../backends/impairment.js';
 import type { RelayImpairment } from '../backends/relay.js';
 import type { SocketLinkOptions } from '../backends/socket-link.js';
+import { type VxlanUplinkOptions, checkVxlanOptions } from '../backends/vxlan-options.js';
 import { VirtioLabError } from '../errors.js';
 import { formatMac, parseMac } from '../net/mac.js';
 import type { DhcpServerOptions } from './dhcp-server.js';
@@ -22,7 +23,8 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  *   "ports":    [{ "nic": "c", "switch": "sw0", "impairment": { "delayMs": 1 } }],
  *   "taps":     [{ "switch": "sw0", "file": "sw0.pcap", "port": "c" }],
  *   "hosts":    [{ "name": "gw", "address": "10.0.2.2/24", "port": "sw0", "tftpRoot": "./files", "dhcp": { "poolStart": "10.0.2.15" } }],
- *   "traffic":  [{ "from": "a", "to": "b", "frames": 1000, "size": 512, "ratePps": 10000 }] }
+ *   "traffic":  [{ "from": "a", "to": "b", "frames": 1000, "size": 512, "ratePps": 10000 }],
+ *   "vxlan":    [{ "name": "vx0", "switch": "sw0", "vni": 42, "local": "10.0.0.1", "port": 4789, "remotes": ["10.0.0.2"] }] }
  * ```
  *
  * Only "nics" is required. A link or port end (`a`, `b`, `nic`) may name a
@@ -41,6 +43,13 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  * directory over TFTP; with `dhcp` (true, or DhcpServerOptions without
  * `host`) it hands out addresses from a pool (default 16 from .15 of its
  * subnet), so a stock guest image comes up without static configuration.
+ *
+ * A VXLAN uplink (RFC 7348) is a port of `switch` carrying its frames to
+ * remote VTEPs over UDP: `vni` (24 bits), the `local` IPv4 address and
+ * `port` (default 4789) it binds, `remotes` ("10.0.0.2" or
+ * "10.0.0.2:4790") that floods go to; the other keys are those of
+ * VxlanUplinkOptions (`learning`, `restrictSources`, `ageingSeconds`,
+ * `fdbSize`, `mtu`). Its switch ports come after the switch's hosts.
  */
 export interface LabTopology {
   description?: string;
@@ -53,7 +62,11 @@ export interface LabTopology {
   taps?: { switch: string; file: string; port?: string | number }[];
   hosts?: TopologyHost[];
   traffic?: TrafficFlow[];
+  vxlan?: TopologyVxlan[];
 }
+
+/** A VXLAN uplink as JSON: VxlanUplinkOptions, a name, and the switch it is a port of. */
+export type TopologyVxlan = { name: string; switch: string } & VxlanUplinkOptions;
 
 /** The lab's IPv4 host as JSON (see LabTopology). */
 export interface TopologyHost {
@@ -197,7 +210,7 @@ export function parseTopology(json: unknown): LabTopology {
   const c = new Checker();
   const root = c.object(json, '(topology)');
   if (root === undefined) throw new TopologyError(c.problems);
-  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'vhostUser', 'links', 'ports', 'taps', 'hosts', 'traffic'], '(topology)');
+  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'vhostUser', 'links', 'ports', 'taps', 'hosts', 'traffic', 'vxlan'], '(topology)');
   if (root.description !== undefined && typeof root.description !== 'string') c.bad('description', 'must be a string');
 
   const kinds = new Map<string, { kind: EntryKind; field: string }>();
@@ -369,6 +382,8 @@ export function parseTopology(json: unknown): LabTopology {
     }
   });
 
+  checkVxlanUplinks(c, root.vxlan, name, (sw) => isKind(sw, 'switch'), (sw, uplink) => portsBySwitch.set(sw, [...(portsBySwitch.get(sw) ?? []), uplink]));
+
   const files = new Map<string, string>();
   links.forEach((v, i) => {
     const f = (v as Json | null)?.capture;
@@ -418,7 +433,42 @@ export function parseTopology(json: unknown): LabTopology {
 }
 
 /** What a name in a topology can be. */
-type EntryKind = 'NIC' | 'switch' | 'socket link' | 'vhost-user port' | 'IP host';
+type EntryKind = 'NIC' | 'switch' | 'socket link' | 'vhost-user port' | 'IP host' | 'VXLAN uplink';
+
+const VXLAN_KEYS = ['name', 'switch', 'vni', 'local', 'port', 'remotes', 'learning', 'restrictSources', 'ageingSeconds', 'fdbSize', 'mtu'] as const;
+
+/**
+ * The "vxlan" list: shape and switch here, the options by the uplink's own
+ * check (the same messages as Lab.vxlan()). `plugged` records each uplink
+ * on its switch's ports (for taps that name it).
+ */
+function checkVxlanUplinks(
+  c: Checker,
+  list: unknown,
+  name: (o: Json, field: string, kind: 'VXLAN uplink') => void,
+  isSwitch: (n: string) => boolean,
+  plugged: (sw: string, uplink: string) => void,
+): void {
+  c.array(list, 'vxlan', false).forEach((v, i) => {
+    const field = `vxlan[${i}]`;
+    const o = c.object(v, field);
+    if (o === undefined) return;
+    c.keys(o, VXLAN_KEYS, field);
+    name(o, field, 'VXLAN uplink');
+    const sw = c.string(o, 'switch', field, true);
+    if (sw !== undefined && !isSwitch(sw)) c.bad(`${field}.switch`, `"${sw}" is not a switch of this topology`);
+    else if (sw !== undefined && typeof o.name === 'string') plugged(sw, o.name);
+    if (o.vni === undefined) c.bad(`${field}.vni`, 'is required');
+    if (o.remotes !== undefined && !Array.isArray(o.remotes)) c.bad(`${field}.remotes`, `must be a list, got ${describe(o.remotes)}`);
+    if (o.vni === undefined || (o.remotes !== undefined && !Array.isArray(o.remotes))) return;
+    const { name: _name, switch: _switch, ...options } = o;
+    try {
+      checkVxlanOptions(options as unknown as VxlanUplinkOptions);
+    } catch (e) {
+      c.bad(field, (e as Error).message);
+    }
+  });
+}
 
 /** "10.0.2.2/24" or "10.0.2.2" as address and prefix length (default 24); undefined when malformed. */
 export function parseHostAddress(s: string): { ip: string; prefixLength: number } | undefined {
@@ -516,6 +566,18 @@ export function buildLab(t: LabTopology, options: LabOptions = {}): Lab {
       else lab.link(h.name, h.port);
     }),
   );
+  buildVxlanUplinks(lab, t.vxlan ?? [], at);
   (t.taps ?? []).forEach((tap, i) => at(`taps[${i}]`, () => lab.tap(tap.switch, tap.file, tap.port === undefined ? {} : { port: tap.port })));
   return lab;
+}
+
+/** Add each VXLAN uplink and plug it into its switch (after the hosts, as parseTopology numbers the ports). */
+function buildVxlanUplinks(lab: Lab, list: readonly TopologyVxlan[], at: (field: string, build: () => void) => void): void {
+  list.forEach((v, i) =>
+    at(`vxlan[${i}]`, () => {
+      const { name, switch: sw, ...options } = v;
+      lab.vxlan(name, options);
+      lab.connect(name, sw);
+    }),
+  );
 }

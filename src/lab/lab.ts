@@ -8,6 +8,8 @@ import { SocketLink, type SocketLinkOptions, type SocketLinkStats } from '../bac
 import type { MacEntry } from '../backends/switch-mac-table.js';
 import type { PortStats, SwitchStats } from '../backends/switch-stats.js';
 import { MAX_PORTS, NetSwitch, type NetSwitchOptions, type SwitchPortOptions, type TapOptions } from '../backends/switch.js';
+import { type VxlanUplinkOptions, checkVxlanOptions } from '../backends/vxlan-options.js';
+import { type VxlanStats, VxlanUplink } from '../backends/vxlan-uplink.js';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
 import { SharedArena } from '../memory/arena.js';
 import { formatMac, parseMac } from '../net/mac.js';
@@ -101,6 +103,8 @@ export interface LabStats {
   switches: Record<string, LabSwitchStats>;
   links: LabLinkStats[];
   sockets: Record<string, SocketLinkStats>;
+  /** VXLAN uplinks: frames in and out, learned MACs, drops by reason. */
+  vxlan: Record<string, VxlanStats>;
 }
 
 /** Counters of a vhost-user port. */
@@ -187,6 +191,14 @@ interface SocketEntry {
   link?: SocketLink;
 }
 
+interface VxlanEntry {
+  kind: 'vxlan';
+  name: string;
+  options: VxlanUplinkOptions;
+  attached?: string;
+  uplink?: VxlanUplink;
+}
+
 interface VhostUserEntry {
   kind: 'vhost-user';
   name: string;
@@ -225,10 +237,10 @@ interface LinkEntry {
   link?: Link;
 }
 
-type Entry = NicEntry | SocketEntry | VhostUserEntry | SwitchEntry;
-type Endpoint = NicEntry | SocketEntry | VhostUserEntry;
+type Entry = NicEntry | SocketEntry | VhostUserEntry | SwitchEntry | VxlanEntry;
+type Endpoint = NicEntry | SocketEntry | VhostUserEntry | VxlanEntry;
 
-const KIND_NAMES: Record<Entry['kind'], string> = { nic: 'NIC', socket: 'socket link', 'vhost-user': 'vhost-user port', switch: 'switch' };
+const KIND_NAMES: Record<Entry['kind'], string> = { nic: 'NIC', socket: 'socket link', 'vhost-user': 'vhost-user port', switch: 'switch', vxlan: 'VXLAN uplink' };
 
 const DEFAULT_QUEUE_SIZE = 256;
 const DEFAULT_SPIN_US = 20;
@@ -261,14 +273,15 @@ const delayOf = (i: ImpairmentOptions | undefined): number => (i === undefined ?
 
 /**
  * A network lab: virtio-net NICs, learning switches, cables (plain, impaired
- * or captured), pcap taps and socket links to other processes, built by name
- * and run as one unit.
+ * or captured), pcap taps, socket links to other processes and VXLAN
+ * uplinks to other labs or Linux VTEPs, built by name and run as one unit.
  *
- * Build first, then start: nic(), switch(), link(), connect(), tap() and
- * socketLink() only record what is asked (and check it). start() sizes one
- * SharedArena for every guest memory and channel of the lab (allocated once,
- * when the whole topology is known: see lab-sizing.ts), creates the devices,
- * opens the socket links, plugs everything in, starts the switch workers, and
+ * Build first, then start: nic(), switch(), link(), connect(), tap(),
+ * socketLink() and vxlan() only record what is asked (and check it). start()
+ * sizes one SharedArena for every guest memory and channel of the lab
+ * (allocated once, when the whole topology is known: see lab-sizing.ts),
+ * creates the devices, opens the socket links, binds the VXLAN uplinks,
+ * plugs everything in, starts the switch workers, and
  * brings every NIC up with setupNetDriver() and a NetDriver on the calling
  * thread (receive buffers posted); it resolves once every worker thread runs.
  * All drivers route their interrupts to one word, so waitForInterrupt()
@@ -276,7 +289,7 @@ const delayOf = (i: ImpairmentOptions | undefined): number => (i === undefined ?
  * another NIC: loop on receive()).
  *
  * close() ends everything the lab created: switch workers, relay workers,
- * sockets, then the devices' queue workers. A started lab keeps the process
+ * sockets (socket links, VXLAN uplinks), then the devices' queue workers. A started lab keeps the process
  * alive (its worker threads run until closed): close it, abort the signal
  * given to start(), or hold it with `await using lab = new Lab()`, which
  * closes it when the scope ends (Symbol.asyncDispose). Events: `running`
@@ -289,6 +302,7 @@ export class Lab extends EventEmitter<LabEvents> {
   private readonly nicList: NicEntry[] = [];
   private readonly socketList: SocketEntry[] = [];
   private readonly vhostList: VhostUserEntry[] = [];
+  private readonly vxlanList: VxlanEntry[] = [];
   private readonly switchList: SwitchEntry[] = [];
   private readonly linkList: LinkEntry[] = [];
   private readonly spinUs: number;
@@ -408,6 +422,28 @@ export class Lab extends EventEmitter<LabEvents> {
   }
 
   /**
+   * Add a VXLAN uplink (RFC 7348): a port that carries frames to and from
+   * remote VTEPs over UDP (another lab, a Linux `vxlan` device, Open
+   * vSwitch), so labs on several machines share one layer 2. Plug it into a
+   * switch with connect() (or link() it to a NIC). Its socket is bound at
+   * start(); vxlanUplink(name) gives its handle then.
+   * @throws InvalidArgumentError for a bad option (VNI beyond 24 bits, an address that is not IPv4).
+   */
+  vxlan(name: string, options: VxlanUplinkOptions): this {
+    this.building(`vxlan("${name}")`);
+    this.checkNewName(name);
+    try {
+      checkVxlanOptions(options);
+    } catch (e) {
+      throw new InvalidArgumentError(`VXLAN uplink "${name}": ${(e as Error).message}`);
+    }
+    const entry: VxlanEntry = { kind: 'vxlan', name, options: { ...options } };
+    this.entries.set(name, entry);
+    this.vxlanList.push(entry);
+    return this;
+  }
+
+  /**
    * A cable between two NICs (or a NIC and a socket link), or between two
    * switches (a new port on each, numbered after its connect()ed ones). With
    * an impairment or a capture a relay worker sits in the middle, and
@@ -420,6 +456,9 @@ export class Lab extends EventEmitter<LabEvents> {
     const eb = this.cableEnd(b);
     if (ea === eb) throw new InvalidArgumentError(`link("${a}", "${b}"): a cable needs two different ends`);
     if (ea.kind === 'socket' && eb.kind === 'socket') throw new InvalidArgumentError(`link("${a}", "${b}"): both ends are socket links; connect at least one NIC`);
+    if ((ea.kind === 'vxlan' || ea.kind === 'socket') && (eb.kind === 'vxlan' || eb.kind === 'socket')) {
+      throw new InvalidArgumentError(`link("${a}", "${b}"): both ends lead out of the lab (${KIND_NAMES[ea.kind]}, ${KIND_NAMES[eb.kind]}); connect at least one NIC`);
+    }
     if ((ea.kind === 'switch') !== (eb.kind === 'switch')) {
       const sw = ea.kind === 'switch' ? a : b;
       throw new InvalidArgumentError(`link("${a}", "${b}"): "${sw}" is a switch; connect() plugs NICs into switches, link() joins two switches or two NICs`);
@@ -602,6 +641,14 @@ export class Lab extends EventEmitter<LabEvents> {
     return e.link;
   }
 
+  /** The VxlanUplink behind an uplink name (after start()): its address, learned MACs, counters. */
+  vxlanUplink(name: string): VxlanUplink {
+    const e = this.entries.get(name);
+    if (e?.kind !== 'vxlan') throw new InvalidArgumentError(`vxlanUplink("${name}"): no VXLAN uplink of that name (uplinks: ${this.list(this.vxlanList)})`);
+    if (e.uplink === undefined) throw new InvalidArgumentError(`vxlanUplink("${name}"): start() the lab first`);
+    return e.uplink;
+  }
+
   /** The addresses a switch has learned, each with the name of what is on its port. */
   async macTable(switchName: string): Promise<LabMacEntry[]> {
     const s = this.switchEntry(switchName);
@@ -653,6 +700,8 @@ export class Lab extends EventEmitter<LabEvents> {
     });
     const sockets: Record<string, SocketLinkStats> = {};
     for (const s of this.socketList) if (s.link !== undefined) sockets[s.name] = s.link.stats();
+    const vxlan: Record<string, VxlanStats> = {};
+    for (const v of this.vxlanList) if (v.uplink !== undefined) vxlan[v.name] = v.uplink.stats();
     const vhostUser: Record<string, LabVhostUserStats> = {};
     for (const v of this.vhostList) {
       const server = v.server;
@@ -670,7 +719,7 @@ export class Lab extends EventEmitter<LabEvents> {
         session: server.summary(),
       };
     }
-    return { nics, vhostUser, switches, links, sockets };
+    return { nics, vhostUser, switches, links, sockets, vxlan };
   }
 
   /**
@@ -719,6 +768,10 @@ export class Lab extends EventEmitter<LabEvents> {
     }
     for (const s of this.socketList) {
       s.link = await SocketLink.open(s.options);
+      this.abortIfClosed();
+    }
+    for (const v of this.vxlanList) {
+      v.uplink = await VxlanUplink.open(v.options);
       this.abortIfClosed();
     }
     for (const v of this.vhostList) {
@@ -839,7 +892,7 @@ export class Lab extends EventEmitter<LabEvents> {
 
   private attachable(name: string): PortAttachable {
     const e = this.entries.get(name) as Endpoint;
-    return e.kind === 'nic' ? e.device! : e.kind === 'vhost-user' ? e.server!.device : e.link!;
+    return e.kind === 'nic' ? e.device! : e.kind === 'vhost-user' ? e.server!.device : e.kind === 'vxlan' ? e.uplink! : e.link!;
   }
 
   /** Close in dependency order; every stage runs even when an earlier one failed. */
@@ -851,6 +904,7 @@ export class Lab extends EventEmitter<LabEvents> {
     await stage(this.switchList.map((s) => s.sw?.close()));
     await stage(this.linkList.map((l) => l.link?.close()));
     await stage(this.socketList.map((s) => s.link?.close()));
+    await stage(this.vxlanList.map((v) => v.uplink?.close()));
     await stage(this.vhostList.map((v) => v.server?.close()));
     await stage(this.nicList.map((n) => n.device?.close()));
     if (failures.length !== 0) throw failures[0];
@@ -919,7 +973,7 @@ export class Lab extends EventEmitter<LabEvents> {
     if (e?.kind === 'switch') throw new InvalidArgumentError(`${what}: "${name}" is a switch; connect() plugs NICs and socket links into switches, link() joins two switches`);
     if (e === undefined) {
       throw new InvalidArgumentError(
-        `${what}: no NIC, socket link or vhost-user port named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)}; vhost-user ports: ${this.list(this.vhostList)})`,
+        `${what}: no NIC, socket link, vhost-user port or VXLAN uplink named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)}; vhost-user ports: ${this.list(this.vhostList)}; VXLAN uplinks: ${this.list(this.vxlanList)})`,
       );
     }
     return e;

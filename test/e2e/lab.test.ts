@@ -228,9 +228,9 @@ describe('Lab misuse is refused with InvalidArgumentError saying what was wrong'
 
   it('unknown names, duplicate names and MACs, bad options', () => {
     const l = new Lab().nic('a', { mac: '52:54:00:00:0c:01' }).nic('b').switch('sw');
-    refuses(() => l.connect('x', 'sw'), /no NIC, socket link or vhost-user port named "x" in this lab \(NICs: a, b; socket links: none; vhost-user ports: none\)/);
+    refuses(() => l.connect('x', 'sw'), /no NIC, socket link, vhost-user port or VXLAN uplink named "x" in this lab \(NICs: a, b; socket links: none; vhost-user ports: none; VXLAN uplinks: none\)/);
     refuses(() => l.connect('a', 'nope'), /no switch named "nope" in this lab \(switches: sw\)/);
-    refuses(() => l.link('a', 'ghost'), /no NIC, socket link or vhost-user port named "ghost"/);
+    refuses(() => l.link('a', 'ghost'), /no NIC, socket link, vhost-user port or VXLAN uplink named "ghost"/);
     refuses(() => l.link('a', 'sw'), /"sw" is a switch/);
     refuses(() => l.link('a', 'a'), /two different ends/);
     refuses(() => l.tap('nope', '/tmp/x.pcap'), /no switch named "nope"/);
@@ -303,7 +303,7 @@ describe('topology files', () => {
   it('names every bad field', () => {
     expect(problems([])).toEqual(['(topology): must be an object, got a list']);
     expect(problems({})).toEqual(['nics: is required (a list)']);
-    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, hosts, traffic)', 'nics: must list at least one NIC']);
+    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, hosts, traffic, vxlan)', 'nics: must list at least one NIC']);
     const p = problems({
       nics: [{ name: 'a' }, { name: 'a' }, { name: 'b', mac: 'zz', queuePairs: 64 }, { name: 'c', mtu: 1000, queueSize: 100 }, { name: 'd', mac: '01:00:5e:00:00:01' }],
       switches: [{ name: 'sw', ageingMs: -1 }],
@@ -471,7 +471,7 @@ describe('topology files', () => {
     const t = parseTopology({ nics: [{ name: 'a' }] });
     t.links = [{ a: 'a', b: 'ghost' }];
     expect(() => buildLab(t)).toThrow(TopologyError);
-    expect(() => buildLab(t)).toThrow(/^links\[0\]: link: no NIC, socket link or vhost-user port named "ghost"/);
+    expect(() => buildLab(t)).toThrow(/^links\[0\]: link: no NIC, socket link, vhost-user port or VXLAN uplink named "ghost"/);
   });
 });
 

@@ -12,3 +12,6 @@ export { BackendWorkerError } from './switch-host.js';
 export { Relay, type RelayImpairment, type RelayOptions } from './relay.js';
 export * from './socket-link.js';
 export { STREAM_BROKEN, STREAM_MAX_FRAME, StreamDecoder } from './socket-link-framing.js';
+export { TapPort, type TapOffload, type TapPortInfo, type TapPortOptions } from './tap-port.js';
+export { TAP_COUNTERS, type TapCounter, type TapPortStats } from './tap-runtime.js';
+export { IpCommandError, InterfaceNameInUseError, NetAdminRequiredError, NetnsNotFoundError, TunUnavailableError } from './tap-errors.js';

@@ -4,6 +4,7 @@ import type { VirtqueueErrorCode } from '../errors.js';
 import type { QueueStats } from '../stats/queue-stats.js';
 import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats, LabVhostUserStats } from './lab.js';
 import { type LabHostReport, type LabHosts, startLabHosts } from './lab-hosts.js';
+import type { LabNetnsStats } from './lab-netns.js';
 import { type LabTopology, buildLab } from './lab-topology.js';
 import { type FlowResult, runTraffic } from './lab-traffic.js';
 
@@ -78,6 +79,8 @@ export interface LabRunReport {
   switches: Record<string, LabSwitchStats>;
   links: LabLinkStats[];
   sockets: Record<string, SocketLinkStats>;
+  /** Network namespaces on TAP ports, by name. */
+  netns: Record<string, LabNetnsStats>;
   /** Capture files written, and what each one captured. */
   captures: { file: string; of: string }[];
   /** The topology's IP hosts (and their TFTP / DHCP servers), by name. */
@@ -193,6 +196,7 @@ export function labRunReport(t: LabTopology, stats: LabStats, traffic: { flows: 
     switches: stats.switches,
     links: stats.links,
     sockets: stats.sockets,
+    netns: stats.netns,
     captures,
     hosts: {},
   };
@@ -225,13 +229,15 @@ export function formatLabReport(r: LabRunReport): string {
       ]),
     );
   }
-  out.push('nics:');
-  out.push(
-    table([
-      ['nic', 'mac', 'tx packets', 'rx packets', 'device drops', 'stray test frames'],
-      ...Object.entries(r.nics).map(([name, n]) => [name, n.mac, n.txPackets, n.rxPackets, n.deviceDrops, r.stray[name] ?? 0]),
-    ]),
-  );
+  if (Object.keys(r.nics).length !== 0) {
+    out.push('nics:');
+    out.push(
+      table([
+        ['nic', 'mac', 'tx packets', 'rx packets', 'device drops', 'stray test frames'],
+        ...Object.entries(r.nics).map(([name, n]) => [name, n.mac, n.txPackets, n.rxPackets, n.deviceDrops, r.stray[name] ?? 0]),
+      ]),
+    );
+  }
   for (const [name, v] of Object.entries(r.vhostUser)) {
     const features = v.features === undefined ? 'no front end has connected' : `features 0x${v.features}, protocol features 0x${v.protocolFeatures ?? '0'}`;
     const gone = v.lastDisconnect === undefined ? '' : ` (last: ${v.lastDisconnect})`;
@@ -264,6 +270,10 @@ export function formatLabReport(r: LabRunReport): string {
   }
   for (const [name, s] of Object.entries(r.sockets)) {
     out.push(`socket link ${name}: ${s.connected ? 'connected' : 'not connected'}, ${s.rxFrames} frames in, ${s.txFrames} out, ${s.dropsNotConnected} dropped while unconnected${s.dropsKernel > 0 ? `, ${s.dropsKernel} lost in the kernel (receive buffer full)` : ''}`);
+  }
+  for (const [name, n] of Object.entries(r.netns)) {
+    const bad = n.dropsShort + n.dropsWrite + n.readErrors;
+    out.push(`netns ${name} (${n.ifname} ${n.addresses.join(' ') || 'no address'}): ${n.readFrames} frames in from its stack, ${n.writtenFrames} out to it, ${bad} dropped or failed`);
   }
   for (const [name, h] of Object.entries(r.hosts)) {
     const ip = h.ip;

@@ -3,6 +3,7 @@ import type { ImpairmentOptions } from '../backends/impairment.js';
 import type { RelayImpairment } from '../backends/relay.js';
 import type { SocketLinkOptions } from '../backends/socket-link.js';
 import { VirtioLabError } from '../errors.js';
+import { isInterfaceName, isNetnsName } from '../backends/netns.js';
 import { formatMac, parseMac } from '../net/mac.js';
 import type { DhcpServerOptions } from './dhcp-server.js';
 import { parseIpv4 } from './ipv4-address.js';
@@ -21,10 +22,15 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  *   "ports":    [{ "nic": "c", "switch": "sw0", "impairment": { "delayMs": 1 } }],
  *   "taps":     [{ "switch": "sw0", "file": "sw0.pcap", "port": "c" }],
  *   "hosts":    [{ "name": "gw", "address": "10.0.2.2/24", "port": "sw0", "tftpRoot": "./files", "dhcp": { "poolStart": "10.0.2.15" } }],
+ *   "netns":    [{ "name": "ns1", "address": "10.0.0.1/24", "port": "sw0", "mtu": 1500, "impairment": { "lossPercent": 1 } }],
  *   "traffic":  [{ "from": "a", "to": "b", "frames": 1000, "size": 512, "ratePps": 10000 }] }
  * ```
  *
- * Only "nics" is required. A link or port end (`a`, `b`, `nic`) may name a
+ * Only "nics" is required, and not even that when "netns" lists a
+ * namespace. A netns entry is a Linux network namespace the lab creates with
+ * a TAP interface (`ifname`, default eth0) holding `address`, plugged into
+ * the switch `port` (or linked straight to the NIC, vhost-user port or
+ * earlier namespace of that name), with `impairment` on that port or link. A link or port end (`a`, `b`, `nic`) may name a
  * socket link or a vhost-user port too (a NIC whose driver is a QEMU guest or
  * DPDK, connecting to `path`; traffic flows run between the lab's own NICs).
  * Both ends of a link may be switches: a cable between two switches, with
@@ -43,6 +49,7 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  */
 export interface LabTopology {
   description?: string;
+  /** Required unless "netns" lists a namespace (then parseTopology() gives [] for a missing list). */
   nics: TopologyNic[];
   switches?: { name: string; ageingMs?: number }[];
   sockets?: TopologySocket[];
@@ -51,7 +58,21 @@ export interface LabTopology {
   ports?: { nic: string; switch: string; impairment?: ImpairmentOptions }[];
   taps?: { switch: string; file: string; port?: string | number }[];
   hosts?: TopologyHost[];
+  netns?: TopologyNetns[];
   traffic?: TrafficFlow[];
+}
+
+/** A network namespace as JSON (see LabTopology). */
+export interface TopologyNetns {
+  name: string;
+  /** Address(es) with prefix length, "10.0.0.1/24". */
+  address?: string | string[];
+  mtu?: number;
+  ifname?: string;
+  /** A switch to plug into, or a NIC, vhost-user port or earlier namespace to link to. */
+  port: string;
+  /** On the switch port (frames towards the namespace) or the link (both ways). */
+  impairment?: ImpairmentOptions;
 }
 
 /** The lab's IPv4 host as JSON (see LabTopology). */
@@ -189,7 +210,8 @@ export function parseTopology(json: unknown): LabTopology {
   const c = new Checker();
   const root = c.object(json, '(topology)');
   if (root === undefined) throw new TopologyError(c.problems);
-  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'vhostUser', 'links', 'ports', 'taps', 'hosts', 'traffic'], '(topology)');
+  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'vhostUser', 'links', 'ports', 'taps', 'hosts', 'netns', 'traffic'], '(topology)');
+  const hasNetns = Array.isArray(root.netns) && root.netns.length !== 0;
   if (root.description !== undefined && typeof root.description !== 'string') c.bad('description', 'must be a string');
 
   const kinds = new Map<string, { kind: EntryKind; field: string }>();
@@ -203,8 +225,8 @@ export function parseTopology(json: unknown): LabTopology {
   };
 
   // NICs.
-  const nics = c.array(root.nics, 'nics', true);
-  if (Array.isArray(root.nics) && nics.length === 0) c.bad('nics', 'must list at least one NIC');
+  const nics = c.array(root.nics, 'nics', !hasNetns);
+  if (Array.isArray(root.nics) && nics.length === 0 && !hasNetns) c.bad('nics', 'must list at least one NIC');
   const mtus = new Map<string, number>();
   const macs = new Map<string, string>();
   const checkMac = (o: Json, field: string): void => {
@@ -360,6 +382,8 @@ export function parseTopology(json: unknown): LabTopology {
     }
   });
 
+  checkNetnsList(c, root.netns, { name, isKind, endpoint, plug: (sw, n) => portsBySwitch.set(sw, [...(portsBySwitch.get(sw) ?? []), n]) });
+
   const files = new Map<string, string>();
   links.forEach((v, i) => {
     const f = (v as Json | null)?.capture;
@@ -405,11 +429,58 @@ export function parseTopology(json: unknown): LabTopology {
   });
 
   if (c.problems.length !== 0) throw new TopologyError(c.problems);
-  return root as unknown as LabTopology;
+  return { ...root, nics: root.nics ?? [] } as unknown as LabTopology;
 }
 
 /** What a name in a topology can be. */
-type EntryKind = 'NIC' | 'switch' | 'socket link' | 'vhost-user port' | 'IP host';
+type EntryKind = 'NIC' | 'switch' | 'socket link' | 'vhost-user port' | 'IP host' | 'network namespace';
+
+/** What checkNetnsList() needs of parseTopology()'s bookkeeping. */
+interface NetnsCheckContext {
+  name(o: Json, field: string, kind: EntryKind): void;
+  isKind(n: unknown, ...want: EntryKind[]): boolean;
+  endpoint(o: Json, key: string, field: string, where: string): string | undefined;
+  /** `n` takes the next port of switch `sw`. */
+  plug(sw: string, n: string): void;
+}
+
+/** Check the "netns" list (after "hosts": a namespace may link to an earlier namespace, a NIC or a vhost-user port). */
+function checkNetnsList(c: Checker, list: unknown, ctx: NetnsCheckContext): void {
+  c.array(list, 'netns', false).forEach((v, i) => {
+    const field = `netns[${i}]`;
+    const o = c.object(v, field);
+    if (o === undefined) return;
+    c.keys(o, ['name', 'address', 'mtu', 'ifname', 'port', 'impairment'], field);
+    const port = c.string(o, 'port', field, true);
+    const isSwitch = port !== undefined && ctx.isKind(port, 'switch');
+    if (port !== undefined && !isSwitch && !ctx.isKind(port, 'NIC', 'vhost-user port', 'network namespace')) {
+      c.bad(`${field}.port`, `"${port}" is not a switch, NIC, vhost-user port or earlier namespace of this topology`);
+    } else if (port !== undefined && !isSwitch) ctx.endpoint(o, 'port', field, field);
+    ctx.name(o, field, 'network namespace');
+    if (typeof o.name === 'string' && !isNetnsName(o.name)) c.bad(`${field}.name`, `"${o.name}" is not a name ip netns takes (letters, digits, _ . -)`);
+    if (isSwitch && typeof o.name === 'string') ctx.plug(port, o.name);
+    const addresses = typeof o.address === 'string' ? [o.address] : Array.isArray(o.address) ? o.address : o.address === undefined ? [] : [undefined];
+    for (const a of addresses) {
+      if (typeof a !== 'string' || !/^[0-9A-Fa-f.:]+\/\d{1,3}$/.test(a)) c.bad(`${field}.address`, `${describe(a)} is not an address with its prefix length, like 10.0.0.1/24`);
+    }
+    c.number(o, 'mtu', field, 68, 65521, { integer: true });
+    const ifname = c.string(o, 'ifname', field, false);
+    if (ifname !== undefined && !isInterfaceName(ifname)) c.bad(`${field}.ifname`, `"${ifname}" is not an interface name (1 to 15 of letters, digits, _ . -)`);
+    if (o.impairment !== undefined) c.impairment(o.impairment, `${field}.impairment`);
+  });
+}
+
+/** Add the topology's namespaces to the lab and plug each into its port (buildLab's part for "netns"). */
+function buildNetns(lab: Lab, list: readonly TopologyNetns[], at: (field: string, build: () => void) => void): void {
+  list.forEach((n, i) =>
+    at(`netns[${i}]`, () => {
+      lab.netns(n.name, { address: n.address, mtu: n.mtu, ifname: n.ifname });
+      const impairment = n.impairment === undefined ? {} : { impairment: n.impairment };
+      if (lab.switchNames.includes(n.port)) lab.connect(n.name, n.port, impairment);
+      else lab.link(n.name, n.port, impairment);
+    }),
+  );
+}
 
 /** "10.0.2.2/24" or "10.0.2.2" as address and prefix length (default 24); undefined when malformed. */
 export function parseHostAddress(s: string): { ip: string; prefixLength: number } | undefined {
@@ -506,6 +577,7 @@ export function buildLab(t: LabTopology, options: LabOptions = {}): Lab {
       else lab.link(h.name, h.port);
     }),
   );
+  buildNetns(lab, t.netns ?? [], at);
   (t.taps ?? []).forEach((tap, i) => at(`taps[${i}]`, () => lab.tap(tap.switch, tap.file, tap.port === undefined ? {} : { port: tap.port })));
   return lab;
 }

@@ -17,8 +17,14 @@ interface Tool {
   readonly pkg: string;
 }
 
-const TOOLS: Record<'tshark' | 'socat' | 'testpmd' | 'guest', readonly Tool[]> = {
+const TOOLS: Record<'tshark' | 'socat' | 'testpmd' | 'guest' | 'netns' | 'iperf3', readonly Tool[]> = {
   tshark: [{ find: 'tshark', pkg: 'tshark' }],
+  /** Network namespaces on TAP ports: ip (namespaces, addresses) and ping inside them. */
+  netns: [
+    { find: 'ip', pkg: 'iproute2' },
+    { find: 'ping', pkg: 'iputils-ping' },
+  ],
+  iperf3: [{ find: 'iperf3', pkg: 'iperf3' }],
   socat: [{ find: 'socat', pkg: 'socat' }],
   /** dpdk-testpmd comes with DPDK's runtime; CI names dpdk-dev, which pulls it in. */
   testpmd: [{ find: 'dpdk-testpmd', pkg: 'dpdk-dev' }],

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { ImpairmentOptions } from '../backends/impairment.js';
+import { isInterfaceName, isNetnsName } from '../backends/netns.js';
 import type { RelayImpairment } from '../backends/relay.js';
 import type { SocketLinkOptions } from '../backends/socket-link.js';
 import { VirtioLabError } from '../errors.js';
-import { isInterfaceName, isNetnsName } from '../backends/netns.js';
 import { formatMac, parseMac } from '../net/mac.js';
 import type { DhcpServerOptions } from './dhcp-server.js';
 import { parseIpv4 } from './ipv4-address.js';
@@ -29,8 +29,8 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  * Only "nics" is required, and not even that when "netns" lists a
  * namespace. A netns entry is a Linux network namespace the lab creates with
  * a TAP interface (`ifname`, default eth0) holding `address`, plugged into
- * the switch `port` (or linked straight to the NIC, vhost-user port or
- * earlier namespace of that name), with `impairment` on that port or link. A link or port end (`a`, `b`, `nic`) may name a
+ * the switch `port` (or linked straight to the NIC or vhost-user port of
+ * that name), with `impairment` on that port or link. A link or port end (`a`, `b`, `nic`) may name a
  * socket link or a vhost-user port too (a NIC whose driver is a QEMU guest or
  * DPDK, connecting to `path`; traffic flows run between the lab's own NICs).
  * Both ends of a link may be switches: a cable between two switches, with
@@ -69,7 +69,7 @@ export interface TopologyNetns {
   address?: string | string[];
   mtu?: number;
   ifname?: string;
-  /** A switch to plug into, or a NIC, vhost-user port or earlier namespace to link to. */
+  /** A switch to plug into, or a NIC or vhost-user port to link to. */
   port: string;
   /** On the switch port (frames towards the namespace) or the link (both ways). */
   impairment?: ImpairmentOptions;
@@ -444,7 +444,7 @@ interface NetnsCheckContext {
   plug(sw: string, n: string): void;
 }
 
-/** Check the "netns" list (after "hosts": a namespace may link to an earlier namespace, a NIC or a vhost-user port). */
+/** Check the "netns" list (after "hosts", whose NICs it cannot take). */
 function checkNetnsList(c: Checker, list: unknown, ctx: NetnsCheckContext): void {
   c.array(list, 'netns', false).forEach((v, i) => {
     const field = `netns[${i}]`;
@@ -453,8 +453,8 @@ function checkNetnsList(c: Checker, list: unknown, ctx: NetnsCheckContext): void
     c.keys(o, ['name', 'address', 'mtu', 'ifname', 'port', 'impairment'], field);
     const port = c.string(o, 'port', field, true);
     const isSwitch = port !== undefined && ctx.isKind(port, 'switch');
-    if (port !== undefined && !isSwitch && !ctx.isKind(port, 'NIC', 'vhost-user port', 'network namespace')) {
-      c.bad(`${field}.port`, `"${port}" is not a switch, NIC, vhost-user port or earlier namespace of this topology`);
+    if (port !== undefined && !isSwitch && !ctx.isKind(port, 'NIC', 'vhost-user port')) {
+      c.bad(`${field}.port`, `"${port}" is not a switch, NIC or vhost-user port of this topology`);
     } else if (port !== undefined && !isSwitch) ctx.endpoint(o, 'port', field, field);
     ctx.name(o, field, 'network namespace');
     if (typeof o.name === 'string' && !isNetnsName(o.name)) c.bad(`${field}.name`, `"${o.name}" is not a name ip netns takes (letters, digits, _ . -)`);

@@ -141,6 +141,43 @@ describe('network namespaces on TAP ports', () => {
   }, 60_000);
 });
 
+describe('examples/netns-iperf.json', () => {
+  it('runs as the README says: iperf3 between its namespaces while the lab runs, its report after, nothing left', async () => {
+    const before = namespaces();
+    const cli = spawn(process.execPath, ['dist/cli.js', 'lab', 'examples/netns-iperf.json', '--seconds', '30', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    cli.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      for (let t = 0; !(namespaces().includes('vl-ns1') && namespaces().includes('vl-ns2') && ip('-n', 'vl-ns2', '-o', 'addr').includes('10.77.0.2')); t++) {
+        if (t > 600 || cli.exitCode !== null) throw new Error(`the lab CLI did not create vl-ns1 and vl-ns2 (exit ${cli.exitCode})`);
+        await sleep(50);
+      }
+      const server = spawn('ip', ['netns', 'exec', 'vl-ns2', 'iperf3', '-s', '-1'], { stdio: 'ignore' });
+      let report;
+      for (let attempt = 0; ; attempt++) {
+        const r = spawnSync('ip', ['netns', 'exec', 'vl-ns1', 'iperf3', '-c', '10.77.0.2', '-t', '2', '-J'], { encoding: 'utf8', timeout: 60_000 });
+        report = JSON.parse(r.stdout) as { error?: string; end: { sum_received: { bytes: number } } };
+        if (report.error === undefined || attempt > 50) break;
+        await sleep(100);
+      }
+      await exited(server);
+      expect(report.error).toBeUndefined();
+      expect(report.end.sum_received.bytes).toBeGreaterThan(0);
+    } finally {
+      cli.kill('SIGINT');
+    }
+    expect(await exited(cli)).toBe(0);
+    const lab = JSON.parse(out) as { netns: Record<string, { readFrames: number; writtenFrames: number }>; switches: { sw0: { ports: { name: string; dropsLoss: number }[] } }; interrupted: boolean };
+    expect(lab.interrupted).toBe(true);
+    expect(lab.netns['vl-ns1'].readFrames).toBeGreaterThan(0);
+    expect(lab.netns['vl-ns2'].writtenFrames).toBeGreaterThan(0);
+    // 1 % loss on the frames towards vl-ns2: TCP resends them.
+    expect(lab.switches.sw0.ports[1]).toMatchObject({ name: 'vl-ns2' });
+    expect(lab.switches.sw0.ports[1].dropsLoss).toBeGreaterThan(0);
+    expect(namespaces()).toEqual(before);
+  }, 90_000);
+});
+
 describe('TAP port errors', () => {
   it('a namespace that must exist and does not: NetnsNotFoundError, nothing left', async () => {
     const ns = nsName();

@@ -997,7 +997,7 @@ export class Lab extends EventEmitter<LabEvents> {
     if (e?.kind === 'switch') throw new InvalidArgumentError(`${what}: "${name}" is a switch; connect() plugs NICs and socket links into switches, link() joins two switches`);
     if (e === undefined) {
       throw new InvalidArgumentError(
-        `${what}: no NIC, socket link, vhost-user port or network namespace named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)}; vhost-user ports: ${this.list(this.vhostList)}; namespaces: ${this.list(this.netnsList)})`,
+        `${what}: no NIC, socket link or vhost-user port named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)}; vhost-user ports: ${this.list(this.vhostList)}${this.netnsList.length === 0 ? '' : `; network namespaces: ${this.list(this.netnsList)}`})`,
       );
     }
     return e;

@@ -224,6 +224,15 @@ describe('TAP port errors', () => {
     expect(out).toMatch(/^NET_ADMIN_REQUIRED: .*CAP_NET_ADMIN: run as root/);
   });
 
+  it('without iproute2: IpCommandError naming the package, nothing left', () => {
+    const ns = nsName();
+    const script = `import('${new URL('../../dist/index.js', import.meta.url).href}').then((m) => m.TapPort.open({ name: 'eth0', netns: '${ns}' })).then(() => console.log('opened'), (e) => console.log(e.code + ': ' + e.message))`;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, PATH: '/nonexistent' } });
+    expect(out).toMatch(/^IP_COMMAND_FAILED: the ip command \(iproute2\) is not installed: apt-get install iproute2/);
+    expect(namespaces()).not.toContain(ns);
+    expect(ourLinks()).toEqual([]);
+  });
+
   it('bad names and options are refused before anything is created', async () => {
     await expect(TapPort.open({ name: 'a name with spaces' })).rejects.toThrow(InvalidArgumentError);
     await expect(TapPort.open({ name: `${tag}o`, offloads: ['tso4'] })).rejects.toThrow(/need "csum"/);

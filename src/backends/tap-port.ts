@@ -170,6 +170,8 @@ export class TapPort implements PortAttachable {
     if (this.closing !== undefined) throw new InvalidArgumentError(`TAP port "${this.options.name}" is closed`);
     const channels = port.outputs[0].channels;
     const inputs = port.inputs[0];
+    // The threads address every channel from one base address: they must share the arena's buffer.
+    if ([...channels, ...inputs].some((c) => c.buffer !== channels[0].buffer)) throw new InvalidArgumentError('a TAP port\'s channels must all live in one SharedArena');
     const maxFrame = channels[0].maxFrame;
     const common = { fd: this.fd, stopFd: this.stopFd, ctl: this.ctl, maxFrame, spinUs: this.options.spinUs ?? 20 };
     this.spawn({ ...common, role: 'reader', channels });

@@ -115,12 +115,13 @@ describe('network namespaces on TAP ports', () => {
     expect(ourLinks()).toEqual([]);
   });
 
-  it('the lab CLI on SIGINT removes its namespaces and prints its report', async () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('the lab CLI on %s removes its namespaces and prints its report', async (sig) => {
     const dir = mkdtempSync(join(tmpdir(), 'vl-netns-'));
     try {
       const [a, b] = [nsName(), nsName()];
+      const subnet = sig === 'SIGINT' ? 206 : 209;
       const topology = join(dir, 'lab.json');
-      writeFileSync(topology, JSON.stringify({ switches: [{ name: 'sw0' }], netns: [{ name: a, address: '10.206.0.1/24', port: 'sw0' }, { name: b, address: '10.206.0.2/24', port: 'sw0' }] }));
+      writeFileSync(topology, JSON.stringify({ switches: [{ name: 'sw0' }], netns: [{ name: a, address: `10.${subnet}.0.1/24`, port: 'sw0' }, { name: b, address: `10.${subnet}.0.2/24`, port: 'sw0' }] }));
       const before = ourNamespaces();
       const cli = spawn(process.execPath, ['dist/cli.js', 'lab', topology], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
@@ -129,12 +130,12 @@ describe('network namespaces on TAP ports', () => {
         if (t > 600 || cli.exitCode !== null) throw new Error(`the lab CLI did not create its namespaces (exit ${cli.exitCode})`);
         await sleep(50);
       }
-      const ping = execFileSync('ip', ['netns', 'exec', a, 'ping', '-c', '2', '-i', '0.2', '-W', '5', '10.206.0.2'], { encoding: 'utf8' });
+      const ping = execFileSync('ip', ['netns', 'exec', a, 'ping', '-c', '2', '-i', '0.2', '-W', '5', `10.${subnet}.0.2`], { encoding: 'utf8' });
       expect(ping).toContain('2 received');
-      cli.kill('SIGINT');
+      cli.kill(sig);
       const code = await exited(cli);
       expect(code).toBe(0);
-      expect(out).toContain(`netns ${a} (eth0 10.206.0.1/24)`);
+      expect(out).toContain(`netns ${a} (eth0 10.${subnet}.0.1/24)`);
       expect(ourNamespaces()).toEqual(before);
       expect(ourLinks()).toEqual([]);
     } finally {

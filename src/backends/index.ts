@@ -15,3 +15,4 @@ export { STREAM_BROKEN, STREAM_MAX_FRAME, StreamDecoder } from './socket-link-fr
 export { TapPort, type TapOffload, type TapPortInfo, type TapPortOptions } from './tap-port.js';
 export { TAP_COUNTERS, type TapCounter, type TapPortStats } from './tap-runtime.js';
 export { IpCommandError, InterfaceNameInUseError, NetAdminRequiredError, NetnsNotFoundError, TunUnavailableError } from './tap-errors.js';
+export { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6 } from './tun.js';

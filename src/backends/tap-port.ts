@@ -44,7 +44,7 @@ export interface TapPortOptions {
   spinUs?: number;
 }
 
-/** Counters of a TAP port, and where it is. */
+/** Where a TAP port is, and the offloads the kernel agreed to. */
 export interface TapPortInfo {
   name: string;
   netns: string | null;

@@ -23,6 +23,7 @@ import {
   NetHdr,
   type NetDriver,
   type NetRxPacket,
+  type TapOffload,
   PcapWriter,
   featureSet,
   netRxQueue,
@@ -72,10 +73,10 @@ function forward(from: NetDriver, to: NetDriver, hdr: NetHdr, pcap: PcapWriter |
 }
 
 /** A sends 16 MiB to B over TCP through x and the test thread and y; returns the pcap of what x received. */
-async function transfer(xFeatures: FeatureSet, name: string): Promise<{ pcap: string; segments: number }> {
+async function transfer(xFeatures: FeatureSet, name: string, offloads?: TapOffload[]): Promise<{ pcap: string; segments: number }> {
   const [a, b] = [`${tag}${name}a`, `${tag}${name}b`];
   lab = new Lab({ queueSize: 128 });
-  lab.netns(a, { address: '10.211.0.1/24' }).netns(b, { address: '10.211.0.2/24' });
+  lab.netns(a, { address: '10.211.0.1/24', offloads }).netns(b, { address: '10.211.0.2/24' });
   lab.nic('x', { driverFeatures: xFeatures, bufferSize: TX_BUFFER }).nic('y', { driverFeatures: FORWARDER, bufferSize: TX_BUFFER });
   lab.link(a, 'x').link(b, 'y');
   await lab.start();
@@ -143,5 +144,14 @@ describe('GSO frames from a namespace (5.1.6.4)', () => {
     // tshark's tcp.checksum.status: 1 = good.
     expect(frames.filter((f) => f.checksum !== '1')).toEqual([]);
     expect(segments).toBeGreaterThan(0);
+  }, 150_000);
+
+  it('with offloads: [] (TUNSETOFFLOAD 0) the kernel segments before the TAP: even a GUEST_TSO4 NIC gets wire frames', async () => {
+    const { pcap, segments } = await transfer(FORWARDER, 'n', []);
+    const frames = tcpFromA(pcap);
+    expect(frames.length).toBeGreaterThanOrEqual(Math.floor((16 << 20) / 1460));
+    expect(frames.filter((f) => f.len > 1514)).toEqual([]);
+    expect(frames.filter((f) => f.checksum !== '1')).toEqual([]);
+    expect(segments).toBe(0);
   }, 150_000);
 });

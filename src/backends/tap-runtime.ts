@@ -109,6 +109,7 @@ export class TapReader {
     const f64 = this.f64;
     const max = this.data.maxFrame;
     let n = 0;
+    let bytes = 0;
     this.full = false;
     while (n < BATCH) {
       const at = out.reserve(max);
@@ -133,11 +134,13 @@ export class TapReader {
       u8[at - 1] = 0;
       out.shrink(len);
       out.commit();
-      f64[READ_FRAMES]++;
-      f64[READ_BYTES] += len;
+      bytes += len;
       n++;
     }
     out.publish();
+    // Counters once per batch, like a queue's.
+    f64[READ_FRAMES] += n;
+    f64[READ_BYTES] += bytes;
     return n;
   }
 
@@ -194,6 +197,8 @@ export class TapWriter {
     const f64 = this.f64;
     const fd = this.data.fd;
     let n = 0;
+    let written = 0;
+    let bytes = 0;
     this.blocked = false;
     for (const c of this.inputs) {
       for (let k = 0; k < BATCH; k++) {
@@ -208,14 +213,16 @@ export class TapWriter {
         if (r === -EINTR) continue;
         if (r < 0) f64[DROPS_WRITE]++;
         else {
-          f64[WRITTEN_FRAMES]++;
-          f64[WRITTEN_BYTES] += len;
+          written++;
+          bytes += len;
         }
         c.consume();
         n++;
       }
       c.release();
     }
+    f64[WRITTEN_FRAMES] += written;
+    f64[WRITTEN_BYTES] += bytes;
     return n;
   }
 

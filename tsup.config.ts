@@ -23,6 +23,7 @@ export default defineConfig([
       'workers/backend-worker': 'workers/backend-worker.ts',
       'workers/vhost-queue-worker': 'workers/vhost-queue-worker.ts',
       'workers/vhost-user-io': 'workers/vhost-user-io.ts',
+      'workers/tap-worker': 'workers/tap-worker.ts',
     },
     format: ['esm'],
     target: 'node20',

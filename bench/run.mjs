@@ -5,7 +5,7 @@
 // and DPDK testpmd's vhost <-> virtio-user loop when dpdk-testpmd is
 // installed. Writes bench/results/suite-<time>.{json,md}.
 //
-//   npm run bench [-- --quick] [--cases pump,gso,modes,switch,vsock,latency,memory]
+//   npm run bench [-- --quick] [--cases pump,gso,modes,switch,vsock,latency,memory,netns]
 //                 [--runs 5] [--frames 2000000] [--sizes 64,1500] [--pairs 1,2] [--rings split,packed]
 //                 [--threads per-queue,link]
 //
@@ -20,6 +20,9 @@
 //   latency  idle -> first frame and busy ping-pong, HDR percentiles p50 / p99 / p99.9
 //   memory   heap, RSS and GCs over 10 M frames (fails the suite when a heap grows > 1 MiB)
 //   cpu      thread CPU ns per frame, stage by stage, every stage in one thread (no workers)
+//   netns    iperf3 TCP (1 and 4 streams) between two network namespaces on TAP ports of a switch
+//            vs the same through a Linux bridge with veths; needs root and iperf3, so it runs only
+//            when named
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { probePlacement, runPump } from '../dist/index.js';
@@ -28,11 +31,14 @@ import { latencyCases } from './latency.mjs';
 import { STAGES as CPU_STAGES, cpuCase } from './cpu.mjs';
 import { fmtRange, fmtUs, gbps, machineLine, mdTable, median, range, ratio, writeResults } from './lib.mjs';
 import { memoryCase } from './memory.mjs';
+import { netnsCase, netnsToolsMissing } from './netns.mjs';
 import { postMessageRate } from './post-message-baseline.mjs';
 import { unixSocketRate } from './unix-socket-baseline.mjs';
 import { VSOCK_THREADS, vsockCases } from './vsock.mjs';
 
-const ALL_CASES = ['pump', 'gso', 'modes', 'switch', 'vsock', 'latency', 'memory', 'cpu'];
+const ALL_CASES = ['pump', 'gso', 'modes', 'switch', 'vsock', 'latency', 'memory', 'cpu', 'netns'];
+/** What runs without --cases: everything but netns (root, iperf3). */
+const DEFAULT_CASES = ALL_CASES.filter((c) => c !== 'netns');
 const GSO_FRAME = 65536;
 
 const { values } = parseArgs({
@@ -50,7 +56,7 @@ const { values } = parseArgs({
 });
 // --quick: the pump case at 64 B on one pair, short runs, DPDK included (< 1 min on 2 cores).
 const quick = values.quick;
-const cases = (values.cases ?? (quick ? 'pump' : ALL_CASES.join(','))).split(',');
+const cases = (values.cases ?? (quick ? 'pump' : DEFAULT_CASES.join(','))).split(',');
 for (const c of cases) if (!ALL_CASES.includes(c)) throw new Error(`unknown case ${c} (cases: ${ALL_CASES.join(', ')})`);
 const runs = Math.max(1, Number(values.runs));
 const frames = Number(values.frames ?? (quick ? 200_000 : 2_000_000));
@@ -252,6 +258,19 @@ if (cases.includes('cpu')) {
   const rows = await cpuCase({ runs, frames: cpuFrames, sizes, rings });
   report.cases.cpu = rows;
   sections.push('', `cpu (thread CPU ns per frame, one thread, ${cpuFrames} frames per run; median of ${runs} runs):`, '', ...mdTable(['ring', 'frame', 'ns/frame median [min-max]', ...CPU_STAGES], rows.map((r) => [r.ring, `${r.size} B`, `${r.nsPerFrame.toFixed(0)} [${r.nsPerFrameMin.toFixed(0)}-${r.nsPerFrameMax.toFixed(0)}]`, ...CPU_STAGES.map((s) => r.stages[s].toFixed(0))])));
+}
+
+// ---- netns -------------------------------------------------------------------
+if (cases.includes('netns')) {
+  const missing = netnsToolsMissing();
+  if (missing !== null) throw new Error(`netns: ${missing}`);
+  const seconds = quick ? 2 : 5;
+  console.log(`\nnetns: iperf3 TCP ${seconds} s per run, 1 and 4 streams, lab switch vs Linux bridge alternating`);
+  const n = await netnsCase({ runs, seconds });
+  report.cases.netns = n;
+  const row = (what, xs) => [what, fmtRange(range(xs), 1, 2)];
+  sections.push('', `netns (iperf3 TCP Gbit/s received; ${n.threads}):`, '', ...mdTable(['path', 'Gbit/s median [min-max]'], [row('lab switch, 1 stream', n.results.lab1), row('Linux bridge, 1 stream', n.results.bridge1), row('lab switch, 4 streams', n.results.lab4), row('Linux bridge, 4 streams', n.results.bridge4)]));
+  sections.push('', `netns lab / Linux bridge: 1 stream x${n.ratios.one.toFixed(2)}, 4 streams x${n.ratios.four.toFixed(2)}`);
 }
 
 const md = writeResults('suite', report, [`node ${process.version}, ${cores} cores, ${runs} runs per figure, placement before: ${placementBefore.placement} (${placementBefore.roundTripNs} ns)`, '', ...sections]);

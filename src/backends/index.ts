@@ -15,3 +15,7 @@ export { STREAM_BROKEN, STREAM_MAX_FRAME, StreamDecoder } from './socket-link-fr
 export { VXLAN_FLAG_I, VXLAN_HLEN, VXLAN_MAX_VNI, VXLAN_PORT } from './vxlan-header.js';
 export { type VxlanFdbEntry, type VxlanRemoteStats, type VxlanStats, VxlanUplink } from './vxlan-uplink.js';
 export { VxlanBindError, type VxlanUplinkOptions } from './vxlan-options.js';
+export { TapPort, type TapOffload, type TapPortInfo, type TapPortOptions } from './tap-port.js';
+export { TAP_COUNTERS, type TapCounter, type TapPortStats } from './tap-runtime.js';
+export { IpCommandError, InterfaceNameInUseError, NetAdminRequiredError, NetnsNotFoundError, TunUnavailableError } from './tap-errors.js';
+export { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6 } from './tun.js';

@@ -107,6 +107,8 @@ export class PortChannelProducer extends PortChannelEnd {
   private published: number;
   private headCache: number;
   private reserved = 0;
+  /** u8 index of the reserved frame. */
+  private reservedAt = 0;
   /** Bytes the reserved record skips at the end of the data area (its WRAP), added to the tail by commit(). */
   private skip = 0;
   private readonly wakeI32: Int32Array;
@@ -138,7 +140,17 @@ export class PortChannelProducer extends PortChannelEnd {
     }
     this.reserved = len;
     this.u32[(this.data + pos) >>> 2] = len;
-    return this.data + pos + RECORD_HEADER;
+    this.reservedAt = this.data + pos + RECORD_HEADER;
+    return this.reservedAt;
+  }
+
+  /**
+   * The reserved frame is `len` bytes, fewer than reserved (a read into the
+   * channel came back shorter than the largest frame it made room for).
+   */
+  shrink(len: number): void {
+    this.reserved = len;
+    this.u32[(this.reservedAt - RECORD_HEADER) >>> 2] = len;
   }
 
   /** True when a frame of `len` bytes fits now (reloads the consumer's index only when needed). */

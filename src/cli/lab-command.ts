@@ -24,7 +24,12 @@ Ctrl-C (SIGINT) or SIGTERM stops the traffic, closes the lab (captures are
 flushed, socket files it created removed) and prints the report; a second
 one exits at once.
 
-Topology (only "nics" is required; a link or port end may name a socket
+A "netns" entry is a Linux network namespace with a TAP interface on the
+lab (needs root or CAP_NET_ADMIN, /dev/net/tun and iproute2); run programs
+in it with ip netns exec NAME ... while the lab runs; the lab deletes it
+when it closes.
+
+Topology (only "nics" is required, or "netns"; a link or port end may name a socket
 link, a QEMU -netdev stream/dgram peer, or a vhost-user port, a NIC whose
 driver is a QEMU guest or DPDK connecting to its path; capture files are
 relative to the working directory):
@@ -36,6 +41,7 @@ relative to the working directory):
     "sockets":  [{ "name": "qemu", "transport": "stream", "role": "server",
                    "path": "/tmp/qemu.sock" }],
     "vhostUser": [{ "name": "vm", "path": "/tmp/vm-net.sock" }],
+    "netns":    [{ "name": "ns1", "address": "10.0.0.1/24", "port": "sw0" }],
     "traffic":  [{ "from": "a", "to": "b", "frames": 1000, "size": 512, "ratePps": 10000 }],
     "vxlan":    [{ "name": "vx0", "switch": "sw0", "vni": 42, "local": "10.0.0.1",
                    "port": 4789, "remotes": ["10.0.0.2"] }] }

@@ -18,3 +18,4 @@ export { formatSoakReport } from './soak-report.js';
 export * from './ip-host.js';
 export * from './dhcp-server.js';
 export * from './lab-hosts.js';
+export type { LabExecOptions, LabExecResult, LabNetnsOptions, LabNetnsStats } from './lab-netns.js';

@@ -5,6 +5,7 @@ import type { VirtqueueErrorCode } from '../errors.js';
 import type { QueueStats } from '../stats/queue-stats.js';
 import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats, LabVhostUserStats } from './lab.js';
 import { type LabHostReport, type LabHosts, startLabHosts } from './lab-hosts.js';
+import type { LabNetnsStats } from './lab-netns.js';
 import { type LabTopology, buildLab } from './lab-topology.js';
 import { type FlowResult, runTraffic } from './lab-traffic.js';
 
@@ -81,6 +82,8 @@ export interface LabRunReport {
   sockets: Record<string, SocketLinkStats>;
   /** VXLAN uplinks: frames in and out, learned MACs, drops by reason. */
   vxlan: Record<string, VxlanStats>;
+  /** Network namespaces on TAP ports, by name. */
+  netns: Record<string, LabNetnsStats>;
   /** Capture files written, and what each one captured. */
   captures: { file: string; of: string }[];
   /** The topology's IP hosts (and their TFTP / DHCP servers), by name. */
@@ -197,6 +200,7 @@ export function labRunReport(t: LabTopology, stats: LabStats, traffic: { flows: 
     links: stats.links,
     sockets: stats.sockets,
     vxlan: stats.vxlan,
+    netns: stats.netns,
     captures,
     hosts: {},
   };
@@ -229,13 +233,15 @@ export function formatLabReport(r: LabRunReport): string {
       ]),
     );
   }
-  out.push('nics:');
-  out.push(
-    table([
-      ['nic', 'mac', 'tx packets', 'rx packets', 'device drops', 'stray test frames'],
-      ...Object.entries(r.nics).map(([name, n]) => [name, n.mac, n.txPackets, n.rxPackets, n.deviceDrops, r.stray[name] ?? 0]),
-    ]),
-  );
+  if (Object.keys(r.nics).length !== 0) {
+    out.push('nics:');
+    out.push(
+      table([
+        ['nic', 'mac', 'tx packets', 'rx packets', 'device drops', 'stray test frames'],
+        ...Object.entries(r.nics).map(([name, n]) => [name, n.mac, n.txPackets, n.rxPackets, n.deviceDrops, r.stray[name] ?? 0]),
+      ]),
+    );
+  }
   for (const [name, v] of Object.entries(r.vhostUser)) {
     const features = v.features === undefined ? 'no front end has connected' : `features 0x${v.features}, protocol features 0x${v.protocolFeatures ?? '0'}`;
     const gone = v.lastDisconnect === undefined ? '' : ` (last: ${v.lastDisconnect})`;
@@ -270,6 +276,10 @@ export function formatLabReport(r: LabRunReport): string {
     out.push(`socket link ${name}: ${s.connected ? 'connected' : 'not connected'}, ${s.rxFrames} frames in, ${s.txFrames} out, ${s.dropsNotConnected} dropped while unconnected${s.dropsKernel > 0 ? `, ${s.dropsKernel} lost in the kernel (receive buffer full)` : ''}`);
   }
   for (const [name, v] of Object.entries(r.vxlan)) out.push(formatVxlan(name, v));
+  for (const [name, n] of Object.entries(r.netns)) {
+    const bad = n.dropsShort + n.dropsWrite + n.readErrors;
+    out.push(`netns ${name} (${n.ifname} ${n.addresses.join(' ') || 'no address'}): ${n.readFrames} frames in from its stack, ${n.writtenFrames} out to it, ${bad} dropped or failed`);
+  }
   for (const [name, h] of Object.entries(r.hosts)) {
     const ip = h.ip;
     const parts = [`${ip.rxFrames} frames in, ${ip.txFrames} out`, `${ip.echoRepliesSent} ping replies`, `${ip.udpIn} UDP datagrams in`, `${ip.dropped} dropped`];

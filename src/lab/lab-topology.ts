@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { ImpairmentOptions } from '../backends/impairment.js';
+import { isInterfaceName, isNetnsName } from '../backends/netns.js';
 import type { RelayImpairment } from '../backends/relay.js';
 import type { SocketLinkOptions } from '../backends/socket-link.js';
 import { type VxlanUplinkOptions, checkVxlanOptions } from '../backends/vxlan-options.js';
@@ -23,11 +24,17 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  *   "ports":    [{ "nic": "c", "switch": "sw0", "impairment": { "delayMs": 1 } }],
  *   "taps":     [{ "switch": "sw0", "file": "sw0.pcap", "port": "c" }],
  *   "hosts":    [{ "name": "gw", "address": "10.0.2.2/24", "port": "sw0", "tftpRoot": "./files", "dhcp": { "poolStart": "10.0.2.15" } }],
+ *   "netns":    [{ "name": "ns1", "address": "10.0.0.1/24", "port": "sw0", "mtu": 1500, "impairment": { "lossPercent": 1 } }],
  *   "traffic":  [{ "from": "a", "to": "b", "frames": 1000, "size": 512, "ratePps": 10000 }],
  *   "vxlan":    [{ "name": "vx0", "switch": "sw0", "vni": 42, "local": "10.0.0.1", "port": 4789, "remotes": ["10.0.0.2"] }] }
+
  * ```
  *
- * Only "nics" is required. A link or port end (`a`, `b`, `nic`) may name a
+ * Only "nics" is required, and not even that when "netns" lists a
+ * namespace. A netns entry is a Linux network namespace the lab creates with
+ * a TAP interface (`ifname`, default eth0) holding `address`, plugged into
+ * the switch `port` (or linked straight to the NIC or vhost-user port of
+ * that name), with `impairment` on that port or link. A link or port end (`a`, `b`, `nic`) may name a
  * socket link or a vhost-user port too (a NIC whose driver is a QEMU guest or
  * DPDK, connecting to `path`; traffic flows run between the lab's own NICs).
  * Both ends of a link may be switches: a cable between two switches, with
@@ -53,6 +60,7 @@ import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
  */
 export interface LabTopology {
   description?: string;
+  /** Required unless "netns" lists a namespace (then parseTopology() gives [] for a missing list). */
   nics: TopologyNic[];
   switches?: { name: string; ageingMs?: number }[];
   sockets?: TopologySocket[];
@@ -61,12 +69,26 @@ export interface LabTopology {
   ports?: { nic: string; switch: string; impairment?: ImpairmentOptions }[];
   taps?: { switch: string; file: string; port?: string | number }[];
   hosts?: TopologyHost[];
+  netns?: TopologyNetns[];
   traffic?: TrafficFlow[];
   vxlan?: TopologyVxlan[];
 }
 
 /** A VXLAN uplink as JSON: VxlanUplinkOptions, a name, and the switch it is a port of. */
 export type TopologyVxlan = { name: string; switch: string } & VxlanUplinkOptions;
+
+/** A network namespace as JSON (see LabTopology). */
+export interface TopologyNetns {
+  name: string;
+  /** Address(es) with prefix length, "10.0.0.1/24". */
+  address?: string | string[];
+  mtu?: number;
+  ifname?: string;
+  /** A switch to plug into, or a NIC or vhost-user port to link to. */
+  port: string;
+  /** On the switch port (frames towards the namespace) or the link (both ways). */
+  impairment?: ImpairmentOptions;
+}
 
 /** The lab's IPv4 host as JSON (see LabTopology). */
 export interface TopologyHost {
@@ -210,7 +232,8 @@ export function parseTopology(json: unknown): LabTopology {
   const c = new Checker();
   const root = c.object(json, '(topology)');
   if (root === undefined) throw new TopologyError(c.problems);
-  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'vhostUser', 'links', 'ports', 'taps', 'hosts', 'traffic', 'vxlan'], '(topology)');
+  c.keys(root, ['description', 'nics', 'switches', 'sockets', 'vhostUser', 'links', 'ports', 'taps', 'hosts', 'netns', 'traffic', 'vxlan'], '(topology)');
+  const hasNetns = Array.isArray(root.netns) && root.netns.length !== 0;
   if (root.description !== undefined && typeof root.description !== 'string') c.bad('description', 'must be a string');
 
   const kinds = new Map<string, { kind: EntryKind; field: string }>();
@@ -224,8 +247,8 @@ export function parseTopology(json: unknown): LabTopology {
   };
 
   // NICs.
-  const nics = c.array(root.nics, 'nics', true);
-  if (Array.isArray(root.nics) && nics.length === 0) c.bad('nics', 'must list at least one NIC');
+  const nics = c.array(root.nics, 'nics', !hasNetns);
+  if (Array.isArray(root.nics) && nics.length === 0 && !hasNetns) c.bad('nics', 'must list at least one NIC');
   const mtus = new Map<string, number>();
   const macs = new Map<string, string>();
   const checkMac = (o: Json, field: string): void => {
@@ -383,6 +406,7 @@ export function parseTopology(json: unknown): LabTopology {
   });
 
   checkVxlanUplinks(c, root.vxlan, name, (sw) => isKind(sw, 'switch'), (sw, uplink) => portsBySwitch.set(sw, [...(portsBySwitch.get(sw) ?? []), uplink]));
+  checkNetnsList(c, root.netns, { name, isKind, endpoint, plug: (sw, n) => portsBySwitch.set(sw, [...(portsBySwitch.get(sw) ?? []), n]) });
 
   const files = new Map<string, string>();
   links.forEach((v, i) => {
@@ -429,11 +453,58 @@ export function parseTopology(json: unknown): LabTopology {
   });
 
   if (c.problems.length !== 0) throw new TopologyError(c.problems);
-  return root as unknown as LabTopology;
+  return { ...root, nics: root.nics ?? [] } as unknown as LabTopology;
 }
 
 /** What a name in a topology can be. */
-type EntryKind = 'NIC' | 'switch' | 'socket link' | 'vhost-user port' | 'IP host' | 'VXLAN uplink';
+type EntryKind = 'NIC' | 'switch' | 'socket link' | 'vhost-user port' | 'IP host' | 'VXLAN uplink' | 'network namespace';
+
+/** What checkNetnsList() needs of parseTopology()'s bookkeeping. */
+interface NetnsCheckContext {
+  name(o: Json, field: string, kind: EntryKind): void;
+  isKind(n: unknown, ...want: EntryKind[]): boolean;
+  endpoint(o: Json, key: string, field: string, where: string): string | undefined;
+  /** `n` takes the next port of switch `sw`. */
+  plug(sw: string, n: string): void;
+}
+
+/** Check the "netns" list (after "hosts", whose NICs it cannot take). */
+function checkNetnsList(c: Checker, list: unknown, ctx: NetnsCheckContext): void {
+  c.array(list, 'netns', false).forEach((v, i) => {
+    const field = `netns[${i}]`;
+    const o = c.object(v, field);
+    if (o === undefined) return;
+    c.keys(o, ['name', 'address', 'mtu', 'ifname', 'port', 'impairment'], field);
+    const port = c.string(o, 'port', field, true);
+    const isSwitch = port !== undefined && ctx.isKind(port, 'switch');
+    if (port !== undefined && !isSwitch && !ctx.isKind(port, 'NIC', 'vhost-user port')) {
+      c.bad(`${field}.port`, `"${port}" is not a switch, NIC or vhost-user port of this topology`);
+    } else if (port !== undefined && !isSwitch) ctx.endpoint(o, 'port', field, field);
+    ctx.name(o, field, 'network namespace');
+    if (typeof o.name === 'string' && !isNetnsName(o.name)) c.bad(`${field}.name`, `"${o.name}" is not a name ip netns takes (letters, digits, _ . -)`);
+    if (isSwitch && typeof o.name === 'string') ctx.plug(port, o.name);
+    const addresses = typeof o.address === 'string' ? [o.address] : Array.isArray(o.address) ? o.address : o.address === undefined ? [] : [undefined];
+    for (const a of addresses) {
+      if (typeof a !== 'string' || !/^[0-9A-Fa-f.:]+\/\d{1,3}$/.test(a)) c.bad(`${field}.address`, `${describe(a)} is not an address with its prefix length, like 10.0.0.1/24`);
+    }
+    c.number(o, 'mtu', field, 68, 65521, { integer: true });
+    const ifname = c.string(o, 'ifname', field, false);
+    if (ifname !== undefined && !isInterfaceName(ifname)) c.bad(`${field}.ifname`, `"${ifname}" is not an interface name (1 to 15 of letters, digits, _ . -)`);
+    if (o.impairment !== undefined) c.impairment(o.impairment, `${field}.impairment`);
+  });
+}
+
+/** Add the topology's namespaces to the lab and plug each into its port (buildLab's part for "netns"). */
+function buildNetns(lab: Lab, list: readonly TopologyNetns[], at: (field: string, build: () => void) => void): void {
+  list.forEach((n, i) =>
+    at(`netns[${i}]`, () => {
+      lab.netns(n.name, { address: n.address, mtu: n.mtu, ifname: n.ifname });
+      const impairment = n.impairment === undefined ? {} : { impairment: n.impairment };
+      if (lab.switchNames.includes(n.port)) lab.connect(n.name, n.port, impairment);
+      else lab.link(n.name, n.port, impairment);
+    }),
+  );
+}
 
 const VXLAN_KEYS = ['name', 'switch', 'vni', 'local', 'port', 'remotes', 'learning', 'restrictSources', 'ageingSeconds', 'fdbSize', 'mtu'] as const;
 
@@ -567,6 +638,7 @@ export function buildLab(t: LabTopology, options: LabOptions = {}): Lab {
     }),
   );
   buildVxlanUplinks(lab, t.vxlan ?? [], at);
+  buildNetns(lab, t.netns ?? [], at);
   (t.taps ?? []).forEach((tap, i) => at(`taps[${i}]`, () => lab.tap(tap.switch, tap.file, tap.port === undefined ? {} : { port: tap.port })));
   return lab;
 }

@@ -1,10 +1,13 @@
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ImpairmentOptions, validateImpairment } from '../backends/impairment.js';
 import { type Link, type LinkOptions, connectNics } from '../backends/link.js';
+import { isInterfaceName, isNetnsName, netnsExists } from '../backends/netns.js';
 import type { PortAttachable } from '../backends/port-channel.js';
 import type { RelayImpairment } from '../backends/relay.js';
 import { SocketLink, type SocketLinkOptions, type SocketLinkStats } from '../backends/socket-link.js';
+import { TapPort } from '../backends/tap-port.js';
 import type { MacEntry } from '../backends/switch-mac-table.js';
 import type { PortStats, SwitchStats } from '../backends/switch-stats.js';
 import { MAX_PORTS, NetSwitch, type NetSwitchOptions, type SwitchPortOptions, type TapOptions } from '../backends/switch.js';
@@ -24,6 +27,7 @@ import type { ThreadMapping } from '../transport/thread-mapping.js';
 import { serveVhostUserNet } from '../vhost-user/devices.js';
 import type { VhostUserDisconnect, VhostUserServer } from '../vhost-user/server.js';
 import type { SessionSummary } from '../vhost-user/session.js';
+import { LabChildren, type LabExecOptions, type LabExecResult, type LabNetnsOptions, type LabNetnsStats, execInNetns } from './lab-netns.js';
 import { ARENA_SLACK, channelBytes, impairmentBytes, nicMemoryBytes } from './lab-sizing.js';
 
 /** Options of a lab. */
@@ -105,6 +109,8 @@ export interface LabStats {
   sockets: Record<string, SocketLinkStats>;
   /** VXLAN uplinks: frames in and out, learned MACs, drops by reason. */
   vxlan: Record<string, VxlanStats>;
+  /** Network namespaces (their TAP ports), by namespace name. */
+  netns: Record<string, LabNetnsStats>;
 }
 
 /** Counters of a vhost-user port. */
@@ -237,10 +243,20 @@ interface LinkEntry {
   link?: Link;
 }
 
-type Entry = NicEntry | SocketEntry | VhostUserEntry | SwitchEntry | VxlanEntry;
-type Endpoint = NicEntry | SocketEntry | VhostUserEntry | VxlanEntry;
+interface NetnsEntry {
+  kind: 'netns';
+  name: string;
+  ifname: string;
+  addresses: string[];
+  options: LabNetnsOptions;
+  attached?: string;
+  port?: TapPort;
+}
 
-const KIND_NAMES: Record<Entry['kind'], string> = { nic: 'NIC', socket: 'socket link', 'vhost-user': 'vhost-user port', switch: 'switch', vxlan: 'VXLAN uplink' };
+type Entry = NicEntry | SocketEntry | VhostUserEntry | SwitchEntry | VxlanEntry | NetnsEntry;
+type Endpoint = NicEntry | SocketEntry | VhostUserEntry | VxlanEntry | NetnsEntry;
+
+const KIND_NAMES: Record<Entry['kind'], string> = { nic: 'NIC', socket: 'socket link', 'vhost-user': 'vhost-user port', switch: 'switch', vxlan: 'VXLAN uplink', netns: 'network namespace' };
 
 const DEFAULT_QUEUE_SIZE = 256;
 const DEFAULT_SPIN_US = 20;
@@ -305,6 +321,8 @@ export class Lab extends EventEmitter<LabEvents> {
   private readonly vxlanList: VxlanEntry[] = [];
   private readonly switchList: SwitchEntry[] = [];
   private readonly linkList: LinkEntry[] = [];
+  private readonly netnsList: NetnsEntry[] = [];
+  private readonly children = new LabChildren();
   private readonly spinUs: number;
   private readonly threads: ThreadMapping | undefined;
   private readonly queueSize: number;
@@ -440,6 +458,24 @@ export class Lab extends EventEmitter<LabEvents> {
     const entry: VxlanEntry = { kind: 'vxlan', name, options: { ...options } };
     this.entries.set(name, entry);
     this.vxlanList.push(entry);
+    return this;
+  }
+
+  /**
+   * Add a Linux network namespace named `name` as a host of the lab: at
+   * start() the namespace is created with a TAP interface (`ifname`, default
+   * eth0) holding `address`, and that interface is the lab's port: plug it
+   * into a switch (connect()) or link it to a NIC, or to another namespace,
+   * like a NIC. exec() and spawn() run programs inside it (ping, iperf3).
+   * close() deletes the interface and the namespace. Needs root or
+   * CAP_NET_ADMIN, /dev/net/tun and iproute2's `ip` (see TapPort).
+   */
+  netns(name: string, options: LabNetnsOptions = {}): this {
+    this.building(`netns("${name}")`);
+    this.checkNewName(name);
+    const entry = checkNetnsEntry(name, options);
+    this.entries.set(name, entry);
+    this.netnsList.push(entry);
     return this;
   }
 
@@ -674,6 +710,32 @@ export class Lab extends EventEmitter<LabEvents> {
     return woken;
   }
 
+  /**
+   * Run a program inside one of the lab's namespaces (`ip netns exec`) to
+   * completion; resolves with its exit status and output (a non-zero exit
+   * is a result, not a rejection).
+   */
+  exec(netns: string, argv: readonly string[], options: LabExecOptions = {}): Promise<LabExecResult> {
+    this.running(`exec("${netns}")`);
+    this.netnsEntry(netns);
+    return execInNetns(netns, argv, options);
+  }
+
+  /**
+   * Start a program inside one of the lab's namespaces and return it (a
+   * server: `iperf3 -s`); close() ends it if it still runs.
+   */
+  spawn(netns: string, argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
+    this.running(`spawn("${netns}")`);
+    this.netnsEntry(netns);
+    return this.children.spawn(netns, argv, options);
+  }
+
+  /** Names of the network namespaces, in the order they were added. */
+  get netnsNames(): string[] {
+    return this.netnsList.map((n) => n.name);
+  }
+
   /** Every counter of the lab (after start(); still readable after close()). */
   stats(): LabStats {
     if (this.arena === undefined) throw new InvalidArgumentError('stats(): start() the lab first');
@@ -719,7 +781,9 @@ export class Lab extends EventEmitter<LabEvents> {
         session: server.summary(),
       };
     }
-    return { nics, vhostUser, switches, links, sockets, vxlan };
+    const netns: Record<string, LabNetnsStats> = {};
+    for (const n of this.netnsList) if (n.port !== undefined) netns[n.name] = { ifname: n.ifname, addresses: n.addresses, ...n.port.stats() };
+    return { nics, vhostUser, switches, links, sockets, vxlan, netns };
   }
 
   /**
@@ -772,6 +836,21 @@ export class Lab extends EventEmitter<LabEvents> {
     }
     for (const v of this.vxlanList) {
       v.uplink = await VxlanUplink.open(v.options);
+      this.abortIfClosed();
+    }
+    for (const n of this.netnsList) {
+      if (n.options.existing !== true && netnsExists(n.name)) {
+        throw new InvalidArgumentError(`network namespace "${n.name}" exists already: pick another name, delete it (ip netns del ${n.name}), or pass existing: true to use it`);
+      }
+      n.port = await TapPort.open({
+        name: n.ifname,
+        netns: n.name,
+        createNetns: n.options.existing !== true,
+        mtu: n.options.mtu,
+        addresses: n.addresses,
+        offloads: n.options.offloads,
+        spinUs: this.spinUs,
+      });
       this.abortIfClosed();
     }
     for (const v of this.vhostList) {
@@ -846,6 +925,8 @@ export class Lab extends EventEmitter<LabEvents> {
     }
     const idle = (st: SwitchStats): boolean => st.sleeps !== 0 || st.ports.some((p) => p.rxFrames !== 0 || p.txFrames !== 0);
     for (const s of this.switchList) if (!idle(s.sw!.stats())) waiting.push(`switch "${s.name}"`);
+    for (const n of this.netnsList) if (n.port!.error !== undefined) throw n.port!.error;
+    for (const n of this.netnsList) if (!n.port!.running) waiting.push(`TAP port of namespace "${n.name}"`);
     for (const l of this.linkList) {
       const st = l.link!.stats();
       if (st !== undefined && !idle(st)) waiting.push(`relay of link "${l.a}" <-> "${l.b}"`);
@@ -892,7 +973,7 @@ export class Lab extends EventEmitter<LabEvents> {
 
   private attachable(name: string): PortAttachable {
     const e = this.entries.get(name) as Endpoint;
-    return e.kind === 'nic' ? e.device! : e.kind === 'vhost-user' ? e.server!.device : e.kind === 'vxlan' ? e.uplink! : e.link!;
+    return e.kind === 'nic' ? e.device! : e.kind === 'vhost-user' ? e.server!.device : e.kind === 'vxlan' ? e.uplink! : e.kind === 'netns' ? e.port! : e.link!;
   }
 
   /** Close in dependency order; every stage runs even when an earlier one failed. */
@@ -905,6 +986,8 @@ export class Lab extends EventEmitter<LabEvents> {
     await stage(this.linkList.map((l) => l.link?.close()));
     await stage(this.socketList.map((s) => s.link?.close()));
     await stage(this.vxlanList.map((v) => v.uplink?.close()));
+    await this.children.killAll();
+    await stage(this.netnsList.map((n) => n.port?.close()));
     await stage(this.vhostList.map((v) => v.server?.close()));
     await stage(this.nicList.map((n) => n.device?.close()));
     if (failures.length !== 0) throw failures[0];
@@ -956,6 +1039,12 @@ export class Lab extends EventEmitter<LabEvents> {
     return e;
   }
 
+  private netnsEntry(name: string): NetnsEntry {
+    const e = this.entries.get(name);
+    if (e?.kind !== 'netns') throw new InvalidArgumentError(`no network namespace named "${name}" in this lab (namespaces: ${this.list(this.netnsList)})`);
+    return e;
+  }
+
   private switchEntry(name: string): SwitchEntry {
     const e = this.entries.get(name);
     if (e?.kind !== 'switch') throw new InvalidArgumentError(`no switch named "${name}" in this lab (switches: ${this.list(this.switchList)})`);
@@ -973,11 +1062,24 @@ export class Lab extends EventEmitter<LabEvents> {
     if (e?.kind === 'switch') throw new InvalidArgumentError(`${what}: "${name}" is a switch; connect() plugs NICs and socket links into switches, link() joins two switches`);
     if (e === undefined) {
       throw new InvalidArgumentError(
-        `${what}: no NIC, socket link, vhost-user port or VXLAN uplink named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)}; vhost-user ports: ${this.list(this.vhostList)}; VXLAN uplinks: ${this.list(this.vxlanList)})`,
+        `${what}: no NIC, socket link, vhost-user port or VXLAN uplink named "${name}" in this lab (NICs: ${this.list(this.nicList)}; socket links: ${this.list(this.socketList)}; vhost-user ports: ${this.list(this.vhostList)}; VXLAN uplinks: ${this.list(this.vxlanList)}${this.netnsList.length === 0 ? '' : `; network namespaces: ${this.list(this.netnsList)}`})`,
       );
     }
     return e;
   }
+}
+
+/** Check a namespace's options (names the kernel and ip accept) before anything is created. */
+function checkNetnsEntry(name: string, options: LabNetnsOptions): NetnsEntry {
+  if (!isNetnsName(name)) throw new InvalidArgumentError(`netns("${name}"): not a name ip netns takes (1 to 64 of letters, digits, _ . -)`);
+  const ifname = options.ifname ?? 'eth0';
+  if (!isInterfaceName(ifname)) throw new InvalidArgumentError(`netns("${name}"): ifname ${JSON.stringify(ifname)} is not an interface name (1 to 15 of letters, digits, _ . -)`);
+  if (options.mtu !== undefined) checkMtu(`netns("${name}")`, options.mtu);
+  const addresses = options.address === undefined ? [] : typeof options.address === 'string' ? [options.address] : options.address;
+  for (const a of addresses) {
+    if (typeof a !== 'string' || !/^[0-9A-Fa-f.:]+\/\d{1,3}$/.test(a)) throw new InvalidArgumentError(`netns("${name}"): address ${JSON.stringify(a)} must be an address with its prefix length, e.g. "10.0.0.1/24"`);
+  }
+  return { kind: 'netns', name, ifname, addresses: [...addresses], options: { ...options } };
 }
 
 function checkMtu(what: string, requested: number | undefined): number {

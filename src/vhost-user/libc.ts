@@ -55,7 +55,7 @@ export class SystemCallError extends VirtioLabError {
 }
 
 // koffi's function objects are untyped; each is wrapped below with real types.
-type Fn = (...args: unknown[]) => unknown;
+export type Fn = (...args: unknown[]) => unknown;
 
 interface Libc {
   koffi: {
@@ -88,6 +88,7 @@ interface Libc {
 }
 
 let loaded: Libc | undefined;
+let libcSo: { func(sig: string): Fn } | undefined;
 
 function libc(): Libc {
   if (loaded !== undefined) return loaded;
@@ -95,10 +96,11 @@ function libc(): Libc {
   try {
     koffi = createRequire(import.meta.url)('koffi');
   } catch (e) {
-    throw new VirtioLabError('FFI_UNAVAILABLE', `vhost-user needs the koffi package (FFI to libc): ${(e as Error).message}`);
+    throw new VirtioLabError('FFI_UNAVAILABLE', `vhost-user and TAP ports need the koffi package (FFI to libc): ${(e as Error).message}`);
   }
-  if (process.platform !== 'linux') throw new VirtioLabError('FFI_UNAVAILABLE', `vhost-user needs Linux (eventfd, SCM_RIGHTS); this is ${process.platform}`);
+  if (process.platform !== 'linux') throw new VirtioLabError('FFI_UNAVAILABLE', `vhost-user and TAP ports need Linux; this is ${process.platform}`);
   const lib = koffi.load('libc.so.6');
+  libcSo = lib;
   loaded = {
     koffi,
     socket: lib.func('int socket(int domain, int type, int protocol)'),
@@ -125,6 +127,15 @@ function libc(): Libc {
     preadv2: lib.func('long preadv2(int fd, void *iov, int iovcnt, int64_t offset, int flags)'),
   };
   return loaded;
+}
+
+/**
+ * Another libc function by its C signature, for modules with calls of their
+ * own (the TAP port's ioctls): same loader, same platform checks.
+ */
+export function libcFunction(signature: string): Fn {
+  libc();
+  return libcSo!.func(signature);
 }
 
 function check(call: string, r: number | bigint): number {

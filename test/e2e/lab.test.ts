@@ -303,7 +303,7 @@ describe('topology files', () => {
   it('names every bad field', () => {
     expect(problems([])).toEqual(['(topology): must be an object, got a list']);
     expect(problems({})).toEqual(['nics: is required (a list)']);
-    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, hosts, traffic, vxlan)', 'nics: must list at least one NIC']);
+    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, hosts, netns, traffic, vxlan)', 'nics: must list at least one NIC']);
     const p = problems({
       nics: [{ name: 'a' }, { name: 'a' }, { name: 'b', mac: 'zz', queuePairs: 64 }, { name: 'c', mtu: 1000, queueSize: 100 }, { name: 'd', mac: '01:00:5e:00:00:01' }],
       switches: [{ name: 'sw', ageingMs: -1 }],

@@ -17,7 +17,7 @@ interface Tool {
   readonly pkg: string;
 }
 
-const TOOLS: Record<'tshark' | 'socat' | 'testpmd' | 'guest' | 'ip' | 'ping' | 'iperf3', readonly Tool[]> = {
+const TOOLS: Record<'tshark' | 'socat' | 'testpmd' | 'guest' | 'ip' | 'ping' | 'netns' | 'iperf3', readonly Tool[]> = {
   tshark: [{ find: 'tshark', pkg: 'tshark' }],
   /** Network namespaces, veth pairs and Linux vxlan devices (and their checksum offload turned off). */
   ip: [
@@ -25,6 +25,11 @@ const TOOLS: Record<'tshark' | 'socat' | 'testpmd' | 'guest' | 'ip' | 'ping' | '
     { find: 'ethtool', pkg: 'ethtool' },
   ],
   ping: [{ find: 'ping', pkg: 'iputils-ping' }],
+  /** Network namespaces on TAP ports: ip (namespaces, addresses) and ping inside them. */
+  netns: [
+    { find: 'ip', pkg: 'iproute2' },
+    { find: 'ping', pkg: 'iputils-ping' },
+  ],
   iperf3: [{ find: 'iperf3', pkg: 'iperf3' }],
   socat: [{ find: 'socat', pkg: 'socat' }],
   /** dpdk-testpmd comes with DPDK's runtime; CI names dpdk-dev, which pulls it in. */

@@ -2,6 +2,7 @@ import { VSOCK_OP_CREDIT_UPDATE, VSOCK_SHUTDOWN_F_RECEIVE, VSOCK_SHUTDOWN_F_SEND
 import type { VsockHeader } from '../vsock-header.js';
 import { Action, CONN_STATE_NAMES, ConnState } from './connection-states.js';
 import type { Connection } from './connection.js';
+import type { VsockPayloadParts } from './packet-port.js';
 import { VsockError } from './vsock-error.js';
 
 const SHUTDOWN_BOTH = VSOCK_SHUTDOWN_F_RECEIVE | VSOCK_SHUTDOWN_F_SEND;
@@ -13,7 +14,7 @@ const SHUTDOWN_BOTH = VSOCK_SHUTDOWN_F_RECEIVE | VSOCK_SHUTDOWN_F_SEND;
  * no connection, ACCEPT, the counted drops). `hdr` is read before any user
  * code runs.
  */
-export function runConnectionAction(action: Action, state: ConnState, c: Connection, hdr: VsockHeader, payload: Uint8Array, off: number): void {
+export function runConnectionAction(action: Action, state: ConnState, c: Connection, hdr: VsockHeader, payload: Uint8Array | VsockPayloadParts, off: number): void {
   switch (action) {
     case Action.ESTABLISH:
       c.establish();
@@ -58,7 +59,7 @@ export function runConnectionAction(action: Action, state: ConnState, c: Connect
 }
 
 /** RECEIVE: an RW payload, within the credit we gave (else RST, EPROTO); dropped after the peer's SHUTDOWN(SEND). */
-function receive(c: Connection, payload: Uint8Array, off: number, len: number, flags: number): void {
+function receive(c: Connection, payload: Uint8Array | VsockPayloadParts, off: number, len: number, flags: number): void {
   const s = c.owner.stats;
   // 5.10.6.3: the peer may not send more than the credit we gave it.
   if (!c.credit.mayReceive(len)) {

@@ -10,6 +10,7 @@ import {
 import type { VsockHeader } from '../vsock-header.js';
 import { ConnState } from './connection-states.js';
 import { Credit } from './credit.js';
+import type { VsockPayloadParts } from './packet-port.js';
 import { StackLinks } from './stack-links.js';
 import type { VsockStackStats } from './stack-stats.js';
 import { VsockError } from './vsock-error.js';
@@ -32,7 +33,7 @@ export interface ConnectionOwner {
 /** What a connection tells the socket that carries it (the Duplex adapter). */
 export interface ConnectionSocket {
   /** Frame an RW payload for the reader (valid only during the call: what is kept is copied). */
-  rxData(payload: Uint8Array, off: number, len: number, flags: number): void;
+  rxData(payload: Uint8Array | VsockPayloadParts, off: number, len: number, flags: number): void;
   /** The peer will send no more (SHUTDOWN SEND): drop a partial message, EOF once the reader has everything. */
   onPeerSendShutdown(): void;
   /** ESTABLISHED now: check the chunk waiting to go out (seqpacket: its size against the peer's buf_alloc). */

@@ -1,5 +1,5 @@
 /** The vsock connection layer shared by the guest driver and the host side. */
-export type { VsockPacketPort } from './packet-port.js';
+export type { VsockPacketPort, VsockPayloadParts } from './packet-port.js';
 export { VsockStack, type VsockStackOptions } from './vsock-stack.js';
 export type { VsockStackStats } from './stack-stats.js';
 export {

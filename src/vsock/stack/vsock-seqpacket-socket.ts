@@ -2,6 +2,7 @@ import { InvalidArgumentError } from '../../errors.js';
 import { VSOCK_SEQ_EOM, VSOCK_SEQ_EOR } from '../../spec/vsock.js';
 import { ConnState } from './connection-states.js';
 import type { Connection } from './connection.js';
+import type { VsockPayloadParts } from './packet-port.js';
 import { VsockError } from './vsock-error.js';
 import { VsockConnection, copyOut } from './vsock-socket.js';
 
@@ -108,7 +109,7 @@ export class VsockSeqpacketSocket extends VsockConnection {
   }
 
   /** @internal */
-  rxData(payload: Uint8Array, off: number, len: number, flags: number): void {
+  rxData(payload: Uint8Array | VsockPayloadParts, off: number, len: number, flags: number): void {
     const part = copyOut(payload, off, len);
     if ((flags & VSOCK_SEQ_EOM) === 0) {
       this.parts.push(part);

@@ -4,6 +4,7 @@ import { VSOCK_SHUTDOWN_F_SEND } from '../../spec/vsock.js';
 import { ConnState } from './connection-states.js';
 import type { Connection } from './connection.js';
 import type { Credit } from './credit.js';
+import type { VsockPayloadParts } from './packet-port.js';
 import { VSOCK_READABLE_HIGH_WATER_MARK } from './limits.js';
 import { VsockError } from './vsock-error.js';
 import type { VsockServer } from './vsock-server.js';
@@ -11,13 +12,20 @@ import type { VsockServer } from './vsock-server.js';
 const NO_BUFFER = Buffer.alloc(0);
 
 /**
- * Copy len bytes at payload[off] into a new Buffer (the one copy a Node
- * stream needs). The Buffer starts at the same address modulo 8 as the
- * source: V8 copies out of shared memory word by word only between equally
- * aligned addresses, byte by byte otherwise (a vsock payload in a channel
- * record sits 4 bytes past an 8-byte boundary, after its 44-byte header).
+ * Copy len bytes at payload[off] (or every piece of a payload in parts)
+ * into a new Buffer (the one copy a Node stream needs). The Buffer starts at
+ * the same address modulo 8 as the source: V8 copies out of shared memory
+ * word by word only between equally aligned addresses, byte by byte
+ * otherwise (a vsock payload in a channel record or a receive buffer sits 4
+ * bytes past an 8-byte boundary, after its 44-byte header).
  */
-export function copyOut(payload: Uint8Array, off: number, len: number): Buffer {
+export function copyOut(payload: Uint8Array | VsockPayloadParts, off: number, len: number): Buffer {
+  if (!(payload instanceof Uint8Array)) {
+    const skew = payload.alignment();
+    const buf = Buffer.allocUnsafe(len + skew).subarray(skew);
+    payload.copyTo(buf, 0);
+    return buf;
+  }
   if (len <= 32) {
     const buf = Buffer.allocUnsafe(len);
     for (let i = 0; i < len; i++) buf[i] = payload[off + i];
@@ -215,7 +223,7 @@ export abstract class VsockConnection extends Duplex {
   }
 
   /** @internal Subclass framing: an RW packet's payload (already counted in rx_cnt). */
-  abstract rxData(payload: Uint8Array, off: number, len: number, flags: number): void;
+  abstract rxData(payload: Uint8Array | VsockPayloadParts, off: number, len: number, flags: number): void;
 
   /** @internal */
   onPeerSendShutdown(): void {
@@ -335,7 +343,7 @@ export class VsockSocket extends VsockConnection {
   }
 
   /** @internal */
-  rxData(payload: Uint8Array, off: number, len: number): void {
+  rxData(payload: Uint8Array | VsockPayloadParts, off: number, len: number): void {
     if (len === 0) return;
     this.rxEnqueue(copyOut(payload, off, len));
   }

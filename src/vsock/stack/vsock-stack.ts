@@ -15,7 +15,7 @@ import { runConnectionAction } from './connection-actions.js';
 import { Connection } from './connection.js';
 import { ConnectionTable } from './connection-table.js';
 import { VSOCK_DEFAULT_CLOSE_TIMEOUT_MS, VSOCK_DEFAULT_CONNECT_TIMEOUT_MS, VSOCK_DEFAULT_MAX_CONNECTIONS, VSOCK_PORT_ANY } from './limits.js';
-import type { VsockPacketPort } from './packet-port.js';
+import type { VsockPacketPort, VsockPayloadParts } from './packet-port.js';
 import { SendScheduler } from './send-scheduler.js';
 import { type VsockStackStats, countIn, newStats } from './stack-stats.js';
 import { VsockError } from './vsock-error.js';
@@ -190,11 +190,12 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
   }
 
   /**
-   * One received packet: `hdr.len` payload bytes at payload[off..] (valid only
-   * during the call: what is kept is copied). Checks it, finds its state
-   * (connection, listener or none) and runs the state table's action.
+   * One received packet: `hdr.len` payload bytes at payload[off..], or in
+   * parts (`off` unused; valid only during the call: what is kept is
+   * copied). Checks it, finds its state (connection, listener or none) and
+   * runs the state table's action.
    */
-  receive(hdr: VsockHeader, payload: Uint8Array, off: number): void {
+  receive(hdr: VsockHeader, payload: Uint8Array | VsockPayloadParts, off: number): void {
     const s = this.stats;
     // Read the header once: actions run user code, and the port may reuse hdr.
     const op = hdr.op;
@@ -212,7 +213,7 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
       s.wrongCid++;
       return;
     }
-    if (hdr.len > payload.length - off) {
+    if (hdr.len > (payload instanceof Uint8Array ? payload.length - off : payload.length)) {
       s.badLength++;
       return;
     }
@@ -295,7 +296,7 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
   // ================================================================ internals
 
   /** The action of (state, event) for one received packet (connection-states.ts; connection-actions.ts runs those on a connection). */
-  private act(state: ConnState, event: RxEvent, c: Connection | null, server: VsockServer | null, hdr: VsockHeader, payload: Uint8Array, off: number): void {
+  private act(state: ConnState, event: RxEvent, c: Connection | null, server: VsockServer | null, hdr: VsockHeader, payload: Uint8Array | VsockPayloadParts, off: number): void {
     const s = this.stats;
     const action = actionOf(state, event);
     switch (action) {

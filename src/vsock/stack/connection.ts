@@ -69,9 +69,9 @@ export interface ConnectionInit {
  * One vsock connection (virtio 1.2 section 5.10.6), as Firecracker's
  * VsockConnection is one: its state, credit (credit.ts), the send position
  * of the chunk going out, the peer's SHUTDOWN flags, the connect and close
- * timers, and the connection actions of the state table
- * (connection-states.ts): establish, refuse, receive, shut down, reset. The
- * stack looks it up and schedules its packets; the socket it carries
+ * timers, and the transitions the state table's actions make
+ * (connection-actions.ts runs them): establish, the close handshake, reset,
+ * abort. The stack looks it up and schedules its packets; the socket it carries
  * (ConnectionSocket) frames bytes for the user. What the stack's table and
  * scheduler keep on it are StackLinks (one thread owns both).
  */

@@ -1,14 +1,16 @@
 // virtio-vsock figures, each next to its baseline measured in the same run:
-// - stream throughput, guest -> host, 64 KiB writes, in mergeable and small
-//   receive modes, vs a Unix stream socket carrying the same writes in the
-//   same process (both ends on the main thread, as the vsock guest and host
-//   stacks are);
+// - stream throughput, 64 KiB writes, guest -> host in mergeable and small
+//   receive modes and host -> guest (the guest receives: mergeable buffers),
+//   vs a Unix stream socket carrying the same writes in the same process
+//   (both ends on the main thread, as the vsock guest and host stacks are);
 // - connection setup rate (connect, RESPONSE, close) vs Unix socket connects.
 // Threads: the main thread runs both stacks; the device's rx and tx queues run
 // on one worker each (3 threads).
 //
 //   npm run bench:vsock [-- --runs 5 --mib 256 --conns 2000]
-// or as the "vsock" case of npm run bench (vsockCases()).
+// or as the "vsock" case of npm run bench (vsockCases()). Run as a script it
+// writes bench/results/vsock-<time>.{json,md}: per case `ours`, `baseline`
+// (the Unix socket, same run) and `ratio` (median of the per-run ratios).
 // Credit is Linux's default buf_alloc (256 KiB) unless a row says otherwise.
 import { createServer, createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +18,8 @@ import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, SharedArena, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, VirtioVsockDevice, VsockDriver, VsockHost, featureSet, probePlacement } from '../dist/index.js';
-import { fmtRange, isMain, machineLine, median, range } from './lib.mjs';
+import { availableParallelism } from 'node:os';
+import { fmtRange, isMain, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
 
 const WRITE = 64 * 1024;
 const SMALL = featureSet(F_VERSION_1, F_EVENT_IDX, F_INDIRECT_DESC, VSOCK_F_STREAM, VSOCK_F_SEQPACKET);
@@ -56,7 +59,8 @@ async function stream(sender, receiver, total) {
   return total / (Number(t1 - t0) / 1e9);
 }
 
-async function vsockStream(features, bufferSize) {
+/** Stream rate over one vsock connection; `toGuest`: the host side writes and the guest reads. */
+async function vsockStream(features, bufferSize, toGuest = false) {
   return withLink(
     features,
     async (guest, host) => {
@@ -65,7 +69,7 @@ async function vsockStream(features, bufferSize) {
       await new Promise((r, j) => sock.once('connect', r).once('error', j));
       const peer = await accepted;
       peer.on('error', () => {}); // the reset below
-      const rate = await stream(sock, peer, BYTES);
+      const rate = toGuest ? await stream(peer, sock, BYTES) : await stream(sock, peer, BYTES);
       sock.destroy();
       return rate;
     },
@@ -161,6 +165,7 @@ export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = cons
     ['vsock stream, mergeable rx', 'MB/s', () => vsockStream(undefined)],
     ['vsock stream, small rx (4 KiB)', 'MB/s', () => vsockStream(SMALL)],
     ['vsock stream, mergeable, 4 MiB credit', 'MB/s', () => vsockStream(undefined, 4 << 20)],
+    ['vsock stream host -> guest, mergeable', 'MB/s', () => vsockStream(undefined, undefined, true)],
     ['unix socket stream (same process)', 'MB/s', unixStream],
     ['vsock connection setup', 'conn/s', vsockSetup],
     ['unix socket connection setup', 'conn/s', unixSetup],
@@ -175,16 +180,38 @@ export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = cons
     mergeable: ratioTo('vsock stream, mergeable rx', 'unix socket stream (same process)'),
     small: ratioTo('vsock stream, small rx (4 KiB)', 'unix socket stream (same process)'),
     credit4MiB: ratioTo('vsock stream, mergeable, 4 MiB credit', 'unix socket stream (same process)'),
+    toGuest: ratioTo('vsock stream host -> guest, mergeable', 'unix socket stream (same process)'),
     setup: ratioTo('vsock connection setup', 'unix socket connection setup'),
   };
-  log(`ratio vsock/unix stream: mergeable x${ratios.mergeable.toFixed(2)}, small x${ratios.small.toFixed(2)}, 4 MiB credit x${ratios.credit4MiB.toFixed(2)}; connection setup x${ratios.setup.toFixed(2)}`);
-  return { rows, ratios };
+  log(
+    `ratio vsock/unix stream: mergeable x${ratios.mergeable.toFixed(2)}, small x${ratios.small.toFixed(2)}, 4 MiB credit x${ratios.credit4MiB.toFixed(2)}, host -> guest x${ratios.toGuest.toFixed(2)}; connection setup x${ratios.setup.toFixed(2)}`,
+  );
+  // Per vsock case: ours, its Unix socket baseline of the same runs, and the ratio.
+  const baseOf = (unit) => (unit === 'MB/s' ? 'unix socket stream (same process)' : 'unix socket connection setup');
+  const compared = rows
+    .filter((r) => r.name.startsWith('vsock'))
+    .map((r) => ({ name: r.name, unit: r.unit, ours: r.range, baseline: rows.find((b) => b.name === baseOf(r.unit)).range, ratio: ratioTo(r.name, baseOf(r.unit)) }));
+  return { rows, ratios, cases: compared };
 }
 
 if (isMain(import.meta.url)) {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, mib: { type: 'string', default: '256' }, conns: { type: 'string', default: '2000' } } });
   const runs = Math.max(1, Number(values.runs));
-  console.log(machineLine(await probePlacement()));
+  const placement = await probePlacement();
+  console.log(machineLine(placement));
   console.log(`vsock bench: ${runs} runs, ${values.mib} MiB per stream run in 64 KiB writes, ${values.conns} connections per setup run; ${VSOCK_THREADS}\n`);
-  await vsockCases({ runs, mib: Number(values.mib), conns: Number(values.conns) });
+  const r = await vsockCases({ runs, mib: Number(values.mib), conns: Number(values.conns) });
+  const fmt = (x, unit) => (unit === 'MB/s' ? fmtRange(x, 1e6) : fmtRange(x, 1, 0));
+  writeResults('vsock', { node: process.version, cores: availableParallelism(), placement, threads: VSOCK_THREADS, runs, mib: Number(values.mib), conns: Number(values.conns), cases: r.cases, rows: r.rows }, [
+    '# vsock bench',
+    '',
+    machineLine(placement),
+    '',
+    `${runs} runs; ${VSOCK_THREADS}`,
+    '',
+    ...mdTable(
+      ['case', 'ours', 'baseline (Unix socket)', 'unit', 'ratio'],
+      r.cases.map((c) => [c.name, fmt(c.ours, c.unit), fmt(c.baseline, c.unit), c.unit, `x${c.ratio.toFixed(2)}`]),
+    ),
+  ]);
 }

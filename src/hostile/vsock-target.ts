@@ -11,7 +11,7 @@ import {
   VSOCK_TX_QUEUE,
   VSOCK_TYPE_STREAM,
 } from '../spec/vsock.js';
-import type { VsockStackStats } from '../vsock/stack/vsock-stack.js';
+import type { VsockStackStats } from '../vsock/stack/stack-stats.js';
 import type { VsockSocket } from '../vsock/stack/vsock-socket.js';
 import { VirtioVsockDevice } from '../vsock/vsock-device.js';
 import { VsockHeader } from '../vsock/vsock-header.js';

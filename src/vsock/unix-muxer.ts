@@ -23,7 +23,7 @@ import { type Server, type Socket, connect as netConnect, createServer } from 'n
 import { basename, dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
-import { VSOCK_PORT_ANY } from './stack/vsock-stack.js';
+import { VSOCK_PORT_ANY } from './stack/limits.js';
 
 /** Default for {@link VsockUnixMuxerOptions.maxConnections}. */
 export const DEFAULT_MUX_MAX_CONNECTIONS = 1024;

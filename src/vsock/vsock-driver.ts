@@ -24,6 +24,7 @@ import { PciCommonConfig } from '../transport/pci-common-config.js';
 import { PciDriver } from '../transport/pci-driver.js';
 import { RecvBuffers, type RecvStats, type RxPacket, allocRecvPool } from '../virtskb/index.js';
 import { GuestTxPort, vsockTxStride } from './guest-tx-port.js';
+import { RxPayloadParts } from './rx-payload-parts.js';
 import { ServiceLoop } from './service-loop.js';
 import { type VsockSeqpacketSocket, type VsockServer, type VsockSocket, VsockStack, type VsockStackOptions } from './stack/index.js';
 import type { VirtioVsockDevice } from './vsock-device.js';
@@ -34,6 +35,8 @@ export const VSOCK_DRIVER_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT
 
 /** Event buffers kept posted on the event queue (Linux posts 8). */
 const EVENT_BUFFERS = 8;
+/** The payload of a header-only packet. */
+const NO_PAYLOAD = new Uint8Array(0);
 
 /** Options of VsockDriver.open(). */
 export interface VsockDriverOptions extends Omit<VsockStackOptions, 'localCid' | 'seqpacket'> {
@@ -83,8 +86,8 @@ export class VsockDriver {
   private readonly events: VirtqDriver;
   private readonly loop: ServiceLoop;
   private readonly hdr = new VsockHeader();
-  /** For packets spread over several mergeable buffers: the payload made contiguous. */
-  private readonly scratch = new Uint8Array(VSOCK_MAX_PKT_PAYLOAD);
+  /** For packets spread over several mergeable buffers: their payload read in place. */
+  private readonly parts = new RxPayloadParts();
   private readonly irq: Int32Array;
   private readonly counters = { rxHeaderLengthErrors: 0, transportResets: 0, badEvents: 0, rxPackets: 0, rxBytes: 0 };
   private readonly onPacket = (p: RxPacket): void => this.deliver(p);
@@ -266,11 +269,9 @@ export class VsockDriver {
     }
     this.counters.rxPackets++;
     this.counters.rxBytes += p.length;
-    if (p.segCount <= 1) this.stack.receive(hdr, p.segCount === 0 ? this.scratch : p.segU8[0], p.segCount === 0 ? 0 : p.segIdx[0]);
-    else {
-      p.copyTo(this.scratch, 0);
-      this.stack.receive(hdr, this.scratch, 0);
-    }
+    if (p.segCount === 0) this.stack.receive(hdr, NO_PAYLOAD, 0);
+    else if (p.segCount === 1) this.stack.receive(hdr, p.segU8[0], p.segIdx[0]);
+    else this.stack.receive(hdr, this.parts.of(p), 0);
   }
 
   private takeEvents(): number {

@@ -67,6 +67,13 @@ export class VsockRxQueue implements QueueHandler {
   private waitingFor = WAIT_DATA;
   /** Chains that were posted when the last packet found too few (WAIT_BUFFERS). */
   private starvedWith = 0;
+  // The batch being polled: fields, so place() adds to them without allocating.
+  private moved = 0;
+  private bytes = 0;
+  private parts = 0;
+  private tooBig = 0;
+  /** Payload bytes of a packet place() left unfinished, delivered so far. */
+  private progress = 0;
 
   constructor(private readonly ctx: HandlerContext) {
     this.p = ctx.params as VsockRxParams;
@@ -78,98 +85,103 @@ export class VsockRxQueue implements QueueHandler {
 
   poll(): number {
     const input = this.input;
-    const writer = this.writer;
-    const hdrSize = this.p.hdrSize;
     const u8 = input.u8;
-    let moved = 0;
-    let bytes = 0;
-    let parts = 0;
     let malformed = 0;
-    let tooBig = 0;
     let consumed = 0;
+    this.moved = this.bytes = this.parts = this.tooBig = 0;
     this.waitingFor = WAIT_DATA;
-    while (moved < BATCH) {
+    while (this.moved < BATCH) {
       const at = input.peek();
       if (at < 0) break;
-      const len = input.len;
       const mark = recordNetHdr(at);
-      const payload = len - VSOCK_HDR_SIZE;
+      const payload = input.len - VSOCK_HDR_SIZE;
       if (payload < 0 || vsockHdrLen(u8, at) !== payload || getU32le(u8, mark) > payload) {
         input.consume();
         consumed++;
         malformed++;
         continue;
       }
-      const payloadAt = at + VSOCK_HDR_SIZE;
-      let done = getU32le(u8, mark);
-      // Try the whole rest first; when it does not fit, send the part that fits now.
-      let cap = payload;
-      let stop = 0;
-      for (;;) {
-        const rest = payload - done;
-        const n = rest < cap ? rest : cap;
-        const whole = done === 0 && n === payload;
-        const r = writer.write(u8, whole ? at : this.partHeader(at, n, n === rest), u8, payloadAt + done, n);
-        if (r > 0) {
-          moved++;
-          bytes += n;
-          if (!whole) parts++;
-          done += n;
-          if (done === payload) break;
-          if (moved >= BATCH) {
-            stop = BATCH_FULL;
-            break;
-          }
-          cap = payload;
-          continue;
-        }
-        if (r === RX_NO_BUFFERS) {
-          stop = WAIT_BUFFERS;
-          break;
-        }
-        if (r === RX_SHORT_BUFFER || (r === RX_TOO_BIG && writer.lastChainBytes < hdrSize)) {
-          // Every receive buffer must hold the header; the ring is stuck on this one (2.1.2).
-          throw new VirtqueueError(
-            'RX_BUFFER_SHORTER_THAN_HEADER',
-            `queue ${this.ctx.queue}: a posted rx buffer is shorter than the ${hdrSize}-byte receive header`,
-            r === RX_TOO_BIG ? writer.lastChainBytes : hdrSize,
-          );
-        }
-        // RX_TOO_BIG: the buffers at the head of the ring hold lastChainBytes.
-        const fits = writer.lastChainBytes - hdrSize;
-        if (fits <= 0 || fits >= n) {
-          // Buffers that hold a header and no payload byte can never carry the rest.
-          tooBig++;
-          break;
-        }
-        cap = fits;
-      }
+      const stop = this.place(at, payload, getU32le(u8, mark));
       if (stop === 0) {
         input.consume();
         consumed++;
         continue;
       }
       // Part of the packet may be out: the next attempt (or a restarted worker) goes on from here.
-      putU32le(u8, mark, done);
+      putU32le(u8, mark, this.progress);
       if (stop === WAIT_BUFFERS) {
         this.waitingFor = WAIT_BUFFERS;
         this.starvedWith = this.ctx.device.available();
       }
       break;
     }
-    if (moved !== 0 || consumed !== 0) {
+    if (this.moved !== 0 || consumed !== 0) {
       // Counters first: whoever sees the used entries then sees them counted.
       const f64 = this.ctx.stats.f64;
       const b = this.statBase;
-      f64[b + C_CHAINS] += moved;
-      f64[b + C_BYTES] += bytes;
-      if (parts !== 0) f64[b + C_SEGMENTS] += parts;
+      f64[b + C_CHAINS] += this.moved;
+      f64[b + C_BYTES] += this.bytes;
+      if (this.parts !== 0) f64[b + C_SEGMENTS] += this.parts;
       if (malformed !== 0) f64[b + C_DROPS_MALFORMED] += malformed;
-      if (tooBig !== 0) f64[b + C_DROPS_TOO_BIG] += tooBig;
+      if (this.tooBig !== 0) f64[b + C_DROPS_TOO_BIG] += this.tooBig;
       input.release();
       if (this.ctx.device.publishUsed()) this.ctx.interrupt();
     }
-    return moved + malformed + tooBig;
+    return this.moved + malformed + this.tooBig;
+  }
+
+  /**
+   * Write the record at `at` (its payload delivered up to `done`) into the
+   * driver's buffers: the whole rest first; when it does not fit, the part
+   * that fits now. Returns 0 when the packet is finished (all out, or
+   * dropped as too big), else BATCH_FULL or WAIT_BUFFERS with the bytes
+   * delivered so far in `progress`.
+   */
+  private place(at: number, payload: number, done: number): number {
+    const writer = this.writer;
+    const hdrSize = this.p.hdrSize;
+    const u8 = this.input.u8;
+    const payloadAt = at + VSOCK_HDR_SIZE;
+    let cap = payload;
+    for (;;) {
+      const rest = payload - done;
+      const n = rest < cap ? rest : cap;
+      const whole = done === 0 && n === payload;
+      const r = writer.write(u8, whole ? at : this.partHeader(at, n, n === rest), u8, payloadAt + done, n);
+      if (r > 0) {
+        this.moved++;
+        this.bytes += n;
+        if (!whole) this.parts++;
+        done += n;
+        if (done === payload) return 0;
+        if (this.moved >= BATCH) {
+          this.progress = done;
+          return BATCH_FULL;
+        }
+        cap = payload;
+        continue;
+      }
+      if (r === RX_NO_BUFFERS) {
+        this.progress = done;
+        return WAIT_BUFFERS;
+      }
+      if (r === RX_SHORT_BUFFER || (r === RX_TOO_BIG && writer.lastChainBytes < hdrSize)) {
+        // Every receive buffer must hold the header; the ring is stuck on this one (2.1.2).
+        throw new VirtqueueError(
+          'RX_BUFFER_SHORTER_THAN_HEADER',
+          `queue ${this.ctx.queue}: a posted rx buffer is shorter than the ${hdrSize}-byte receive header`,
+          r === RX_TOO_BIG ? writer.lastChainBytes : hdrSize,
+        );
+      }
+      // RX_TOO_BIG: the buffers at the head of the ring hold lastChainBytes.
+      const fits = writer.lastChainBytes - hdrSize;
+      if (fits <= 0 || fits >= n) {
+        // Buffers that hold a header and no payload byte can never carry the rest.
+        this.tooBig++;
+        return 0;
+      }
+      cap = fits;
+    }
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import { VSOCK_CID_HOST, VSOCK_MAX_PKT_PAYLOAD, VSOCK_OP_CREDIT_REQUEST, VSOCK_OP_CREDIT_UPDATE, VSOCK_OP_RST, VSOCK_OP_RW, VSOCK_OP_SHUTDOWN } from '../../spec/vsock.js';
 import type { VsockDropReason } from '../../stats/queue-stats.js';
-import type { VsockStackStats } from '../../vsock/stack/vsock-stack.js';
+import type { VsockStackStats } from '../../vsock/stack/stack-stats.js';
 import { type ExpectedCounter, type HostileCase, onKind } from '../hostile-case.js';
 import type { HostileSession } from '../session.js';
 import { SINK_PORT, UNUSED_PORT, type VsockFields, type VsockTarget } from '../vsock-target.js';

@@ -1,19 +1,20 @@
 /** The vsock connection layer shared by the guest driver and the host side. */
-export type { VsockPacketPort } from './packet-port.js';
+export type { VsockPacketPort, VsockPayloadParts } from './packet-port.js';
+export { VsockStack, type VsockStackOptions } from './vsock-stack.js';
+export type { VsockStackStats } from './stack-stats.js';
 export {
-  VsockStack,
   VSOCK_PORT_ANY,
   VSOCK_EPHEMERAL_PORT_FIRST,
   VSOCK_DEFAULT_MAX_CONNECTIONS,
   VSOCK_DEFAULT_CONNECT_TIMEOUT_MS,
   VSOCK_DEFAULT_CLOSE_TIMEOUT_MS,
+  VSOCK_DEFAULT_BACKLOG,
   VSOCK_MAX_QUEUED_RESETS,
-  type VsockStackOptions,
-  type VsockStackStats,
-} from './vsock-stack.js';
-export { VsockConnection, VsockSocket, VSOCK_READABLE_HIGH_WATER_MARK, type VsockConnectionInit } from './vsock-socket.js';
+  VSOCK_READABLE_HIGH_WATER_MARK,
+} from './limits.js';
+export { VsockConnection, VsockSocket } from './vsock-socket.js';
 export { VsockSeqpacketSocket, type SeqpacketMessage } from './vsock-seqpacket-socket.js';
-export { VsockServer, VSOCK_DEFAULT_BACKLOG, type VsockAcceptInfo, type VsockListenOptions } from './vsock-server.js';
+export { VsockServer, type VsockAcceptInfo, type VsockListenOptions } from './vsock-server.js';
 export { VsockError, VSOCK_ERROR_CODES, type VsockErrorCode } from './vsock-error.js';
 export { Credit } from './credit.js';
 export {

@@ -18,3 +18,17 @@ export interface VsockPacketPort {
   /** End of a batch: publish what send() took and notify the other side once. */
   flush(): void;
 }
+
+/**
+ * A received payload in several pieces (a packet spread over mergeable
+ * receive buffers), handed to VsockStack.receive as it lies in guest memory:
+ * a socket copies it once, straight into the Buffer its reader gets.
+ */
+export interface VsockPayloadParts {
+  /** Payload bytes, every piece together. */
+  readonly length: number;
+  /** Address modulo 8 of the first byte (V8 copies word-wise only between equally aligned addresses). */
+  alignment(): number;
+  /** Copy every piece, in order, into dst from dstIdx. */
+  copyTo(dst: Uint8Array, dstIdx: number): number;
+}

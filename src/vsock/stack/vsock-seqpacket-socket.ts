@@ -1,8 +1,10 @@
 import { InvalidArgumentError } from '../../errors.js';
-import { VSOCK_SEQ_EOM, VSOCK_SEQ_EOR, VSOCK_TYPE_SEQPACKET } from '../../spec/vsock.js';
+import { VSOCK_SEQ_EOM, VSOCK_SEQ_EOR } from '../../spec/vsock.js';
 import { ConnState } from './connection-states.js';
+import type { Connection } from './connection.js';
+import type { VsockPayloadParts } from './packet-port.js';
 import { VsockError } from './vsock-error.js';
-import { type VsockConnectionInit, VsockConnection, copyOut } from './vsock-socket.js';
+import { VsockConnection, copyOut } from './vsock-socket.js';
 
 /** A message with options, as write() also takes it: `sock.write({ data, eor: true })`. */
 export interface SeqpacketMessage {
@@ -42,8 +44,8 @@ export class VsockSeqpacketSocket extends VsockConnection {
   private readonly eorMessages = new WeakSet<Buffer>();
 
   /** @internal Made by VsockStack.connect() or a listener. */
-  constructor(init: VsockConnectionInit) {
-    super({ ...init, vsockType: VSOCK_TYPE_SEQPACKET }, { objectMode: true });
+  constructor(connection: Connection) {
+    super(connection, { objectMode: true });
   }
 
   /**
@@ -86,7 +88,7 @@ export class VsockSeqpacketSocket extends VsockConnection {
       cb(err);
       return;
     }
-    this.startTx(data, flags, cb);
+    this.connection.startTx(data, flags, cb);
   }
 
   /** EMSGSIZE when the peer's buf_alloc is known and smaller than the message. */
@@ -97,15 +99,17 @@ export class VsockSeqpacketSocket extends VsockConnection {
     return err;
   }
 
-  protected override onEstablished(): void {
-    if (this.txBuf !== null && this.txEnd > this.credit.peerBufAlloc) {
-      const err = this.checkSize(this.txEnd, false);
-      if (err !== null) this.failTx(err);
+  /** @internal A message queued while connecting may be larger than the peer's buf_alloc, now known. */
+  override onEstablished(): void {
+    const c = this.connection;
+    if (c.txBuf !== null && c.txEnd > c.credit.peerBufAlloc) {
+      const err = this.checkSize(c.txEnd, false);
+      if (err !== null) c.failTx(err);
     }
   }
 
   /** @internal */
-  rxData(payload: Uint8Array, off: number, len: number, flags: number): void {
+  rxData(payload: Uint8Array | VsockPayloadParts, off: number, len: number, flags: number): void {
     const part = copyOut(payload, off, len);
     if ((flags & VSOCK_SEQ_EOM) === 0) {
       this.parts.push(part);

@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { VsockSeqpacketSocket } from './vsock-seqpacket-socket.js';
-import type { VsockSocket } from './vsock-socket.js';
+import { VSOCK_DEFAULT_BACKLOG } from './limits.js';
 
 /** Who asks: the peer's address and the port it asked for. */
 export interface VsockAcceptInfo {
@@ -24,9 +23,6 @@ export interface VsockListenOptions {
    */
   accept?: (info: VsockAcceptInfo) => boolean | Promise<boolean>;
 }
-
-/** Default listen backlog (Linux SOMAXCONN before 5.4). */
-export const VSOCK_DEFAULT_BACKLOG = 128;
 
 /** What a server needs from its stack. */
 export interface VsockListenerOwner {
@@ -64,13 +60,49 @@ export class VsockServer extends EventEmitter {
     this.acceptHook = options?.accept;
   }
 
+  /**
+   * @internal Let accept() decide a REQUEST: `done(ok)` runs with its verdict,
+   * at once without a hook or with a synchronous answer, else when the
+   * promise settles (a throw or a rejection is a no). Counted in
+   * pendingAccepts meanwhile.
+   */
+  decide(info: VsockAcceptInfo, done: (ok: boolean) => void): void {
+    const hook = this.acceptHook;
+    if (hook === undefined) {
+      done(true);
+      return;
+    }
+    this.pendingAccepts++;
+    let verdict: boolean | Promise<boolean>;
+    try {
+      verdict = hook(info);
+    } catch {
+      verdict = false;
+    }
+    if (typeof verdict === 'boolean') {
+      this.pendingAccepts--;
+      done(verdict);
+      return;
+    }
+    Promise.resolve(verdict).then(
+      (ok) => {
+        this.pendingAccepts--;
+        done(ok === true);
+      },
+      () => {
+        this.pendingAccepts--;
+        done(false);
+      },
+    );
+  }
+
   /** Whether it still takes connections. */
   get listening(): boolean {
     return this.open;
   }
 
-  /** @internal A connection was accepted (established). */
-  emitConnection(socket: VsockSocket | VsockSeqpacketSocket): void {
+  /** @internal A connection was accepted (established): its socket (a VsockSocket or VsockSeqpacketSocket). */
+  emitConnection(socket: EventEmitter): void {
     this.accepted++;
     this.emit('connection', socket);
   }

@@ -3,52 +3,27 @@ import { InvalidArgumentError } from '../../errors.js';
 import {
   VSOCK_DEFAULT_BUF_ALLOC,
   VSOCK_MAX_PKT_PAYLOAD,
-  VSOCK_OP_CREDIT_REQUEST,
-  VSOCK_OP_CREDIT_UPDATE,
   VSOCK_OP_REQUEST,
   VSOCK_OP_RESPONSE,
   VSOCK_OP_RST,
-  VSOCK_OP_RW,
-  VSOCK_OP_SHUTDOWN,
-  VSOCK_SHUTDOWN_F_SEND,
   VSOCK_TYPE_SEQPACKET,
   VSOCK_TYPE_STREAM,
 } from '../../spec/vsock.js';
-import { VsockHeader } from '../vsock-header.js';
-import { Action, CONN_STATE_NAMES, ConnState, RxEvent, actionOf, rxEventOfOp } from './connection-states.js';
-import type { VsockPacketPort } from './packet-port.js';
+import type { VsockHeader } from '../vsock-header.js';
+import { Action, ConnState, RxEvent, actionOf, rxEventOfOp } from './connection-states.js';
+import { runConnectionAction } from './connection-actions.js';
+import { Connection } from './connection.js';
+import { ConnectionTable } from './connection-table.js';
+import { VSOCK_DEFAULT_CLOSE_TIMEOUT_MS, VSOCK_DEFAULT_CONNECT_TIMEOUT_MS, VSOCK_DEFAULT_MAX_CONNECTIONS, VSOCK_PORT_ANY } from './limits.js';
+import type { VsockPacketPort, VsockPayloadParts } from './packet-port.js';
+import { SendScheduler } from './send-scheduler.js';
+import { type VsockStackStats, countIn, newStats } from './stack-stats.js';
 import { VsockError } from './vsock-error.js';
 import { VsockSeqpacketSocket } from './vsock-seqpacket-socket.js';
 import { type VsockListenOptions, type VsockListenerOwner, VsockServer } from './vsock-server.js';
-import { type VsockConnection, VsockSocket } from './vsock-socket.js';
-
-/** Listen on every port that has no listener of its own. Never allocated as a local port. */
-export const VSOCK_PORT_ANY = 0xffffffff;
-/** First ephemeral port (Linux: LAST_RESERVED_PORT + 1). */
-export const VSOCK_EPHEMERAL_PORT_FIRST = 1024;
-const EPHEMERAL_PORT_LAST = 0xfffffffe;
-/** Default connection cap of a stack. */
-export const VSOCK_DEFAULT_MAX_CONNECTIONS = 4096;
-/** Linux VSOCK_DEFAULT_CONNECT_TIMEOUT (2 s). */
-export const VSOCK_DEFAULT_CONNECT_TIMEOUT_MS = 2000;
-/** Linux VSOCK_CLOSE_TIMEOUT (8 s): how long a close waits for the peer's RST. */
-export const VSOCK_DEFAULT_CLOSE_TIMEOUT_MS = 8000;
-/**
- * RST answers to packets of no connection that may wait for room in the port;
- * beyond, they are dropped and counted `rstDropped` (a flood of hostile
- * packets must not grow memory). Control packets of connections are never
- * dropped: each connection has at most a handful queued (credit packets
- * coalesce).
- */
-export const VSOCK_MAX_QUEUED_RESETS = 256;
+import { VsockConnection, VsockSocket } from './vsock-socket.js';
 
 const U32_MAX = 0xffffffff;
-/** Table key: localPort * 2^21 + low 21 bits of remotePort (< 2^53, exact); a chain resolves the rest. */
-const KEY_MUL = 0x200000;
-const KEY_LOW = 0x1fffff;
-const SEND_IDLE = 0;
-const SEND_MORE = 1;
-const SEND_PORT_FULL = 2;
 
 export interface VsockStackOptions {
   /** Our CID (guest: from the device config; host: 2). */
@@ -77,218 +52,47 @@ export interface VsockStackOptions {
   seqpacket?: boolean;
 }
 
-/** Counters of one stack (a plain object; read it any time). */
-export interface VsockStackStats {
-  packetsIn: number;
-  packetsOut: number;
-  /** RW payload bytes. */
-  bytesIn: number;
-  bytesOut: number;
-  requestsIn: number;
-  requestsSent: number;
-  responsesIn: number;
-  responsesSent: number;
-  rstReceived: number;
-  rstSent: number;
-  shutdownsIn: number;
-  shutdownsSent: number;
-  rwIn: number;
-  rwSent: number;
-  creditUpdatesIn: number;
-  creditUpdatesSent: number;
-  creditRequestsIn: number;
-  creditRequestsSent: number;
-  /** RW beyond the credit we advertised (the connection was reset). */
-  creditViolations: number;
-  /** Packets (not RST) for no connection, answered with RST. */
-  unknownConnection: number;
-  /** op 0 (INVALID) or above 7. */
-  badOp: number;
-  /** Unknown / not negotiated type, or the other type than the connection's. */
-  badType: number;
-  /** hdr.len larger than the payload the port handed over: dropped. */
-  badLength: number;
-  /** REQUEST for a connection that exists: ignored. */
-  duplicateRequest: number;
-  /** A valid op the connection's state has no use for (reset or dropped, per the state table). */
-  unexpectedOp: number;
-  /** Dropped on purpose (RST with no connection, credit packets while closing, after close()). */
-  ignored: number;
-  /** REQUEST refused: the listener's backlog of pending accept() decisions was full. */
-  backlogFull: number;
-  /** REQUEST refused: maxConnections open. */
-  maxConnectionsRefused: number;
-  /** REQUEST refused by the listener's accept() (or the listener closed meanwhile). */
-  acceptRefused: number;
-  /** dst_cid was not our CID: dropped. */
-  wrongCid: number;
-  connectTimeouts: number;
-  closeTimeouts: number;
-  /** Control packets that had to wait for room in the port. */
-  controlQueued: number;
-  /** RST answers dropped because VSOCK_MAX_QUEUED_RESETS were already waiting. */
-  rstDropped: number;
-  /** port.send() returned false. */
-  portFull: number;
-  /** port.flush() calls (one per burst). */
-  flushes: number;
-  /** Connections in the table now (ACCEPTING, CONNECTING, ESTABLISHED, CLOSING). */
-  connections: number;
-  connectionsOpened: number;
-  connectionsClosed: number;
-}
-
-function newStats(): VsockStackStats {
-  return {
-    packetsIn: 0,
-    packetsOut: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    requestsIn: 0,
-    requestsSent: 0,
-    responsesIn: 0,
-    responsesSent: 0,
-    rstReceived: 0,
-    rstSent: 0,
-    shutdownsIn: 0,
-    shutdownsSent: 0,
-    rwIn: 0,
-    rwSent: 0,
-    creditUpdatesIn: 0,
-    creditUpdatesSent: 0,
-    creditRequestsIn: 0,
-    creditRequestsSent: 0,
-    creditViolations: 0,
-    unknownConnection: 0,
-    badOp: 0,
-    badType: 0,
-    badLength: 0,
-    duplicateRequest: 0,
-    unexpectedOp: 0,
-    ignored: 0,
-    backlogFull: 0,
-    maxConnectionsRefused: 0,
-    acceptRefused: 0,
-    wrongCid: 0,
-    connectTimeouts: 0,
-    closeTimeouts: 0,
-    controlQueued: 0,
-    rstDropped: 0,
-    portFull: 0,
-    flushes: 0,
-    connections: 0,
-    connectionsOpened: 0,
-    connectionsClosed: 0,
-  };
-}
-
-/**
- * Control packets waiting for room in the port, in order (a ring of parallel
- * arrays: nothing allocated per packet). An entry of a connection takes its
- * addresses and credit from the connection when it goes out; an RST answer
- * to a packet of no connection carries its own addresses.
- */
-class ControlQueue {
-  conn: Array<VsockConnection | null>;
-  op: Uint8Array;
-  flags: Uint32Array;
-  cid: Float64Array;
-  srcPort: Uint32Array;
-  dstPort: Uint32Array;
-  type: Uint16Array;
-  head = 0;
-  count = 0;
-
-  constructor(private cap = 64) {
-    this.conn = new Array<VsockConnection | null>(cap).fill(null);
-    this.op = new Uint8Array(cap);
-    this.flags = new Uint32Array(cap);
-    this.cid = new Float64Array(cap);
-    this.srcPort = new Uint32Array(cap);
-    this.dstPort = new Uint32Array(cap);
-    this.type = new Uint16Array(cap);
-  }
-
-  push(conn: VsockConnection | null, op: number, flags: number, cid: number, srcPort: number, dstPort: number, type: number): void {
-    if (this.count === this.cap) this.grow();
-    const i = (this.head + this.count) % this.cap;
-    this.conn[i] = conn;
-    this.op[i] = op;
-    this.flags[i] = flags;
-    this.cid[i] = cid;
-    this.srcPort[i] = srcPort;
-    this.dstPort[i] = dstPort;
-    this.type[i] = type;
-    this.count++;
-  }
-
-  shift(): void {
-    this.conn[this.head] = null;
-    this.head = (this.head + 1) % this.cap;
-    this.count--;
-  }
-
-  clear(): void {
-    while (this.count > 0) this.shift();
-    this.head = 0;
-  }
-
-  private grow(): void {
-    const cap = this.cap * 2;
-    const order = (n: number): number => (this.head + n) % this.cap;
-    const conn = new Array<VsockConnection | null>(cap).fill(null);
-    const op = new Uint8Array(cap);
-    const flags = new Uint32Array(cap);
-    const cid = new Float64Array(cap);
-    const srcPort = new Uint32Array(cap);
-    const dstPort = new Uint32Array(cap);
-    const type = new Uint16Array(cap);
-    for (let n = 0; n < this.count; n++) {
-      const i = order(n);
-      conn[n] = this.conn[i];
-      op[n] = this.op[i];
-      flags[n] = this.flags[i];
-      cid[n] = this.cid[i];
-      srcPort[n] = this.srcPort[i];
-      dstPort[n] = this.dstPort[i];
-      type[n] = this.type[i];
-    }
-    this.conn = conn;
-    this.op = op;
-    this.flags = flags;
-    this.cid = cid;
-    this.srcPort = srcPort;
-    this.dstPort = dstPort;
-    this.type = type;
-    this.cap = cap;
-    this.head = 0;
-  }
-}
-
 const isU32 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= U32_MAX;
 const isCid = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
+/** The options with their defaults, checked (InvalidArgumentError naming the value). */
+function checkedOptions(port: VsockPacketPort, options: VsockStackOptions): Required<VsockStackOptions> {
+  if (!isCid(options.localCid)) throw new InvalidArgumentError(`localCid ${options.localCid} is not a CID`);
+  const o = {
+    localCid: options.localCid,
+    bufferSize: options.bufferSize ?? VSOCK_DEFAULT_BUF_ALLOC,
+    maxConnections: options.maxConnections ?? VSOCK_DEFAULT_MAX_CONNECTIONS,
+    connectTimeoutMs: options.connectTimeoutMs ?? VSOCK_DEFAULT_CONNECT_TIMEOUT_MS,
+    closeTimeoutMs: options.closeTimeoutMs ?? VSOCK_DEFAULT_CLOSE_TIMEOUT_MS,
+    seqpacket: options.seqpacket ?? false,
+  };
+  if (!isU32(o.bufferSize) || o.bufferSize === 0) throw new InvalidArgumentError(`bufferSize ${o.bufferSize} must be 1 .. 2^32-1`);
+  const maxPayload = port.maxPayload;
+  if (!Number.isInteger(maxPayload) || maxPayload < 1 || maxPayload > VSOCK_MAX_PKT_PAYLOAD) {
+    throw new InvalidArgumentError(`port.maxPayload ${maxPayload} must be 1 .. ${VSOCK_MAX_PKT_PAYLOAD}`);
+  }
+  if (!Number.isInteger(o.maxConnections) || o.maxConnections < 0) throw new InvalidArgumentError(`maxConnections ${o.maxConnections} must be a non-negative integer`);
+  if (!(o.connectTimeoutMs > 0)) throw new InvalidArgumentError(`connectTimeoutMs ${o.connectTimeoutMs} must be > 0`);
+  if (!(o.closeTimeoutMs > 0)) throw new InvalidArgumentError(`closeTimeoutMs ${o.closeTimeoutMs} must be > 0`);
+  return o;
+}
+
+/** The connection behind a socket (tests and fault injection hand sockets to the stack's connection calls). */
+const connectionOf = (c: Connection | VsockConnection): Connection => (c instanceof VsockConnection ? c.connection : c);
+
 /**
  * The virtio-vsock connection layer, the same on both sides of a link (the
- * guest driver and the host side each run one over their own packet port):
- * the connection table, listeners, the state machine of
- * connection-states.ts, credit flow control (credit.ts), and a fair send
- * loop over one VsockPacketPort.
+ * guest driver and the host side each run one over their own packet port),
+ * as Firecracker's muxer is: the connection table (connection-table.ts), the
+ * listeners, and the send scheduler (send-scheduler.ts) over one
+ * VsockPacketPort. Each connection (connection.ts) keeps its own state,
+ * credit and send position and carries a socket, a Node Duplex
+ * (vsock-socket.ts).
  *
- * Sending: control packets (REQUEST, RESPONSE, SHUTDOWN, RST, CREDIT_*) go
- * out first, in order; when the port is full they wait in a bounded queue.
- * Data goes round-robin over the connections that have some, one packet per
- * turn, each packet at most port.maxPayload and within the peer's credit.
- * When port.send() returns false everything waits for onWritable(). One
- * port.flush() ends every synchronous burst that sent anything (a
- * microtask), never one per packet. One VsockHeader is reused for every
- * packet sent.
- *
- * Receiving: receive() runs one packet through the state table.
+ * Receiving: receive() checks one packet, finds its connection or listener,
+ * and runs the action of the state table (connection-states.ts).
  */
 export class VsockStack extends EventEmitter implements VsockListenerOwner {
-  /** Our CID; a transport reset may change it. */
-  localCid: number;
   readonly bufferSize: number;
   readonly maxConnections: number;
   readonly connectTimeoutMs: number;
@@ -296,59 +100,35 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
   readonly seqpacket: boolean;
   readonly stats: VsockStackStats = newStats();
 
-  private readonly port: VsockPacketPort;
-  private readonly maxPayload: number;
-  /** The one header every packet is sent with. */
-  private readonly hdr = new VsockHeader();
-  /** Connections by key(localPort, remotePort); a chain through bucketNext holds the rest of the tuple. */
-  private readonly conns = new Map<number, VsockConnection>();
-  private connCount = 0;
-  /** Connections per local port (ephemeral allocation skips ports in use). */
-  private readonly portUse = new Map<number, number>();
+  private readonly table = new ConnectionTable();
+  private readonly sender: SendScheduler;
   private readonly servers = new Map<number, VsockServer>();
   private anyServer: VsockServer | null = null;
-  private nextEphemeral = VSOCK_EPHEMERAL_PORT_FIRST;
-  private readonly ctl = new ControlQueue();
-  private rawQueued = 0;
-  private sendHead: VsockConnection | null = null;
-  private sendTail: VsockConnection | null = null;
-  private doneHead: VsockConnection | null = null;
-  private doneTail: VsockConnection | null = null;
-  private pumping = false;
-  private portBlocked = false;
-  private flushPending = false;
   private closed = false;
-  private readonly flushTask = (): void => {
-    this.flushPending = false;
-    this.stats.flushes++;
-    this.port.flush();
-  };
 
   constructor(port: VsockPacketPort, options: VsockStackOptions) {
     super();
-    if (!isCid(options.localCid)) throw new InvalidArgumentError(`localCid ${options.localCid} is not a CID`);
-    const bufferSize = options.bufferSize ?? VSOCK_DEFAULT_BUF_ALLOC;
-    if (!isU32(bufferSize) || bufferSize === 0) throw new InvalidArgumentError(`bufferSize ${bufferSize} must be 1 .. 2^32-1`);
-    const maxPayload = port.maxPayload;
-    if (!Number.isInteger(maxPayload) || maxPayload < 1 || maxPayload > VSOCK_MAX_PKT_PAYLOAD) {
-      throw new InvalidArgumentError(`port.maxPayload ${maxPayload} must be 1 .. ${VSOCK_MAX_PKT_PAYLOAD}`);
-    }
-    this.port = port;
-    this.maxPayload = maxPayload;
-    this.localCid = options.localCid;
-    this.bufferSize = bufferSize;
-    this.maxConnections = options.maxConnections ?? VSOCK_DEFAULT_MAX_CONNECTIONS;
-    this.connectTimeoutMs = options.connectTimeoutMs ?? VSOCK_DEFAULT_CONNECT_TIMEOUT_MS;
-    this.closeTimeoutMs = options.closeTimeoutMs ?? VSOCK_DEFAULT_CLOSE_TIMEOUT_MS;
-    if (!Number.isInteger(this.maxConnections) || this.maxConnections < 0) throw new InvalidArgumentError(`maxConnections ${this.maxConnections} must be a non-negative integer`);
-    if (!(this.connectTimeoutMs > 0)) throw new InvalidArgumentError(`connectTimeoutMs ${this.connectTimeoutMs} must be > 0`);
-    if (!(this.closeTimeoutMs > 0)) throw new InvalidArgumentError(`closeTimeoutMs ${this.closeTimeoutMs} must be > 0`);
-    this.seqpacket = options.seqpacket ?? false;
+    const o = checkedOptions(port, options);
+    this.bufferSize = o.bufferSize;
+    this.maxConnections = o.maxConnections;
+    this.connectTimeoutMs = o.connectTimeoutMs;
+    this.closeTimeoutMs = o.closeTimeoutMs;
+    this.seqpacket = o.seqpacket;
+    this.sender = new SendScheduler(port, this.stats, o.localCid);
+  }
+
+  /** Our CID; a transport reset may change it. */
+  get localCid(): number {
+    return this.sender.localCid;
+  }
+
+  set localCid(cid: number) {
+    this.sender.localCid = cid;
   }
 
   /** Connections in the table now. */
   get connectionCount(): number {
-    return this.connCount;
+    return this.table.size;
   }
 
   // ================================================================ public API
@@ -365,27 +145,26 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
     this.checkOpen();
     if (!isCid(remoteCid)) throw new InvalidArgumentError(`connect: remote CID ${remoteCid} is not a CID`);
     if (!isU32(remotePort)) throw new InvalidArgumentError(`connect: remote port ${remotePort} is not a u32`);
-    const type = options?.type ?? 'stream';
-    const vsockType = this.typeCode(type);
+    const vsockType = this.typeCode(options?.type ?? 'stream');
     const timeoutMs = options?.timeoutMs ?? this.connectTimeoutMs;
     if (!(timeoutMs > 0)) throw new InvalidArgumentError(`connect: timeoutMs ${timeoutMs} must be > 0`);
-    if (this.connCount >= this.maxConnections) {
-      throw new VsockError('EMAXCONN', `connect to ${remoteCid}:${remotePort}: ${this.connCount} connections open (maxConnections)`);
+    if (this.table.size >= this.maxConnections) {
+      throw new VsockError('EMAXCONN', `connect to ${remoteCid}:${remotePort}: ${this.table.size} connections open (maxConnections)`);
     }
     let localPort = options?.localPort;
     if (localPort === undefined) {
-      localPort = this.allocatePort();
+      localPort = this.table.allocatePort(this.servers);
     } else {
       if (!isU32(localPort) || localPort === VSOCK_PORT_ANY) throw new InvalidArgumentError(`connect: local port ${localPort} is not a usable port`);
       if (this.lookup(localPort, remoteCid, remotePort) !== null) {
         throw new VsockError('EADDRINUSE', `connect: ${this.localCid}:${localPort} -> ${remoteCid}:${remotePort} exists`);
       }
     }
-    const c = this.newConnection(vsockType, localPort, remoteCid, remotePort, ConnState.CONNECTING);
-    this.attach(c);
-    this.sendControl(c, VSOCK_OP_REQUEST, 0);
-    c.startConnectTimer(timeoutMs);
-    return c as VsockSocket | VsockSeqpacketSocket;
+    const sock = this.newSocket(vsockType, localPort, remoteCid, remotePort, ConnState.CONNECTING);
+    this.attach(sock.connection);
+    this.sender.sendControl(sock.connection, VSOCK_OP_REQUEST, 0);
+    sock.connection.startConnectTimer(timeoutMs);
+    return sock;
   }
 
   /** Listen on `port` (VSOCK_PORT_ANY: every port without a listener of its own). */
@@ -411,43 +190,20 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
   }
 
   /**
-   * One received packet: `hdr.len` payload bytes at payload[off..] (valid only
-   * during the call: what is kept is copied). Runs the state table.
+   * One received packet: `hdr.len` payload bytes at payload[off..], or in
+   * parts (`off` unused; valid only during the call: what is kept is
+   * copied). Checks it, finds its state (connection, listener or none) and
+   * runs the state table's action.
    */
-  receive(hdr: VsockHeader, payload: Uint8Array, off: number): void {
+  receive(hdr: VsockHeader, payload: Uint8Array | VsockPayloadParts, off: number): void {
     const s = this.stats;
-    s.packetsIn++;
     // Read the header once: actions run user code, and the port may reuse hdr.
     const op = hdr.op;
     const type = hdr.type;
-    const len = hdr.len;
-    const flags = hdr.flags;
     const srcCid = hdr.srcCid;
     const srcPort = hdr.srcPort;
     const dstPort = hdr.dstPort;
-    switch (op) {
-      case VSOCK_OP_REQUEST:
-        s.requestsIn++;
-        break;
-      case VSOCK_OP_RESPONSE:
-        s.responsesIn++;
-        break;
-      case VSOCK_OP_RST:
-        s.rstReceived++;
-        break;
-      case VSOCK_OP_SHUTDOWN:
-        s.shutdownsIn++;
-        break;
-      case VSOCK_OP_RW:
-        s.rwIn++;
-        break;
-      case VSOCK_OP_CREDIT_UPDATE:
-        s.creditUpdatesIn++;
-        break;
-      case VSOCK_OP_CREDIT_REQUEST:
-        s.creditRequestsIn++;
-        break;
-    }
+    countIn(s, op);
     if (this.closed) {
       s.ignored++;
       return;
@@ -457,132 +213,34 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
       s.wrongCid++;
       return;
     }
-    if (len > payload.length - off) {
+    if (hdr.len > (payload instanceof Uint8Array ? payload.length - off : payload.length)) {
       s.badLength++;
       return;
     }
     // Unknown type (or SEQPACKET not negotiated): RST, no connection looked at.
     if (type !== VSOCK_TYPE_STREAM && (type !== VSOCK_TYPE_SEQPACKET || !this.seqpacket)) {
       s.badType++;
-      if (op !== VSOCK_OP_RST) this.replyRst(srcCid, dstPort, srcPort, type);
+      if (op !== VSOCK_OP_RST) this.sender.replyRst(srcCid, dstPort, srcPort, type);
       return;
     }
-    let event = rxEventOfOp(op);
     const c = this.lookup(dstPort, srcCid, srcPort);
-    let server: VsockServer | null = null;
-    let state: ConnState;
     if (c !== null) {
-      state = c.connState;
-      if (c.vsockType !== type) event = RxEvent.TYPE_MISMATCH;
-      else c.credit.onPeerHeader(hdr.bufAlloc, hdr.fwdCnt);
-    } else {
-      server = this.servers.get(dstPort) ?? this.anyServer;
-      if (server !== null) {
-        state = ConnState.LISTEN;
-        if (this.typeCode(server.type) !== type) event = RxEvent.TYPE_MISMATCH;
-      } else {
-        state = ConnState.CLOSED;
-      }
+      if (c.vsockType === type) {
+        c.onPeerCredit(hdr.bufAlloc, hdr.fwdCnt);
+        this.act(c.connState, rxEventOfOp(op), c, null, hdr, payload, off);
+      } else this.act(c.connState, RxEvent.TYPE_MISMATCH, c, null, hdr, payload, off);
+      // Credit rides on every packet: resume a sender that waited for it.
+      c.resumeIfCredit();
+      return;
     }
-
-    switch (actionOf(state, event)) {
-      case Action.IGNORE:
-        s.ignored++;
-        break;
-      case Action.REPLY_RST:
-        s.unknownConnection++;
-        if (op !== VSOCK_OP_RST) this.replyRst(srcCid, dstPort, srcPort, type);
-        break;
-      case Action.REPLY_RST_BAD_OP:
-        s.badOp++;
-        this.replyRst(srcCid, dstPort, srcPort, type);
-        break;
-      case Action.REPLY_RST_BAD_TYPE:
-        s.badType++;
-        if (op !== VSOCK_OP_RST) this.replyRst(srcCid, dstPort, srcPort, type);
-        break;
-      case Action.ACCEPT:
-        this.accept(server as VsockServer, type, srcCid, srcPort, dstPort, hdr.bufAlloc, hdr.fwdCnt);
-        break;
-      case Action.DUPLICATE_REQUEST:
-        s.duplicateRequest++;
-        break;
-      case Action.ESTABLISH: {
-        const conn = c as VsockConnection;
-        conn.establish();
-        if (conn.connState === ConnState.ESTABLISHED) {
-          conn.emit('connect');
-          conn.emit('ready');
-        }
-        break;
-      }
-      case Action.REFUSED: {
-        const conn = c as VsockConnection;
-        conn.abort(false, new VsockError('ECONNREFUSED', `connect to ${srcCid}:${srcPort}: refused (RST)`));
-        break;
-      }
-      case Action.RECEIVE: {
-        const conn = c as VsockConnection;
-        // 5.10.6.3: the peer may not send more than the credit we gave it.
-        if (!conn.credit.mayReceive(len)) {
-          s.creditViolations++;
-          conn.abort(true, new VsockError('EPROTO', `${srcCid}:${srcPort} sent ${len} bytes beyond its credit`));
-          break;
-        }
-        if ((conn.peerShutdown & VSOCK_SHUTDOWN_F_SEND) !== 0) {
-          s.unexpectedOp++;
-          break;
-        }
-        conn.credit.onReceived(len);
-        conn.bytesRead += len;
-        s.bytesIn += len;
-        conn.touch();
-        conn.rxData(payload, off, len, flags);
-        break;
-      }
-      case Action.SEND_CREDIT_UPDATE:
-        this.sendControl(c as VsockConnection, VSOCK_OP_CREDIT_UPDATE, 0);
-        break;
-      case Action.CREDIT_ARRIVED:
-        break; // recorded above; sending resumes below
-      case Action.PEER_SHUTDOWN:
-        (c as VsockConnection).onPeerShutdown(flags);
-        break;
-      case Action.PEER_RESET:
-        (c as VsockConnection).onPeerReset();
-        break;
-      case Action.RESET_BAD_OP:
-        s.badOp++;
-        (c as VsockConnection).abort(true, new VsockError('EPROTO', `${srcCid}:${srcPort} sent op ${op}`));
-        break;
-      case Action.RESET_UNEXPECTED:
-        s.unexpectedOp++;
-        (c as VsockConnection).abort(true, new VsockError('EPROTO', `${srcCid}:${srcPort} sent op ${op} in state ${CONN_STATE_NAMES[state]}`));
-        break;
-      case Action.IGNORE_UNEXPECTED:
-        s.unexpectedOp++;
-        break;
-      case Action.CANCEL_ACCEPT:
-      case Action.CLOSE_DONE:
-        (c as VsockConnection).abort(false, null);
-        break;
-      case Action.CLOSING_SHUTDOWN:
-        (c as VsockConnection).onClosingShutdown(flags);
-        break;
-    }
-
-    // Credit rides on every packet: resume a sender that waited for it.
-    if (c !== null && c.creditBlocked && c.connState === ConnState.ESTABLISHED && c.credit.peerFree() > 0) {
-      c.creditBlocked = false;
-      c.creditRequested = false;
-      this.kickSend(c);
-    }
+    const server = this.servers.get(dstPort) ?? this.anyServer;
+    if (server === null) this.act(ConnState.CLOSED, rxEventOfOp(op), null, null, hdr, payload, off);
+    else this.act(ConnState.LISTEN, this.typeCode(server.type) !== type ? RxEvent.TYPE_MISMATCH : rxEventOfOp(op), null, server, hdr, payload, off);
   }
 
   /** The port has room again: send what waits. */
   onWritable(): void {
-    this.portBlocked = false;
-    this.pump();
+    this.sender.onWritable();
   }
 
   /**
@@ -591,26 +249,15 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
    * sent, queued control packets are dropped; listeners stay.
    */
   transportReset(): void {
-    this.ctl.clear();
-    this.rawQueued = 0;
-    for (let c = this.sendHead; c !== null; ) {
-      const next: VsockConnection | null = c.sendNext;
-      c.sendNext = null;
-      c.inSendRing = false;
-      c = next;
-    }
-    this.sendHead = this.sendTail = null;
-    this.portBlocked = false;
-    for (const c of this.allConnections()) {
-      c.creditUpdateQueued = c.creditRequestQueued = false;
-      c.abort(false, new VsockError('ECONNRESET', `vsock ${this.localCid}:${c.localPort} -> ${c.remoteCid}:${c.remotePort}: transport reset`));
-    }
+    const all = this.table.all();
+    this.sender.reset(all);
+    for (const c of all) c.abort(false, new VsockError('ECONNRESET', `vsock ${this.localCid}:${c.localPort} -> ${c.remoteCid}:${c.remotePort}: transport reset`));
   }
 
   /** Reset every connection (RST sent; sockets close without an error) and close every listener. */
   close(): void {
     if (this.closed) return;
-    for (const c of this.allConnections()) c.abort(true, null);
+    for (const c of this.table.all()) c.abort(true, null);
     this.closed = true;
     if (this.anyServer !== null) this.anyServer.markClosed();
     for (const server of this.servers.values()) server.markClosed();
@@ -619,115 +266,87 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
     this.emit('close');
   }
 
-  // ================================================================ internals used by sockets
+  // ================================================================ a connection's calls (ConnectionOwner)
 
   /** @internal Send (or queue, in order) one control packet of a connection. */
-  sendControl(c: VsockConnection, op: number, flags: number): void {
-    if (this.ctl.count === 0 && !this.portBlocked) {
-      if (this.sendConnPacket(c, op, flags)) return;
-      this.portBlocked = true;
-    }
-    if (op === VSOCK_OP_CREDIT_UPDATE) {
-      if (c.creditUpdateQueued) return;
-      c.creditUpdateQueued = true;
-    } else if (op === VSOCK_OP_CREDIT_REQUEST) {
-      if (c.creditRequestQueued) return;
-      c.creditRequestQueued = true;
-    }
-    this.stats.controlQueued++;
-    this.ctl.push(c, op, flags, 0, 0, 0, 0);
+  sendControl(c: Connection | VsockConnection, op: number, flags: number): void {
+    this.sender.sendControl(connectionOf(c), op, flags);
   }
 
   /** @internal RST for a connection. */
-  sendRst(c: VsockConnection): void {
-    this.sendControl(c, VSOCK_OP_RST, 0);
-  }
-
-  /** @internal The reader took bytes: CREDIT_UPDATE when the peer needs to hear of it (credit.ts). */
-  afterConsume(c: VsockConnection): void {
-    if (c.connState === ConnState.ESTABLISHED && c.credit.needsUpdate()) this.sendControl(c, VSOCK_OP_CREDIT_UPDATE, 0);
+  sendRst(c: Connection | VsockConnection): void {
+    this.sender.sendControl(connectionOf(c), VSOCK_OP_RST, 0);
   }
 
   /** @internal A connection has data to send (or credit again). */
-  kickSend(c: VsockConnection): void {
-    if (c.connState !== ConnState.ESTABLISHED) return; // data waits for RESPONSE
-    if (!c.inSendRing) {
-      c.inSendRing = true;
-      c.sendNext = null;
-      if (this.sendTail === null) this.sendHead = c;
-      else this.sendTail.sendNext = c;
-      this.sendTail = c;
-    }
-    if (!this.pumping && !this.portBlocked) this.pump();
+  kickSend(c: Connection): void {
+    this.sender.kickSend(c);
   }
 
   /** @internal Out of the table (state CLOSED); the socket object may live on. */
-  detach(c: VsockConnection): void {
-    if (c.connState === ConnState.CLOSED) return;
-    c.connState = ConnState.CLOSED;
-    const key = c.tableKey;
-    const head = this.conns.get(key);
-    if (head === c) {
-      if (c.bucketNext === null) this.conns.delete(key);
-      else this.conns.set(key, c.bucketNext);
-    } else {
-      for (let p = head ?? null; p !== null; p = p.bucketNext) {
-        if (p.bucketNext === c) {
-          p.bucketNext = c.bucketNext;
-          break;
-        }
-      }
-    }
-    c.bucketNext = null;
-    const use = (this.portUse.get(c.localPort) ?? 1) - 1;
-    if (use === 0) this.portUse.delete(c.localPort);
-    else this.portUse.set(c.localPort, use);
-    this.connCount--;
-    this.stats.connections = this.connCount;
+  detach(c: Connection | VsockConnection): void {
+    const conn = connectionOf(c);
+    if (conn.connState === ConnState.CLOSED) return;
+    conn.connState = ConnState.CLOSED;
+    this.table.remove(conn);
+    this.stats.connections = this.table.size;
     this.stats.connectionsClosed++;
   }
 
-  // ================================================================ connection table
+  // ================================================================ internals
 
-  private lookup(localPort: number, remoteCid: number, remotePort: number): VsockConnection | null {
-    let c = this.conns.get(localPort * KEY_MUL + (remotePort & KEY_LOW)) ?? null;
-    while (c !== null && (c.remotePort !== remotePort || c.remoteCid !== remoteCid || c.localPort !== localPort)) c = c.bucketNext;
-    return c;
+  /** The action of (state, event) for one received packet (connection-states.ts; connection-actions.ts runs those on a connection). */
+  private act(state: ConnState, event: RxEvent, c: Connection | null, server: VsockServer | null, hdr: VsockHeader, payload: Uint8Array | VsockPayloadParts, off: number): void {
+    const s = this.stats;
+    const action = actionOf(state, event);
+    switch (action) {
+      case Action.IGNORE:
+        s.ignored++;
+        break;
+      case Action.REPLY_RST:
+        s.unknownConnection++;
+        if (hdr.op !== VSOCK_OP_RST) this.replyTo(hdr);
+        break;
+      case Action.REPLY_RST_BAD_OP:
+        s.badOp++;
+        this.replyTo(hdr);
+        break;
+      case Action.REPLY_RST_BAD_TYPE:
+        s.badType++;
+        if (hdr.op !== VSOCK_OP_RST) this.replyTo(hdr);
+        break;
+      case Action.ACCEPT:
+        this.accept(server as VsockServer, hdr);
+        break;
+      case Action.DUPLICATE_REQUEST:
+        s.duplicateRequest++;
+        break;
+      case Action.IGNORE_UNEXPECTED:
+        s.unexpectedOp++;
+        break;
+      default:
+        runConnectionAction(action, state, c as Connection, hdr, payload, off);
+    }
   }
 
-  private attach(c: VsockConnection): void {
-    const key = c.localPort * KEY_MUL + (c.remotePort & KEY_LOW);
-    c.tableKey = key;
-    c.bucketNext = this.conns.get(key) ?? null;
-    this.conns.set(key, c);
-    this.portUse.set(c.localPort, (this.portUse.get(c.localPort) ?? 0) + 1);
-    this.connCount++;
-    this.stats.connections = this.connCount;
+  /** RST answering a received packet that reached no connection. */
+  private replyTo(hdr: VsockHeader): void {
+    this.sender.replyRst(hdr.srcCid, hdr.dstPort, hdr.srcPort, hdr.type);
+  }
+
+  private lookup(localPort: number, remoteCid: number, remotePort: number): Connection | null {
+    return this.table.lookup(localPort, remoteCid, remotePort);
+  }
+
+  private attach(c: Connection): void {
+    this.table.add(c);
+    this.stats.connections = this.table.size;
     this.stats.connectionsOpened++;
   }
 
-  private allConnections(): VsockConnection[] {
-    const all: VsockConnection[] = [];
-    for (const head of this.conns.values()) {
-      for (let c: VsockConnection | null = head; c !== null; c = c.bucketNext) all.push(c);
-    }
-    return all;
-  }
-
-  /** Linux __vsock_bind_connectible: ephemeral ports from 1024 up, skipping ports in use, wrapping. */
-  private allocatePort(): number {
-    const span = EPHEMERAL_PORT_LAST - VSOCK_EPHEMERAL_PORT_FIRST + 1;
-    for (let i = 0; i < span; i++) {
-      const p = this.nextEphemeral;
-      this.nextEphemeral = p >= EPHEMERAL_PORT_LAST ? VSOCK_EPHEMERAL_PORT_FIRST : p + 1;
-      if (!this.portUse.has(p) && !this.servers.has(p)) return p;
-    }
-    throw new VsockError('EADDRNOTAVAIL', 'no free local port');
-  }
-
-  private newConnection(vsockType: number, localPort: number, remoteCid: number, remotePort: number, state: ConnState): VsockConnection {
-    const init = { stack: this, vsockType, localPort, remoteCid, remotePort, bufAlloc: this.bufferSize, state };
-    return vsockType === VSOCK_TYPE_SEQPACKET ? new VsockSeqpacketSocket(init) : new VsockSocket(init);
+  private newSocket(vsockType: number, localPort: number, remoteCid: number, remotePort: number, state: ConnState): VsockSocket | VsockSeqpacketSocket {
+    const conn = new Connection({ owner: this, localCid: this.localCid, vsockType, localPort, remoteCid, remotePort, bufAlloc: this.bufferSize, state });
+    return vsockType === VSOCK_TYPE_SEQPACKET ? new VsockSeqpacketSocket(conn) : new VsockSocket(conn);
   }
 
   private typeCode(type: 'stream' | 'seqpacket'): number {
@@ -745,52 +364,30 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
 
   // ================================================================ accepting
 
-  private accept(server: VsockServer, type: number, remoteCid: number, remotePort: number, localPort: number, bufAlloc: number, fwdCnt: number): void {
+  /** Action ACCEPT: a REQUEST a listener takes (RST when the stack or the backlog is full, or accept() refuses). */
+  private accept(server: VsockServer, hdr: VsockHeader): void {
     const s = this.stats;
-    if (this.connCount >= this.maxConnections) {
+    const { type, srcCid: remoteCid, srcPort: remotePort, dstPort: localPort } = hdr;
+    if (this.table.size >= this.maxConnections) {
       s.maxConnectionsRefused++;
-      this.replyRst(remoteCid, localPort, remotePort, type);
+      this.replyTo(hdr);
       return;
     }
     if (server.pendingAccepts >= server.backlog) {
       s.backlogFull++;
-      this.replyRst(remoteCid, localPort, remotePort, type);
+      this.replyTo(hdr);
       return;
     }
-    const c = this.newConnection(type, localPort, remoteCid, remotePort, ConnState.ACCEPTING);
-    c.credit.onPeerHeader(bufAlloc, fwdCnt);
+    const sock = this.newSocket(type, localPort, remoteCid, remotePort, ConnState.ACCEPTING);
+    const c = sock.connection;
+    c.onPeerCredit(hdr.bufAlloc, hdr.fwdCnt);
     c.server = server;
     this.attach(c);
-    const hook = server.acceptHook;
-    if (hook === undefined) {
-      this.finishAccept(c, true);
-      return;
-    }
-    server.pendingAccepts++;
-    let verdict: boolean | Promise<boolean>;
-    try {
-      verdict = hook({ remoteCid, remotePort, localPort });
-    } catch {
-      verdict = false;
-    }
-    if (typeof verdict === 'boolean') {
-      server.pendingAccepts--;
-      this.finishAccept(c, verdict);
-      return;
-    }
-    Promise.resolve(verdict).then(
-      (ok) => {
-        server.pendingAccepts--;
-        this.finishAccept(c, ok === true);
-      },
-      () => {
-        server.pendingAccepts--;
-        this.finishAccept(c, false);
-      },
-    );
+    server.decide({ remoteCid, remotePort, localPort }, (ok) => this.finishAccept(sock, ok));
   }
 
-  private finishAccept(c: VsockConnection, ok: boolean): void {
+  private finishAccept(sock: VsockSocket | VsockSeqpacketSocket, ok: boolean): void {
+    const c = sock.connection;
     if (c.connState !== ConnState.ACCEPTING) return; // the peer gave up, or a reset
     const server = c.server as VsockServer;
     if (!ok || !server.listening || this.closed) {
@@ -798,226 +395,8 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
       c.abort(true, null);
       return;
     }
-    this.sendControl(c, VSOCK_OP_RESPONSE, 0);
+    this.sender.sendControl(c, VSOCK_OP_RESPONSE, 0);
     c.establish();
-    server.emitConnection(c as VsockSocket | VsockSeqpacketSocket);
-  }
-
-  // ================================================================ sending
-
-  /** RST answering a packet that has no connection (5.10.6.4; Linux virtio_transport_reset_no_sock). */
-  private replyRst(dstCid: number, srcPort: number, dstPort: number, type: number): void {
-    if (this.ctl.count === 0 && !this.portBlocked) {
-      if (this.sendRawRst(dstCid, srcPort, dstPort, type)) return;
-      this.portBlocked = true;
-    }
-    if (this.rawQueued >= VSOCK_MAX_QUEUED_RESETS) {
-      this.stats.rstDropped++;
-      return;
-    }
-    this.rawQueued++;
-    this.stats.controlQueued++;
-    this.ctl.push(null, VSOCK_OP_RST, 0, dstCid, srcPort, dstPort, type);
-  }
-
-  private sendRawRst(dstCid: number, srcPort: number, dstPort: number, type: number): boolean {
-    const h = this.hdr;
-    h.srcCid = this.localCid;
-    h.dstCid = dstCid;
-    h.srcPort = srcPort;
-    h.dstPort = dstPort;
-    h.len = 0;
-    h.type = type;
-    h.op = VSOCK_OP_RST;
-    h.flags = 0;
-    h.bufAlloc = 0;
-    h.fwdCnt = 0;
-    if (!this.port.send(h, null, 0, 0)) {
-      this.stats.portFull++;
-      return false;
-    }
-    this.sent(VSOCK_OP_RST);
-    return true;
-  }
-
-  private sendConnPacket(c: VsockConnection, op: number, flags: number): boolean {
-    const h = this.hdr;
-    h.srcCid = this.localCid;
-    h.dstCid = c.remoteCid;
-    h.srcPort = c.localPort;
-    h.dstPort = c.remotePort;
-    h.len = 0;
-    h.type = c.vsockType;
-    h.op = op;
-    h.flags = flags;
-    c.credit.fill(h);
-    if (!this.port.send(h, null, 0, 0)) {
-      this.stats.portFull++;
-      return false;
-    }
-    c.credit.onSent(0);
-    this.sent(op);
-    return true;
-  }
-
-  /** Count a packet out; schedule the burst's one flush. */
-  private sent(op: number): void {
-    const s = this.stats;
-    s.packetsOut++;
-    switch (op) {
-      case VSOCK_OP_REQUEST:
-        s.requestsSent++;
-        break;
-      case VSOCK_OP_RESPONSE:
-        s.responsesSent++;
-        break;
-      case VSOCK_OP_RST:
-        s.rstSent++;
-        break;
-      case VSOCK_OP_SHUTDOWN:
-        s.shutdownsSent++;
-        break;
-      case VSOCK_OP_RW:
-        s.rwSent++;
-        break;
-      case VSOCK_OP_CREDIT_UPDATE:
-        s.creditUpdatesSent++;
-        break;
-      case VSOCK_OP_CREDIT_REQUEST:
-        s.creditRequestsSent++;
-        break;
-    }
-    if (!this.flushPending) {
-      this.flushPending = true;
-      queueMicrotask(this.flushTask);
-    }
-  }
-
-  /** Waiting control packets, in order. False when the port filled up. */
-  private drainControl(): boolean {
-    const q = this.ctl;
-    while (q.count > 0) {
-      const i = q.head;
-      const c = q.conn[i];
-      const op = q.op[i];
-      if (c !== null) {
-        if (c.connState === ConnState.CLOSED && op !== VSOCK_OP_RST) {
-          // Ended meanwhile: only its RST still means something.
-        } else if (!this.sendConnPacket(c, op, q.flags[i])) {
-          this.portBlocked = true;
-          return false;
-        }
-        if (op === VSOCK_OP_CREDIT_UPDATE) c.creditUpdateQueued = false;
-        else if (op === VSOCK_OP_CREDIT_REQUEST) c.creditRequestQueued = false;
-      } else {
-        if (!this.sendRawRst(q.cid[i], q.srcPort[i], q.dstPort[i], q.type[i])) {
-          this.portBlocked = true;
-          return false;
-        }
-        this.rawQueued--;
-      }
-      q.shift();
-    }
-    return true;
-  }
-
-  /**
-   * The send loop: control packets first, then one data packet per
-   * connection per turn, round robin, until nothing can go or the port is
-   * full. Write callbacks of finished chunks run after it (they may write
-   * again, re-entering through kickSend).
-   */
-  private pump(): void {
-    if (this.pumping || this.portBlocked) return;
-    this.pumping = true;
-    try {
-      if (this.drainControl()) {
-        while (this.sendHead !== null) {
-          const c: VsockConnection = this.sendHead;
-          const r = this.sendData(c);
-          if (r === SEND_PORT_FULL) {
-            this.portBlocked = true;
-            break;
-          }
-          this.sendHead = c.sendNext;
-          if (this.sendHead === null) this.sendTail = null;
-          c.sendNext = null;
-          c.inSendRing = false;
-          if (r === SEND_MORE) {
-            c.inSendRing = true;
-            if (this.sendTail === null) this.sendHead = c;
-            else this.sendTail.sendNext = c;
-            this.sendTail = c;
-          }
-          if (this.portBlocked) break; // a control packet (CREDIT_REQUEST) found the port full
-        }
-      }
-    } finally {
-      this.pumping = false;
-    }
-    this.runDone();
-  }
-
-  /** One data packet of c: at most maxPayload, at most the peer's credit (5.10.6.3). */
-  private sendData(c: VsockConnection): number {
-    const buf = c.txBuf;
-    if (buf === null || c.connState !== ConnState.ESTABLISHED) return SEND_IDLE;
-    let n = c.txEnd - c.txOff;
-    if (n > 0) {
-      const free = c.credit.peerFree();
-      if (free === 0) {
-        c.creditBlocked = true;
-        if (!c.creditRequested) {
-          c.creditRequested = true;
-          this.sendControl(c, VSOCK_OP_CREDIT_REQUEST, 0);
-        }
-        return SEND_IDLE;
-      }
-      if (n > free) n = free;
-      if (n > this.maxPayload) n = this.maxPayload;
-    } // else: a zero-length seqpacket message, one header-only packet
-    const last = c.txOff + n === c.txEnd;
-    const h = this.hdr;
-    h.srcCid = this.localCid;
-    h.dstCid = c.remoteCid;
-    h.srcPort = c.localPort;
-    h.dstPort = c.remotePort;
-    h.len = n;
-    h.type = c.vsockType;
-    h.op = VSOCK_OP_RW;
-    h.flags = last ? c.txFlags : 0;
-    c.credit.fill(h);
-    if (!this.port.send(h, n === 0 ? null : buf, c.txOff, n)) {
-      this.stats.portFull++;
-      return SEND_PORT_FULL;
-    }
-    c.credit.onSent(n);
-    c.txOff += n;
-    c.bytesWritten += n;
-    this.stats.bytesOut += n;
-    this.sent(VSOCK_OP_RW);
-    c.touch();
-    if (!last) return SEND_MORE;
-    // The chunk is all out: its callback runs after the pump.
-    c.doneCb = c.txCb;
-    c.txCb = null;
-    c.txBuf = null;
-    c.doneNext = null;
-    if (this.doneTail === null) this.doneHead = c;
-    else this.doneTail.doneNext = c;
-    this.doneTail = c;
-    return SEND_IDLE;
-  }
-
-  private runDone(): void {
-    while (this.doneHead !== null) {
-      const c: VsockConnection = this.doneHead;
-      this.doneHead = c.doneNext;
-      if (this.doneHead === null) this.doneTail = null;
-      c.doneNext = null;
-      const cb = c.doneCb;
-      c.doneCb = null;
-      if (cb !== null) cb();
-    }
+    server.emitConnection(sock);
   }
 }

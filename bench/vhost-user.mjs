@@ -102,7 +102,7 @@ async function pingPong(mode, trips) {
 async function throughOurs(ring, seconds, samples, spinUs) {
   const dir = mkdtempSync(join(tmpdir(), 'vl-vu-bench-'));
   const sock = join(dir, 'net.sock');
-  const server = serveVhostUserNet(sock, { spinUs });
+  const server = serveVhostUserNet(sock, { spinUs, allowUnsealedMemory: true });
   connectLoopback(new SharedArena(8 << 20), server.device);
   let t;
   try {

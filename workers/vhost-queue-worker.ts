@@ -2,17 +2,25 @@
  * Entry point of a vhost-user ring's thread: the same loop and handlers as a
  * queue thread, over memory mapped from the front end (viewed by address:
  * an ArrayBuffer posted here would be a copy), interrupting through the
- * ring's call eventfd.
+ * ring's call eventfd and sleeping in poll() on its kick eventfd.
  */
 import { workerData } from 'node:worker_threads';
 import { viewMappedMemory } from '../src/vhost-user/front-end-memory.js';
+import { KickPollWait } from '../src/vhost-user/kick-poll-wait.js';
 import { signalEventfd } from '../src/vhost-user/libc.js';
 import type { VhostQueueWorkerData } from '../src/vhost-user/vhost-queue-data.js';
 import { queueHandler } from '../src/worker/queue-handlers.js';
 import { QueueThread } from '../src/worker/queue-thread.js';
 import type { QueueThreadData } from '../src/worker/queue-worker-data.js';
 
-new QueueThread(workerData as QueueThreadData, queueHandler, (started) => {
+const thread = workerData as QueueThreadData;
+if (thread.wakeFd === undefined) throw new Error('a vhost-user ring thread needs its wake eventfd');
+const sleeper = new KickPollWait(new Int32Array(thread.words.buffer), thread.words.wake, thread.wakeFd);
+
+new QueueThread(
+  thread,
+  queueHandler,
+  (started) => {
   const data = started as VhostQueueWorkerData;
   const { callFd, queue } = data;
   const drops = new Int32Array(data.callDrops);
@@ -21,5 +29,7 @@ new QueueThread(workerData as QueueThreadData, queueHandler, (started) => {
   const raise = (): void => {
     if (signalEventfd(callFd) !== 8) Atomics.add(drops, queue, 1);
   };
-  return { memory: viewMappedMemory(data.mapped), raise };
-});
+  return { memory: viewMappedMemory(data.mapped), raise, kickFd: data.kickFd };
+  },
+  sleeper,
+);

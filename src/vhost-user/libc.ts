@@ -301,6 +301,14 @@ export function signalEventfd(fd: number): number {
   return n < 0 ? -L.koffi.errno() : n;
 }
 
+/**
+ * Add 1 to an eventfd of this process's own (non-blocking, never shared with
+ * a front end, so its counter cannot be parked): a poll sleeper's wake fd.
+ */
+export function wakeEventfd(fd: number): void {
+  libc().write(fd, ONE, 8);
+}
+
 /** This thread's iovec and 8-byte buffer for readEventfd (preadv2 takes addresses). */
 let readScratch: { iov: bigint; u8: Uint8Array } | undefined;
 /** Whether this kernel honours RWF_NOWAIT on eventfd reads (Linux 6 does; cleared at the first EOPNOTSUPP). */

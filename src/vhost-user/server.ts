@@ -123,12 +123,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     this.listenFd = libc.listenUnix(path);
     try {
       this.wakeFd = libc.eventfd(true);
-      const data: IoWorkerData = {
-        listenFd: this.listenFd,
-        wakeFd: this.wakeFd,
-        notify: this.device.notify.spec.buffer,
-        doorbells: Array.from({ length: rings }, (_, q) => this.device.notify.doorbellWord(q)),
-      };
+      const data: IoWorkerData = { listenFd: this.listenFd, wakeFd: this.wakeFd };
       this.io = new Worker(workerFile('vhost-user-io'), { workerData: data });
     } catch (e) {
       libc.close(this.listenFd);
@@ -179,19 +174,22 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     const memory = session?.frontEndMemory;
     if (session === undefined || memory === undefined) throw new VirtioLabError('VHOST_USER_NO_MEMORY', `ring ${data.queue} started without a front-end memory table`);
     // memory: [] because the regions' buffers are views of mapped memory, which posting would copy.
+    const vring = session.vring(data.queue);
     const worker: VhostQueueWorkerData = {
       ...data,
       memory: [],
       interrupt: null,
       configInterrupt: null,
       mapped: memory.specs,
-      callFd: session.vring(data.queue).callFd,
+      callFd: vring.callFd,
+      kickFd: vring.kickFd,
       callDrops: session.callDrops,
     };
-    // A thread per ring, asleep on the ring's own doorbell (the I/O thread rings it on a kick).
+    // A thread per ring, asleep in poll() on the ring's kick eventfd and its wake eventfd;
+    // in-process wakers ring the ring's own doorbell word, which reaches the wake eventfd.
     const notify = this.device.notify;
     const words = { buffer: notify.spec.buffer, wake: notify.doorbellWord(data.queue), control: notify.controlWord(data.queue) };
-    return ownQueueThread(new QueueThreadHandle(workerFile('vhost-queue-worker'), words, this.device.spinUs), worker, events);
+    return ownQueueThread(new QueueThreadHandle(workerFile('vhost-queue-worker'), words, this.device.spinUs, vring.wakeFd), worker, events);
   };
 
   private command(c: IoCommand): void {
@@ -215,7 +213,6 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
             queueNum: this.queueNum,
             noMemory: this.noMemory,
             ringsEnabled: (enabled) => this.onRingEnable?.(this.device, enabled),
-            io: (c) => this.command(c),
             log: (line) => this.log(line),
             later: (task, delayMs) => this.later(task, delayMs),
             allowUnsealedMemory: this.allowUnsealedMemory,

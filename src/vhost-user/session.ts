@@ -1,11 +1,11 @@
 import { VirtioLabError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import { POLL_SLEEPER, pollWakeFdWord, ring } from '../notify/notify-area.js';
 import { F_RING_PACKED, type FeatureSet, hasFeature } from '../spec/features.js';
 import { MAX_QUEUE_SIZE } from '../spec/ring.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../spec/status.js';
 import type { QueueErrorEvent, VirtioDevice } from '../transport/virtio-device.js';
 import { FrontEndMemory } from './front-end-memory.js';
-import type { IoCommand } from './io-messages.js';
 import * as libc from './libc.js';
 import {
   F_PROTOCOL_FEATURES,
@@ -46,8 +46,6 @@ export interface SessionHost {
   ringsEnabled?(enabled: readonly boolean[]): void;
   /** Memory for the device while no front-end memory is mapped. */
   noMemory: GuestMemory;
-  /** Send a command to the I/O thread (kick fds are its to poll and close). */
-  io(command: IoCommand): void;
   log(line: string): void;
   /**
    * Run `task` on the session's message chain in `delayMs`, replacing a task
@@ -210,8 +208,13 @@ export class VhostUserSession {
       this.memory?.unmap();
       this.memory = undefined;
     } finally {
+      const { notify } = device;
       this.rings.forEach((r, q) => {
-        this.host.io({ type: 'kick', ring: q, fd: null });
+        // A ring thread ended while asleep in poll() leaves POLL_SLEEPER set on
+        // its doorbell: clear it before its wake fd's number can be reused.
+        const word = notify.doorbellWord(q);
+        Atomics.and(notify.i32, word, ~POLL_SLEEPER);
+        Atomics.store(notify.i32, pollWakeFdWord(word), 0);
         r.close();
       });
     }
@@ -295,7 +298,9 @@ export class VhostUserSession {
       case Req.SET_VRING_KICK: {
         const k = decodeVringFd(m);
         const r = this.ring(k.index, m);
-        this.host.io({ type: 'kick', ring: k.index, fd: this.take(m, k.fd) });
+        r.replace('kick', this.take(m, k.fd));
+        // A thread asleep in poll() still waits on the old file: wake it to poll the new one.
+        ring(device.notify.i32, device.notify.doorbellWord(k.index));
         r.kicked = true;
         await this.maybeStart(k.index);
         return undefined;

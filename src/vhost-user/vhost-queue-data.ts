@@ -11,6 +11,8 @@ export interface VhostQueueWorkerData extends QueueWorkerData {
    * never writes to a closed or reused fd.
    */
   callFd: number;
+  /** The ring's kick eventfd (fixed for the session, as callFd), polled by the ring's thread. */
+  kickFd: number;
   /** Interrupts not sent per ring (Int32 at the ring's index): the call eventfd would have blocked. */
   callDrops: SharedArrayBuffer;
 }

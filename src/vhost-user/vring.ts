@@ -23,16 +23,20 @@ export class Vring {
   /** Stopped by a SET_VRING_ADDR while running: restarts once the front end goes quiet (VhostUserSession.setAddress). */
   restartPending = false;
   /**
-   * The call and error eventfds a worker writes. Their numbers stay fixed for
-   * the session: each SET_VRING_CALL/ERR is dup3'd onto them, so a running
-   * worker never writes to a closed or reused fd number.
+   * The kick, call and error eventfds the ring's thread polls and writes.
+   * Their numbers stay fixed for the session: each SET_VRING_KICK/CALL/ERR
+   * is dup3'd onto them, so a running thread never touches a closed or
+   * reused fd number.
    */
+  readonly kickFd = libc.eventfd();
   readonly callFd = libc.eventfd();
   readonly errFd = libc.eventfd();
+  /** The ring thread's own wake eventfd (KickPollWait): in-process wakers signal it while the thread sleeps in poll(). */
+  readonly wakeFd = libc.eventfd(true);
 
-  /** Point the call (or error) eventfd at `fd` (closed here), or at nothing when null. */
-  replace(which: 'call' | 'err', fd: number | null): void {
-    const into = which === 'call' ? this.callFd : this.errFd;
+  /** Point the kick, call or error eventfd at `fd` (closed here), or at nothing when null. */
+  replace(which: 'kick' | 'call' | 'err', fd: number | null): void {
+    const into = which === 'kick' ? this.kickFd : which === 'call' ? this.callFd : this.errFd;
     const from = fd ?? libc.eventfd();
     try {
       libc.dup3(from, into);
@@ -62,7 +66,9 @@ export class Vring {
   }
 
   close(): void {
+    libc.close(this.kickFd);
     libc.close(this.callFd);
     libc.close(this.errFd);
+    libc.close(this.wakeFd);
   }
 }

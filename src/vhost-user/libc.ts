@@ -85,6 +85,8 @@ interface Libc {
   ftruncate: Fn;
   fcntl: Fn;
   preadv2: Fn;
+  memmove: Fn;
+  memcpy: Fn;
 }
 
 let loaded: Libc | undefined;
@@ -123,6 +125,10 @@ function libc(): Libc {
     ftruncate: lib.func('int ftruncate(int fd, int64_t length)'),
     fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
     preadv2: lib.func('long preadv2(int fd, void *iov, int iovcnt, int64_t offset, int flags)'),
+    // memmove(p, p, 0) returns p: the address of a typed array's bytes. memcpy takes
+    // addresses as integers (no pointer object per call).
+    memmove: lib.func('uintptr_t memmove(void *dst, const void *src, size_t n)'),
+    memcpy: lib.func('void *memcpy(uintptr_t dst, uintptr_t src, size_t n)'),
   };
   return loaded;
 }
@@ -334,7 +340,8 @@ export function readEventfd(fd: number, buf: Uint8Array): number {
   if (nowaitReads) {
     const n = Number(L.preadv2(fd, readScratch.iov, 1, -1, RWF_NOWAIT));
     if (n >= 0) {
-      buf.set(readScratch.u8.subarray(0, n));
+      const got = readScratch.u8;
+      for (let i = 0; i < n; i++) buf[i] = got[i]; // no view per read (a ring thread reads before each sleep)
       return n;
     }
     const e = L.koffi.errno();
@@ -424,6 +431,20 @@ export const munmap = (address: bigint, len: number): void => void libc().munmap
  * copy it, so each thread makes its own view from the address.
  */
 export const viewOf = (address: bigint, len: number): ArrayBuffer => libc().koffi.view(address, len);
+
+/**
+ * The address of the first byte of `u8`. Only for memory that never moves:
+ * a SharedArrayBuffer's, or a mapping's (a small plain typed array may live
+ * in V8's heap, which moves it).
+ */
+export function addressOfBytes(u8: Uint8Array): number {
+  return Number(libc().memmove(u8, u8, 0));
+}
+
+/** memcpy(3) between addresses of this process (the caller checked both ranges). */
+export function copyAt(dst: number, src: number, len: number): void {
+  libc().memcpy(dst, src, len);
+}
 
 /** Private anonymous memory whose address is known (for structs that point into it). */
 export function mmapScratch(len: number): bigint {

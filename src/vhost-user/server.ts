@@ -49,6 +49,22 @@ export interface VhostUserServerOptions<D extends VirtioDevice> {
   onRingEnable?(device: D, enabled: readonly boolean[]): void;
   /** See {@link VhostUserTrustOptions.allowUnsealedMemory}. */
   allowUnsealedMemory?: boolean;
+  /** See {@link VhostUserNotifyOptions.hostNotifiers}. */
+  hostNotifiers?: boolean;
+}
+
+/** How a vhost-user back end's rings are kicked (docs/vhost-user.md, "Host notifiers"). */
+export interface VhostUserNotifyOptions {
+  /**
+   * Offer host notifiers (VHOST_USER_PROTOCOL_F_HOST_NOTIFIER, with
+   * BACKEND_REQ and BACKEND_SEND_FD): each started ring's notify page, a
+   * memory page of ours, is offered to the front end to map as the ring's
+   * notify area, so the driver's notify writes land in memory the ring's
+   * thread watches instead of going through a kick eventfd. The kick eventfd
+   * stays watched too (a front end that does not map the page kicks there).
+   * While it sleeps the thread looks at the page every millisecond. Default false.
+   */
+  hostNotifiers?: boolean;
 }
 
 /** How far a vhost-user back end trusts its front end (docs/vhost-user.md, "Trust"). */
@@ -118,6 +134,7 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     const protocol: number[] = [...BASE_PROTOCOL_FEATURES];
     if (options.queueNum !== undefined) protocol.push(ProtocolFeature.MQ);
     if (options.configSpace === true) protocol.push(ProtocolFeature.CONFIG);
+    if (options.hostNotifiers === true) protocol.push(ProtocolFeature.BACKEND_REQ, ProtocolFeature.BACKEND_SEND_FD, ProtocolFeature.HOST_NOTIFIER);
     this.protocolFeatures = protocol.reduce((p, bit) => p | (1n << BigInt(bit)), 0n);
     replaceStaleSocket(path);
     this.listenFd = libc.listenUnix(path);
@@ -183,6 +200,8 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
       mapped: memory.specs,
       callFd: vring.callFd,
       kickFd: vring.kickFd,
+      notifyPage: vring.notifyPage?.address ?? null,
+      pageKicks: session.pageKicks,
       callDrops: session.callDrops,
     };
     // A thread per ring, asleep in poll() on the ring's kick eventfd and its wake eventfd;

@@ -4,6 +4,14 @@ import type { FrontEndMemory } from './front-end-memory.js';
 import * as libc from './libc.js';
 import { type VringAddr, VhostUserProtocolError } from './protocol.js';
 
+/** Size of a ring's notify page: the front end maps exactly one host page (QEMU checks). */
+export const NOTIFY_PAGE_BYTES = 4096;
+/**
+ * What the first u16 of a notify page holds while no notify write came: a
+ * driver writes the queue index there (virtio-pci, 4.1.4.4.1), never 0xffff.
+ */
+export const NOTIFY_PAGE_IDLE = 0xffff;
+
 /**
  * What the front end told the back end about one vring, kept apart from the
  * device's queue slot: vhost-user sends ring setup in any order and again on
@@ -33,6 +41,30 @@ export class Vring {
   readonly errFd = libc.eventfd();
   /** The ring thread's own wake eventfd (KickPollWait): in-process wakers signal it while the thread sleeps in poll(). */
   readonly wakeFd = libc.eventfd(true);
+
+  /**
+   * The ring's notify page (host notifier): a sealed memfd page of ours,
+   * mapped here, whose fd the front end is offered to map as the ring's
+   * notify area. Made on first use, kept for the session.
+   */
+  notifyPage: { fd: number; address: bigint } | undefined;
+  /** What became of the page offered to the front end, for the summary (undefined: never offered). */
+  hostNotifier: string | undefined;
+
+  /** The notify page, made now if it does not exist yet. */
+  page(): { fd: number; address: bigint } {
+    if (this.notifyPage !== undefined) return this.notifyPage;
+    const fd = libc.memfd('vhost-user-notify', NOTIFY_PAGE_BYTES, true);
+    try {
+      const address = libc.mmapShared(fd, NOTIFY_PAGE_BYTES, 0);
+      new Uint16Array(libc.viewOf(address, NOTIFY_PAGE_BYTES))[0] = NOTIFY_PAGE_IDLE;
+      this.notifyPage = { fd, address };
+    } catch (e) {
+      libc.close(fd);
+      throw e;
+    }
+    return this.notifyPage;
+  }
 
   /** Point the kick, call or error eventfd at `fd` (closed here), or at nothing when null. */
   replace(which: 'kick' | 'call' | 'err', fd: number | null): void {
@@ -70,5 +102,10 @@ export class Vring {
     libc.close(this.callFd);
     libc.close(this.errFd);
     libc.close(this.wakeFd);
+    if (this.notifyPage !== undefined) {
+      libc.munmap(this.notifyPage.address, NOTIFY_PAGE_BYTES);
+      libc.close(this.notifyPage.fd);
+      this.notifyPage = undefined;
+    }
   }
 }

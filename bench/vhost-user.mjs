@@ -142,11 +142,12 @@ export async function kickToUsed(samples, gapMs) {
       tx.postTx(bytes);
       const t0 = process.hrtime.bigint();
       fe.kick(TX);
-      const limit = t0 + 2_000_000_000n;
-      let t1 = 0n;
-      while (tx.takeUsed().length === 0) if ((t1 = process.hrtime.bigint()) > limit) throw new Error('no used entry 2 s after a kick');
-      t1 = process.hrtime.bigint();
-      if (i >= 10) us.push(Number(t1 - t0) / 1000); // the first ten warm up
+      // A kick not served within 5 s counts as an infinite sample (it shows in p99) and the run goes on.
+      const limit = t0 + 5_000_000_000n;
+      let t1 = t0;
+      while (tx.takeUsed().length === 0 && (t1 = process.hrtime.bigint()) <= limit);
+      const sample = t1 > limit ? Number.POSITIVE_INFINITY : Number(process.hrtime.bigint() - t0) / 1000;
+      if (i >= 10) us.push(sample); // the first ten warm up
     }
     us.sort((a, b) => a - b);
     return { p50: us[us.length >> 1], p99: us[Math.min(us.length - 1, Math.floor(us.length * 0.99))] };

@@ -30,7 +30,7 @@ type ReadResult = IoEvent | null | string;
  * through recvmsg (Node's own sockets drop passed fds). Reads never block: a
  * message may arrive in pieces over several polls, and one left half-sent
  * longer than STALL_MS ends the connection (a front end that stops
- * mid-message must not hold the I/O thread, which also relays kicks). Every
+ * mid-message must not hold the I/O thread, which reads every message). Every
  * fd received is either returned with its message or closed here.
  */
 class MessageReader {

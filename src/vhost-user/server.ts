@@ -94,8 +94,8 @@ export interface VhostUserDisconnect {
  * process) and kicks and interrupts travel over eventfds.
  *
  * Threads: the control plane (this one) handles messages in order; an I/O
- * thread polls the socket and the kick eventfds; one worker per running
- * ring. A malformed message drops the connection with a logged reason,
+ * thread polls the socket; one thread per running ring, which polls the
+ * ring's kick eventfd itself. A malformed message drops the connection with a logged reason,
  * every fd is closed, and the next front end may connect.
  */
 export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends EventEmitter {

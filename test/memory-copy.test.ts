@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { copyBytes } from '../src/memory/copy.js';
+import { registerMappedBuffer } from '../src/memory/native-copy.js';
+import * as libc from '../src/vhost-user/libc.js';
 
 /** What memmove leaves in `mem` after moving `len` bytes from absolute offset `from` to `to`. */
 function memmove(mem: Uint8Array, from: number, to: number, len: number): Uint8Array {
@@ -65,5 +67,57 @@ describe('copyBytes: every size around the word-loop crossover, every alignment'
       want[d].set(want[s].slice(from, from + len), to);
       expect(views[d], `step ${step}: ${len} bytes from view ${s}@${from} to view ${d}@${to}`).toEqual(want[d]);
     }
+  });
+});
+
+describe('copyBytes between mapped memory (vhost-user front-end memory) and a SharedArrayBuffer: memcpy by address, no view per copy', () => {
+  const lens = [1, 15, 16, 17, 63, 64, 65, 72, 255, 256, 1500, 4000];
+  const maps: [bigint, number][] = [];
+  afterAll(() => {
+    for (const [address, size] of maps.splice(0)) libc.munmap(address, size);
+  });
+  function mapping(size: number): Uint8Array {
+    const address = libc.mmapScratch(size);
+    maps.push([address, size]);
+    const buffer = libc.viewOf(address, size);
+    registerMappedBuffer(buffer, Number(address));
+    return new Uint8Array(buffer);
+  }
+
+  it('copies every size and alignment both ways byte for byte', () => {
+    const size = 16384;
+    const mapped = mapping(size);
+    const sab = new Uint8Array(new SharedArrayBuffer(size));
+    for (const len of lens) {
+      for (const [sa, da] of [
+        [0, 0],
+        [1, 3],
+        [4, 8],
+        [12, 2],
+      ]) {
+        mapped.set(pattern(size));
+        sab.fill(0);
+        copyBytes(mapped, 100 + sa, sab, 4096 + da, len);
+        expect(sab.subarray(4096 + da, 4096 + da + len)).toEqual(mapped.subarray(100 + sa, 100 + sa + len));
+        expect(sab[4096 + da - 1], 'nothing before the range').toBe(0);
+        expect(sab[4096 + da + len], 'nothing after the range').toBe(0);
+        sab.set(pattern(size).reverse());
+        copyBytes(sab, 8000 + sa, mapped, 300 + da, len);
+        expect(mapped.subarray(300 + da, 300 + da + len)).toEqual(sab.subarray(8000 + sa, 8000 + sa + len));
+      }
+    }
+    // A sub-view of the mapping: its byteOffset is part of the address.
+    const part = mapped.subarray(1000, 3000);
+    sab.set(pattern(size));
+    copyBytes(sab, 0, part, 8, 500);
+    expect(mapped.subarray(1008, 1508)).toEqual(sab.subarray(0, 500));
+  });
+
+  it('a range past either end throws RangeError naming it (memcpy itself checks nothing)', () => {
+    const mapped = mapping(4096);
+    const sab = new Uint8Array(new SharedArrayBuffer(4096));
+    expect(() => copyBytes(mapped, 4000, sab, 0, 200)).toThrow(/copy of 200 bytes from 4000 \(of 4096\)/);
+    expect(() => copyBytes(sab, 0, mapped, 3990, 200)).toThrow(/to 3990 \(of 4096\) is out of bounds/);
+    expect(() => copyBytes(sab, -1, mapped, 0, 100)).toThrow(RangeError);
   });
 });

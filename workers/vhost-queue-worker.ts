@@ -2,24 +2,36 @@
  * Entry point of a vhost-user ring's thread: the same loop and handlers as a
  * queue thread, over memory mapped from the front end (viewed by address:
  * an ArrayBuffer posted here would be a copy), interrupting through the
- * ring's call eventfd.
+ * ring's call eventfd and sleeping in poll() on its kick eventfd.
  */
 import { workerData } from 'node:worker_threads';
 import { viewMappedMemory } from '../src/vhost-user/front-end-memory.js';
-import { signalEventfd } from '../src/vhost-user/libc.js';
+import { KickPollWait } from '../src/vhost-user/kick-poll-wait.js';
+import { signalEventfd, viewOf } from '../src/vhost-user/libc.js';
 import type { VhostQueueWorkerData } from '../src/vhost-user/vhost-queue-data.js';
+import { NOTIFY_PAGE_BYTES } from '../src/vhost-user/vring.js';
 import { queueHandler } from '../src/worker/queue-handlers.js';
 import { QueueThread } from '../src/worker/queue-thread.js';
 import type { QueueThreadData } from '../src/worker/queue-worker-data.js';
 
-new QueueThread(workerData as QueueThreadData, queueHandler, (started) => {
-  const data = started as VhostQueueWorkerData;
-  const { callFd, queue } = data;
-  const drops = new Int32Array(data.callDrops);
-  // A call eventfd whose counter the front end parked near 2^64 would block the
-  // write (and this thread for good): that interrupt is dropped and counted.
-  const raise = (): void => {
-    if (signalEventfd(callFd) !== 8) Atomics.add(drops, queue, 1);
-  };
-  return { memory: viewMappedMemory(data.mapped), raise };
-});
+const thread = workerData as QueueThreadData;
+if (thread.wakeFd === undefined) throw new Error('a vhost-user ring thread needs its wake eventfd');
+const sleeper = new KickPollWait(new Int32Array(thread.words.buffer), thread.words.wake, thread.wakeFd);
+
+new QueueThread(
+  thread,
+  queueHandler,
+  (started) => {
+    const data = started as VhostQueueWorkerData;
+    const { callFd, queue } = data;
+    const drops = new Int32Array(data.callDrops);
+    // A call eventfd whose counter the front end parked near 2^64 would block the
+    // write (and this thread for good): that interrupt is dropped and counted.
+    const raise = (): void => {
+      if (signalEventfd(callFd) !== 8) Atomics.add(drops, queue, 1);
+    };
+    if (data.notifyPage !== null) sleeper.watchPage(new Uint16Array(viewOf(data.notifyPage, NOTIFY_PAGE_BYTES)), new Int32Array(data.pageKicks), queue);
+    return { memory: viewMappedMemory(data.mapped), raise, kickFd: data.kickFd };
+  },
+  sleeper,
+);

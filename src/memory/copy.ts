@@ -1,3 +1,5 @@
+import { copyAt, pairAddresses } from './native-copy.js';
+
 /**
  * Copies between byte views on the data path, each done the cheapest way for
  * its size and alignment. Calls into typed-array builtins cost 15-35 ns
@@ -99,10 +101,15 @@ function pairWords(): void {
   pairDstWords = wordsOf(pairDstSlot);
 }
 
-/** The last pair of views copyBytes() sent to a builtin, and whether they share their bytes. */
+/** The last pair of views copyBytes() sent past the loops, and whether they share their bytes. */
 let lastSrc: Uint8Array | undefined;
 let lastDst: Uint8Array | undefined;
 let lastShared = false;
+/** That pair's addresses when it is copied by memcpy (NaN: by builtins), and its lengths (the bounds memcpy needs checked). */
+const lastAddr = new Float64Array(2);
+let lastNative = false;
+let lastSrcLen = 0;
+let lastDstLen = 0;
 
 /**
  * Copy `len` bytes from src[srcIdx..] to dst[dstIdx..] (overlapping ranges
@@ -110,7 +117,9 @@ let lastShared = false;
  * when both ends are 4-aligned (a 12-byte header is three word moves), else
  * bytes; longer ones go to copyWithin when both are
  * whole-buffer views of one buffer (no allocation: the fast path when guest
- * memories and channels share an arena), else to set() (a temporary view).
+ * memories and channels share an arena), to memcpy at addresses found once
+ * per pair when one side is mapped front-end memory (vhost-user: no view per
+ * copy, see native-copy.ts), else to set() (a temporary view).
  * Whether two views share a buffer is remembered for the last pair: reading
  * `.buffer` of a shared-memory view costs more than a 64-byte copy.
  * V8's builtins copy shared memory word by word only when source and
@@ -144,9 +153,19 @@ export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstI
     lastSrc = src;
     lastDst = dst;
     lastShared = src.buffer === dst.buffer && src.byteOffset === dst.byteOffset;
+    if (!lastShared) pairAddresses(src, dst, lastAddr);
+    lastNative = !lastShared && !Number.isNaN(lastAddr[0]);
+    lastSrcLen = src.length;
+    lastDstLen = dst.length;
   }
   if (lastShared) {
     dst.copyWithin(dstIdx, srcIdx, srcIdx + len);
+  } else if (lastNative) {
+    // memcpy checks nothing: the bounds a typed-array copy would have checked.
+    if (!(srcIdx >= 0 && dstIdx >= 0 && len >= 0 && srcIdx + len <= lastSrcLen && dstIdx + len <= lastDstLen)) {
+      throw new RangeError(`copy of ${len} bytes from ${srcIdx} (of ${lastSrcLen}) to ${dstIdx} (of ${lastDstLen}) is out of bounds`);
+    }
+    copyAt(lastAddr[1] + dstIdx, lastAddr[0] + srcIdx, len);
   } else if (srcIdx === 0 && len === src.length) {
     dst.set(src, dstIdx);
   } else {

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
+import { wakeEventfd } from '../vhost-user/libc.js';
 
 /** Int32 words per cache line: each notification word gets a line of its own. */
 const LINE = 16;
@@ -61,13 +62,31 @@ export interface WordRef {
 }
 
 /**
+ * Bit 0 of a wake word: its sleeper waits in poll() rather than on the word
+ * (a vhost-user ring thread, which waits on its kick eventfd too), so a ring
+ * must also signal the eventfd whose number the sleeper keeps in the next
+ * word. ring() adds 2, so the count never carries into this bit.
+ */
+export const POLL_SLEEPER = 1;
+const RING_STEP = 2;
+
+/** Index of the word holding a poll sleeper's wake eventfd, next to its wake word (same cache line). */
+export const pollWakeFdWord = (wake: number): number => wake + 1;
+
+/**
  * Ring a word: bump it and wake one sleeper. The bump is what a sleeper that
  * has not yet gone to sleep sees (Atomics.wait returns "not-equal"), so no
- * wake-up is lost between a sleeper's last check and its wait.
+ * wake-up is lost between a sleeper's last check and its wait. A sleeper in
+ * poll() (POLL_SLEEPER set before its last look, seen here in the value the
+ * bump returns) gets its eventfd signalled as well: one hop either way.
  */
 export function ring(i32: Int32Array, index: number): void {
-  Atomics.add(i32, index, 1);
+  const old = Atomics.add(i32, index, RING_STEP);
   Atomics.notify(i32, index);
+  if ((old & POLL_SLEEPER) !== 0) {
+    const fd = Atomics.load(i32, pollWakeFdWord(index));
+    if (fd > 0) wakeEventfd(fd);
+  }
 }
 
 /**

@@ -45,9 +45,11 @@ export class QueueThreadHandle {
     file: URL,
     private readonly layout: QueueThreadWords,
     spinUs: number,
+    /** See QueueThreadData.wakeFd (the caller owns and closes it). */
+    wakeFd?: number,
   ) {
     const { port1, port2 } = new MessageChannel();
-    const data: QueueThreadData = { words: layout, spinUs, control: port2 };
+    const data: QueueThreadData = { words: layout, spinUs, control: port2, wakeFd };
     this.worker = new Worker(file, { workerData: data, transferList: [port2] });
     this.endpoint = new PortEndpoint(port1);
     this.api = wrap<QueueThreadApi>(this.endpoint);

@@ -1,4 +1,5 @@
 import { GuestMemory } from '../memory/guest-memory.js';
+import { registerMappedBuffer } from '../memory/native-copy.js';
 import * as libc from './libc.js';
 import { type MemRegion, VhostUserProtocolError } from './protocol.js';
 
@@ -41,7 +42,11 @@ export function viewMappedMemory(specs: readonly MappedRegionSpec[]): GuestMemor
       for (let off = 0; off < r.size; ) {
         const edge = (Math.floor((r.gpa + off) / VIEW_CHUNK) + 1) * VIEW_CHUNK;
         const size = Math.min(edge - (r.gpa + off), r.size - off);
-        chunks.push({ gpa: r.gpa + off, size, buffer: libc.viewOf(r.address + BigInt(r.byteOffset + off), size), byteOffset: 0 });
+        const address = r.address + BigInt(r.byteOffset + off);
+        const buffer = libc.viewOf(address, size);
+        // Copies between this memory and lab channels go by address (no view per copy).
+        registerMappedBuffer(buffer, Number(address));
+        chunks.push({ gpa: r.gpa + off, size, buffer, byteOffset: 0 });
         off += size;
       }
       return chunks;

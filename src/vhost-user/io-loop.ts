@@ -1,7 +1,7 @@
 import type { MessagePort } from 'node:worker_threads';
-import { ring } from '../notify/notify-area.js';
 import type { IoCommand, IoEvent, IoWorkerData } from './io-messages.js';
 import * as libc from './libc.js';
+import { PollSet } from './poll-set.js';
 import { HEADER_SIZE, MAX_PAYLOAD, VhostUserProtocolError, checkHeader } from './protocol.js';
 
 const MSG_CTRUNC = 0x8;
@@ -30,7 +30,7 @@ type ReadResult = IoEvent | null | string;
  * through recvmsg (Node's own sockets drop passed fds). Reads never block: a
  * message may arrive in pieces over several polls, and one left half-sent
  * longer than STALL_MS ends the connection (a front end that stops
- * mid-message must not hold the I/O thread, which also relays kicks). Every
+ * mid-message must not hold the I/O thread, which reads every message). Every
  * fd received is either returned with its message or closed here.
  */
 class MessageReader {
@@ -126,55 +126,27 @@ class MessageReader {
   }
 }
 
-/** A fixed set of struct pollfd entries, rebuilt only when the watched fds change. */
-class PollSet {
-  readonly u8 = new Uint8Array(8 * 64);
-  private readonly dv = new DataView(this.u8.buffer);
-  count = 0;
-
-  set(fds: number[]): void {
-    this.count = fds.length;
-    for (let i = 0; i < fds.length; i++) {
-      this.dv.setInt32(8 * i, fds[i], true);
-      this.dv.setInt16(8 * i + 4, libc.POLLIN, true);
-      this.dv.setInt16(8 * i + 6, 0, true);
-    }
-  }
-
-  revents(i: number): number {
-    return this.dv.getInt16(8 * i + 6, true);
-  }
-}
-
 /**
- * The loop of the vhost-user I/O thread: one poll() over the wake eventfd,
- * the listening socket or the connection, and every ring's kick eventfd.
- * Kicks become doorbell rings (Atomics.notify) for the queue workers, which
- * sleep on those words because peers on the lab side wake them there too; a
- * message goes to the control plane whole, fds included. After every pass
- * the loop returns to the event loop so commands from the control plane are
- * taken in.
+ * The loop of the vhost-user I/O thread: one poll() over the wake eventfd
+ * and the listening socket or the connection. A message goes to the control
+ * plane whole, fds included. Kicks do not pass here: each ring's thread
+ * polls its kick eventfd itself (one wake-up hop). After every pass the loop
+ * returns to the event loop so commands from the control plane are taken in.
  */
 export class IoLoop {
   private readonly reader = new MessageReader();
   private readonly polls = new PollSet();
-  private readonly doorbellI32: Int32Array;
-  private readonly kicks: (number | null)[];
   private readonly drain = new Uint8Array(8);
   private conn = -1;
   private accepting = true;
   /** When a failed accept() may be tried again (0: not waiting). */
   private acceptRetryAt = 0;
   private running = true;
-  /** Ring of each poll entry after the first two (-1 for those two). */
-  private pollRings: number[] = [];
 
   constructor(
     private readonly data: IoWorkerData,
     private readonly port: MessagePort,
   ) {
-    this.doorbellI32 = new Int32Array(data.notify);
-    this.kicks = data.doorbells.map(() => null);
     port.on('message', (c: IoCommand) => this.command(c));
     this.rebuild();
   }
@@ -184,36 +156,17 @@ export class IoLoop {
   }
 
   private command(c: IoCommand): void {
-    if (c.type === 'kick') {
-      const old = this.kicks[c.ring];
-      if (old !== null && old !== undefined) libc.close(old);
-      this.kicks[c.ring] = c.fd;
-    } else if (c.type === 'listen') {
+    if (c.type === 'listen') {
       this.accepting = true;
     } else {
       this.running = false;
-      this.closeKicks();
       this.port.close();
     }
     this.rebuild();
   }
 
   private rebuild(): void {
-    const fds = [this.data.wakeFd, this.conn >= 0 ? this.conn : this.accepting ? this.data.listenFd : -1];
-    this.pollRings = [-1, -1];
-    this.kicks.forEach((fd, q) => {
-      if (fd === null) return;
-      fds.push(fd);
-      this.pollRings.push(q);
-    });
-    this.polls.set(fds);
-  }
-
-  private closeKicks(): void {
-    this.kicks.forEach((fd, q) => {
-      if (fd !== null) libc.close(fd);
-      this.kicks[q] = null;
-    });
+    this.polls.set([this.data.wakeFd, this.conn >= 0 ? this.conn : this.accepting ? this.data.listenFd : -1]);
   }
 
   private post(e: IoEvent): void {
@@ -222,30 +175,10 @@ export class IoLoop {
 
   private readonly loop = (): void => {
     if (!this.running) return;
-    const n = libc.poll(this.polls.u8, this.polls.count, IDLE_POLL_MS);
+    const n = this.polls.poll(IDLE_POLL_MS);
     if (n > 0) {
       if (this.polls.revents(0) !== 0) libc.read(this.data.wakeFd, this.drain);
-      let broken = false;
-      for (let i = 2; i < this.polls.count; i++) {
-        if (this.polls.revents(i) === 0) continue;
-        const q = this.pollRings[i];
-        const fd = this.kicks[q];
-        if (fd === null) continue;
-        // Never a blocking read: the front end shares the fd and may have cleared
-        // O_NONBLOCK and taken the count between poll() and here (a stolen kick).
-        const got = libc.readEventfd(fd, this.drain);
-        if (got === 8) {
-          ring(this.doorbellI32, this.data.doorbells[q]);
-        } else if (got !== -libc.EAGAIN) {
-          // Not an eventfd's 8-byte counter (the control plane checks, but the fd is the
-          // front end's): stop polling it rather than spin on it.
-          libc.close(fd);
-          this.kicks[q] = null;
-          broken = true;
-        }
-      }
       if (this.polls.revents(1) !== 0) this.socketReady();
-      if (broken) this.rebuild();
     }
     const now = performance.now();
     if (this.acceptRetryAt !== 0 && now >= this.acceptRetryAt) {
@@ -283,8 +216,6 @@ export class IoLoop {
 
   /** The connection is over: stop reading it; the control plane tears the session down and closes the fd. */
   private closed(reason: string): void {
-    // Kicks of the old session are meaningless now.
-    this.closeKicks();
     this.post({ type: 'closed', fd: this.conn, reason });
     this.conn = -1;
     this.rebuild();

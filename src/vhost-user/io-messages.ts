@@ -1,9 +1,9 @@
 /**
  * What the vhost-user I/O thread and the control plane tell each other. The
- * I/O thread owns the listening socket, reads messages (and their fds) off
- * the connection, and relays kicks to the queue workers' doorbells; the
- * control plane owns everything else, the connection's fd included (it
- * replies on it and closes it after tearing a session down).
+ * I/O thread owns the listening socket and reads messages (and their fds)
+ * off the connection; the control plane owns everything else, the
+ * connection's fd included (it replies on it and closes it after tearing a
+ * session down). Kicks never pass through the I/O thread.
  */
 
 export interface IoWorkerData {
@@ -11,10 +11,6 @@ export interface IoWorkerData {
   listenFd: number;
   /** An eventfd the control plane signals after posting to the I/O thread (it sleeps in poll). */
   wakeFd: number;
-  /** The device's notify area: kicks ring the doorbells there. */
-  notify: SharedArrayBuffer;
-  /** Doorbell word of each ring, by ring index. */
-  doorbells: number[];
 }
 
 /** I/O thread -> control plane. */
@@ -26,8 +22,6 @@ export type IoEvent =
 
 /** Control plane -> I/O thread (followed by a signal on wakeFd). */
 export type IoCommand =
-  /** Relay kicks on `fd` (owned by the I/O thread from now on) to ring `ring`'s doorbell; null: none. */
-  | { type: 'kick'; ring: number; fd: number | null }
   /** The last connection is torn down: accept the next one. */
   | { type: 'listen' }
   | { type: 'quit' };

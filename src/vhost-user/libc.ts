@@ -85,6 +85,8 @@ interface Libc {
   ftruncate: Fn;
   fcntl: Fn;
   preadv2: Fn;
+  memmove: Fn;
+  memcpy: Fn;
 }
 
 let loaded: Libc | undefined;
@@ -125,6 +127,10 @@ function libc(): Libc {
     ftruncate: lib.func('int ftruncate(int fd, int64_t length)'),
     fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
     preadv2: lib.func('long preadv2(int fd, void *iov, int iovcnt, int64_t offset, int flags)'),
+    // memmove(p, p, 0) returns p: the address of a typed array's bytes. memcpy takes
+    // addresses as integers (no pointer object per call).
+    memmove: lib.func('uintptr_t memmove(void *dst, const void *src, size_t n)'),
+    memcpy: lib.func('void *memcpy(uintptr_t dst, uintptr_t src, size_t n)'),
   };
   return loaded;
 }
@@ -312,6 +318,14 @@ export function signalEventfd(fd: number): number {
   return n < 0 ? -L.koffi.errno() : n;
 }
 
+/**
+ * Add 1 to an eventfd of this process's own (non-blocking, never shared with
+ * a front end, so its counter cannot be parked): a poll sleeper's wake fd.
+ */
+export function wakeEventfd(fd: number): void {
+  libc().write(fd, ONE, 8);
+}
+
 /** This thread's iovec and 8-byte buffer for readEventfd (preadv2 takes addresses). */
 let readScratch: { iov: bigint; u8: Uint8Array } | undefined;
 /** Whether this kernel honours RWF_NOWAIT on eventfd reads (Linux 6 does; cleared at the first EOPNOTSUPP). */
@@ -337,7 +351,8 @@ export function readEventfd(fd: number, buf: Uint8Array): number {
   if (nowaitReads) {
     const n = Number(L.preadv2(fd, readScratch.iov, 1, -1, RWF_NOWAIT));
     if (n >= 0) {
-      buf.set(readScratch.u8.subarray(0, n));
+      const got = readScratch.u8;
+      for (let i = 0; i < n; i++) buf[i] = got[i]; // no view per read (a ring thread reads before each sleep)
       return n;
     }
     const e = L.koffi.errno();
@@ -427,6 +442,20 @@ export const munmap = (address: bigint, len: number): void => void libc().munmap
  * copy it, so each thread makes its own view from the address.
  */
 export const viewOf = (address: bigint, len: number): ArrayBuffer => libc().koffi.view(address, len);
+
+/**
+ * The address of the first byte of `u8`. Only for memory that never moves:
+ * a SharedArrayBuffer's, or a mapping's (a small plain typed array may live
+ * in V8's heap, which moves it).
+ */
+export function addressOfBytes(u8: Uint8Array): number {
+  return Number(libc().memmove(u8, u8, 0));
+}
+
+/** memcpy(3) between addresses of this process (the caller checked both ranges). */
+export function copyAt(dst: number, src: number, len: number): void {
+  libc().memcpy(dst, src, len);
+}
 
 /** Private anonymous memory whose address is known (for structs that point into it). */
 export function mmapScratch(len: number): bigint {

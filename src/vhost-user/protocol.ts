@@ -1,5 +1,5 @@
 import { VirtioLabError } from '../errors.js';
-import { isEventfd } from './libc.js';
+import { describeFd, isEventfd } from './libc.js';
 
 /**
  * The vhost-user wire protocol (QEMU docs/interop/vhost-user.rst): a 12-byte
@@ -74,10 +74,47 @@ export const F_PROTOCOL_FEATURES = 30n;
 export const ProtocolFeature = {
   MQ: 0,
   REPLY_ACK: 3,
+  /** The back end may send requests on a channel of its own (SET_BACKEND_REQ_FD; "SLAVE_REQ" before QEMU 8). */
+  BACKEND_REQ: 5,
   CONFIG: 9,
+  /** Back-end requests may carry fds. */
+  BACKEND_SEND_FD: 10,
+  /** The back end may hand the front end a notify page per ring (BACKEND_VRING_HOST_NOTIFIER_MSG). */
+  HOST_NOTIFIER: 11,
   RESET_DEVICE: 13,
   STATUS: 16,
 } as const;
+
+/** Requests the back end sends on the back-end channel. */
+export const BackendReq = {
+  VRING_HOST_NOTIFIER_MSG: 3,
+} as const;
+
+/**
+ * BACKEND_VRING_HOST_NOTIFIER_MSG (struct VhostUserVringArea: u64 ring index,
+ * u64 size, u64 offset into the fd that rides along): the front end maps that
+ * part of the fd as ring `index`'s notify area, so the driver's notify writes
+ * land there. `needReply`: the front end answers with a u64 (0: mapped).
+ */
+export function encodeHostNotifier(index: number, size: number, offset: number, needReply: boolean): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE + 24);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, BackendReq.VRING_HOST_NOTIFIER_MSG, true);
+  v.setUint32(4, FLAG_VERSION | (needReply ? FLAG_NEED_REPLY : 0), true);
+  v.setUint32(8, 24, true);
+  v.setBigUint64(HEADER_SIZE, BigInt(index), true);
+  v.setBigUint64(HEADER_SIZE + 8, BigInt(size), true);
+  v.setBigUint64(HEADER_SIZE + 16, BigInt(offset), true);
+  return out;
+}
+
+/** SET_BACKEND_REQ_FD: no payload, one fd, a Unix socket (the back-end channel). */
+export function decodeBackendReqFd(m: VhostUserMessage): number {
+  expect(m, 0, 1);
+  const fd = m.fds[0];
+  if (!describeFd(fd).startsWith('socket:')) throw new VhostUserProtocolError(`SET_BACKEND_REQ_FD: the fd is not a socket (${describeFd(fd)})`);
+  return fd;
+}
 
 /** SET_VRING_KICK/CALL/ERR payload: ring index in bits 0-7, "no fd" in bit 8. */
 const VRING_INDEX_MASK = 0xffn;

@@ -49,6 +49,22 @@ export interface VhostUserServerOptions<D extends VirtioDevice> {
   onRingEnable?(device: D, enabled: readonly boolean[]): void;
   /** See {@link VhostUserTrustOptions.allowUnsealedMemory}. */
   allowUnsealedMemory?: boolean;
+  /** See {@link VhostUserNotifyOptions.hostNotifiers}. */
+  hostNotifiers?: boolean;
+}
+
+/** How a vhost-user back end's rings are kicked (docs/vhost-user.md, "Host notifiers"). */
+export interface VhostUserNotifyOptions {
+  /**
+   * Offer host notifiers (VHOST_USER_PROTOCOL_F_HOST_NOTIFIER, with
+   * BACKEND_REQ and BACKEND_SEND_FD): each started ring's notify page, a
+   * memory page of ours, is offered to the front end to map as the ring's
+   * notify area, so the driver's notify writes land in memory the ring's
+   * thread watches instead of going through a kick eventfd. The kick eventfd
+   * stays watched too (a front end that does not map the page kicks there).
+   * While it sleeps the thread looks at the page every millisecond. Default false.
+   */
+  hostNotifiers?: boolean;
 }
 
 /** How far a vhost-user back end trusts its front end (docs/vhost-user.md, "Trust"). */
@@ -78,8 +94,8 @@ export interface VhostUserDisconnect {
  * process) and kicks and interrupts travel over eventfds.
  *
  * Threads: the control plane (this one) handles messages in order; an I/O
- * thread polls the socket and the kick eventfds; one worker per running
- * ring. A malformed message drops the connection with a logged reason,
+ * thread polls the socket; one thread per running ring, which polls the
+ * ring's kick eventfd itself. A malformed message drops the connection with a logged reason,
  * every fd is closed, and the next front end may connect.
  */
 export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends EventEmitter {
@@ -118,17 +134,13 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     const protocol: number[] = [...BASE_PROTOCOL_FEATURES];
     if (options.queueNum !== undefined) protocol.push(ProtocolFeature.MQ);
     if (options.configSpace === true) protocol.push(ProtocolFeature.CONFIG);
+    if (options.hostNotifiers === true) protocol.push(ProtocolFeature.BACKEND_REQ, ProtocolFeature.BACKEND_SEND_FD, ProtocolFeature.HOST_NOTIFIER);
     this.protocolFeatures = protocol.reduce((p, bit) => p | (1n << BigInt(bit)), 0n);
     replaceStaleSocket(path);
     this.listenFd = libc.listenUnix(path);
     try {
       this.wakeFd = libc.eventfd(true);
-      const data: IoWorkerData = {
-        listenFd: this.listenFd,
-        wakeFd: this.wakeFd,
-        notify: this.device.notify.spec.buffer,
-        doorbells: Array.from({ length: rings }, (_, q) => this.device.notify.doorbellWord(q)),
-      };
+      const data: IoWorkerData = { listenFd: this.listenFd, wakeFd: this.wakeFd };
       this.io = new Worker(workerFile('vhost-user-io'), { workerData: data });
     } catch (e) {
       libc.close(this.listenFd);
@@ -179,19 +191,24 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     const memory = session?.frontEndMemory;
     if (session === undefined || memory === undefined) throw new VirtioLabError('VHOST_USER_NO_MEMORY', `ring ${data.queue} started without a front-end memory table`);
     // memory: [] because the regions' buffers are views of mapped memory, which posting would copy.
+    const vring = session.vring(data.queue);
     const worker: VhostQueueWorkerData = {
       ...data,
       memory: [],
       interrupt: null,
       configInterrupt: null,
       mapped: memory.specs,
-      callFd: session.vring(data.queue).callFd,
+      callFd: vring.callFd,
+      kickFd: vring.kickFd,
+      notifyPage: vring.notifyPage?.address ?? null,
+      pageKicks: session.pageKicks,
       callDrops: session.callDrops,
     };
-    // A thread per ring, asleep on the ring's own doorbell (the I/O thread rings it on a kick).
+    // A thread per ring, asleep in poll() on the ring's kick eventfd and its wake eventfd;
+    // in-process wakers ring the ring's own doorbell word, which reaches the wake eventfd.
     const notify = this.device.notify;
     const words = { buffer: notify.spec.buffer, wake: notify.doorbellWord(data.queue), control: notify.controlWord(data.queue) };
-    return ownQueueThread(new QueueThreadHandle(workerFile('vhost-queue-worker'), words, this.device.spinUs), worker, events);
+    return ownQueueThread(new QueueThreadHandle(workerFile('vhost-queue-worker'), words, this.device.spinUs, vring.wakeFd), worker, events);
   };
 
   private command(c: IoCommand): void {
@@ -215,7 +232,6 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
             queueNum: this.queueNum,
             noMemory: this.noMemory,
             ringsEnabled: (enabled) => this.onRingEnable?.(this.device, enabled),
-            io: (c) => this.command(c),
             log: (line) => this.log(line),
             later: (task, delayMs) => this.later(task, delayMs),
             allowUnsealedMemory: this.allowUnsealedMemory,

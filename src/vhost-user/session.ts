@@ -1,11 +1,11 @@
 import { VirtioLabError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import { POLL_SLEEPER, pollWakeFdWord, ring } from '../notify/notify-area.js';
 import { F_RING_PACKED, type FeatureSet, hasFeature } from '../spec/features.js';
 import { MAX_QUEUE_SIZE } from '../spec/ring.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../spec/status.js';
 import type { QueueErrorEvent, VirtioDevice } from '../transport/virtio-device.js';
 import { FrontEndMemory } from './front-end-memory.js';
-import type { IoCommand } from './io-messages.js';
 import * as libc from './libc.js';
 import {
   F_PROTOCOL_FEATURES,
@@ -17,6 +17,7 @@ import {
   type VhostUserMessage,
   type VringAddr,
   VhostUserProtocolError,
+  decodeBackendReqFd,
   decodeConfig,
   decodeMemTable,
   decodeNone,
@@ -24,12 +25,13 @@ import {
   decodeVringAddr,
   decodeVringFd,
   decodeVringState,
+  encodeHostNotifier,
   encodeReply,
   requestName,
   u64,
   vringState,
 } from './protocol.js';
-import { Vring } from './vring.js';
+import { NOTIFY_PAGE_BYTES, Vring } from './vring.js';
 
 /** What a session needs from its server. */
 export interface SessionHost {
@@ -46,8 +48,6 @@ export interface SessionHost {
   ringsEnabled?(enabled: readonly boolean[]): void;
   /** Memory for the device while no front-end memory is mapped. */
   noMemory: GuestMemory;
-  /** Send a command to the I/O thread (kick fds are its to poll and close). */
-  io(command: IoCommand): void;
   log(line: string): void;
   /**
    * Run `task` on the session's message chain in `delayMs`, replacing a task
@@ -91,7 +91,15 @@ export interface SessionSummary {
   refused: string[];
   /** Interrupts not sent because a call eventfd would have blocked (its counter full). */
   interruptsDropped: number;
+  /** Per ring offered a notify page (host notifier): what the front end answered. */
+  hostNotifiers: Record<number, string>;
+  /** Notify writes the ring threads found on their notify pages (driver kicks that bypassed the kick eventfds). */
+  notifyPageKicks: number;
 }
+
+/** How long the back end waits for the front end's answers to its notify pages. */
+const HOST_NOTIFIER_REPLY_MS = 5000;
+const bit = (b: number): bigint => 1n << BigInt(b);
 
 /**
  * One front end's connection: decodes each message, checks it against the
@@ -119,6 +127,14 @@ export class VhostUserSession {
    */
   readonly callDrops: SharedArrayBuffer;
   private interruptsDropped = 0;
+  /** Notify writes each ring's thread found on its notify page (Int32 per ring). */
+  readonly pageKicks: SharedArrayBuffer;
+  /** The back-end channel (SET_BACKEND_REQ_FD), ours to write requests on. */
+  private backendFd: number | undefined;
+  /** Rings whose notify page awaits the front end's answer, in the order offered, and bytes of answers read so far. */
+  private awaiting: number[] = [];
+  private replyBytes = new Uint8Array(0);
+  private replyTimer: NodeJS.Timeout | undefined;
   private readonly onQueueError = (e: QueueErrorEvent): void => {
     this.host.log(`ring ${e.queue}: ${e.error.code}: ${e.error.message}`);
     const r = this.rings[e.queue];
@@ -133,6 +149,7 @@ export class VhostUserSession {
   ) {
     this.rings = Array.from({ length: host.rings }, () => new Vring());
     this.callDrops = new SharedArrayBuffer(4 * host.rings);
+    this.pageKicks = new SharedArrayBuffer(4 * host.rings);
     host.device.on('queue-error', this.onQueueError);
   }
 
@@ -147,6 +164,8 @@ export class VhostUserSession {
       status: this.frontEndStatus,
       refused: [...this.refused],
       interruptsDropped: this.interruptsDropped,
+      hostNotifiers: Object.fromEntries(this.rings.flatMap((r, q) => (r.hostNotifier === undefined ? [] : [[q, r.hostNotifier]]))),
+      notifyPageKicks: new Int32Array(this.pageKicks).reduce((n, k) => n + k, 0),
     };
   }
 
@@ -199,6 +218,9 @@ export class VhostUserSession {
   async close(): Promise<void> {
     const device = this.host.device;
     device.off('queue-error', this.onQueueError);
+    clearTimeout(this.replyTimer);
+    if (this.backendFd !== undefined) libc.close(this.backendFd);
+    this.backendFd = undefined;
     try {
       try {
         await this.stopAll();
@@ -210,8 +232,13 @@ export class VhostUserSession {
       this.memory?.unmap();
       this.memory = undefined;
     } finally {
+      const { notify } = device;
       this.rings.forEach((r, q) => {
-        this.host.io({ type: 'kick', ring: q, fd: null });
+        // A ring thread ended while asleep in poll() leaves POLL_SLEEPER set on
+        // its doorbell: clear it before its wake fd's number can be reused.
+        const word = notify.doorbellWord(q);
+        Atomics.and(notify.i32, word, ~POLL_SLEEPER);
+        Atomics.store(notify.i32, pollWakeFdWord(word), 0);
         r.close();
       });
     }
@@ -295,7 +322,9 @@ export class VhostUserSession {
       case Req.SET_VRING_KICK: {
         const k = decodeVringFd(m);
         const r = this.ring(k.index, m);
-        this.host.io({ type: 'kick', ring: k.index, fd: this.take(m, k.fd) });
+        r.replace('kick', this.take(m, k.fd));
+        // A thread asleep in poll() still waits on the old file: wake it to poll the new one.
+        ring(device.notify.i32, device.notify.doorbellWord(k.index));
         r.kicked = true;
         await this.maybeStart(k.index);
         return undefined;
@@ -315,6 +344,16 @@ export class VhostUserSession {
         // A disabled ring stops (its state kept) and resumes where it was when enabled again.
         if (r.enabled) await this.maybeStart(s.index);
         else await this.stopRing(s.index);
+        return undefined;
+      }
+      case Req.SET_BACKEND_REQ_FD: {
+        if ((this.protocolAcked & bit(ProtocolFeature.BACKEND_REQ)) === 0n) throw new Refused('BACKEND_REQ was not negotiated');
+        const fd = this.take(m, decodeBackendReqFd(m));
+        if (fd === null) return undefined;
+        // Our end of the front end's socketpair: its flags are ours, so a write never blocks.
+        libc.setNonBlocking(fd, true);
+        if (this.backendFd !== undefined) libc.close(this.backendFd);
+        this.backendFd = fd;
         return undefined;
       }
       case Req.GET_CONFIG:
@@ -471,9 +510,65 @@ export class VhostUserSession {
     device.setQueueSize(q, size);
     device.setQueueAddresses(q, addresses);
     if (r.base !== undefined) device.setVringBase(q, r.base.avail, r.base.used);
+    const notifiers = this.hostNotifiers();
+    if (notifiers) r.page(); // before the ring's thread starts: it watches the page from the start
     device.enableQueue(q);
     if ((device.status & STATUS_DRIVER_OK) === 0) device.setStatus(device.status | STATUS_DRIVER_OK);
     r.started = true;
+    if (notifiers && r.hostNotifier === undefined) this.offerNotifyPage(q);
+  }
+
+  /** Whether the front end took host notifiers (HOST_NOTIFIER, on the back-end channel, with fds) and gave the channel. */
+  private hostNotifiers(): boolean {
+    const all = bit(ProtocolFeature.HOST_NOTIFIER) | bit(ProtocolFeature.BACKEND_REQ) | bit(ProtocolFeature.BACKEND_SEND_FD);
+    return (this.protocolAcked & all) === all && this.backendFd !== undefined;
+  }
+
+  /**
+   * Offer ring q's notify page (BACKEND_VRING_HOST_NOTIFIER_MSG), once per
+   * session. The front end answers only when asked (REPLY_ACK); the answer is
+   * read without blocking, later, since the front end may be waiting for our
+   * reply to the message that started the ring.
+   */
+  private offerNotifyPage(q: number): void {
+    const r = this.rings[q];
+    const fd = this.backendFd;
+    if (fd === undefined) return;
+    const needReply = (this.protocolAcked & bit(ProtocolFeature.REPLY_ACK)) !== 0n;
+    try {
+      libc.sendWithFds(fd, encodeHostNotifier(q, NOTIFY_PAGE_BYTES, 0, needReply), [r.page().fd]);
+    } catch (e) {
+      r.hostNotifier = `not sent: ${(e as Error).message}`;
+      this.host.log(`ring ${q}: notify page ${r.hostNotifier}`);
+      return;
+    }
+    r.hostNotifier = needReply ? 'offered, no answer' : 'offered (no answer asked)';
+    if (!needReply) return;
+    this.awaiting.push(q);
+    const deadline = Date.now() + HOST_NOTIFIER_REPLY_MS;
+    const readReplies = (): void => {
+      this.replyTimer = undefined;
+      if (this.backendFd === undefined) return;
+      const buf = new Uint8Array(256);
+      const n = libc.read(this.backendFd, buf);
+      if (n > 0) {
+        const all = new Uint8Array(this.replyBytes.length + n);
+        all.set(this.replyBytes);
+        all.set(buf.subarray(0, n), this.replyBytes.length);
+        this.replyBytes = all;
+      }
+      // Each answer: a 12-byte header (the request, the reply flag) and a u64, 0 when mapped.
+      while (this.replyBytes.length >= 20 && this.awaiting.length > 0) {
+        const v = new DataView(this.replyBytes.buffer, this.replyBytes.byteOffset);
+        const ring = this.awaiting.shift()!;
+        const value = v.getBigUint64(12, true);
+        this.rings[ring].hostNotifier = value === 0n ? 'mapped by the front end' : `refused by the front end (answer ${value})`;
+        this.host.log(`ring ${ring}: notify page ${this.rings[ring].hostNotifier}`);
+        this.replyBytes = this.replyBytes.slice(20);
+      }
+      if (this.awaiting.length > 0 && Date.now() < deadline) this.replyTimer = setTimeout(readReplies, 10).unref();
+    };
+    this.replyTimer ??= setTimeout(readReplies, 10).unref();
   }
 
   /** Stop ring q (GET_VRING_BASE, disable), keeping where it stopped as its base. */

@@ -11,6 +11,12 @@ export interface VhostQueueWorkerData extends QueueWorkerData {
    * never writes to a closed or reused fd.
    */
   callFd: number;
+  /** The ring's kick eventfd (fixed for the session, as callFd), polled by the ring's thread. */
+  kickFd: number;
+  /** Address of the ring's notify page (host notifier) for its thread to watch, or null for none. */
+  notifyPage: bigint | null;
+  /** Notify writes found on the page, per ring (Int32 at the ring's index). */
+  pageKicks: SharedArrayBuffer;
   /** Interrupts not sent per ring (Int32 at the ring's index): the call eventfd would have blocked. */
   callDrops: SharedArrayBuffer;
 }

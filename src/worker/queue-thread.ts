@@ -23,6 +23,22 @@ export interface QueueEnvironment {
   memory: GuestMemory;
   /** Send the driver this queue's interrupt. */
   raise(): void;
+  /** An eventfd the driver kicks this queue through (vhost-user), for the thread's sleeper to wait on. */
+  kickFd?: number;
+}
+
+/**
+ * How a queue thread sleeps once every queue is idle. The default
+ * (AdaptiveWait) is Atomics.wait on the wake word; a vhost-user ring's
+ * thread polls its kick eventfds too (KickPollWait).
+ */
+export interface ThreadSleeper {
+  /** Read the wake word before the last look at the queues (and drain anything the sleep would wait on). */
+  snapshot(): number;
+  /** Sleep until the word moves from `seen` (or another source fires); true when the timeout passed instead. */
+  sleep(seen: number, timeoutMs: number): boolean;
+  /** The kick eventfds of the queues served now. */
+  watch?(kickFds: readonly number[]): void;
 }
 
 /** Builds a started queue's environment from its data (default: shared memory, interrupt word). */
@@ -42,6 +58,7 @@ interface ServedQueue {
   notify: NotifyArea;
   /** Where this queue's sleeps are counted in `stats`. */
   sleepsAt: number;
+  kickFd: number | undefined;
 }
 
 /**
@@ -64,6 +81,7 @@ export class QueueThread implements QueueThreadApi {
   private readonly controlIndex: number;
   private readonly endpoint: PortEndpoint;
   private readonly wait: AdaptiveWait;
+  private readonly sleeper: ThreadSleeper;
   private readonly queues: ServedQueue[] = [];
   /** States of queues that failed (kept so stop() can still answer for them). */
   private readonly failed = new Map<number, QueueState>();
@@ -74,11 +92,13 @@ export class QueueThread implements QueueThreadApi {
     data: QueueThreadData,
     private readonly handlers: (kind: string) => HandlerFactory,
     private readonly environment?: EnvironmentFactory,
+    sleeper?: ThreadSleeper,
   ) {
     this.words = new Int32Array(data.words.buffer);
     this.wakeIndex = data.words.wake;
     this.controlIndex = data.words.control;
     this.wait = new AdaptiveWait(this.words, this.wakeIndex, data.spinUs);
+    this.sleeper = sleeper ?? this.wait;
     this.endpoint = new PortEndpoint(data.control);
     expose(this, this.endpoint);
   }
@@ -113,7 +133,8 @@ export class QueueThread implements QueueThreadApi {
     // next round then looks at the ring before any sleep.
     device.enableNotify();
     const notify = new NotifyArea(data.notify);
-    this.queues.push({ slot, data, device, handler, stats, notify, sleepsAt: stats.base(data.queue) + C_SLEEPS });
+    this.queues.push({ slot, data, device, handler, stats, notify, sleepsAt: stats.base(data.queue) + C_SLEEPS, kickFd: env?.kickFd });
+    this.watchKicks();
     this.schedule();
   }
 
@@ -135,7 +156,14 @@ export class QueueThread implements QueueThreadApi {
 
   private take(slot: number): ServedQueue | undefined {
     const i = this.queues.findIndex((q) => q.slot === slot);
-    return i < 0 ? undefined : this.queues.splice(i, 1)[0];
+    if (i < 0) return undefined;
+    const [q] = this.queues.splice(i, 1);
+    this.watchKicks();
+    return q;
+  }
+
+  private watchKicks(): void {
+    this.sleeper.watch?.(this.queues.flatMap((q) => (q.kickFd === undefined ? [] : [q.kickFd])));
   }
 
   /** One loop chain at most: the loop reschedules itself while it serves queues. */
@@ -158,11 +186,11 @@ export class QueueThread implements QueueThreadApi {
       }
       if (this.pollRound() !== 0 || this.wait.spin(this.pollAll) !== 0) continue;
       if (queues.length === 0) break; // the last queue failed while polling
-      const seen = this.wait.snapshot();
+      const seen = this.sleeper.snapshot();
       if (Atomics.load(words, cw) !== 0) continue;
       if (this.armAll()) continue;
       for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].sleepsAt]++;
-      const timedOut = this.wait.sleep(seen, IDLE_TIMEOUT_MS);
+      const timedOut = this.sleeper.sleep(seen, IDLE_TIMEOUT_MS);
       for (let i = 0; i < queues.length; i++) queues[i].handler.disarm();
       if (timedOut) break; // let the event loop breathe while idle
     }

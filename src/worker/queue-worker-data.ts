@@ -38,6 +38,12 @@ export interface QueueThreadData {
   spinUs: number;
   /** The comlink control channel (transferred). */
   control: MessagePort;
+  /**
+   * An eventfd that wakes the thread when it sleeps in poll() rather than on
+   * its wake word (a vhost-user ring's thread, which polls kick eventfds):
+   * ring() signals it while the word has POLL_SLEEPER set.
+   */
+  wakeFd?: number;
 }
 
 /**

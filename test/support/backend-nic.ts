@@ -108,9 +108,9 @@ export class FakeNic implements PortAttachable {
     return Array.from(this.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
   }
 
-  /** Times the switch rang this NIC's rx wake word of `pair`. */
+  /** Times the switch rang this NIC's rx wake word of `pair` (ring() adds 2 a time). */
   rxRings(pair = 0): number {
-    return Atomics.load(this.words, this.wakeWords.rx[pair].index);
+    return Atomics.load(this.words, this.wakeWords.rx[pair].index) >>> 1;
   }
 }
 

@@ -75,7 +75,7 @@ async function stolenKicks(r: Rig, round: number): Promise<void> {
   const fe = await upNet(r.child.path);
   const kick = fe.rings.get(TX)!.fds.kick;
   libc.setNonBlocking(kick, round % 2 === 1);
-  const thief = stealer(kick);
+  const thief = await stealer(kick);
   try {
     for (let i = 0; i < 30; i++) {
       libc.writeEventfd(fe.rings.get(RX)!.fds.kick, 1n);

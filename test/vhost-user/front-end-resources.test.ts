@@ -173,7 +173,7 @@ describe('vhost-user: call and error eventfds parked at 2^64-2', () => {
 
 describe('vhost-user: kicks the front end steals back', () => {
   for (const blocking of [true, false]) {
-    it(`a ${blocking ? 'blocking' : 'non-blocking'} kick eventfd that a thread of the front end reads as soon as it is kicked: the I/O thread never blocks, every front end keeps being served`, async () => {
+    it(`a ${blocking ? 'blocking' : 'non-blocking'} kick eventfd that a thread of the front end reads as soon as it is kicked: the ring thread never blocks, every front end keeps being served`, async () => {
       const r = await rig(cleanups);
       const by = await bystander(r.child);
       const fe = await upNet(r.child.path);
@@ -181,12 +181,13 @@ describe('vhost-user: kicks the front end steals back', () => {
       const kick = fe.rings.get(TX)!.fds.kick;
       // The front end flips the shared file's O_NONBLOCK as it likes: the back end must not rely on it.
       libc.setNonBlocking(kick, !blocking);
-      const thief = stealer(kick);
+      const thief = await stealer(kick);
       let stolen = 0;
       try {
-        // Kicks on the rx ring keep the I/O thread cycling through poll() and read(), so a tx kick
-        // is often seen readable by poll() and then taken by the stealer before the I/O thread's
-        // read(): a blocking read there would never return, and the reply below never come.
+        // The tx ring's thread wakes from poll() on the kick and reads the kick fd before it
+        // sleeps again: a tx kick is often seen readable by poll() and then taken by the stealer
+        // before that read, and a blocking read there would never return (the ring would stop,
+        // and with it the traffic checked below).
         for (let i = 0; i < 300; i++) {
           for (let k = 0; k < 20; k++) libc.writeEventfd(rxKick, 1n);
           libc.setNonBlocking(kick, !blocking);
@@ -328,7 +329,7 @@ describe('vhost-user vsock: the same rules', () => {
       await b.startRing(1);
       const kick = b.rings.get(1)!.fds.kick;
       libc.setNonBlocking(kick, false);
-      const thief = stealer(kick);
+      const thief = await stealer(kick);
       try {
         for (let i = 0; i < 100; i++) {
           libc.writeEventfd(kick, 1n);

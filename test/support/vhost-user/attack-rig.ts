@@ -91,11 +91,11 @@ export function parkedEventfd(fe: FrontEnd, blocking: boolean): number {
 /**
  * A thread of the front end that reads `fd` without pause (preadv2 with
  * RWF_NOWAIT: never blocking itself), so a kick is taken back within about
- * a microsecond. Plain JavaScript on koffi: a worker cannot load the
- * TypeScript sources.
+ * a microsecond; running once the promise resolves. Plain JavaScript on
+ * koffi: a worker cannot load the TypeScript sources.
  */
-export function stealer(fd: number): { stop(): Promise<number> } {
-  const flag = new Int32Array(new SharedArrayBuffer(8));
+export async function stealer(fd: number): Promise<{ stop(): Promise<number> }> {
+  const flag = new Int32Array(new SharedArrayBuffer(12));
   const w = new Worker(
     `const { workerData: { fd, flag } } = require('node:worker_threads');
     const koffi = require('koffi');
@@ -103,10 +103,13 @@ export function stealer(fd: number): { stop(): Promise<number> } {
     const buf = new BigUint64Array(1);
     const iov = new BigUint64Array([koffi.address(buf), 8n]);
     const f = new Int32Array(flag);
+    Atomics.store(f, 2, 1);
     while (Atomics.load(f, 0) === 0) if (preadv2(fd, iov, 1, -1, 8) === 8) Atomics.add(f, 1, 1);`,
     { eval: true, workerData: { fd, flag: flag.buffer } },
   );
   const exited = new Promise<void>((r) => w.once('exit', () => r()));
+  // Under load a worker takes seconds to start: the attack must be running before the kicks.
+  await until(() => Atomics.load(flag, 2) === 1, 30_000, 'the stealing thread to start');
   return {
     stop: async () => {
       Atomics.store(flag, 0, 1);

@@ -8,9 +8,9 @@ import { workerData } from 'node:worker_threads';
 import { viewMappedMemory } from '../src/vhost-user/front-end-memory.js';
 import { signalEventfd } from '../src/vhost-user/libc.js';
 import type { VhostQueueWorkerData } from '../src/vhost-user/vhost-queue-data.js';
-import { queueHandler } from '../src/worker/queue-handlers.js';
 import { QueueThread } from '../src/worker/queue-thread.js';
 import type { QueueThreadData } from '../src/worker/queue-worker-data.js';
+import { queueHandler } from './queue-handlers.js';
 
 new QueueThread(workerData as QueueThreadData, queueHandler, (started) => {
   const data = started as VhostQueueWorkerData;

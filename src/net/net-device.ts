@@ -139,7 +139,10 @@ export interface NetDeviceOptions extends VirtioDeviceOptions {
   controlQueue?: 'device' | 'front-end';
 }
 
-class NetModel implements DeviceModel, NetCtrlTarget {
+/** The queue-thread handler kinds of virtio-net's data queues, with their parameters. */
+export type NetQueueKinds = { 'net-rx': NetRxParams; 'net-tx': NetTxParams };
+
+class NetModel implements DeviceModel<NetQueueKinds>, NetCtrlTarget {
   readonly deviceId = DEVICE_ID_NET;
   readonly numQueues: number;
   readonly config = new ConfigSpace(NET_CFG_SIZE);
@@ -187,7 +190,7 @@ class NetModel implements DeviceModel, NetCtrlTarget {
     return q === 2 * this.pairsIn(negotiated) && hasFeature(negotiated, NET_F_CTRL_VQ);
   }
 
-  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined {
+  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec<NetQueueKinds> | undefined {
     this.negotiated = negotiated;
     const pairs = this.pairsIn(negotiated);
     if (q === 2 * pairs) {

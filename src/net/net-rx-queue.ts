@@ -96,8 +96,8 @@ export class NetRxQueue implements QueueHandler {
   private segStop = SEG_GOING;
   private segResume = 0;
 
-  constructor(private readonly ctx: HandlerContext) {
-    this.p = ctx.params as NetRxParams;
+  constructor(private readonly ctx: HandlerContext<NetRxParams>) {
+    this.p = ctx.params;
     this.inputs = this.p.inputs.map((c) => new PortChannelConsumer(c));
     this.filterSeen = new Float64Array(this.inputs.length).fill(-1);
     this.writer = new RxWriter(ctx.device, { mode: this.p.mode, hdrSize: this.p.hdrSize, numBuffersAt: NET_HDR_NUM_BUFFERS });

@@ -47,8 +47,8 @@ export class NetTxQueue implements QueueHandler {
   private blockedOn: PortChannelProducer | undefined;
   private blocked = 0;
 
-  constructor(private readonly ctx: HandlerContext) {
-    this.p = ctx.params as NetTxParams;
+  constructor(private readonly ctx: HandlerContext<NetTxParams>) {
+    this.p = ctx.params;
     this.out = new SteeredOutput(this.p.output);
     this.chain = ctx.device.newChain();
     this.statBase = ctx.stats.base(ctx.queue);

@@ -1,20 +1,24 @@
 import type { FeatureSet } from '../spec/features.js';
-import type { HandlerFactory } from '../worker/queue-handler.js';
+import type { HandlerFactory, HandlerKinds } from '../worker/queue-handler.js';
 import type { ConfigSpace } from './config-space.js';
 
 /**
- * How a queue runs: on its own worker thread with the handler registered
- * under `kind` (the data path), or inline on the control plane's thread with
- * `inline` (a control queue).
+ * How a queue runs: on its queue thread with the handler registered under
+ * `kind` (the data path), with that kind's parameters from `K` (a
+ * HandlerKinds map), or inline on the control plane's thread with `inline`
+ * (a control queue).
  */
-export type QueueWorkerSpec = { kind: string; params: unknown } | { inline: HandlerFactory; params?: unknown };
+export type QueueWorkerSpec<K extends HandlerKinds = Record<string, unknown>> =
+  | { [Kind in keyof K & string]: { kind: Kind; params: K[Kind] } }[keyof K & string]
+  | { inline: HandlerFactory; params?: unknown };
 
 /**
  * What makes a VirtioDevice a particular device: its id, offered features,
  * queues, config space and queue handlers. The transport (status machine,
- * negotiation, queue setup, workers) is shared by every device type.
+ * negotiation, queue setup, workers) is shared by every device type. `K`
+ * maps the handler kinds its queues name to their parameters.
  */
-export interface DeviceModel {
+export interface DeviceModel<K extends HandlerKinds = Record<string, unknown>> {
   readonly deviceId: number;
   /** Features the device offers (transport bits included). */
   readonly features: FeatureSet;
@@ -31,7 +35,7 @@ export interface DeviceModel {
    */
   runsInline?(q: number, negotiated: FeatureSet): boolean;
   /** The handler of queue `q` under the negotiated features; undefined: the queue has none yet. */
-  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined;
+  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec<K> | undefined;
   /** The device was reset (2.4): put device-specific state (filters, active queues) back. */
   onReset?(): void;
 }

@@ -159,7 +159,10 @@ interface VsockPlumbing {
   rxScratch: number;
 }
 
-class VsockModel implements DeviceModel, VsockEventSource {
+/** The queue-thread handler kinds of virtio-vsock's rx and tx queues, with their parameters. */
+export type VsockQueueKinds = { 'vsock-rx': VsockRxParams; 'vsock-tx': VsockTxParams };
+
+class VsockModel implements DeviceModel<VsockQueueKinds>, VsockEventSource {
   readonly deviceId = DEVICE_ID_VSOCK;
   /** rx, tx, event (5.10.2). */
   readonly numQueues = 3;
@@ -186,7 +189,7 @@ class VsockModel implements DeviceModel, VsockEventSource {
     return q === VSOCK_EVENT_QUEUE;
   }
 
-  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined {
+  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec<VsockQueueKinds> | undefined {
     const p = this.plumbing;
     switch (q) {
       case VSOCK_RX_QUEUE: {

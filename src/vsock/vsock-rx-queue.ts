@@ -68,8 +68,8 @@ export class VsockRxQueue implements QueueHandler {
   /** Chains that were posted when the last packet found too few (WAIT_BUFFERS). */
   private starvedWith = 0;
 
-  constructor(private readonly ctx: HandlerContext) {
-    this.p = ctx.params as VsockRxParams;
+  constructor(private readonly ctx: HandlerContext<VsockRxParams>) {
+    this.p = ctx.params;
     this.input = new PortChannelConsumer(this.p.input);
     const mergeable = this.p.mode === 'mergeable';
     this.writer = new RxWriter(ctx.device, { mode: this.p.mode, hdrSize: this.p.hdrSize, numBuffersAt: mergeable ? VSOCK_HDR_NUM_BUFFERS : -1 });

@@ -55,8 +55,8 @@ export class VsockTxQueue implements QueueHandler {
   /** Record frame length the queue waits to have room for; 0 when not blocked. */
   private blocked = 0;
 
-  constructor(private readonly ctx: HandlerContext) {
-    const p = ctx.params as VsockTxParams;
+  constructor(private readonly ctx: HandlerContext<VsockTxParams>) {
+    const p = ctx.params;
     this.out = new PortChannelProducer(p.output);
     this.cidI32 = new Int32Array(p.guestCid.buffer);
     this.cidIndex = p.guestCid.index;

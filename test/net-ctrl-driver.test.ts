@@ -26,6 +26,7 @@ import {
 import { NET_CTRL_BUFFER_BYTES, NetCtrlDriver, NetCtrlError, NetCtrlQueue, RX_FILTER_MAC_ENTRIES } from '../src/net/ctrl/index.js';
 import type { HandlerContext } from '../src/worker/queue-handler.js';
 import { StatsBlock } from '../src/stats/queue-stats.js';
+import { NET_QUEUE_COUNTERS } from '../src/net/net-counters.js';
 import { ALL_CTRL_FEATURES, RecordingTarget, le16, multiMac, uniMac } from './support/ctrl-rig.js';
 import { MiniDevice } from './support/mini-device.js';
 import { at, ringRig } from './support/split-ring.js';
@@ -49,7 +50,7 @@ function driverRig(o: DriverRigOptions = {}) {
   const target = new RecordingTarget(o.features ?? ALL_CTRL_FEATURES, 4, () => ({ pushed: device.nextUsed, usedIdx: r.memory.readU16(at.usedIdx(r.ring)) }), true);
   const irq: WordRef = { buffer: new SharedArrayBuffer(64), index: 0 };
   const irq32 = new Int32Array(irq.buffer);
-  const ctx: HandlerContext = { queue: 0, memory: r.memory, device, stats: StatsBlock.create(1), interrupt: () => ring(irq32, irq.index), params: undefined };
+  const ctx: HandlerContext = { queue: 0, memory: r.memory, device, stats: StatsBlock.create(1, NET_QUEUE_COUNTERS), interrupt: () => ring(irq32, irq.index), params: undefined };
   const handler = new NetCtrlQueue(ctx, target);
   const hooks = { kick: (): void => void handler.poll(), kicks: 0 };
   const driver = new NetCtrlDriver({

@@ -23,7 +23,8 @@ import {
   featureSet,
   hasFeature,
 } from '../src/index.js';
-import { type RxBufferMode, netHdrSize, netRecvConfig, recvLayout, recvPoolSize, rxBufferMode } from '../src/virtskb/index.js';
+import { netHdrSize, netRecvConfig, rxBufferMode } from '../src/net/recv-config.js';
+import { type RxBufferMode, recvLayout, recvPoolSize } from '../src/virtskb/index.js';
 
 const GSO = [NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, NET_F_GUEST_ECN, NET_F_GUEST_UFO, NET_F_GUEST_USO4, NET_F_GUEST_USO6];
 

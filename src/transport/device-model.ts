@@ -1,4 +1,5 @@
 import type { FeatureSet } from '../spec/features.js';
+import type { CounterSchema } from '../stats/queue-stats.js';
 import type { HandlerFactory, HandlerKinds } from '../worker/queue-handler.js';
 import type { ConfigSpace } from './config-space.js';
 
@@ -16,9 +17,10 @@ export type QueueWorkerSpec<K extends HandlerKinds = Record<string, unknown>> =
  * What makes a VirtioDevice a particular device: its id, offered features,
  * queues, config space and queue handlers. The transport (status machine,
  * negotiation, queue setup, workers) is shared by every device type. `K`
- * maps the handler kinds its queues name to their parameters.
+ * maps the handler kinds its queues name to their parameters; `S` names the
+ * counters its queues keep beyond the common ones.
  */
-export interface DeviceModel<K extends HandlerKinds = Record<string, unknown>> {
+export interface DeviceModel<K extends HandlerKinds = Record<string, unknown>, S extends CounterSchema = CounterSchema> {
   readonly deviceId: number;
   /** Features the device offers (transport bits included). */
   readonly features: FeatureSet;
@@ -26,6 +28,8 @@ export interface DeviceModel<K extends HandlerKinds = Record<string, unknown>> {
   /** Largest size of each queue; the driver may choose a smaller power of two. */
   readonly maxQueueSize: number;
   readonly config: ConfigSpace;
+  /** The counters each of its queues keeps beyond QUEUE_COUNTERS. */
+  readonly counters: S;
   /** Why the device refuses this accepted set at FEATURES_OK, or undefined to accept. */
   checkFeatures(accepted: FeatureSet): string | undefined;
   /**

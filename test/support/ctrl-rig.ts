@@ -18,6 +18,7 @@ import {
   NET_F_GUEST_TSO4,
   NET_F_GUEST_TSO6,
   NET_F_MQ,
+  NET_QUEUE_COUNTERS,
   SplitQueueDevice,
   StatsBlock,
   featureSet,
@@ -147,7 +148,7 @@ export class CtrlRig {
   readonly device: SplitQueueDevice;
   readonly target: RecordingTarget;
   readonly handler: NetCtrlQueue;
-  readonly stats = StatsBlock.create(1);
+  readonly stats = StatsBlock.create(1, NET_QUEUE_COUNTERS);
   interrupts = 0;
   private readonly area: number;
   private readonly areaSize = 1 << 17;

@@ -4,8 +4,8 @@
  * side (the mini device for cross-checks, or SplitQueueDevice for RxWriter).
  */
 import { SplitQueueDevice, SplitQueueDriver } from '../../src/index.js';
+import { NetRxPacket } from '../../src/net/net-rx-packet.js';
 import {
-  NetRxPacket,
   RecvBuffers,
   type RecvPoolSpec,
   type RxBufferMode,

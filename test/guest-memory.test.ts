@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { GuestAllocator, GuestMemory, GuestMemoryError, InvalidArgumentError, VirtioNetDevice, copyBytes } from '../src/index.js';
+import { GuestAllocator, GuestMemory, GuestMemoryError, InvalidArgumentError, VirtioNetDevice } from '../src/index.js';
+import { copyBytes } from '../src/memory/copy.js';
 import { guardedMemory } from './support/guest.js';
 
 describe('GuestMemory', () => {

@@ -5,24 +5,12 @@
  * word; and against the independent mini device to check what it lays out.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  InvalidArgumentError,
-  NET_CTRL_RX,
-  NET_CTRL_RX_NOBCAST,
-  NET_CTRL_VLAN,
-  NET_CTRL_VLAN_ADD,
-  NET_ERR,
-  NET_F_CTRL_VLAN,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_TSO4,
-  NET_OK,
-  SplitQueueDevice,
-  SplitQueueDriver,
-  type WordRef,
-  bit,
-  formatMac,
-  ring,
-} from '../src/index.js';
+import { InvalidArgumentError, formatMac } from '../src/index.js';
+import { type WordRef, ring } from '../src/notify/notify-area.js';
+import { SplitQueueDevice } from '../src/ring/split-device.js';
+import { SplitQueueDriver } from '../src/ring/split-driver.js';
+import { NET_F_CTRL_VLAN, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, bit } from '../src/spec/features.js';
+import { NET_CTRL_RX, NET_CTRL_RX_NOBCAST, NET_CTRL_VLAN, NET_CTRL_VLAN_ADD, NET_ERR, NET_OK } from '../src/spec/net.js';
 import { NET_CTRL_BUFFER_BYTES, NetCtrlDriver, NetCtrlError, NetCtrlQueue, RX_FILTER_MAC_ENTRIES } from '../src/net/ctrl/index.js';
 import type { HandlerContext } from '../src/worker/queue-handler.js';
 import { StatsBlock } from '../src/stats/queue-stats.js';

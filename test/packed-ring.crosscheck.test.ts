@@ -5,7 +5,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ChainReader, ChainWriter, GuestAllocator, PackedQueueDevice, PackedQueueDriver, QueueStateError, createQueueDevice, createQueueDriver, validateQueueSize, validateQueueState } from '../src/index.js';
+import { GuestAllocator, QueueStateError } from '../src/index.js';
+import { ChainReader, ChainWriter } from '../src/ring/chain-io.js';
+import { createQueueDevice, createQueueDriver } from '../src/ring/create-queue.js';
+import { PackedQueueDevice } from '../src/ring/packed-device.js';
+import { PackedQueueDriver } from '../src/ring/packed-driver.js';
+import { validateQueueSize, validateQueueState } from '../src/ring/queue-state.js';
 import { MiniPackedDevice } from './support/mini-packed-device.js';
 import { type Cursor, MiniPackedDriver, type PLayout, type Segment, packedRig } from './support/mini-packed-driver.js';
 import { pattern, segmentsOf } from './support/split-ring.js';

@@ -9,7 +9,10 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type DescriptorChain, PackedQueueDevice, PackedQueueDriver, packedEventPassed, packedPosition } from '../src/index.js';
+import type { DescriptorChain } from '../src/ring/chain.js';
+import { PackedQueueDevice } from '../src/ring/packed-device.js';
+import { PackedQueueDriver } from '../src/ring/packed-driver.js';
+import { packedEventPassed, packedPosition } from '../src/ring/packed-layout.js';
 import { type Cursor, type PackedRig, advance, eventHit, packedRig, shouldNotify } from './support/mini-packed-driver.js';
 
 const MAX_ENTRIES = 4;

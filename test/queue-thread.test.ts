@@ -7,7 +7,10 @@
  */
 import { MessageChannel } from 'node:worker_threads';
 import { afterEach, expect, it } from 'vitest';
-import { NO_DEVICE_COUNTERS, NotifyArea, STATUS_DEVICE_NEEDS_RESET, StatsBlock, VirtqueueError } from '../src/index.js';
+import { VirtqueueError } from '../src/index.js';
+import { NotifyArea } from '../src/notify/notify-area.js';
+import { STATUS_DEVICE_NEEDS_RESET } from '../src/spec/status.js';
+import { NO_DEVICE_COUNTERS, StatsBlock } from '../src/stats/queue-stats.js';
 import { SharedArena } from '../src/memory/arena.js';
 import type { QueueState } from '../src/ring/queue-state.js';
 import type { HandlerFactory } from '../src/worker/queue-handler.js';

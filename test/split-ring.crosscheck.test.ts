@@ -4,7 +4,10 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ChainReader, ChainWriter, GuestAllocator, SplitQueueDevice, SplitQueueDriver } from '../src/index.js';
+import { GuestAllocator } from '../src/index.js';
+import { ChainReader, ChainWriter } from '../src/ring/chain-io.js';
+import { SplitQueueDevice } from '../src/ring/split-device.js';
+import { SplitQueueDriver } from '../src/ring/split-driver.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import { type MiniChain, MiniDevice } from './support/mini-device.js';
 import { type ChainLayout, MiniDriver } from './support/mini-driver.js';

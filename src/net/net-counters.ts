@@ -21,6 +21,7 @@ export const BAD_HEADER_REASONS = [
   /** The receiver could not carry out the offload (unparseable packet, protocol mismatch). */
   'offloadFailed',
 ] as const;
+/** One of BAD_HEADER_REASONS: a key of NetQueueStats.badHeaderByReason. */
 export type BadHeaderReason = (typeof BAD_HEADER_REASONS)[number];
 
 /** What each virtio-net queue counts beyond the common queue counters. */

@@ -17,6 +17,7 @@ export const VSOCK_DROP_REASONS = [
   /** dst_cid is not VSOCK_CID_HOST. */
   'wrongDstCid',
 ] as const;
+/** One of VSOCK_DROP_REASONS: a key of VsockQueueStats.vsockDropsByReason. */
 export type VsockDropReason = (typeof VSOCK_DROP_REASONS)[number];
 
 /** What each virtio-vsock queue counts beyond the common queue counters. */

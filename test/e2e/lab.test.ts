@@ -5,23 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  InvalidArgumentError,
-  IpHost,
-  Lab,
-  type LabOptions,
-  type LabTopology,
-  TopologyError,
-  buildLab,
-  formatLabReport,
-  loadTopology,
-  netRxQueue,
-  netTxQueue,
-  parseTopology,
-  runTopology,
-  runTraffic,
-  startLabHosts,
-} from '../../src/index.js';
+import { InvalidArgumentError, IpHost, Lab, type LabOptions, type LabTopology, TopologyError, buildLab, formatLabReport, loadTopology, parseTopology, runTopology, runTraffic } from '../../src/index.js';
+import { startLabHosts } from '../../src/lab/lab-hosts.js';
+import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 import { BROADCAST, ethFrame, seqOf, until } from '../support/backend-nic.js';
 import { requireTools, tshark } from '../support/tools.js';
 

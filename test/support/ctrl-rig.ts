@@ -4,26 +4,12 @@
  * target that records every effect together with where the used ring stood
  * when it happened (to check "before the buffer is used" rules).
  */
-import {
-  type FeatureSet,
-  NET_CTRL_MAC_LEN,
-  NET_F_CTRL_GUEST_OFFLOADS,
-  NET_F_CTRL_MAC_ADDR,
-  NET_F_CTRL_RX,
-  NET_F_CTRL_RX_EXTRA,
-  NET_F_CTRL_VLAN,
-  NET_F_CTRL_VQ,
-  NET_F_GUEST_ANNOUNCE,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_TSO4,
-  NET_F_GUEST_TSO6,
-  NET_F_MQ,
-  NET_QUEUE_COUNTERS,
-  SplitQueueDevice,
-  StatsBlock,
-  featureSet,
-  formatMac,
-} from '../../src/index.js';
+import { type FeatureSet, featureSet, formatMac } from '../../src/index.js';
+import { NET_QUEUE_COUNTERS } from '../../src/net/net-counters.js';
+import { SplitQueueDevice } from '../../src/ring/split-device.js';
+import { NET_F_CTRL_GUEST_OFFLOADS, NET_F_CTRL_MAC_ADDR, NET_F_CTRL_RX, NET_F_CTRL_RX_EXTRA, NET_F_CTRL_VLAN, NET_F_CTRL_VQ, NET_F_GUEST_ANNOUNCE, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, NET_F_MQ } from '../../src/spec/features.js';
+import { NET_CTRL_MAC_LEN } from '../../src/spec/net.js';
+import { StatsBlock } from '../../src/stats/queue-stats.js';
 import { NetCtrlQueue, type NetCtrlTarget, RxFilterTable } from '../../src/net/ctrl/index.js';
 import type { HandlerContext } from '../../src/worker/queue-handler.js';
 import { MiniDriver } from './mini-driver.js';

@@ -3,7 +3,8 @@
  * a split ring, our driver side (SplitQueueDriver + RecvBuffers) and a device
  * side (the mini device for cross-checks, or SplitQueueDevice for RxWriter).
  */
-import { SplitQueueDevice, SplitQueueDriver } from '../../src/index.js';
+import { SplitQueueDevice } from '../../src/ring/split-device.js';
+import { SplitQueueDriver } from '../../src/ring/split-driver.js';
 import { NetRxPacket } from '../../src/net/net-rx-packet.js';
 import {
   RecvBuffers,

@@ -16,8 +16,8 @@ import type { HandlerContext } from '../src/worker/queue-handler.js';
 import { StatsBlock } from '../src/stats/queue-stats.js';
 import { NET_QUEUE_COUNTERS } from '../src/net/net-counters.js';
 import { ALL_CTRL_FEATURES, RecordingTarget, le16, multiMac, uniMac } from './support/ctrl-rig.js';
-import { MiniDevice } from './support/mini-device.js';
-import { at, ringRig } from './support/split-ring.js';
+import { MiniDevice } from '../src/testing/mini-device.js';
+import { at, ringRig } from '../src/testing/split-ring.js';
 
 interface DriverRigOptions {
   features?: bigint;

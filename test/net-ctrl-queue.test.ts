@@ -24,7 +24,7 @@ import {
   uniMac,
   withData,
 } from './support/ctrl-rig.js';
-import { at } from './support/split-ring.js';
+import { at } from '../src/testing/split-ring.js';
 
 const without = (...bits: number[]): FeatureSet => bits.reduce((f, b) => f & ~bit(b), ALL_CTRL_FEATURES);
 

@@ -11,7 +11,7 @@ import { RX_NO_BUFFERS, RX_TOO_BIG, type RxBufferMode } from '../src/virtskb/ind
 import { type NetHdrFields, SpecRxDevice, encodeHeader } from './support/virtskb-device.js';
 import { SpecRxDriver } from './support/virtskb-driver.js';
 import { firstDiff, recvRig, ringSnapshot, writerRig } from './support/virtskb-rig.js';
-import { pattern } from './support/split-ring.js';
+import { pattern } from '../src/testing/split-ring.js';
 
 const fieldsFor = (i: number): NetHdrFields => ({
   flags: (i * 3) & 7,

@@ -43,7 +43,7 @@ const ENTRIES: Record<string, string[]> = {
   'virtio-lab': ['runPump', 'VirtioNetDevice', 'SharedArena', 'Lab', 'VirtqueueError'],
   'virtio-lab/spec': ['F_VERSION_1', 'NET_F_MRG_RXBUF', 'VSOCK_F_STREAM', 'STATUS_DRIVER_OK'],
   'virtio-lab/ring': ['createQueueDevice', 'createQueueDriver', 'SplitQueueDriver', 'RecvBuffers', 'RxWriter', 'NotifyArea'],
-  'virtio-lab/testing': ['HostileDriver', 'NetTxQueue', 'StatsBlock', 'allocPortChannel'],
+  'virtio-lab/testing': ['HostileDriver', 'MiniDriver', 'MiniPackedDevice', 'NetTxQueue', 'StatsBlock', 'allocPortChannel'],
   'virtio-lab/vhost-user': ['VhostUserServer', 'serveVhostUserNet', 'serveVhostUserVsock'],
 };
 

@@ -1,6 +1,6 @@
 /**
  * A virtio-net control queue under test: NetCtrlQueue over a SplitQueueDevice,
- * fed by the independent MiniDriver (test/support/mini-driver.ts), with a
+ * fed by the independent MiniDriver (src/testing/mini-driver.ts), with a
  * target that records every effect together with where the used ring stood
  * when it happened (to check "before the buffer is used" rules).
  */
@@ -12,8 +12,8 @@ import { NET_CTRL_MAC_LEN } from '../../src/spec/net.js';
 import { StatsBlock } from '../../src/stats/queue-stats.js';
 import { NetCtrlQueue, type NetCtrlTarget, RxFilterTable } from '../../src/net/ctrl/index.js';
 import type { HandlerContext } from '../../src/worker/queue-handler.js';
-import { MiniDriver } from './mini-driver.js';
-import { type RingRig, type Segment, at, ringRig } from './split-ring.js';
+import { MiniDriver } from '../../src/testing/mini-driver.js';
+import { type RingRig, type Segment, at, ringRig } from '../../src/testing/split-ring.js';
 
 export const MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 

@@ -14,8 +14,8 @@ import {
   allocRecvPool,
   recvPoolSize,
 } from '../../src/virtskb/index.js';
-import { MiniDevice } from './mini-device.js';
-import { type RingRig, indirectTables, ringRig } from './split-ring.js';
+import { MiniDevice } from '../../src/testing/mini-device.js';
+import { type RingRig, indirectTables, ringRig } from '../../src/testing/split-ring.js';
 
 export interface RecvRigOptions {
   mode: RxBufferMode;

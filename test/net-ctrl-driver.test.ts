@@ -144,7 +144,8 @@ describe('NetCtrlDriver against NetCtrlQueue', () => {
   });
 
   it('a device that does not answer: CTRL_TIMEOUT; the next command waits for the stale one, then runs', async () => {
-    const d = driverRig({ timeoutMs: 30 });
+    // Long enough that the 5 ms poll below lands inside the second wait even on a loaded machine.
+    const d = driverRig({ timeoutMs: 250 });
     d.hooks.kick = () => {};
     await expect(d.driver.addVlan(1)).rejects.toMatchObject({ name: 'NetCtrlError', code: 'CTRL_TIMEOUT' });
     d.hooks.kick = () => void d.handler.poll();

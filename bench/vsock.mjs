@@ -17,7 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, SharedArena, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, VirtioVsockDevice, VsockDriver, VsockHost, featureSet, probePlacement } from '../dist/index.js';
+import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost, featureSet, probePlacement } from '../dist/index.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, VSOCK_F_SEQPACKET, VSOCK_F_STREAM } from '../dist/spec.js';
 import { availableParallelism } from 'node:os';
 import { fmtRange, isMain, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
 

@@ -1,28 +1,103 @@
 /**
  * virtio-lab: virtio-net and virtio-vsock device models for Node.js.
  *
- * The public API, all from this one entry point:
- * - spec numbers (feature bits, status bits, layouts),
- * - guest memory (regions, arena, allocator),
- * - split virtqueues (device and driver sides, chains, chain readers/writers),
- * - notifications (notify area, doorbells, adaptive waits),
- * - the control plane (VirtioDevice, PciCommonConfig, PciDriver),
- * - virtio-net (VirtioNetDevice, NetDriver) and links between NICs,
- * - virtio-vsock (VirtioVsockDevice, the virtio_vsock_hdr codec),
- * - the packet pump, the load generator (runLoad: size mix, paced rate, HDR latency percentiles) and the placement probe.
+ * The main entry holds what a lab user needs: guest memory, the devices and
+ * their drivers, links and switches, the vsock host side, the lab (topology,
+ * traffic, pump, load, soak) and the errors. The rest is in subpaths:
+ * - `virtio-lab/spec`: the spec's numbers (feature bits, status bits, layouts, header fields);
+ * - `virtio-lab/ring`: split and packed virtqueues (both sides) and the receive-buffer module;
+ * - `virtio-lab/testing`: the hostile driver and fuzzer, and the data path's queue handlers run in-process;
+ * - `virtio-lab/vhost-user`: the vhost-user back end.
  */
-export * from './spec/index.js';
-export * from './errors.js';
-export * from './memory/index.js';
-export * from './ring/index.js';
-export * from './notify/index.js';
-export * from './stats/index.js';
-export * from './transport/index.js';
-export * from './virtskb/index.js';
-export * from './net/index.js';
-export * from './vsock/index.js';
-export * from './backends/index.js';
-export * from './lab/index.js';
-export * from './hostile/index.js';
-export * from './lab/tftp-server.js';
-export * from './vhost-user/index.js';
+
+// Errors: every one a VirtioLabError with a code; messages name the value seen.
+export {
+  DeviceNeedsResetError,
+  DeviceStatusError,
+  FeatureNegotiationError,
+  GuestMemoryError,
+  InvalidArgumentError,
+  QueueStateError,
+  QueueWorkerError,
+  VirtioLabError,
+  VirtqueueError,
+  type VirtqueueErrorCode,
+} from './errors.js';
+
+// Guest memory and features.
+export { GuestAllocator } from './memory/allocator.js';
+export { SharedArena } from './memory/arena.js';
+export { GuestMemory, type MemoryRegionSpec } from './memory/guest-memory.js';
+export { type FeatureSet, featureSet, hasFeature } from './spec/features.js';
+
+// The control plane every device shares, and the threads its queues run on.
+export { type QueueErrorEvent, VirtioDevice, type VirtioDeviceOptions } from './transport/virtio-device.js';
+export { QueueThreadPool, type QueueThreadPoolOptions } from './transport/queue-thread-pool.js';
+export type { ThreadMapping } from './transport/thread-mapping.js';
+export { PciCommonConfig } from './transport/pci-common-config.js';
+export { type DriverQueueOptions, PciDriver } from './transport/pci-driver.js';
+export type { QueueStats } from './stats/queue-stats.js';
+
+// virtio-net: the device, its drivers, MAC helpers.
+export { NET_DEVICE_FEATURES, type NetDeviceOptions, type NetDeviceStats, VirtioNetDevice } from './net/net-device.js';
+export type { BadHeaderReason, NetQueueStats } from './net/net-counters.js';
+export { NET_DEFAULT_FEATURES, NetDriver, type NetDriverOptions, type NetDriverSpec, type NetPairSpec, newInterruptWord, setupNetDriver } from './net/net-driver.js';
+export { NetPairDriver, type NetPairStats } from './net/net-pair-driver.js';
+export { NetRxPacket } from './net/net-rx-packet.js';
+export { formatMac, parseMac, randomMac } from './net/mac.js';
+
+// Links, switches, impairments, captures and sockets between NICs.
+export { type Link, type LinkOptions, connectLoopback, connectNics } from './backends/link.js';
+export { NetSwitch, type NetSwitchOptions, type SwitchPortOptions } from './backends/switch.js';
+export type { PortStats, SwitchStats } from './backends/switch-stats.js';
+export { BackendWorkerError } from './backends/switch-host.js';
+export { Relay, type RelayOptions } from './backends/relay.js';
+export type { ImpairmentSpec } from './backends/impairment.js';
+export { type CaptureOptions, WireCapture } from './backends/capture.js';
+export { SocketLink, type SocketLinkOptions, SocketLinkProtocolError, type SocketLinkStats, type StreamAddress } from './backends/socket-link.js';
+export { TapPort, type TapPortOptions } from './backends/tap-port.js';
+export { type VxlanStats, VxlanUplink } from './backends/vxlan-uplink.js';
+export type { VxlanUplinkOptions } from './backends/vxlan-options.js';
+
+// virtio-vsock: the device, the guest driver, the host side and its sockets.
+export { VirtioVsockDevice, type VsockDeviceOptions, type VsockDeviceStats, type VsockTransportResetEvent } from './vsock/vsock-device.js';
+export type { VsockDropReason, VsockQueueStats } from './vsock/vsock-counters.js';
+export { VsockDriver, type VsockDriverOptions, type VsockDriverStats } from './vsock/vsock-driver.js';
+export { VsockHost, type VsockHostOptions } from './vsock/vsock-host.js';
+export { VsockSocket } from './vsock/stack/vsock-socket.js';
+export { type SeqpacketMessage, VsockSeqpacketSocket } from './vsock/stack/vsock-seqpacket-socket.js';
+export { type VsockAcceptInfo, type VsockListenOptions, VsockServer } from './vsock/stack/vsock-server.js';
+export type { VsockStackStats } from './vsock/stack/stack-stats.js';
+export { VsockError, type VsockErrorCode } from './vsock/stack/vsock-error.js';
+export { VsockMuxerError, type VsockMuxerErrorCode, VsockUnixMuxer, type VsockUnixMuxerOptions, type VsockUnixMuxerStats } from './vsock/unix-muxer.js';
+
+// The lab: a topology of NICs, switches and links, brought up and driven.
+export {
+  Lab,
+  type LabLinkStats,
+  type LabNicOptions,
+  type LabNicStats,
+  type LabOptions,
+  type LabStartOptions,
+  type LabState,
+  type LabStats,
+  type LabSwitchStats,
+  type LabTapOptions,
+  type LabVhostUserOptions,
+  type LabVhostUserStats,
+} from './lab/lab.js';
+export type { LabNetnsOptions, LabNetnsStats } from './lab/lab-netns.js';
+export { type LabTopology, TopologyError, type TopologyProblem, buildLab, loadTopology, parseTopology } from './lab/lab-topology.js';
+export { type LabRunOptions, type LabRunReport, formatLabReport, runTopology } from './lab/lab-report.js';
+export { type FlowResult, type TrafficFlow, type TrafficOptions, type TrafficResult, runTraffic } from './lab/lab-traffic.js';
+export { IpHost, type IpHostOptions, type PingResult } from './lab/ip-host.js';
+export { DhcpServer, type DhcpServerOptions } from './lab/dhcp-server.js';
+export { TftpServer, type TftpServerOptions } from './lab/tftp-server.js';
+
+// Measuring: the pump, the load generator, the soak, core placement.
+export { type PumpOptions, type PumpResult, type PumpThreads, runPump } from './lab/pump.js';
+export { type LoadOptions, type LoadResult, runLoad } from './lab/load.js';
+export { type LatencyPercentiles, latencyPercentiles, newLatencyHistogram, recordLatencyNs } from './lab/load-histogram.js';
+export { type SoakOptions, type SoakResult, runSoak } from './lab/soak.js';
+export { formatSoakReport } from './lab/soak-report.js';
+export { type Placement, probePlacement } from './lab/placement.js';

@@ -7,18 +7,10 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  ChainReader,
-  ChainWriter,
-  GuestMemory,
-  GuestMemoryError,
-  QueueStateError,
-  type QueueState,
-  VirtqueueError,
-  createQueueDevice,
-  createQueueDriver,
-  validateQueueState,
-} from '../src/index.js';
+import { GuestMemory, GuestMemoryError, QueueStateError, VirtqueueError } from '../src/index.js';
+import { ChainReader, ChainWriter } from '../src/ring/chain-io.js';
+import { createQueueDevice, createQueueDriver } from '../src/ring/create-queue.js';
+import { type QueueState, validateQueueState } from '../src/ring/queue-state.js';
 
 /** Regions [gpa, gpa + size), each in a buffer of its own, the buffer's bytes before it filled with 0xee as a guard. */
 function regions(layout: ReadonlyArray<[number, number]>): { memory: GuestMemory; buffers: SharedArrayBuffer[] } {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { GuestAllocator, GuestMemory, GuestMemoryError, InvalidArgumentError, VirtioNetDevice, copyBytes } from '../src/index.js';
-import { guardedMemory } from './support/guest.js';
+import { GuestAllocator, GuestMemory, GuestMemoryError, InvalidArgumentError, VirtioNetDevice } from '../src/index.js';
+import { copyBytes } from '../src/memory/copy.js';
+import { guardedMemory } from '../src/testing/guest.js';
 
 describe('GuestMemory', () => {
   it('reads and writes little-endian values inside a region', () => {

@@ -5,30 +5,19 @@
  * word; and against the independent mini device to check what it lays out.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  InvalidArgumentError,
-  NET_CTRL_RX,
-  NET_CTRL_RX_NOBCAST,
-  NET_CTRL_VLAN,
-  NET_CTRL_VLAN_ADD,
-  NET_ERR,
-  NET_F_CTRL_VLAN,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_TSO4,
-  NET_OK,
-  SplitQueueDevice,
-  SplitQueueDriver,
-  type WordRef,
-  bit,
-  formatMac,
-  ring,
-} from '../src/index.js';
+import { InvalidArgumentError, formatMac } from '../src/index.js';
+import { type WordRef, ring } from '../src/notify/notify-area.js';
+import { SplitQueueDevice } from '../src/ring/split-device.js';
+import { SplitQueueDriver } from '../src/ring/split-driver.js';
+import { NET_F_CTRL_VLAN, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, bit } from '../src/spec/features.js';
+import { NET_CTRL_RX, NET_CTRL_RX_NOBCAST, NET_CTRL_VLAN, NET_CTRL_VLAN_ADD, NET_ERR, NET_OK } from '../src/spec/net.js';
 import { NET_CTRL_BUFFER_BYTES, NetCtrlDriver, NetCtrlError, NetCtrlQueue, RX_FILTER_MAC_ENTRIES } from '../src/net/ctrl/index.js';
 import type { HandlerContext } from '../src/worker/queue-handler.js';
 import { StatsBlock } from '../src/stats/queue-stats.js';
+import { NET_QUEUE_COUNTERS } from '../src/net/net-counters.js';
 import { ALL_CTRL_FEATURES, RecordingTarget, le16, multiMac, uniMac } from './support/ctrl-rig.js';
-import { MiniDevice } from './support/mini-device.js';
-import { at, ringRig } from './support/split-ring.js';
+import { MiniDevice } from '../src/testing/mini-device.js';
+import { at, ringRig } from '../src/testing/split-ring.js';
 
 interface DriverRigOptions {
   features?: bigint;
@@ -49,7 +38,7 @@ function driverRig(o: DriverRigOptions = {}) {
   const target = new RecordingTarget(o.features ?? ALL_CTRL_FEATURES, 4, () => ({ pushed: device.nextUsed, usedIdx: r.memory.readU16(at.usedIdx(r.ring)) }), true);
   const irq: WordRef = { buffer: new SharedArrayBuffer(64), index: 0 };
   const irq32 = new Int32Array(irq.buffer);
-  const ctx: HandlerContext = { queue: 0, memory: r.memory, device, stats: StatsBlock.create(1), interrupt: () => ring(irq32, irq.index), params: undefined };
+  const ctx: HandlerContext = { queue: 0, memory: r.memory, device, stats: StatsBlock.create(1, NET_QUEUE_COUNTERS), interrupt: () => ring(irq32, irq.index), params: undefined };
   const handler = new NetCtrlQueue(ctx, target);
   const hooks = { kick: (): void => void handler.poll(), kicks: 0 };
   const driver = new NetCtrlDriver({
@@ -155,7 +144,8 @@ describe('NetCtrlDriver against NetCtrlQueue', () => {
   });
 
   it('a device that does not answer: CTRL_TIMEOUT; the next command waits for the stale one, then runs', async () => {
-    const d = driverRig({ timeoutMs: 30 });
+    // Long enough that the 5 ms poll below lands inside the second wait even on a loaded machine.
+    const d = driverRig({ timeoutMs: 250 });
     d.hooks.kick = () => {};
     await expect(d.driver.addVlan(1)).rejects.toMatchObject({ name: 'NetCtrlError', code: 'CTRL_TIMEOUT' });
     d.hooks.kick = () => void d.handler.poll();

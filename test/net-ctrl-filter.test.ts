@@ -4,16 +4,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  InvalidArgumentError,
-  NET_CTRL_RX_ALLMULTI,
-  NET_CTRL_RX_ALLUNI,
-  NET_CTRL_RX_NOBCAST,
-  NET_CTRL_RX_NOMULTI,
-  NET_CTRL_RX_NOUNI,
-  NET_CTRL_RX_PROMISC,
-  formatMac,
-} from '../src/index.js';
+import { InvalidArgumentError, formatMac } from '../src/index.js';
+import { NET_CTRL_RX_ALLMULTI, NET_CTRL_RX_ALLUNI, NET_CTRL_RX_NOBCAST, NET_CTRL_RX_NOMULTI, NET_CTRL_RX_NOUNI, NET_CTRL_RX_PROMISC } from '../src/spec/net.js';
 import { RX_FILTER_BYTES, RX_FILTER_MAC_ENTRIES, type RxFilterSnapshot, RxFilterTable } from '../src/net/ctrl/index.js';
 import { BROADCAST, MAC, frame, multiMac, uniMac } from './support/ctrl-rig.js';
 

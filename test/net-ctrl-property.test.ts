@@ -8,27 +8,10 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  C_CHAINS,
-  type FeatureSet,
-  NET_ERR,
-  NET_F_CTRL_GUEST_OFFLOADS,
-  NET_F_CTRL_MAC_ADDR,
-  NET_F_CTRL_RX,
-  NET_F_CTRL_RX_EXTRA,
-  NET_F_CTRL_VLAN,
-  NET_F_CTRL_VQ,
-  NET_F_GUEST_ANNOUNCE,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_TSO4,
-  NET_F_GUEST_TSO6,
-  NET_F_GUEST_UFO,
-  NET_F_MQ,
-  NET_F_RSS,
-  NET_OK,
-  featureSet,
-  hasFeature,
-} from '../src/index.js';
+import { type FeatureSet, featureSet, hasFeature } from '../src/index.js';
+import { NET_F_CTRL_GUEST_OFFLOADS, NET_F_CTRL_MAC_ADDR, NET_F_CTRL_RX, NET_F_CTRL_RX_EXTRA, NET_F_CTRL_VLAN, NET_F_CTRL_VQ, NET_F_GUEST_ANNOUNCE, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, NET_F_GUEST_UFO, NET_F_MQ, NET_F_RSS } from '../src/spec/features.js';
+import { NET_ERR, NET_OK } from '../src/spec/net.js';
+import { C_CHAINS } from '../src/stats/queue-stats.js';
 import { NET_CTRL_ERROR_CODES } from '../src/net/ctrl/index.js';
 import { type CmdLayout, CtrlRig, POISON, type Submitted, le16, le32, macTableData, multiMac, uniMac, withData } from './support/ctrl-rig.js';
 

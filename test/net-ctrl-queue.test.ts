@@ -4,50 +4,11 @@
  * and per spec rule, then every way to lay a command over descriptors.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  C_CHAINS,
-  type FeatureSet,
-  NET_CTRL_ANNOUNCE,
-  NET_CTRL_ANNOUNCE_ACK,
-  NET_CTRL_GUEST_OFFLOADS,
-  NET_CTRL_GUEST_OFFLOADS_SET,
-  NET_CTRL_MAC,
-  NET_CTRL_MAC_ADDR_SET,
-  NET_CTRL_MAC_TABLE_SET,
-  NET_CTRL_MQ,
-  NET_CTRL_MQ_HASH_CONFIG,
-  NET_CTRL_MQ_RSS_CONFIG,
-  NET_CTRL_MQ_VQ_PAIRS_SET,
-  NET_CTRL_RX,
-  NET_CTRL_RX_ALLMULTI,
-  NET_CTRL_RX_ALLUNI,
-  NET_CTRL_RX_NOBCAST,
-  NET_CTRL_RX_NOMULTI,
-  NET_CTRL_RX_NOUNI,
-  NET_CTRL_RX_PROMISC,
-  NET_CTRL_VLAN,
-  NET_CTRL_VLAN_ADD,
-  NET_CTRL_VLAN_DEL,
-  NET_ERR,
-  NET_F_CTRL_GUEST_OFFLOADS,
-  NET_F_CTRL_MAC_ADDR,
-  NET_F_CTRL_RX,
-  NET_F_CTRL_RX_EXTRA,
-  NET_F_CTRL_VLAN,
-  NET_F_GUEST_ANNOUNCE,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_TSO4,
-  NET_F_GUEST_UFO,
-  NET_F_MQ,
-  NET_F_RSS,
-  NET_OK,
-  VIRTQ_AVAIL_F_NO_INTERRUPT,
-  VIRTQ_DESC_F_NEXT,
-  VIRTQ_DESC_F_WRITE,
-  VirtqueueError,
-  bit,
-  formatMac,
-} from '../src/index.js';
+import { type FeatureSet, VirtqueueError, formatMac } from '../src/index.js';
+import { NET_F_CTRL_GUEST_OFFLOADS, NET_F_CTRL_MAC_ADDR, NET_F_CTRL_RX, NET_F_CTRL_RX_EXTRA, NET_F_CTRL_VLAN, NET_F_GUEST_ANNOUNCE, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_GUEST_UFO, NET_F_MQ, NET_F_RSS, bit } from '../src/spec/features.js';
+import { NET_CTRL_ANNOUNCE, NET_CTRL_ANNOUNCE_ACK, NET_CTRL_GUEST_OFFLOADS, NET_CTRL_GUEST_OFFLOADS_SET, NET_CTRL_MAC, NET_CTRL_MAC_ADDR_SET, NET_CTRL_MAC_TABLE_SET, NET_CTRL_MQ, NET_CTRL_MQ_HASH_CONFIG, NET_CTRL_MQ_RSS_CONFIG, NET_CTRL_MQ_VQ_PAIRS_SET, NET_CTRL_RX, NET_CTRL_RX_ALLMULTI, NET_CTRL_RX_ALLUNI, NET_CTRL_RX_NOBCAST, NET_CTRL_RX_NOMULTI, NET_CTRL_RX_NOUNI, NET_CTRL_RX_PROMISC, NET_CTRL_VLAN, NET_CTRL_VLAN_ADD, NET_CTRL_VLAN_DEL, NET_ERR, NET_OK } from '../src/spec/net.js';
+import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../src/spec/ring.js';
+import { C_CHAINS } from '../src/stats/queue-stats.js';
 import { NET_CTRL_ERROR_CODES, type NetCtrlErrorCode, RX_FILTER_MAC_ENTRIES } from '../src/net/ctrl/index.js';
 import {
   ALL_CTRL_FEATURES,
@@ -63,7 +24,7 @@ import {
   uniMac,
   withData,
 } from './support/ctrl-rig.js';
-import { at } from './support/split-ring.js';
+import { at } from '../src/testing/split-ring.js';
 
 const without = (...bits: number[]): FeatureSet => bits.reduce((f, b) => f & ~bit(b), ALL_CTRL_FEATURES);
 

@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import {
-  InvalidArgumentError,
-  NET_F_CTRL_VQ,
-  NET_F_MQ,
-  STATUS_ACKNOWLEDGE,
-  STATUS_DRIVER,
-  STATUS_FEATURES_OK,
-  SharedArena,
-  F_VERSION_1,
-  VirtioNetDevice,
-  featureSet,
-} from '../src/index.js';
+import { InvalidArgumentError, SharedArena, VirtioNetDevice, featureSet } from '../src/index.js';
+import { NET_F_CTRL_VQ, NET_F_MQ, F_VERSION_1 } from '../src/spec/features.js';
+import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_FEATURES_OK } from '../src/spec/status.js';
 
 // A virtio-net device whose controlq the front end serves (vhost-user: QEMU
 // and DPDK keep it): 5.1.3.1's "MQ needs CTRL_VQ" holds for the driver, but

@@ -1,14 +1,19 @@
 /**
  * Each side of our packed ring against an independent implementation of the
- * other side (test/support/mini-packed-*.ts, written from virtio 1.2 section
+ * other side (src/testing/mini-packed-*.ts, written from virtio 1.2 section
  * 2.8), and our two sides against each other through one memory.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ChainReader, ChainWriter, GuestAllocator, PackedQueueDevice, PackedQueueDriver, QueueStateError, createQueueDevice, createQueueDriver, validateQueueSize, validateQueueState } from '../src/index.js';
-import { MiniPackedDevice } from './support/mini-packed-device.js';
-import { type Cursor, MiniPackedDriver, type PLayout, type Segment, packedRig } from './support/mini-packed-driver.js';
-import { pattern, segmentsOf } from './support/split-ring.js';
+import { GuestAllocator, QueueStateError } from '../src/index.js';
+import { ChainReader, ChainWriter } from '../src/ring/chain-io.js';
+import { createQueueDevice, createQueueDriver } from '../src/ring/create-queue.js';
+import { PackedQueueDevice } from '../src/ring/packed-device.js';
+import { PackedQueueDriver } from '../src/ring/packed-driver.js';
+import { validateQueueSize, validateQueueState } from '../src/ring/queue-state.js';
+import { MiniPackedDevice } from '../src/testing/mini-packed-device.js';
+import { type Cursor, MiniPackedDriver, type PLayout, type Segment, packedRig } from '../src/testing/mini-packed-driver.js';
+import { pattern, segmentsOf } from '../src/testing/split-ring.js';
 
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
 const capOf = (segs: readonly Segment[]): number => sum(segs.filter((s) => s.write).map((s) => s.len));

@@ -7,27 +7,17 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  ChainReader,
-  ChainWriter,
-  GuestMemory,
-  InvalidArgumentError,
-  PACKED_RING_START,
-  PackedQueueDevice,
-  PackedQueueDriver,
-  QueueStateError,
-  VIRTQ_DESC_F_INDIRECT as INDIRECT,
-  VIRTQ_DESC_F_NEXT as NEXT,
-  VIRTQ_DESC_F_WRITE as WRITE,
-  VQ_ERROR_CODES,
-  VirtqueueError,
-  type VirtqueueErrorCode,
-  packedDescBytes,
-  validateQueueState,
-} from '../src/index.js';
-import { MiniPackedDevice } from './support/mini-packed-device.js';
-import { MiniPackedDriver, type PDesc, type Segment, packedRig } from './support/mini-packed-driver.js';
-import { segmentsOf } from './support/split-ring.js';
+import { GuestMemory, InvalidArgumentError, QueueStateError, VirtqueueError, type VirtqueueErrorCode } from '../src/index.js';
+import { VQ_ERROR_CODES } from '../src/errors.js';
+import { ChainReader, ChainWriter } from '../src/ring/chain-io.js';
+import { PackedQueueDevice } from '../src/ring/packed-device.js';
+import { PackedQueueDriver } from '../src/ring/packed-driver.js';
+import { PACKED_RING_START, packedDescBytes } from '../src/ring/packed-layout.js';
+import { validateQueueState } from '../src/ring/queue-state.js';
+import { VIRTQ_DESC_F_INDIRECT as INDIRECT, VIRTQ_DESC_F_NEXT as NEXT, VIRTQ_DESC_F_WRITE as WRITE } from '../src/spec/ring.js';
+import { MiniPackedDevice } from '../src/testing/mini-packed-device.js';
+import { MiniPackedDriver, type PDesc, type Segment, packedRig } from '../src/testing/mini-packed-driver.js';
+import { segmentsOf } from '../src/testing/split-ring.js';
 
 const MEM = 0x10000;
 const END = MEM + 0x4000;

@@ -9,8 +9,11 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type DescriptorChain, PackedQueueDevice, PackedQueueDriver, packedEventPassed, packedPosition } from '../src/index.js';
-import { type Cursor, type PackedRig, advance, eventHit, packedRig, shouldNotify } from './support/mini-packed-driver.js';
+import type { DescriptorChain } from '../src/ring/chain.js';
+import { PackedQueueDevice } from '../src/ring/packed-device.js';
+import { PackedQueueDriver } from '../src/ring/packed-driver.js';
+import { packedEventPassed, packedPosition } from '../src/ring/packed-layout.js';
+import { type Cursor, type PackedRig, advance, eventHit, packedRig, shouldNotify } from '../src/testing/mini-packed-driver.js';
 
 const MAX_ENTRIES = 4;
 const KINDS = ['add', 'publish', 'pop', 'complete', 'publishUsed', 'reap', 'unpop', 'notifyOn', 'notifyOff', 'arm', 'irqOn', 'irqOff'] as const;

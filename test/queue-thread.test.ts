@@ -7,7 +7,10 @@
  */
 import { MessageChannel } from 'node:worker_threads';
 import { afterEach, expect, it } from 'vitest';
-import { NotifyArea, STATUS_DEVICE_NEEDS_RESET, StatsBlock, VirtqueueError } from '../src/index.js';
+import { VirtqueueError } from '../src/index.js';
+import { NotifyArea } from '../src/notify/notify-area.js';
+import { STATUS_DEVICE_NEEDS_RESET } from '../src/spec/status.js';
+import { NO_DEVICE_COUNTERS, StatsBlock } from '../src/stats/queue-stats.js';
 import { SharedArena } from '../src/memory/arena.js';
 import type { QueueState } from '../src/ring/queue-state.js';
 import type { HandlerFactory } from '../src/worker/queue-handler.js';
@@ -26,7 +29,7 @@ it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RES
   const arena = new SharedArena(1 << 20);
   const memory = arena.guestMemory(64 << 10);
   const notify = NotifyArea.create(1, 2);
-  const stats = StatsBlock.create(1);
+  const stats = StatsBlock.create(1, NO_DEVICE_COUNTERS);
   const state: QueueState = { size: 16, desc: 0x1000, avail: 0x2000, used: 0x3000, nextAvail: 0, nextUsed: 0, eventIdx: true, indirect: false, packed: false, inOrder: false };
   const data: QueueWorkerData = {
     kind: 'lying',
@@ -35,6 +38,7 @@ it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RES
     state,
     notify: notify.spec,
     stats: stats.buffer,
+    counters: stats.schema,
     interrupt: null,
     configInterrupt: { buffer: notify.spec.buffer, index: notify.vectorWord(0) },
     params: undefined,

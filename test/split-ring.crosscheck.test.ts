@@ -1,14 +1,17 @@
 /**
  * Each side of our split ring against an independent implementation of the
- * other side (test/support/mini-*.ts, written from virtio 1.2 section 2.7).
+ * other side (src/testing/mini-*.ts, written from virtio 1.2 section 2.7).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ChainReader, ChainWriter, GuestAllocator, SplitQueueDevice, SplitQueueDriver } from '../src/index.js';
+import { GuestAllocator } from '../src/index.js';
+import { ChainReader, ChainWriter } from '../src/ring/chain-io.js';
+import { SplitQueueDevice } from '../src/ring/split-device.js';
+import { SplitQueueDriver } from '../src/ring/split-driver.js';
 import { InvalidArgumentError } from '../src/errors.js';
-import { type MiniChain, MiniDevice } from './support/mini-device.js';
-import { type ChainLayout, MiniDriver } from './support/mini-driver.js';
-import { type Segment, at, indirectTables, passedEvent, pattern, ringRig, segmentsOf } from './support/split-ring.js';
+import { type MiniChain, MiniDevice } from '../src/testing/mini-device.js';
+import { type ChainLayout, MiniDriver } from '../src/testing/mini-driver.js';
+import { type Segment, at, indirectTables, passedEvent, pattern, ringRig, segmentsOf } from '../src/testing/split-ring.js';
 
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
 const bytesOf = (segs: readonly Segment[]): number => sum(segs.map((s) => s.len));

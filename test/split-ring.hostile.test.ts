@@ -6,21 +6,15 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  ChainReader,
-  ChainWriter,
-  SplitQueueDevice,
-  SplitQueueDriver,
-  VIRTQ_DESC_F_INDIRECT as INDIRECT,
-  VIRTQ_DESC_F_NEXT as NEXT,
-  VIRTQ_DESC_F_WRITE as WRITE,
-  VQ_ERROR_CODES,
-  VirtqueueError,
-  type VirtqueueErrorCode,
-} from '../src/index.js';
-import { MiniDevice } from './support/mini-device.js';
-import { MiniDriver } from './support/mini-driver.js';
-import { type RawDesc, type Segment, at, ringRig, segmentsOf } from './support/split-ring.js';
+import { VirtqueueError, type VirtqueueErrorCode } from '../src/index.js';
+import { VQ_ERROR_CODES } from '../src/errors.js';
+import { ChainReader, ChainWriter } from '../src/ring/chain-io.js';
+import { SplitQueueDevice } from '../src/ring/split-device.js';
+import { SplitQueueDriver } from '../src/ring/split-driver.js';
+import { VIRTQ_DESC_F_INDIRECT as INDIRECT, VIRTQ_DESC_F_NEXT as NEXT, VIRTQ_DESC_F_WRITE as WRITE } from '../src/spec/ring.js';
+import { MiniDevice } from '../src/testing/mini-device.js';
+import { MiniDriver } from '../src/testing/mini-driver.js';
+import { type RawDesc, type Segment, at, ringRig, segmentsOf } from '../src/testing/split-ring.js';
 
 /** Guest memory is [MEM, END): addresses below and above it are both reachable mistakes. */
 const MEM = 0x10000;

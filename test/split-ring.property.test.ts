@@ -5,8 +5,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type DescriptorChain, type QueueState, SplitQueueDevice, SplitQueueDriver, needEvent } from '../src/index.js';
-import { type RingRig, at, indirectTables, passedEvent, ringRig, segmentsOf } from './support/split-ring.js';
+import type { DescriptorChain } from '../src/ring/chain.js';
+import { needEvent } from '../src/ring/event-idx.js';
+import type { QueueState } from '../src/ring/queue-state.js';
+import { SplitQueueDevice } from '../src/ring/split-device.js';
+import { SplitQueueDriver } from '../src/ring/split-driver.js';
+import { type RingRig, at, indirectTables, passedEvent, ringRig, segmentsOf } from '../src/testing/split-ring.js';
 
 const MAX_ENTRIES = 4;
 const KINDS = ['add', 'fill', 'publish', 'pop', 'complete', 'publishUsed', 'reap', 'notifyOn', 'notifyOff', 'irqOn', 'irqOff'] as const;

@@ -6,11 +6,12 @@
  * and rebuilds packets from the used ring.
  */
 import { describe, expect, it } from 'vitest';
-import { type NetRxPacket, RX_NO_BUFFERS, RX_TOO_BIG, type RxBufferMode } from '../src/virtskb/index.js';
+import type { NetRxPacket } from '../src/net/net-rx-packet.js';
+import { RX_NO_BUFFERS, RX_TOO_BIG, type RxBufferMode } from '../src/virtskb/index.js';
 import { type NetHdrFields, SpecRxDevice, encodeHeader } from './support/virtskb-device.js';
 import { SpecRxDriver } from './support/virtskb-driver.js';
 import { firstDiff, recvRig, ringSnapshot, writerRig } from './support/virtskb-rig.js';
-import { pattern } from './support/split-ring.js';
+import { pattern } from '../src/testing/split-ring.js';
 
 const fieldsFor = (i: number): NetHdrFields => ({
   flags: (i * 3) & 7,

@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, VirtqueueError } from '../src/index.js';
 import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, type RxBufferMode } from '../src/virtskb/index.js';
-import type { MiniChain } from './support/mini-device.js';
-import { MiniDriver } from './support/mini-driver.js';
-import { at, pattern } from './support/split-ring.js';
+import type { MiniChain } from '../src/testing/mini-device.js';
+import { MiniDriver } from '../src/testing/mini-driver.js';
+import { at, pattern } from '../src/testing/split-ring.js';
 import { SpecRxDevice, encodeHeader } from './support/virtskb-device.js';
 import { SpecRxDriver } from './support/virtskb-driver.js';
 import { type RecvRig, firstDiff, recvRig, ringSnapshot, writerRig } from './support/virtskb-rig.js';

@@ -4,26 +4,10 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  F_INDIRECT_DESC,
-  F_VERSION_1,
-  NET_F_CSUM,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_ECN,
-  NET_F_GUEST_TSO4,
-  NET_F_GUEST_TSO6,
-  NET_F_GUEST_UFO,
-  NET_F_GUEST_USO4,
-  NET_F_GUEST_USO6,
-  NET_F_HOST_TSO4,
-  NET_F_HOST_UFO,
-  NET_F_HOST_USO,
-  NET_F_MRG_RXBUF,
-  NET_F_MTU,
-  featureSet,
-  hasFeature,
-} from '../src/index.js';
-import { type RxBufferMode, netHdrSize, netRecvConfig, recvLayout, recvPoolSize, rxBufferMode } from '../src/virtskb/index.js';
+import { featureSet, hasFeature } from '../src/index.js';
+import { F_INDIRECT_DESC, F_VERSION_1, NET_F_CSUM, NET_F_GUEST_CSUM, NET_F_GUEST_ECN, NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, NET_F_GUEST_UFO, NET_F_GUEST_USO4, NET_F_GUEST_USO6, NET_F_HOST_TSO4, NET_F_HOST_UFO, NET_F_HOST_USO, NET_F_MRG_RXBUF, NET_F_MTU } from '../src/spec/features.js';
+import { netHdrSize, netRecvConfig, rxBufferMode } from '../src/net/recv-config.js';
+import { type RxBufferMode, recvLayout, recvPoolSize } from '../src/virtskb/index.js';
 
 const GSO = [NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, NET_F_GUEST_ECN, NET_F_GUEST_UFO, NET_F_GUEST_USO4, NET_F_GUEST_USO6];
 

@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RX_NO_BUFFERS, type RxBufferMode, recvLayout } from '../src/virtskb/index.js';
-import { pattern } from './support/split-ring.js';
+import { pattern } from '../src/testing/split-ring.js';
 import { firstDiff, recvRig, ringSnapshot } from './support/virtskb-rig.js';
 
 const HDR = 12;

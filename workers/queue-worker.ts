@@ -4,8 +4,8 @@
  * its pool closes.
  */
 import { workerData } from 'node:worker_threads';
-import { queueHandler } from '../src/worker/queue-handlers.js';
 import { QueueThread } from '../src/worker/queue-thread.js';
 import type { QueueThreadData } from '../src/worker/queue-worker-data.js';
+import { queueHandler } from './queue-handlers.js';
 
 new QueueThread(workerData as QueueThreadData, queueHandler);

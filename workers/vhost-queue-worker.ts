@@ -10,9 +10,9 @@ import { KickPollWait } from '../src/vhost-user/kick-poll-wait.js';
 import { signalEventfd, viewOf } from '../src/vhost-user/libc.js';
 import type { VhostQueueWorkerData } from '../src/vhost-user/vhost-queue-data.js';
 import { NOTIFY_PAGE_BYTES } from '../src/vhost-user/vring.js';
-import { queueHandler } from '../src/worker/queue-handlers.js';
 import { QueueThread } from '../src/worker/queue-thread.js';
 import type { QueueThreadData } from '../src/worker/queue-worker-data.js';
+import { queueHandler } from './queue-handlers.js';
 
 const thread = workerData as QueueThreadData;
 if (thread.wakeFd === undefined) throw new Error('a vhost-user ring thread needs its wake eventfd');

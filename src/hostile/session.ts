@@ -165,10 +165,16 @@ export class HostileSession {
     return true;
   }
 
-  /** A counter of queue `q` (picked from queueStats) as an expectation measured from now. */
-  counter(name: string, q: number, pick: (s: QueueStats) => number, bounds: { min?: number; max?: number } = {}): ExpectedCounter {
-    const before = pick(this.device.queueStats(q));
-    return { name: `queue ${q} ${name}`, delta: () => pick(this.device.queueStats(q)) - before, ...bounds };
+  /**
+   * A counter of queue `q` (picked from queueStats) as an expectation
+   * measured from now. `T` is the snapshot of the target's device
+   * (NetQueueStats, VsockQueueStats) when `pick` reads its own counters.
+   */
+  counter<T extends QueueStats = QueueStats>(name: string, q: number, pick: (s: T) => number, bounds: { min?: number; max?: number } = {}): ExpectedCounter {
+    // The case names the device kind it applies to, so its snapshot is a T.
+    const read = (): number => pick(this.device.queueStats(q) as T);
+    const before = read();
+    return { name: `queue ${q} ${name}`, delta: () => read() - before, ...bounds };
   }
 
   /** Copy `bytes` into a fresh buffer in guest memory; returns its guest address. */

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { SocketLinkStats } from '../backends/socket-link.js';
 import type { VxlanStats } from '../backends/vxlan-uplink.js';
 import type { VirtqueueErrorCode } from '../errors.js';
-import type { QueueStats } from '../stats/queue-stats.js';
+import type { NetQueueStats } from '../net/net-counters.js';
 import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats, LabVhostUserStats } from './lab.js';
 import { type LabHostReport, type LabHosts, startLabHosts } from './lab-hosts.js';
 import type { LabNetnsStats } from './lab-netns.js';
@@ -207,7 +207,7 @@ export function labRunReport(t: LabTopology, stats: LabStats, traffic: { flows: 
 }
 
 /** Frames a queue dropped, whatever the reason. */
-function drops(s: QueueStats): number {
+function drops(s: NetQueueStats): number {
   return s.dropsTooBig + s.dropsMalformed + s.dropsBadHeader + s.dropsFiltered;
 }
 

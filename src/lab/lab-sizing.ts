@@ -3,7 +3,8 @@ import { NET_CTRL_BUFFER_BYTES } from '../net/ctrl/index.js';
 import { TX_HEADER_AT } from '../net/net-pair-driver.js';
 import { F_INDIRECT_DESC, type FeatureSet, hasFeature } from '../spec/features.js';
 import { splitAvailBytes, splitDescBytes, splitUsedBytes } from '../spec/ring.js';
-import { netRecvConfig, recvPoolSize } from '../virtskb/index.js';
+import { netRecvConfig } from '../net/recv-config.js';
+import { recvPoolSize } from '../virtskb/index.js';
 
 /**
  * How big a lab's SharedArena must be. A lab allocates its arena once, at

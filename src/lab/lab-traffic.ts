@@ -2,7 +2,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidArgumentError } from '../errors.js';
 import { parseMac } from '../net/mac.js';
 import type { NetPairDriver } from '../net/net-pair-driver.js';
-import type { NetRxPacket } from '../virtskb/index.js';
+import type { NetRxPacket } from '../net/net-rx-packet.js';
 import type { Lab } from './lab.js';
 
 /**

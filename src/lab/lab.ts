@@ -22,7 +22,7 @@ import type { NetPairStats } from '../net/net-pair-driver.js';
 import { type WordRef, waitAsync } from '../notify/notify-area.js';
 import { F_RING_PACKED, type FeatureSet, hasFeature } from '../spec/features.js';
 import { ETH_MAX_FRAME, NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
-import type { QueueStats } from '../stats/queue-stats.js';
+import type { NetQueueStats } from '../net/net-counters.js';
 import type { ThreadMapping } from '../transport/thread-mapping.js';
 import { serveVhostUserNet } from '../vhost-user/devices.js';
 import type { VhostUserDisconnect, VhostUserServer } from '../vhost-user/server.js';
@@ -78,7 +78,7 @@ export interface LabTapOptions extends Omit<TapOptions, 'port'> {
 export interface LabNicStats {
   mac: string;
   /** Device side, by queue pair (written by the queue workers). */
-  queues: { rx: QueueStats; tx: QueueStats }[];
+  queues: { rx: NetQueueStats; tx: NetQueueStats }[];
   /** The lab's driver, by queue pair. */
   driver: NetPairStats[];
 }
@@ -124,7 +124,7 @@ export interface LabVhostUserStats {
   /** Why the last front end went away (its socket closed, a malformed message, the lab closing). */
   lastDisconnect?: string;
   /** Device side, by queue pair. */
-  queues: { rx: QueueStats; tx: QueueStats }[];
+  queues: { rx: NetQueueStats; tx: NetQueueStats }[];
   /** The current (or last) front end's negotiation, undefined before any connected. */
   session: SessionSummary | undefined;
 }

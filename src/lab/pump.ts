@@ -10,7 +10,7 @@ import { parseMac } from '../net/mac.js';
 import { VirtioNetDevice } from '../net/net-device.js';
 import { NET_DEFAULT_FEATURES, newInterruptWord, setupNetDriver } from '../net/net-driver.js';
 import { NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
-import type { QueueStats } from '../stats/queue-stats.js';
+import type { NetQueueStats } from '../net/net-counters.js';
 import { QueueThreadPool } from '../transport/queue-thread-pool.js';
 import type { ThreadMapping } from '../transport/thread-mapping.js';
 import { workerFile } from '../transport/worker-file.js';
@@ -152,8 +152,8 @@ export interface PumpResult {
   cores: number;
   node: string;
   /** Device counters of a's transmit queues and b's receive queues, by pair. */
-  txQueues: QueueStats[];
-  rxQueues: QueueStats[];
+  txQueues: NetQueueStats[];
+  rxQueues: NetQueueStats[];
   /** Frames received per pair. */
   perPair: number[];
 }

@@ -8,3 +8,6 @@ export * from './ctrl/index.js';
 export * from './net-pair-driver.js';
 export { NetTxQueue, type NetTxParams } from './net-tx-queue.js';
 export { NetRxQueue, type NetRxParams } from './net-rx-queue.js';
+export { BAD_HEADER_REASONS, NET_QUEUE_COUNTERS, type BadHeaderReason, type NetQueueStats } from './net-counters.js';
+export * from './recv-config.js';
+export { NetRxPacket } from './net-rx-packet.js';

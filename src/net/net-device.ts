@@ -50,17 +50,17 @@ import {
   netTxQueue,
 } from '../spec/net.js';
 import { DEVICE_ID_NET } from '../spec/status.js';
-import type { QueueStats } from '../stats/queue-stats.js';
 import { ConfigSpace } from '../transport/config-space.js';
 import type { DeviceModel, QueueWorkerSpec } from '../transport/device-model.js';
 import { VirtioDevice, type VirtioDeviceOptions } from '../transport/virtio-device.js';
 import { NetCtrlQueue, type NetCtrlTarget, RxFilterTable } from './ctrl/index.js';
 import { formatMac, parseMac, randomMac } from './mac.js';
+import { NET_QUEUE_COUNTERS, type NetQueueStats } from './net-counters.js';
 import type { NetRxParams } from './net-rx-queue.js';
 import { rxOffloads } from './rx-offloads.js';
+import { ETH_DATA_LEN, netHdrSize, rxBufferMode } from './recv-config.js';
 import type { NetTxParams } from './net-tx-queue.js';
 import { txOffloads } from './tx-header.js';
-import { ETH_DATA_LEN, netHdrSize, rxBufferMode } from '../virtskb/index.js';
 
 /** Everything this virtio-net device can do; a driver accepts what it wants of it. */
 export const NET_DEVICE_FEATURES: FeatureSet = featureSet(
@@ -99,7 +99,7 @@ export const NET_DEVICE_FEATURES: FeatureSet = featureSet(
 /** What VirtioNetDevice.netStats() reports. */
 export interface NetDeviceStats {
   /** Per queue pair: its receive and transmit queue counters. */
-  pairs: Array<{ rx: QueueStats; tx: QueueStats }>;
+  pairs: Array<{ rx: NetQueueStats; tx: NetQueueStats }>;
   rxPackets: number;
   rxBytes: number;
   txPackets: number;
@@ -139,8 +139,12 @@ export interface NetDeviceOptions extends VirtioDeviceOptions {
   controlQueue?: 'device' | 'front-end';
 }
 
-class NetModel implements DeviceModel, NetCtrlTarget {
+/** The queue-thread handler kinds of virtio-net's data queues, with their parameters. */
+export type NetQueueKinds = { 'net-rx': NetRxParams; 'net-tx': NetTxParams };
+
+class NetModel implements DeviceModel<NetQueueKinds, typeof NET_QUEUE_COUNTERS>, NetCtrlTarget {
   readonly deviceId = DEVICE_ID_NET;
+  readonly counters = NET_QUEUE_COUNTERS;
   readonly numQueues: number;
   readonly config = new ConfigSpace(NET_CFG_SIZE);
   /** How many receive queues are in use: 1 until VQ_PAIRS_SET (5.1.6.5.5). Read by senders. */
@@ -187,7 +191,7 @@ class NetModel implements DeviceModel, NetCtrlTarget {
     return q === 2 * this.pairsIn(negotiated) && hasFeature(negotiated, NET_F_CTRL_VQ);
   }
 
-  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined {
+  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec<NetQueueKinds> | undefined {
     this.negotiated = negotiated;
     const pairs = this.pairsIn(negotiated);
     if (q === 2 * pairs) {
@@ -249,7 +253,7 @@ class NetModel implements DeviceModel, NetCtrlTarget {
  * MAC, link status, max_virtqueue_pairs and MTU. Attach it to a port (a link
  * or a switch) before the driver sets DRIVER_OK.
  */
-export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
+export class VirtioNetDevice extends VirtioDevice<typeof NET_QUEUE_COUNTERS> implements PortAttachable {
   private readonly net: NetModel;
   readonly queuePairs: number;
 
@@ -329,7 +333,7 @@ export class VirtioNetDevice extends VirtioDevice implements PortAttachable {
    */
   netStats(): NetDeviceStats {
     const pairs = Array.from({ length: this.queuePairs }, (_, p) => ({ rx: this.queueStats(netRxQueue(p)), tx: this.queueStats(netTxQueue(p)) }));
-    const sum = (pick: (s: { rx: QueueStats; tx: QueueStats }) => number): number => pairs.reduce((n, s) => n + pick(s), 0);
+    const sum = (pick: (s: { rx: NetQueueStats; tx: NetQueueStats }) => number): number => pairs.reduce((n, s) => n + pick(s), 0);
     const ctrl = this.net.ctrlQueue;
     return {
       pairs,

@@ -25,7 +25,8 @@ import { ETH_MAX_FRAME, NET_CFG_MAC, NET_CFG_MTU, NET_HDR_SIZE, netRxQueue, netT
 import { STATUS_DEVICE_NEEDS_RESET } from '../spec/status.js';
 import { PciCommonConfig } from '../transport/pci-common-config.js';
 import { PciDriver } from '../transport/pci-driver.js';
-import { type RecvPoolSpec, allocRecvPool, netRecvConfig, recvPoolSize } from '../virtskb/index.js';
+import { type RecvPoolSpec, allocRecvPool, recvPoolSize } from '../virtskb/index.js';
+import { netRecvConfig } from './recv-config.js';
 import { NET_CTRL_BUFFER_BYTES, type NetCtrlBufferSpec, NetCtrlDriver } from './ctrl/index.js';
 import { formatMac } from './mac.js';
 import type { VirtioNetDevice } from './net-device.js';

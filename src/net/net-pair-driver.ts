@@ -5,7 +5,9 @@ import { createQueueDriver } from '../ring/create-queue.js';
 import type { VirtqDriver } from '../ring/virtqueue.js';
 import type { FeatureSet } from '../spec/features.js';
 import { NET_HDR_SIZE } from '../spec/net.js';
-import { NetRxPacket, RecvBuffers, netRecvConfig } from '../virtskb/index.js';
+import { RecvBuffers } from '../virtskb/index.js';
+import { NetRxPacket } from './net-rx-packet.js';
+import { netRecvConfig } from './recv-config.js';
 import type { NetPairSpec } from './net-driver.js';
 import type { NetHdr } from './offload/index.js';
 

@@ -8,20 +8,12 @@ import {
   NET_HDR_NUM_BUFFERS,
   NET_HDR_SIZE,
 } from '../spec/net.js';
-import {
-  BAD_HEADER_REASONS,
-  C_BYTES,
-  C_CHAINS,
-  C_DROPS_BAD_HEADER,
-  C_DROPS_FILTERED,
-  C_DROPS_TOO_BIG,
-  C_SEGMENTS,
-  badHeaderField,
-} from '../stats/queue-stats.js';
+import { C_BYTES, C_CHAINS, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
 import { VirtqueueError } from '../errors.js';
 import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, type RxBufferMode, RxWriter } from '../virtskb/index.js';
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
 import { RxFilterTable } from './ctrl/rx-filter.js';
+import { BAD_HEADER_REASONS, C_DROPS_BAD_HEADER, C_DROPS_FILTERED, C_SEGMENTS, badHeaderField } from './net-counters.js';
 import { NetHdr, OffloadEngine } from './offload/index.js';
 import { RX_CSUM, rxTakesGso } from './rx-offloads.js';
 
@@ -96,8 +88,8 @@ export class NetRxQueue implements QueueHandler {
   private segStop = SEG_GOING;
   private segResume = 0;
 
-  constructor(private readonly ctx: HandlerContext) {
-    this.p = ctx.params as NetRxParams;
+  constructor(private readonly ctx: HandlerContext<NetRxParams>) {
+    this.p = ctx.params;
     this.inputs = this.p.inputs.map((c) => new PortChannelConsumer(c));
     this.filterSeen = new Float64Array(this.inputs.length).fill(-1);
     this.writer = new RxWriter(ctx.device, { mode: this.p.mode, hdrSize: this.p.hdrSize, numBuffersAt: NET_HDR_NUM_BUFFERS });

@@ -4,8 +4,9 @@ import { SteeredOutput } from '../backends/steered-output.js';
 import type { DescriptorChain } from '../ring/chain.js';
 import { ChainReader } from '../ring/chain-io.js';
 import { NET_HDR_NUM_BUFFERS } from '../spec/net.js';
-import { C_BYTES, C_CHAINS, C_DROPS_BAD_HEADER, C_DROPS_MALFORMED, C_DROPS_TOO_BIG, badHeaderField } from '../stats/queue-stats.js';
+import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
+import { C_DROPS_BAD_HEADER, badHeaderField } from './net-counters.js';
 import { txHeaderProblem } from './tx-header.js';
 
 /** Chains moved per batch: one used-index store and one channel publish each. */
@@ -47,8 +48,8 @@ export class NetTxQueue implements QueueHandler {
   private blockedOn: PortChannelProducer | undefined;
   private blocked = 0;
 
-  constructor(private readonly ctx: HandlerContext) {
-    this.p = ctx.params as NetTxParams;
+  constructor(private readonly ctx: HandlerContext<NetTxParams>) {
+    this.p = ctx.params;
     this.out = new SteeredOutput(this.p.output);
     this.chain = ctx.device.newChain();
     this.statBase = ctx.stats.base(ctx.queue);

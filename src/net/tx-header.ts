@@ -23,7 +23,7 @@ import {
   NET_HDR_GSO_UDP_L4,
   NET_HDR_HDR_LEN,
 } from '../spec/net.js';
-import { BAD_HEADER_REASONS, type BadHeaderReason } from '../stats/queue-stats.js';
+import { BAD_HEADER_REASONS, type BadHeaderReason } from './net-counters.js';
 
 /** Offloads a driver may ask for on transmit, as bits of one number (no bigint per packet). */
 export const TX_CSUM = 1;

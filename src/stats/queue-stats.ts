@@ -1,4 +1,4 @@
-import { VQ_ERROR_CODES, type VirtqueueErrorCode } from '../errors.js';
+import { VQ_ERROR_CODES, VirtioLabError, type VirtqueueErrorCode } from '../errors.js';
 
 /**
  * Per-queue counters in shared memory. The queue's worker is the only writer
@@ -6,75 +6,74 @@ import { VQ_ERROR_CODES, type VirtqueueErrorCode } from '../errors.js';
  * seen a batch's effect (an Atomics load of the index) sees it counted.
  * Float64 so counters never wrap; aligned 8-byte stores do not tear on the
  * 64-bit hosts Node runs on.
+ *
+ * Every queue has the counters below and one per VirtqueueError code; a
+ * device names the rest in its CounterSchema, and this module only lays
+ * them out: [common][error codes][the schema's counters][each reason group].
  */
 export const QUEUE_COUNTERS = [
   'chains',
   'bytes',
   'interrupts',
   'sleeps',
+  /** Items the device cannot carry whole (larger than anything the peer can take). */
   'dropsTooBig',
+  /** Items whose structure is broken (too short, lengths that do not add up). */
   'dropsMalformed',
-  /** Frames whose virtio_net_hdr asks for something not negotiated or not possible (by reason below). */
-  'dropsBadHeader',
-  /** Frames the receive filter (rx mode, MAC table, VLAN) turned away. */
-  'dropsFiltered',
-  /** Wire frames made by segmenting GSO frames for a receiver without the GUEST_* feature. */
-  'segments',
   'errors',
 ] as const;
 export type QueueCounter = (typeof QUEUE_COUNTERS)[number];
 
-/** Why a frame's virtio_net_hdr was refused (5.1.6.2.1, 5.1.6.2.2); each counted under dropsBadHeader too. */
-export const BAD_HEADER_REASONS = [
-  /** DATA_VALID or RSC_INFO set on transmit, or unknown flag bits. */
-  'txFlags',
-  /** NEEDS_CSUM without VIRTIO_NET_F_CSUM. */
-  'csumNotNegotiated',
-  /** csum_start + csum_offset + 2 beyond the frame. */
-  'csumRange',
-  /** A gso_type (or the ECN bit) whose HOST_* feature was not negotiated, or an unknown gso_type. */
-  'gsoNotNegotiated',
-  /** GSO without NEEDS_CSUM. */
-  'gsoWithoutCsum',
-  /** gso_size 0 on a GSO frame. */
-  'gsoSize',
-  /** hdr_len larger than the frame. */
-  'hdrLen',
-  /** A frame larger than the MTU allows, without GSO. */
-  'overMtu',
-  /** The receiver could not carry out the offload (unparseable packet, protocol mismatch). */
-  'offloadFailed',
-] as const;
-export type BadHeaderReason = (typeof BAD_HEADER_REASONS)[number];
-
 /**
- * Why a virtio-vsock transmit queue dropped a packet (5.10.6); each counted
- * under dropsMalformed too. Only structural checks: the packet's op, type
- * and connection are the host stack's to judge (it answers RST).
+ * What a device counts on each of its queues beyond QUEUE_COUNTERS: named
+ * counters, and groups of reasons (one counter per reason; a snapshot lists
+ * a group as the reasons seen). Plain data: it travels to the queue threads.
  */
-export const VSOCK_DROP_REASONS = [
-  /** Fewer device-readable bytes than the 44-byte virtio_vsock_hdr. */
-  'shortHeader',
-  /** hdr.len larger than the readable bytes after the header. */
-  'lenBeyondBuffer',
-  /** hdr.len larger than VSOCK_MAX_PKT_PAYLOAD. */
-  'lenTooLarge',
-  /** src_cid is not the guest's CID (Linux vhost drops these too). */
-  'wrongSrcCid',
-  /** dst_cid is not VSOCK_CID_HOST. */
-  'wrongDstCid',
-] as const;
-export type VsockDropReason = (typeof VSOCK_DROP_REASONS)[number];
+export interface CounterSchema {
+  readonly counters: readonly string[];
+  readonly reasons: { readonly [group: string]: readonly string[] };
+}
 
-const FIELDS = QUEUE_COUNTERS.length + VQ_ERROR_CODES.length + BAD_HEADER_REASONS.length + VSOCK_DROP_REASONS.length;
+/** A device without counters of its own. */
+export const NO_DEVICE_COUNTERS: CounterSchema = { counters: [], reasons: {} };
 
-/** Index of a counter in a queue's slot. */
+/** The snapshot fields a schema adds: a number per counter, a partial map per reason group. */
+type DeviceCounts<S extends CounterSchema> = string extends S['counters'][number]
+  ? unknown // a schema not known at compile time: only the common fields are typed
+  : { [C in S['counters'][number]]: number } & { [G in keyof S['reasons']]: Partial<Record<S['reasons'][G][number], number>> };
+
+/** A snapshot of one queue's counters: the common ones, errors by code, and those of schema `S`. */
+export type QueueStats<S extends CounterSchema = CounterSchema> = Record<QueueCounter, number> & {
+  errorsByCode: Partial<Record<VirtqueueErrorCode, number>>;
+} & DeviceCounts<S>;
+
+const COMMON_FIELDS = QUEUE_COUNTERS.length + VQ_ERROR_CODES.length;
+
+/** Index of a common counter in a queue's slot. */
 export const counter = (name: QueueCounter): number => QUEUE_COUNTERS.indexOf(name);
 const errorField = (code: VirtqueueErrorCode): number => QUEUE_COUNTERS.length + VQ_ERROR_CODES.indexOf(code);
-/** Index of a bad-header reason's counter in a queue's slot (reason = index in BAD_HEADER_REASONS). */
-export const badHeaderField = (reason: number): number => QUEUE_COUNTERS.length + VQ_ERROR_CODES.length + reason;
-/** Index of a vsock drop reason's counter in a queue's slot (reason = index in VSOCK_DROP_REASONS). */
-export const vsockDropField = (reason: number): number => QUEUE_COUNTERS.length + VQ_ERROR_CODES.length + BAD_HEADER_REASONS.length + reason;
+
+/** Index of the schema's counter `name` in a queue's slot (computed once, at module load or setup). */
+export function deviceCounter<S extends CounterSchema>(schema: S, name: S['counters'][number]): number {
+  const i = schema.counters.indexOf(name);
+  if (i < 0) throw new VirtioLabError('UNKNOWN_COUNTER', `the counter schema has no counter "${name}"`);
+  return COMMON_FIELDS + i;
+}
+
+/** Index of the first reason of `group` in a queue's slot: add the reason's index in its group. */
+export function reasonBase<S extends CounterSchema>(schema: S, group: keyof S['reasons'] & string): number {
+  let at = COMMON_FIELDS + schema.counters.length;
+  for (const [name, reasons] of Object.entries(schema.reasons)) {
+    if (name === group) return at;
+    at += reasons.length;
+  }
+  throw new VirtioLabError('UNKNOWN_COUNTER', `the counter schema has no reason group "${group}"`);
+}
+
+/** Counters in one queue's slot under `schema`. */
+function slotFields(schema: CounterSchema): number {
+  return Object.values(schema.reasons).reduce((n, r) => n + r.length, COMMON_FIELDS + schema.counters.length);
+}
 
 export const C_CHAINS = counter('chains');
 export const C_BYTES = counter('bytes');
@@ -82,34 +81,28 @@ export const C_INTERRUPTS = counter('interrupts');
 export const C_SLEEPS = counter('sleeps');
 export const C_DROPS_TOO_BIG = counter('dropsTooBig');
 export const C_DROPS_MALFORMED = counter('dropsMalformed');
-export const C_DROPS_BAD_HEADER = counter('dropsBadHeader');
-export const C_DROPS_FILTERED = counter('dropsFiltered');
-export const C_SEGMENTS = counter('segments');
 export const C_ERRORS = counter('errors');
 
-/** A snapshot of one queue's counters. */
-export type QueueStats = Record<QueueCounter, number> & {
-  errorsByCode: Partial<Record<VirtqueueErrorCode, number>>;
-  badHeaderByReason: Partial<Record<BadHeaderReason, number>>;
-  /** virtio-vsock transmit drops by reason (only reasons seen). */
-  vsockDropsByReason: Partial<Record<VsockDropReason, number>>;
-};
-
-/** Counters of every queue of one device, in one SharedArrayBuffer. */
+/** Counters of every queue of one device, in one SharedArrayBuffer, laid out by the device's schema. */
 export class StatsBlock {
   readonly f64: Float64Array;
+  private readonly fields: number;
 
-  static create(queues: number): StatsBlock {
-    return new StatsBlock(new SharedArrayBuffer(8 * FIELDS * queues));
+  static create(queues: number, schema: CounterSchema): StatsBlock {
+    return new StatsBlock(new SharedArrayBuffer(8 * slotFields(schema) * queues), schema);
   }
 
-  constructor(readonly buffer: SharedArrayBuffer) {
+  constructor(
+    readonly buffer: SharedArrayBuffer,
+    readonly schema: CounterSchema,
+  ) {
     this.f64 = new Float64Array(buffer);
+    this.fields = slotFields(schema);
   }
 
-  /** Index of queue `q`'s first counter: add counter(...) to it. */
+  /** Index of queue `q`'s first counter: add counter(...), deviceCounter(...) or a reason's field to it. */
   base(q: number): number {
-    return q * FIELDS;
+    return q * this.fields;
   }
 
   countError(q: number, code: VirtqueueErrorCode): void {
@@ -117,26 +110,31 @@ export class StatsBlock {
     this.f64[this.base(q) + errorField(code)]++;
   }
 
+  /** Queue `q`'s counters; a caller that knows the schema reads them as QueueStats of it. */
   snapshot(q: number): QueueStats {
     const b = this.base(q);
-    const out = { errorsByCode: {}, badHeaderByReason: {}, vsockDropsByReason: {} } as QueueStats;
+    const out: Record<string, unknown> = {};
     QUEUE_COUNTERS.forEach((name, i) => (out[name] = this.f64[b + i]));
+    const errorsByCode: Partial<Record<VirtqueueErrorCode, number>> = {};
     for (const code of VQ_ERROR_CODES) {
       const n = this.f64[b + errorField(code)];
-      if (n !== 0) out.errorsByCode[code] = n;
+      if (n !== 0) errorsByCode[code] = n;
     }
-    BAD_HEADER_REASONS.forEach((reason, i) => {
-      const n = this.f64[b + badHeaderField(i)];
-      if (n !== 0) out.badHeaderByReason[reason] = n;
-    });
-    VSOCK_DROP_REASONS.forEach((reason, i) => {
-      const n = this.f64[b + vsockDropField(i)];
-      if (n !== 0) out.vsockDropsByReason[reason] = n;
-    });
-    return out;
+    out.errorsByCode = errorsByCode;
+    let at = b + COMMON_FIELDS;
+    for (const name of this.schema.counters) out[name] = this.f64[at++];
+    for (const [group, reasons] of Object.entries(this.schema.reasons)) {
+      const seen: Record<string, number> = {};
+      for (const reason of reasons) {
+        const n = this.f64[at++];
+        if (n !== 0) seen[reason] = n;
+      }
+      out[group] = seen;
+    }
+    return out as QueueStats;
   }
 
   clear(q: number): void {
-    this.f64.fill(0, this.base(q), this.base(q) + FIELDS);
+    this.f64.fill(0, this.base(q), this.base(q) + this.fields);
   }
 }

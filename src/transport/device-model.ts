@@ -1,20 +1,26 @@
 import type { FeatureSet } from '../spec/features.js';
-import type { HandlerFactory } from '../worker/queue-handler.js';
+import type { CounterSchema } from '../stats/queue-stats.js';
+import type { HandlerFactory, HandlerKinds } from '../worker/queue-handler.js';
 import type { ConfigSpace } from './config-space.js';
 
 /**
- * How a queue runs: on its own worker thread with the handler registered
- * under `kind` (the data path), or inline on the control plane's thread with
- * `inline` (a control queue).
+ * How a queue runs: on its queue thread with the handler registered under
+ * `kind` (the data path), with that kind's parameters from `K` (a
+ * HandlerKinds map), or inline on the control plane's thread with `inline`
+ * (a control queue).
  */
-export type QueueWorkerSpec = { kind: string; params: unknown } | { inline: HandlerFactory; params?: unknown };
+export type QueueWorkerSpec<K extends HandlerKinds = Record<string, unknown>> =
+  | { [Kind in keyof K & string]: { kind: Kind; params: K[Kind] } }[keyof K & string]
+  | { inline: HandlerFactory; params?: unknown };
 
 /**
  * What makes a VirtioDevice a particular device: its id, offered features,
  * queues, config space and queue handlers. The transport (status machine,
- * negotiation, queue setup, workers) is shared by every device type.
+ * negotiation, queue setup, workers) is shared by every device type. `K`
+ * maps the handler kinds its queues name to their parameters; `S` names the
+ * counters its queues keep beyond the common ones.
  */
-export interface DeviceModel {
+export interface DeviceModel<K extends HandlerKinds = Record<string, unknown>, S extends CounterSchema = CounterSchema> {
   readonly deviceId: number;
   /** Features the device offers (transport bits included). */
   readonly features: FeatureSet;
@@ -22,6 +28,8 @@ export interface DeviceModel {
   /** Largest size of each queue; the driver may choose a smaller power of two. */
   readonly maxQueueSize: number;
   readonly config: ConfigSpace;
+  /** The counters each of its queues keeps beyond QUEUE_COUNTERS. */
+  readonly counters: S;
   /** Why the device refuses this accepted set at FEATURES_OK, or undefined to accept. */
   checkFeatures(accepted: FeatureSet): string | undefined;
   /**
@@ -31,7 +39,7 @@ export interface DeviceModel {
    */
   runsInline?(q: number, negotiated: FeatureSet): boolean;
   /** The handler of queue `q` under the negotiated features; undefined: the queue has none yet. */
-  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined;
+  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec<K> | undefined;
   /** The device was reset (2.4): put device-specific state (filters, active queues) back. */
   onReset?(): void;
 }

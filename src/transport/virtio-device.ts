@@ -21,7 +21,7 @@ import {
   STATUS_FAILED,
   STATUS_FEATURES_OK,
 } from '../spec/status.js';
-import { type QueueStats, StatsBlock } from '../stats/queue-stats.js';
+import { type CounterSchema, type QueueStats, StatsBlock } from '../stats/queue-stats.js';
 import type { DeviceModel } from './device-model.js';
 import { InlineQueueRunner } from './inline-queue-runner.js';
 import type { QueueRunner } from './queue-runner.js';
@@ -94,7 +94,7 @@ const DRIVER_SETTABLE = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK 
  * Events: 'queue-error' (QueueErrorEvent) when a worker finds bad guest data
  * or dies; 'config-interrupt' when it raises a config change.
  */
-export class VirtioDevice extends EventEmitter {
+export class VirtioDevice<S extends CounterSchema = CounterSchema> extends EventEmitter {
   readonly notify: NotifyArea;
   readonly stats: StatsBlock;
   /** Vector of config-change interrupts (config_msix_vector). */
@@ -117,7 +117,7 @@ export class VirtioDevice extends EventEmitter {
   private mem: GuestMemory;
 
   constructor(
-    readonly model: DeviceModel,
+    readonly model: DeviceModel<Record<string, unknown>, S>,
     memory: GuestMemory,
     options: VirtioDeviceOptions = {},
   ) {
@@ -136,7 +136,7 @@ export class VirtioDevice extends EventEmitter {
     if (this.sharedMemoryOnly) checkShared(memory);
     this.mem = memory;
     this.notify = NotifyArea.create(model.numQueues, model.numQueues + 1);
-    this.stats = StatsBlock.create(model.numQueues);
+    this.stats = StatsBlock.create(model.numQueues, model.counters);
     this.slots = Array.from({ length: model.numQueues }, () => this.freshSlot());
     this.vectorTargets = Array.from({ length: this.notify.vectors }, (_, v) => this.ownVector(v));
   }
@@ -483,6 +483,7 @@ export class VirtioDevice extends EventEmitter {
         state: st,
         notify: this.notify.spec,
         stats: this.stats.buffer,
+        counters: this.stats.schema,
         interrupt: target(s.vector),
         configInterrupt: target(this.configVector),
         params: spec.params,
@@ -560,9 +561,10 @@ export class VirtioDevice extends EventEmitter {
   }
 
   /** A snapshot of queue `q`'s counters. */
-  queueStats(q: number): QueueStats {
+  queueStats(q: number): QueueStats<S> {
     this.slot(q);
-    return this.stats.snapshot(q);
+    // The block was laid out from model.counters, which is an S.
+    return this.stats.snapshot(q) as QueueStats<S>;
   }
 
   private configuredState(q: number, features: FeatureSet): QueueState {

@@ -3,8 +3,8 @@
  * (after the Linux RFC "virtio-net: share receive_*() and add_recvbuf_*() with
  * virtio-vsock"): mode selection, the page pool layout, the driver side
  * (RecvBuffers: add_recvbuf_* / receive_*) and the device side (RxWriter).
- * The header is a parameter: virtio_net_hdr decoding is a thin layer
- * (netRecvConfig, NetRxPacket).
+ * The header is a parameter: virtio_net_hdr decoding is net's (netRecvConfig
+ * in net/recv-config.ts, NetRxPacket in net/net-rx-packet.ts).
  */
 export * from './mode.js';
 export * from './layout.js';

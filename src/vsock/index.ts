@@ -6,6 +6,7 @@
  * Firecracker-style Unix-socket muxer (VsockUnixMuxer).
  */
 export * from './vsock-header.js';
+export { VSOCK_DROP_REASONS, VSOCK_QUEUE_COUNTERS, type VsockDropReason, type VsockQueueStats } from './vsock-counters.js';
 export * from './vsock-device.js';
 export * from './vsock-rx-queue.js';
 export * from './vsock-tx-queue.js';

@@ -30,13 +30,13 @@ import {
   VSOCK_RX_QUEUE,
   VSOCK_TX_QUEUE,
 } from '../spec/vsock.js';
-import type { QueueStats, VsockDropReason } from '../stats/queue-stats.js';
 import { ConfigSpace } from '../transport/config-space.js';
 import type { DeviceModel, QueueWorkerSpec } from '../transport/device-model.js';
 import { VirtioDevice, type VirtioDeviceOptions } from '../transport/virtio-device.js';
 import { VsockEventQueue, type VsockEventSource } from './vsock-event-queue.js';
 import { VSOCK_RX_SCRATCH_BYTES, type VsockRxParams } from './vsock-rx-queue.js';
 import type { VsockTxParams } from './vsock-tx-queue.js';
+import { VSOCK_QUEUE_COUNTERS, type VsockDropReason, type VsockQueueStats } from './vsock-counters.js';
 
 /** Everything this virtio-vsock device offers by default; a driver accepts what it wants of it. */
 export const VSOCK_DEVICE_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT_IDX, F_INDIRECT_DESC, F_RING_RESET, F_RING_PACKED, F_IN_ORDER, VSOCK_F_STREAM, VSOCK_F_SEQPACKET, VSOCK_F_MRG_RXBUF);
@@ -116,11 +116,11 @@ export interface VsockTransportResetEvent {
 /** What VirtioVsockDevice.vsockStats() reports. */
 export interface VsockDeviceStats {
   /** Receive queue counters: chains = packets placed (each part of a split packet counts), bytes = payload bytes, segments = parts of split packets. */
-  rx: QueueStats;
+  rx: VsockQueueStats;
   /** Transmit queue counters: chains = chains completed (drops included), bytes = payload bytes forwarded, drops by reason in vsockDropsByReason. */
-  tx: QueueStats;
+  tx: VsockQueueStats;
   /** Event queue counters: chains = events delivered. */
-  event: QueueStats;
+  event: VsockQueueStats;
   /** Packets written into the driver's receive buffers (a split packet counts each part). */
   rxPackets: number;
   /** Payload bytes delivered to the guest. */
@@ -159,8 +159,12 @@ interface VsockPlumbing {
   rxScratch: number;
 }
 
-class VsockModel implements DeviceModel, VsockEventSource {
+/** The queue-thread handler kinds of virtio-vsock's rx and tx queues, with their parameters. */
+export type VsockQueueKinds = { 'vsock-rx': VsockRxParams; 'vsock-tx': VsockTxParams };
+
+class VsockModel implements DeviceModel<VsockQueueKinds, typeof VSOCK_QUEUE_COUNTERS>, VsockEventSource {
   readonly deviceId = DEVICE_ID_VSOCK;
+  readonly counters = VSOCK_QUEUE_COUNTERS;
   /** rx, tx, event (5.10.2). */
   readonly numQueues = 3;
   readonly config = new ConfigSpace(VSOCK_CFG_SIZE);
@@ -186,7 +190,7 @@ class VsockModel implements DeviceModel, VsockEventSource {
     return q === VSOCK_EVENT_QUEUE;
   }
 
-  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec | undefined {
+  queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec<VsockQueueKinds> | undefined {
     const p = this.plumbing;
     switch (q) {
       case VSOCK_RX_QUEUE: {
@@ -235,7 +239,7 @@ class VsockModel implements DeviceModel, VsockEventSource {
  * is called and when the device is reset; besides VirtioDevice's
  * 'queue-error' and 'config-interrupt'.
  */
-export class VirtioVsockDevice extends VirtioDevice {
+export class VirtioVsockDevice extends VirtioDevice<typeof VSOCK_QUEUE_COUNTERS> {
   private readonly vsock: VsockModel;
 
   /**

@@ -2,9 +2,10 @@ import { PortChannelConsumer, type PortChannelSpec, recordNetHdr } from '../back
 import { VirtqueueError } from '../errors.js';
 import { getU32le, putU32le } from '../memory/le-bytes.js';
 import { VSOCK_HDR_FLAGS, VSOCK_HDR_NUM_BUFFERS, VSOCK_HDR_SIZE, VSOCK_HDR_TYPE, VSOCK_SEQ_EOM, VSOCK_SEQ_EOR, VSOCK_TYPE_SEQPACKET } from '../spec/vsock.js';
-import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED, C_DROPS_TOO_BIG, C_SEGMENTS } from '../stats/queue-stats.js';
+import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
 import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, RxWriter } from '../virtskb/rx-writer.js';
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
+import { C_SEGMENTS } from './vsock-counters.js';
 import { setVsockHdrLen, vsockHdrLen } from './vsock-header.js';
 
 /** Packets placed per batch: one used-index store and one channel release each. */
@@ -75,8 +76,8 @@ export class VsockRxQueue implements QueueHandler {
   /** Payload bytes of a packet place() left unfinished, delivered so far. */
   private progress = 0;
 
-  constructor(private readonly ctx: HandlerContext) {
-    this.p = ctx.params as VsockRxParams;
+  constructor(private readonly ctx: HandlerContext<VsockRxParams>) {
+    this.p = ctx.params;
     this.input = new PortChannelConsumer(this.p.input);
     const mergeable = this.p.mode === 'mergeable';
     this.writer = new RxWriter(ctx.device, { mode: this.p.mode, hdrSize: this.p.hdrSize, numBuffersAt: mergeable ? VSOCK_HDR_NUM_BUFFERS : -1 });

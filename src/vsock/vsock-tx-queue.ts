@@ -2,8 +2,9 @@ import { PortChannelProducer, type PortChannelSpec } from '../backends/port-chan
 import type { WordRef } from '../notify/notify-area.js';
 import { ChainReader } from '../ring/chain-io.js';
 import { VSOCK_CID_HOST, VSOCK_HDR_LEN, VSOCK_HDR_SIZE, VSOCK_MAX_PKT_PAYLOAD } from '../spec/vsock.js';
-import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED, VSOCK_DROP_REASONS, type VsockDropReason, vsockDropField } from '../stats/queue-stats.js';
+import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED } from '../stats/queue-stats.js';
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
+import { VSOCK_DROP_REASONS, type VsockDropReason, vsockDropField } from './vsock-counters.js';
 
 /** Chains moved per batch: one used-index store and one channel publish each. */
 const BATCH = 32;
@@ -55,8 +56,8 @@ export class VsockTxQueue implements QueueHandler {
   /** Record frame length the queue waits to have room for; 0 when not blocked. */
   private blocked = 0;
 
-  constructor(private readonly ctx: HandlerContext) {
-    const p = ctx.params as VsockTxParams;
+  constructor(private readonly ctx: HandlerContext<VsockTxParams>) {
+    const p = ctx.params;
     this.out = new PortChannelProducer(p.output);
     this.cidI32 = new Int32Array(p.guestCid.buffer);
     this.cidIndex = p.guestCid.index;

@@ -1,3 +1,4 @@
+import { VirtioLabError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { VirtqDevice } from '../ring/virtqueue.js';
 import type { StatsBlock } from '../stats/queue-stats.js';
@@ -26,8 +27,8 @@ export interface QueueHandler {
   quiesce(): void;
 }
 
-/** What a handler is built from inside its worker. */
-export interface HandlerContext {
+/** What a handler is built from inside its worker; `P` is its kind's parameters. */
+export interface HandlerContext<P = unknown> {
   queue: number;
   memory: GuestMemory;
   device: VirtqDevice;
@@ -35,7 +36,30 @@ export interface HandlerContext {
   /** Raise this queue's interrupt (counted); no-op when the driver set no vector. */
   interrupt(): void;
   /** Handler-specific parameters from the device model (plain data). */
-  params: unknown;
+  params: P;
 }
 
-export type HandlerFactory = (ctx: HandlerContext) => QueueHandler;
+export type HandlerFactory<P = unknown> = (ctx: HandlerContext<P>) => QueueHandler;
+
+/**
+ * A map of handler kinds to the parameters each takes, e.g.
+ * `{ 'net-rx': NetRxParams }`. A device layer declares its own; the worker
+ * entry files join them and register one factory per kind.
+ */
+export type HandlerKinds = object;
+
+/** One factory per kind of `K`, each typed by its kind's parameters. */
+export type HandlerRegistry<K extends HandlerKinds> = { readonly [Kind in keyof K]: HandlerFactory<K[Kind]> };
+
+/**
+ * What a queue thread runs a queue of `kind` with: the registry's factory.
+ * The kind arrives as a string from the control plane; one that is not
+ * registered is an UNKNOWN_QUEUE_KIND error naming it.
+ */
+export function handlerLookup<K extends HandlerKinds>(registry: HandlerRegistry<K>): (kind: string) => HandlerFactory {
+  return (kind) => {
+    if (!Object.hasOwn(registry, kind)) throw new VirtioLabError('UNKNOWN_QUEUE_KIND', `no queue handler named "${kind}"`);
+    // Sound: the device model that named `kind` built its params as K[kind].
+    return registry[kind as keyof K] as HandlerFactory;
+  };
+}

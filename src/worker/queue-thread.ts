@@ -107,7 +107,7 @@ export class QueueThread implements QueueThreadApi {
     const env = this.environment?.(data);
     const memory = env?.memory ?? new GuestMemory(data.memory);
     const device = createQueueDevice(memory, data.state);
-    const stats = new StatsBlock(data.stats);
+    const stats = new StatsBlock(data.stats, data.counters);
     const interruptAt = stats.base(data.queue) + C_INTERRUPTS;
     const target = data.interrupt === null ? null : new Int32Array(data.interrupt.buffer);
     const targetIndex = data.interrupt?.index ?? 0;

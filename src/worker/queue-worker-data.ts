@@ -2,6 +2,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { MemoryRegionSpec } from '../memory/guest-memory.js';
 import type { NotifyAreaSpec, WordRef } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
+import type { CounterSchema } from '../stats/queue-stats.js';
 
 /** Everything one queue starts from on a queue thread: plain data and shared buffers. */
 export interface QueueWorkerData {
@@ -13,6 +14,8 @@ export interface QueueWorkerData {
   /** The queue's device: its status word takes DEVICE_NEEDS_RESET. */
   notify: NotifyAreaSpec;
   stats: SharedArrayBuffer;
+  /** How `stats` is laid out: the device's counter schema. */
+  counters: CounterSchema;
   /** Where this queue's interrupt goes (its MSI-X vector's target), or null for none. */
   interrupt: WordRef | null;
   /** Where config-change interrupts go, or null for none. */

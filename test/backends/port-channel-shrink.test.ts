@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PortChannelConsumer, PortChannelProducer, SharedArena, allocPortChannel } from '../../src/index.js';
+import { PortChannelConsumer, PortChannelProducer, allocPortChannel } from '../../src/backends/port-channel.js';
+import { SharedArena } from '../../src/index.js';
 
 /** A channel whose wake words nobody sleeps on (the test is both ends). */
 function channel(capacity: number, maxFrame: number): { p: PortChannelProducer; c: PortChannelConsumer } {

@@ -5,21 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  DGRAM_BUFFER_BYTES,
-  InvalidArgumentError,
-  type Link,
-  NetSwitch,
-  PortChannelConsumer,
-  SharedArena,
-  SocketLink,
-  type SocketLinkOptions,
-  SteeredOutput,
-  StreamDecoder,
-  allocPortChannel,
-  connectNics,
-  recordNetHdr,
-} from '../../src/index.js';
+import { InvalidArgumentError, type Link, NetSwitch, SharedArena, SocketLink, type SocketLinkOptions, connectNics } from '../../src/index.js';
+import { PortChannelConsumer, allocPortChannel, recordNetHdr } from '../../src/backends/port-channel.js';
+import { StreamDecoder } from '../../src/backends/socket-link-framing.js';
+import { DGRAM_BUFFER_BYTES } from '../../src/backends/socket-link.js';
+import { SteeredOutput } from '../../src/backends/steered-output.js';
 import { BROADCAST, FakeNic, ethFrame, seqOf, tcpFrame, until } from '../support/backend-nic.js';
 import { StreamPeer, frameStream, l4ChecksumOk } from '../support/backend-qemu-peer.js';
 

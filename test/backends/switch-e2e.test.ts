@@ -2,14 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  type Link,
-  NET_DEFAULT_FEATURES,
-  NET_F_GUEST_TSO4,
-  NET_F_HOST_TSO4,
-  NetDriver,
-  NetHdr,
-  featureSet, NetSwitch, SharedArena, VirtioNetDevice, connectNics, newInterruptWord, setupNetDriver } from '../../src/index.js';
+import { type Link, NET_DEFAULT_FEATURES, NetDriver, featureSet, NetSwitch, SharedArena, VirtioNetDevice, connectNics, newInterruptWord, setupNetDriver } from '../../src/index.js';
+import { NetHdr } from '../../src/net/offload/net-hdr.js';
+import { NET_F_GUEST_TSO4, NET_F_HOST_TSO4 } from '../../src/spec/features.js';
 import { BROADCAST, ethFrame, seqOf, tcpFrame, until } from '../support/backend-nic.js';
 import { requireTools, tshark } from '../support/tools.js';
 

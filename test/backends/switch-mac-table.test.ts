@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MacTable } from '../../src/index.js';
+import { MacTable } from '../../src/backends/switch-mac-table.js';
 
 const macBytes = (m: number): Uint8Array => Uint8Array.of(0x52, 0, (m >>> 24) & 0xff, (m >>> 16) & 0xff, (m >>> 8) & 0xff, m & 0xff);
 const macText = (m: number): string => Array.from(macBytes(m), (b) => b.toString(16).padStart(2, '0')).join(':');

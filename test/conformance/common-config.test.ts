@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import * as R from '../../src/index.js';
-import { DeviceStatusError, InvalidArgumentError, PCI_NO_VECTOR, QueueStateError } from '../../src/index.js';
+import { DeviceStatusError, InvalidArgumentError, PciCommonConfig, QueueStateError } from '../../src/index.js';
+import * as R from '../../src/spec/index.js';
+import { PCI_NO_VECTOR } from '../../src/spec/pci.js';
 import { STAGE_DRIVER, STAGE_FEATURES_OK, bringTo, expectRejectedWrite, netRig, readStatus, rejections } from './harness.js';
 
 /** struct virtio_pci_common_cfg (virtio 1.2, 4.1.4.3): [constant, offset, width in bytes]. */
@@ -71,7 +72,7 @@ function queueRig(q = 0, features?: R.FeatureSet) {
 }
 
 /** The per-queue registers of the selected queue, as read through the window. */
-function queueRegisters(pci: R.PciCommonConfig): number[] {
+function queueRegisters(pci: PciCommonConfig): number[] {
   return [24, 26, 28, 32, 36, 40, 44, 48, 52].map((off) => pci.read(off, off >= 32 ? 4 : 2));
 }
 

@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  InvalidArgumentError,
-  NET_CFG_MAC,
-  NET_CFG_MAX_VQ_PAIRS,
-  NET_CFG_MTU,
-  NET_CFG_SIZE,
-  NET_CFG_STATUS,
-  NET_S_LINK_UP,
-  PCI_CONFIG_GENERATION,
-  PCI_CONFIG_MSIX_VECTOR,
-  PCI_NO_VECTOR,
-  type WordRef,
-} from '../../src/index.js';
+import { InvalidArgumentError } from '../../src/index.js';
+import type { WordRef } from '../../src/notify/notify-area.js';
+import { NET_CFG_MAC, NET_CFG_MAX_VQ_PAIRS, NET_CFG_MTU, NET_CFG_SIZE, NET_CFG_STATUS, NET_S_LINK_UP } from '../../src/spec/net.js';
+import { PCI_CONFIG_GENERATION, PCI_CONFIG_MSIX_VECTOR, PCI_NO_VECTOR } from '../../src/spec/pci.js';
 import { STAGES, STAGE_DRIVER_OK, STAGE_FEATURES_OK, TEST_MAC, bringTo, netRig, thrown } from './harness.js';
 
 const generation = (rig: ReturnType<typeof netRig>): number => rig.pci.read(PCI_CONFIG_GENERATION, 1);

@@ -1,24 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  DeviceStatusError,
-  PCI_CONFIG_MSIX_VECTOR,
-  PCI_DEVICE_STATUS,
-  PCI_NO_VECTOR,
-  PCI_QUEUE_DESC,
-  PCI_QUEUE_DEVICE,
-  PCI_QUEUE_DRIVER,
-  PCI_QUEUE_ENABLE,
-  PCI_QUEUE_MSIX_VECTOR,
-  PCI_QUEUE_SELECT,
-  PCI_QUEUE_SIZE,
-  STATUS_ACKNOWLEDGE,
-  STATUS_DEVICE_NEEDS_RESET,
-  STATUS_DRIVER,
-  STATUS_DRIVER_OK,
-  STATUS_FAILED,
-  STATUS_FEATURES_OK,
-  bit,
-} from '../../src/index.js';
+import { DeviceStatusError } from '../../src/index.js';
+import { bit } from '../../src/spec/features.js';
+import { PCI_CONFIG_MSIX_VECTOR, PCI_DEVICE_STATUS, PCI_NO_VECTOR, PCI_QUEUE_DESC, PCI_QUEUE_DEVICE, PCI_QUEUE_DRIVER, PCI_QUEUE_ENABLE, PCI_QUEUE_MSIX_VECTOR, PCI_QUEUE_SELECT, PCI_QUEUE_SIZE } from '../../src/spec/pci.js';
+import { STATUS_ACKNOWLEDGE, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK } from '../../src/spec/status.js';
 import {
   STAGES,
   STAGE_ACK,

@@ -8,31 +8,11 @@
  * start queue workers.
  */
 import { expect } from 'vitest';
-import * as lib from '../../src/index.js';
-import {
-  F_VERSION_1,
-  type FeatureSet,
-  GuestAllocator,
-  type GuestMemory,
-  NET_DEVICE_FEATURES,
-  NET_FEATURE_DEPENDENCIES,
-  type NetDeviceOptions,
-  PCI_DEVICE_FEATURE,
-  PCI_DEVICE_FEATURE_SELECT,
-  PCI_DEVICE_STATUS,
-  PCI_DRIVER_FEATURE,
-  PCI_DRIVER_FEATURE_SELECT,
-  PciCommonConfig,
-  PciDriver,
-  STATUS_ACKNOWLEDGE,
-  STATUS_DRIVER,
-  STATUS_DRIVER_OK,
-  STATUS_FEATURES_OK,
-  SharedArena,
-  VirtioNetDevice,
-  bit,
-  featureSet,
-} from '../../src/index.js';
+import * as lib from '../../src/spec/index.js';
+import { type FeatureSet, GuestAllocator, type GuestMemory, NET_DEVICE_FEATURES, type NetDeviceOptions, PciCommonConfig, PciDriver, SharedArena, VirtioNetDevice, featureSet } from '../../src/index.js';
+import { F_VERSION_1, NET_FEATURE_DEPENDENCIES, bit } from '../../src/spec/features.js';
+import { PCI_DEVICE_FEATURE, PCI_DEVICE_FEATURE_SELECT, PCI_DEVICE_STATUS, PCI_DRIVER_FEATURE, PCI_DRIVER_FEATURE_SELECT } from '../../src/spec/pci.js';
+import { STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../../src/spec/status.js';
 
 /** Bytes of guest memory every rig gets: room for both rings at the maximum size. */
 export const GUEST_BYTES = 1 << 16;

@@ -1,36 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import {
-  DeviceStatusError,
-  F_EVENT_IDX,
-  F_INDIRECT_DESC,
-  F_RING_PACKED,
-  F_VERSION_1,
-  FeatureNegotiationError,
-  InvalidArgumentError,
-  NET_DEVICE_FEATURES,
-  PACKED_DESC_ALIGN,
-  PACKED_EVENT_ALIGN,
-  PACKED_EVENT_SIZE,
-  PACKED_RING_START,
-  PCI_NO_VECTOR,
-  PCI_QUEUE_DESC,
-  PCI_QUEUE_DEVICE,
-  PCI_QUEUE_DRIVER,
-  PCI_QUEUE_ENABLE,
-  PCI_QUEUE_MSIX_VECTOR,
-  PCI_QUEUE_SELECT,
-  PCI_QUEUE_SIZE,
-  QueueStateError,
-  type QueueState,
-  SPLIT_AVAIL_ALIGN,
-  SPLIT_DESC_ALIGN,
-  SPLIT_USED_ALIGN,
-  bit,
-  splitAvailBytes,
-  splitDescBytes,
-  splitUsedBytes,
-  validateQueueState,
-} from '../../src/index.js';
+import { DeviceStatusError, FeatureNegotiationError, InvalidArgumentError, NET_DEVICE_FEATURES, QueueStateError } from '../../src/index.js';
+import { PACKED_RING_START } from '../../src/ring/packed-layout.js';
+import { type QueueState, validateQueueState } from '../../src/ring/queue-state.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_RING_PACKED, F_VERSION_1, bit } from '../../src/spec/features.js';
+import { PCI_NO_VECTOR, PCI_QUEUE_DESC, PCI_QUEUE_DEVICE, PCI_QUEUE_DRIVER, PCI_QUEUE_ENABLE, PCI_QUEUE_MSIX_VECTOR, PCI_QUEUE_SELECT, PCI_QUEUE_SIZE } from '../../src/spec/pci.js';
+import { PACKED_DESC_ALIGN, PACKED_EVENT_ALIGN, PACKED_EVENT_SIZE, SPLIT_AVAIL_ALIGN, SPLIT_DESC_ALIGN, SPLIT_USED_ALIGN, splitAvailBytes, splitDescBytes, splitUsedBytes } from '../../src/spec/ring.js';
 import { GUEST_BYTES, STAGE_DRIVER, STAGE_FEATURES_OK, bringTo, netRig, readStatus } from './harness.js';
 
 /** Guest memory at a non-zero guest address, so that "inside memory" is not "non-negative". */

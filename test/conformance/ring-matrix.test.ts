@@ -14,8 +14,8 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GuestAllocator } from '../../src/memory/index.js';
 import { ChainWriter, type QueueState, createQueueDevice, createQueueDriver } from '../../src/ring/index.js';
-import { guardedMemory } from '../support/guest.js';
-import { pattern } from '../support/split-ring.js';
+import { guardedMemory } from '../../src/testing/guest.js';
+import { pattern } from '../../src/testing/split-ring.js';
 
 type Format = 'split' | 'packed';
 interface Cell {

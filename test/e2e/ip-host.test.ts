@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ascii, be16, inetChecksum, ip4, mac } from '../support/raw-bytes.js';
-import { IpHost, Lab, NET_HDR_F_NEEDS_CSUM, type NetDriver, NetHdr, TftpServer, VirtioLabError } from '../../src/index.js';
+import { IpHost, Lab, type NetDriver, TftpServer, VirtioLabError } from '../../src/index.js';
+import { NetHdr } from '../../src/net/offload/net-hdr.js';
+import { NET_HDR_F_NEEDS_CSUM } from '../../src/spec/net.js';
 
 const SERVER_MAC = '52:54:00:12:34:02';
 const CLIENT_MAC = '52:54:00:12:34:0f';

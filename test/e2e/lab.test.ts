@@ -5,27 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  F_RING_PACKED,
-  InvalidArgumentError,
-  IpHost,
-  Lab,
-  type LabOptions,
-  type LabTopology,
-  NET_DEFAULT_FEATURES,
-  TopologyError,
-  bit,
-  buildLab,
-  formatLabReport,
-  hasFeature,
-  loadTopology,
-  netRxQueue,
-  netTxQueue,
-  parseTopology,
-  runTopology,
-  runTraffic,
-  startLabHosts,
-} from '../../src/index.js';
+import { InvalidArgumentError, IpHost, Lab, type LabOptions, type LabTopology, NET_DEFAULT_FEATURES, TopologyError, buildLab, formatLabReport, hasFeature, loadTopology, parseTopology, runTopology, runTraffic } from '../../src/index.js';
+import { startLabHosts } from '../../src/lab/lab-hosts.js';
+import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
+import { F_RING_PACKED, bit } from '../../src/spec/features.js';
 import { BROADCAST, ethFrame, seqOf, until } from '../support/backend-nic.js';
 import { requireTools, tshark } from '../support/tools.js';
 import { FrontEnd, NET_FEATURES, PF, RAM_GPA, RAM_SIZE, RAM_UVA } from '../support/vhost-user/front-end.js';

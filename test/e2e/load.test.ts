@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { runLoad, sizeSchedule } from '../../src/index.js';
+import { runLoad } from '../../src/index.js';
+import { sizeSchedule } from '../../src/lab/load-frames.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));

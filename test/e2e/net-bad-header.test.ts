@@ -5,20 +5,11 @@
  * the frames after it still flow, through real queue workers.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  BAD_HEADER_REASONS,
-  type BadHeaderReason,
-  type FeatureSet,
-  NET_F_CSUM,
-  NET_F_HOST_TSO4,
-  NET_HDR_F_DATA_VALID,
-  NET_HDR_F_NEEDS_CSUM,
-  NET_HDR_GSO_ECN,
-  NET_HDR_GSO_TCPV4,
-  NET_HDR_GSO_TCPV6,
-  NetHdr,
-  featureSet,
-} from '../../src/index.js';
+import { type BadHeaderReason, type FeatureSet, featureSet } from '../../src/index.js';
+import { BAD_HEADER_REASONS } from '../../src/net/net-counters.js';
+import { NetHdr } from '../../src/net/offload/net-hdr.js';
+import { NET_F_CSUM, NET_F_HOST_TSO4 } from '../../src/spec/features.js';
+import { NET_HDR_F_DATA_VALID, NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_ECN, NET_HDR_GSO_TCPV4, NET_HDR_GSO_TCPV6 } from '../../src/spec/net.js';
 import { numberedFrame } from '../support/net-pair.js';
 import { BASE_FEATURES, GSO_BUFFER, HdrTransfer, type NetRig, RX0, TX0, type TxItem, netRig, sameFrame } from '../support/net-rig.js';
 import { buildTcpFrame, payloadOf } from '../support/packets.js';

@@ -4,37 +4,11 @@
  * it programs applied by the real rx queue worker to frames from a peer NIC.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  type FeatureSet,
-  NET_CFG_STATUS,
-  NET_CTRL_ANNOUNCE,
-  NET_CTRL_ANNOUNCE_ACK,
-  NET_CTRL_GUEST_OFFLOADS,
-  NET_CTRL_GUEST_OFFLOADS_SET,
-  NET_CTRL_MAC,
-  NET_CTRL_MAC_ADDR_SET,
-  NET_CTRL_MAC_TABLE_SET,
-  NET_CTRL_MQ,
-  NET_CTRL_MQ_VQ_PAIRS_SET,
-  NET_CTRL_RX,
-  NET_CTRL_RX_PROMISC,
-  NET_CTRL_VLAN,
-  NET_CTRL_VLAN_ADD,
-  NET_ERR,
-  NET_F_CTRL_MAC_ADDR,
-  NET_F_CTRL_RX,
-  NET_F_CTRL_RX_EXTRA,
-  NET_F_CTRL_VLAN,
-  NET_F_CTRL_VQ,
-  NET_F_GUEST_ANNOUNCE,
-  NET_OK,
-  NET_S_ANNOUNCE,
-  NET_S_LINK_UP,
-  type NetCtrlDriver,
-  STATUS_DEVICE_NEEDS_RESET,
-  featureSet,
-  parseMac,
-} from '../../src/index.js';
+import { type FeatureSet, featureSet, parseMac } from '../../src/index.js';
+import type { NetCtrlDriver } from '../../src/net/ctrl/net-ctrl-driver.js';
+import { NET_F_CTRL_MAC_ADDR, NET_F_CTRL_RX, NET_F_CTRL_RX_EXTRA, NET_F_CTRL_VLAN, NET_F_CTRL_VQ, NET_F_GUEST_ANNOUNCE } from '../../src/spec/features.js';
+import { NET_CFG_STATUS, NET_CTRL_ANNOUNCE, NET_CTRL_ANNOUNCE_ACK, NET_CTRL_GUEST_OFFLOADS, NET_CTRL_GUEST_OFFLOADS_SET, NET_CTRL_MAC, NET_CTRL_MAC_ADDR_SET, NET_CTRL_MAC_TABLE_SET, NET_CTRL_MQ, NET_CTRL_MQ_VQ_PAIRS_SET, NET_CTRL_RX, NET_CTRL_RX_PROMISC, NET_CTRL_VLAN, NET_CTRL_VLAN_ADD, NET_ERR, NET_OK, NET_S_ANNOUNCE, NET_S_LINK_UP } from '../../src/spec/net.js';
+import { STATUS_DEVICE_NEEDS_RESET } from '../../src/spec/status.js';
 import { BASE_FEATURES, HdrTransfer, type NetRig, RX0, frameTo, netRig, seqOf } from '../support/net-rig.js';
 
 let rig: NetRig | undefined;

@@ -6,17 +6,10 @@
  * driver brings the NIC back, losing none of the frames that waited.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  NET_F_CSUM,
-  NET_F_HOST_TSO4,
-  NET_F_MRG_RXBUF,
-  type QueueErrorEvent,
-  STATUS_DEVICE_NEEDS_RESET,
-  STATUS_DRIVER_OK,
-  VirtqueueError,
-  bit,
-  ring,
-} from '../../src/index.js';
+import { type QueueErrorEvent, VirtqueueError } from '../../src/index.js';
+import { ring } from '../../src/notify/notify-area.js';
+import { NET_F_CSUM, NET_F_HOST_TSO4, NET_F_MRG_RXBUF, bit } from '../../src/spec/features.js';
+import { STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK } from '../../src/spec/status.js';
 import { numberedFrame } from '../support/net-pair.js';
 import { BASE_FEATURES, GSO_BUFFER, HdrTransfer, type NetRig, RX0, TX0, netRig, sameFrame } from '../support/net-rig.js';
 import { buildTcpFrame, payloadOf, verifySegments } from '../support/packets.js';

@@ -6,7 +6,9 @@
  * index 2.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type FeatureSet, NET_F_CTRL_RX, NET_F_CTRL_VQ, NET_F_MQ, NET_OK, NET_ERR, bit, featureSet, netRxQueue, netTxQueue } from '../../src/index.js';
+import { type FeatureSet, featureSet } from '../../src/index.js';
+import { NET_F_CTRL_RX, NET_F_CTRL_VQ, NET_F_MQ, bit } from '../../src/spec/features.js';
+import { NET_OK, NET_ERR, netRxQueue, netTxQueue } from '../../src/spec/net.js';
 import { BASE_FEATURES, HdrTransfer, type NetRig, type TxItem, netRig } from '../support/net-rig.js';
 import { buildUdpFrame, payloadOf } from '../support/packets.js';
 

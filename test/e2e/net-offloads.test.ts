@@ -10,26 +10,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  F_INDIRECT_DESC,
-  type FeatureSet,
-  NET_F_CSUM,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_TSO4,
-  NET_F_HOST_TSO4,
-  NET_F_HOST_TSO6,
-  NET_F_HOST_UFO,
-  NET_F_HOST_USO,
-  NET_F_MRG_RXBUF,
-  NET_HDR_F_DATA_VALID,
-  NET_HDR_F_NEEDS_CSUM,
-  NET_HDR_GSO_NONE,
-  NET_HDR_GSO_TCPV4,
-  NET_HDR_GSO_UDP,
-  PcapWriter,
-  bit,
-  featureSet,
-} from '../../src/index.js';
+import { type FeatureSet, featureSet } from '../../src/index.js';
+import { PcapWriter } from '../../src/backends/pcap-writer.js';
+import { F_INDIRECT_DESC, NET_F_CSUM, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, NET_F_HOST_TSO6, NET_F_HOST_UFO, NET_F_HOST_USO, NET_F_MRG_RXBUF, bit } from '../../src/spec/features.js';
+import { NET_HDR_F_DATA_VALID, NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_NONE, NET_HDR_GSO_TCPV4, NET_HDR_GSO_UDP } from '../../src/spec/net.js';
 import { BASE_FEATURES, GSO_BUFFER, HdrTransfer, type NetRig, RX0, type RxItem, type TxItem, copyPacket, netRig, sameFrame, until } from '../support/net-rig.js';
 import { type BuiltFrame, TCP_ACK, TCP_PSH, buildTcpFrame, buildUdpFrame, l4ChecksumOk, payloadOf, refParse, tsharkFields, verifySegments } from '../support/packets.js';
 import { requireTools } from '../support/tools.js';

@@ -1,18 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  F_EVENT_IDX,
-  F_RING_PACKED,
-  type FeatureSet,
-  NET_DEFAULT_FEATURES,
-  QueueWorkerError,
-  STATUS_DEVICE_NEEDS_RESET,
-  STATUS_DRIVER_OK,
-  VirtqueueError,
-  bit,
-  type QueueErrorEvent,
-  netRxQueue,
-  netTxQueue,
-} from '../../src/index.js';
+import { type FeatureSet, NET_DEFAULT_FEATURES, QueueWorkerError, VirtqueueError, type QueueErrorEvent } from '../../src/index.js';
+import { F_EVENT_IDX, F_RING_PACKED, bit } from '../../src/spec/features.js';
+import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
+import { STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER_OK } from '../../src/spec/status.js';
 import { type NetPair, Transfer, firstDifference, netPair, numberedFrame, until } from '../support/net-pair.js';
 
 const RX = netRxQueue(0);

@@ -6,23 +6,11 @@
  * device cuts them into MTU-sized segments first.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  F_INDIRECT_DESC,
-  type FeatureSet,
-  NET_F_CSUM,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_TSO4,
-  NET_F_HOST_TSO4,
-  NET_F_MRG_RXBUF,
-  NET_F_MTU,
-  NET_HDR_F_DATA_VALID,
-  NET_HDR_F_NEEDS_CSUM,
-  NET_HDR_GSO_TCPV4,
-  type RxBufferMode,
-  bit,
-  featureSet,
-  rxBufferMode,
-} from '../../src/index.js';
+import { type FeatureSet, featureSet } from '../../src/index.js';
+import { rxBufferMode } from '../../src/net/recv-config.js';
+import { F_INDIRECT_DESC, NET_F_CSUM, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, NET_F_MRG_RXBUF, NET_F_MTU, bit } from '../../src/spec/features.js';
+import { NET_HDR_F_DATA_VALID, NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_TCPV4 } from '../../src/spec/net.js';
+import type { RxBufferMode } from '../../src/virtskb/mode.js';
 import { numberedFrame } from '../support/net-pair.js';
 import { BASE_FEATURES, GSO_BUFFER, HdrTransfer, type NetRig, RX0, type RxItem, type TxItem, netRig, sameFrame } from '../support/net-rig.js';
 import { buildTcpFrame, payloadOf, verifySegments } from '../support/packets.js';

@@ -11,23 +11,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  type FeatureSet,
-  Lab,
-  NET_DEFAULT_FEATURES,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_TSO4,
-  NET_F_HOST_TSO4,
-  NET_HDR_F_NEEDS_CSUM,
-  NET_MAX_TX_FRAME,
-  NetHdr,
-  type NetDriver,
-  type NetRxPacket,
-  type TapOffload,
-  PcapWriter,
-  featureSet,
-  netRxQueue,
-} from '../../src/index.js';
+import { type TapOffload } from '../../src/backends/tap-port.js';
+import { PcapWriter } from '../../src/backends/pcap-writer.js';
+import { type FeatureSet, Lab, NET_DEFAULT_FEATURES, type NetDriver, type NetRxPacket, featureSet } from '../../src/index.js';
+import { NetHdr } from '../../src/net/offload/net-hdr.js';
+import { NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4 } from '../../src/spec/features.js';
+import { NET_HDR_F_NEEDS_CSUM, NET_MAX_TX_FRAME, netRxQueue } from '../../src/spec/net.js';
 import { requireTools, tshark } from '../support/tools.js';
 
 requireTools('netns', 'socat', 'tshark');

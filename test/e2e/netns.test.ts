@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { InterfaceNameInUseError, InvalidArgumentError, Lab, NetSwitch, NetnsNotFoundError, SharedArena, TapPort } from '../../src/index.js';
+import { InterfaceNameInUseError, NetnsNotFoundError } from '../../src/backends/tap-errors.js';
+import { InvalidArgumentError, Lab, NetSwitch, SharedArena, TapPort } from '../../src/index.js';
 import { requireTools } from '../support/tools.js';
 
 requireTools('netns', 'iperf3', 'socat');

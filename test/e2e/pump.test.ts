@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { netRxQueue, netTxQueue, runPump } from '../../src/index.js';
+import { runPump } from '../../src/index.js';
+import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 
 describe('packet pump (guest thread + real queue workers)', () => {
   it.each(['split', 'packed'] as const)('moves 200k numbered frames with zero loss and none out of order (%s rings)', async (ring) => {

@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import { type Socket as UdpSocket, createSocket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Lab, type LabHosts, buildLab, formatLabReport, labRunReport, parseTopology, startLabHosts } from '../../src/index.js';
+import { type Lab, buildLab, formatLabReport, parseTopology } from '../../src/index.js';
+import { type LabHosts, startLabHosts } from '../../src/lab/lab-hosts.js';
+import { labRunReport } from '../../src/lab/lab-report.js';
 import { until } from '../support/backend-nic.js';
 import { requireTools } from '../support/tools.js';
 import { VtepNamespace } from '../support/vxlan-namespace.js';

@@ -5,7 +5,8 @@
  */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { checkedStream, seededRandom, streamBytes, streamOutcomeOk } from '../../src/index.js';
+import { seededRandom } from '../../src/lab/soak-random.js';
+import { checkedStream, streamBytes, streamOutcomeOk } from '../../src/lab/soak-streams.js';
 import { FlowAccount } from '../../src/lab/soak-flows.js';
 
 describe('frame flow accounting', () => {

@@ -7,19 +7,10 @@
  * in its own transmit ring, and traffic resumes under the new features.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  F_RING_PACKED,
-  NET_DEFAULT_FEATURES,
-  NET_F_MRG_RXBUF,
-  NetDriver,
-  bit,
-  hasFeature,
-  netRxQueue,
-  netTxQueue,
-  runPump,
-  rxBufferMode,
-  setupNetDriver,
-} from '../../src/index.js';
+import { NET_DEFAULT_FEATURES, NetDriver, hasFeature, runPump, setupNetDriver } from '../../src/index.js';
+import { rxBufferMode } from '../../src/net/recv-config.js';
+import { F_RING_PACKED, NET_F_MRG_RXBUF, bit } from '../../src/spec/features.js';
+import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 import { type NetPair, netPair, numberedFrame, until } from '../support/net-pair.js';
 import { TEST_RING, withTestRing } from '../support/test-ring.js';
 

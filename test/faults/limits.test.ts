@@ -5,23 +5,11 @@
  * muxer's connection, line and time limits: test/vsock/muxer.)
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  InvalidArgumentError,
-  MAX_QUEUE_SIZE,
-  QueueStateError,
-  SharedArena,
-  VSOCK_DEFAULT_BUF_ALLOC,
-  VSOCK_DEFAULT_MAX_CONNECTIONS,
-  VSOCK_MAX_PKT_PAYLOAD,
-  VSOCK_READABLE_HIGH_WATER_MARK,
-  VirtioNetDevice,
-  VirtioVsockDevice,
-  VsockDriver,
-  VsockHost,
-  type VsockSocket,
-  netRxQueue,
-  setupNetDriver,
-} from '../../src/index.js';
+import { InvalidArgumentError, QueueStateError, SharedArena, VirtioNetDevice, VirtioVsockDevice, VsockDriver, VsockHost, type VsockSocket, setupNetDriver } from '../../src/index.js';
+import { netRxQueue } from '../../src/spec/net.js';
+import { MAX_QUEUE_SIZE } from '../../src/spec/ring.js';
+import { VSOCK_DEFAULT_BUF_ALLOC, VSOCK_MAX_PKT_PAYLOAD } from '../../src/spec/vsock.js';
+import { VSOCK_DEFAULT_MAX_CONNECTIONS, VSOCK_READABLE_HIGH_WATER_MARK } from '../../src/vsock/stack/limits.js';
 import { type NetPair, netPair, until } from '../support/net-pair.js';
 import { type VsockRig, once, vsockRig } from '../vsock/e2e/rig.js';
 

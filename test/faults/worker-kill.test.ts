@@ -7,23 +7,13 @@
  * written. Runs on the ring format of test/support/test-ring.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  DeviceNeedsResetError,
-  type NetDriver,
-  QueueWorkerError,
-  type QueueErrorEvent,
-  STATUS_DEVICE_NEEDS_RESET,
-  VSOCK_DRIVER_FEATURES,
-  VSOCK_RX_QUEUE,
-  VSOCK_TX_QUEUE,
-  type VirtioDevice,
-  type VsockSocket,
-  checkedStream,
-  netRxQueue,
-  netTxQueue,
-  seededRandom as seeded,
-  streamOutcomeOk,
-} from '../../src/index.js';
+import { DeviceNeedsResetError, type NetDriver, QueueWorkerError, type QueueErrorEvent, type VirtioDevice, type VsockSocket } from '../../src/index.js';
+import { seededRandom as seeded } from '../../src/lab/soak-random.js';
+import { checkedStream, streamOutcomeOk } from '../../src/lab/soak-streams.js';
+import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
+import { STATUS_DEVICE_NEEDS_RESET } from '../../src/spec/status.js';
+import { VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../src/spec/vsock.js';
+import { VSOCK_DRIVER_FEATURES } from '../../src/vsock/vsock-driver.js';
 import { type NetPair, netPair, numberedFrame, until } from '../support/net-pair.js';
 import { withTestRing } from '../support/test-ring.js';
 import { type VsockRig, once, vsockRig } from '../vsock/e2e/rig.js';

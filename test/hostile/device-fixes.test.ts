@@ -1,6 +1,7 @@
 /** Device-side bugs the hostile cases found, each pinned by the case and variant that found it. */
 import { describe, expect, it } from 'vitest';
-import { HostileDriver, type QueueErrorEvent } from '../../src/index.js';
+import { type QueueErrorEvent } from '../../src/index.js';
+import { HostileDriver } from '../../src/hostile/hostile-driver.js';
 
 describe('found by HostileDriver', () => {
   it('2.7: a split queue whose device area lies outside guest memory is refused as INVALID_QUEUE_STATE naming the area (was GUEST_MEMORY_OUT_OF_BOUNDS from reading used.idx there)', async () => {

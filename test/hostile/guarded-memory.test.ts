@@ -1,6 +1,7 @@
 /** Guard regions: what HostileDriver's "nothing written / read outside guest memory" checks rest on. */
 import { describe, expect, it } from 'vitest';
-import { GUARD_BYTES, GuardedMemory, GuestMemoryError, POISON, carriesPoison } from '../../src/index.js';
+import { GuestMemoryError } from '../../src/index.js';
+import { GUARD_BYTES, GuardedMemory, POISON, carriesPoison } from '../../src/hostile/guarded-memory.js';
 
 describe('GuardedMemory', () => {
   it('starts intact; a byte changed in any guard is counted, repoison() restores it', () => {

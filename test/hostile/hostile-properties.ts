@@ -13,7 +13,9 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HOSTILE_CASES, type HostileDeviceKind, type HostileDriver, type RingFormat } from '../../src/index.js';
+import { HOSTILE_CASES } from '../../src/hostile/cases/index.js';
+import type { HostileDriver } from '../../src/hostile/hostile-driver.js';
+import type { HostileDeviceKind, RingFormat } from '../../src/hostile/hostile-target.js';
 
 const RUNS = Number(process.env.HOSTILE_RUNS ?? 2);
 

@@ -1,8 +1,10 @@
 /**
  * The package as a user gets it: a fresh clone of the committed tree, `npm ci`
  * and `npm pack` there (prepack builds dist/), the tarball installed into an
- * empty project, then both module formats imported and a short pump run from
- * node_modules (its worker files included). One pack per run: it is slow.
+ * empty project, then the main entry and every subpath imported in both
+ * module formats, a NIC pair moving frames on real queue threads and a short
+ * pump run from node_modules (its worker files included). One pack per run:
+ * it is slow.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import tsupConfig from '../../tsup.config.js';
 
 const exec = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -34,6 +37,15 @@ async function sh(cmd: string, args: string[], cwd: string): Promise<string> {
 }
 
 const installed = (): string => join(project, 'node_modules', 'virtio-lab');
+
+/** Each entry point a user may import, with names it must provide (values, so both formats can check them). */
+const ENTRIES: Record<string, string[]> = {
+  'virtio-lab': ['runPump', 'VirtioNetDevice', 'SharedArena', 'Lab', 'VirtqueueError'],
+  'virtio-lab/spec': ['F_VERSION_1', 'NET_F_MRG_RXBUF', 'VSOCK_F_STREAM', 'STATUS_DRIVER_OK'],
+  'virtio-lab/ring': ['createQueueDevice', 'createQueueDriver', 'SplitQueueDriver', 'RecvBuffers', 'RxWriter', 'NotifyArea'],
+  'virtio-lab/testing': ['HostileDriver', 'MiniDriver', 'MiniPackedDevice', 'NetTxQueue', 'StatsBlock', 'allocPortChannel'],
+  'virtio-lab/vhost-user': ['VhostUserServer', 'serveVhostUserNet', 'serveVhostUserVsock'],
+};
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'vl-pack-'));
@@ -61,7 +73,8 @@ describe('npm pack from a clean clone, installed into an empty project', () => {
     for (const f of ['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/cli.js', 'dist/index.js.map', 'dist/cli.js.map']) {
       expect(packed, f).toContain(f);
     }
-    const workers = readdirSync(join(root, 'workers')).filter((f) => f.endsWith('.ts')).map((f) => `dist/workers/${f.replace(/\.ts$/, '.js')}`);
+    // Every worker entry of the build (workers/ also holds modules they share, bundled into them).
+    const workers = (tsupConfig as { entry: Record<string, string> }[]).flatMap((c) => Object.keys(c.entry)).filter((e) => e.startsWith('workers/')).map((e) => `dist/${e}.js`);
     expect(workers.length).toBeGreaterThan(0);
     for (const w of workers) expect(packed, w).toContain(w);
     expect(packed.filter((f) => !f.startsWith('dist/') && !['package.json', 'README.md', 'LICENSE'].includes(f))).toEqual([]);
@@ -75,17 +88,36 @@ describe('npm pack from a clean clone, installed into an empty project', () => {
   });
 
   it('declarations leave out members marked @internal', () => {
-    const dts = readFileSync(join(installed(), 'dist/index.d.ts'), 'utf8');
+    // Entries share declaration chunks: read every .d.ts shipped.
+    const dts = readdirSync(join(installed(), 'dist'))
+      .filter((f) => f.endsWith('.d.ts'))
+      .map((f) => readFileSync(join(installed(), 'dist', f), 'utf8'))
+      .join('\n');
     expect(dts).toContain('class VsockConnection');
     for (const member of ['tableKey:', 'bucketNext:', 'txBuf:', '@internal']) expect(dts, member).not.toContain(member);
   });
 
-  it('imports as ESM and as CommonJS', async () => {
-    const esm = await sh(process.execPath, ['--input-type=module', '-e', "import * as m from 'virtio-lab'; console.log(typeof m.runPump, typeof m.VirtioNetDevice)"], project);
-    expect(esm.trim()).toBe('function function');
-    const cjs = await sh(process.execPath, ['-e', "const m = require('virtio-lab'); console.log(typeof m.runPump, typeof m.VirtioNetDevice)"], project);
-    expect(cjs.trim()).toBe('function function');
-  }, MINUTES);
+  it('imports the main entry and every subpath as ESM and as CommonJS, with types for each', async () => {
+    for (const [entry, names] of Object.entries(ENTRIES)) {
+      const show = `console.log(JSON.stringify(${JSON.stringify(names)}.map((n) => typeof m[n])))`;
+      const esm = await sh(process.execPath, ['--input-type=module', '-e', `import * as m from '${entry}'; ${show}`], project);
+      const cjs = await sh(process.execPath, ['-e', `const m = require('${entry}'); ${show}`], project);
+      for (const out of [esm, cjs]) expect(JSON.parse(out), entry).not.toContain('undefined');
+      const sub = entry === 'virtio-lab' ? 'index' : entry.slice('virtio-lab/'.length);
+      for (const dts of [`dist/${sub}.d.ts`, `dist/${sub}.d.cts`]) expect(packed, dts).toContain(dts);
+    }
+    // Entries share one copy of each class, in both formats: the main entry's NetRxPacket extends the ring subpath's RxPacket.
+    const esm = "import { NetRxPacket } from 'virtio-lab'; import { RxPacket } from 'virtio-lab/ring'; console.log(Object.getPrototypeOf(NetRxPacket) === RxPacket)";
+    const cjs = "console.log(Object.getPrototypeOf(require('virtio-lab').NetRxPacket) === require('virtio-lab/ring').RxPacket)";
+    expect((await sh(process.execPath, ['--input-type=module', '-e', esm], project)).trim()).toBe('true');
+    expect((await sh(process.execPath, ['-e', cjs], project)).trim()).toBe('true');
+  }, 2 * MINUTES);
+
+  it('a NIC pair moves frames on real queue threads started from the installed package (ESM and CommonJS)', async () => {
+    for (const example of ['two-nics.mjs', 'require.cjs']) writeFileSync(join(project, example), readFileSync(join(root, 'examples', example)));
+    expect((await sh(process.execPath, ['two-nics.mjs'], project)).match(/b received 60 bytes/g)).toHaveLength(3);
+    expect(await sh(process.execPath, ['require.cjs'], project)).toContain('cjs: 1 frame received');
+  }, 2 * MINUTES);
 
   it('runs a short pump from node_modules, its worker files from the installed package', async () => {
     const script = [

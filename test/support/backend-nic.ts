@@ -1,13 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  type NetPort,
-  type PortAttachable,
-  PortChannelConsumer,
-  type PortChannelProducer,
-  SteeredOutput,
-  type WordRef,
-  recordNetHdr,
-} from '../../src/index.js';
+import { type NetPort, type PortAttachable, PortChannelConsumer, type PortChannelProducer, recordNetHdr } from '../../src/backends/port-channel.js';
+import { SteeredOutput } from '../../src/backends/steered-output.js';
+import type { WordRef } from '../../src/notify/notify-area.js';
 import { parseMac } from '../../src/net/mac.js';
 
 /** A frame as a fake NIC received it: the bytes, its 12-byte virtio_net_hdr, the queue pair it came in on. */

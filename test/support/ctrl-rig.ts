@@ -1,32 +1,19 @@
 /**
  * A virtio-net control queue under test: NetCtrlQueue over a SplitQueueDevice,
- * fed by the independent MiniDriver (test/support/mini-driver.ts), with a
+ * fed by the independent MiniDriver (src/testing/mini-driver.ts), with a
  * target that records every effect together with where the used ring stood
  * when it happened (to check "before the buffer is used" rules).
  */
-import {
-  type FeatureSet,
-  NET_CTRL_MAC_LEN,
-  NET_F_CTRL_GUEST_OFFLOADS,
-  NET_F_CTRL_MAC_ADDR,
-  NET_F_CTRL_RX,
-  NET_F_CTRL_RX_EXTRA,
-  NET_F_CTRL_VLAN,
-  NET_F_CTRL_VQ,
-  NET_F_GUEST_ANNOUNCE,
-  NET_F_GUEST_CSUM,
-  NET_F_GUEST_TSO4,
-  NET_F_GUEST_TSO6,
-  NET_F_MQ,
-  SplitQueueDevice,
-  StatsBlock,
-  featureSet,
-  formatMac,
-} from '../../src/index.js';
+import { type FeatureSet, featureSet, formatMac } from '../../src/index.js';
+import { NET_QUEUE_COUNTERS } from '../../src/net/net-counters.js';
+import { SplitQueueDevice } from '../../src/ring/split-device.js';
+import { NET_F_CTRL_GUEST_OFFLOADS, NET_F_CTRL_MAC_ADDR, NET_F_CTRL_RX, NET_F_CTRL_RX_EXTRA, NET_F_CTRL_VLAN, NET_F_CTRL_VQ, NET_F_GUEST_ANNOUNCE, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_GUEST_TSO6, NET_F_MQ } from '../../src/spec/features.js';
+import { NET_CTRL_MAC_LEN } from '../../src/spec/net.js';
+import { StatsBlock } from '../../src/stats/queue-stats.js';
 import { NetCtrlQueue, type NetCtrlTarget, RxFilterTable } from '../../src/net/ctrl/index.js';
 import type { HandlerContext } from '../../src/worker/queue-handler.js';
-import { MiniDriver } from './mini-driver.js';
-import { type RingRig, type Segment, at, ringRig } from './split-ring.js';
+import { MiniDriver } from '../../src/testing/mini-driver.js';
+import { type RingRig, type Segment, at, ringRig } from '../../src/testing/split-ring.js';
 
 export const MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 
@@ -147,7 +134,7 @@ export class CtrlRig {
   readonly device: SplitQueueDevice;
   readonly target: RecordingTarget;
   readonly handler: NetCtrlQueue;
-  readonly stats = StatsBlock.create(1);
+  readonly stats = StatsBlock.create(1, NET_QUEUE_COUNTERS);
   interrupts = 0;
   private readonly area: number;
   private readonly areaSize = 1 << 17;

@@ -4,31 +4,10 @@
  * this thread; and a transfer that carries a virtio_net_hdr with every frame
  * and records the header each received packet came with.
  */
-import {
-  F_EVENT_IDX,
-  F_INDIRECT_DESC,
-  F_VERSION_1,
-  type FeatureSet,
-  type Link,
-  type LinkOptions,
-  NET_F_MAC,
-  NET_F_MTU,
-  NET_F_STATUS,
-  type NetDeviceOptions,
-  NetDriver,
-  type NetDriverOptions,
-  type NetHdr,
-  type NetRxPacket,
-  type QueueErrorEvent,
-  SharedArena,
-  VirtioNetDevice,
-  connectNics,
-  featureSet,
-  netRxQueue,
-  netTxQueue,
-  newInterruptWord,
-  setupNetDriver,
-} from '../../src/index.js';
+import { type FeatureSet, type Link, type LinkOptions, type NetDeviceOptions, NetDriver, type NetDriverOptions, type NetRxPacket, type QueueErrorEvent, SharedArena, VirtioNetDevice, connectNics, featureSet, newInterruptWord, setupNetDriver } from '../../src/index.js';
+import type { NetHdr } from '../../src/net/offload/net-hdr.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, NET_F_MAC, NET_F_MTU, NET_F_STATUS } from '../../src/spec/features.js';
+import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 import { withTestRing } from './test-ring.js';
 import { until } from './net-pair.js';
 

@@ -3,7 +3,8 @@
  * with VIRTIO_LAB_TEST_RING=packed (CI runs the rig-based suites both ways,
  * so every test that runs on split rings runs on packed ones too).
  */
-import { F_RING_PACKED, type FeatureSet, bit } from '../../src/index.js';
+import { type FeatureSet } from '../../src/index.js';
+import { F_RING_PACKED, bit } from '../../src/spec/features.js';
 
 export const TEST_RING: 'split' | 'packed' = process.env.VIRTIO_LAB_TEST_RING === 'packed' ? 'packed' : 'split';
 

@@ -5,8 +5,8 @@
  * the chain's device-writable segments. Used to check RecvBuffers (the driver
  * side) against the spec.
  */
-import type { MiniChain, MiniDevice } from './mini-device.js';
-import type { Segment } from './split-ring.js';
+import type { MiniChain, MiniDevice } from '../../src/testing/mini-device.js';
+import type { Segment } from '../../src/testing/split-ring.js';
 
 /** The fields of struct virtio_net_hdr before num_buffers (5.1.6). */
 export interface NetHdrFields {

@@ -7,8 +7,8 @@
  * RxWriter (the device side) against the spec.
  */
 import type { RxBufferMode } from '../../src/virtskb/index.js';
-import { MiniDriver, type UsedElem } from './mini-driver.js';
-import type { RingRig, Segment } from './split-ring.js';
+import { MiniDriver, type UsedElem } from '../../src/testing/mini-driver.js';
+import type { RingRig, Segment } from '../../src/testing/split-ring.js';
 
 export interface SpecDriverOptions {
   mode: RxBufferMode;

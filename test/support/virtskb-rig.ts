@@ -3,9 +3,10 @@
  * a split ring, our driver side (SplitQueueDriver + RecvBuffers) and a device
  * side (the mini device for cross-checks, or SplitQueueDevice for RxWriter).
  */
-import { SplitQueueDevice, SplitQueueDriver } from '../../src/index.js';
+import { SplitQueueDevice } from '../../src/ring/split-device.js';
+import { SplitQueueDriver } from '../../src/ring/split-driver.js';
+import { NetRxPacket } from '../../src/net/net-rx-packet.js';
 import {
-  NetRxPacket,
   RecvBuffers,
   type RecvPoolSpec,
   type RxBufferMode,
@@ -13,8 +14,8 @@ import {
   allocRecvPool,
   recvPoolSize,
 } from '../../src/virtskb/index.js';
-import { MiniDevice } from './mini-device.js';
-import { type RingRig, indirectTables, ringRig } from './split-ring.js';
+import { MiniDevice } from '../../src/testing/mini-device.js';
+import { type RingRig, indirectTables, ringRig } from '../../src/testing/split-ring.js';
 
 export interface RecvRigOptions {
   mode: RxBufferMode;

@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IpHost, Lab, TftpServer, type VhostUserServer, type VirtioVsockDevice, VsockHost, type VsockSeqpacketSocket, serveVhostUserVsock } from '../../src/index.js';
+import { IpHost, Lab, TftpServer, type VirtioVsockDevice, VsockHost, type VsockSeqpacketSocket } from '../../src/index.js';
+import { serveVhostUserVsock } from '../../src/vhost-user/devices.js';
+import type { VhostUserServer } from '../../src/vhost-user/server.js';
 import { type GuestImage, type GuestRun, buildGuestImage, resultLines, runGuest } from '../support/guest/index.js';
 import { requireTools } from '../support/tools.js';
 

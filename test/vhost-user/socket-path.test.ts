@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { serveVhostUserNet } from '../../src/index.js';
+import { serveVhostUserNet } from '../../src/vhost-user/devices.js';
 import * as libc from '../../src/vhost-user/libc.js';
 
 // The socket path a vhost-user server listens on: as for the vsock muxer, a

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Testpmd } from '../../bench/testpmd.mjs';
-import { SharedArena, type VhostUserDisconnect, type VhostUserServer, type VirtioNetDevice, connectLoopback, serveVhostUserNet } from '../../src/index.js';
+import { SharedArena, type VirtioNetDevice, connectLoopback } from '../../src/index.js';
+import { serveVhostUserNet } from '../../src/vhost-user/devices.js';
+import type { VhostUserDisconnect, VhostUserServer } from '../../src/vhost-user/server.js';
 import { requireTools } from '../support/tools.js';
 
 requireTools('testpmd');

@@ -32,7 +32,7 @@ import {
 import { VIRTQ_DESC_F_WRITE as WRITE } from '../../spec/ring.js';
 import type { NetCtrlErrorCode } from '../../net/ctrl/errors.js';
 import { VirtioNetDevice } from '../../net/net-device.js';
-import type { BadHeaderReason } from '../../stats/queue-stats.js';
+import type { BadHeaderReason, NetQueueStats } from '../../net/net-counters.js';
 import { type ExpectedCounter, type HostileCase, onKind } from '../hostile-case.js';
 import { type NetTarget, probeFrame } from '../net-target.js';
 import type { HostileSession } from '../session.js';
@@ -102,7 +102,7 @@ export const NET_CASES: readonly HostileCase[] = [
       const bad = BAD_HEADERS[v % BAD_HEADERS.length];
       await s.up({ add: bad.add });
       const q = s.target.ringQueue;
-      const counted = s.counter(`badHeaderByReason.${bad.reason}`, q, (st) => st.badHeaderByReason[bad.reason] ?? 0);
+      const counted = s.counter(`badHeaderByReason.${bad.reason}`, q, (st: NetQueueStats) => st.badHeaderByReason[bad.reason] ?? 0);
       transmit(s, packetWith(bad.fields, bad.frameLen, v));
       return { needsReset: false, counters: [counted] };
     },
@@ -118,7 +118,7 @@ export const NET_CASES: readonly HostileCase[] = [
       const frameLen = 128;
       // num_buffers means something only on receive: the frame goes out as if it were 0.
       const sent = s.counter('bytes', q, (st) => st.bytes, { min: frameLen });
-      const dropped = s.counter('dropsBadHeader', q, (st) => st.dropsBadHeader, { min: 0, max: 0 });
+      const dropped = s.counter('dropsBadHeader', q, (st: NetQueueStats) => st.dropsBadHeader, { min: 0, max: 0 });
       transmit(s, packetWith([[NET_HDR_NUM_BUFFERS, 2, 1 + (v % 0xffff)]], frameLen, v));
       return { needsReset: false, counters: [sent, dropped] };
     },

@@ -4,7 +4,7 @@
  * answer (RST, counted) while every other connection keeps echoing.
  */
 import { VSOCK_CID_HOST, VSOCK_MAX_PKT_PAYLOAD, VSOCK_OP_CREDIT_REQUEST, VSOCK_OP_CREDIT_UPDATE, VSOCK_OP_RST, VSOCK_OP_RW, VSOCK_OP_SHUTDOWN } from '../../spec/vsock.js';
-import type { VsockDropReason } from '../../stats/queue-stats.js';
+import type { VsockDropReason, VsockQueueStats } from '../../vsock/vsock-counters.js';
 import type { VsockStackStats } from '../../vsock/stack/stack-stats.js';
 import { type ExpectedCounter, type HostileCase, onKind } from '../hostile-case.js';
 import type { HostileSession } from '../session.js';
@@ -37,7 +37,7 @@ export const VSOCK_CASES: readonly HostileCase[] = [
       const t = vsock(s);
       const bad = BAD_HEADERS[v % BAD_HEADERS.length](t.guestCid, v >>> 2);
       const q = t.ringQueue;
-      const counted = s.counter(`vsockDropsByReason.${bad.reason}`, q, (st) => st.vsockDropsByReason[bad.reason] ?? 0);
+      const counted = s.counter(`vsockDropsByReason.${bad.reason}`, q, (st: VsockQueueStats) => st.vsockDropsByReason[bad.reason] ?? 0);
       const bytes = t.encode(bad.fields, new Uint8Array(bad.payload));
       const raw = s.raw(q);
       raw.chain([{ addr: s.buffer(bytes), len: bytes.length, flags: 0 }]);

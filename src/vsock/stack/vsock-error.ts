@@ -28,6 +28,7 @@ export const VSOCK_ERROR_CODES = [
   /** The stack was closed. */
   'ENETDOWN',
 ] as const;
+/** A VsockError's code: one of VSOCK_ERROR_CODES, named after the errno Linux gives in the same case. */
 export type VsockErrorCode = (typeof VSOCK_ERROR_CODES)[number];
 
 /** A vsock socket or stack failure, with a Node-like `code` (err.code === 'ECONNRESET', ...). */

@@ -8,6 +8,7 @@ export interface VsockAcceptInfo {
   localPort: number;
 }
 
+/** Options of VsockStack.listen() (and VsockHost.listen()). */
 export interface VsockListenOptions {
   /** Socket type of the connections (default 'stream'); a REQUEST of the other type gets RST. */
   type?: 'stream' | 'seqpacket';

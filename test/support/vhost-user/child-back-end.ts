@@ -52,9 +52,10 @@ export interface ChildBackEnd {
   kill(): Promise<void>;
 }
 
-const SCRIPT = (dist: string): string => `
+const SCRIPT = (dist: string, vhostUser: string): string => `
 import { readdirSync, readlinkSync } from 'node:fs';
-import { SharedArena, connectLoopback, serveVhostUserNet, serveVhostUserVsock } from ${JSON.stringify(dist)};
+import { SharedArena, connectLoopback } from ${JSON.stringify(dist)};
+import { serveVhostUserNet, serveVhostUserVsock } from ${JSON.stringify(vhostUser)};
 const paths = JSON.parse(process.env.VU_PATHS);
 const o = JSON.parse(process.env.VU_OPTIONS);
 const arena = new SharedArena(16 << 20);
@@ -85,7 +86,8 @@ export async function childBackEnd(options: ChildBackEndOptions = {}): Promise<C
   const id = `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 6)}`;
   const paths = Array.from({ length: options.servers ?? 1 }, (_, i) => join(tmpdir(), `vu-child-${id}-${i}.sock`));
   const script = join(tmpdir(), `vu-child-${id}.mjs`);
-  writeFileSync(script, SCRIPT(pathToFileURL(join(process.cwd(), 'dist/index.js')).href));
+  const built = (file: string): string => pathToFileURL(join(process.cwd(), 'dist', file)).href;
+  writeFileSync(script, SCRIPT(built('index.js'), built('vhost-user.js')));
   const child: ChildProcess = spawn(process.execPath, [script], {
     env: { ...process.env, VU_PATHS: JSON.stringify(paths), VU_OPTIONS: JSON.stringify({ kind: options.kind ?? 'net', allowUnsealedMemory: options.allowUnsealedMemory ?? false }) },
     stdio: ['pipe', 'pipe', 'pipe'],

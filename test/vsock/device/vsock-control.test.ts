@@ -4,32 +4,12 @@
  * and device reset.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  DEVICE_ID_VSOCK,
-  F_VERSION_1,
-  FeatureNegotiationError,
-  GuestAllocator,
-  InvalidArgumentError,
-  PciCommonConfig,
-  PciDriver,
-  PortChannelConsumer,
-  STATUS_DEVICE_NEEDS_RESET,
-  SharedArena,
-  VSOCK_CFG_GUEST_CID,
-  VSOCK_DEVICE_FEATURES,
-  VSOCK_EVENT_QUEUE,
-  VSOCK_EVENT_TRANSPORT_RESET,
-  VSOCK_F_MRG_RXBUF,
-  VSOCK_F_NO_IMPLIED_STREAM,
-  VSOCK_F_SEQPACKET,
-  VSOCK_F_STREAM,
-  VSOCK_RX_QUEUE,
-  VSOCK_TX_QUEUE,
-  VirtioVsockDevice,
-  VirtqueueError,
-  bit,
-  featureSet,
-} from '../../../src/index.js';
+import { FeatureNegotiationError, GuestAllocator, InvalidArgumentError, PciCommonConfig, PciDriver, SharedArena, VirtioVsockDevice, VirtqueueError, featureSet } from '../../../src/index.js';
+import { PortChannelConsumer } from '../../../src/backends/port-channel.js';
+import { F_VERSION_1, VSOCK_F_MRG_RXBUF, VSOCK_F_NO_IMPLIED_STREAM, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, bit } from '../../../src/spec/features.js';
+import { DEVICE_ID_VSOCK, STATUS_DEVICE_NEEDS_RESET } from '../../../src/spec/status.js';
+import { VSOCK_CFG_GUEST_CID, VSOCK_EVENT_QUEUE, VSOCK_EVENT_TRANSPORT_RESET, VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../../src/spec/vsock.js';
+import { VSOCK_DEVICE_FEATURES } from '../../../src/vsock/vsock-device.js';
 import { BASE_FEATURES, GUEST_CID, type VsockRig, collect, packet, payloadOf, sameBytes, until, vsockRig } from './vsock-rig.js';
 
 let rig: VsockRig | undefined;

@@ -5,37 +5,15 @@
  * (PortChannelConsumer / PortChannelProducer over hostPort).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  F_EVENT_IDX,
-  F_INDIRECT_DESC,
-  F_VERSION_1,
-  type FeatureSet,
-  GuestAllocator,
-  type GuestMemory,
-  PciCommonConfig,
-  PciDriver,
-  PortChannelConsumer,
-  PortChannelProducer,
-  type QueueErrorEvent,
-  type QueueState,
-  SharedArena,
-  VSOCK_CID_HOST,
-  VSOCK_F_SEQPACKET,
-  VSOCK_F_STREAM,
-  VSOCK_HDR_SIZE,
-  VSOCK_OP_RW,
-  VSOCK_TYPE_STREAM,
-  VirtioVsockDevice,
-  type VsockDeviceOptions,
-  type VsockDeviceStats,
-  VsockHeader,
-  type VsockTransportResetEvent,
-  featureSet,
-  recordNetHdr,
-  ring,
-} from '../../../src/index.js';
-import { MiniDriver } from '../../support/mini-driver.js';
-import type { Segment } from '../../support/split-ring.js';
+import { type FeatureSet, GuestAllocator, type GuestMemory, PciCommonConfig, PciDriver, type QueueErrorEvent, SharedArena, VirtioVsockDevice, type VsockDeviceOptions, type VsockDeviceStats, type VsockTransportResetEvent, featureSet } from '../../../src/index.js';
+import { PortChannelConsumer, PortChannelProducer, recordNetHdr } from '../../../src/backends/port-channel.js';
+import { ring } from '../../../src/notify/notify-area.js';
+import type { QueueState } from '../../../src/ring/queue-state.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, VSOCK_F_SEQPACKET, VSOCK_F_STREAM } from '../../../src/spec/features.js';
+import { VSOCK_CID_HOST, VSOCK_HDR_SIZE, VSOCK_OP_RW, VSOCK_TYPE_STREAM } from '../../../src/spec/vsock.js';
+import { VsockHeader } from '../../../src/vsock/vsock-header.js';
+import { MiniDriver } from '../../../src/testing/mini-driver.js';
+import type { Segment } from '../../../src/testing/split-ring.js';
 
 /** What a rig driver accepts unless told otherwise: both socket types, no mergeable buffers. */
 export const BASE_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT_IDX, F_INDIRECT_DESC, VSOCK_F_STREAM, VSOCK_F_SEQPACKET);

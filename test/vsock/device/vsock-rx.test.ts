@@ -4,24 +4,11 @@
  * reads what the device wrote.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  PortChannelConsumer,
-  STATUS_DEVICE_NEEDS_RESET,
-  VSOCK_F_MRG_RXBUF,
-  VSOCK_HDR_SIZE,
-  VSOCK_MAX_PKT_PAYLOAD,
-  VSOCK_MRG_HDR_SIZE,
-  VSOCK_OP_RW,
-  VSOCK_OP_SHUTDOWN,
-  VSOCK_RX_QUEUE,
-  VSOCK_SEQ_EOM,
-  VSOCK_SEQ_EOR,
-  VSOCK_TYPE_SEQPACKET,
-  VSOCK_TYPE_STREAM,
-  VirtqueueError,
-  bit,
-  recordNetHdr,
-} from '../../../src/index.js';
+import { VirtqueueError } from '../../../src/index.js';
+import { PortChannelConsumer, recordNetHdr } from '../../../src/backends/port-channel.js';
+import { VSOCK_F_MRG_RXBUF, bit } from '../../../src/spec/features.js';
+import { STATUS_DEVICE_NEEDS_RESET } from '../../../src/spec/status.js';
+import { VSOCK_HDR_SIZE, VSOCK_MAX_PKT_PAYLOAD, VSOCK_MRG_HDR_SIZE, VSOCK_OP_RW, VSOCK_OP_SHUTDOWN, VSOCK_RX_QUEUE, VSOCK_SEQ_EOM, VSOCK_SEQ_EOR, VSOCK_TYPE_SEQPACKET, VSOCK_TYPE_STREAM } from '../../../src/spec/vsock.js';
 import { BASE_FEATURES, type RxBuffer, type VsockRig, collect, concat, headerOf, packet, payloadOf, sameBytes, until, vsockRig } from './vsock-rig.js';
 
 let rig: VsockRig | undefined;

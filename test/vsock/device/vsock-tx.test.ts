@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { VSOCK_HDR_SIZE, VSOCK_MAX_PKT_PAYLOAD, VSOCK_OP_INVALID, VSOCK_TX_QUEUE, VSOCK_TYPE_SEQPACKET } from '../../../src/index.js';
+import { VSOCK_HDR_SIZE, VSOCK_MAX_PKT_PAYLOAD, VSOCK_OP_INVALID, VSOCK_TX_QUEUE, VSOCK_TYPE_SEQPACKET } from '../../../src/spec/vsock.js';
 import { GUEST_CID, type VsockRig, collect, headerOf, packet, payloadOf, sameBytes, until, vsockRig } from './vsock-rig.js';
 
 let rig: VsockRig | undefined;

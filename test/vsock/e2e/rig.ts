@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { type FeatureSet, SharedArena, VSOCK_DRIVER_FEATURES, VirtioVsockDevice, VsockDriver, VsockHost } from '../../../src/index.js';
+import { type FeatureSet, SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../../../src/index.js';
+import { VSOCK_DRIVER_FEATURES } from '../../../src/vsock/vsock-driver.js';
 import { withTestRing } from '../../support/test-ring.js';
 
 /** A guest (VsockDriver) and a host (VsockHost) on one virtio-vsock device with real queue workers. */

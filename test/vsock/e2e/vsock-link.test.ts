@@ -6,7 +6,9 @@
  * mergeable receive modes.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { F_EVENT_IDX, F_INDIRECT_DESC, F_RING_PACKED, F_VERSION_1, type FeatureSet, VSOCK_DRIVER_FEATURES, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, type VsockSocket, bit, featureSet } from '../../../src/index.js';
+import { type FeatureSet, type VsockSocket, featureSet } from '../../../src/index.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_RING_PACKED, F_VERSION_1, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, bit } from '../../../src/spec/features.js';
+import { VSOCK_DRIVER_FEATURES } from '../../../src/vsock/vsock-driver.js';
 import { type VsockRig, chunkOf, once, readAll, vsockRig as makeRig, writeAll } from './rig.js';
 
 let rig: VsockRig | undefined;

@@ -6,8 +6,8 @@
  * decides used buffer notifications from the Driver Event Suppression
  * structure read literally. It can write any raw used descriptor a test asks for.
  */
-import type { GuestMemory } from '../../src/memory/index.js';
-import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../src/spec/ring.js';
+import type { GuestMemory } from '../memory/index.js';
+import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../spec/ring.js';
 import { type Cursor, type PackedAddrs, type Segment, advance, readPDesc, shouldNotify } from './mini-packed-driver.js';
 
 const AVAIL = 1 << 7;

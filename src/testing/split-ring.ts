@@ -4,7 +4,7 @@
  * access, the spec's event rule, and a guarded memory with a ring in it.
  * Nothing here imports src/ring: these are the independent reference.
  */
-import { GuestAllocator, type GuestMemory } from '../../src/memory/index.js';
+import { GuestAllocator, type GuestMemory } from '../memory/index.js';
 import { type GuardedMemory, guardedMemory } from './guest.js';
 
 /** Where the three parts of one split ring live (the address fields of a QueueState). */

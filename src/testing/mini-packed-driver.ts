@@ -8,8 +8,8 @@
  * Also the packed-ring facts shared with the mini device: raw descriptors,
  * positions, a guarded memory with a ring in it, the literal event rule.
  */
-import { GuestAllocator, type GuestMemory } from '../../src/memory/index.js';
-import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../src/spec/ring.js';
+import { GuestAllocator, type GuestMemory } from '../memory/index.js';
+import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../spec/ring.js';
 import { type GuardedMemory, guardedMemory } from './guest.js';
 
 const AVAIL = 1 << 7;

@@ -1,4 +1,5 @@
-import { GuestMemory, SharedArena } from '../../src/index.js';
+import { SharedArena } from '../memory/arena.js';
+import { GuestMemory } from '../memory/guest-memory.js';
 
 /**
  * Guest memory between two guard areas of the same buffer: tests check the

@@ -5,8 +5,8 @@
  * interrupts by used_event (2.7.7.2). It trusts the driver under test just
  * enough not to loop forever.
  */
-import type { GuestMemory } from '../../src/memory/index.js';
-import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../src/spec/ring.js';
+import type { GuestMemory } from '../memory/index.js';
+import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../spec/ring.js';
 import { type RawDesc, type RingAddrs, type Segment, at, passedEvent, readDesc } from './split-ring.js';
 
 export interface MiniChain {

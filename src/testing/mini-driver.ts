@@ -4,8 +4,8 @@
  * byte by byte through GuestMemory. Besides well-formed chains it writes any
  * raw value a test asks for, so hostile tests can break every rule.
  */
-import type { GuestMemory } from '../../src/memory/index.js';
-import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../src/spec/ring.js';
+import type { GuestMemory } from '../memory/index.js';
+import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../spec/ring.js';
 import { type RawDesc, type RingAddrs, type Segment, at, readDesc, writeDesc } from './split-ring.js';
 
 export interface UsedElem {

@@ -1,0 +1,11 @@
+/**
+ * `virtio-lab/ring`: virtqueues from both sides, for a driver or device of
+ * your own. Split (2.7) and packed (2.8) rings behind one VirtqDevice /
+ * VirtqDriver interface (createQueueDevice / createQueueDriver), chains and
+ * chain readers/writers, layouts and event-index helpers; the receive-buffer
+ * module both devices share (RecvBuffers on the driver side, RxWriter on the
+ * device side); and the notification words (doorbells, interrupts, waits).
+ */
+export * from '../ring/index.js';
+export * from '../virtskb/index.js';
+export * from '../notify/index.js';

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyBytes } from '../src/memory/copy.js';
 import { registerMappedBuffer } from '../src/memory/native-copy.js';
-import * as libc from '../src/vhost-user/libc.js';
+import * as libc from '../src/os/libc.js';
 
 /** What memmove leaves in `mem` after moving `len` bytes from absolute offset `from` to `to`. */
 function memmove(mem: Uint8Array, from: number, to: number, len: number): Uint8Array {

@@ -7,7 +7,7 @@
 import { workerData } from 'node:worker_threads';
 import { viewMappedMemory } from '../src/vhost-user/front-end-memory.js';
 import { KickPollWait } from '../src/vhost-user/kick-poll-wait.js';
-import { signalEventfd, viewOf } from '../src/vhost-user/libc.js';
+import { signalEventfd, viewOf } from '../src/os/libc.js';
 import type { VhostQueueWorkerData } from '../src/vhost-user/vhost-queue-data.js';
 import { NOTIFY_PAGE_BYTES } from '../src/vhost-user/vring.js';
 import { QueueThread } from '../src/worker/queue-thread.js';

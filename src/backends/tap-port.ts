@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { InvalidArgumentError } from '../errors.js';
 import { type WordRef, ring } from '../notify/notify-area.js';
 import { workerFile } from '../transport/worker-file.js';
-import { close as closeFd, eventfd, signalEventfd } from '../vhost-user/libc.js';
+import { close as closeFd, eventfd, signalEventfd } from '../os/libc.js';
 import { addNetns, configureInterface, deleteNetns, ipSync, isInterfaceName, isNetnsName, linkExists, netnsExists } from './netns.js';
 import type { NetPort, PortAttachable } from './port-channel.js';
 import { InterfaceNameInUseError, NetnsNotFoundError } from './tap-errors.js';

@@ -1,6 +1,6 @@
 import { AdaptiveWait } from '../notify/adaptive-wait.js';
 import { NET_HDR_SIZE } from '../spec/net.js';
-import { EAGAIN, EINTR, POLLIN, poll, readEventfd } from '../vhost-user/libc.js';
+import { EAGAIN, EINTR, POLLIN, poll, readEventfd } from '../os/libc.js';
 import { PortChannelConsumer, type PortChannelSpec, PortChannelProducer } from './port-channel.js';
 import { readAt, sharedAddress, writeAt } from './tun.js';
 

@@ -1,4 +1,4 @@
-import { type Fn, close, errno, libcFunction } from '../vhost-user/libc.js';
+import { type Fn, close, errno, libcFunction } from '../os/libc.js';
 import { InterfaceNameInUseError, NetAdminRequiredError, TunUnavailableError } from './tap-errors.js';
 
 /**

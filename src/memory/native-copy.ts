@@ -1,4 +1,4 @@
-import { addressOfBytes, copyAt } from '../vhost-user/libc.js';
+import { addressOfBytes, copyAt } from '../os/libc.js';
 
 /**
  * Copies between two different buffers by address: front-end memory mapped

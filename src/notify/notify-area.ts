@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
-import { wakeEventfd } from '../vhost-user/libc.js';
+import { wakeEventfd } from '../os/libc.js';
 
 /** Int32 words per cache line: each notification word gets a line of its own. */
 const LINE = 16;

@@ -1,6 +1,6 @@
 import { GuestMemory } from '../memory/guest-memory.js';
 import { registerMappedBuffer } from '../memory/native-copy.js';
-import * as libc from './libc.js';
+import * as libc from '../os/libc.js';
 import { type MemRegion, VhostUserProtocolError } from './protocol.js';
 
 const PAGE = 4096n;

@@ -2,4 +2,4 @@ export { VhostUserServer, type VhostUserServerOptions, type VhostUserDeviceBase,
 export type { SessionSummary } from './session.js';
 export { serveVhostUserNet, serveVhostUserVsock, type VhostUserNetOptions, type VhostUserVsockOptions } from './devices.js';
 export { VhostUserProtocolError } from './protocol.js';
-export { SystemCallError } from './libc.js';
+export { SystemCallError } from '../os/libc.js';

@@ -1,6 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { IoCommand, IoEvent, IoWorkerData } from './io-messages.js';
-import * as libc from './libc.js';
+import * as libc from '../os/libc.js';
 import { PollSet } from './poll-set.js';
 import { HEADER_SIZE, MAX_PAYLOAD, VhostUserProtocolError, checkHeader } from './protocol.js';
 

@@ -1,6 +1,6 @@
 import { POLL_SLEEPER, pollWakeFdWord } from '../notify/notify-area.js';
 import type { ThreadSleeper } from '../worker/queue-thread.js';
-import * as libc from './libc.js';
+import * as libc from '../os/libc.js';
 import { PollSet } from './poll-set.js';
 import { NOTIFY_PAGE_IDLE } from './vring.js';
 

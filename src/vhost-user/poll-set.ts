@@ -1,4 +1,4 @@
-import * as libc from './libc.js';
+import * as libc from '../os/libc.js';
 
 /** The most fds one PollSet watches. */
 const MAX_FDS = 64;

@@ -1,5 +1,5 @@
 import { VirtioLabError } from '../errors.js';
-import { describeFd, isEventfd } from './libc.js';
+import { describeFd, isEventfd } from '../os/libc.js';
 
 /**
  * The vhost-user wire protocol (QEMU docs/interop/vhost-user.rst): a 12-byte

@@ -8,7 +8,7 @@ import { QueueThreadHandle, ownQueueThread } from '../transport/queue-thread-han
 import type { QueueLauncher, VirtioDevice } from '../transport/virtio-device.js';
 import { workerFile } from '../transport/worker-file.js';
 import type { IoCommand, IoEvent, IoWorkerData } from './io-messages.js';
-import * as libc from './libc.js';
+import * as libc from '../os/libc.js';
 import { ProtocolFeature } from './protocol.js';
 import { type SessionSummary, VhostUserSession } from './session.js';
 import type { VhostQueueWorkerData } from './vhost-queue-data.js';

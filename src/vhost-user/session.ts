@@ -6,7 +6,7 @@ import { MAX_QUEUE_SIZE } from '../spec/ring.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../spec/status.js';
 import type { QueueErrorEvent, VirtioDevice } from '../transport/virtio-device.js';
 import { FrontEndMemory } from './front-end-memory.js';
-import * as libc from './libc.js';
+import * as libc from '../os/libc.js';
 import {
   F_PROTOCOL_FEATURES,
   FLAG_NEED_REPLY,

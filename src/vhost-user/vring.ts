@@ -1,7 +1,7 @@
 import { PACKED_EVENT_SIZE, splitAvailBytes, splitDescBytes, splitUsedBytes } from '../spec/ring.js';
 import type { QueueAddresses } from '../transport/virtio-device.js';
 import type { FrontEndMemory } from './front-end-memory.js';
-import * as libc from './libc.js';
+import * as libc from '../os/libc.js';
 import { type VringAddr, VhostUserProtocolError } from './protocol.js';
 
 /** Size of a ring's notify page: the front end maps exactly one host page (QEMU checks). */

@@ -1,6 +1,6 @@
 /**
  * The layer rule of docs/architecture.md: the shared layers (worker, ring,
- * transport, virtskb, stats, memory, notify, spec) know no device and no
+ * transport, virtskb, stats, memory, notify, spec, os) know no device and no
  * lab: nothing under them imports from net/, vsock/, lab/ or backends/ (or
  * anything above those), not even a type. The worker entry files (workers/) are the edge that
  * names the devices' handlers.
@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
 
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
-const SHARED = ['worker', 'ring', 'transport', 'virtskb', 'stats', 'memory', 'notify', 'spec'];
+const SHARED = ['worker', 'ring', 'transport', 'virtskb', 'stats', 'memory', 'notify', 'spec', 'os'];
 /** Everything else in src/: the devices, backends, lab, and what sits on top (hostile, testing, vhost-user, cli, entries). */
 const ABOVE = ['net', 'vsock', 'lab', 'backends', 'hostile', 'testing', 'vhost-user', 'cli', 'entries', 'index.ts'];
 
@@ -54,7 +54,7 @@ it('an upward import is reported with its file (the rule can fail)', () => {
   expect(upwardImports(planted)).toEqual(['stats/queue-stats.ts imports net/net-counters.js']);
 });
 
-it('worker, ring, transport, virtskb, stats, memory, notify and spec import nothing from net, vsock, lab, backends or above', () => {
+it('worker, ring, transport, virtskb, stats, memory, notify, spec and os import nothing from net, vsock, lab, backends or above', () => {
   expect(upwardImports(importEdges())).toEqual([]);
   const folders = new Set(sourceFiles(SRC).map((f) => topFolder(relative(SRC, f))));
   expect([...folders].filter((f) => !SHARED.includes(f) && !ABOVE.includes(f) && f !== 'errors.ts')).toEqual([]);

@@ -8,7 +8,7 @@
  * fd of the attacked sessions is closed. Workers load from dist/: build first.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import * as libc from '../../src/vhost-user/libc.js';
+import * as libc from '../../src/os/libc.js';
 import { EPERM, type Rig, aftermath, bystander, loopback, parkedEventfd, rig, steadyTraffic, stealer } from '../support/vhost-user/attack-rig.js';
 import { F_PROTOCOL_FEATURES, FrontEnd, NET_FEATURES, PF, R, RAM_GPA, RAM_SIZE, RAM_UVA, RX, TX, memTable, u64, until, upNet, vringAddr } from '../support/vhost-user/front-end.js';
 

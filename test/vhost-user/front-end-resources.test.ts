@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import * as libc from '../../src/vhost-user/libc.js';
+import * as libc from '../../src/os/libc.js';
 import { EPERM, aftermath, bystander, loopback, parkedEventfd, rig, stealer } from '../support/vhost-user/attack-rig.js';
 import {
   F_PROTOCOL_FEATURES,

@@ -16,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { close as closeFd, memfd } from '../../src/vhost-user/libc.js';
+import { close as closeFd, memfd } from '../../src/os/libc.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   F_PROTOCOL_FEATURES,

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { afterEach, expect, it } from 'vitest';
 import { POLL_SLEEPER, pollWakeFdWord, ring } from '../../src/notify/notify-area.js';
 import { KickPollWait } from '../../src/vhost-user/kick-poll-wait.js';
-import * as libc from '../../src/vhost-user/libc.js';
+import * as libc from '../../src/os/libc.js';
 
 const WAKE = 16;
 /** Long enough that a sleep which returns before it was woken, not timed out. */

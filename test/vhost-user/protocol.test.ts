@@ -439,7 +439,7 @@ describe('vhost-user: rings', () => {
     fe.kick(TX);
     await until(() => tx.usedIdx === 1, 5000, 'the frame used');
     const b = new BigUint64Array(1);
-    const { read } = await import('../../src/vhost-user/libc.js');
+    const { read } = await import('../../src/os/libc.js');
     await until(() => read(fresh, new Uint8Array(b.buffer)) === 8, 2000, 'the new call eventfd');
     expect(fe.takeCalls(TX)).toBe(0n);
   });

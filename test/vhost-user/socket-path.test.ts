@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { serveVhostUserNet } from '../../src/vhost-user/devices.js';
-import * as libc from '../../src/vhost-user/libc.js';
+import * as libc from '../../src/os/libc.js';
 
 // The socket path a vhost-user server listens on: as for the vsock muxer, a
 // stale socket file is replaced, a live server's socket never is.

@@ -7,7 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
-import * as libc from '../../../src/vhost-user/libc.js';
+import * as libc from '../../../src/os/libc.js';
 import { type ChildBackEnd, childBackEnd } from './child-back-end.js';
 import { FE_MAC, type FrontEnd, type FrontEndRx, RX, TX, frame, seqOf, takeRx, until, upNet } from './front-end.js';
 

@@ -4,7 +4,7 @@
  * here from the spec (QEMU docs/interop/vhost-user.rst), not with
  * src/vhost-user/protocol.ts's encoders, so it cross-checks the back end's
  * decoders. Only the request numbers and the raw syscalls of
- * src/vhost-user/libc.ts are shared (socket, sendmsg with SCM_RIGHTS, memfd,
+ * src/os/libc.ts are shared (socket, sendmsg with SCM_RIGHTS, memfd,
  * mmap, eventfd, poll, read).
  *
  * It is also the DRIVER of the split rings (its own minimal implementation,
@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { NetDriver, SharedArena, VirtioNetDevice, connectNics, setupNetDriver } from '../../../src/index.js';
 import type { VhostUserDisconnect, VhostUserServer } from '../../../src/vhost-user/index.js';
 import { serveVhostUserNet } from '../../../src/vhost-user/index.js';
-import * as libc from '../../../src/vhost-user/libc.js';
+import * as libc from '../../../src/os/libc.js';
 import { Req, u64, vringState } from '../../../src/vhost-user/protocol.js';
 
 // ---- the spec's numbers, written out here ---------------------------------

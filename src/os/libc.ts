@@ -3,9 +3,10 @@ import { createRequire } from 'node:module';
 import { VirtioLabError } from '../errors.js';
 
 /**
- * The few libc calls vhost-user needs and Node does not have: fd passing
- * (recvmsg with SCM_RIGHTS), mmap of the front end's memory, eventfd and
- * poll. They go through koffi (an FFI with prebuilt binaries in its npm
+ * The few libc calls Node does not have, for vhost-user (fd passing with
+ * recvmsg / SCM_RIGHTS, mmap of the front end's memory, eventfd, poll), TAP
+ * ports (open, ioctl, read / write of /dev/net/tun), the doorbell of a ring
+ * thread asleep in poll() (notify), and copies by address (memory). They go through koffi (an FFI with prebuilt binaries in its npm
  * package: no compiler at install), loaded on first use so that importing
  * the library never loads a native module. Linux x86-64/arm64 only (the
  * struct layouts below are LP64 Linux).

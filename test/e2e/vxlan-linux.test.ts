@@ -98,6 +98,41 @@ describe('VXLAN uplink and Linux vxlan devices in network namespaces', () => {
     expect(ports).toEqual(['a', 'gw', 'vx0', 'vx1']);
   }, 120_000);
 
+  it('a Linux VTEP reaches a network namespace on the lab switch (a TAP port) through the uplink: ping, and iperf3 TCP for 5 s', async () => {
+    const v = await vtep(5, 2);
+    const netns = `vl-vx${pid}`.slice(0, 15);
+    const t = parseTopology({
+      switches: [{ name: 'sw' }],
+      netns: [{ name: netns, address: `192.168.${C}.4/24`, port: 'sw' }],
+      vxlan: [{ name: 'vx0', switch: 'sw', vni: VNI, local: v.rootAddress, port: 4789, remotes: [v.nsAddress] }],
+    });
+    const lab = buildLab(t, { queueSize: 256 });
+    cleanups.push(() => lab.close());
+    await lab.start();
+
+    expect(pingSummary(await v.exec(['ping', '-c', '3', '-i', '0.2', '-W', '2', `192.168.${C}.4`]))).toEqual({ sent: 3, received: 3 });
+    // TCP from the Linux VTEP's namespace to the lab's: vxlan device -> uplink -> switch -> TAP port -> namespace.
+    const server = lab.spawn(netns, ['iperf3', '-s', '-1', '-B', `192.168.${C}.4`]);
+    const serverDone = new Promise<number | null>((r) => server.once('close', (code) => r(code)));
+    let report: { error?: string; end?: { sum_received: { bytes: number; seconds: number } } } = {};
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const r = await v.execStatus(['iperf3', '-c', `192.168.${C}.4`, '-t', '5', '-J'], 60_000);
+      report = JSON.parse(r.out.slice(r.out.indexOf('{'), r.out.lastIndexOf('}') + 1));
+      if (report.error === undefined || !/refused/.test(report.error)) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(report.error).toBeUndefined();
+    expect(await serverDone).toBe(0);
+    const received = report.end!.sum_received.bytes;
+    expect(received).toBeGreaterThan(1 << 20);
+    console.log(`iperf3 TCP Linux VTEP -> VXLAN uplink -> lab switch -> TAP port in a namespace: ${((8 * received) / report.end!.sum_received.seconds / 1e6).toFixed(0)} Mbit/s (one stream)`);
+    const s = lab.stats();
+    expect(s.vxlan.vx0.rxFrames).toBeGreaterThan(0);
+    expect(s.vxlan.vx0.dropsBadVni + s.vxlan.vx0.dropsShort + s.vxlan.vx0.dropsBadFlags + s.vxlan.vx0.sendErrors).toBe(0);
+    expect(s.netns[netns].writtenFrames).toBeGreaterThan(0);
+    expect(s.netns[netns].readFrames).toBeGreaterThan(0);
+  }, 120_000);
+
   it('packets for another VNI and garbage UDP are counted by reason and never reach the lab', async () => {
     const v = await vtep(3, 2);
     const { lab, hosts } = await labFor([v]);

@@ -68,7 +68,7 @@ export interface WordRef {
  * word. ring() adds 2, so the count never carries into this bit.
  */
 export const POLL_SLEEPER = 1;
-const RING_STEP = 2;
+export const RING_STEP = 2;
 
 /** Index of the word holding a poll sleeper's wake eventfd, next to its wake word (same cache line). */
 export const pollWakeFdWord = (wake: number): number => wake + 1;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/index.js';
-import type { WordRef } from '../../src/notify/notify-area.js';
+import { RING_STEP, type WordRef } from '../../src/notify/notify-area.js';
 import { NET_CFG_MAC, NET_CFG_MAX_VQ_PAIRS, NET_CFG_MTU, NET_CFG_SIZE, NET_CFG_STATUS, NET_S_LINK_UP } from '../../src/spec/net.js';
 import { PCI_CONFIG_GENERATION, PCI_CONFIG_MSIX_VECTOR, PCI_NO_VECTOR } from '../../src/spec/pci.js';
 import { STAGES, STAGE_DRIVER_OK, STAGE_FEATURES_OK, TEST_MAC, bringTo, netRig, thrown } from './harness.js';
@@ -32,8 +32,8 @@ function interruptRig(stage: number, configVector: number) {
   return {
     ...rig,
     events: () => events,
-    /** How far each routed word moved. */
-    rung: () => refs.map((r, v) => Atomics.load(words, r.index) - (1000 + v)),
+    /** How many times each routed word was rung (ring() adds RING_STEP: bit 0 is a sleeper's flag). */
+    rung: () => refs.map((r, v) => (Atomics.load(words, r.index) - (1000 + v)) / RING_STEP),
     ownWordsUntouched: () => expect(ownWords()).toEqual(ownBefore),
   };
 }

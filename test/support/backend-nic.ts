@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type NetPort, type PortAttachable, PortChannelConsumer, type PortChannelProducer, recordNetHdr } from '../../src/backends/port-channel.js';
 import { SteeredOutput } from '../../src/backends/steered-output.js';
-import type { WordRef } from '../../src/notify/notify-area.js';
+import { RING_STEP, type WordRef } from '../../src/notify/notify-area.js';
 import { parseMac } from '../../src/net/mac.js';
 
 /** A frame as a fake NIC received it: the bytes, its 12-byte virtio_net_hdr, the queue pair it came in on. */
@@ -102,9 +102,9 @@ export class FakeNic implements PortAttachable {
     return Array.from(this.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
   }
 
-  /** Times the switch rang this NIC's rx wake word of `pair` (ring() adds 2 a time). */
+  /** Times the switch rang this NIC's rx wake word of `pair` (ring() adds RING_STEP a time). */
   rxRings(pair = 0): number {
-    return Atomics.load(this.words, this.wakeWords.rx[pair].index) >>> 1;
+    return Atomics.load(this.words, this.wakeWords.rx[pair].index) / RING_STEP;
   }
 }
 

@@ -44,7 +44,7 @@ function later(afterMs: number, what: { kick: number } | { words: SharedArrayBuf
     } else {
       import(w.lib).then((m) => m.ring(new Int32Array(w.words), ${WAKE}));
     }`;
-  const lib = new URL('../../dist/index.js', import.meta.url).href;
+  const lib = new URL('../../dist/ring.js', import.meta.url).href;
   workers.push(new Worker(code, { eval: true, workerData: { afterMs, lib, ...what } }));
 }
 

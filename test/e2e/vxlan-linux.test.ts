@@ -57,6 +57,18 @@ function pingSummary(out: string): { sent: number; received: number } {
   return { sent: Number(m[1]), received: Number(m[2]) };
 }
 
+/** iperf3 -c `server` for 5 s from the namespace of `v`, retried while the server does not listen yet (connection refused). */
+async function iperf3Client(v: VtepNamespace, server: string): Promise<{ error?: string; end?: { sum_received: { bytes: number; seconds: number } } }> {
+  let report: { error?: string; end?: { sum_received: { bytes: number; seconds: number } } } = {};
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const r = await v.execStatus(['iperf3', '-c', server, '-t', '5', '-J'], 60_000);
+    report = JSON.parse(r.out.slice(r.out.indexOf('{'), r.out.lastIndexOf('}') + 1));
+    if (report.error === undefined || !/refused/.test(report.error)) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return report;
+}
+
 describe('VXLAN uplink and Linux vxlan devices in network namespaces', () => {
   it('a Linux VTEP pings the lab IP host through the uplink; iperf3 TCP runs between two namespaces through two uplinks and the lab switch', async () => {
     const [v1, v2] = [await vtep(1, 2), await vtep(2, 3)];
@@ -69,14 +81,7 @@ describe('VXLAN uplink and Linux vxlan devices in network namespaces', () => {
     const server = spawn('ip', ['netns', 'exec', v2.ns, 'iperf3', '-s', '-1', '-B', `192.168.${C}.3`], { stdio: 'ignore' });
     const serverDone = new Promise<number | null>((r) => server.once('close', (code) => r(code)));
     cleanups.push(() => (server.exitCode === null ? server.kill('SIGKILL') : undefined));
-    let report: { error?: string; end?: { sum_received: { bytes: number; seconds: number } } } = {};
-    for (let attempt = 0; attempt < 20; attempt++) {
-      // The server may not listen yet: iperf3 then fails at once with "connection refused".
-      const r = await v1.execStatus(['iperf3', '-c', `192.168.${C}.3`, '-t', '5', '-J'], 60_000);
-      report = JSON.parse(r.out.slice(r.out.indexOf('{'), r.out.lastIndexOf('}') + 1));
-      if (report.error === undefined || !/refused/.test(report.error)) break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    const report = await iperf3Client(v1, `192.168.${C}.3`);
     expect(report.error).toBeUndefined();
     expect(await serverDone).toBe(0);
     const received = report.end!.sum_received.bytes;
@@ -114,13 +119,7 @@ describe('VXLAN uplink and Linux vxlan devices in network namespaces', () => {
     // TCP from the Linux VTEP's namespace to the lab's: vxlan device -> uplink -> switch -> TAP port -> namespace.
     const server = lab.spawn(netns, ['iperf3', '-s', '-1', '-B', `192.168.${C}.4`]);
     const serverDone = new Promise<number | null>((r) => server.once('close', (code) => r(code)));
-    let report: { error?: string; end?: { sum_received: { bytes: number; seconds: number } } } = {};
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const r = await v.execStatus(['iperf3', '-c', `192.168.${C}.4`, '-t', '5', '-J'], 60_000);
-      report = JSON.parse(r.out.slice(r.out.indexOf('{'), r.out.lastIndexOf('}') + 1));
-      if (report.error === undefined || !/refused/.test(report.error)) break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    const report = await iperf3Client(v, `192.168.${C}.4`);
     expect(report.error).toBeUndefined();
     expect(await serverDone).toBe(0);
     const received = report.end!.sum_received.bytes;

@@ -4,9 +4,11 @@ import { unlinkSync } from 'node:fs';
 import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
+import { copyBytes } from '../memory/copy.js';
 import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
 import { NET_HDR_SIZE, NET_MAX_TX_FRAME } from '../spec/net.js';
 import { DEFAULT_WIRE_MTU, WireFrames, checkMtu } from './capture.js';
+import { OutBuffers } from './out-buffers.js';
 import { type NetPort, type PortAttachable, PortChannelConsumer } from './port-channel.js';
 import { STREAM_BROKEN, STREAM_LEN_BYTES, StreamDecoder } from './socket-link-framing.js';
 import { SteeredOutput } from './steered-output.js';
@@ -93,10 +95,6 @@ export class SocketLinkProtocolError extends VirtioLabError {
   }
 }
 
-/** Bytes of each outbound write buffer: a batch of frames, one write() each. */
-const WRITE_BUFFER_BYTES = 256 * 1024;
-/** Write buffers; all in flight means the socket is slower than the lab: the channel fills and the sender waits. */
-const WRITE_BUFFERS = 4;
 /** The loop wakes at least this often while idle. */
 const IDLE_MS = 1000;
 
@@ -159,17 +157,11 @@ export class SocketLink extends EventEmitter implements PortAttachable {
   private closed = false;
   private closing: Promise<void> | undefined;
   private loopDone: Promise<void> | undefined;
-  // Outbound write buffers.
-  private readonly bufs: Buffer[] = [];
-  private readonly busy: number[] = [];
-  private cur = -1;
-  private used = 0;
-  private outBlocked = false;
+  private readonly outBufs: OutBuffers;
   // Inbound chunks held while the lab's channel is full.
   private readonly pendingIn: Buffer[] = [];
   private pendingOff = 0;
   private readonly emitFrame = (u8: Uint8Array, at: number, len: number): void => this.put(u8, at, len);
-  private readonly writeDone: ((e?: Error | null) => void)[] = [];
 
   private constructor(private readonly options: SocketLinkOptions) {
     super();
@@ -182,11 +174,7 @@ export class SocketLink extends EventEmitter implements PortAttachable {
     Atomics.store(this.i32, 0, 1);
     this.wire = new WireFrames(checkMtu(options.mtu ?? DEFAULT_WIRE_MTU), NET_MAX_TX_FRAME);
     this.remote = options.transport === 'dgram' ? { host: options.remote.host ?? '127.0.0.1', port: options.remote.port } : null;
-    for (let k = 0; k < WRITE_BUFFERS; k++) {
-      this.bufs.push(Buffer.allocUnsafe(WRITE_BUFFER_BYTES));
-      this.busy.push(0);
-      this.writeDone.push((e) => this.written(k, e));
-    }
+    this.outBufs = new OutBuffers(this.word, () => this.counters.socketErrors++);
   }
 
   /**
@@ -470,7 +458,7 @@ export class SocketLink extends EventEmitter implements PortAttachable {
    */
   private pumpOut(): number {
     let n = 0;
-    this.outBlocked = false;
+    this.outBufs.blocked = false;
     const connected = this.connected;
     for (const c of this.inputs) {
       const u8 = c.u8;
@@ -486,7 +474,7 @@ export class SocketLink extends EventEmitter implements PortAttachable {
             // Frames plus a length prefix each (a segment is at least 54 + 1 bytes, so prefixes add < 1/8).
             const need = bytes + (bytes >>> 3) + 2 * STREAM_LEN_BYTES;
             if (!this.room(need)) {
-              this.outBlocked = true;
+              this.outBufs.blocked = true;
               break;
             }
             if (this.wire.resolve(u8, at, len, this.emitFrame) < 0) this.counters.dropsOffload++;
@@ -496,7 +484,7 @@ export class SocketLink extends EventEmitter implements PortAttachable {
         n++;
       }
       c.release();
-      if (this.outBlocked) break;
+      if (this.outBufs.blocked) break;
     }
     this.flush();
     return n;
@@ -504,59 +492,49 @@ export class SocketLink extends EventEmitter implements PortAttachable {
 
   /** A write buffer with `need` bytes free is current (flushing the full one); false when all are in flight. */
   private room(need: number): boolean {
-    if (this.cur >= 0 && this.used + need <= WRITE_BUFFER_BYTES) return true;
+    if (this.outBufs.fits(need)) return true;
     this.flush();
-    for (let k = 0; k < WRITE_BUFFERS; k++) {
-      if (this.busy[k] === 0 && k !== this.cur) {
-        this.cur = k;
-        this.used = 0;
-        return true;
-      }
-    }
-    return false;
+    return this.outBufs.takeFree();
   }
 
   /** One wire frame into the current buffer: framed for a stream, sent at once as a datagram. */
   private put(u8: Uint8Array, at: number, len: number): void {
-    const buf = this.bufs[this.cur];
-    let i = this.used;
+    const o = this.outBufs;
+    const buf = o.bufs[o.cur];
+    let i = o.used;
     if (this.udp === null) {
       buf.writeUInt32BE(len, i);
       i += STREAM_LEN_BYTES;
     }
-    buf.set(u8.subarray(at, at + len), i);
+    copyBytes(u8, at, buf, i, len);
     if (this.udp !== null) {
-      this.busy[this.cur]++;
-      this.udp.send(buf, i, len, this.remote!.port, this.remote!.host, this.writeDone[this.cur]);
+      o.hold(o.cur);
+      this.udp.send(buf, i, len, this.remote!.port, this.remote!.host, o.done[o.cur]);
     }
-    this.used = i + len;
+    o.used = i + len;
     this.counters.txFrames++;
     this.counters.txBytes += len;
   }
 
   /** Hand the current stream buffer to the socket (one write for the batch). */
   private flush(): void {
-    const k = this.cur;
+    const o = this.outBufs;
+    const k = o.cur;
     if (k < 0) return;
     if (this.udp !== null) {
       // Datagrams went out one by one; the buffer frees when their sends complete.
-      this.cur = -1;
+      o.cur = -1;
       return;
     }
-    if (this.used === 0) return;
+    if (o.used === 0) return;
     const s = this.socket;
     if (s === null) {
-      this.used = 0;
+      o.used = 0;
       return;
     }
-    this.busy[k]++;
-    this.cur = -1;
-    s.write(this.bufs[k].subarray(0, this.used), this.writeDone[k]);
-  }
-
-  private written(k: number, e?: Error | null): void {
-    if (e) this.counters.socketErrors++;
-    if (--this.busy[k] === 0 && this.outBlocked) ring(this.i32, this.word.index);
+    o.hold(k);
+    o.cur = -1;
+    s.write(o.bufs[k].subarray(0, o.used), o.done[k]);
   }
 
   // ---- the loop ----
@@ -581,7 +559,7 @@ export class SocketLink extends EventEmitter implements PortAttachable {
   }
 
   private arm(): boolean {
-    if (!this.outBlocked) for (const c of this.inputs) if (c.armData()) return true;
+    if (!this.outBufs.blocked) for (const c of this.inputs) if (c.armData()) return true;
     const p = this.decoder.blockedOn;
     if (this.pendingIn.length !== 0 && p !== null && p.armSpace(this.decoder.blockedLen)) return true;
     return false;

@@ -5,6 +5,7 @@ import { copyBytes } from '../memory/copy.js';
 import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
 import { NET_MAX_TX_FRAME } from '../spec/net.js';
 import { WireFrames } from './capture.js';
+import { OutBuffers } from './out-buffers.js';
 import { type NetPort, type PortAttachable, PortChannelConsumer } from './port-channel.js';
 import { SteeredOutput } from './steered-output.js';
 import { MacTable } from './switch-mac-table.js';
@@ -81,10 +82,6 @@ interface Remote {
   txFrames: number;
 }
 
-/** Bytes of each outbound buffer: datagrams (header + frame) packed one after the other, 8-aligned. */
-const WRITE_BUFFER_BYTES = 256 * 1024;
-/** Outbound buffers; all in flight means the socket is slower than the lab: the channel fills and the switch waits. */
-const WRITE_BUFFERS = 4;
 /** The loop wakes (and reads the clock, and ages the table) at least this often. */
 const IDLE_MS = 1000;
 const NOT_FOUND = -1;
@@ -163,13 +160,8 @@ export class VxlanUplink implements PortAttachable {
   private local = '';
   /** The kernel's drop count read as the socket closed (stats() after close()). */
   private kernelDropsAtClose = 0;
-  // Outbound buffers: a datagram is in flight from send() to its callback.
-  private readonly bufs: Buffer[] = [];
-  private readonly busy: number[] = [];
-  private cur = -1;
-  private used = 0;
-  private outBlocked = false;
-  private readonly sent: ((e: Error | null) => void)[] = [];
+  /** Outbound buffers: datagrams (header + frame) packed one after the other, 8-aligned, each in flight from send() to its callback. */
+  private readonly outBufs: OutBuffers;
   private readonly emitFrame = (u8: Uint8Array, at: number, len: number): void => this.send(u8, at, len);
   private readonly onMessage = (msg: Buffer, rinfo: RemoteInfo): void => this.receive(msg, rinfo);
   private readonly publishIn = (): void => {
@@ -197,11 +189,7 @@ export class VxlanUplink implements PortAttachable {
     this.activePairs = { buffer, index: 0 };
     Atomics.store(this.i32, 0, 1);
     this.wire = new WireFrames(o.mtu, NET_MAX_TX_FRAME);
-    for (let k = 0; k < WRITE_BUFFERS; k++) {
-      this.bufs.push(Buffer.allocUnsafe(WRITE_BUFFER_BYTES));
-      this.busy.push(0);
-      this.sent.push((e) => this.sendDone(k, e));
-    }
+    this.outBufs = new OutBuffers(this.word, () => this.counters.sendErrors++);
     // Node sets both buffer sizes when the socket is bound.
     this.udp = createSocket({ type: 'udp4', recvBufferSize: o.recvBufferSize, sendBufferSize: o.sendBufferSize });
     this.udp.on('message', this.onMessage);
@@ -378,7 +366,7 @@ export class VxlanUplink implements PortAttachable {
   /** Drain the input channels into datagrams. Returns records taken. */
   private pumpOut(): number {
     let n = 0;
-    this.outBlocked = false;
+    this.outBufs.blocked = false;
     for (const c of this.inputs) {
       const u8 = c.u8;
       for (let at = c.peek(); at >= 0; at = c.peek()) {
@@ -387,8 +375,8 @@ export class VxlanUplink implements PortAttachable {
           this.counters.dropsOffload++;
         } else {
           // Frames plus a header each, 8-aligned (a segment is at least 55 bytes: a quarter more covers it).
-          if (!this.room(bytes + (bytes >>> 2) + 2 * VXLAN_HLEN)) {
-            this.outBlocked = true;
+          if (!this.outBufs.fits(bytes + (bytes >>> 2) + 2 * VXLAN_HLEN) && !this.outBufs.takeFree()) {
+            this.outBufs.blocked = true;
             break;
           }
           if (this.wire.resolve(u8, at, c.len, this.emitFrame) < 0) this.counters.dropsOffload++;
@@ -397,23 +385,10 @@ export class VxlanUplink implements PortAttachable {
         n++;
       }
       c.release();
-      if (this.outBlocked) break;
+      if (this.outBufs.blocked) break;
     }
-    this.cur = -1; // datagrams went out one by one; the buffer frees when their sends complete
+    this.outBufs.cur = -1; // datagrams went out one by one; the buffer frees when their sends complete
     return n;
-  }
-
-  /** A buffer with `need` bytes free is current; false when all are in flight. */
-  private room(need: number): boolean {
-    if (this.cur >= 0 && this.used + need <= WRITE_BUFFER_BYTES) return true;
-    for (let k = 0; k < WRITE_BUFFERS; k++) {
-      if (this.busy[k] === 0 && k !== this.cur) {
-        this.cur = k;
-        this.used = 0;
-        return true;
-      }
-    }
-    return false;
   }
 
   /** One wire frame: header + frame into the current buffer, sent to its VTEP (or to every configured one). */
@@ -424,13 +399,14 @@ export class VxlanUplink implements PortAttachable {
       this.counters.dropsNoRemote++;
       return;
     }
-    const k = this.cur;
-    const buf = this.bufs[k];
-    const start = this.used;
+    const o = this.outBufs;
+    const k = o.cur;
+    const buf = o.bufs[k];
+    const start = o.used;
     writeVxlanHeader(buf, start, this.vni);
     copyBytes(u8, at, buf, start + VXLAN_HLEN, len);
     const size = VXLAN_HLEN + len;
-    this.used = (start + size + 7) & ~7;
+    o.used = (start + size + 7) & ~7;
     if (known !== NOT_FOUND) {
       this.sendTo(known, buf, k, start, size, len);
       return;
@@ -441,17 +417,13 @@ export class VxlanUplink implements PortAttachable {
 
   private sendTo(r: number, buf: Buffer, k: number, start: number, size: number, frameLen: number): void {
     const remote = this.remotes[r];
-    this.busy[k]++;
+    this.outBufs.hold(k);
     remote.txFrames++;
     this.counters.txFrames++;
     this.counters.txBytes += frameLen;
-    this.udp.send(buf, start, size, remote.port, remote.host, this.sent[k]);
+    this.udp.send(buf, start, size, remote.port, remote.host, this.outBufs.done[k]);
   }
 
-  private sendDone(k: number, e: Error | null): void {
-    if (e) this.counters.sendErrors++;
-    if (--this.busy[k] === 0 && this.outBlocked) ring(this.i32, this.word.index);
-  }
 
   // ---- the loop ----
 
@@ -484,7 +456,7 @@ export class VxlanUplink implements PortAttachable {
   }
 
   private arm(): boolean {
-    if (this.outBlocked) return false;
+    if (this.outBufs.blocked) return false;
     for (const c of this.inputs) if (c.armData()) return true;
     return false;
   }

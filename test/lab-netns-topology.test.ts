@@ -1,16 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { TopologyError, buildLab, loadTopology, parseTopology } from '../src/index.js';
+import { buildLab, loadTopology, parseTopology } from '../src/index.js';
+import { topologyProblems } from './support/topology-problems.js';
 
-const problems = (json: unknown): string[] => {
-  try {
-    parseTopology(json);
-  } catch (e) {
-    expect(e).toBeInstanceOf(TopologyError);
-    return (e as TopologyError).problems.map((p) => `${p.field}: ${p.message}`);
-  }
-  throw new Error('the topology was accepted');
-};
+const problems = topologyProblems;
 
 describe('topology files: "netns" entries', () => {
   it('accepts the example: two namespaces on a switch, no NICs', () => {

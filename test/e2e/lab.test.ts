@@ -10,6 +10,7 @@ import { startLabHosts } from '../../src/lab/lab-hosts.js';
 import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 import { F_RING_PACKED, bit } from '../../src/spec/features.js';
 import { BROADCAST, ethFrame, seqOf, until } from '../support/backend-nic.js';
+import { topologyProblems } from '../support/topology-problems.js';
 import { requireTools, tshark } from '../support/tools.js';
 import { FrontEnd, NET_FEATURES, PF, RAM_GPA, RAM_SIZE, RAM_UVA } from '../support/vhost-user/front-end.js';
 
@@ -268,15 +269,7 @@ describe('Lab misuse is refused with InvalidArgumentError saying what was wrong'
 });
 
 describe('topology files', () => {
-  const problems = (json: unknown): string[] => {
-    try {
-      parseTopology(json);
-    } catch (e) {
-      expect(e).toBeInstanceOf(TopologyError);
-      return (e as TopologyError).problems.map((p) => `${p.field}: ${p.message}`);
-    }
-    throw new Error('the topology was accepted');
-  };
+  const problems = topologyProblems;
 
   it('accepts the example topology', () => {
     const t = loadTopology(fileURLToPath(new URL('../../examples/lab.json', import.meta.url)));

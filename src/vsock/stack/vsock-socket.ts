@@ -300,12 +300,17 @@ export abstract class VsockConnection extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.stopIdleTimer();
     const c = this.connection;
-    const gone = err ?? new VsockError('EPIPE', `${c.describe()} was destroyed`);
-    if (c.txCb !== null) c.failTx(gone);
-    if (this.finalCb !== null) {
-      const f = this.finalCb;
-      this.finalCb = null;
-      f(gone);
+    // The error is made only for a callback still waiting: most sockets end
+    // with none, and an Error (its stack captured) per close is what a
+    // connection setup rate pays for.
+    if (c.txCb !== null || this.finalCb !== null) {
+      const gone = err ?? new VsockError('EPIPE', `${c.describe()} was destroyed`);
+      if (c.txCb !== null) c.failTx(gone);
+      if (this.finalCb !== null) {
+        const f = this.finalCb;
+        this.finalCb = null;
+        f(gone);
+      }
     }
     if (c.connState === ConnState.ESTABLISHED && err === null && this.readableEnded && this.writableFinished) {
       // Both directions shut down cleanly: the close handshake.

@@ -43,7 +43,7 @@ async function withLink(features, fn, bufferSize = undefined) {
 }
 
 /** Write `total` bytes in 64 KiB writes with backpressure; the peer counts them. Returns bytes/s. */
-async function stream(sender, receiver, total) {
+export async function stream(sender, receiver, total) {
   const chunk = Buffer.alloc(WRITE, 0x5a);
   const done = new Promise((resolve) => {
     let got = 0;
@@ -78,7 +78,8 @@ async function vsockStream(features, bufferSize, toGuest = false) {
   );
 }
 
-async function unixPair(fn) {
+/** Run fn(path, server) with a Unix stream server listening in this process; closed after. */
+export async function unixPair(fn) {
   const path = join(tmpdir(), `vl-bench-vsock-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
   const server = createServer();
   await new Promise((r) => server.listen(path, r));

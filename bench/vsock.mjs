@@ -5,7 +5,7 @@
 //   (both ends on the main thread, as the vsock guest and host stacks are);
 // - connection setup rate (connect, RESPONSE, close) vs Unix socket connects.
 // Threads: the main thread runs both stacks; the device's rx and tx queues run
-// on one worker each (3 threads).
+// on queue threads (VSOCK_THREADS says how many).
 //
 //   npm run bench:vsock [-- --runs 5 --mib 256 --conns 2000]
 // or as the "vsock" case of npm run bench (vsockCases()). Run as a script it
@@ -150,8 +150,15 @@ async function unixSetup() {
   });
 }
 
+// The device's rx and tx queues get a thread each only where the default
+// mapping gives every queue its own (VIRTIO_LAB_THREADS, else 'auto': a core
+// for each of the 3 queues plus two); otherwise one thread serves both.
+const mapping = process.env.VIRTIO_LAB_THREADS || 'auto';
+const queueThreadEach = mapping === 'per-queue' || (mapping === 'auto' && availableParallelism() >= 5);
 /** Threads the vsock cases keep busy. */
-export const VSOCK_THREADS = 'main: guest + host stacks; rx and tx queue workers (3 threads)';
+export const VSOCK_THREADS = queueThreadEach
+  ? 'main: guest + host stacks; rx and tx queue threads (3 threads)'
+  : 'main: guest + host stacks; one queue thread serving rx and tx (2 threads)';
 
 /**
  * Every vsock row, `runs` times each (rows alternate within a run so drifting

@@ -296,6 +296,33 @@ describe('vsock stream: shutdown and close', () => {
     await Promise.all([closed(sock), closed(peer)]);
   });
 
+  it('destroy() while a write waits for credit: its callback gets EPIPE naming the connection; destroy() with nothing waiting closes without an error', async () => {
+    const p = (pair = createPair({ host: { bufferSize: 8192 } }));
+    const accepted = acceptOne(p, 93);
+    const sock = p.guest.connect(HOST_CID, 93);
+    const peer = await accepted; // never read: the 8 KiB credit runs out
+    peer.on('error', () => {});
+    const errors: Error[] = [];
+    sock.on('error', (e) => errors.push(e));
+    const written = new Promise<(Error & { code?: string }) | null | undefined>((resolve) => sock.write(Buffer.alloc(64 * 1024, 1), resolve));
+    await until(() => sock.credit.peerFree() === 0 && sock.bytesWritten === 8192, 'the write stalled on credit');
+    sock.destroy();
+    const err = await written;
+    expect(err?.code).toBe('EPIPE');
+    expect(err?.message).toContain(`3:${sock.localPort} -> 2:93 was destroyed`);
+    await Promise.all([closed(sock), closed(peer)]);
+
+    const accepted2 = acceptOne(p, 94);
+    const quiet = p.guest.connect(HOST_CID, 94);
+    const peer2 = await accepted2;
+    peer2.on('error', () => {});
+    const quietErrors: Error[] = [];
+    quiet.on('error', (e) => quietErrors.push(e));
+    quiet.destroy();
+    await Promise.all([closed(quiet), closed(peer2)]);
+    expect(quietErrors).toEqual([]);
+  });
+
   it('setTimeout(ms): "timeout" after ms of idleness, the socket stays usable; activity restarts it; 0 disables', async () => {
     const p = (pair = createPair());
     const accepted = acceptOne(p, 93);

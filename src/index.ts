@@ -67,6 +67,7 @@ export { VsockHost, type VsockHostOptions } from './vsock/vsock-host.js';
 export { VsockSocket } from './vsock/stack/vsock-socket.js';
 export { type SeqpacketMessage, VsockSeqpacketSocket } from './vsock/stack/vsock-seqpacket-socket.js';
 export { type VsockAcceptInfo, type VsockListenOptions, VsockServer } from './vsock/stack/vsock-server.js';
+export type { VsockOnread } from './vsock/stack/vsock-onread.js';
 export type { VsockStackStats } from './vsock/stack/stack-stats.js';
 export { VsockError, type VsockErrorCode } from './vsock/stack/vsock-error.js';
 export { VsockMuxerError, type VsockMuxerErrorCode, VsockUnixMuxer, type VsockUnixMuxerOptions, type VsockUnixMuxerStats } from './vsock/unix-muxer.js';

@@ -1,3 +1,4 @@
+import { copyBytes } from '../memory/guest-memory.js';
 import type { RxPacket } from '../virtskb/index.js';
 import type { VsockPayloadParts } from './stack/packet-port.js';
 
@@ -27,5 +28,24 @@ export class RxPayloadParts implements VsockPayloadParts {
 
   copyTo(dst: Uint8Array, dstIdx: number): number {
     return this.packet.copyTo(dst, dstIdx);
+  }
+
+  copyRange(from: number, len: number, dst: Uint8Array, dstIdx: number): void {
+    const p = this.packet;
+    let skip = from;
+    let at = dstIdx;
+    let left = len;
+    for (let s = 0; s < p.segCount && left > 0; s++) {
+      const segLen = p.segLen[s];
+      if (skip >= segLen) {
+        skip -= segLen;
+        continue;
+      }
+      const n = Math.min(segLen - skip, left);
+      copyBytes(p.segU8[s], p.segIdx[s] + skip, dst, at, n);
+      at += n;
+      left -= n;
+      skip = 0;
+    }
   }
 }

@@ -26,7 +26,7 @@ import { RecvBuffers, type RecvStats, type RxPacket, allocRecvPool } from '../vi
 import { GuestTxPort, vsockTxStride } from './guest-tx-port.js';
 import { RxPayloadParts } from './rx-payload-parts.js';
 import { ServiceLoop } from './service-loop.js';
-import { type VsockSeqpacketSocket, type VsockServer, type VsockSocket, VsockStack, type VsockStackOptions } from './stack/index.js';
+import { type VsockOnread, type VsockSeqpacketSocket, type VsockServer, type VsockSocket, VsockStack, type VsockStackOptions } from './stack/index.js';
 import type { VirtioVsockDevice } from './vsock-device.js';
 import { VsockHeader } from './vsock-header.js';
 
@@ -200,10 +200,10 @@ export class VsockDriver {
     return this.stack.localCid;
   }
 
-  /** Open a stream (or, with type 'seqpacket', a seqpacket) connection to a host port. */
-  connect(port: number, options?: { type?: 'stream'; timeoutMs?: number; localPort?: number }): VsockSocket;
+  /** Open a stream (or, with type 'seqpacket', a seqpacket) connection to a host port; `onread`: the reader's own receive buffer (VsockOnread). */
+  connect(port: number, options?: { type?: 'stream'; timeoutMs?: number; localPort?: number; onread?: VsockOnread }): VsockSocket;
   connect(port: number, options: { type: 'seqpacket'; timeoutMs?: number; localPort?: number }): VsockSeqpacketSocket;
-  connect(port: number, options?: { type?: 'stream' | 'seqpacket'; timeoutMs?: number; localPort?: number }): VsockSocket | VsockSeqpacketSocket {
+  connect(port: number, options?: { type?: 'stream' | 'seqpacket'; timeoutMs?: number; localPort?: number; onread?: VsockOnread }): VsockSocket | VsockSeqpacketSocket {
     return this.stack.connect(VSOCK_CID_HOST, port, options as { type: 'seqpacket' });
   }
 

@@ -4,7 +4,7 @@ import { VSOCK_F_SEQPACKET, hasFeature } from '../spec/features.js';
 import { VSOCK_CID_HOST, VSOCK_HDR_SIZE } from '../spec/vsock.js';
 import { HostChannelPort } from './host-channel-port.js';
 import { ServiceLoop } from './service-loop.js';
-import { type VsockSeqpacketSocket, type VsockServer, type VsockSocket, VsockStack, type VsockStackOptions } from './stack/index.js';
+import { type VsockOnread, type VsockSeqpacketSocket, type VsockServer, type VsockSocket, VsockStack, type VsockStackOptions } from './stack/index.js';
 import type { VirtioVsockDevice } from './vsock-device.js';
 import { VsockHeader } from './vsock-header.js';
 
@@ -66,10 +66,10 @@ export class VsockHost {
     return Atomics.load(this.cid, this.device.hostPort.guestCid.index) >>> 0;
   }
 
-  /** Open a stream (or seqpacket) connection to a guest port. */
-  connect(port: number, options?: { type?: 'stream'; timeoutMs?: number; localPort?: number }): VsockSocket;
+  /** Open a stream (or seqpacket) connection to a guest port; `onread`: the reader's own receive buffer (VsockOnread). */
+  connect(port: number, options?: { type?: 'stream'; timeoutMs?: number; localPort?: number; onread?: VsockOnread }): VsockSocket;
   connect(port: number, options: { type: 'seqpacket'; timeoutMs?: number; localPort?: number }): VsockSeqpacketSocket;
-  connect(port: number, options?: { type?: 'stream' | 'seqpacket'; timeoutMs?: number; localPort?: number }): VsockSocket | VsockSeqpacketSocket {
+  connect(port: number, options?: { type?: 'stream' | 'seqpacket'; timeoutMs?: number; localPort?: number; onread?: VsockOnread }): VsockSocket | VsockSeqpacketSocket {
     return this.stack.connect(this.guestCid, port, options as { type: 'seqpacket' });
   }
 

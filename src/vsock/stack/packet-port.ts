@@ -31,4 +31,6 @@ export interface VsockPayloadParts {
   alignment(): number;
   /** Copy every piece, in order, into dst from dstIdx. */
   copyTo(dst: Uint8Array, dstIdx: number): number;
+  /** Copy `len` bytes from byte `from` of the payload (the pieces taken together) into dst from dstIdx. */
+  copyRange(from: number, len: number, dst: Uint8Array, dstIdx: number): void;
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { VSOCK_DEFAULT_BACKLOG } from './limits.js';
+import type { VsockOnread } from './vsock-onread.js';
 
 /** Who asks: the peer's address and the port it asked for. */
 export interface VsockAcceptInfo {
@@ -23,6 +24,13 @@ export interface VsockListenOptions {
    * connects its Unix socket first.
    */
   accept?: (info: VsockAcceptInfo) => boolean | Promise<boolean>;
+  /**
+   * Stream only: every accepted socket reads into the reader's own buffer
+   * (as connect()'s onread, VsockOnread); the callback runs with the socket
+   * as `this`, so one buffer and one callback can serve every connection.
+   * Checked by listen() (InvalidArgumentError).
+   */
+  onread?: VsockOnread;
 }
 
 /** What a server needs from its stack. */
@@ -42,6 +50,8 @@ export class VsockServer extends EventEmitter {
   readonly backlog: number;
   /** @internal */
   readonly acceptHook: ((info: VsockAcceptInfo) => boolean | Promise<boolean>) | undefined;
+  /** @internal The accepted sockets' onread option (checked by listen()). */
+  readonly onread: VsockOnread | undefined;
   /** @internal Connections whose accept() has not answered yet. */
   pendingAccepts = 0;
   /** Connections accepted so far. */
@@ -59,6 +69,7 @@ export class VsockServer extends EventEmitter {
     this.type = options?.type ?? 'stream';
     this.backlog = options?.backlog ?? VSOCK_DEFAULT_BACKLOG;
     this.acceptHook = options?.accept;
+    this.onread = options?.onread;
   }
 
   /**

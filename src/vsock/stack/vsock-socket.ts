@@ -1,5 +1,6 @@
 import { Duplex, type DuplexOptions } from 'node:stream';
 import { InvalidArgumentError } from '../../errors.js';
+import { copyBytes } from '../../memory/guest-memory.js';
 import { VSOCK_SHUTDOWN_F_SEND } from '../../spec/vsock.js';
 import { ConnState } from './connection-states.js';
 import type { Connection } from './connection.js';
@@ -7,6 +8,7 @@ import type { Credit } from './credit.js';
 import type { VsockPayloadParts } from './packet-port.js';
 import { VSOCK_READABLE_HIGH_WATER_MARK } from './limits.js';
 import { VsockError } from './vsock-error.js';
+import { type VsockOnread, checkOnreadBuffer } from './vsock-onread.js';
 import type { VsockServer } from './vsock-server.js';
 
 const NO_BUFFER = Buffer.alloc(0);
@@ -58,8 +60,8 @@ export abstract class VsockConnection extends Duplex {
 
   // --- receive side of the Readable ---
   /** Received buffers the Readable has not taken yet (from rxHead on). */
-  private readonly rxQueue: Buffer[] = [];
-  private rxHead = 0;
+  protected readonly rxQueue: Buffer[] = [];
+  protected rxHead = 0;
   /** The Readable wants more (the last push returned true, or _read was called). */
   private rxWanted = true;
   private eofPushed = false;
@@ -289,7 +291,7 @@ export abstract class VsockConnection extends Duplex {
   }
 
   /** Everything received is with the Readable and the peer will send no more: EOF (the connection may then end). */
-  private rxDrained(): void {
+  protected rxDrained(): void {
     if (!this.eofPushed) {
       this.eofPushed = true;
       this.push(null);
@@ -334,9 +336,19 @@ export abstract class VsockConnection extends Duplex {
  * ETIMEDOUT, setTimeout() idle timeout.
  */
 export class VsockSocket extends VsockConnection {
-  /** @internal Made by VsockStack.connect() or a listener. */
-  constructor(connection: Connection) {
+  /** The reader's receive buffer (the onread option), or null: 'data' Buffers. */
+  private readonly onread: VsockOnread | null;
+  /** onread: the callback returned false (or pause()): no callback until resume() or read(). */
+  private rxPaused = false;
+  /** onread: bytes of rxQueue[rxHead] already handed to the callback. */
+  private rxHeadOff = 0;
+  /** onread: a drain of the queued bytes is scheduled (resume() hands them over on the next tick, as Node reads again). */
+  private drainScheduled = false;
+
+  /** @internal Made by VsockStack.connect() or a listener; `onread` already checked (checkOnread). */
+  constructor(connection: Connection, onread?: VsockOnread) {
     super(connection, { decodeStrings: true, readableHighWaterMark: VSOCK_READABLE_HIGH_WATER_MARK });
+    this.onread = onread ?? null;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -350,6 +362,133 @@ export class VsockSocket extends VsockConnection {
   /** @internal */
   rxData(payload: Uint8Array | VsockPayloadParts, off: number, len: number): void {
     if (len === 0) return;
-    this.rxEnqueue(copyOut(payload, off, len));
+    if (this.onread === null) {
+      this.rxEnqueue(copyOut(payload, off, len));
+      return;
+    }
+    if (this.rxPaused || this.rxHead !== this.rxQueue.length) {
+      // Kept until resume(): a copy, made only while the reader is paused.
+      this.rxQueue.push(copyOut(payload, off, len));
+      return;
+    }
+    const at = payload instanceof Uint8Array ? off : 0; // parts: off is unused
+    const done = this.toReader(payload, at, len);
+    if (done < len && !this.destroyed) this.rxQueue.push(rest(payload, at + done, len - done));
+    this.connection.afterConsume();
   }
+
+  /**
+   * onread: hand payload[off, off + len) to the callback, one buffer-full
+   * at a time, fwd_cnt advancing by each. Returns the bytes handed over
+   * (fewer than len when the callback paused the socket or destroyed it).
+   */
+  private toReader(payload: Uint8Array | VsockPayloadParts, off: number, len: number): number {
+    const onread = this.onread as VsockOnread;
+    const credit = this.connection.credit;
+    let done = 0;
+    while (done < len && !this.rxPaused && !this.destroyed) {
+      const buf = this.readerBuffer(onread);
+      if (buf === null) break;
+      const n = Math.min(buf.length, len - done);
+      if (payload instanceof Uint8Array) copyBytes(payload, off + done, buf, 0, n);
+      else payload.copyRange(off + done, n, buf, 0);
+      done += n;
+      credit.onConsumed(n);
+      if (onread.callback.call(this, n, buf) === false) this.rxPaused = true;
+    }
+    return done;
+  }
+
+  /** The buffer to fill next; null (the socket destroyed) when a buffer function gave no usable one. */
+  private readerBuffer(onread: VsockOnread): Uint8Array | null {
+    const b = onread.buffer;
+    if (typeof b !== 'function') return b;
+    try {
+      return checkOnreadBuffer(`${this.describe()}: the onread.buffer function's result`, b());
+    } catch (err) {
+      this.destroy(err as Error);
+      return null;
+    }
+  }
+
+  /** onread: the queued bytes to the callback, until it pauses again; EOF once all are through after the peer's SHUTDOWN(SEND). */
+  private drainOnread(): void {
+    const q = this.rxQueue;
+    let h = this.rxHead;
+    let moved = false;
+    while (h < q.length && !this.rxPaused && !this.destroyed) {
+      const b = q[h];
+      const n = this.toReader(b, this.rxHeadOff, b.length - this.rxHeadOff);
+      moved ||= n > 0;
+      this.rxHeadOff += n;
+      if (this.rxHeadOff < b.length) break;
+      q[h++] = NO_BUFFER;
+      this.rxHeadOff = 0;
+    }
+    if (h === q.length) {
+      q.length = 0;
+      h = 0;
+    }
+    this.rxHead = h;
+    if (this.destroyed) return;
+    if (h === 0 && (this.connection.peerShutdown & VSOCK_SHUTDOWN_F_SEND) !== 0) this.rxDrained();
+    if (moved) this.connection.afterConsume();
+  }
+
+  /**
+   * onread: read again; what waits (bytes, or the EOF held back while
+   * paused) goes to the callback on the next tick, as net.Socket starts its
+   * handle reading again.
+   */
+  private resumeReader(): void {
+    if (!this.rxPaused) return;
+    this.rxPaused = false;
+    const waiting = this.rxHead !== this.rxQueue.length || (this.connection.peerShutdown & VSOCK_SHUTDOWN_F_SEND) !== 0;
+    if (waiting && !this.drainScheduled) {
+      this.drainScheduled = true;
+      process.nextTick(() => {
+        this.drainScheduled = false;
+        this.drainOnread();
+      });
+    }
+  }
+
+  override _read(): void {
+    if (this.onread === null) super._read();
+    else this.resumeReader();
+  }
+
+  /** As net.Socket with onread: also stops the callbacks. */
+  override pause(): this {
+    if (this.onread !== null) this.rxPaused = true;
+    return super.pause();
+  }
+
+  /** As net.Socket with onread: the callbacks start again (after one returned false, or pause()). */
+  override resume(): this {
+    if (this.onread !== null) this.resumeReader();
+    return super.resume();
+  }
+
+  /** As net.Socket with onread: reading again resumes the callbacks. */
+  override read(size?: number): unknown {
+    if (this.onread !== null) this.resumeReader();
+    return super.read(size);
+  }
+
+  protected override rxDrained(): void {
+    // A paused reader sees EOF only when it reads again (resumeReader), as a stopped net.Socket does.
+    if (this.onread !== null && this.rxPaused) return;
+    super.rxDrained();
+    // No consumer reads the Readable with onread: read(0) lets it see the end and emit 'end' (as net.Socket does).
+    if (this.onread !== null) super.read(0);
+  }
+}
+
+/** The part of a payload the paused reader has not had yet, copied. */
+function rest(payload: Uint8Array | VsockPayloadParts, off: number, len: number): Buffer {
+  if (payload instanceof Uint8Array) return copyOut(payload, off, len);
+  const buf = Buffer.allocUnsafe(len);
+  payload.copyRange(off, len, buf, 0);
+  return buf;
 }

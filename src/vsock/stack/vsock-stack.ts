@@ -19,6 +19,7 @@ import type { VsockPacketPort, VsockPayloadParts } from './packet-port.js';
 import { SendScheduler } from './send-scheduler.js';
 import { type VsockStackStats, countIn, newStats } from './stack-stats.js';
 import { VsockError } from './vsock-error.js';
+import { type VsockOnread, checkOnread } from './vsock-onread.js';
 import { VsockSeqpacketSocket } from './vsock-seqpacket-socket.js';
 import { type VsockListenOptions, type VsockListenerOwner, VsockServer } from './vsock-server.js';
 import { VsockConnection, VsockSocket } from './vsock-socket.js';
@@ -50,6 +51,13 @@ export interface VsockStackOptions {
   closeTimeoutMs?: number;
   /** VIRTIO_VSOCK_F_SEQPACKET negotiated; default false: seqpacket packets get RST, connect({ type: 'seqpacket' }) throws. */
   seqpacket?: boolean;
+}
+
+/** The checked onread option of a connect() or listen() of `vsockType`: stream sockets only (a seqpacket reader gets whole messages). */
+function streamOnread(where: string, vsockType: number, onread: unknown): VsockOnread | undefined {
+  const checked = checkOnread(where, onread);
+  if (checked !== undefined && vsockType !== VSOCK_TYPE_STREAM) throw new InvalidArgumentError(`${where}: onread is for stream sockets, not seqpacket`);
+  return checked;
 }
 
 const isU32 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= U32_MAX;
@@ -133,19 +141,20 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
 
   // ================================================================ public API
 
-  /** Open a stream connection (REQUEST now; 'connect' on RESPONSE). */
-  connect(remoteCid: number, remotePort: number, options?: { type?: 'stream'; timeoutMs?: number; localPort?: number }): VsockSocket;
+  /** Open a stream connection (REQUEST now; 'connect' on RESPONSE); `onread`: the reader's own receive buffer (VsockOnread). */
+  connect(remoteCid: number, remotePort: number, options?: { type?: 'stream'; timeoutMs?: number; localPort?: number; onread?: VsockOnread }): VsockSocket;
   /** Open a seqpacket connection (needs `seqpacket` negotiated). */
   connect(remoteCid: number, remotePort: number, options: { type: 'seqpacket'; timeoutMs?: number; localPort?: number }): VsockSeqpacketSocket;
   connect(
     remoteCid: number,
     remotePort: number,
-    options?: { type?: 'stream' | 'seqpacket'; timeoutMs?: number; localPort?: number },
+    options?: { type?: 'stream' | 'seqpacket'; timeoutMs?: number; localPort?: number; onread?: VsockOnread },
   ): VsockSocket | VsockSeqpacketSocket {
     this.checkOpen();
     if (!isCid(remoteCid)) throw new InvalidArgumentError(`connect: remote CID ${remoteCid} is not a CID`);
     if (!isU32(remotePort)) throw new InvalidArgumentError(`connect: remote port ${remotePort} is not a u32`);
     const vsockType = this.typeCode(options?.type ?? 'stream');
+    const onread = streamOnread('connect', vsockType, options?.onread);
     const timeoutMs = options?.timeoutMs ?? this.connectTimeoutMs;
     if (!(timeoutMs > 0)) throw new InvalidArgumentError(`connect: timeoutMs ${timeoutMs} must be > 0`);
     if (this.table.size >= this.maxConnections) {
@@ -160,7 +169,7 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
         throw new VsockError('EADDRINUSE', `connect: ${this.localCid}:${localPort} -> ${remoteCid}:${remotePort} exists`);
       }
     }
-    const sock = this.newSocket(vsockType, localPort, remoteCid, remotePort, ConnState.CONNECTING);
+    const sock = this.newSocket(vsockType, localPort, remoteCid, remotePort, ConnState.CONNECTING, onread);
     this.attach(sock.connection);
     this.sender.sendControl(sock.connection, VSOCK_OP_REQUEST, 0);
     sock.connection.startConnectTimer(timeoutMs);
@@ -171,7 +180,7 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
   listen(port: number, options?: VsockListenOptions): VsockServer {
     this.checkOpen();
     if (!isU32(port)) throw new InvalidArgumentError(`listen: port ${port} is not a u32`);
-    this.typeCode(options?.type ?? 'stream');
+    streamOnread('listen', this.typeCode(options?.type ?? 'stream'), options?.onread);
     const backlog = options?.backlog;
     if (backlog !== undefined && !(Number.isInteger(backlog) && backlog >= 0)) throw new InvalidArgumentError(`listen: backlog ${backlog}`);
     if (port === VSOCK_PORT_ANY ? this.anyServer !== null : this.servers.has(port)) {
@@ -344,9 +353,16 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
     this.stats.connectionsOpened++;
   }
 
-  private newSocket(vsockType: number, localPort: number, remoteCid: number, remotePort: number, state: ConnState): VsockSocket | VsockSeqpacketSocket {
+  private newSocket(
+    vsockType: number,
+    localPort: number,
+    remoteCid: number,
+    remotePort: number,
+    state: ConnState,
+    onread: VsockOnread | undefined,
+  ): VsockSocket | VsockSeqpacketSocket {
     const conn = new Connection({ owner: this, localCid: this.localCid, vsockType, localPort, remoteCid, remotePort, bufAlloc: this.bufferSize, state });
-    return vsockType === VSOCK_TYPE_SEQPACKET ? new VsockSeqpacketSocket(conn) : new VsockSocket(conn);
+    return vsockType === VSOCK_TYPE_SEQPACKET ? new VsockSeqpacketSocket(conn) : new VsockSocket(conn, onread);
   }
 
   private typeCode(type: 'stream' | 'seqpacket'): number {
@@ -378,7 +394,7 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
       this.replyTo(hdr);
       return;
     }
-    const sock = this.newSocket(type, localPort, remoteCid, remotePort, ConnState.ACCEPTING);
+    const sock = this.newSocket(type, localPort, remoteCid, remotePort, ConnState.ACCEPTING, server.onread);
     const c = sock.connection;
     c.onPeerCredit(hdr.bufAlloc, hdr.fwdCnt);
     c.server = server;

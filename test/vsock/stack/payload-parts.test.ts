@@ -37,6 +37,12 @@ class Parts implements VsockPayloadParts {
     }
     return this.length;
   }
+
+  copyRange(from: number, len: number, dst: Uint8Array, dstIdx: number): void {
+    const all = new Uint8Array(this.length);
+    this.copyTo(all, 0);
+    dst.set(all.subarray(from, from + len), dstIdx);
+  }
 }
 
 function header(op: number, len: number, type = VSOCK_TYPE_STREAM, flags = 0): VsockHeader {

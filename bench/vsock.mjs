@@ -3,6 +3,8 @@
 //   receive modes and host -> guest (the guest receives: mergeable buffers),
 //   vs a Unix stream socket carrying the same writes in the same process
 //   (both ends on the main thread, as the vsock guest and host stacks are);
+// - the guest -> host stream with the host reading into its own buffer
+//   (onread) vs a Unix socket read with net's onread, and vs 'data' Buffers;
 // - connection setup rate (connect, RESPONSE, close) vs Unix socket connects.
 // Threads: the main thread runs both stacks; the device's rx and tx queues run
 // on queue threads (VSOCK_THREADS says how many).
@@ -42,16 +44,33 @@ async function withLink(features, fn, bufferSize = undefined) {
   }
 }
 
-/** Write `total` bytes in 64 KiB writes with backpressure; the peer counts them. Returns bytes/s. */
-export async function stream(sender, receiver, total) {
-  const chunk = Buffer.alloc(WRITE, 0x5a);
-  const done = new Promise((resolve) => {
-    let got = 0;
-    receiver.on('data', (b) => {
-      got += b.length;
+/** Counts received bytes (`add`); `done` resolves with the time the last of `total` arrived. */
+function byteCounter(total) {
+  let got = 0;
+  let resolve;
+  const done = new Promise((r) => (resolve = r));
+  return {
+    done,
+    add(n) {
+      got += n;
       if (got >= total) resolve(process.hrtime.bigint());
-    });
-  });
+    },
+  };
+}
+
+/** An onread option (the reader's own 64 KiB buffer) counting into `counter`. */
+const onreadInto = (counter) => ({ buffer: Buffer.alloc(WRITE), callback: (n) => counter.add(n) });
+
+/** Write `total` bytes in 64 KiB writes with backpressure; the peer counts them ('data'). Returns bytes/s. */
+export async function stream(sender, receiver, total) {
+  const counter = byteCounter(total);
+  receiver.on('data', (b) => counter.add(b.length));
+  return writeTimed(sender, total, counter.done);
+}
+
+/** The writing half of stream(): `done` resolves when the reader has everything. */
+async function writeTimed(sender, total, done) {
+  const chunk = Buffer.alloc(WRITE, 0x5a);
   const t0 = process.hrtime.bigint();
   for (let sent = 0; sent < total; sent += WRITE) {
     if (!sender.write(chunk)) await new Promise((r) => sender.once('drain', r));
@@ -78,6 +97,21 @@ async function vsockStream(features, bufferSize, toGuest = false) {
   );
 }
 
+/** Guest -> host at 256 KiB credit, the host's accepted socket reading into its own buffer (onread). */
+async function vsockStreamOnread() {
+  return withLink(undefined, async (guest, host) => {
+    const counter = byteCounter(BYTES);
+    const accepted = new Promise((r) => host.listen(5000, { onread: onreadInto(counter) }).once('connection', r));
+    const sock = guest.connect(5000);
+    await new Promise((r, j) => sock.once('connect', r).once('error', j));
+    const peer = await accepted;
+    peer.on('error', () => {}); // the reset below
+    const rate = await writeTimed(sock, BYTES, counter.done);
+    sock.destroy();
+    return rate;
+  });
+}
+
 /** Run fn(path, server) with a Unix stream server listening in this process; closed after. */
 export async function unixPair(fn) {
   const path = join(tmpdir(), `vl-bench-vsock-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
@@ -98,6 +132,21 @@ async function unixStream() {
     await new Promise((r) => sock.once('connect', r));
     const peer = await accepted;
     const rate = await stream(sock, peer, BYTES);
+    sock.destroy();
+    peer.destroy();
+    return rate;
+  });
+}
+
+/** The Unix socket with its own onread: the accepted socket writes, the connecting one reads into its buffer (net.Server has no onread). */
+async function unixStreamOnread() {
+  return unixPair(async (path, server) => {
+    const counter = byteCounter(BYTES);
+    const accepted = new Promise((r) => server.once('connection', r));
+    const sock = createConnection({ path, onread: onreadInto(counter) });
+    await new Promise((r) => sock.once('connect', r));
+    const peer = await accepted;
+    const rate = await writeTimed(peer, BYTES, counter.done);
     sock.destroy();
     peer.destroy();
     return rate;
@@ -176,6 +225,8 @@ export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = cons
     ['vsock stream, mergeable, 4 MiB credit', 'MB/s', () => vsockStream(undefined, 4 << 20)],
     ['vsock stream host -> guest, mergeable', 'MB/s', () => vsockStream(undefined, undefined, true)],
     ['unix socket stream (same process)', 'MB/s', unixStream],
+    ['vsock stream, mergeable, onread', 'MB/s', vsockStreamOnread],
+    ['unix socket stream, onread (same process)', 'MB/s', unixStreamOnread],
     ['vsock connection setup', 'conn/s', vsockSetup],
     ['unix socket connection setup', 'conn/s', unixSetup],
   ];
@@ -191,15 +242,19 @@ export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = cons
     credit4MiB: ratioTo('vsock stream, mergeable, 4 MiB credit', 'unix socket stream (same process)'),
     toGuest: ratioTo('vsock stream host -> guest, mergeable', 'unix socket stream (same process)'),
     setup: ratioTo('vsock connection setup', 'unix socket connection setup'),
+    onread: ratioTo('vsock stream, mergeable, onread', 'unix socket stream, onread (same process)'),
+    onreadVsDefault: ratioTo('vsock stream, mergeable, onread', 'vsock stream, mergeable rx'),
   };
   log(
     `ratio vsock/unix stream: mergeable x${ratios.mergeable.toFixed(2)}, small x${ratios.small.toFixed(2)}, 4 MiB credit x${ratios.credit4MiB.toFixed(2)}, host -> guest x${ratios.toGuest.toFixed(2)}; connection setup x${ratios.setup.toFixed(2)}`,
   );
-  // Per vsock case: ours, its Unix socket baseline of the same runs, and the ratio.
-  const baseOf = (unit) => (unit === 'MB/s' ? 'unix socket stream (same process)' : 'unix socket connection setup');
+  log(`onread: vsock/unix (both with onread) x${ratios.onread.toFixed(2)}; vsock onread/vsock 'data' Buffers x${ratios.onreadVsDefault.toFixed(2)}`);
+  // Per vsock case: ours, its Unix socket baseline of the same runs (with onread for the onread row), and the ratio.
+  const baseOf = (r) =>
+    r.unit !== 'MB/s' ? 'unix socket connection setup' : r.name.endsWith('onread') ? 'unix socket stream, onread (same process)' : 'unix socket stream (same process)';
   const compared = rows
     .filter((r) => r.name.startsWith('vsock'))
-    .map((r) => ({ name: r.name, unit: r.unit, ours: r.range, baseline: rows.find((b) => b.name === baseOf(r.unit)).range, ratio: ratioTo(r.name, baseOf(r.unit)) }));
+    .map((r) => ({ name: r.name, unit: r.unit, ours: r.range, baseline: rows.find((b) => b.name === baseOf(r)).range, baselineName: baseOf(r), ratio: ratioTo(r.name, baseOf(r)) }));
   return { rows, ratios, cases: compared };
 }
 
@@ -211,7 +266,7 @@ if (isMain(import.meta.url)) {
   console.log(`vsock bench: ${runs} runs, ${values.mib} MiB per stream run in 64 KiB writes, ${values.conns} connections per setup run; ${VSOCK_THREADS}\n`);
   const r = await vsockCases({ runs, mib: Number(values.mib), conns: Number(values.conns) });
   const fmt = (x, unit) => (unit === 'MB/s' ? fmtRange(x, 1e6) : fmtRange(x, 1, 0));
-  writeResults('vsock', { node: process.version, cores: availableParallelism(), placement, threads: VSOCK_THREADS, runs, mib: Number(values.mib), conns: Number(values.conns), cases: r.cases, rows: r.rows }, [
+  writeResults('vsock', { node: process.version, cores: availableParallelism(), placement, threads: VSOCK_THREADS, runs, mib: Number(values.mib), conns: Number(values.conns), cases: r.cases, ratios: r.ratios, rows: r.rows }, [
     '# vsock bench',
     '',
     machineLine(placement),
@@ -220,7 +275,9 @@ if (isMain(import.meta.url)) {
     '',
     ...mdTable(
       ['case', 'ours', 'baseline (Unix socket)', 'unit', 'ratio'],
-      r.cases.map((c) => [c.name, fmt(c.ours, c.unit), fmt(c.baseline, c.unit), c.unit, `x${c.ratio.toFixed(2)}`]),
+      r.cases.map((c) => [c.name, fmt(c.ours, c.unit), `${fmt(c.baseline, c.unit)} (${c.baselineName})`, c.unit, `x${c.ratio.toFixed(2)}`]),
     ),
+    '',
+    `vsock onread vs the vsock stream's 'data' Buffers (same runs): x${r.ratios.onreadVsDefault.toFixed(2)}`,
   ]);
 }

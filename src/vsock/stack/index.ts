@@ -15,7 +15,7 @@ export {
 export { VsockConnection, VsockSocket } from './vsock-socket.js';
 export { VsockSeqpacketSocket, type SeqpacketMessage } from './vsock-seqpacket-socket.js';
 export { VsockServer, type VsockAcceptInfo, type VsockListenOptions } from './vsock-server.js';
-export { type VsockOnread, checkOnread } from './vsock-onread.js';
+export type { VsockOnread } from './vsock-onread.js';
 export { VsockError, VSOCK_ERROR_CODES, type VsockErrorCode } from './vsock-error.js';
 export { Credit } from './credit.js';
 export {

@@ -333,7 +333,9 @@ export abstract class VsockConnection extends Duplex {
  * A vsock stream socket (SOCK_STREAM), used like a net.Socket: 'connect',
  * write() with backpressure, end() half-close (SHUTDOWN(SEND)), 'end' when
  * the peer ends, destroy() resets (RST), 'error' ECONNRESET / ECONNREFUSED /
- * ETIMEDOUT, setTimeout() idle timeout.
+ * ETIMEDOUT, setTimeout() idle timeout. With the `onread` option of
+ * connect() / listen() (VsockOnread) it reads into its reader's own buffer
+ * instead of emitting 'data' Buffers, as net.Socket does.
  */
 export class VsockSocket extends VsockConnection {
   /** The reader's receive buffer (the onread option), or null: 'data' Buffers. */

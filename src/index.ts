@@ -85,19 +85,19 @@ export {
   type LabTapOptions,
   type LabVhostUserOptions,
   type LabVhostUserStats,
-} from './lab/lab.js';
-export type { LabNetnsOptions, LabNetnsStats } from './lab/lab-netns.js';
-export { type LabTopology, TopologyError, type TopologyProblem, buildLab, loadTopology, parseTopology } from './lab/lab-topology.js';
-export { type LabRunOptions, type LabRunReport, formatLabReport, runTopology } from './lab/lab-report.js';
-export { type FlowResult, type TrafficFlow, type TrafficOptions, type TrafficResult, runTraffic } from './lab/lab-traffic.js';
-export { IpHost, type IpHostOptions, type PingResult } from './lab/ip-host.js';
-export { DhcpServer, type DhcpServerOptions } from './lab/dhcp-server.js';
-export { TftpServer, type TftpServerOptions } from './lab/tftp-server.js';
+} from './lab/runtime/lab.js';
+export type { LabNetnsOptions, LabNetnsStats } from './lab/runtime/lab-netns.js';
+export { type LabTopology, TopologyError, type TopologyProblem, buildLab, loadTopology, parseTopology } from './lab/topology/lab-topology.js';
+export { type LabRunOptions, type LabRunReport, formatLabReport, runTopology } from './lab/runtime/lab-report.js';
+export { type FlowResult, type TrafficFlow, type TrafficOptions, type TrafficResult, runTraffic } from './lab/runtime/lab-traffic.js';
+export { IpHost, type IpHostOptions, type PingResult } from './lab/hosts/ip-host.js';
+export { DhcpServer, type DhcpServerOptions } from './lab/hosts/dhcp-server.js';
+export { TftpServer, type TftpServerOptions } from './lab/hosts/tftp-server.js';
 
 // Measuring: the pump, the load generator, the soak, core placement.
-export { type PumpOptions, type PumpResult, type PumpThreads, runPump } from './lab/pump.js';
-export { type LoadOptions, type LoadResult, runLoad } from './lab/load.js';
-export { type LatencyPercentiles, latencyPercentiles, newLatencyHistogram, recordLatencyNs } from './lab/load-histogram.js';
-export { type SoakOptions, type SoakResult, runSoak } from './lab/soak.js';
-export { formatSoakReport } from './lab/soak-report.js';
+export { type PumpOptions, type PumpResult, type PumpThreads, runPump } from './lab/pump/pump.js';
+export { type LoadOptions, type LoadResult, runLoad } from './lab/load/load.js';
+export { type LatencyPercentiles, latencyPercentiles, newLatencyHistogram, recordLatencyNs } from './lab/load/load-histogram.js';
+export { type SoakOptions, type SoakResult, runSoak } from './lab/soak/soak.js';
+export { formatSoakReport } from './cli/soak-report.js';
 export { type Placement, probePlacement } from './lab/placement.js';

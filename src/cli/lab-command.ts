@@ -1,6 +1,6 @@
 import { VirtioLabError } from '../errors.js';
-import { formatLabReport, runTopology } from '../lab/lab-report.js';
-import { TopologyError, loadTopology } from '../lab/lab-topology.js';
+import { formatLabReport, runTopology } from '../lab/runtime/lab-report.js';
+import { TopologyError, loadTopology } from '../lab/topology/lab-topology.js';
 import { interruptOnSignals } from './interrupt.js';
 import { LabRates } from './lab-live.js';
 import { LiveLine, liveMode } from './live-line.js';

@@ -1,7 +1,7 @@
-import { IpHost } from '../lab/ip-host.js';
-import { Lab } from '../lab/lab.js';
+import { IpHost } from '../lab/hosts/ip-host.js';
+import { Lab } from '../lab/runtime/lab.js';
 import { formatMac, parseMac } from '../net/mac.js';
-import { TftpServer } from '../lab/tftp-server.js';
+import { TftpServer } from '../lab/hosts/tftp-server.js';
 import { serveVhostUserVsock } from '../vhost-user/devices.js';
 import type { VhostUserServer } from '../vhost-user/server.js';
 import { VsockHost } from '../vsock/vsock-host.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, IpHost, Lab, type LabOptions, type LabTopology, NET_DEFAULT_FEATURES, TopologyError, buildLab, formatLabReport, hasFeature, loadTopology, parseTopology, runTopology, runTraffic } from '../../src/index.js';
-import { startLabHosts } from '../../src/lab/lab-hosts.js';
+import { startLabHosts } from '../../src/lab/hosts/lab-hosts.js';
 import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 import { F_RING_PACKED, bit } from '../../src/spec/features.js';
 import { BROADCAST, ethFrame, seqOf, until } from '../support/backend-nic.js';

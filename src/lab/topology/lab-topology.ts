@@ -1,15 +1,15 @@
 import { readFileSync } from 'node:fs';
-import type { ImpairmentOptions } from '../backends/impairment.js';
-import { isInterfaceName, isNetnsName } from '../backends/netns.js';
-import type { RelayImpairment } from '../backends/relay.js';
-import type { SocketLinkOptions } from '../backends/socket-link.js';
-import { type VxlanUplinkOptions, checkVxlanOptions } from '../backends/vxlan-options.js';
-import { VirtioLabError } from '../errors.js';
-import { formatMac, parseMac } from '../net/mac.js';
-import type { DhcpServerOptions } from './dhcp-server.js';
-import { parseIpv4 } from './ipv4-address.js';
-import { Lab, type LabOptions, type LabVhostUserOptions } from './lab.js';
-import { LAB_FRAME_MIN, type TrafficFlow } from './lab-traffic.js';
+import type { ImpairmentOptions } from '../../backends/impairment.js';
+import { isInterfaceName, isNetnsName } from '../../backends/netns.js';
+import type { RelayImpairment } from '../../backends/relay.js';
+import type { SocketLinkOptions } from '../../backends/socket-link.js';
+import { type VxlanUplinkOptions, checkVxlanOptions } from '../../backends/vxlan-options.js';
+import { VirtioLabError } from '../../errors.js';
+import { formatMac, parseMac } from '../../net/mac.js';
+import type { DhcpServerOptions } from '../hosts/dhcp-server.js';
+import { parseIpv4 } from '../hosts/ipv4-address.js';
+import { Lab, type LabOptions, type LabVhostUserOptions } from '../runtime/lab.js';
+import { LAB_FRAME_MIN, type TrafficFlow } from '../runtime/lab-traffic.js';
 
 /**
  * A lab described as JSON (what `virtio-lab lab <file>` runs):

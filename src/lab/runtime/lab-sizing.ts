@@ -1,10 +1,10 @@
-import type { ImpairmentOptions } from '../backends/impairment.js';
-import { NET_CTRL_BUFFER_BYTES } from '../net/ctrl/index.js';
-import { TX_HEADER_AT } from '../net/net-pair-driver.js';
-import { F_INDIRECT_DESC, type FeatureSet, hasFeature } from '../spec/features.js';
-import { splitAvailBytes, splitDescBytes, splitUsedBytes } from '../spec/ring.js';
-import { netRecvConfig } from '../net/recv-config.js';
-import { recvPoolSize } from '../virtskb/index.js';
+import type { ImpairmentOptions } from '../../backends/impairment.js';
+import { NET_CTRL_BUFFER_BYTES } from '../../net/ctrl/index.js';
+import { TX_HEADER_AT } from '../../net/net-pair-driver.js';
+import { F_INDIRECT_DESC, type FeatureSet, hasFeature } from '../../spec/features.js';
+import { splitAvailBytes, splitDescBytes, splitUsedBytes } from '../../spec/ring.js';
+import { netRecvConfig } from '../../net/recv-config.js';
+import { recvPoolSize } from '../../virtskb/index.js';
 
 /**
  * How big a lab's SharedArena must be. A lab allocates its arena once, at

@@ -1,5 +1,5 @@
-import { InvalidArgumentError } from '../errors.js';
-import { parseMac } from '../net/mac.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { parseMac } from '../../net/mac.js';
 
 /** One entry of a frame size mix: `weight` frames of `size` bytes in every cycle. */
 export interface SizeWeight {

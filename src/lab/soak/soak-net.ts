@@ -7,16 +7,16 @@
  * drop counters, or by a fault window (it was in flight when a worker of its
  * NIC died or its driver reset the device).
  */
-import { SharedArena } from '../memory/arena.js';
-import { getU16le, getU32le, putU16le, putU32le } from '../memory/le-bytes.js';
-import { NetSwitch } from '../backends/switch.js';
-import type { PortStats } from '../backends/switch-stats.js';
-import { parseMac } from '../net/mac.js';
-import { VirtioNetDevice } from '../net/net-device.js';
-import { NET_DEFAULT_FEATURES, NetDriver, newInterruptWord, setupNetDriver } from '../net/net-driver.js';
-import { type WordRef, waitAsync } from '../notify/notify-area.js';
-import { F_RING_PACKED, bit } from '../spec/features.js';
-import { netRxQueue, netTxQueue } from '../spec/net.js';
+import { SharedArena } from '../../memory/arena.js';
+import { getU16le, getU32le, putU16le, putU32le } from '../../memory/le-bytes.js';
+import { NetSwitch } from '../../backends/switch.js';
+import type { PortStats } from '../../backends/switch-stats.js';
+import { parseMac } from '../../net/mac.js';
+import { VirtioNetDevice } from '../../net/net-device.js';
+import { NET_DEFAULT_FEATURES, NetDriver, newInterruptWord, setupNetDriver } from '../../net/net-driver.js';
+import { type WordRef, waitAsync } from '../../notify/notify-area.js';
+import { F_RING_PACKED, bit } from '../../spec/features.js';
+import { netRxQueue, netTxQueue } from '../../spec/net.js';
 import { FlowAccount, type FlowFigures } from './soak-flows.js';
 
 /** Options of the net half. */

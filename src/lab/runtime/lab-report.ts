@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { SocketLinkStats } from '../backends/socket-link.js';
-import type { VxlanStats } from '../backends/vxlan-uplink.js';
-import type { VirtqueueErrorCode } from '../errors.js';
-import type { NetQueueStats } from '../net/net-counters.js';
+import type { SocketLinkStats } from '../../backends/socket-link.js';
+import type { VxlanStats } from '../../backends/vxlan-uplink.js';
+import type { VirtqueueErrorCode } from '../../errors.js';
+import type { NetQueueStats } from '../../net/net-counters.js';
 import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats, LabVhostUserStats } from './lab.js';
-import { type LabHostReport, type LabHosts, startLabHosts } from './lab-hosts.js';
+import { type LabHostReport, type LabHosts, startLabHosts } from '../hosts/lab-hosts.js';
 import type { LabNetnsStats } from './lab-netns.js';
-import { type LabTopology, buildLab } from './lab-topology.js';
+import { type LabTopology, buildLab } from '../topology/lab-topology.js';
 import { type FlowResult, runTraffic } from './lab-traffic.js';
 
 /** Options of runTopology(). */

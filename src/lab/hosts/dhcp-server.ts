@@ -1,5 +1,5 @@
-import { InvalidArgumentError } from '../errors.js';
-import { formatMac } from '../net/mac.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { formatMac } from '../../net/mac.js';
 import type { IpHost, UdpBinding, UdpDatagram } from './ip-host.js';
 import { formatIpv4, parseIpv4 } from './ipv4-address.js';
 

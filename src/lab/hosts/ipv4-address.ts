@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 /** The address as a 32-bit number, or -1 when `s` is not a dotted quad. */
 function ipv4Number(s: string): number {

@@ -1,4 +1,4 @@
-import type { NetDriverSpec } from '../net/net-driver.js';
+import type { NetDriverSpec } from '../../net/net-driver.js';
 
 /** Shared counters of one pump stream (Float64, written by its guest thread). */
 export const PUMP_SENT = 0;

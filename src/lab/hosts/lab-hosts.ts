@@ -1,8 +1,8 @@
 import { type DhcpLease, DhcpServer, type DhcpServerStats } from './dhcp-server.js';
 import { IpHost, type IpHostStats } from './ip-host.js';
 import { formatIpv4, parseIpv4 } from './ipv4-address.js';
-import type { Lab } from './lab.js';
-import { type TopologyHost, parseHostAddress } from './lab-topology.js';
+import type { Lab } from '../runtime/lab.js';
+import { type TopologyHost, parseHostAddress } from '../topology/lab-topology.js';
 import { TftpServer, type TftpServerStats } from './tftp-server.js';
 
 /** What a topology's IP host did: its own counters, and its TFTP and DHCP servers' when it runs them. */

@@ -1,21 +1,21 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { flowHash } from '../backends/flow-hash.js';
-import { connectNics } from '../backends/link.js';
-import { NetSwitch } from '../backends/switch.js';
-import { InvalidArgumentError } from '../errors.js';
-import { F_RING_PACKED, type FeatureSet, NET_F_CSUM, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, bit, featureSet, hasFeature } from '../spec/features.js';
-import { SharedArena } from '../memory/arena.js';
-import { parseMac } from '../net/mac.js';
-import { VirtioNetDevice } from '../net/net-device.js';
-import { NET_DEFAULT_FEATURES, newInterruptWord, setupNetDriver } from '../net/net-driver.js';
-import { NET_HDR_SIZE, netRxQueue, netTxQueue } from '../spec/net.js';
-import type { NetQueueStats } from '../net/net-counters.js';
-import { QueueThreadPool } from '../transport/queue-thread-pool.js';
-import type { ThreadMapping } from '../transport/thread-mapping.js';
-import { workerFile } from '../transport/worker-file.js';
-import { type LatencyPercentiles, latencyPercentiles, mergeEncodedHistograms } from './load-histogram.js';
-import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES } from './load-frames.js';
+import { flowHash } from '../../backends/flow-hash.js';
+import { connectNics } from '../../backends/link.js';
+import { NetSwitch } from '../../backends/switch.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { F_RING_PACKED, type FeatureSet, NET_F_CSUM, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, bit, featureSet, hasFeature } from '../../spec/features.js';
+import { SharedArena } from '../../memory/arena.js';
+import { parseMac } from '../../net/mac.js';
+import { VirtioNetDevice } from '../../net/net-device.js';
+import { NET_DEFAULT_FEATURES, newInterruptWord, setupNetDriver } from '../../net/net-driver.js';
+import { NET_HDR_SIZE, netRxQueue, netTxQueue } from '../../spec/net.js';
+import type { NetQueueStats } from '../../net/net-counters.js';
+import { QueueThreadPool } from '../../transport/queue-thread-pool.js';
+import type { ThreadMapping } from '../../transport/thread-mapping.js';
+import { workerFile } from '../../transport/worker-file.js';
+import { type LatencyPercentiles, latencyPercentiles, mergeEncodedHistograms } from '../load/load-histogram.js';
+import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES } from '../load/load-frames.js';
 import {
   PUMP_COUNTERS,
   PUMP_DONE,

@@ -5,13 +5,13 @@
  * them. A stream either delivers every byte its writer was told was written,
  * exactly once, or reports a reset.
  */
-import { SharedArena } from '../memory/arena.js';
-import { F_RING_PACKED, bit } from '../spec/features.js';
-import { VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../spec/vsock.js';
-import type { VsockSocket } from '../vsock/stack/vsock-socket.js';
-import { VirtioVsockDevice } from '../vsock/vsock-device.js';
-import { VSOCK_DRIVER_FEATURES, VsockDriver } from '../vsock/vsock-driver.js';
-import { VsockHost } from '../vsock/vsock-host.js';
+import { SharedArena } from '../../memory/arena.js';
+import { F_RING_PACKED, bit } from '../../spec/features.js';
+import { VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../spec/vsock.js';
+import type { VsockSocket } from '../../vsock/stack/vsock-socket.js';
+import { VirtioVsockDevice } from '../../vsock/vsock-device.js';
+import { VSOCK_DRIVER_FEATURES, VsockDriver } from '../../vsock/vsock-driver.js';
+import { VsockHost } from '../../vsock/vsock-host.js';
 import { type StreamOutcome, checkedStream, streamOutcomeOk } from './soak-streams.js';
 
 /** What the vsock streams did. */

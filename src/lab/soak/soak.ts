@@ -7,7 +7,7 @@
  * reset, and memory is where it started.
  */
 import { setTimeout as sleep, setImmediate as tick } from 'node:timers/promises';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 import { SOAK_FAULTY_NICS, type SoakFlowReport, SoakNet } from './soak-net.js';
 import { seededRandom } from './soak-random.js';
 import { SoakVsock, type SoakVsockFigures } from './soak-vsock.js';

@@ -1,8 +1,8 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { InvalidArgumentError } from '../errors.js';
-import { parseMac } from '../net/mac.js';
-import type { NetPairDriver } from '../net/net-pair-driver.js';
-import type { NetRxPacket } from '../net/net-rx-packet.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { parseMac } from '../../net/mac.js';
+import type { NetPairDriver } from '../../net/net-pair-driver.js';
+import type { NetRxPacket } from '../../net/net-rx-packet.js';
 import type { Lab } from './lab.js';
 
 /**

@@ -1,7 +1,7 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
-import { spawnInNetns } from '../backends/netns.js';
-import type { TapOffload } from '../backends/tap-port.js';
-import type { TapPortStats } from '../backends/tap-runtime.js';
+import { spawnInNetns } from '../../backends/netns.js';
+import type { TapOffload } from '../../backends/tap-port.js';
+import type { TapPortStats } from '../../backends/tap-runtime.js';
 
 /** Options of a network namespace in a lab (Lab.netns()). */
 export interface LabNetnsOptions {

@@ -1,7 +1,7 @@
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 import type { LatencyPercentiles } from './load-histogram.js';
 import { type SizeWeight, meanFrameSize, parseSizeMix, sizeSchedule } from './load-frames.js';
-import { type PumpTick, runPump } from './pump.js';
+import { type PumpTick, runPump } from '../pump/pump.js';
 
 /** Options of a load test (runLoad). */
 export interface LoadOptions {

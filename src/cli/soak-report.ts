@@ -1,5 +1,5 @@
 /** The soak's summary as text tables. */
-import type { SoakResult } from './soak.js';
+import type { SoakResult } from '../lab/soak/soak.js';
 
 const MiB = (n: number): string => `${(n / (1 << 20)).toFixed(1)} MiB`;
 

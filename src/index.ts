@@ -87,8 +87,11 @@ export {
   type LabVhostUserStats,
 } from './lab/runtime/lab.js';
 export type { LabNetnsOptions, LabNetnsStats } from './lab/runtime/lab-netns.js';
-export { type LabTopology, TopologyError, type TopologyProblem, buildLab, loadTopology, parseTopology } from './lab/topology/lab-topology.js';
-export { type LabRunOptions, type LabRunReport, formatLabReport, runTopology } from './lab/runtime/lab-report.js';
+export { TopologyError, type TopologyProblem } from './errors.js';
+export type { LabTopology } from './lab/topology/topology-types.js';
+export { loadTopology, parseTopology } from './lab/topology/parse-topology.js';
+export { buildLab } from './lab/topology/build-lab.js';
+export { type LabRunOptions, type LabRunReport, formatLabReport, runTopology } from './lab/topology/run-topology.js';
 export { type FlowResult, type TrafficFlow, type TrafficOptions, type TrafficResult, runTraffic } from './lab/runtime/lab-traffic.js';
 export { IpHost, type IpHostOptions, type PingResult } from './lab/hosts/ip-host.js';
 export { DhcpServer, type DhcpServerOptions } from './lab/hosts/dhcp-server.js';

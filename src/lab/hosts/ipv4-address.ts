@@ -16,3 +16,16 @@ export function parseIpv4(s: string, what: string): number {
 
 /** A 32-bit address as a dotted quad. */
 export const formatIpv4 = (n: number): string => `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
+
+/** "10.0.2.2/24" or "10.0.2.2" as address and prefix length (default 24); undefined when malformed. */
+export function parseHostAddress(s: string): { ip: string; prefixLength: number } | undefined {
+  const [ip, prefix, more] = s.split('/');
+  const prefixLength = prefix === undefined ? 24 : /^\d{1,2}$/.test(prefix) ? Number(prefix) : NaN;
+  if (more !== undefined || !(prefixLength >= 1 && prefixLength <= 30)) return undefined;
+  try {
+    parseIpv4(ip, 'address');
+  } catch {
+    return undefined;
+  }
+  return { ip, prefixLength };
+}

@@ -1,9 +1,10 @@
-import { type DhcpLease, DhcpServer, type DhcpServerStats } from './dhcp-server.js';
-import { IpHost, type IpHostStats } from './ip-host.js';
-import { formatIpv4, parseIpv4 } from './ipv4-address.js';
+import { type DhcpLease, DhcpServer, type DhcpServerStats } from '../hosts/dhcp-server.js';
+import { IpHost, type IpHostStats } from '../hosts/ip-host.js';
+import { formatIpv4, parseIpv4 } from '../hosts/ipv4-address.js';
 import type { Lab } from '../runtime/lab.js';
-import { type TopologyHost, parseHostAddress } from '../topology/lab-topology.js';
-import { TftpServer, type TftpServerStats } from './tftp-server.js';
+import { parseHostAddress } from '../hosts/ipv4-address.js';
+import type { TopologyHost } from './topology-types.js';
+import { TftpServer, type TftpServerStats } from '../hosts/tftp-server.js';
 
 /** What a topology's IP host did: its own counters, and its TFTP and DHCP servers' when it runs them. */
 export interface LabHostReport {

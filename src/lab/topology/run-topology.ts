@@ -3,11 +3,12 @@ import type { SocketLinkStats } from '../../backends/socket-link.js';
 import type { VxlanStats } from '../../backends/vxlan-uplink.js';
 import type { VirtqueueErrorCode } from '../../errors.js';
 import type { NetQueueStats } from '../../net/net-counters.js';
-import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats, LabVhostUserStats } from './lab.js';
-import { type LabHostReport, type LabHosts, startLabHosts } from '../hosts/lab-hosts.js';
-import type { LabNetnsStats } from './lab-netns.js';
-import { type LabTopology, buildLab } from '../topology/lab-topology.js';
-import { type FlowResult, runTraffic } from './lab-traffic.js';
+import type { Lab, LabLinkStats, LabOptions, LabStats, LabSwitchStats, LabVhostUserStats } from '../runtime/lab.js';
+import { type LabHostReport, type LabHosts, startLabHosts } from './topology-hosts.js';
+import type { LabNetnsStats } from '../runtime/lab-netns.js';
+import { buildLab } from './build-lab.js';
+import type { LabTopology } from './topology-types.js';
+import { type FlowResult, runTraffic } from '../runtime/lab-traffic.js';
 
 /** Options of runTopology(). */
 export interface LabRunOptions {

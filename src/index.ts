@@ -72,20 +72,20 @@ export { VsockError, type VsockErrorCode } from './vsock/stack/vsock-error.js';
 export { VsockMuxerError, type VsockMuxerErrorCode, VsockUnixMuxer, type VsockUnixMuxerOptions, type VsockUnixMuxerStats } from './vsock/unix-muxer.js';
 
 // The lab: a topology of NICs, switches and links, brought up and driven.
-export {
-  Lab,
-  type LabLinkStats,
-  type LabNicOptions,
-  type LabNicStats,
-  type LabOptions,
-  type LabStartOptions,
-  type LabState,
-  type LabStats,
-  type LabSwitchStats,
-  type LabTapOptions,
-  type LabVhostUserOptions,
-  type LabVhostUserStats,
-} from './lab/runtime/lab.js';
+export { Lab } from './lab/runtime/lab.js';
+export type {
+  LabLinkStats,
+  LabNicOptions,
+  LabNicStats,
+  LabOptions,
+  LabStartOptions,
+  LabState,
+  LabStats,
+  LabSwitchStats,
+  LabTapOptions,
+  LabVhostUserOptions,
+  LabVhostUserStats,
+} from './lab/runtime/lab-types.js';
 export type { LabNetnsOptions, LabNetnsStats } from './lab/runtime/lab-netns.js';
 export { TopologyError, type TopologyProblem } from './errors.js';
 export type { LabTopology } from './lab/topology/topology-types.js';

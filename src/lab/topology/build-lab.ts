@@ -1,6 +1,7 @@
 import type { SocketLinkOptions } from '../../backends/socket-link.js';
 import { TopologyError, VirtioLabError } from '../../errors.js';
-import { Lab, type LabOptions } from '../runtime/lab.js';
+import { Lab } from '../runtime/lab.js';
+import type { LabOptions } from '../runtime/lab-types.js';
 import type { LabTopology, TopologyNetns, TopologyVxlan } from './topology-types.js';
 
 /**

@@ -3,7 +3,7 @@ import type { RelayImpairment } from '../../backends/relay.js';
 import type { SocketLinkOptions } from '../../backends/socket-link.js';
 import type { VxlanUplinkOptions } from '../../backends/vxlan-options.js';
 import type { DhcpServerOptions } from '../hosts/dhcp-server.js';
-import type { LabVhostUserOptions } from '../runtime/lab.js';
+import type { LabVhostUserOptions } from '../runtime/lab-types.js';
 import type { TrafficFlow } from '../runtime/lab-traffic.js';
 
 /**

@@ -69,7 +69,8 @@ export { type SeqpacketMessage, VsockSeqpacketSocket } from './vsock/stack/vsock
 export { type VsockAcceptInfo, type VsockListenOptions, VsockServer } from './vsock/stack/vsock-server.js';
 export type { VsockStackStats } from './vsock/stack/stack-stats.js';
 export { VsockError, type VsockErrorCode } from './vsock/stack/vsock-error.js';
-export { VsockMuxerError, type VsockMuxerErrorCode, VsockUnixMuxer, type VsockUnixMuxerOptions, type VsockUnixMuxerStats } from './vsock/unix-muxer.js';
+export { VsockMuxerError, type VsockMuxerErrorCode, type VsockUnixMuxerOptions, type VsockUnixMuxerStats } from './vsock/muxer/muxer-types.js';
+export { VsockUnixMuxer } from './vsock/muxer/unix-muxer.js';
 
 // The lab: a topology of NICs, switches and links, brought up and driven.
 export { Lab } from './lab/runtime/lab.js';

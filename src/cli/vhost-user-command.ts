@@ -6,7 +6,7 @@ import { TftpServer } from '../lab/hosts/tftp-server.js';
 import { serveVhostUserVsock } from '../vhost-user/devices.js';
 import type { VhostUserServer } from '../vhost-user/server.js';
 import { VsockHost } from '../vsock/vsock-host.js';
-import { VsockUnixMuxer } from '../vsock/unix-muxer.js';
+import { VsockUnixMuxer } from '../vsock/muxer/unix-muxer.js';
 import { interruptOnSignals } from './interrupt.js';
 import { type OptionValues, commandLine, usageFailure } from './options.js';
 

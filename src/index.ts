@@ -101,7 +101,7 @@ export { TftpServer, type TftpServerOptions } from './lab/hosts/tftp-server.js';
 // Measuring: the pump, the load generator, the soak, core placement.
 export { type PumpOptions, type PumpResult, type PumpThreads, runPump } from './lab/pump/pump.js';
 export { type LoadOptions, type LoadResult, runLoad } from './lab/load/load.js';
-export { type LatencyPercentiles, latencyPercentiles, newLatencyHistogram, recordLatencyNs } from './lab/load/load-histogram.js';
+export { type LatencyPercentiles, latencyPercentiles, newLatencyHistogram, recordLatencyNs } from './lab/pump/latency-histogram.js';
 export { type SoakOptions, type SoakResult, runSoak } from './lab/soak/soak.js';
 export { formatSoakReport } from './cli/soak-report.js';
 export { type Placement, probePlacement } from './lab/placement.js';

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
-import { MAX_PLAIN_FRAME, MIN_FRAME } from '../lab/load/load-frames.js';
+import { MAX_PLAIN_FRAME, MIN_FRAME } from '../lab/pump/frames.js';
 import { probePlacement } from '../lab/placement.js';
 import { PUMP_THREADS, type PumpTick, runPump } from '../lab/pump/pump.js';
 import { interruptOnSignals } from './interrupt.js';

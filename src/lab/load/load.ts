@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../../errors.js';
-import type { LatencyPercentiles } from './load-histogram.js';
-import { type SizeWeight, meanFrameSize, parseSizeMix, sizeSchedule } from './load-frames.js';
+import type { LatencyPercentiles } from '../pump/latency-histogram.js';
+import { type SizeWeight, meanFrameSize, parseSizeMix, sizeSchedule } from '../pump/frames.js';
 import { type PumpTick, runPump } from '../pump/pump.js';
 
 /** Options of a load test (runLoad). */

@@ -5,8 +5,8 @@ import { AdaptiveWait } from '../../notify/adaptive-wait.js';
 import { getU32le, putU32le } from '../../memory/le-bytes.js';
 import { NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_TCPV4 } from '../../spec/net.js';
 import type { NetRxPacket } from '../../net/net-rx-packet.js';
-import { encodeHistogram, newLatencyHistogram, recordLatencyNs } from '../load/load-histogram.js';
-import { GSO_MSS, GSO_SEQ_AT, PLAIN_SEQ_AT, frameTemplate } from '../load/load-frames.js';
+import { encodeHistogram, newLatencyHistogram, recordLatencyNs } from './latency-histogram.js';
+import { GSO_MSS, GSO_SEQ_AT, PLAIN_SEQ_AT, frameTemplate } from './frames.js';
 import {
   PUMP_COUNTERS,
   PUMP_DONE,

@@ -14,8 +14,8 @@ import type { NetQueueStats } from '../../net/net-counters.js';
 import { QueueThreadPool } from '../../transport/queue-thread-pool.js';
 import type { ThreadMapping } from '../../transport/thread-mapping.js';
 import { workerFile } from '../../transport/worker-file.js';
-import { type LatencyPercentiles, latencyPercentiles, mergeEncodedHistograms } from '../load/load-histogram.js';
-import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES } from '../load/load-frames.js';
+import { type LatencyPercentiles, latencyPercentiles, mergeEncodedHistograms } from './latency-histogram.js';
+import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES } from './frames.js';
 import {
   PUMP_COUNTERS,
   PUMP_DONE,

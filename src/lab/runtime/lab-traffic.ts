@@ -1,6 +1,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidArgumentError } from '../../errors.js';
 import { parseMac } from '../../net/mac.js';
+import type { NetDriver } from '../../net/net-driver.js';
 import type { NetPairDriver } from '../../net/net-pair-driver.js';
 import type { NetRxPacket } from '../../net/net-rx-packet.js';
 import type { Lab } from './lab.js';
@@ -83,9 +84,9 @@ const BUSY_TURN = 32;
 /** Longest sleep between turns while nothing moves. */
 const IDLE_MS = 5;
 
+/** One flow's frame template and counters. */
 interface FlowState {
   spec: TrafficFlow;
-  index: number;
   pair: NetPairDriver;
   template: Uint8Array;
   view: DataView;
@@ -96,6 +97,132 @@ interface FlowState {
   duplicates: number;
   seen: Uint8Array;
   toNic: number;
+}
+
+/** Flow `index`'s state: its frame template (addresses, ethertype, magic, flow number) sent on `pair`. */
+function newFlowState(lab: Lab, spec: TrafficFlow, index: number, pair: NetPairDriver): FlowState {
+  const template = new Uint8Array(spec.size);
+  for (let i = LAB_FRAME_MIN; i < spec.size; i++) template[i] = (i * 7 + index) & 0xff;
+  template.set(parseMac(lab.mac(spec.to)), 0);
+  template.set(parseMac(lab.mac(spec.from)), 6);
+  const view = new DataView(template.buffer);
+  view.setUint16(12, LAB_ETHERTYPE);
+  view.setUint16(14, MAGIC);
+  view.setUint16(16, index);
+  return { spec, pair, template, view, sent: 0, received: 0, highest: -1, outOfOrder: 0, duplicates: 0, seen: new Uint8Array(Math.ceil(spec.frames / 8)), toNic: lab.nicNames.indexOf(spec.to) };
+}
+
+/** The flows of one runTraffic(): a turn of sending, a turn of receiving, the counts. */
+class TrafficRun {
+  readonly states: FlowState[];
+  private readonly drivers: NetDriver[];
+  private readonly stray: number[];
+  /** The NIC whose packets onPacket() sees now. */
+  private rxNic = 0;
+  /** When the next paced frame is due (after sendTurn()), Infinity when none is. */
+  nextDue = Infinity;
+  /** When a frame last arrived. */
+  lastReceive: number;
+
+  constructor(
+    private readonly lab: Lab,
+    flows: readonly TrafficFlow[],
+    private readonly t0: number,
+  ) {
+    this.drivers = lab.nicNames.map((n) => lab.driver(n));
+    this.stray = new Array<number>(this.drivers.length).fill(0);
+    this.lastReceive = t0;
+    const perNic = new Map<string, number>();
+    this.states = flows.map((spec, index) => {
+      const k = perNic.get(spec.from) ?? 0;
+      perNic.set(spec.from, k + 1);
+      const driver = lab.driver(spec.from);
+      return newFlowState(lab, spec, index, driver.pairs[k % driver.pairs.length]);
+    });
+  }
+
+  /** Send what each flow may by `now` (at most BATCH each), flush; frames moved. */
+  sendTurn(now: number): number {
+    let moved = 0;
+    this.nextDue = Infinity;
+    for (const f of this.states) {
+      const rate = f.spec.ratePps;
+      const target = rate === undefined ? f.spec.frames : Math.min(f.spec.frames, Math.floor(((now - this.t0) * rate) / 1000) + 1);
+      let budget = BATCH;
+      while (f.sent < target && budget-- > 0) {
+        f.view.setUint32(18, f.sent);
+        if (!f.pair.send(f.template)) break;
+        f.sent++;
+        moved++;
+      }
+      if (rate !== undefined && f.sent < f.spec.frames) this.nextDue = Math.min(this.nextDue, this.t0 + (f.sent * 1000) / rate);
+    }
+    for (const f of this.states) f.pair.flushTx();
+    return moved;
+  }
+
+  /** Reclaim sent buffers and take what arrived, on every NIC; buffers and frames moved. */
+  receiveTurn(): number {
+    let moved = 0;
+    for (let i = 0; i < this.drivers.length; i++) {
+      moved += this.drivers[i].reclaimTx();
+      this.rxNic = i;
+      const got = this.drivers[i].receive(this.onPacket);
+      if (got !== 0) this.lastReceive = performance.now();
+      moved += got;
+    }
+    return moved;
+  }
+
+  /** Count one received frame against its flow (a bound function: made once, not per frame). */
+  private readonly onPacket = (p: NetRxPacket): void => {
+    if (p.length < LAB_FRAME_MIN) return;
+    // The test header is nearly always in the first segment (read in place); copy the frame out when it is not.
+    let u8 = p.segU8[0];
+    let at = p.segIdx[0];
+    if (p.segLen[0] < LAB_FRAME_MIN) {
+      u8 = new Uint8Array(p.length);
+      p.copyTo(u8);
+      at = 0;
+    }
+    if (((u8[at + 12] << 8) | u8[at + 13]) !== LAB_ETHERTYPE || ((u8[at + 14] << 8) | u8[at + 15]) !== MAGIC) return;
+    const f = this.states[(u8[at + 16] << 8) | u8[at + 17]];
+    if (f === undefined) return;
+    if (f.toNic !== this.rxNic) {
+      this.stray[this.rxNic]++;
+      return;
+    }
+    const seq = ((u8[at + 18] << 24) | (u8[at + 19] << 16) | (u8[at + 20] << 8) | u8[at + 21]) >>> 0;
+    if (seq >= f.spec.frames) return;
+    const bit = 1 << (seq & 7);
+    if ((f.seen[seq >>> 3] & bit) !== 0) {
+      f.duplicates++;
+      return;
+    }
+    f.seen[seq >>> 3] |= bit;
+    f.received++;
+    if (seq < f.highest) f.outOfOrder++;
+    else f.highest = seq;
+  };
+
+  result(): TrafficResult {
+    return {
+      flows: this.states.map((f) => ({
+        from: f.spec.from,
+        to: f.spec.to,
+        frames: f.spec.frames,
+        size: f.spec.size,
+        ratePps: f.spec.ratePps ?? null,
+        sent: f.sent,
+        received: f.received,
+        lost: f.sent - f.received,
+        outOfOrder: f.outOfOrder,
+        duplicates: f.duplicates,
+      })),
+      seconds: (this.lastReceive - this.t0) / 1000,
+      stray: Object.fromEntries(this.lab.nicNames.map((n, i) => [n, this.stray[i]])),
+    };
+  }
 }
 
 /** Check flows against a lab's NICs: names, sizes within both MTUs, counts and rates. */
@@ -127,70 +254,9 @@ export async function runTraffic(lab: Lab, flows: readonly TrafficFlow[], option
   if (options.seconds !== undefined && !(options.seconds > 0)) throw new InvalidArgumentError(`seconds ${options.seconds} must be positive`);
   if (options.drainMs !== undefined && !(options.drainMs >= 0)) throw new InvalidArgumentError(`drainMs ${options.drainMs} must be >= 0`);
   const drainMs = options.drainMs ?? DRAIN_MS + lab.maxImpairmentDelayMs;
-  const names = lab.nicNames;
-  const drivers = names.map((n) => lab.driver(n));
-  const perNic = new Map<string, number>();
-  const states: FlowState[] = flows.map((spec, index) => {
-    const k = perNic.get(spec.from) ?? 0;
-    perNic.set(spec.from, k + 1);
-    const driver = lab.driver(spec.from);
-    const template = new Uint8Array(spec.size);
-    for (let i = LAB_FRAME_MIN; i < spec.size; i++) template[i] = (i * 7 + index) & 0xff;
-    template.set(parseMac(lab.mac(spec.to)), 0);
-    template.set(parseMac(lab.mac(spec.from)), 6);
-    const view = new DataView(template.buffer);
-    view.setUint16(12, LAB_ETHERTYPE);
-    view.setUint16(14, MAGIC);
-    view.setUint16(16, index);
-    return {
-      spec,
-      index,
-      pair: driver.pairs[k % driver.pairs.length],
-      template,
-      view,
-      sent: 0,
-      received: 0,
-      highest: -1,
-      outOfOrder: 0,
-      duplicates: 0,
-      seen: new Uint8Array(Math.ceil(spec.frames / 8)),
-      toNic: names.indexOf(spec.to),
-    };
-  });
-  const stray = new Array<number>(names.length).fill(0);
-  let rxNic = 0;
-  const onPacket = (p: NetRxPacket): void => {
-    if (p.length < LAB_FRAME_MIN) return;
-    // The test header is nearly always in the first segment (read in place); copy the frame out when it is not.
-    let u8 = p.segU8[0];
-    let at = p.segIdx[0];
-    if (p.segLen[0] < LAB_FRAME_MIN) {
-      u8 = new Uint8Array(p.length);
-      p.copyTo(u8);
-      at = 0;
-    }
-    if (((u8[at + 12] << 8) | u8[at + 13]) !== LAB_ETHERTYPE || ((u8[at + 14] << 8) | u8[at + 15]) !== MAGIC) return;
-    const f = states[(u8[at + 16] << 8) | u8[at + 17]];
-    if (f === undefined) return;
-    if (f.toNic !== rxNic) {
-      stray[rxNic]++;
-      return;
-    }
-    const seq = ((u8[at + 18] << 24) | (u8[at + 19] << 16) | (u8[at + 20] << 8) | u8[at + 21]) >>> 0;
-    if (seq >= f.spec.frames) return;
-    const bit = 1 << (seq & 7);
-    if ((f.seen[seq >>> 3] & bit) !== 0) {
-      f.duplicates++;
-      return;
-    }
-    f.seen[seq >>> 3] |= bit;
-    f.received++;
-    if (seq < f.highest) f.outOfOrder++;
-    else f.highest = seq;
-  };
-
   const t0 = performance.now();
-  let lastReceive = t0;
+  const run = new TrafficRun(lab, flows, t0);
+  const { states } = run;
   let lastProgress = t0;
   let sending = true;
   for (;;) {
@@ -198,29 +264,9 @@ export async function runTraffic(lab: Lab, flows: readonly TrafficFlow[], option
     const now = performance.now();
     if (sending && ((options.seconds !== undefined && now - t0 >= options.seconds * 1000) || options.signal?.aborted === true)) sending = false;
     let moved = 0;
-    let nextDue = Infinity;
-    if (sending) {
-      for (const f of states) {
-        const rate = f.spec.ratePps;
-        const target = rate === undefined ? f.spec.frames : Math.min(f.spec.frames, Math.floor(((now - t0) * rate) / 1000) + 1);
-        let budget = BATCH;
-        while (f.sent < target && budget-- > 0) {
-          f.view.setUint32(18, f.sent);
-          if (!f.pair.send(f.template)) break;
-          f.sent++;
-          moved++;
-        }
-        if (rate !== undefined && f.sent < f.spec.frames) nextDue = Math.min(nextDue, t0 + (f.sent * 1000) / rate);
-      }
-      for (const f of states) f.pair.flushTx();
-    }
-    for (let i = 0; i < drivers.length; i++) {
-      moved += drivers[i].reclaimTx();
-      rxNic = i;
-      const got = drivers[i].receive(onPacket);
-      if (got !== 0) lastReceive = performance.now();
-      moved += got;
-    }
+    run.nextDue = Infinity;
+    if (sending) moved += run.sendTurn(now);
+    moved += run.receiveTurn();
     if (states.every((f) => f.sent === f.spec.frames)) sending = false;
     if (!sending && states.every((f) => f.received === f.sent)) break;
     const t = performance.now();
@@ -231,25 +277,10 @@ export async function runTraffic(lab: Lab, flows: readonly TrafficFlow[], option
     // next paced frame is due). A busy-polling main thread would take a core
     // from the queue workers it waits for.
     if (moved < BUSY_TURN) {
-      const wait = Math.max(0, Math.min(moved === 0 ? IDLE_MS : 1, nextDue - t));
+      const wait = Math.max(0, Math.min(moved === 0 ? IDLE_MS : 1, run.nextDue - t));
       if (wait > 0) await lab.waitForInterrupt(wait);
     }
     await yieldToLoop();
   }
-  return {
-    flows: states.map((f) => ({
-      from: f.spec.from,
-      to: f.spec.to,
-      frames: f.spec.frames,
-      size: f.spec.size,
-      ratePps: f.spec.ratePps ?? null,
-      sent: f.sent,
-      received: f.received,
-      lost: f.sent - f.received,
-      outOfOrder: f.outOfOrder,
-      duplicates: f.duplicates,
-    })),
-    seconds: (lastReceive - t0) / 1000,
-    stray: Object.fromEntries(names.map((n, i) => [n, stray[i]])),
-  };
+  return run.result();
 }

@@ -94,6 +94,52 @@ function memoryNow(): { heap: number; rss: number } {
   return { heap: m.heapUsed, rss: m.rss };
 }
 
+/** One fault picked at random (net worker kill, NIC reset, queue restart, vsock worker kill), counted; what went wrong, if anything. */
+async function injectFault(net: SoakNet, vsock: SoakVsock, rand: () => number, faults: SoakFaults): Promise<string | null> {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+  const r = rand();
+  if (r < 0.3) {
+    faults.netKills++;
+    return net.kill(pick(SOAK_FAULTY_NICS), pick(['rx', 'tx'] as const));
+  }
+  if (r < 0.45) {
+    faults.netResets++;
+    return net.reset(pick(SOAK_FAULTY_NICS));
+  }
+  if (r < 0.75) {
+    faults.queueRestarts++;
+    await net.restart(pick(['a', 'b', 'c', 'd'] as const), pick(['rx', 'tx'] as const));
+    return null;
+  }
+  faults.vsockKills++;
+  return vsock.kill(pick(['rx', 'tx'] as const));
+}
+
+/** Let the net flows and the vsock streams finish after the traffic stopped; what did not. */
+async function drain(net: SoakNet, vsock: SoakVsock): Promise<string[]> {
+  const problems: string[] = [];
+  const stuck = await net.drain();
+  if (stuck !== null) problems.push(stuck);
+  // The limit timer is cancelled once the drain wins: left pending it held the process ~30 s after the result.
+  const limit = new AbortController();
+  const drained = await Promise.race([
+    vsock.drain().then(() => true),
+    sleep(DRAIN_LIMIT_MS, false, { signal: limit.signal }).catch(() => false),
+  ]).finally(() => limit.abort());
+  if (!drained) problems.push(`vsock: streams still running ${DRAIN_LIMIT_MS} ms after the traffic stopped (a hang)`);
+  return problems;
+}
+
+/** The rules checked at the end: every flow accounted for, the vsock streams' own problems, memory growth within its limits. */
+function endProblems(flows: readonly SoakFlowReport[], vsockProblems: readonly string[], memory: SoakMemory): string[] {
+  const problems: string[] = [];
+  for (const f of flows) if (!f.ok) problems.push(`flow ${f.name}: ${f.missingOutsideFaults} frames missing outside faults vs ${JSON.stringify(f.drops)} counted; ${f.duplicatesOrReordered} duplicated or reordered`);
+  problems.push(...vsockProblems);
+  if (memory.heapEnd - memory.heapStart > memory.maxHeapGrowth) problems.push(`heap grew ${memory.heapEnd - memory.heapStart} bytes (limit ${memory.maxHeapGrowth})`);
+  if (memory.rssEnd - memory.rssStart > memory.maxRssGrowth) problems.push(`RSS grew ${memory.rssEnd - memory.rssStart} bytes (limit ${memory.maxRssGrowth})`);
+  return problems;
+}
+
 /** Run the soak for `options.seconds`, then drain and account for everything. */
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const seconds = options.seconds;
@@ -103,7 +149,6 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const faultEveryMs = options.faultEveryMs ?? 400;
   const streams = options.vsockStreams ?? 4;
   const rand = seededRandom(seed);
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const problems: string[] = [];
   const faults: SoakFaults = { netKills: 0, netResets: 0, queueRestarts: 0, vsockKills: 0 };
   const net = await SoakNet.start({ seed, ring, lossPercent: options.lossPercent, delayMs: options.delayMs });
@@ -142,21 +187,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       while (Date.now() < end) {
         await nap(-Math.log(1 - rand()) * faultEveryMs);
         if (Date.now() >= end) break;
-        const r = rand();
-        let problem: string | null = null;
-        if (r < 0.3) {
-          faults.netKills++;
-          problem = await net.kill(pick(SOAK_FAULTY_NICS), pick(['rx', 'tx'] as const));
-        } else if (r < 0.45) {
-          faults.netResets++;
-          problem = await net.reset(pick(SOAK_FAULTY_NICS));
-        } else if (r < 0.75) {
-          faults.queueRestarts++;
-          await net.restart(pick(['a', 'b', 'c', 'd'] as const), pick(['rx', 'tx'] as const));
-        } else {
-          faults.vsockKills++;
-          problem = await vsock.kill(pick(['rx', 'tx'] as const));
-        }
+        const problem = await injectFault(net, vsock, rand, faults);
         if (problem !== null) problems.push(problem);
       }
     };
@@ -170,15 +201,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     } finally {
       clearInterval(progress);
     }
-    const stuck = await net.drain();
-    if (stuck !== null) problems.push(stuck);
-    // The limit timer is cancelled once the drain wins: left pending it held the process ~30 s after the result.
-    const limit = new AbortController();
-    const drained = await Promise.race([
-      vsock.drain().then(() => true),
-      sleep(DRAIN_LIMIT_MS, false, { signal: limit.signal }).catch(() => false),
-    ]).finally(() => limit.abort());
-    if (!drained) problems.push(`vsock: streams still running ${DRAIN_LIMIT_MS} ms after the traffic stopped (a hang)`);
+    problems.push(...(await drain(net, vsock)));
     // Measured with everything still open: what the run accumulated is still held.
     last = memoryNow();
   } finally {
@@ -197,9 +220,6 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     maxHeapGrowth: options.maxHeapGrowthBytes ?? 64 << 20,
     maxRssGrowth: options.maxRssGrowthBytes ?? 256 << 20,
   };
-  for (const f of flows) if (!f.ok) problems.push(`flow ${f.name}: ${f.missingOutsideFaults} frames missing outside faults vs ${JSON.stringify(f.drops)} counted; ${f.duplicatesOrReordered} duplicated or reordered`);
-  problems.push(...vsock.problems);
-  if (memory.heapEnd - memory.heapStart > memory.maxHeapGrowth) problems.push(`heap grew ${memory.heapEnd - memory.heapStart} bytes (limit ${memory.maxHeapGrowth})`);
-  if (memory.rssEnd - memory.rssStart > memory.maxRssGrowth) problems.push(`RSS grew ${memory.rssEnd - memory.rssStart} bytes (limit ${memory.maxRssGrowth})`);
+  problems.push(...endProblems(flows, vsock.problems, memory));
   return { seconds: (Date.now() - t0) / 1000, seed, ring, flows, strays, vsock: vsock.figures, faults, memory, problems, ok: problems.length === 0 };
 }

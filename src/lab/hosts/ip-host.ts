@@ -7,6 +7,10 @@ import { ring } from '../../notify/notify-area.js';
 import { NET_HDR_F_DATA_VALID, NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_NONE } from '../../spec/net.js';
 import type { NetRxPacket } from '../../net/net-rx-packet.js';
 import { formatIpv4, parseIpv4 } from './ipv4-address.js';
+import { ArpCache } from './arp-cache.js';
+import { HostWaits } from './host-waits.js';
+import { IpTx } from './ip-tx.js';
+import { ARP_LEN, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HLEN, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_HLEN, IP_HLEN, PROTO_ICMP, PROTO_UDP, UDP_HLEN, rd16, rd32, sameMac } from './ip-wire.js';
 
 /** Options of an IpHost. */
 export interface IpHostOptions {
@@ -96,51 +100,15 @@ export interface IpHostStats {
   dropped: number;
 }
 
-const ETH_HLEN = 14;
-const ETH_ZLEN = 60;
-const ETHERTYPE_IPV4 = 0x0800;
-const ETHERTYPE_ARP = 0x0806;
-const ARP_LEN = 28;
-const IP_HLEN = 20;
-const UDP_HLEN = 8;
-const ICMP_HLEN = 8;
-const PROTO_ICMP = 1;
-const PROTO_UDP = 17;
-const ICMP_ECHO_REPLY = 0;
-const ICMP_ECHO_REQUEST = 8;
-const TTL = 64;
 /** Longest sleep of the receive loop: bounds the latency when another party turned this NIC's interrupts off. */
 const POLL_MS = 50;
 /** Frames handled in a row before the loop lets the event loop run (timers, file I/O of UDP handlers). */
 const BATCH = 64;
 /** First port bindUdp(0) hands out (IANA dynamic range). */
 const EPHEMERAL_FIRST = 49152;
-const BROADCAST_MAC = new Uint8Array(6).fill(0xff);
-
-const rd16 = (u8: Uint8Array, i: number): number => (u8[i] << 8) | u8[i + 1];
-const rd32 = (u8: Uint8Array, i: number): number => ((u8[i] << 24) | (u8[i + 1] << 16) | (u8[i + 2] << 8) | u8[i + 3]) >>> 0;
-
-function wr16(u8: Uint8Array, i: number, v: number): void {
-  u8[i] = v >>> 8;
-  u8[i + 1] = v;
-}
-
-function wr32(u8: Uint8Array, i: number, v: number): void {
-  wr16(u8, i, v >>> 16);
-  wr16(u8, i + 2, v & 0xffff);
-}
-
-const sameMac = (a: Uint8Array, ai: number, b: Uint8Array): boolean =>
-  a[ai] === b[0] && a[ai + 1] === b[1] && a[ai + 2] === b[2] && a[ai + 3] === b[3] && a[ai + 4] === b[4] && a[ai + 5] === b[5];
 
 function checkPort(port: number, what: string, min = 1): void {
   if (!(Number.isInteger(port) && port >= min && port <= 0xffff)) throw new InvalidArgumentError(`${what} ${port} must be an integer in [${min}, 65535]`);
-}
-
-/** A pending wait of the host (ARP reply, echo reply): woken by any event, by its timer, or by close(). */
-interface Waiter {
-  wake: () => void;
-  timer: NodeJS.Timeout;
 }
 
 /**
@@ -165,19 +133,19 @@ export class IpHost {
   private readonly driver: NetDriver;
   private readonly macBytes: Uint8Array;
   private readonly ipNum: number;
-  private readonly netmask: number;
   private readonly arpTries: number;
   private readonly arpTimeoutMs: number;
   private readonly onHandlerError: ((error: unknown) => void) | undefined;
-  private readonly arpTable = new Map<number, Uint8Array>();
+  /** Writes and sends the host's frames. */
+  private readonly tx: IpTx;
+  private readonly arp: ArpCache;
   private readonly udpPorts = new Map<number, UdpHandler>();
-  private readonly waiters = new Set<Waiter>();
+  private readonly waits = new HostWaits();
   /** Echo requests of ping() waiting for their reply, by sequence number: payload size and reply time (-1 until it comes). */
   private readonly echoPending = new Map<number, { size: number; repliedAt: number }>();
   private readonly echoId = (Math.random() * 0x10000) >>> 0;
   private echoSeq = 0;
   private nextEphemeral = EPHEMERAL_FIRST;
-  private ipId = 1;
   private rx = new Uint8Array(ETH_HLEN + 1500);
   private rxLen = 0;
   private rxFlags = 0;
@@ -226,12 +194,13 @@ export class IpHost {
     if (!(Number.isInteger(this.prefixLength) && this.prefixLength >= 1 && this.prefixLength <= 30)) {
       throw new InvalidArgumentError(`IpHost prefixLength ${this.prefixLength} must be an integer in [1, 30]`);
     }
-    this.netmask = (0xffffffff << (32 - this.prefixLength)) >>> 0;
+    this.arp = new ArpCache(this.ipNum, this.prefixLength);
     this.arpTries = options.arpTries ?? 3;
     this.arpTimeoutMs = options.arpTimeoutMs ?? 500;
     if (!(Number.isInteger(this.arpTries) && this.arpTries >= 1)) throw new InvalidArgumentError(`IpHost arpTries ${this.arpTries} must be an integer >= 1`);
     if (!(this.arpTimeoutMs > 0)) throw new InvalidArgumentError(`IpHost arpTimeoutMs ${this.arpTimeoutMs} must be > 0`);
     this.onHandlerError = options.onHandlerError;
+    this.tx = new IpTx(this.driver, this.macBytes, this.ipNum, this.echoId, this.counters);
   }
 
   /** The largest UDP payload one frame carries (no fragmentation): MTU (or tx buffer) less IPv4 and UDP headers. */
@@ -256,7 +225,7 @@ export class IpHost {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
-      this.wakeWaiters();
+      this.waits.wakeAll();
       const word = this.driver.interruptWord;
       ring(word.i32, word.index);
       await this.loop;
@@ -274,7 +243,7 @@ export class IpHost {
 
   /** The MAC learned for `ip`, if any (as "52:54:00:..."). */
   arpEntry(ip: string): string | undefined {
-    const mac = this.arpTable.get(parseIpv4(ip, 'arpEntry ip'));
+    const mac = this.arp.get(parseIpv4(ip, 'arpEntry ip'));
     return mac === undefined ? undefined : formatMac(mac);
   }
 
@@ -312,21 +281,8 @@ export class IpHost {
     if (!(payload instanceof Uint8Array) || payload.length > this.maxUdpPayload) {
       throw new InvalidArgumentError(`sendUdp payload must be a Uint8Array of at most ${this.maxUdpPayload} bytes (no fragmentation), got ${payload?.length}`);
     }
-    const mac = this.arpTable.get(dst) ?? (await this.resolve(dst));
-    const at = this.beginTx();
-    if (at < 0) return;
-    const u8 = this.driver.u8;
-    const ip = this.writeHeaders(u8, at, mac, dst, PROTO_UDP, UDP_HLEN + payload.length);
-    const udp = ip + IP_HLEN;
-    wr16(u8, udp, srcPort);
-    wr16(u8, udp + 2, dstPort);
-    wr16(u8, udp + 4, UDP_HLEN + payload.length);
-    wr16(u8, udp + 6, 0);
-    u8.set(payload, udp + UDP_HLEN);
-    const sum = checksumOf(sumBytes(u8, udp, udp + UDP_HLEN + payload.length, pseudoSumV4(u8, ip, PROTO_UDP, UDP_HLEN + payload.length)));
-    wr16(u8, udp + 6, sum === 0 ? 0xffff : sum);
-    this.counters.udpOut++;
-    this.endTx(at, udp + UDP_HLEN + payload.length - at);
+    const mac = this.arp.get(dst) ?? (await this.resolve(dst));
+    this.tx.sendUdp(mac, dst, dstPort, srcPort, payload);
   }
 
   /**
@@ -347,14 +303,14 @@ export class IpHost {
     if (!(Number.isInteger(size) && size >= 0 && size <= maxSize)) throw new InvalidArgumentError(`ping size ${size} must be an integer in [0, ${maxSize}]`);
     const result: PingResult = { sent: 0, received: 0, rttMs: [] };
     for (let i = 0; i < count; i++) {
-      const mac = this.arpTable.get(dst) ?? (await this.resolve(dst));
+      const mac = this.arp.get(dst) ?? (await this.resolve(dst));
       const seq = (this.echoSeq = (this.echoSeq + 1) & 0xffff);
       const pending = { size, repliedAt: -1 };
       this.echoPending.set(seq, pending);
       const sentAt = performance.now();
       try {
-        if (this.sendEchoRequest(mac, dst, seq, size)) result.sent++;
-        await this.waitFor(() => pending.repliedAt >= 0, timeoutMs);
+        if (this.tx.sendEchoRequest(mac, dst, seq, size)) result.sent++;
+        await this.waits.waitFor(() => pending.repliedAt >= 0, timeoutMs, () => this.closed);
       } finally {
         this.echoPending.delete(seq);
       }
@@ -403,19 +359,12 @@ export class IpHost {
     if (op !== 1 && op !== 2) return void this.counters.droppedMalformed++;
     const senderIp = rd32(u8, a + 14);
     const targetIp = rd32(u8, a + 24);
-    this.learn(u8, a + 8, senderIp);
-    if (op === 1 && targetIp === this.ipNum) this.sendArp(2, u8.subarray(a + 8, a + 14), senderIp);
+    if (this.arp.learn(u8, a + 8, senderIp)) {
+      this.counters.arpLearned++;
+      this.waits.wakeAll();
+    }
+    if (op === 1 && targetIp === this.ipNum) this.tx.sendArp(2, u8.subarray(a + 8, a + 14), senderIp);
     else if (op === 1 || targetIp !== this.ipNum) this.counters.droppedNotForUs++;
-  }
-
-  /** Learn the sender of an ARP packet: a unicast MAC for an address of our subnet, not ours. */
-  private learn(u8: Uint8Array, macAt: number, ip: number): void {
-    if ((u8[macAt] & 1) !== 0 || ip === this.ipNum || !this.onLink(ip) || this.isBroadcast(ip) || (ip & ~this.netmask) === 0) return;
-    const known = this.arpTable.get(ip);
-    if (known !== undefined && sameMac(u8, macAt, known)) return;
-    this.arpTable.set(ip, u8.slice(macAt, macAt + 6));
-    this.counters.arpLearned++;
-    this.wakeWaiters();
   }
 
   private handleIpv4(u8: Uint8Array, len: number): void {
@@ -429,7 +378,7 @@ export class IpHost {
     const dst = rd32(u8, ip + 16);
     const proto = u8[ip + 9];
     const unicast = dst === this.ipNum;
-    if (!unicast && !(proto === PROTO_UDP && this.isBroadcast(dst))) return void this.counters.droppedNotForUs++;
+    if (!unicast && !(proto === PROTO_UDP && this.arp.isBroadcast(dst))) return void this.counters.droppedNotForUs++;
     // More fragments, or a fragment offset: a piece of a datagram.
     if ((rd16(u8, ip + 6) & 0x3fff) !== 0) return void this.counters.droppedFragments++;
     if (proto === PROTO_ICMP) this.handleIcmp(u8, ip, ihl, total);
@@ -448,7 +397,7 @@ export class IpHost {
     if (end - icmp < ICMP_HLEN) return void this.counters.droppedTruncated++;
     if (!this.l4ChecksumTrusted && checksumOf(sumBytes(u8, icmp, end, 0)) !== 0) return void this.counters.droppedChecksum++;
     const type = u8[icmp];
-    if (type === ICMP_ECHO_REQUEST && u8[icmp + 1] === 0) this.sendEchoReply(u8, ip, icmp, end);
+    if (type === ICMP_ECHO_REQUEST && u8[icmp + 1] === 0) this.tx.sendEchoReply(u8, ip, icmp, end);
     else if (type === ICMP_ECHO_REPLY && u8[icmp + 1] === 0) this.takeEchoReply(u8, icmp, end);
     else this.counters.droppedUnsupported++;
   }
@@ -460,7 +409,7 @@ export class IpHost {
     for (let i = icmp + ICMP_HLEN; i < end; i++) if (u8[i] !== ((i - icmp - ICMP_HLEN) & 0xff)) return void this.counters.droppedNotForUs++;
     this.counters.echoRepliesReceived++;
     pending.repliedAt = performance.now();
-    this.wakeWaiters();
+    this.waits.wakeAll();
   }
 
   private handleUdp(u8: Uint8Array, ip: number, ihl: number, total: number): void {
@@ -491,154 +440,23 @@ export class IpHost {
     }
   }
 
-  // ---- transmit ----------------------------------------------------------
-
-  /** A transmit buffer's frame index in driver.u8, or -1 (counted) when all are in flight. */
-  private beginTx(): number {
-    let at = this.driver.reserveTx();
-    if (at < 0 && this.driver.reclaimTx() !== 0) at = this.driver.reserveTx();
-    if (at < 0) this.counters.txFull++;
-    return at;
-  }
-
-  /** Pad the frame to the Ethernet minimum, queue it and publish it. */
-  private endTx(at: number, len: number): void {
-    if (len < ETH_ZLEN) this.driver.u8.fill(0, at + len, at + ETH_ZLEN);
-    this.driver.commitTx(Math.max(len, ETH_ZLEN));
-    this.driver.flushTx();
-    this.counters.txFrames++;
-  }
-
-  /** Write the Ethernet and IPv4 headers of a frame to `dst` carrying `l4Len` bytes; returns the IPv4 header's index. */
-  private writeHeaders(u8: Uint8Array, at: number, dstMac: Uint8Array, dst: number, proto: number, l4Len: number): number {
-    u8.set(dstMac, at);
-    u8.set(this.macBytes, at + 6);
-    wr16(u8, at + 12, ETHERTYPE_IPV4);
-    const ip = at + ETH_HLEN;
-    u8[ip] = 0x45;
-    u8[ip + 1] = 0;
-    wr16(u8, ip + 2, IP_HLEN + l4Len);
-    wr16(u8, ip + 4, this.ipId);
-    this.ipId = (this.ipId + 1) & 0xffff;
-    wr16(u8, ip + 6, 0);
-    u8[ip + 8] = TTL;
-    u8[ip + 9] = proto;
-    wr16(u8, ip + 10, 0);
-    wr32(u8, ip + 12, this.ipNum);
-    wr32(u8, ip + 16, dst);
-    wr16(u8, ip + 10, checksumOf(sumBytes(u8, ip, ip + IP_HLEN, 0)));
-    return ip;
-  }
-
-  /** Send an ARP packet: a reply (op 2) to `targetMac`, or a broadcast request (op 1). */
-  private sendArp(op: 1 | 2, targetMac: Uint8Array, targetIp: number): void {
-    const at = this.beginTx();
-    if (at < 0) return;
-    const u8 = this.driver.u8;
-    u8.set(op === 2 ? targetMac : BROADCAST_MAC, at);
-    u8.set(this.macBytes, at + 6);
-    wr16(u8, at + 12, ETHERTYPE_ARP);
-    const a = at + ETH_HLEN;
-    wr16(u8, a, 1);
-    wr16(u8, a + 2, ETHERTYPE_IPV4);
-    u8[a + 4] = 6;
-    u8[a + 5] = 4;
-    wr16(u8, a + 6, op);
-    u8.set(this.macBytes, a + 8);
-    wr32(u8, a + 14, this.ipNum);
-    if (op === 2) u8.set(targetMac, a + 18);
-    else u8.fill(0, a + 18, a + 24);
-    wr32(u8, a + 24, targetIp);
-    if (op === 2) this.counters.arpRepliesSent++;
-    else this.counters.arpRequestsSent++;
-    this.endTx(at, ETH_HLEN + ARP_LEN);
-  }
-
-  /** Answer the echo request rx[icmp, end) of the IPv4 packet at rx[ip] (to the frame's source MAC). */
-  private sendEchoReply(rx: Uint8Array, ip: number, icmp: number, end: number): void {
-    const len = end - icmp;
-    if (ETH_HLEN + IP_HLEN + len > this.driver.maxFrame) return void this.counters.txFull++;
-    const at = this.beginTx();
-    if (at < 0) return;
-    const u8 = this.driver.u8;
-    const out = this.writeHeaders(u8, at, rx.subarray(6, 12), rd32(rx, ip + 12), PROTO_ICMP, len) + IP_HLEN;
-    u8.set(rx.subarray(icmp, end), out);
-    u8[out] = ICMP_ECHO_REPLY;
-    wr16(u8, out + 2, 0);
-    wr16(u8, out + 2, checksumOf(sumBytes(u8, out, out + len, 0)));
-    this.counters.echoRepliesSent++;
-    this.endTx(at, out + len - at);
-  }
-
-  /** Send echo request `seq` of ping(): payload bytes 0, 1, 2, ... */
-  private sendEchoRequest(mac: Uint8Array, dst: number, seq: number, size: number): boolean {
-    const at = this.beginTx();
-    if (at < 0) return false;
-    const u8 = this.driver.u8;
-    const icmp = this.writeHeaders(u8, at, mac, dst, PROTO_ICMP, ICMP_HLEN + size) + IP_HLEN;
-    u8[icmp] = ICMP_ECHO_REQUEST;
-    u8[icmp + 1] = 0;
-    wr16(u8, icmp + 2, 0);
-    wr16(u8, icmp + 4, this.echoId);
-    wr16(u8, icmp + 6, seq);
-    for (let i = 0; i < size; i++) u8[icmp + ICMP_HLEN + i] = i & 0xff;
-    wr16(u8, icmp + 2, checksumOf(sumBytes(u8, icmp, icmp + ICMP_HLEN + size, 0)));
-    this.counters.echoRequestsSent++;
-    this.endTx(at, icmp + ICMP_HLEN + size - at);
-    return true;
-  }
-
-  // ---- addresses, waits ----------------------------------------------------
-
-  private onLink(ip: number): boolean {
-    return ((ip ^ this.ipNum) & this.netmask) === 0;
-  }
-
-  private isBroadcast(ip: number): boolean {
-    return ip === 0xffffffff || (this.onLink(ip) && (ip & ~this.netmask) === ~this.netmask);
-  }
+  // ---- addresses -----------------------------------------------------------
 
   /** The MAC of `ip`: broadcast addresses map to ff:ff:..., on-link ones are asked by ARP. */
   private async resolve(ip: number): Promise<Uint8Array> {
     this.throwIfClosed();
-    if (this.isBroadcast(ip)) return BROADCAST_MAC;
-    if (!this.onLink(ip) || ip === this.ipNum) {
+    if (this.arp.isBroadcast(ip)) return BROADCAST_MAC;
+    if (!this.arp.onLink(ip) || ip === this.ipNum) {
       throw new InvalidArgumentError(`${formatIpv4(ip)} is not a neighbour of ${this.ip}/${this.prefixLength} (the host has no router)`);
     }
     for (let i = 0; i < this.arpTries; i++) {
-      this.sendArp(1, BROADCAST_MAC, ip);
-      await this.waitFor(() => this.arpTable.has(ip), this.arpTimeoutMs);
+      this.tx.sendArp(1, BROADCAST_MAC, ip);
+      await this.waits.waitFor(() => this.arp.get(ip) !== undefined, this.arpTimeoutMs, () => this.closed);
       this.throwIfClosed();
-      const mac = this.arpTable.get(ip);
+      const mac = this.arp.get(ip);
       if (mac !== undefined) return mac;
     }
     throw new VirtioLabError('ARP_UNRESOLVED', `${this.ip}: no ARP reply from ${formatIpv4(ip)} to ${this.arpTries} requests (${this.arpTimeoutMs} ms each)`);
-  }
-
-  /** Wait until `done()` holds (checked at each event of the host) or `ms` pass; true when it held. */
-  private async waitFor(done: () => boolean, ms: number): Promise<boolean> {
-    const end = performance.now() + ms;
-    while (!done() && !this.closed) {
-      const left = end - performance.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const w: Waiter = {
-          wake: () => {
-            clearTimeout(w.timer);
-            this.waiters.delete(w);
-            resolve();
-          },
-          timer: setTimeout(() => w.wake(), left),
-        };
-        this.waiters.add(w);
-      });
-    }
-    return done();
-  }
-
-  /** An event happened (an address learned, an echo reply, close): every waiter checks again. */
-  private wakeWaiters(): void {
-    for (const w of [...this.waiters]) w.wake();
   }
 
   private throwIfClosed(): void {

@@ -8,7 +8,8 @@ import { F_RING_PACKED, type FeatureSet, NET_F_CSUM, NET_F_GUEST_CSUM, NET_F_GUE
 import { SharedArena } from '../../memory/arena.js';
 import { parseMac } from '../../net/mac.js';
 import { VirtioNetDevice } from '../../net/net-device.js';
-import { NET_DEFAULT_FEATURES, newInterruptWord, setupNetDriver } from '../../net/net-driver.js';
+import { NET_DEFAULT_FEATURES, type NetDriverSpec, newInterruptWord, setupNetDriver } from '../../net/net-driver.js';
+import type { WordRef } from '../../notify/notify-area.js';
 import { NET_HDR_SIZE, netRxQueue, netTxQueue } from '../../spec/net.js';
 import type { NetQueueStats } from '../../net/net-counters.js';
 import { QueueThreadPool } from '../../transport/queue-thread-pool.js';
@@ -162,6 +163,113 @@ export interface PumpResult {
 const MAC_A = '52:54:00:00:00:0a';
 const MAC_B = '52:54:00:00:00:0b';
 
+/** PumpOptions checked, with their defaults. */
+interface PumpPlan {
+  frames: number;
+  sizes: number[];
+  frameSize: number;
+  gso: boolean;
+  latencyEvery: number;
+  ratePps: number;
+  queueSize: number;
+  spinUs: number;
+  pairs: number;
+  ring: 'split' | 'packed';
+}
+
+function pumpPlan(options: PumpOptions): PumpPlan {
+  const sizes = options.sizes ?? [options.frameSize ?? 64];
+  const plan: PumpPlan = {
+    frames: options.frames ?? 10_000_000,
+    sizes,
+    frameSize: Math.max(...sizes),
+    gso: options.gso === true,
+    latencyEvery: options.latencyEvery ?? 0,
+    ratePps: options.ratePps ?? 0,
+    queueSize: options.queueSize ?? 1024,
+    spinUs: options.spinUs ?? 30,
+    pairs: options.pairs ?? 1,
+    ring: options.ring ?? 'split',
+  };
+  const { gso, latencyEvery, ratePps, pairs } = plan;
+  const minSize = latencyEvery > 0 ? (gso ? GSO_SEQ_AT : PLAIN_SEQ_AT) + 4 + STAMP_BYTES : MIN_FRAME;
+  const maxSize = gso ? MAX_GSO_FRAME : MAX_PLAIN_FRAME;
+  for (const size of sizes) if (!(Number.isInteger(size) && size >= minSize && size <= maxSize)) throw new InvalidArgumentError(`frame size ${size} must be an integer in [${minSize}, ${maxSize}]`);
+  if (gso && pairs !== 1) throw new InvalidArgumentError('GSO frames run on one queue pair');
+  if (!(ratePps >= 0 && Number.isFinite(ratePps))) throw new InvalidArgumentError(`rate ${ratePps} must be a non-negative number of frames per second`);
+  if (!(Number.isInteger(latencyEvery) && latencyEvery >= 0)) throw new InvalidArgumentError(`latencyEvery ${latencyEvery} must be a non-negative integer`);
+  if (!Number.isInteger(pairs) || pairs < 1 || pairs > 64) throw new InvalidArgumentError(`queue pairs ${pairs} must be an integer in [1, 64]`);
+  if (plan.frames === 0 && options.seconds === undefined && options.guestSeconds === undefined && options.signal === undefined) {
+    throw new InvalidArgumentError('frames 0 (unbounded) needs a time limit in seconds or an AbortSignal');
+  }
+  return plan;
+}
+
+/** The counters the pump guests write (pump-protocol.ts), PUMP_COUNTERS per pair, read across the pairs. */
+class PumpCounters {
+  readonly buffer: SharedArrayBuffer;
+  private readonly c: Float64Array;
+
+  constructor(private readonly pairs: number) {
+    this.buffer = new SharedArrayBuffer(8 * PUMP_COUNTERS * pairs);
+    this.c = new Float64Array(this.buffer);
+  }
+
+  /** Counter `field` of each pair. */
+  perPair(field: number): number[] {
+    return Array.from({ length: this.pairs }, (_, p) => this.c[p * PUMP_COUNTERS + field]);
+  }
+
+  sum(field: number): number {
+    return this.perPair(field).reduce((x, y) => x + y, 0);
+  }
+
+  /** The guests poll the stop word: they finish what is in flight and end. */
+  stop(): void {
+    this.c[PUMP_STOP] = 1;
+  }
+
+  /** Epoch milliseconds of the first frame any guest sent (Infinity before): the run's clock starts there, not at thread start-up. */
+  firstFrameAt(): number {
+    let t = Number.POSITIVE_INFINITY;
+    for (const v of this.perPair(PUMP_T_FIRST)) if (v > 0 && v < t) t = v;
+    return t;
+  }
+}
+
+/** Set up both drivers on the ring format asked (with TSO when `gso`); checks what they negotiated. */
+async function pumpDrivers(a: VirtioNetDevice, b: VirtioNetDevice, plan: PumpPlan, wanted: FeatureSet, interrupt: WordRef): Promise<{ sender: NetDriverSpec; receiver: NetDriverSpec }> {
+  const { ring, gso, queueSize, pairs } = plan;
+  const bufferSize = NET_HDR_SIZE + Math.max(plan.frameSize, 1518);
+  const features = ring === 'packed' ? wanted | bit(F_RING_PACKED) : wanted & ~bit(F_RING_PACKED);
+  // TSO: the sender hands 64 KiB frames over, the receiver takes them whole.
+  const tso = gso ? { tx: featureSet(NET_F_CSUM, NET_F_HOST_TSO4), rx: featureSet(NET_F_GUEST_CSUM, NET_F_GUEST_TSO4) } : { tx: 0n, rx: 0n };
+  const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.tx });
+  const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.rx });
+  if (gso && !hasFeature(BigInt(`0x${receiver.features}`), NET_F_GUEST_TSO4)) throw new InvalidArgumentError('the receiver did not negotiate GUEST_TSO4');
+  if (hasFeature(BigInt(`0x${sender.features}`), F_RING_PACKED) !== (ring === 'packed')) {
+    throw new InvalidArgumentError(`the NICs did not negotiate ${ring} rings (VIRTIO_F_RING_PACKED ${ring === 'packed' ? 'not offered' : 'forced'})`);
+  }
+  return { sender, receiver };
+}
+
+/** Start the guest thread of each pair; resolves when all have exited (rejects on a thread's error). */
+function startGuests(data: Omit<PumpGuestData, 'pair' | 'srcMac'>, pairs: number, guests: Worker[], reports: PumpGuestReport[]): Promise<void[]> {
+  const exited: Promise<void>[] = [];
+  for (let pair = 0; pair < pairs; pair++) {
+    const guest = new Worker(workerFile('pump-guest'), { workerData: { ...data, pair, srcMac: streamMac(pair, pairs) } satisfies PumpGuestData });
+    guests.push(guest);
+    guest.on('message', (r: PumpGuestReport) => reports.push(r));
+    exited.push(
+      new Promise<void>((resolve, reject) => {
+        guest.once('error', reject);
+        guest.once('exit', () => resolve());
+      }),
+    );
+  }
+  return Promise.all(exited);
+}
+
 /**
  * Move numbered frames from NIC a to NIC b through real queue workers: for
  * each queue pair a guest thread runs a's transmit side and b's receive side;
@@ -171,25 +279,8 @@ const MAC_B = '52:54:00:00:00:0b';
  * checks that each arrives once and in order.
  */
 export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
-  const frames = options.frames ?? 10_000_000;
-  const sizes = options.sizes ?? [options.frameSize ?? 64];
-  const frameSize = Math.max(...sizes);
-  const gso = options.gso === true;
-  const latencyEvery = options.latencyEvery ?? 0;
-  const ratePps = options.ratePps ?? 0;
-  const queueSize = options.queueSize ?? 1024;
-  const spinUs = options.spinUs ?? 30;
-  const pairs = options.pairs ?? 1;
-  const minSize = latencyEvery > 0 ? (gso ? GSO_SEQ_AT : PLAIN_SEQ_AT) + 4 + STAMP_BYTES : MIN_FRAME;
-  const maxSize = gso ? MAX_GSO_FRAME : MAX_PLAIN_FRAME;
-  for (const size of sizes) if (!(Number.isInteger(size) && size >= minSize && size <= maxSize)) throw new InvalidArgumentError(`frame size ${size} must be an integer in [${minSize}, ${maxSize}]`);
-  if (gso && pairs !== 1) throw new InvalidArgumentError('GSO frames run on one queue pair');
-  if (!(ratePps >= 0 && Number.isFinite(ratePps))) throw new InvalidArgumentError(`rate ${ratePps} must be a non-negative number of frames per second`);
-  if (!(Number.isInteger(latencyEvery) && latencyEvery >= 0)) throw new InvalidArgumentError(`latencyEvery ${latencyEvery} must be a non-negative integer`);
-  if (!Number.isInteger(pairs) || pairs < 1 || pairs > 64) throw new InvalidArgumentError(`queue pairs ${pairs} must be an integer in [1, 64]`);
-  if (frames === 0 && options.seconds === undefined && options.guestSeconds === undefined && options.signal === undefined) {
-    throw new InvalidArgumentError('frames 0 (unbounded) needs a time limit in seconds or an AbortSignal');
-  }
+  const plan = pumpPlan(options);
+  const { pairs, spinUs, queueSize, frameSize } = plan;
   // Receive pages (mergeable: one 4 KiB page per slot), tx slots, rings, per pair.
   const memSize = pairs * (queueSize * 4096 + queueSize * (128 + Math.max(frameSize, 1518))) + (2 << 20);
   const arena = new SharedArena(2 * memSize + pairs * (4 << 20));
@@ -207,138 +298,89 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
     sw.connect(b);
     sw.start();
   } else connectNics(arena, a, b);
-  const interrupt = newInterruptWord();
-  const bufferSize = NET_HDR_SIZE + Math.max(frameSize, 1518);
-  const counters = new SharedArrayBuffer(8 * PUMP_COUNTERS * pairs);
-  const c = new Float64Array(counters);
-  const sum = (field: number): number => Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + field]).reduce((x, y) => x + y, 0);
+  const counters = new PumpCounters(pairs);
   const guests: Worker[] = [];
   const reports: PumpGuestReport[] = [];
-  // The guests poll the stop word: they finish what is in flight and end.
-  const stop = (): void => {
-    c[PUMP_STOP] = 1;
-  };
+  const stop = (): void => counters.stop();
   if (options.signal?.aborted === true) stop();
   options.signal?.addEventListener('abort', stop, { once: true });
-  // Epoch milliseconds of the first frame any guest sent (Infinity before): the run's clock starts there, not at thread start-up.
-  const firstFrameAt = (): number => {
-    let t = Number.POSITIVE_INFINITY;
-    for (let p = 0; p < pairs; p++) {
-      const v = c[p * PUMP_COUNTERS + PUMP_T_FIRST];
-      if (v > 0 && v < t) t = v;
-    }
-    return t;
-  };
   try {
-    const ring = options.ring ?? 'split';
-    const wanted = options.features ?? NET_DEFAULT_FEATURES;
-    const features = ring === 'packed' ? wanted | bit(F_RING_PACKED) : wanted & ~bit(F_RING_PACKED);
-    // TSO: the sender hands 64 KiB frames over, the receiver takes them whole.
-    const tso = gso ? { tx: featureSet(NET_F_CSUM, NET_F_HOST_TSO4), rx: featureSet(NET_F_GUEST_CSUM, NET_F_GUEST_TSO4) } : { tx: 0n, rx: 0n };
-    const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.tx });
-    const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.rx });
-    if (gso && !hasFeature(BigInt(`0x${receiver.features}`), NET_F_GUEST_TSO4)) throw new InvalidArgumentError('the receiver did not negotiate GUEST_TSO4');
-    if (hasFeature(BigInt(`0x${sender.features}`), F_RING_PACKED) !== (ring === 'packed')) {
-      throw new InvalidArgumentError(`the NICs did not negotiate ${ring} rings (VIRTIO_F_RING_PACKED ${ring === 'packed' ? 'not offered' : 'forced'})`);
-    }
-    const exited: Promise<void>[] = [];
-    for (let pair = 0; pair < pairs; pair++) {
-      const data: PumpGuestData = {
-        sender,
-        receiver,
-        pair,
-        srcMac: streamMac(pair, pairs),
-        frames,
-        sizes,
-        ratePps: ratePps,
-        latencyEvery,
-        latencyAfterMs: (options.latencyAfterSeconds ?? 0) * 1000,
-        gso,
-        learn: sw !== undefined,
-        durationMs: options.guestSeconds === undefined ? 0 : options.guestSeconds * 1000,
-        counters,
-        spinUs,
-      };
-      const guest = new Worker(workerFile('pump-guest'), { workerData: data });
-      guests.push(guest);
-      guest.on('message', (r: PumpGuestReport) => reports.push(r));
-      exited.push(
-        new Promise<void>((resolve, reject) => {
-          guest.once('error', reject);
-          guest.once('exit', () => resolve());
-        }),
-      );
-    }
+    const { sender, receiver } = await pumpDrivers(a, b, plan, options.features ?? NET_DEFAULT_FEATURES, newInterruptWord());
+    const { frames, sizes, ratePps, latencyEvery, gso } = plan;
+    const durationMs = options.guestSeconds === undefined ? 0 : options.guestSeconds * 1000;
+    const guestData = { sender, receiver, frames, sizes, ratePps, latencyEvery, latencyAfterMs: (options.latencyAfterSeconds ?? 0) * 1000, gso, learn: sw !== undefined, durationMs, counters: counters.buffer, spinUs };
+    const exited = startGuests(guestData, pairs, guests, reports);
     let last = { t: performance.now(), received: 0 };
     const meanSize = sizes.reduce((x, y) => x + y, 0) / sizes.length;
-    const tickMs = options.tickMs ?? 500;
     const timer = setInterval(() => {
       const t = performance.now();
-      const received = sum(PUMP_RECEIVED);
+      const received = counters.sum(PUMP_RECEIVED);
       const pps = ((received - last.received) * 1000) / (t - last.t);
       last = { t, received };
-      const perPair = Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + PUMP_RECEIVED]);
-      const running = Math.max(0, performance.timeOrigin + t - firstFrameAt()) / 1000;
-      options.onTick?.({ seconds: running, sent: sum(PUMP_SENT), received, pps, gbps: (pps * meanSize * 8) / 1e9, perPair, skipped: sum(PUMP_SKIPPED) });
+      const running = Math.max(0, performance.timeOrigin + t - counters.firstFrameAt()) / 1000;
+      options.onTick?.({ seconds: running, sent: counters.sum(PUMP_SENT), received, pps, gbps: (pps * meanSize * 8) / 1e9, perPair: counters.perPair(PUMP_RECEIVED), skipped: counters.sum(PUMP_SKIPPED) });
       if (options.seconds !== undefined && running >= options.seconds) stop();
-    }, tickMs);
+    }, options.tickMs ?? 500);
     try {
-      await Promise.all([...exited, options.during?.({ a, b })]);
+      await Promise.all([exited, options.during?.({ a, b })]);
     } finally {
       clearInterval(timer);
     }
-    if (sum(PUMP_DONE) !== pairs) throw new InvalidArgumentError('a pump guest thread ended before finishing');
-    const received = sum(PUMP_RECEIVED);
-    const sent = sum(PUMP_SENT);
-    // Timed by the guests, first send to last receive: thread start-up is not traffic.
-    const first = Math.min(...Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + PUMP_T_FIRST]));
-    const lastT = Math.max(...Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + PUMP_T_LAST]));
-    const seconds = (lastT - first) / 1000;
-    const txQueues = Array.from({ length: pairs }, (_, p) => a.queueStats(netTxQueue(p)));
-    const rxQueues = Array.from({ length: pairs }, (_, p) => b.queueStats(netRxQueue(p)));
-    const switchDrops = sw === undefined ? 0 : sw.stats().ports.reduce((n, p) => n + p.dropsEgressFull + p.dropsBad + p.dropsFiltered + p.dropsLoss, 0);
-    const drops = switchDrops + [...txQueues, ...rxQueues].reduce((n, q) => n + q.dropsTooBig + q.dropsMalformed + q.dropsBadHeader + q.dropsFiltered, 0);
-    const skipped = sum(PUMP_SKIPPED);
-    const rxBytes = rxQueues.reduce((n, q) => n + q.bytes, 0);
-    const histograms = reports.flatMap((r) => (r.latency === undefined ? [] : [r.latency]));
-    let latency: LatencyPercentiles | undefined;
-    if (latencyEvery > 0) {
-      const merged = mergeEncodedHistograms(histograms);
-      latency = latencyPercentiles(merged);
-      merged.destroy();
-    }
-    return {
-      frames,
-      frameSize,
-      sizes,
-      pairs,
-      ring,
-      sent,
-      received,
-      sequenceErrors: sum(PUMP_SEQ_ERRORS),
-      lost: sent - received - drops,
-      seconds,
-      pps: received / seconds,
-      gbps: (rxBytes * 8) / seconds / 1e9,
-      offered: sent + skipped,
-      skipped,
-      drops,
-      latency,
-      guestHeap: reports.map((r) => ({ before: r.heapBefore, after: r.heapAfter })),
-      threads,
-      busyThreads: pairs + busyQueueThreads(threads, pairs) + (sw === undefined ? 0 : 1),
-      cores: availableParallelism(),
-      node: process.version,
-      txQueues,
-      rxQueues,
-      perPair: Array.from({ length: pairs }, (_, p) => c[p * PUMP_COUNTERS + PUMP_RECEIVED]),
-    };
+    if (counters.sum(PUMP_DONE) !== pairs) throw new InvalidArgumentError('a pump guest thread ended before finishing');
+    return pumpResult(plan, counters, a, b, sw, reports, threads);
   } finally {
     options.signal?.removeEventListener('abort', stop);
     await Promise.all(guests.map((g) => g.terminate()));
     await Promise.all([a.close(), b.close(), sw?.close()]);
     await linkPool?.close();
   }
+}
+
+/** What the pump measured, from the guests' counters and the devices' (and switch's) own. */
+function pumpResult(plan: PumpPlan, counters: PumpCounters, a: VirtioNetDevice, b: VirtioNetDevice, sw: NetSwitch | undefined, reports: PumpGuestReport[], threads: Exclude<PumpThreads, 'auto'>): PumpResult {
+  const { pairs, latencyEvery } = plan;
+  const received = counters.sum(PUMP_RECEIVED);
+  const sent = counters.sum(PUMP_SENT);
+  // Timed by the guests, first send to last receive: thread start-up is not traffic.
+  const seconds = (Math.max(...counters.perPair(PUMP_T_LAST)) - Math.min(...counters.perPair(PUMP_T_FIRST))) / 1000;
+  const txQueues = Array.from({ length: pairs }, (_, p) => a.queueStats(netTxQueue(p)));
+  const rxQueues = Array.from({ length: pairs }, (_, p) => b.queueStats(netRxQueue(p)));
+  const switchDrops = sw === undefined ? 0 : sw.stats().ports.reduce((n, p) => n + p.dropsEgressFull + p.dropsBad + p.dropsFiltered + p.dropsLoss, 0);
+  const drops = switchDrops + [...txQueues, ...rxQueues].reduce((n, q) => n + q.dropsTooBig + q.dropsMalformed + q.dropsBadHeader + q.dropsFiltered, 0);
+  const skipped = counters.sum(PUMP_SKIPPED);
+  const rxBytes = rxQueues.reduce((n, q) => n + q.bytes, 0);
+  let latency: LatencyPercentiles | undefined;
+  if (latencyEvery > 0) {
+    const merged = mergeEncodedHistograms(reports.flatMap((r) => (r.latency === undefined ? [] : [r.latency])));
+    latency = latencyPercentiles(merged);
+    merged.destroy();
+  }
+  return {
+    frames: plan.frames,
+    frameSize: plan.frameSize,
+    sizes: plan.sizes,
+    pairs,
+    ring: plan.ring,
+    sent,
+    received,
+    sequenceErrors: counters.sum(PUMP_SEQ_ERRORS),
+    lost: sent - received - drops,
+    seconds,
+    pps: received / seconds,
+    gbps: (rxBytes * 8) / seconds / 1e9,
+    offered: sent + skipped,
+    skipped,
+    drops,
+    latency,
+    guestHeap: reports.map((r) => ({ before: r.heapBefore, after: r.heapAfter })),
+    threads,
+    busyThreads: pairs + busyQueueThreads(threads, pairs) + (sw === undefined ? 0 : 1),
+    cores: availableParallelism(),
+    node: process.version,
+    txQueues,
+    rxQueues,
+    perPair: counters.perPair(PUMP_RECEIVED),
+  };
 }
 
 /** 'auto' resolved: a thread per queue where 3 busy threads per pair fit the cores, else a worker per link direction. */

@@ -106,6 +106,11 @@ export function checkVxlanEntry(name: string, options: VxlanUplinkOptions): Vxla
   return { kind: 'vxlan', name, options: { ...options } };
 }
 
+/** "10.0.0.1/24" or "fd00::1/64": an interface address with its prefix length (ip checks the rest). */
+export function isAddressWithPrefix(a: unknown): a is string {
+  return typeof a === 'string' && /^[0-9A-Fa-f.:]+\/\d{1,3}$/.test(a);
+}
+
 /** Check a namespace's options (names the kernel and ip accept) before anything is created. */
 export function checkNetnsEntry(name: string, options: LabNetnsOptions): NetnsEntry {
   if (!isNetnsName(name)) throw new InvalidArgumentError(`netns("${name}"): not a name ip netns takes (1 to 64 of letters, digits, _ . -)`);
@@ -114,7 +119,7 @@ export function checkNetnsEntry(name: string, options: LabNetnsOptions): NetnsEn
   if (options.mtu !== undefined) checkMtu(`netns("${name}")`, options.mtu);
   const addresses = options.address === undefined ? [] : typeof options.address === 'string' ? [options.address] : options.address;
   for (const a of addresses) {
-    if (typeof a !== 'string' || !/^[0-9A-Fa-f.:]+\/\d{1,3}$/.test(a)) throw new InvalidArgumentError(`netns("${name}"): address ${JSON.stringify(a)} must be an address with its prefix length, e.g. "10.0.0.1/24"`);
+    if (!isAddressWithPrefix(a)) throw new InvalidArgumentError(`netns("${name}"): address ${JSON.stringify(a)} must be an address with its prefix length, e.g. "10.0.0.1/24"`);
   }
   return { kind: 'netns', name, ifname, addresses: [...addresses], options: { ...options } };
 }

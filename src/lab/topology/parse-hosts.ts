@@ -1,6 +1,7 @@
 import { isInterfaceName, isNetnsName } from '../../backends/netns.js';
 import { type VxlanUplinkOptions, checkVxlanOptions } from '../../backends/vxlan-options.js';
 import { parseHostAddress } from '../hosts/ipv4-address.js';
+import { isAddressWithPrefix } from '../runtime/lab-entry-checks.js';
 import { switchOf } from './parse-wiring.js';
 import { type Json, type TopologyCheck, describe } from './topology-check.js';
 
@@ -49,7 +50,7 @@ export function parseNetns(c: TopologyCheck, list: unknown): void {
     if (typeof o.name === 'string' && !isNetnsName(o.name)) c.bad(`${path}.name`, `"${o.name}" is not a name ip netns takes (letters, digits, _ . -)`);
     const addresses = typeof o.address === 'string' ? [o.address] : Array.isArray(o.address) ? o.address : o.address === undefined ? [] : [o.address];
     for (const a of addresses) {
-      if (typeof a !== 'string' || !/^[0-9A-Fa-f.:]+\/\d{1,3}$/.test(a)) c.bad(`${path}.address`, `${describe(a)} is not an address with its prefix length, like 10.0.0.1/24`);
+      if (!isAddressWithPrefix(a)) c.bad(`${path}.address`, `${describe(a)} is not an address with its prefix length, like 10.0.0.1/24`);
     }
     c.number(o, 'mtu', path, 68, 65521, { integer: true });
     const ifname = c.string(o, 'ifname', path, false);

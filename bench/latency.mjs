@@ -92,7 +92,7 @@ function guest({ spec, ctl, stamps }) {
       drv.reclaimTx();
       continue;
     }
-    // Idle mode: take what is there, then the re-check rule (src/lab/pump-guest.ts):
+    // Idle mode: take what is there, then the re-check rule (src/lab/pump/pump-guest.ts):
     // snapshot the word, re-enable interrupts, look again, sleep on the snapshot.
     if (drv.receive(onIdle) !== 0) {
       Atomics.store(c, C_RECEIVED, received);

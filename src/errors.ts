@@ -88,8 +88,36 @@ export class FeatureNegotiationError extends VirtioLabError {
 
 /** A control-plane call with arguments that cannot be right (bad queue index, size, offset). */
 export class InvalidArgumentError extends VirtioLabError {
-  constructor(message: string) {
-    super('INVALID_ARGUMENT', message);
+  /** `code` is for subclasses that name a kind of bad argument (TopologyError). */
+  constructor(message: string, code = 'INVALID_ARGUMENT') {
+    super(code, message);
+  }
+}
+
+/** One thing wrong with a lab topology: where (a JSON path such as `links[2].impairment.loss`) and what, with the value seen. */
+export interface TopologyProblem {
+  path: string;
+  message: string;
+}
+
+/**
+ * A lab topology that cannot be built; `problems` lists every field that is
+ * wrong, `path` is the first one's JSON path. One problem reads as
+ * `path: message`.
+ */
+export class TopologyError extends InvalidArgumentError {
+  constructor(readonly problems: TopologyProblem[]) {
+    super(
+      problems.length === 1
+        ? `${problems[0].path}: ${problems[0].message}`
+        : `${problems.length} problems in the topology:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`,
+      'INVALID_TOPOLOGY',
+    );
+  }
+
+  /** The JSON path of the first bad field. */
+  get path(): string {
+    return this.problems[0].path;
   }
 }
 

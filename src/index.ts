@@ -70,35 +70,39 @@ export { type VsockAcceptInfo, type VsockListenOptions, VsockServer } from './vs
 export type { VsockOnread } from './vsock/stack/vsock-onread.js';
 export type { VsockStackStats } from './vsock/stack/stack-stats.js';
 export { VsockError, type VsockErrorCode } from './vsock/stack/vsock-error.js';
-export { VsockMuxerError, type VsockMuxerErrorCode, VsockUnixMuxer, type VsockUnixMuxerOptions, type VsockUnixMuxerStats } from './vsock/unix-muxer.js';
+export { VsockMuxerError, type VsockMuxerErrorCode, type VsockUnixMuxerOptions, type VsockUnixMuxerStats } from './vsock/muxer/muxer-types.js';
+export { VsockUnixMuxer } from './vsock/muxer/unix-muxer.js';
 
 // The lab: a topology of NICs, switches and links, brought up and driven.
-export {
-  Lab,
-  type LabLinkStats,
-  type LabNicOptions,
-  type LabNicStats,
-  type LabOptions,
-  type LabStartOptions,
-  type LabState,
-  type LabStats,
-  type LabSwitchStats,
-  type LabTapOptions,
-  type LabVhostUserOptions,
-  type LabVhostUserStats,
-} from './lab/lab.js';
-export type { LabNetnsOptions, LabNetnsStats } from './lab/lab-netns.js';
-export { type LabTopology, TopologyError, type TopologyProblem, buildLab, loadTopology, parseTopology } from './lab/lab-topology.js';
-export { type LabRunOptions, type LabRunReport, formatLabReport, runTopology } from './lab/lab-report.js';
-export { type FlowResult, type TrafficFlow, type TrafficOptions, type TrafficResult, runTraffic } from './lab/lab-traffic.js';
-export { IpHost, type IpHostOptions, type PingResult } from './lab/ip-host.js';
-export { DhcpServer, type DhcpServerOptions } from './lab/dhcp-server.js';
-export { TftpServer, type TftpServerOptions } from './lab/tftp-server.js';
+export { Lab } from './lab/runtime/lab.js';
+export type {
+  LabLinkStats,
+  LabNicOptions,
+  LabNicStats,
+  LabOptions,
+  LabStartOptions,
+  LabState,
+  LabStats,
+  LabSwitchStats,
+  LabTapOptions,
+  LabVhostUserOptions,
+  LabVhostUserStats,
+} from './lab/runtime/lab-types.js';
+export type { LabNetnsOptions, LabNetnsStats } from './lab/runtime/lab-netns.js';
+export { TopologyError, type TopologyProblem } from './errors.js';
+export type { LabTopology } from './lab/topology/topology-types.js';
+export { loadTopology, parseTopology } from './lab/topology/parse-topology.js';
+export { buildLab } from './lab/topology/build-lab.js';
+export { type LabRunOptions, type LabRunReport, formatLabReport, runTopology } from './lab/topology/run-topology.js';
+export { type FlowResult, type TrafficFlow, type TrafficOptions, type TrafficResult, runTraffic } from './lab/runtime/lab-traffic.js';
+export { IpHost, type IpHostOptions, type PingResult } from './lab/hosts/ip-host.js';
+export { DhcpServer, type DhcpServerOptions } from './lab/hosts/dhcp-server.js';
+export { TftpServer, type TftpServerOptions } from './lab/hosts/tftp-server.js';
 
 // Measuring: the pump, the load generator, the soak, core placement.
-export { type PumpOptions, type PumpResult, type PumpThreads, runPump } from './lab/pump.js';
-export { type LoadOptions, type LoadResult, runLoad } from './lab/load.js';
-export { type LatencyPercentiles, latencyPercentiles, newLatencyHistogram, recordLatencyNs } from './lab/load-histogram.js';
-export { type SoakOptions, type SoakResult, runSoak } from './lab/soak.js';
-export { formatSoakReport } from './lab/soak-report.js';
+export { type PumpOptions, type PumpResult, type PumpThreads, runPump } from './lab/pump/pump.js';
+export { type LoadOptions, type LoadResult, runLoad } from './lab/load/load.js';
+export { type LatencyPercentiles, latencyPercentiles, newLatencyHistogram, recordLatencyNs } from './lab/pump/latency-histogram.js';
+export { type SoakOptions, type SoakResult, runSoak } from './lab/soak/soak.js';
+export { formatSoakReport } from './cli/soak-report.js';
 export { type Placement, probePlacement } from './lab/placement.js';

@@ -5,7 +5,7 @@
  * the latency histogram and heap figures are posted once at the end.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { runPumpGuest } from '../src/lab/pump-guest.js';
-import type { PumpGuestData } from '../src/lab/pump-protocol.js';
+import { runPumpGuest } from '../src/lab/pump/pump-guest.js';
+import type { PumpGuestData } from '../src/lab/pump/pump-protocol.js';
 
 parentPort?.postMessage(runPumpGuest(workerData as PumpGuestData));

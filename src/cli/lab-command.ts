@@ -1,6 +1,7 @@
 import { VirtioLabError } from '../errors.js';
-import { formatLabReport, runTopology } from '../lab/lab-report.js';
-import { TopologyError, loadTopology } from '../lab/lab-topology.js';
+import { formatLabReport, runTopology } from '../lab/topology/run-topology.js';
+import { TopologyError } from '../errors.js';
+import { loadTopology } from '../lab/topology/parse-topology.js';
 import { interruptOnSignals } from './interrupt.js';
 import { LabRates } from './lab-live.js';
 import { LiveLine, liveMode } from './live-line.js';

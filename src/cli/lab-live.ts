@@ -1,4 +1,4 @@
-import type { Lab } from '../lab/lab.js';
+import type { Lab } from '../lab/runtime/lab.js';
 import type { LiveField } from './live-line.js';
 
 /** 1234 -> "1.2k", 2500000 -> "2.5M": a rate short enough for a live line. */

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
-import { type LoadResult, type LoadTick, runLoad } from '../lab/load.js';
-import { parseSizeMix } from '../lab/load-frames.js';
+import { type LoadResult, type LoadTick, runLoad } from '../lab/load/load.js';
+import { parseSizeMix } from '../lab/pump/frames.js';
 import { type Placement, probePlacement } from '../lab/placement.js';
 import { interruptOnSignals } from './interrupt.js';
 import { type LiveField, LiveLine, liveMode } from './live-line.js';

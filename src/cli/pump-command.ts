@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../errors.js';
-import { MAX_PLAIN_FRAME, MIN_FRAME } from '../lab/load-frames.js';
+import { MAX_PLAIN_FRAME, MIN_FRAME } from '../lab/pump/frames.js';
 import { probePlacement } from '../lab/placement.js';
-import { PUMP_THREADS, type PumpTick, runPump } from '../lab/pump.js';
+import { PUMP_THREADS, type PumpTick, runPump } from '../lab/pump/pump.js';
 import { interruptOnSignals } from './interrupt.js';
 import { type LiveField, LiveLine, liveMode } from './live-line.js';
 import { commandLine, usageFailure } from './options.js';

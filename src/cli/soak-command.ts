@@ -1,6 +1,6 @@
 /** `virtio-lab soak`: run the soak from the command line. */
-import { runSoak } from '../lab/soak.js';
-import { formatSoakReport } from '../lab/soak-report.js';
+import { runSoak } from '../lab/soak/soak.js';
+import { formatSoakReport } from './soak-report.js';
 import { interruptOnSignals } from './interrupt.js';
 import { commandLine } from './options.js';
 

@@ -1,11 +1,12 @@
-import { IpHost } from '../lab/ip-host.js';
-import { Lab } from '../lab/lab.js';
+import { IpHost } from '../lab/hosts/ip-host.js';
+import { parseHostAddress } from '../lab/hosts/ipv4-address.js';
+import { Lab } from '../lab/runtime/lab.js';
 import { formatMac, parseMac } from '../net/mac.js';
-import { TftpServer } from '../lab/tftp-server.js';
+import { TftpServer } from '../lab/hosts/tftp-server.js';
 import { serveVhostUserVsock } from '../vhost-user/devices.js';
 import type { VhostUserServer } from '../vhost-user/server.js';
 import { VsockHost } from '../vsock/vsock-host.js';
-import { VsockUnixMuxer } from '../vsock/unix-muxer.js';
+import { VsockUnixMuxer } from '../vsock/muxer/unix-muxer.js';
 import { interruptOnSignals } from './interrupt.js';
 import { type OptionValues, commandLine, usageFailure } from './options.js';
 
@@ -129,12 +130,11 @@ async function serveVsock(path: string, udsPath: string, cid: number, spinUs: nu
   };
 }
 
-/** "10.0.2.2/24" (the prefix length defaults to 24). */
-function parseHostAddress(text: string): { ip: string; prefixLength: number } {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?$/.exec(text);
-  const prefixLength = m?.[2] === undefined ? 24 : Number(m[2]);
-  if (m === null || m[1].split('.').some((b) => Number(b) > 255) || prefixLength < 1 || prefixLength > 30) throw new Error('must be an IPv4 address with an optional prefix length 1-30, as 10.0.2.2/24');
-  return { ip: m[1], prefixLength };
+/** "10.0.2.2/24" (the prefix length defaults to 24), as the option parser wants it: thrown when malformed. */
+function hostAddressOption(text: string): { ip: string; prefixLength: number } {
+  const address = parseHostAddress(text);
+  if (address === undefined) throw new Error('must be an IPv4 address with an optional prefix length 1-30, as 10.0.2.2/24');
+  return address;
 }
 
 function parseMacOption(text: string): string {
@@ -150,7 +150,7 @@ const OPTIONS = {
   vsock: { type: 'string' },
   'uds-path': { type: 'string' },
   cid: { type: 'int', min: 3, max: 0xfffffffe, default: 3 },
-  'host-ip': { type: 'parse', parse: parseHostAddress, default: parseHostAddress('10.0.2.2/24') },
+  'host-ip': { type: 'parse', parse: hostAddressOption, default: hostAddressOption('10.0.2.2/24') },
   'tftp-root': { type: 'string' },
   pcap: { type: 'string' },
   mac: { type: 'parse', parse: parseMacOption, default: '52:54:00:12:34:56' },

@@ -14,4 +14,6 @@ export * from './vsock-event-queue.js';
 export * from './stack/index.js';
 export { VsockDriver, VSOCK_DRIVER_FEATURES, type VsockDriverOptions, type VsockDriverStats } from './vsock-driver.js';
 export { VsockHost, type VsockHostOptions } from './vsock-host.js';
-export * from './unix-muxer.js';
+export * from './muxer/unix-muxer.js';
+export * from './muxer/muxer-types.js';
+export * from './muxer/connect-line.js';

@@ -59,3 +59,33 @@ it('worker, ring, transport, virtskb, stats, memory, notify, spec and os import 
   const folders = new Set(sourceFiles(SRC).map((f) => topFolder(relative(SRC, f))));
   expect([...folders].filter((f) => !SHARED.includes(f) && !ABOVE.includes(f) && f !== 'errors.ts')).toEqual([]);
 });
+
+/** Folders `lab/<name>/` that import from each other in a cycle, as "a -> b -> a" (none when the graph is a DAG). */
+function labFolderCycles(edges: Edge[]): string[] {
+  const folderOf = (path: string): string | undefined => (path.startsWith('lab/') && path.split('/').length > 2 ? path.split('/')[1] : undefined);
+  const next = new Map<string, Set<string>>();
+  for (const e of edges) {
+    const [from, to] = [folderOf(e.file), folderOf(e.target)];
+    if (from !== undefined && to !== undefined && from !== to) next.set(from, (next.get(from) ?? new Set()).add(to));
+  }
+  const cycles: string[] = [];
+  const walk = (path: string[]): void => {
+    for (const to of next.get(path[path.length - 1]) ?? []) {
+      if (to === path[0]) cycles.push([...path, to].join(' -> '));
+      else if (!path.includes(to)) walk([...path, to]);
+    }
+  };
+  for (const start of next.keys()) walk([start]);
+  return cycles;
+}
+
+it('the lab sub-folders (topology, runtime, hosts, load, pump, soak) import each other without a cycle', () => {
+  const planted: Edge[] = [
+    { file: 'lab/pump/pump.ts', target: 'lab/load/load.js' },
+    { file: 'lab/load/load.ts', target: 'lab/pump/pump.js' },
+  ];
+  expect(labFolderCycles(planted)).toEqual(['pump -> load -> pump', 'load -> pump -> load']);
+  const edges = importEdges();
+  expect(edges.some((e) => e.file.startsWith('lab/topology/') && e.target.startsWith('lab/runtime/'))).toBe(true);
+  expect(labFolderCycles(edges)).toEqual([]);
+});

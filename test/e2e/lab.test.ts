@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, IpHost, Lab, type LabOptions, type LabTopology, NET_DEFAULT_FEATURES, TopologyError, buildLab, formatLabReport, hasFeature, loadTopology, parseTopology, runTopology, runTraffic } from '../../src/index.js';
-import { startLabHosts } from '../../src/lab/lab-hosts.js';
+import { startLabHosts } from '../../src/lab/topology/topology-hosts.js';
 import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 import { F_RING_PACKED, bit } from '../../src/spec/features.js';
 import { BROADCAST, ethFrame, seqOf, until } from '../support/backend-nic.js';
@@ -279,7 +279,7 @@ describe('topology files', () => {
   it('names every bad field', () => {
     expect(problems([])).toEqual(['(topology): must be an object, got a list']);
     expect(problems({})).toEqual(['nics: is required (a list)']);
-    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, hosts, netns, traffic, vxlan)', 'nics: must list at least one NIC']);
+    expect(problems({ nics: [], link: [] })).toEqual(['(topology).link: unknown key (known: description, nics, switches, sockets, vhostUser, links, ports, taps, hosts, netns, traffic, vxlan)', 'nics: must list at least one NIC, got an empty list']);
     const p = problems({
       nics: [{ name: 'a' }, { name: 'a' }, { name: 'b', mac: 'zz', queuePairs: 64 }, { name: 'c', mtu: 1000, queueSize: 100 }, { name: 'd', mac: '01:00:5e:00:00:01' }],
       switches: [{ name: 'sw', ageingMs: -1 }],
@@ -312,7 +312,7 @@ describe('topology files', () => {
       'ports[0].impairment.delayMs: must be a number in [0, 60000], got "x"',
       'taps[0].port: "c" is not connected to switch "sw" (its ports: none)',
       'traffic[0].size: must be an integer in [22, 1014], got 1500',
-      'traffic[1].to: a flow needs two different NICs',
+      'traffic[1].to: a flow needs two different NICs, got "a" twice',
       'traffic[1].frames: must be an integer in [1, 1000000000], got 0',
       'traffic[1].size: must be an integer in [22, 1514], got 10',
       'traffic[2].from: "sw" is not a NIC of this topology (NICs: a, b, c, d)',
@@ -329,7 +329,7 @@ describe('topology files', () => {
       }),
     ).toEqual([
       'sockets[0].transport: must be "stream" or "dgram", got "tcp"',
-      'sockets[1]: give a Unix socket "path" or a TCP "host"/"port", not both',
+      'sockets[1]: give a Unix socket "path" or a TCP "host"/"port", not both (got path "/tmp/s", host nothing, port 3)',
       'sockets[2].recvBufferSize: must be an integer in [1, 2147483647], got 0',
       'sockets[2].sendBufferSize: must be an integer in [1, 2147483647], got 1.5',
       'sockets[2].remote: must be an object, got nothing',
@@ -401,7 +401,7 @@ describe('topology files', () => {
     }
   });
 
-  it('one TopologyError lists every problem; a single one reads as field: message', () => {
+  it('one TopologyError lists every problem; a single one reads as path: message', () => {
     const one = (() => {
       try {
         parseTopology({ nics: [{ name: 'a', mtu: 9 }] });
@@ -411,7 +411,8 @@ describe('topology files', () => {
     })();
     expect(one).toBeInstanceOf(TopologyError);
     expect(one!.code).toBe('INVALID_TOPOLOGY');
-    expect(one!.field).toBe('nics[0].mtu');
+    expect(one!.path).toBe('nics[0].mtu');
+    expect(one).toBeInstanceOf(InvalidArgumentError);
     expect(one!.message).toBe('nics[0].mtu: must be an integer in [68, 65535], got 9');
   });
 
@@ -513,14 +514,7 @@ describe('two switches joined by a link', () => {
 
 describe('topology hosts: the lab IP host with TFTP and DHCP', () => {
   it('parseTopology checks hosts: address, port, dhcp options, names; a host is no traffic end', () => {
-    const problems = (t: unknown): string[] => {
-      try {
-        parseTopology(t);
-        return [];
-      } catch (e) {
-        return (e as TopologyError).problems.map((p) => `${p.field}: ${p.message}`);
-      }
-    };
+    const problems = topologyProblems;
     expect(
       problems({
         nics: [{ name: 'x' }],

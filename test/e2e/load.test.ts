@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { runLoad } from '../../src/index.js';
-import { sizeSchedule } from '../../src/lab/load-frames.js';
+import { sizeSchedule } from '../../src/lab/pump/frames.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));

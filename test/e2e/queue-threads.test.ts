@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, QueueThreadPool, QueueWorkerError, type QueueErrorEvent, SharedArena, type ThreadMapping, VirtioNetDevice } from '../../src/index.js';
-import { seededRandom } from '../../src/lab/soak-random.js';
+import { seededRandom } from '../../src/lab/soak/soak-random.js';
 import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 import { STATUS_DEVICE_NEEDS_RESET } from '../../src/spec/status.js';
 import { type NetPair, Transfer, firstDifference, netPair, numberedFrame, until } from '../support/net-pair.js';

@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IpHost, Lab, TopologyError, parseTopology } from '../../src/index.js';
+import { IpHost, Lab, parseTopology } from '../../src/index.js';
 import { startCli } from '../cli/cli-process.js';
+import { topologyProblems } from '../support/topology-problems.js';
 
 // Labs joined by VXLAN uplinks (RFC 7348) over loopback, the Lab API and
 // topology files; the tests against Linux's vxlan driver are in
@@ -117,17 +118,9 @@ describe('Lab.vxlan() misuse is refused with InvalidArgumentError saying what wa
 
 describe('topology files take "vxlan" uplinks', () => {
   it('parseTopology checks them: VNI beyond 24 bits, a bad address, an unknown switch, unknown keys', () => {
-    const bad = (vxlan: unknown[]): string[] => {
-      try {
-        parseTopology({ nics: [{ name: 'a' }], switches: [{ name: 'sw' }], vxlan });
-      } catch (e) {
-        if (e instanceof TopologyError) return e.problems.map((p) => `${p.field}: ${p.message}`);
-        throw e;
-      }
-      return [];
-    };
-    expect(bad([{ name: 'v', switch: 'sw', vni: 1 << 24 }])).toEqual(['vxlan[0]: VXLAN vni 16777216 must be an integer in [0, 16777215] (24 bits)']);
-    expect(bad([{ name: 'v', switch: 'sw', vni: 1, local: '10.0.0' }])).toEqual(['vxlan[0]: VXLAN local address "10.0.0" is not an IPv4 address like 10.0.0.1']);
+    const bad = (vxlan: unknown[]): string[] => topologyProblems({ nics: [{ name: 'a' }], switches: [{ name: 'sw' }], vxlan });
+    expect(bad([{ name: 'v', switch: 'sw', vni: 1 << 24 }])).toEqual(['vxlan[0].vni: VXLAN vni 16777216 must be an integer in [0, 16777215] (24 bits)']);
+    expect(bad([{ name: 'v', switch: 'sw', vni: 1, local: '10.0.0' }])).toEqual(['vxlan[0].local: VXLAN local address "10.0.0" is not an IPv4 address like 10.0.0.1']);
     expect(bad([{ name: 'v', switch: 'nope', vni: 1, remotes: 'x' }])).toEqual(['vxlan[0].switch: "nope" is not a switch of this topology', 'vxlan[0].remotes: must be a list, got "x"']);
     expect(bad([{ name: 'v', switch: 'sw' }])).toEqual(['vxlan[0].vni: is required']);
     expect(bad([{ name: 'a', switch: 'sw', vni: 1, dstport: 4789 }])).toEqual(['vxlan[0].dstport: unknown key (known: name, switch, vni, local, port, remotes, learning, restrictSources, ageingSeconds, fdbSize, mtu)', 'vxlan[0].name: "a" is already the name of the NIC at nics[0]']);

@@ -5,9 +5,9 @@
  */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { seededRandom } from '../../src/lab/soak-random.js';
-import { checkedStream, streamBytes, streamOutcomeOk } from '../../src/lab/soak-streams.js';
-import { FlowAccount } from '../../src/lab/soak-flows.js';
+import { seededRandom } from '../../src/lab/soak/soak-random.js';
+import { checkedStream, streamBytes, streamOutcomeOk } from '../../src/lab/soak/soak-streams.js';
+import { FlowAccount } from '../../src/lab/soak/soak-flows.js';
 
 describe('frame flow accounting', () => {
   it('explains gaps inside fault windows, and only those', () => {

@@ -8,8 +8,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { DeviceNeedsResetError, type NetDriver, QueueWorkerError, type QueueErrorEvent, type VirtioDevice, type VsockSocket } from '../../src/index.js';
-import { seededRandom as seeded } from '../../src/lab/soak-random.js';
-import { checkedStream, streamOutcomeOk } from '../../src/lab/soak-streams.js';
+import { seededRandom as seeded } from '../../src/lab/soak/soak-random.js';
+import { checkedStream, streamOutcomeOk } from '../../src/lab/soak/soak-streams.js';
 import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 import { STATUS_DEVICE_NEEDS_RESET } from '../../src/spec/status.js';
 import { VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../src/spec/vsock.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Lab, buildLab, formatLabReport, parseTopology } from '../../src/index.js';
-import { labRunReport } from '../../src/lab/lab-report.js';
+import { labRunReport } from '../../src/lab/topology/run-topology.js';
 import { type FrontEnd, FE_MAC, NET_FEATURES, TX, frame, until, upNet } from '../support/vhost-user/front-end.js';
 
 const BROADCAST = new Uint8Array(6).fill(0xff);

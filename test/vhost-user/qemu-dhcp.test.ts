@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../src/index.js';
-import { type LabHosts, startLabHosts } from '../../src/lab/lab-hosts.js';
+import { type LabHosts, startLabHosts } from '../../src/lab/topology/topology-hosts.js';
 import { type GuestRun, buildGuestImage, resultLines, runGuest } from '../support/guest/index.js';
 import { requireTools } from '../support/tools.js';
 

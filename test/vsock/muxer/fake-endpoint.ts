@@ -20,15 +20,15 @@ import { type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
-import {
-  type VsockMuxerAcceptInfo,
-  type VsockMuxerEndpoint,
-  type VsockMuxerError,
-  type VsockMuxerListenOptions,
-  type VsockMuxerListener,
-  VsockUnixMuxer,
-  type VsockUnixMuxerOptions,
-} from '../../../src/vsock/unix-muxer.js';
+import type {
+  VsockMuxerAcceptInfo,
+  VsockMuxerEndpoint,
+  VsockMuxerError,
+  VsockMuxerListenOptions,
+  VsockMuxerListener,
+  VsockUnixMuxerOptions,
+} from '../../../src/vsock/muxer/muxer-types.js';
+import { VsockUnixMuxer } from '../../../src/vsock/muxer/unix-muxer.js';
 
 export const HOST_CID = 2;
 export const GUEST_CID = 3;

@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, VirtioLabError } from '../../../src/errors.js';
-import { CONNECT_LINE_ERRORS, type ConnectLineError, VsockUnixMuxer, parseConnectLine } from '../../../src/vsock/unix-muxer.js';
+import { CONNECT_LINE_ERRORS, type ConnectLineError, parseConnectLine } from '../../../src/vsock/muxer/connect-line.js';
+import { VsockUnixMuxer } from '../../../src/vsock/muxer/unix-muxer.js';
 import { FakeVsockEndpoint, Harness, sleep, until } from './fake-endpoint.js';
 
 const h = new Harness();

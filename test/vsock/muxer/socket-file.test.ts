@@ -3,7 +3,8 @@ import { existsSync, lstatSync, readFileSync, readdirSync, renameSync, unlinkSyn
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { VsockMuxerError, VsockUnixMuxer } from '../../../src/vsock/unix-muxer.js';
+import { VsockMuxerError } from '../../../src/vsock/muxer/muxer-types.js';
+import { VsockUnixMuxer } from '../../../src/vsock/muxer/unix-muxer.js';
 import { FakeVsockEndpoint, Harness, tmpSocketDir } from './fake-endpoint.js';
 
 const h = new Harness();

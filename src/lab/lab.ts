@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type ImpairmentOptions, validateImpairment } from '../backends/impairment.js';
 import { type Link, type LinkOptions, connectNics } from '../backends/link.js';
 import { isInterfaceName, isNetnsName, netnsExists } from '../backends/netns.js';
-import type { PortAttachable } from '../backends/port-channel.js';
+import type { PortAttachable } from '../net/net-port.js';
 import type { RelayImpairment } from '../backends/relay.js';
 import { SocketLink, type SocketLinkOptions, type SocketLinkStats } from '../backends/socket-link.js';
 import { TapPort } from '../backends/tap-port.js';

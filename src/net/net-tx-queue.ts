@@ -1,6 +1,6 @@
-import type { PortChannelProducer, PortOutput } from '../backends/port-channel.js';
-import { recordNetHdr } from '../backends/port-channel.js';
-import { SteeredOutput } from '../backends/steered-output.js';
+import type { PortChannelProducer, PortOutput } from '../port/port-channel.js';
+import { recordNetHdr } from './net-port.js';
+import { SteeredOutput } from '../port/steered-output.js';
 import type { DescriptorChain } from '../ring/chain.js';
 import { ChainReader } from '../ring/chain-io.js';
 import { NET_HDR_NUM_BUFFERS } from '../spec/net.js';
@@ -90,9 +90,8 @@ export class NetTxQueue implements QueueHandler {
       const hdr = recordNetHdr(at);
       const r = this.reader.reset(chain);
       r.copyTo(out.u8, hdr, hdrSize);
-      // num_buffers only means something on receive (5.1.6); the receiving queue keeps
-      // its segmentation progress there (NetRxQueue.segment), so it starts at 0.
-      // A legacy 10-byte header has no such field: zeroed as well.
+      // num_buffers only means something on receive (5.1.6): the record carries 0
+      // (a legacy 10-byte header has no such field: its bytes are set as well).
       out.u8[hdr + NET_HDR_NUM_BUFFERS] = 0;
       out.u8[hdr + NET_HDR_NUM_BUFFERS + 1] = 0;
       const problem = txHeaderProblem(out.u8, hdr, len, offloads, maxPlainFrame);

@@ -1,4 +1,4 @@
-import { PortChannelProducer, type PortChannelSpec } from '../backends/port-channel.js';
+import { PortChannelProducer, type PortChannelSpec } from '../port/port-channel.js';
 import type { WordRef } from '../notify/notify-area.js';
 import { ChainReader } from '../ring/chain-io.js';
 import { VSOCK_CID_HOST, VSOCK_HDR_LEN, VSOCK_HDR_SIZE, VSOCK_MAX_PKT_PAYLOAD } from '../spec/vsock.js';
@@ -20,9 +20,8 @@ const NO_PROBLEM = -1;
 /** Parameters of a virtio-vsock transmit queue (handler kind 'vsock-tx'). */
 export interface VsockTxParams {
   /**
-   * The channel to the host side: each record's frame is the 44-byte
-   * virtio_vsock_hdr and hdr.len payload bytes; its 12 spare bytes
-   * (recordNetHdr) are zeroed.
+   * The channel to the host side (allocVsockChannel): each record's meta
+   * is the 44-byte virtio_vsock_hdr, its frame the hdr.len payload bytes.
    */
   output: PortChannelSpec;
   /** Shared Int32 word with the guest's current CID (read once per batch). */
@@ -104,17 +103,16 @@ export class VsockTxQueue implements QueueHandler {
         n++;
         continue;
       }
-      const frame = VSOCK_HDR_SIZE + len;
-      const at = out.reserve(frame);
+      const at = out.reserve(len);
       if (at < 0) {
         // Full: give the chain back and wait for the host to free room (armSpace).
         device.unpop();
-        this.blocked = frame;
+        this.blocked = len;
         break;
       }
-      // Header and payload in one copy; bytes past hdr.len (if any) are ignored.
-      this.reader.reset(chain).copyTo(out.u8, at, frame);
-      out.clearNetHdr(at);
+      // Header (the record's meta, right before the frame) and payload in one
+      // copy; bytes past hdr.len (if any) are ignored.
+      this.reader.reset(chain).copyTo(out.u8, out.metaAt(at), VSOCK_HDR_SIZE + len);
       out.commit();
       // Transmit buffers are device-readable only: nothing written (2.7.8).
       device.pushUsed(chain.head, 0);

@@ -6,5 +6,5 @@
 export { NetHdr } from './net-hdr.js';
 export { OFFLOAD_ERROR_CODES, type OffloadErrorCode } from './offload-error.js';
 export { OffloadEngine, type FrameSink } from './offload-engine.js';
-export { PacketInfo, parsePacket } from './packet.js';
-export { checksumOf, copyAndSum, foldSum, pseudoSumV4, pseudoSumV6, sumBytes } from './checksum.js';
+export { PacketInfo, parsePacket } from '../../wire/packet.js';
+export { checksumOf, copyAndSum, foldSum, pseudoSumV4, pseudoSumV6, sumBytes } from '../../wire/checksum.js';

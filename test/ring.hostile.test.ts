@@ -71,19 +71,23 @@ interface Format {
 
 const chained = (entries: readonly (RawDesc & PDesc)[]): RawDesc[] => entries.map((d, j) => (j + 1 < entries.length ? { ...d, flags: d.flags | NEXT, next: j + 1 } : d));
 
+/** The buffer and table area every hostile rig hands out, and the device's chain. */
+const buffersAndChain = (alloc: GuestAllocator, size: number, device: SplitQueueDevice | PackedQueueDevice) => ({
+  buf: alloc.alloc(256, 16),
+  table: alloc.alloc(16 * 2 * size, 16),
+  chain: device.newChain(),
+});
+
 function splitRig(opts: RigOptions = {}) {
-  const rig = ringRig(opts.size ?? SIZE, { gpa: MEM, memSize: opts.memSize ?? END - MEM, indirect: opts.indirect ?? true });
+  const size = opts.size ?? SIZE;
+  const rig = ringRig(size, { gpa: MEM, memSize: opts.memSize ?? END - MEM, indirect: opts.indirect ?? true });
   const mini = new MiniDriver(rig.memory, rig.ring);
   const device = new SplitQueueDevice(rig.memory, rig.state);
-  const buf = rig.alloc.alloc(256, 16);
-  const table = rig.alloc.alloc(16 * 2 * (opts.size ?? SIZE), 16);
   return {
     ...rig,
     mini,
     device,
-    buf,
-    table,
-    chain: device.newChain(),
+    ...buffersAndChain(rig.alloc, size, device),
     offerList(list: readonly (RawDesc & PDesc)[]): void {
       chained(list).forEach((d, i) => mini.setDesc(i, d));
       mini.offer(0);
@@ -98,15 +102,11 @@ function packedHostileRig(opts: RigOptions = {}) {
   const rig = packedRig(size, { gpa: MEM, memSize: opts.memSize ?? END - MEM, indirect: opts.indirect ?? true, inOrder: opts.inOrder });
   const mini = new MiniPackedDriver(rig.memory, rig.ring);
   const device = new PackedQueueDevice(rig.memory, rig.state);
-  const buf = rig.alloc.alloc(256, 16);
-  const table = rig.alloc.alloc(16 * 2 * size, 16);
   return {
     ...rig,
     mini,
     device,
-    buf,
-    table,
-    chain: device.newChain(),
+    ...buffersAndChain(rig.alloc, size, device),
     offerList(list: readonly (RawDesc & PDesc)[]): void {
       mini.offerRaw(list.map((d, j) => ({ ...d, flags: j + 1 < list.length ? d.flags | NEXT : d.flags })));
     },

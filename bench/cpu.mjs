@@ -30,7 +30,7 @@ const threadNs = (u) => (u.user + u.system) * 1000;
 
 /** One guest with one queue pair, its transmitq looped to its receiveq through a port channel; all stages on this thread. */
 async function loopback(lib, ring, size) {
-  const { F_EVENT_IDX, F_RING_PACKED, F_VERSION_1, NET_F_MRG_RXBUF, NET_F_MTU, SharedArena, GuestAllocator, NetPairDriver, NetTxQueue, NetRxQueue, StatsBlock, NET_QUEUE_COUNTERS, allocPortChannel, allocRecvPool, createQueueDevice, featureSet, netRecvConfig, splitAvailBytes, splitDescBytes, splitUsedBytes, packedDescBytes, PACKED_EVENT_SIZE, PACKED_RING_START, TX_HEADER_AT, NET_HDR_SIZE } = lib;
+  const { F_EVENT_IDX, F_RING_PACKED, F_VERSION_1, NET_F_MRG_RXBUF, NET_F_MTU, SharedArena, GuestAllocator, NetPairDriver, NetTxQueue, NetRxQueue, StatsBlock, NET_QUEUE_COUNTERS, allocNetChannel, allocRecvPool, createQueueDevice, featureSet, netRecvConfig, splitAvailBytes, splitDescBytes, splitUsedBytes, packedDescBytes, PACKED_EVENT_SIZE, PACKED_RING_START, TX_HEADER_AT, NET_HDR_SIZE } = lib;
   const packed = ring === 'packed';
   const features = featureSet(F_VERSION_1, F_EVENT_IDX, NET_F_MTU, NET_F_MRG_RXBUF, ...(packed ? [F_RING_PACKED] : []));
   const q = QUEUE_SIZE;
@@ -55,7 +55,7 @@ async function loopback(lib, ring, size) {
     rxKick: word(),
     txKick: word(),
   });
-  const channel = allocPortChannel(arena, CHANNEL_BYTES, 1518, word(), word());
+  const channel = allocNetChannel(arena, CHANNEL_BYTES, 1518, word(), word());
   const stats = StatsBlock.create(2, NET_QUEUE_COUNTERS);
   const ctx = (queueIndex, state, params) => ({ queue: queueIndex, memory, device: createQueueDevice(memory, state), stats, interrupt() {}, params });
   const txq = new NetTxQueue(ctx(1, tx, { output: { channels: [channel], active: null }, hdrSize: NET_HDR_SIZE, offloads: 0, maxPlainFrame: 1518 }));

@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { type FrameSink, NetHdr, OffloadEngine, type OffloadErrorCode } from '../net/offload/index.js';
 import { NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_NONE, NET_MAX_TX_FRAME } from '../spec/net.js';
 import { PcapWriter } from './pcap-writer.js';
-import { recordNetHdr } from './port-channel.js';
+import { recordNetHdr } from '../net/net-port.js';
 
 /** The MTU wire frames are cut to when nothing else is said. */
 export const DEFAULT_WIRE_MTU = 1500;

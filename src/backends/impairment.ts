@@ -3,7 +3,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { SharedArena } from '../memory/arena.js';
 import { copyBytes } from '../memory/guest-memory.js';
 import { NET_HDR_SIZE } from '../spec/net.js';
-import { recordNetHdr } from './port-channel.js';
+import { recordNetHdr } from '../net/net-port.js';
 
 /**
  * What a link does to frames on their way (netem's knobs, Firecracker's rate

@@ -1,7 +1,4 @@
-export * from './port-channel.js';
 export * from './link.js';
-export * from './flow-hash.js';
-export * from './steered-output.js';
 export * from './pcap-writer.js';
 export { type CaptureOptions, DEFAULT_WIRE_MTU, WireCapture, WireFrames } from './capture.js';
 export { Impairment, type ImpairmentOptions, type ImpairmentSpec, SeededRandom, planImpairment, validateImpairment } from './impairment.js';

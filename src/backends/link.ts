@@ -2,7 +2,8 @@ import { InvalidArgumentError } from '../errors.js';
 import type { SharedArena } from '../memory/arena.js';
 import { NET_MAX_TX_FRAME } from '../spec/net.js';
 import type { CaptureOptions } from './capture.js';
-import { type PortAttachable, type PortChannelSpec, allocPortChannel } from './port-channel.js';
+import type { PortChannelSpec } from '../port/port-channel.js';
+import { type PortAttachable, allocNetChannel } from '../net/net-port.js';
 import { Relay, type RelayImpairment } from './relay.js';
 import type { SwitchStats } from './switch-stats.js';
 
@@ -76,7 +77,7 @@ export function connectLoopback(arena: SharedArena, nic: PortAttachable, options
 function direction(arena: SharedArena, from: PortAttachable, to: PortAttachable, capacity: number, maxFrame: number): PortChannelSpec[][] {
   const wf = from.wakeWords;
   const wt = to.wakeWords;
-  return wf.tx.map((txWake) => wt.rx.map((rxWake) => allocPortChannel(arena, capacity, maxFrame, rxWake, txWake)));
+  return wf.tx.map((txWake) => wt.rx.map((rxWake) => allocNetChannel(arena, capacity, maxFrame, rxWake, txWake)));
 }
 
 /** Channels [tx][rx] as the receiver sees them: [rx][tx]. */

@@ -1,7 +1,7 @@
 import type { SharedArena } from '../memory/arena.js';
 import { type CaptureOptions, DEFAULT_WIRE_MTU, checkCapturePath } from './capture.js';
 import { type ImpairmentOptions, validateImpairment } from './impairment.js';
-import type { PortAttachable } from './port-channel.js';
+import type { PortAttachable } from '../net/net-port.js';
 import { BackendWorkerHost } from './switch-host.js';
 import { plugPort } from './switch-port.js';
 import { CTL_WAKE, type SwitchStats, ctlBytes } from './switch-stats.js';

@@ -1,6 +1,7 @@
+import { clearRecordNetHdr } from '../net/net-port.js';
 import { NET_MAX_TX_FRAME } from '../spec/net.js';
-import type { PortChannelProducer } from './port-channel.js';
-import type { SteeredOutput } from './steered-output.js';
+import type { PortChannelProducer } from '../port/port-channel.js';
+import type { SteeredOutput } from '../port/steered-output.js';
 
 /** QEMU's stream framing: a 4-byte big-endian length before each frame. */
 export const STREAM_LEN_BYTES = 4;
@@ -167,7 +168,7 @@ export class StreamDecoder {
     }
     this.blockedOn = null;
     this.producer = p;
-    p.clearNetHdr(at);
+    clearRecordNetHdr(p.u32, at);
     for (let j = 0; j < this.staged; j++) p.u8[at + j] = this.stage[j];
     this.writeAt = at + this.staged;
     this.remaining = this.frameLen - this.staged;

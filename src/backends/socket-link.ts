@@ -6,12 +6,13 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
 import { copyBytes } from '../memory/copy.js';
 import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
-import { NET_HDR_SIZE, NET_MAX_TX_FRAME } from '../spec/net.js';
+import { NET_MAX_TX_FRAME } from '../spec/net.js';
 import { DEFAULT_WIRE_MTU, WireFrames, checkMtu } from './capture.js';
 import { OutBuffers } from './out-buffers.js';
-import { type NetPort, type PortAttachable, PortChannelConsumer } from './port-channel.js';
+import { PortChannelConsumer } from '../port/port-channel.js';
+import { type NetPort, type PortAttachable, clearRecordNetHdr } from '../net/net-port.js';
 import { STREAM_BROKEN, STREAM_LEN_BYTES, StreamDecoder } from './socket-link-framing.js';
-import { SteeredOutput } from './steered-output.js';
+import { SteeredOutput } from '../port/steered-output.js';
 import { DGRAM_BUFFER_BYTES, udpBufferSize, udpKernelDrops } from './udp-socket-counters.js';
 
 export { DGRAM_BUFFER_BYTES };
@@ -442,7 +443,7 @@ export class SocketLink extends EventEmitter implements PortAttachable {
       this.counters.dropsFull++;
       return;
     }
-    p.u8.fill(0, at - NET_HDR_SIZE, at);
+    clearRecordNetHdr(p.u32, at);
     p.u8.set(msg, at);
     p.commit();
     p.publish();

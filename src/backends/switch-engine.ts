@@ -3,8 +3,9 @@ import { copyBytes } from '../memory/guest-memory.js';
 import { NET_HDR_SIZE } from '../spec/net.js';
 import { WireCapture } from './capture.js';
 import { Impairment } from './impairment.js';
-import { PortChannelConsumer, type PortChannelProducer, recordNetHdr } from './port-channel.js';
-import { SteeredOutput } from './steered-output.js';
+import { PortChannelConsumer, type PortChannelProducer } from '../port/port-channel.js';
+import { recordNetHdr } from '../net/net-port.js';
+import { SteeredOutput } from '../port/steered-output.js';
 import { type MacEntry, MacTable } from './switch-mac-table.js';
 import {
   G_CAPTURED,

@@ -2,7 +2,8 @@ import { InvalidArgumentError } from '../errors.js';
 import type { SharedArena } from '../memory/arena.js';
 import type { WordRef } from '../notify/notify-area.js';
 import { type ImpairmentOptions, planImpairment } from './impairment.js';
-import { type PortAttachable, allocPortChannel } from './port-channel.js';
+
+import { type PortAttachable, allocNetChannel } from '../net/net-port.js';
 import type { BackendPortSpec } from './switch-worker-data.js';
 
 /**
@@ -28,8 +29,8 @@ export function plugPort(
     throw new InvalidArgumentError(`a port needs one rx and one tx wake word per queue pair: ${nic.queuePairs} pairs, ${rx.length} rx, ${tx.length} tx words`);
   }
   const plan = impairment === undefined ? null : planImpairment(arena, impairment, maxFrame);
-  const inputs = tx.map((txWake) => allocPortChannel(arena, capacity, maxFrame, wake, txWake));
-  const outputs = rx.map((rxWake) => allocPortChannel(arena, capacity, maxFrame, rxWake, wake));
+  const inputs = tx.map((txWake) => allocNetChannel(arena, capacity, maxFrame, wake, txWake));
+  const outputs = rx.map((rxWake) => allocNetChannel(arena, capacity, maxFrame, rxWake, wake));
   nic.attach({ outputs: inputs.map((ch) => ({ channels: [ch], active: null })), inputs: outputs.map((ch) => [ch]) });
   return { inputs, output: { channels: outputs, active: nic.activePairs }, impairment: plan };
 }

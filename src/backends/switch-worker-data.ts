@@ -1,6 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { ImpairmentSpec } from './impairment.js';
-import type { PortChannelSpec, PortOutput } from './port-channel.js';
+import type { PortChannelSpec, PortOutput } from '../port/port-channel.js';
 import type { MacEntry } from './switch-mac-table.js';
 
 /** One port of a switch or relay as its worker sees it. */

@@ -4,7 +4,7 @@ import type { WordRef } from '../notify/notify-area.js';
 import { NET_MAX_TX_FRAME } from '../spec/net.js';
 import { type CaptureOptions, DEFAULT_WIRE_MTU, checkCapturePath } from './capture.js';
 import type { ImpairmentOptions } from './impairment.js';
-import type { NetPort, PortAttachable } from './port-channel.js';
+import type { NetPort, PortAttachable } from '../net/net-port.js';
 import { BackendWorkerHost } from './switch-host.js';
 import type { MacEntry } from './switch-mac-table.js';
 import { plugPort } from './switch-port.js';

@@ -5,7 +5,7 @@ import { type WordRef, ring } from '../notify/notify-area.js';
 import { workerFile } from '../transport/worker-file.js';
 import { close as closeFd, eventfd, signalEventfd } from '../os/libc.js';
 import { addNetns, configureInterface, deleteNetns, ipSync, isInterfaceName, isNetnsName, linkExists, netnsExists } from './netns.js';
-import type { NetPort, PortAttachable } from './port-channel.js';
+import type { NetPort, PortAttachable } from '../net/net-port.js';
 import { InterfaceNameInUseError, NetnsNotFoundError } from './tap-errors.js';
 import { TAP_CTL_BYTES, TAP_STOP, TAP_WAKE_READER, TAP_WAKE_WRITER, type TapPortStats, type TapWorkerData, readTapStats } from './tap-runtime.js';
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6, openTap, setTapOffload } from './tun.js';

@@ -1,7 +1,8 @@
 import { AdaptiveWait } from '../notify/adaptive-wait.js';
 import { NET_HDR_SIZE } from '../spec/net.js';
 import { EAGAIN, EINTR, POLLIN, poll, readEventfd } from '../os/libc.js';
-import { PortChannelConsumer, type PortChannelSpec, PortChannelProducer } from './port-channel.js';
+import { PortChannelConsumer, type PortChannelSpec, PortChannelProducer } from '../port/port-channel.js';
+import { recordNetHdr } from '../net/net-port.js';
 import { readAt, sharedAddress, writeAt } from './tun.js';
 
 /** Int32 words of a TAP port's control area, each on its own cache line. */
@@ -117,7 +118,7 @@ export class TapReader {
         this.full = true;
         break;
       }
-      const r = readAt(this.data.fd, this.address + at - NET_HDR_SIZE, max + NET_HDR_SIZE);
+      const r = readAt(this.data.fd, this.address + recordNetHdr(at), max + NET_HDR_SIZE);
       if (r < 0) {
         if (r === -EINTR) continue;
         if (r !== -EAGAIN) f64[READ_ERRORS]++;
@@ -205,7 +206,7 @@ export class TapWriter {
         const at = c.peek();
         if (at < 0) break;
         const len = c.len;
-        const r = writeAt(fd, this.address + at - NET_HDR_SIZE, len + NET_HDR_SIZE);
+        const r = writeAt(fd, this.address + recordNetHdr(at), len + NET_HDR_SIZE);
         if (r === -EAGAIN) {
           this.blocked = true;
           break;

@@ -6,8 +6,9 @@ import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
 import { NET_MAX_TX_FRAME } from '../spec/net.js';
 import { WireFrames } from './capture.js';
 import { OutBuffers } from './out-buffers.js';
-import { type NetPort, type PortAttachable, PortChannelConsumer } from './port-channel.js';
-import { SteeredOutput } from './steered-output.js';
+import { PortChannelConsumer } from '../port/port-channel.js';
+import { type NetPort, type PortAttachable, clearRecordNetHdr } from '../net/net-port.js';
+import { SteeredOutput } from '../port/steered-output.js';
 import { MacTable } from './switch-mac-table.js';
 import { udpKernelDrops } from './udp-socket-counters.js';
 import { VXLAN_BAD_FLAGS, VXLAN_BAD_VNI, VXLAN_HLEN, VXLAN_OK, VXLAN_PORT, VXLAN_SHORT, vxlanHeaderCheck, writeVxlanHeader } from './vxlan-header.js';
@@ -348,7 +349,7 @@ export class VxlanUplink implements PortAttachable {
       c.dropsFull++;
       return;
     }
-    p.clearNetHdr(at);
+    clearRecordNetHdr(p.u32, at);
     // Buffer.copy, not copyBytes: each datagram is a new Buffer, which would only churn copyBytes' cache of views.
     msg.copy(p.u8, at, VXLAN_HLEN, len);
     p.commit();

@@ -16,7 +16,8 @@ export { TX_HEADER_AT } from '../net/net-pair-driver.js';
 export { NET_QUEUE_COUNTERS } from '../net/net-counters.js';
 export { type CounterSchema, StatsBlock } from '../stats/queue-stats.js';
 export type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
-export { type PortChannelSpec, allocPortChannel } from '../backends/port-channel.js';
+export { type PortChannelSpec, allocPortChannel } from '../port/port-channel.js';
+export { allocNetChannel } from '../net/net-port.js';
 // Minimal drivers and devices written from the spec alone (2.7, 2.8), to cross-check a ring side against.
 export { MiniDevice } from '../testing/mini-device.js';
 export { MiniDriver } from '../testing/mini-driver.js';

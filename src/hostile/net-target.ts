@@ -1,5 +1,5 @@
 import { connectNics, type Link } from '../backends/link.js';
-import type { PortAttachable } from '../backends/port-channel.js';
+import type { PortAttachable } from '../net/net-port.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { NetDriver, setupNetDriver } from '../net/net-driver.js';
 import { VirtioNetDevice } from '../net/net-device.js';

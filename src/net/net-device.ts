@@ -1,4 +1,4 @@
-import type { NetPort, PortAttachable } from '../backends/port-channel.js';
+import type { NetPort, PortAttachable } from './net-port.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { WordRef } from '../notify/notify-area.js';

@@ -1,4 +1,5 @@
-import { PortChannelConsumer, type PortChannelSpec, recordNetHdr } from '../backends/port-channel.js';
+import { PortChannelConsumer, type PortChannelSpec } from '../port/port-channel.js';
+import { recordNetHdr } from './net-port.js';
 import {
   NET_HDR_F_DATA_VALID,
   NET_HDR_F_NEEDS_CSUM,
@@ -133,7 +134,7 @@ export class NetRxQueue implements QueueHandler {
         }
         let r: number;
         if (u8[hdr + NET_HDR_GSO_TYPE] !== NET_HDR_GSO_NONE && !rxTakesGso(this.p.offloads, u8[hdr + NET_HDR_GSO_TYPE], u8, at, len)) {
-          r = this.segment(u8, hdr, at, len, fragmentIdOf(input.position, i));
+          r = this.segment(input, hdr, at, len, fragmentIdOf(input.position, i));
           // Segments placed (or lost) count even when the rest of the frame waits for buffers.
           segments += this.segOk + this.segLost;
           tooBig += this.segLost;
@@ -209,29 +210,28 @@ export class NetRxQueue implements QueueHandler {
    * Segments are placed as buffers come, never all-or-nothing: a frame may have
    * more segments than the driver can ever post at once (big buffers without
    * indirect descriptors: 3 chains in a 64-entry ring). When the ring runs dry
-   * part way, the index of the next segment is kept in the record's
-   * num_buffers field (unused until the record is consumed: transmit queues
-   * zero it) and the next call, on the same record, skips the segments placed
+   * part way, the index of the next segment is kept as the record's progress
+   * (0 when the record is made) and the next call, on the same record, skips the segments placed
    * before; so does a restarted worker, and nothing is placed twice.
    * Segmentation is deterministic (IPv4 ids and sequence numbers follow from
    * the frame; IPv6 fragment ids from the record's place in its channel), so
    * the skipped segments are the ones already placed.
    */
-  private segment(u8: Uint8Array, hdr: number, at: number, len: number, fragmentId: number): number {
+  private segment(input: PortChannelConsumer, hdr: number, at: number, len: number, fragmentId: number): number {
+    const u8 = input.u8;
     const engine = this.offload();
     this.hdr.read(u8, hdr);
     this.segOk = 0;
     this.segLost = 0;
     this.segBytes = 0;
-    this.segSkip = this.hdr.numBuffers;
+    this.segSkip = input.progress(at);
     this.segNext = 0;
     this.segStop = SEG_GOING;
     const count = engine.segment(this.hdr, u8, at, len, this.p.mtu, this.emitSegment, fragmentId);
     if (count < 0) return BAD_OFFLOAD;
     if (this.segStop === RX_NO_BUFFERS) {
       // Placed segments are published at the end of this poll; resume after them.
-      u8[hdr + NET_HDR_NUM_BUFFERS] = this.segResume & 0xff;
-      u8[hdr + NET_HDR_NUM_BUFFERS + 1] = this.segResume >>> 8;
+      input.setProgress(at, this.segResume);
       return RX_NO_BUFFERS;
     }
     // RX_SHORT_BUFFER: the queue stops before publishing, so the mark stays where it was.

@@ -1,16 +1,14 @@
-import type { PortChannelProducer, PortOutput } from '../backends/port-channel.js';
-import { recordNetHdr } from '../backends/port-channel.js';
-import { SteeredOutput } from '../backends/steered-output.js';
+import type { PortChannelProducer, PortOutput } from '../port/port-channel.js';
+import { recordNetHdr } from './net-port.js';
+import { ChannelTxQueue, TX_DROPPED } from '../port/channel-tx-queue.js';
+import { SteeredOutput } from '../port/steered-output.js';
 import type { DescriptorChain } from '../ring/chain.js';
-import { ChainReader } from '../ring/chain-io.js';
 import { NET_HDR_NUM_BUFFERS } from '../spec/net.js';
-import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
-import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
+import { C_DROPS_MALFORMED, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
+import type { HandlerContext } from '../worker/queue-handler.js';
 import { C_DROPS_BAD_HEADER, badHeaderField } from './net-counters.js';
 import { txHeaderProblem } from './tx-header.js';
 
-/** Chains moved per batch: one used-index store and one channel publish each. */
-const BATCH = 32;
 /** A frame's first bytes, enough for its flow hash (Ethernet, two VLAN tags, IPv6, ports). */
 const FLOW_BYTES = 14 + 8 + 40 + 4;
 
@@ -30,97 +28,70 @@ export interface NetTxParams {
  * The device side of a virtio-net transmitq (5.1.6.2): each chain is a
  * virtio_net_hdr followed by one frame, read across descriptors at any split.
  * The header is checked against the negotiated offloads and travels with the
- * frame in the channel record; the receiver carries out what it asks
- * (checksum, segmentation) unless its own driver takes it as is. When the
- * channel is full the chain is given back (not dropped) and the queue waits
- * for space: back-pressure reaches the driver as a full ring, never as silent
- * loss. Frames the device cannot carry are counted by reason and completed
- * with used length 0.
+ * frame in the channel record (its meta); the receiver carries out what it asks
+ * (checksum, segmentation) unless its own driver takes it as is. The batch,
+ * completion and back-pressure are ChannelTxQueue's. Frames the device
+ * cannot carry are counted by reason and completed with used length 0.
  */
-export class NetTxQueue implements QueueHandler {
+export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
   private readonly out: SteeredOutput;
-  private readonly reader = new ChainReader();
-  private readonly chain;
-  private readonly statBase: number;
   private readonly p: NetTxParams;
   private readonly flow = new Uint8Array(FLOW_BYTES);
-  /** The channel a frame waits on for space, and its length. */
-  private blockedOn: PortChannelProducer | undefined;
-  private blocked = 0;
+  // Drops of the batch being polled, by counter.
+  private malformed = 0;
+  private tooBig = 0;
+  private badHeader = 0;
 
-  constructor(private readonly ctx: HandlerContext<NetTxParams>) {
+  constructor(ctx: HandlerContext<NetTxParams>) {
+    super(ctx);
     this.p = ctx.params;
     this.out = new SteeredOutput(this.p.output);
-    this.chain = ctx.device.newChain();
-    this.statBase = ctx.stats.base(ctx.queue);
   }
 
-  poll(): number {
-    const { device } = this.ctx;
-    const { hdrSize, offloads, maxPlainFrame } = this.p;
-    const chain = this.chain;
-    const f64 = this.ctx.stats.f64;
-    const b = this.statBase;
-    if (this.blockedOn !== undefined && !this.blockedOn.room(this.blocked)) return 0;
-    this.blockedOn = undefined;
+  protected startBatch(): void {
     this.out.refresh();
-    let n = 0;
-    let bytes = 0;
-    let malformed = 0;
-    let tooBig = 0;
-    let badHeader = 0;
-    while (n < BATCH && device.pop(chain)) {
-      const len = chain.readableBytes - hdrSize;
-      // Several receiving queues: the flow hash needs the frame's first bytes.
-      const out = this.out.producers.length === 1 ? this.out.producers[0] : this.pickByFrame(chain, len);
-      if (len <= 0 || len > out.maxFrame) {
-        if (len <= 0) malformed++;
-        else tooBig++;
-        device.pushUsed(chain.head, 0);
-        n++;
-        continue;
-      }
-      const at = out.reserve(len);
-      if (at < 0) {
-        device.unpop();
-        this.blockedOn = out;
-        this.blocked = len;
-        break;
-      }
-      const hdr = recordNetHdr(at);
-      const r = this.reader.reset(chain);
-      r.copyTo(out.u8, hdr, hdrSize);
-      // num_buffers only means something on receive (5.1.6); the receiving queue keeps
-      // its segmentation progress there (NetRxQueue.segment), so it starts at 0.
-      // A legacy 10-byte header has no such field: zeroed as well.
-      out.u8[hdr + NET_HDR_NUM_BUFFERS] = 0;
-      out.u8[hdr + NET_HDR_NUM_BUFFERS + 1] = 0;
-      const problem = txHeaderProblem(out.u8, hdr, len, offloads, maxPlainFrame);
-      if (problem >= 0) {
-        // The record is not committed: the next reserve() writes over it.
-        f64[b + badHeaderField(problem)]++;
-        badHeader++;
-        device.pushUsed(chain.head, 0);
-        n++;
-        continue;
-      }
-      r.copyTo(out.u8, at, len);
-      out.commit();
-      device.pushUsed(chain.head, 0);
-      bytes += len;
-      n++;
+    this.malformed = this.tooBig = this.badHeader = 0;
+  }
+
+  protected move(chain: DescriptorChain): number {
+    const { hdrSize, offloads, maxPlainFrame } = this.p;
+    const len = chain.readableBytes - hdrSize;
+    // Several receiving queues: the flow hash needs the frame's first bytes.
+    const out = this.out.producers.length === 1 ? this.out.producers[0] : this.pickByFrame(chain, len);
+    if (len <= 0 || len > out.maxFrame) {
+      if (len <= 0) this.malformed++;
+      else this.tooBig++;
+      return TX_DROPPED;
     }
-    if (n !== 0) {
-      // Counters first: whoever sees the published frames then sees them counted.
-      f64[b + C_CHAINS] += n;
-      f64[b + C_BYTES] += bytes;
-      if (malformed !== 0) f64[b + C_DROPS_MALFORMED] += malformed;
-      if (tooBig !== 0) f64[b + C_DROPS_TOO_BIG] += tooBig;
-      if (badHeader !== 0) f64[b + C_DROPS_BAD_HEADER] += badHeader;
-      this.out.publish();
-      if (device.publishUsed()) this.ctx.interrupt();
+    const at = out.reserve(len);
+    if (at < 0) return this.block(out, len);
+    const hdr = recordNetHdr(at);
+    const r = this.reader.reset(chain);
+    r.copyTo(out.u8, hdr, hdrSize);
+    // num_buffers only means something on receive (5.1.6): the record carries 0
+    // (a legacy 10-byte header has no such field: its bytes are set as well).
+    out.u8[hdr + NET_HDR_NUM_BUFFERS] = 0;
+    out.u8[hdr + NET_HDR_NUM_BUFFERS + 1] = 0;
+    const problem = txHeaderProblem(out.u8, hdr, len, offloads, maxPlainFrame);
+    if (problem >= 0) {
+      // The record is not committed: the next reserve() writes over it.
+      this.ctx.stats.f64[this.statBase + badHeaderField(problem)]++;
+      this.badHeader++;
+      return TX_DROPPED;
     }
-    return n;
+    r.copyTo(out.u8, at, len);
+    out.commit();
+    return len;
+  }
+
+  protected countBatch(f64: Float64Array, b: number): void {
+    if (this.malformed !== 0) f64[b + C_DROPS_MALFORMED] += this.malformed;
+    if (this.tooBig !== 0) f64[b + C_DROPS_TOO_BIG] += this.tooBig;
+    if (this.badHeader !== 0) f64[b + C_DROPS_BAD_HEADER] += this.badHeader;
+  }
+
+  protected publish(): void {
+    this.out.publish();
   }
 
   /** Choose the channel from the frame's flow (multi-queue receivers only). */
@@ -130,19 +101,5 @@ export class NetTxQueue implements QueueHandler {
     const n = Math.min(len, FLOW_BYTES);
     r.copyTo(this.flow, 0, n);
     return this.out.pick(this.flow, 0, n);
-  }
-
-  arm(): boolean {
-    if (this.blockedOn !== undefined) return this.blockedOn.armSpace(this.blocked);
-    this.ctx.device.enableNotify();
-    return this.ctx.device.available() !== 0;
-  }
-
-  disarm(): void {
-    this.ctx.device.disableNotify();
-  }
-
-  quiesce(): void {
-    this.out.publish();
   }
 }

@@ -9,7 +9,7 @@ import {
   NET_F_GUEST_USO6,
   featureMask,
 } from '../spec/features.js';
-import { ETH_P_IPV6, etherTypeAt } from './offload/packet.js';
+import { ETH_P_IPV6, etherTypeAt } from '../wire/packet.js';
 import { NET_HDR_GSO_ECN, NET_HDR_GSO_TCPV4, NET_HDR_GSO_TCPV6, NET_HDR_GSO_UDP, NET_HDR_GSO_UDP_L4 } from '../spec/net.js';
 
 /** What a driver takes on receive (GUEST_* features), as bits of one number. */

@@ -6,6 +6,7 @@
  */
 import type { GuestMemory } from '../memory/index.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../spec/ring.js';
+import { gatherSegments, scatterSegments } from './ring-bytes.js';
 import { type RawDesc, type RingAddrs, type Segment, at, readDesc, writeDesc } from './split-ring.js';
 
 export interface UsedElem {
@@ -131,21 +132,11 @@ export class MiniDriver {
 
   /** The bytes of `segs`, concatenated. */
   gather(segs: readonly Segment[]): Uint8Array {
-    const out = new Uint8Array(segs.reduce((n, s) => n + s.len, 0));
-    let off = 0;
-    for (const s of segs) {
-      this.memory.read(s.addr, out, off, s.len);
-      off += s.len;
-    }
-    return out;
+    return gatherSegments(this.memory, segs);
   }
 
   /** Spread `bytes` over `segs` in order. */
   scatter(segs: readonly Segment[], bytes: Uint8Array): void {
-    let off = 0;
-    for (const s of segs) {
-      this.memory.write(s.addr, bytes, off, s.len);
-      off += s.len;
-    }
+    scatterSegments(this.memory, segs, bytes);
   }
 }

@@ -8,7 +8,7 @@
  */
 import type { GuestMemory } from '../memory/index.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../spec/ring.js';
-import { type Cursor, type PackedAddrs, type Segment, advance, readPDesc, shouldNotify } from './mini-packed-driver.js';
+import { type Cursor, NotifyDecision, type PackedAddrs, type Segment, advance, readPDesc } from './mini-packed-driver.js';
 
 const AVAIL = 1 << 7;
 const USED = 1 << 15;
@@ -26,8 +26,7 @@ export interface MiniPChain {
 export class MiniPackedDevice {
   next: Cursor;
   nextUsed: Cursor;
-  private notifyFrom: Cursor;
-  private sinceNotify = 0;
+  private readonly notify: NotifyDecision;
 
   constructor(
     readonly memory: GuestMemory,
@@ -37,7 +36,7 @@ export class MiniPackedDevice {
   ) {
     this.next = { ...start };
     this.nextUsed = { ...start };
-    this.notifyFrom = { ...start };
+    this.notify = new NotifyDecision(start);
   }
 
   private isAvail(flags: number, wrap: number): boolean {
@@ -85,17 +84,12 @@ export class MiniPackedDevice {
     const w = this.nextUsed.wrap;
     this.memory.writeU16(at + 14, opts.flags ?? ((w ? AVAIL | USED : 0) | (len > 0 ? VIRTQ_DESC_F_WRITE : 0)));
     this.nextUsed = advance(this.nextUsed, descs, this.ring.size);
-    this.sinceNotify += descs;
+    this.notify.add(descs);
   }
 
   /** Whether the driver wants a used buffer notification for what was used since the last call. */
   interrupt(): boolean {
-    const flags = this.memory.readU16(this.ring.driverEvent + 2) & 3;
-    const offWrap = this.memory.readU16(this.ring.driverEvent);
-    const r = shouldNotify(flags, offWrap, this.notifyFrom, this.sinceNotify, this.ring.size, this.eventIdx);
-    this.notifyFrom = { ...this.nextUsed };
-    this.sinceNotify = 0;
-    return r;
+    return this.notify.decide(this.memory, this.ring.driverEvent, this.ring.size, this.eventIdx, this.nextUsed);
   }
 
   setDeviceEvent(offWrap: number, flags: number): void {

@@ -11,10 +11,12 @@
 import { GuestAllocator, type GuestMemory } from '../memory/index.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../spec/ring.js';
 import { type GuardedMemory, guardedMemory } from './guest.js';
+import { type Segment, descAddr, gatherSegments, scatterSegments, writeDescFields } from './ring-bytes.js';
+
+export type { Segment } from './ring-bytes.js';
 
 const AVAIL = 1 << 7;
 const USED = 1 << 15;
-const TWO_32 = 0x1_0000_0000;
 
 /** Where one packed ring lives: descriptor ring, driver area (Driver Event Suppression), device area (Device Event Suppression). */
 export interface PackedAddrs {
@@ -22,12 +24,6 @@ export interface PackedAddrs {
   desc: number;
   driverEvent: number;
   deviceEvent: number;
-}
-
-export interface Segment {
-  addr: number;
-  len: number;
-  write: boolean;
 }
 
 /** struct pvirtq_desc (2.8.15), any values. */
@@ -39,17 +35,12 @@ export interface PDesc {
 }
 
 export function writePDesc(memory: GuestMemory, gpa: number, d: PDesc): void {
-  const hi = Math.floor(d.addr / TWO_32);
-  memory.writeU32(gpa, d.addr - hi * TWO_32);
-  memory.writeU32(gpa + 4, hi);
-  memory.writeU32(gpa + 8, d.len);
-  memory.writeU16(gpa + 12, d.id);
-  memory.writeU16(gpa + 14, d.flags);
+  writeDescFields(memory, gpa, d.addr, d.len, d.id, d.flags);
 }
 
 export function readPDesc(memory: GuestMemory, gpa: number): PDesc {
   return {
-    addr: memory.readU32(gpa) + memory.readU32(gpa + 4) * TWO_32,
+    addr: descAddr(memory, gpa),
     len: memory.readU32(gpa + 8),
     id: memory.readU16(gpa + 12),
     flags: memory.readU16(gpa + 14),
@@ -94,6 +85,33 @@ export function shouldNotify(flags: number, offWrap: number, from: Cursor, n: nu
   if (flags === 1) return false;
   if (flags === 2 && eventIdx) return eventHit(offWrap, from, n, size);
   return true;
+}
+
+/**
+ * One side's notification decisions (2.8.10): the descriptors it made
+ * available (driver) or used (device) since its last decision, judged by the
+ * other side's event suppression structure at `area`.
+ */
+export class NotifyDecision {
+  private from: Cursor;
+  private since = 0;
+
+  constructor(start: Cursor) {
+    this.from = { ...start };
+  }
+
+  /** `n` more descriptors made available / used. */
+  add(n: number): void {
+    this.since += n;
+  }
+
+  /** Whether to notify for what was added since the last decision; the next one counts from `now`. */
+  decide(memory: GuestMemory, area: number, size: number, eventIdx: boolean, now: Cursor): boolean {
+    const r = shouldNotify(memory.readU16(area + 2) & 3, memory.readU16(area), this.from, this.since, size, eventIdx);
+    this.from = { ...now };
+    this.since = 0;
+    return r;
+  }
 }
 
 export interface PackedRig extends GuardedMemory {
@@ -166,8 +184,7 @@ export class MiniPackedDriver {
   /** In-order: ids in the order made available. */
   private readonly order: number[] = [];
   /** Position of the last notification decision: descriptors made available since. */
-  private notifyFrom: Cursor;
-  private sinceNotify = 0;
+  private readonly notify: NotifyDecision;
 
   constructor(
     readonly memory: GuestMemory,
@@ -177,7 +194,7 @@ export class MiniPackedDriver {
   ) {
     this.next = { ...start };
     this.nextUsed = { ...start };
-    this.notifyFrom = { ...start };
+    this.notify = new NotifyDecision(start);
     this.numFree = ring.size;
     for (let i = 0; i < ring.size; i++) this.freeIds.push(i);
   }
@@ -224,7 +241,7 @@ export class MiniPackedDriver {
     // Write the head's flags last (2.8.6): the device never sees a partial list.
     this.memory.writeU16(this.descAt(first) + 14, headFlags);
     this.next = c;
-    this.sinceNotify += descs.length;
+    this.notify.add(descs.length);
     return first;
   }
 
@@ -264,12 +281,7 @@ export class MiniPackedDriver {
    * call (2.8.10, Device Event Suppression read literally).
    */
   kick(eventIdx: boolean): boolean {
-    const flags = this.memory.readU16(this.ring.deviceEvent + 2) & 3;
-    const offWrap = this.memory.readU16(this.ring.deviceEvent);
-    const r = shouldNotify(flags, offWrap, this.notifyFrom, this.sinceNotify, this.ring.size, eventIdx);
-    this.notifyFrom = { ...this.next };
-    this.sinceNotify = 0;
-    return r;
+    return this.notify.decide(this.memory, this.ring.deviceEvent, this.ring.size, eventIdx, this.next);
   }
 
   setDriverEvent(offWrap: number, flags: number): void {
@@ -313,21 +325,13 @@ export class MiniPackedDriver {
     }
   }
 
+  /** The bytes of `segs`, concatenated. */
   gather(segs: readonly Segment[]): Uint8Array {
-    const out = new Uint8Array(segs.reduce((n, s) => n + s.len, 0));
-    let off = 0;
-    for (const s of segs) {
-      this.memory.read(s.addr, out, off, s.len);
-      off += s.len;
-    }
-    return out;
+    return gatherSegments(this.memory, segs);
   }
 
+  /** Spread `bytes` over `segs` in order. */
   scatter(segs: readonly Segment[], bytes: Uint8Array): void {
-    let off = 0;
-    for (const s of segs) {
-      this.memory.write(s.addr, bytes, off, s.len);
-      off += s.len;
-    }
+    scatterSegments(this.memory, segs, bytes);
   }
 }

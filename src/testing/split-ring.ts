@@ -6,6 +6,9 @@
  */
 import { GuestAllocator, type GuestMemory } from '../memory/index.js';
 import { type GuardedMemory, guardedMemory } from './guest.js';
+import { type Segment, descAddr, writeDescFields } from './ring-bytes.js';
+
+export type { Segment } from './ring-bytes.js';
 
 /** Where the three parts of one split ring live (the address fields of a QueueState). */
 export interface RingAddrs {
@@ -13,13 +16,6 @@ export interface RingAddrs {
   desc: number;
   avail: number;
   used: number;
-}
-
-/** One buffer element as a driver describes it (2.7.13.1). */
-export interface Segment {
-  addr: number;
-  len: number;
-  write: boolean;
 }
 
 /** The four fields of a descriptor as stored (2.7.5); any values, hostile ones included. */
@@ -43,21 +39,14 @@ export const at = {
   availEvent: (r: RingAddrs): number => r.used + 4 + 8 * r.size,
 };
 
-const TWO_32 = 0x1_0000_0000;
-
 /** Store a descriptor little-endian at `gpa` (le64 addr, le32 len, le16 flags, le16 next). */
 export function writeDesc(memory: GuestMemory, gpa: number, d: RawDesc): void {
-  const hi = Math.floor(d.addr / TWO_32);
-  memory.writeU32(gpa, d.addr - hi * TWO_32);
-  memory.writeU32(gpa + 4, hi);
-  memory.writeU32(gpa + 8, d.len);
-  memory.writeU16(gpa + 12, d.flags);
-  memory.writeU16(gpa + 14, d.next);
+  writeDescFields(memory, gpa, d.addr, d.len, d.flags, d.next);
 }
 
 export function readDesc(memory: GuestMemory, gpa: number): RawDesc {
   return {
-    addr: memory.readU32(gpa) + memory.readU32(gpa + 4) * TWO_32,
+    addr: descAddr(memory, gpa),
     len: memory.readU32(gpa + 8),
     flags: memory.readU16(gpa + 12),
     next: memory.readU16(gpa + 14),

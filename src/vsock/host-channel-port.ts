@@ -1,12 +1,11 @@
-import { PortChannelProducer } from '../backends/port-channel.js';
+import { PortChannelProducer } from '../port/port-channel.js';
 import { copyBytes } from '../memory/guest-memory.js';
-import { VSOCK_HDR_SIZE } from '../spec/vsock.js';
 import type { VsockPacketPort } from './stack/packet-port.js';
 import type { VsockHeader } from './vsock-header.js';
 
 /**
  * The host side's way to the guest as a VsockPacketPort: each packet becomes
- * one record (header, then payload) of the device's toGuest channel, which
+ * one record (the header as its meta, the payload as its frame) of the device's toGuest channel, which
  * the device's rx worker writes into the guest's receive buffers.
  */
 export class HostChannelPort implements VsockPacketPort {
@@ -17,7 +16,7 @@ export class HostChannelPort implements VsockPacketPort {
   blocked = false;
 
   constructor(private channel: PortChannelProducer) {
-    this.maxPayload = channel.maxFrame - VSOCK_HDR_SIZE;
+    this.maxPayload = channel.maxFrame;
   }
 
   /** Go on with a fresh end of the channel (the device emptied it on a reset). */
@@ -27,16 +26,14 @@ export class HostChannelPort implements VsockPacketPort {
   }
 
   send(hdr: VsockHeader, payload: Uint8Array | null, off: number, len: number): boolean {
-    const at = this.channel.reserve(VSOCK_HDR_SIZE + len);
+    const at = this.channel.reserve(len);
     if (at < 0) {
       this.blocked = true;
       return false;
     }
     const u8 = this.channel.u8;
-    // The record's spare bytes carry the rx worker's split progress: start at 0.
-    this.channel.clearNetHdr(at);
-    hdr.write(u8, at);
-    if (len !== 0) copyBytes(payload!, off, u8, at + VSOCK_HDR_SIZE, len);
+    hdr.write(u8, this.channel.metaAt(at));
+    if (len !== 0) copyBytes(payload!, off, u8, at, len);
     this.channel.commit();
     this.packets++;
     this.bytes += len;
@@ -52,11 +49,11 @@ export class HostChannelPort implements VsockPacketPort {
    * frees space. Returns true when a full-size packet fits now.
    */
   armSpace(): boolean {
-    return this.channel.armSpace(VSOCK_HDR_SIZE + this.maxPayload);
+    return this.channel.armSpace(this.maxPayload);
   }
 
   /** Room for a full-size packet now. */
   hasRoom(): boolean {
-    return this.channel.room(VSOCK_HDR_SIZE + this.maxPayload);
+    return this.channel.room(this.maxPayload);
   }
 }

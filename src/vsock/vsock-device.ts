@@ -1,4 +1,5 @@
-import { type PortChannelSpec, allocPortChannel, resetPortChannel } from '../backends/port-channel.js';
+import { type PortChannelSpec, resetPortChannel } from '../port/port-channel.js';
+import { allocVsockChannel } from './vsock-channel.js';
 import { InvalidArgumentError } from '../errors.js';
 import { SharedArena } from '../memory/arena.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
@@ -43,9 +44,6 @@ export const VSOCK_DEVICE_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT
 
 /** Default bytes of each channel's data area (a power of two; at least twice a 64 KiB packet's record). */
 export const VSOCK_DEFAULT_CHANNEL_BYTES = 1 << 20;
-
-/** Largest frame a vsock channel record carries: the header and the largest payload. */
-export const VSOCK_MAX_FRAME = VSOCK_HDR_SIZE + VSOCK_MAX_PKT_PAYLOAD;
 
 /** Options of a virtio-vsock device. */
 export interface VsockDeviceOptions extends VirtioDeviceOptions {
@@ -260,8 +258,8 @@ export class VirtioVsockDevice extends VirtioDevice<typeof VSOCK_QUEUE_COUNTERS>
     const words = arena.alloc(64 * 2, 64) >>> 2;
     const hostWake: WordRef = { buffer: arena.buffer, index: words };
     const cidWord: WordRef = { buffer: arena.buffer, index: words + 16 };
-    const toHost = allocPortChannel(arena, channelBytes, VSOCK_MAX_FRAME, hostWake, this.doorbell(VSOCK_TX_QUEUE));
-    const toGuest = allocPortChannel(arena, channelBytes, VSOCK_MAX_FRAME, this.doorbell(VSOCK_RX_QUEUE), hostWake);
+    const toHost = allocVsockChannel(arena, channelBytes, hostWake, this.doorbell(VSOCK_TX_QUEUE));
+    const toGuest = allocVsockChannel(arena, channelBytes, this.doorbell(VSOCK_RX_QUEUE), hostWake);
     const rxScratch = arena.alloc(VSOCK_RX_SCRATCH_BYTES, 64);
     model.plumbing = { toHost, toGuest, hostWake, cidWord, cidI32: new Int32Array(arena.buffer), rxScratch };
     model.config.update((b) => writeCid(b, options.guestCid));

@@ -1,7 +1,7 @@
-import { PortChannelConsumer, PortChannelProducer } from '../backends/port-channel.js';
+import { PortChannelConsumer, PortChannelProducer } from '../port/port-channel.js';
 import { ring, waitAsync } from '../notify/notify-area.js';
 import { VSOCK_F_SEQPACKET, hasFeature } from '../spec/features.js';
-import { VSOCK_CID_HOST, VSOCK_HDR_SIZE } from '../spec/vsock.js';
+import { VSOCK_CID_HOST } from '../spec/vsock.js';
 import { HostChannelPort } from './host-channel-port.js';
 import { ServiceLoop } from './service-loop.js';
 import { type VsockOnread, type VsockSeqpacketSocket, type VsockServer, type VsockSocket, VsockStack, type VsockStackOptions } from './stack/index.js';
@@ -101,9 +101,9 @@ export class VsockHost {
     const u8 = c.u8;
     let n = 0;
     for (let at = c.peek(); at >= 0 && n < BATCH; at = c.peek()) {
-      const hdr = this.hdr.read(u8, at);
-      if (hdr.len + VSOCK_HDR_SIZE !== c.len) this.badRecords++;
-      else this.stack.receive(hdr, u8, at + VSOCK_HDR_SIZE);
+      const hdr = this.hdr.read(u8, c.metaAt(at));
+      if (hdr.len !== c.len) this.badRecords++;
+      else this.stack.receive(hdr, u8, at);
       c.consume();
       n++;
     }

@@ -1,6 +1,5 @@
-import { PortChannelConsumer, type PortChannelSpec, recordNetHdr } from '../backends/port-channel.js';
+import { PortChannelConsumer, type PortChannelSpec } from '../port/port-channel.js';
 import { VirtqueueError } from '../errors.js';
-import { getU32le, putU32le } from '../memory/le-bytes.js';
 import { VSOCK_HDR_FLAGS, VSOCK_HDR_NUM_BUFFERS, VSOCK_HDR_SIZE, VSOCK_HDR_TYPE, VSOCK_SEQ_EOM, VSOCK_SEQ_EOR, VSOCK_TYPE_SEQPACKET } from '../spec/vsock.js';
 import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
 import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, RxWriter } from '../virtskb/rx-writer.js';
@@ -19,10 +18,9 @@ export const VSOCK_RX_SCRATCH_BYTES = 64;
 /** Parameters of a virtio-vsock receive queue (handler kind 'vsock-rx'). */
 export interface VsockRxParams {
   /**
-   * The channel from the host side: each record's frame is a 44-byte
-   * virtio_vsock_hdr and hdr.len payload bytes. Its 12 spare bytes
-   * (recordNetHdr) must be zero when the record is committed: this queue
-   * keeps a split packet's progress there.
+   * The channel from the host side (allocVsockChannel): each record's meta
+   * is the 44-byte virtio_vsock_hdr, its frame the hdr.len payload bytes.
+   * This queue keeps a split packet's progress in the record's progress word.
    */
   input: PortChannelSpec;
   /** 'mergeable' with VSOCK_F_MRG_RXBUF (46-byte header with num_buffers), else 'small'. */
@@ -47,7 +45,7 @@ export interface VsockRxParams {
  * split as Linux vhost_transport_do_send_pkt does: the part that fits goes
  * out with the header copied and len rewritten (for SEQPACKET, EOM and EOR
  * only on the final part), and the record stays in its channel with the
- * payload bytes already delivered in its spare bytes (u32 at recordNetHdr),
+ * payload bytes already delivered as its progress,
  * so the next attempt, or a restarted worker, goes on from there: nothing is
  * delivered twice and nothing is lost. In mergeable mode this happens only
  * when the packet needs more buffers than the ring holds.
@@ -56,8 +54,8 @@ export interface VsockRxParams {
  * avail_event and sleeps until the driver posts one). A posted buffer shorter
  * than the header is a driver error: VirtqueueError
  * RX_BUFFER_SHORTER_THAN_HEADER, and the transport sets DEVICE_NEEDS_RESET.
- * A record that is not a well-formed packet (shorter than the header, or
- * hdr.len disagreeing with its length) is dropped and counted
+ * A record that is not a well-formed packet (hdr.len disagreeing with its
+ * payload length) is dropped and counted
  * (dropsMalformed). No allocation per packet.
  */
 export class VsockRxQueue implements QueueHandler {
@@ -94,22 +92,23 @@ export class VsockRxQueue implements QueueHandler {
     while (this.moved < BATCH) {
       const at = input.peek();
       if (at < 0) break;
-      const mark = recordNetHdr(at);
-      const payload = input.len - VSOCK_HDR_SIZE;
-      if (payload < 0 || vsockHdrLen(u8, at) !== payload || getU32le(u8, mark) > payload) {
+      const hdrAt = input.metaAt(at);
+      const payload = input.len;
+      const done = input.progress(at);
+      if (vsockHdrLen(u8, hdrAt) !== payload || done > payload) {
         input.consume();
         consumed++;
         malformed++;
         continue;
       }
-      const stop = this.place(at, payload, getU32le(u8, mark));
+      const stop = this.place(hdrAt, at, payload, done);
       if (stop === 0) {
         input.consume();
         consumed++;
         continue;
       }
       // Part of the packet may be out: the next attempt (or a restarted worker) goes on from here.
-      putU32le(u8, mark, this.progress);
+      input.setProgress(at, this.progress);
       if (stop === WAIT_BUFFERS) {
         this.waitingFor = WAIT_BUFFERS;
         this.starvedWith = this.ctx.device.available();
@@ -132,23 +131,22 @@ export class VsockRxQueue implements QueueHandler {
   }
 
   /**
-   * Write the record at `at` (its payload delivered up to `done`) into the
+   * Write the record (header at `hdrAt`, payload at `payloadAt`, delivered up to `done`) into the
    * driver's buffers: the whole rest first; when it does not fit, the part
    * that fits now. Returns 0 when the packet is finished (all out, or
    * dropped as too big), else BATCH_FULL or WAIT_BUFFERS with the bytes
    * delivered so far in `progress`.
    */
-  private place(at: number, payload: number, done: number): number {
+  private place(hdrAt: number, payloadAt: number, payload: number, done: number): number {
     const writer = this.writer;
     const hdrSize = this.p.hdrSize;
     const u8 = this.input.u8;
-    const payloadAt = at + VSOCK_HDR_SIZE;
     let cap = payload;
     for (;;) {
       const rest = payload - done;
       const n = rest < cap ? rest : cap;
       const whole = done === 0 && n === payload;
-      const r = writer.write(u8, whole ? at : this.partHeader(at, n, n === rest), u8, payloadAt + done, n);
+      const r = writer.write(u8, whole ? hdrAt : this.partHeader(hdrAt, n, n === rest), u8, payloadAt + done, n);
       if (r > 0) {
         this.moved++;
         this.bytes += n;
@@ -187,13 +185,13 @@ export class VsockRxQueue implements QueueHandler {
 
   /**
    * The header of one part of a split packet, built in the scratch area: the
-   * record's header with len = `n`; for SEQPACKET, EOM and EOR only when the
+   * record's header (at `hdrAt`) with len = `n`; for SEQPACKET, EOM and EOR only when the
    * part is the `last` (Linux clears them on the others). Returns its index.
    */
-  private partHeader(at: number, n: number, last: boolean): number {
+  private partHeader(hdrAt: number, n: number, last: boolean): number {
     const u8 = this.input.u8;
     const s = this.p.scratch;
-    u8.copyWithin(s, at, at + VSOCK_HDR_SIZE);
+    u8.copyWithin(s, hdrAt, hdrAt + VSOCK_HDR_SIZE);
     setVsockHdrLen(u8, s, n);
     const type = u8[s + VSOCK_HDR_TYPE] | (u8[s + VSOCK_HDR_TYPE + 1] << 8);
     if (!last && type === VSOCK_TYPE_SEQPACKET) u8[s + VSOCK_HDR_FLAGS] &= ~(VSOCK_SEQ_EOM | VSOCK_SEQ_EOR);

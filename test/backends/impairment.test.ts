@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, type Link, NetSwitch, SharedArena, connectNics } from '../../src/index.js';
 import { Impairment, type ImpairmentOptions, planImpairment } from '../../src/backends/impairment.js';
-import { recordNetHdr } from '../../src/backends/port-channel.js';
+import { recordNetHdr } from '../../src/net/net-port.js';
 import { BROADCAST, FakeNic, ethFrame, seqOf, until } from '../support/backend-nic.js';
 
 const A = '52:54:00:00:00:0a';

@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, type Link, NetSwitch, SharedArena, SocketLink, type SocketLinkOptions, connectNics } from '../../src/index.js';
-import { PortChannelConsumer, allocPortChannel, recordNetHdr } from '../../src/backends/port-channel.js';
+import { PortChannelConsumer } from '../../src/port/port-channel.js';
+import { allocNetChannel, recordNetHdr } from '../../src/net/net-port.js';
 import { StreamDecoder } from '../../src/backends/socket-link-framing.js';
 import { DGRAM_BUFFER_BYTES } from '../../src/backends/socket-link.js';
-import { SteeredOutput } from '../../src/backends/steered-output.js';
+import { SteeredOutput } from '../../src/port/steered-output.js';
 import { BROADCAST, FakeNic, ethFrame, seqOf, tcpFrame, until } from '../support/backend-nic.js';
 import { StreamPeer, frameStream, l4ChecksumOk } from '../support/backend-qemu-peer.js';
 
@@ -66,7 +67,7 @@ describe('StreamDecoder (QEMU stream framing)', () => {
         fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 30 }),
         (lens, cuts) => {
           const arena = new SharedArena(1 << 17);
-          const spec = allocPortChannel(arena, 1 << 16, 4000, word, word);
+          const spec = allocNetChannel(arena, 1 << 16, 4000, word, word);
           const out = new SteeredOutput({ channels: [spec], active: null });
           const c = new PortChannelConsumer(spec);
           const frames = lens.map((len, i) => ethFrame(BROADCAST, Q, i, len));
@@ -100,7 +101,7 @@ describe('StreamDecoder (QEMU stream framing)', () => {
   it('stops where a full channel leaves it and goes on from there; drops runts and frames too long for the channel; refuses a length over 65550', () => {
     const arena = new SharedArena(1 << 20);
     const word = { buffer: new SharedArrayBuffer(64), index: 0 };
-    const spec = allocPortChannel(arena, 4096, 1518, word, word);
+    const spec = allocNetChannel(arena, 4096, 1518, word, word);
     const out = new SteeredOutput({ channels: [spec], active: null });
     const c = new PortChannelConsumer(spec);
     const d = new StreamDecoder(out);

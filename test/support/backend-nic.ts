@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type NetPort, type PortAttachable, PortChannelConsumer, type PortChannelProducer, recordNetHdr } from '../../src/backends/port-channel.js';
-import { SteeredOutput } from '../../src/backends/steered-output.js';
+import { PortChannelConsumer, type PortChannelProducer } from '../../src/port/port-channel.js';
+import { type NetPort, type PortAttachable, recordNetHdr } from '../../src/net/net-port.js';
+import { SteeredOutput } from '../../src/port/steered-output.js';
 import { RING_STEP, type WordRef } from '../../src/notify/notify-area.js';
 import { parseMac } from '../../src/net/mac.js';
 

@@ -9,8 +9,8 @@ import {
   NET_HDR_GSO_UDP_L4,
   NET_MAX_TX_FRAME,
 } from '../../spec/net.js';
-import { copyRange, getU16, getU32, putU16, putU32 } from './bytes.js';
-import { checksumOf, copyAndSum, pseudoSumV4, pseudoSumV6, sumBytes } from './checksum.js';
+import { copyRange, getU16, getU32, putU16, putU32 } from '../../wire/bytes.js';
+import { checksumOf, copyAndSum, pseudoSumV4, pseudoSumV6, sumBytes } from '../../wire/checksum.js';
 import type { NetHdr } from './net-hdr.js';
 import type { OffloadErrorCode } from './offload-error.js';
 import {
@@ -27,7 +27,7 @@ import {
   UDP_CSUM_OFFSET,
   UDP_HLEN,
   parsePacket,
-} from './packet.js';
+} from '../../wire/packet.js';
 
 /**
  * Receives each frame segment() builds. The bytes live in the engine's

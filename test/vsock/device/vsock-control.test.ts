@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { FeatureNegotiationError, GuestAllocator, InvalidArgumentError, PciCommonConfig, PciDriver, SharedArena, VirtioVsockDevice, VirtqueueError, featureSet } from '../../../src/index.js';
-import { PortChannelConsumer } from '../../../src/backends/port-channel.js';
+import { PortChannelConsumer } from '../../../src/port/port-channel.js';
 import { F_VERSION_1, VSOCK_F_MRG_RXBUF, VSOCK_F_NO_IMPLIED_STREAM, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, bit } from '../../../src/spec/features.js';
 import { DEVICE_ID_VSOCK, STATUS_DEVICE_NEEDS_RESET } from '../../../src/spec/status.js';
 import { VSOCK_CFG_GUEST_CID, VSOCK_EVENT_QUEUE, VSOCK_EVENT_TRANSPORT_RESET, VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../../src/spec/vsock.js';

@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type FeatureSet, GuestAllocator, type GuestMemory, PciCommonConfig, PciDriver, type QueueErrorEvent, SharedArena, VirtioVsockDevice, type VsockDeviceOptions, type VsockDeviceStats, type VsockTransportResetEvent, featureSet } from '../../../src/index.js';
-import { PortChannelConsumer, PortChannelProducer, recordNetHdr } from '../../../src/backends/port-channel.js';
+import { PortChannelConsumer, PortChannelProducer } from '../../../src/port/port-channel.js';
 import { ring } from '../../../src/notify/notify-area.js';
 import type { QueueState } from '../../../src/ring/queue-state.js';
 import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, VSOCK_F_SEQPACKET, VSOCK_F_STREAM } from '../../../src/spec/features.js';
@@ -164,26 +164,26 @@ export class VsockRig {
     const out: Uint8Array[] = [];
     const c = this.toHost;
     for (let at = c.peek(); at >= 0; at = c.peek()) {
-      out.push(c.u8.slice(at, at + c.len));
+      // The record's meta (the header) ends where its payload starts: one packet.
+      out.push(c.u8.slice(c.metaAt(at), at + c.len));
       c.consume();
     }
     c.release();
     return out;
   }
 
-  /** The 12 spare bytes of the next toHost record, or undefined when there is none. */
-  peekSpare(): Uint8Array | undefined {
+  /** The progress word of the next toHost record, or undefined when there is none. */
+  peekProgress(): number | undefined {
     const at = this.toHost.peek();
-    return at < 0 ? undefined : this.toHost.u8.slice(recordNetHdr(at), at);
+    return at < 0 ? undefined : this.toHost.progress(at);
   }
 
   /** Put one packet (44-byte header + payload) on toGuest and publish. False when the channel is full. */
   hostSend(packet: Uint8Array): boolean {
     const p = this.toGuest;
-    const at = p.reserve(packet.length);
+    const at = p.reserve(packet.length - VSOCK_HDR_SIZE);
     if (at < 0) return false;
-    p.u8.set(packet, at);
-    p.u8.fill(0, recordNetHdr(at), at);
+    p.u8.set(packet, p.metaAt(at));
     p.commit();
     p.publish();
     return true;

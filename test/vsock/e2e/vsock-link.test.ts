@@ -197,7 +197,7 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     expect([rig.host.stack.connectionCount, rig.guest.stack.connectionCount]).toEqual([0, 0]);
   }, 120_000);
 
-  // The lie is written into a split used ring; packed-ring.hostile checks the packed driver's side.
+  // The lie is written into a split used ring; test/ring.hostile.test.ts checks the packed driver's side.
   if (format === 'split') it('a device that writes a used entry naming no chain (USED_ID_OUT_OF_RANGE): the guest driver stops, says why in broken, resets its connections, and the process lives', async () => {
     rig = await vsockRig();
     hostEcho(rig, 31);

@@ -1,4 +1,4 @@
-import { ETH_P_IPV4, ETH_P_IPV6, etherTypeAt } from '../net/offload/packet.js';
+import { ETH_P_IPV4, ETH_P_IPV6, etherTypeAt } from './packet.js';
 
 /**
  * A flow hash over an Ethernet frame: IPv4 / IPv6 addresses, the protocol,

@@ -1,7 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { SharedArena } from '../memory/arena.js';
 import { type WordRef, ring } from '../notify/notify-area.js';
-import { NET_HDR_SIZE } from '../spec/net.js';
 
 /** Int32 words per cache line; each index of the channel gets its own line. */
 const LINE = 16;
@@ -12,20 +11,22 @@ const CONSUMER_EVENT = 2 * LINE;
 const PRODUCER_EVENT = 3 * LINE;
 /** Length word that says "the next record starts at the beginning of the data area". */
 const WRAP = 0xffffffff;
+/** Largest meta block a channel carries (a virtio_vsock_hdr is 44 bytes). */
+export const PORT_MAX_META = 64;
 
 /**
- * A record is a 16-byte header and the frame, padded to 8: u32 frame length,
- * then the frame's 12-byte virtio_net_hdr (offload metadata travels with the
- * frame, as a tap device's vnet header does). The frame starts 8-aligned, as
- * frames in guest buffers do: V8 copies shared memory word by word only when
- * source and destination share their alignment, byte by byte otherwise
- * (several times slower for 1500 B).
+ * A record is a header and the frame, padded to 8. The header is the u32
+ * frame length, the u32 progress of the consumer on this record, and the
+ * channel's meta bytes (what the device that made the frame says about it:
+ * net's virtio_net_hdr, vsock's virtio_vsock_hdr), which end exactly where
+ * the frame starts: meta then frame is one run of bytes, as a tap device's
+ * vnet header and frame are. The header is padded (before the meta) so the
+ * frame starts 8-aligned, as frames in guest buffers do: V8 copies shared
+ * memory word by word only when source and destination share their
+ * alignment, byte by byte otherwise (several times slower for 1500 B).
  */
-const RECORD_HEADER = 16;
-const recordBytes = (len: number): number => (len + RECORD_HEADER + 7) & ~7;
-
-/** u8 index of the virtio_net_hdr of the record whose frame starts at `frameAt`. */
-export const recordNetHdr = (frameAt: number): number => frameAt - NET_HDR_SIZE;
+const recordHeaderBytes = (metaBytes: number): number => (8 + metaBytes + 7) & ~7;
+const recordBytes = (headerBytes: number, len: number): number => (len + headerBytes + 7) & ~7;
 
 /** Same test as the virtqueue event index, on 32-bit byte counters. */
 const needEvent32 = (event: number, next: number, old: number): boolean => ((next - event - 1) >>> 0) < ((next - old) >>> 0);
@@ -42,17 +43,25 @@ export interface PortChannelSpec {
   capacity: number;
   /** Largest frame the channel carries. */
   maxFrame: number;
+  /** Meta bytes every record carries before its frame (0 to PORT_MAX_META). */
+  metaBytes: number;
   wakeConsumer: WordRef;
   wakeProducer: WordRef;
 }
 
-/** Lay out a channel in an arena. Wake words are set by whoever connects its ends. */
-export function allocPortChannel(arena: SharedArena, capacity: number, maxFrame: number, wakeConsumer: WordRef, wakeProducer: WordRef): PortChannelSpec {
-  if ((capacity & (capacity - 1)) !== 0 || capacity < 2 * recordBytes(maxFrame)) {
+/**
+ * Lay out a channel in an arena: records of up to `maxFrame` frame bytes,
+ * each with `metaBytes` of meta. Wake words are set by whoever connects its ends.
+ */
+export function allocPortChannel(arena: SharedArena, capacity: number, maxFrame: number, metaBytes: number, wakeConsumer: WordRef, wakeProducer: WordRef): PortChannelSpec {
+  if (!Number.isInteger(metaBytes) || metaBytes < 0 || metaBytes > PORT_MAX_META) {
+    throw new InvalidArgumentError(`channel meta of ${metaBytes} bytes: must be an integer from 0 to ${PORT_MAX_META}`);
+  }
+  if ((capacity & (capacity - 1)) !== 0 || capacity < 2 * recordBytes(recordHeaderBytes(metaBytes), maxFrame)) {
     throw new InvalidArgumentError(`channel capacity ${capacity} must be a power of two of at least twice a ${maxFrame}-byte frame record`);
   }
   const offset = arena.alloc(HEADER_BYTES + capacity, 64);
-  return { buffer: arena.buffer, offset, capacity, maxFrame, wakeConsumer, wakeProducer };
+  return { buffer: arena.buffer, offset, capacity, maxFrame, metaBytes, wakeConsumer, wakeProducer };
 }
 
 /**
@@ -67,7 +76,7 @@ export function resetPortChannel(spec: PortChannelSpec): void {
 /**
  * One end of a single-producer single-consumer frame channel in shared
  * memory: the port between a NIC's tx worker and a peer's rx worker (or a
- * switch). Records (see RECORD_HEADER) are never split at the end of the
+ * switch). Records (see recordHeaderBytes) are never split at the end of the
  * data area. Both ends cache the other's index and publish their
  * own once per batch; each end asks to be woken with an event index, as a
  * virtqueue does, so a busy channel costs no wake-ups.
@@ -75,12 +84,16 @@ export function resetPortChannel(spec: PortChannelSpec): void {
 abstract class PortChannelEnd {
   readonly u8: Uint8Array;
   protected readonly i32: Int32Array;
-  protected readonly u32: Uint32Array;
+  readonly u32: Uint32Array;
   protected readonly hdr: number;
   /** u8 index of the first data byte. */
   protected readonly data: number;
   protected readonly mask: number;
   readonly maxFrame: number;
+  /** Bytes from a record's start to its frame. */
+  protected readonly headerBytes: number;
+  /** Bytes from a record's meta to its frame. */
+  protected readonly metaBytes: number;
 
   constructor(readonly spec: PortChannelSpec) {
     this.u8 = new Uint8Array(spec.buffer);
@@ -90,6 +103,18 @@ abstract class PortChannelEnd {
     this.data = spec.offset + HEADER_BYTES;
     this.mask = spec.capacity - 1;
     this.maxFrame = spec.maxFrame;
+    this.metaBytes = spec.metaBytes;
+    this.headerBytes = recordHeaderBytes(spec.metaBytes);
+  }
+
+  /** u8 index of the meta bytes of the record whose frame starts at `at` (they end at `at`). */
+  metaAt(at: number): number {
+    return at - this.metaBytes;
+  }
+
+  /** u32 index of the progress word of the record whose frame starts at `at`. */
+  protected progressWord(at: number): number {
+    return (at - this.headerBytes + 4) >>> 2;
   }
 
   protected load(word: number): number {
@@ -123,14 +148,14 @@ export class PortChannelProducer extends PortChannelEnd {
 
   /**
    * Room for a frame of `len` bytes: returns the u8 index to write it at, or
-   * -1 when the channel is full. Its virtio_net_hdr goes at recordNetHdr() of
-   * that index. Call commit() once the bytes are written.
+   * -1 when the channel is full. Its meta goes at metaAt() of that index;
+   * its progress starts at 0. Call commit() once the bytes are written.
    */
   reserve(len: number): number {
     if (!this.room(len)) return -1;
     let pos = this.tail & this.mask;
     this.skip = 0;
-    if (pos + recordBytes(len) > this.spec.capacity) {
+    if (pos + recordBytes(this.headerBytes, len) > this.spec.capacity) {
       // The tail moves past the end only at commit(): a reservation that is
       // never committed (a frame dropped after all) must leave the tail on a
       // record boundary, or the consumer would follow the WRAP into stale data.
@@ -140,7 +165,8 @@ export class PortChannelProducer extends PortChannelEnd {
     }
     this.reserved = len;
     this.u32[(this.data + pos) >>> 2] = len;
-    this.reservedAt = this.data + pos + RECORD_HEADER;
+    this.u32[((this.data + pos) >>> 2) + 1] = 0;
+    this.reservedAt = this.data + pos + this.headerBytes;
     return this.reservedAt;
   }
 
@@ -150,12 +176,12 @@ export class PortChannelProducer extends PortChannelEnd {
    */
   shrink(len: number): void {
     this.reserved = len;
-    this.u32[(this.reservedAt - RECORD_HEADER) >>> 2] = len;
+    this.u32[(this.reservedAt - this.headerBytes) >>> 2] = len;
   }
 
   /** True when a frame of `len` bytes fits now (reloads the consumer's index only when needed). */
   room(len: number): boolean {
-    const need = recordBytes(len);
+    const need = recordBytes(this.headerBytes, len);
     const pos = this.tail & this.mask;
     const skip = pos + need > this.spec.capacity ? this.spec.capacity - pos : 0;
     if (this.spec.capacity - ((this.tail - this.headCache) >>> 0) >= skip + need) return true;
@@ -163,21 +189,9 @@ export class PortChannelProducer extends PortChannelEnd {
     return this.spec.capacity - ((this.tail - this.headCache) >>> 0) >= skip + need;
   }
 
-  /**
-   * Zero the 12-byte virtio_net_hdr of the record reserve() returned `at` for
-   * (no offload metadata; vsock's split progress starts at 0): three word
-   * stores, not a fill() call per frame.
-   */
-  clearNetHdr(at: number): void {
-    const w = recordNetHdr(at) >>> 2;
-    this.u32[w] = 0;
-    this.u32[w + 1] = 0;
-    this.u32[w + 2] = 0;
-  }
-
   /** The reserved frame is written: make it part of the next publish(). */
   commit(): void {
-    this.tail = (this.tail + this.skip + recordBytes(this.reserved)) >>> 0;
+    this.tail = (this.tail + this.skip + recordBytes(this.headerBytes, this.reserved)) >>> 0;
     this.skip = 0;
   }
 
@@ -240,7 +254,7 @@ export class PortChannelConsumer extends PortChannelEnd {
       len = this.u32[this.data >>> 2];
     }
     this.len = len;
-    return this.data + pos + RECORD_HEADER;
+    return this.data + pos + this.headerBytes;
   }
 
   /**
@@ -252,9 +266,23 @@ export class PortChannelConsumer extends PortChannelEnd {
     return this.head;
   }
 
+  /**
+   * The consumer's progress on the record whose frame starts at `at` (0 until
+   * setProgress()): how far a record that goes out in parts has gone, kept in
+   * the record so a later attempt, or a restarted consumer, goes on from there.
+   */
+  progress(at: number): number {
+    return this.u32[this.progressWord(at)];
+  }
+
+  /** Note how far the record at `at` has gone (it stays in the channel until consume()). */
+  setProgress(at: number, n: number): void {
+    this.u32[this.progressWord(at)] = n;
+  }
+
   /** Drop the frame peek() returned. */
   consume(): void {
-    this.head = (this.head + recordBytes(this.len)) >>> 0;
+    this.head = (this.head + recordBytes(this.headerBytes, this.len)) >>> 0;
   }
 
   /** Publish the consumed space with one store, waking the producer if it asked. */
@@ -286,23 +314,4 @@ export interface PortOutput {
   channels: PortChannelSpec[];
   /** Word holding how many of `channels` the receiver uses now (its active queue pairs); null: all. */
   active: WordRef | null;
-}
-
-/** Where a NIC's frames go and come from. */
-export interface NetPort {
-  /** By transmit queue pair. */
-  outputs: PortOutput[];
-  /** By receive queue pair: the channels from each of its sources. */
-  inputs: PortChannelSpec[][];
-}
-
-/** Anything with rx and tx workers that can be plugged into a port (a NIC). */
-export interface PortAttachable {
-  /** Queue pairs it has (max_virtqueue_pairs). */
-  readonly queuePairs: number;
-  /** The words that wake its rx and tx workers, by queue pair. */
-  readonly wakeWords: { rx: WordRef[]; tx: WordRef[] };
-  /** Word holding how many receive queues it uses now: senders steer over that many. */
-  readonly activePairs: WordRef;
-  attach(port: NetPort): void;
 }

@@ -1,4 +1,4 @@
-import { flowHash } from './flow-hash.js';
+import { flowHash } from '../wire/flow-hash.js';
 import { PortChannelProducer, type PortOutput } from './port-channel.js';
 
 /**

@@ -1,5 +1,14 @@
 import { getU16 } from './bytes.js';
-import type { OffloadErrorCode } from './offload-error.js';
+
+/**
+ * Why parsePacket() could not find a frame's headers (the offload engine
+ * counts both among its OffloadErrorCode values).
+ */
+export type PacketErrorCode =
+  /** Ethernet, IP or transport headers truncated or malformed. */
+  | 'UNPARSEABLE_PACKET'
+  /** IPv6 with extension headers: only a bare IPv6 header is parsed. */
+  | 'IPV6_EXT_HEADER';
 
 export const ETH_HLEN = 14;
 export const ETH_P_IPV4 = 0x0800;
@@ -93,7 +102,7 @@ export function etherTypeAt(u8: Uint8Array, at: number, len: number): number {
  * IP length fields are not checked: a GSO frame's may be 0 (BIG TCP) and the
  * device rewrites them anyway.
  */
-export function parsePacket(p: PacketInfo, u8: Uint8Array, at: number, len: number): OffloadErrorCode | undefined {
+export function parsePacket(p: PacketInfo, u8: Uint8Array, at: number, len: number): PacketErrorCode | undefined {
   p.vlanTags = 0;
   p.ipVersion = 0;
   p.l3Len = 0;

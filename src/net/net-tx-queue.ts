@@ -6,6 +6,7 @@ import { ChainReader } from '../ring/chain-io.js';
 import { NET_HDR_NUM_BUFFERS } from '../spec/net.js';
 import { C_BYTES, C_CHAINS, C_DROPS_MALFORMED, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
+import { DIRECT_CHANNEL, DIRECT_DONE, DIRECT_WAIT, DirectOutput } from './direct-link.js';
 import { C_DROPS_BAD_HEADER, badHeaderField } from './net-counters.js';
 import { txHeaderProblem } from './tx-header.js';
 
@@ -44,6 +45,8 @@ export class NetTxQueue implements QueueHandler {
   private readonly statBase: number;
   private readonly p: NetTxParams;
   private readonly flow = new Uint8Array(FLOW_BYTES);
+  /** Outputs whose receiver this thread serves: frames go straight into its buffers. */
+  private readonly direct: DirectOutput;
   /** The channel a frame waits on for space, and its length. */
   private blockedOn: PortChannelProducer | undefined;
   private blocked = 0;
@@ -51,6 +54,8 @@ export class NetTxQueue implements QueueHandler {
   constructor(private readonly ctx: HandlerContext<NetTxParams>) {
     this.p = ctx.params;
     this.out = new SteeredOutput(this.p.output);
+    // Outside a queue thread's loop nothing pairs: no output is looked up.
+    this.direct = new DirectOutput(ctx.sharedLoop === true ? this.out.producers : [], this.p);
     this.chain = ctx.device.newChain();
     this.statBase = ctx.stats.base(ctx.queue);
   }
@@ -64,21 +69,41 @@ export class NetTxQueue implements QueueHandler {
     if (this.blockedOn !== undefined && !this.blockedOn.room(this.blocked)) return 0;
     this.blockedOn = undefined;
     this.out.refresh();
+    const direct = this.direct;
+    const limit = direct.begin(device, BATCH);
     let n = 0;
     let bytes = 0;
     let malformed = 0;
     let tooBig = 0;
     let badHeader = 0;
-    while (n < BATCH && device.pop(chain)) {
+    while (n < limit && device.pop(chain)) {
       const len = chain.readableBytes - hdrSize;
       // Several receiving queues: the flow hash needs the frame's first bytes.
-      const out = this.out.producers.length === 1 ? this.out.producers[0] : this.pickByFrame(chain, len);
+      const k = this.out.producers.length === 1 ? 0 : this.pickByFrame(chain, len);
+      const out = this.out.producers[k];
       if (len <= 0 || len > out.maxFrame) {
         if (len <= 0) malformed++;
         else tooBig++;
         device.pushUsed(chain.head, 0);
         n++;
         continue;
+      }
+      if (direct.on) {
+        const d = direct.send(k, chain, len);
+        if (d === DIRECT_WAIT) {
+          device.unpop();
+          break;
+        }
+        if (d !== DIRECT_CHANNEL) {
+          if (d === DIRECT_DONE) bytes += len;
+          else {
+            f64[b + badHeaderField(d)]++;
+            badHeader++;
+          }
+          device.pushUsed(chain.head, 0);
+          n++;
+          continue;
+        }
       }
       const at = out.reserve(len);
       if (at < 0) {
@@ -118,22 +143,24 @@ export class NetTxQueue implements QueueHandler {
       if (tooBig !== 0) f64[b + C_DROPS_TOO_BIG] += tooBig;
       if (badHeader !== 0) f64[b + C_DROPS_BAD_HEADER] += badHeader;
       this.out.publish();
+      direct.flush();
       if (device.publishUsed()) this.ctx.interrupt();
     }
     return n;
   }
 
   /** Choose the channel from the frame's flow (multi-queue receivers only). */
-  private pickByFrame(chain: DescriptorChain, len: number): PortChannelProducer {
+  private pickByFrame(chain: DescriptorChain, len: number): number {
     const r = this.reader.reset(chain);
     r.skip(this.p.hdrSize);
     const n = Math.min(len, FLOW_BYTES);
     r.copyTo(this.flow, 0, n);
-    return this.out.pick(this.flow, 0, n);
+    return this.out.pickIndex(this.flow, 0, n);
   }
 
   arm(): boolean {
     if (this.blockedOn !== undefined) return this.blockedOn.armSpace(this.blocked);
+    if (this.direct.blocked) return this.direct.armWait();
     this.ctx.device.enableNotify();
     return this.ctx.device.available() !== 0;
   }
@@ -144,5 +171,10 @@ export class NetTxQueue implements QueueHandler {
 
   quiesce(): void {
     this.out.publish();
+  }
+
+  detach(): void {
+    // A batch that threw part way: what went direct is still the receiver's to see.
+    this.direct.flush();
   }
 }

@@ -9,8 +9,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FeatureSet, NET_DEFAULT_FEATURES, QueueThreadPool, type ThreadMapping, featureSet } from '../../src/index.js';
-import { F_RING_PACKED, NET_F_CSUM, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, NET_F_MRG_RXBUF, bit } from '../../src/spec/features.js';
+import { F_RING_PACKED, NET_F_CSUM, NET_F_CTRL_RX, NET_F_CTRL_VQ, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, NET_F_MQ, NET_F_MRG_RXBUF, bit } from '../../src/spec/features.js';
+import { netRxQueue } from '../../src/spec/net.js';
 import { STATUS_DEVICE_NEEDS_RESET } from '../../src/spec/status.js';
+import { flowOf, flowWorkload, seqOf } from '../support/flows.js';
 import { Transfer, firstDifference, numberedFrame } from '../support/net-pair.js';
 import { BASE_FEATURES, GSO_BUFFER, HdrTransfer, type NetRig, RX0, type RxItem, TX0, type TxItem, netRig, until } from '../support/net-rig.js';
 import { buildTcpFrame, buildUdpFrame, payloadOf } from '../support/packets.js';
@@ -240,4 +242,33 @@ describe('offloads on a run-to-completion link arrive exactly as through the cha
       }
     });
   }
+});
+
+it('multi-queue: flows steered across both receive queues, some direct (same thread) and some through channels, each flow in order on one queue', async () => {
+  const MQ: FeatureSet = BASE_FEATURES | featureSet(NET_F_CTRL_VQ, NET_F_CTRL_RX, NET_F_MQ);
+  // Thread p serves pair p of both NICs: a.tx(p) -> b.rx(p) is direct, a.tx(p) -> b.rx(1 - p) a channel.
+  const shared = pool(2);
+  const threads: ThreadMapping = { pool: shared, thread: (q) => Math.min(q >>> 1, 1) };
+  const r = await netRig({ device: { queuePairs: 2, threads }, driver: { features: MQ } }, { device: { queuePairs: 2, threads }, driver: { features: MQ } });
+  rigs.push(r);
+  const flows = 16;
+  const perFlow = 60;
+  const items = flowWorkload(flows, perFlow, 2);
+  const t = new HdrTransfer(r.da, r.db);
+  await t.run(items, items.length, 30_000);
+  await t.drain(50);
+  expect(t.received.length).toBe(items.length);
+  const queueOfFlow = new Map<number, Set<number>>();
+  const next = new Array<number>(flows).fill(0);
+  for (const got of t.received) {
+    const f = flowOf(got.frame);
+    expect(seqOf(got.frame), `flow ${f}`).toBe(next[f]++);
+    queueOfFlow.set(f, (queueOfFlow.get(f) ?? new Set<number>()).add(got.pair));
+  }
+  for (const [f, qs] of queueOfFlow) expect(qs.size, `flow ${f} queues`).toBe(1);
+  const rx = [0, 1].map((p) => r.b.queueStats(netRxQueue(p)));
+  expect(rx[0].chains + rx[1].chains).toBe(items.length);
+  const direct = rx[0].directFrames + rx[1].directFrames;
+  expect(direct).toBeGreaterThan(0);
+  expect(direct).toBeLessThan(items.length);
 });

@@ -8,7 +8,7 @@
  * as is) arrives exactly as through the channel.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type FeatureSet, NET_DEFAULT_FEATURES, QueueThreadPool, type ThreadMapping, featureSet } from '../../src/index.js';
+import { type FeatureSet, Lab, NET_DEFAULT_FEATURES, QueueThreadPool, type ThreadMapping, featureSet } from '../../src/index.js';
 import { F_RING_PACKED, NET_F_CSUM, NET_F_CTRL_RX, NET_F_CTRL_VQ, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, NET_F_MQ, NET_F_MRG_RXBUF, bit } from '../../src/spec/features.js';
 import { netRxQueue } from '../../src/spec/net.js';
 import { STATUS_DEVICE_NEEDS_RESET } from '../../src/spec/status.js';
@@ -271,4 +271,22 @@ it('multi-queue: flows steered across both receive queues, some direct (same thr
   const direct = rx[0].directFrames + rx[1].directFrames;
   expect(direct).toBeGreaterThan(0);
   expect(direct).toBeLessThan(items.length);
+});
+
+it('a Lab whose NICs share a queue thread: lab.stats() counts every frame on both sides, and every one went direct', async () => {
+  const lab = new Lab({ queueSize: 128, threads: { pool: pool(1) } }).nic('a', { mac: '52:54:00:00:0e:01' }).nic('b', { mac: '52:54:00:00:0e:02' }).link('a', 'b');
+  try {
+    await lab.start();
+    const frames = Array.from({ length: 600 }, (_, i) => numberedFrame(i, 64 + (i % 100)));
+    const t = new Transfer(lab.driver('a'), lab.driver('b'));
+    await t.run(frames);
+    expect(firstDifference(t.received, frames)).toBe(-1);
+    await until(() => lab.stats().nics.a.queues[0].tx.chains === frames.length, 5000, 'tx counters');
+    const { a, b } = lab.stats().nics;
+    expect(a.queues[0].tx.bytes).toBe(b.queues[0].rx.bytes);
+    expect(b.queues[0].rx.chains).toBe(frames.length);
+    expect(b.queues[0].rx.directFrames).toBe(frames.length);
+  } finally {
+    await lab.close();
+  }
 });

@@ -10,7 +10,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FeatureSet, Lab, NET_DEFAULT_FEATURES, QueueThreadPool, type ThreadMapping, featureSet } from '../../src/index.js';
 import { F_RING_PACKED, NET_F_CSUM, NET_F_CTRL_RX, NET_F_CTRL_VQ, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, NET_F_MQ, NET_F_MRG_RXBUF, bit } from '../../src/spec/features.js';
-import { netRxQueue } from '../../src/spec/net.js';
+import { NetHdr } from '../../src/net/offload/net-hdr.js';
+import { NET_HDR_F_DATA_VALID, netRxQueue } from '../../src/spec/net.js';
 import { STATUS_DEVICE_NEEDS_RESET } from '../../src/spec/status.js';
 import { flowOf, flowWorkload, seqOf } from '../support/flows.js';
 import { Transfer, firstDifference, numberedFrame } from '../support/net-pair.js';
@@ -289,4 +290,20 @@ it('a Lab whose NICs share a queue thread: lab.stats() counts every frame on bot
   } finally {
     await lab.close();
   }
+});
+
+it('5.1.6.2.1: a header the sender may not send is dropped and counted by reason on a direct link too; the frames around it arrive in order, direct', async () => {
+  const r = await oneThread(BASE_FEATURES | featureSet(NET_F_CSUM));
+  const bad = new NetHdr();
+  bad.flags = NET_HDR_F_DATA_VALID;
+  const items: TxItem[] = Array.from({ length: 90 }, (_, i) => (i % 10 === 5 ? { frame: numberedFrame(i, 200), hdr: bad } : { frame: numberedFrame(i, 120) }));
+  const good = items.filter((it) => it.hdr === undefined);
+  const t = new HdrTransfer(r.da, r.db);
+  await t.run(items, good.length);
+  await t.drain(50);
+  expect(firstDifference(t.received.map((p) => p.frame), good.map((it) => it.frame))).toBe(-1);
+  const tx = r.a.queueStats(TX0);
+  expect(tx.dropsBadHeader).toBe(items.length - good.length);
+  expect(tx.badHeaderByReason).toEqual({ txFlags: items.length - good.length });
+  expect(r.b.queueStats(RX0).directFrames).toBe(good.length);
 });

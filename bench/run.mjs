@@ -91,12 +91,15 @@ async function rounds(measurements) {
 
 /** Busy threads of the last pump run per mapping (the pump counts its guests and working queue threads). */
 const pumpBusy = {};
+/** Share of the last pump run's frames per ring and mapping that went from a.tx straight into b's buffers (a run-to-completion link). */
+const pumpDirect = {};
 
 /** The pump's frames/s, after checking it lost nothing. */
 async function pumpPps(options) {
   const r = await runPump(options);
   if (r.lost !== 0 || r.sequenceErrors !== 0) throw new Error(`pump lost ${r.lost} / misordered ${r.sequenceErrors} frames (${JSON.stringify(options)})`);
   pumpBusy[r.threads] = r.busyThreads;
+  pumpDirect[`${options.ring ?? 'split'} ${r.threads}`] = r.rxQueues.reduce((n, q) => n + q.directFrames, 0) / r.received;
   return r.pps;
 }
 
@@ -116,6 +119,7 @@ function throughputRow(c) {
     what: c.what,
     threads: c.mapping,
     busyThreads: c.threads,
+    directShare: c.directShare,
     mpps: range(c.ours),
     gbps: gbps(median(c.ours), c.size),
     postMessage: c.postMessage && range(c.postMessage),
@@ -136,7 +140,7 @@ function throughputRow(c) {
     row.vsOther && `${row.vsOther.name} x${row.vsOther.value.toFixed(2)}`,
   ].filter(Boolean);
   console.log(
-    `${c.case.padEnd(6)} ${String(c.size).padStart(5)} B x${row.pairs} ${c.ring.padEnd(6)} ${c.what.padEnd(26)} ${mpps(row.mpps)} Mpps ${row.gbps.toFixed(2)} Gbit/s  ${base.join('  ')}  ` +
+    `${c.case.padEnd(6)} ${String(c.size).padStart(5)} B x${row.pairs} ${c.ring.padEnd(6)} ${c.what.padEnd(44)} ${mpps(row.mpps)} Mpps ${row.gbps.toFixed(2)} Gbit/s  ${base.join('  ')}  ` +
       `[${c.threads} busy threads / ${cores} cores; ${c.placements.join(',')}]`,
   );
 }
@@ -162,8 +166,9 @@ if (cases.includes('pump')) {
               : threads !== threadMappings[0]
                 ? { name: `vs ${threadMappings[0]}`, value: ratio(ours, r[key(ring, threadMappings[0])]) }
                 : undefined;
-          const what = `direct link, ${threads}`;
-          throughputRow({ case: 'pump', size, pairs, ring, what, mapping: threads, threads: pumpBusy[threads], ours, postMessage: r.postMessage, unix: r.unix, dpdk: pairs === 1 ? dpdkBy[ring] : undefined, vsOther, placements: r.placements });
+          const directShare = pumpDirect[key(ring, threads)];
+          const what = `direct link, ${threads}, ${directShare === 1 ? 'all frames direct' : directShare === 0 ? 'via channel' : `${(100 * directShare).toFixed(0)} % direct`}`;
+          throughputRow({ case: 'pump', size, pairs, ring, what, mapping: threads, threads: pumpBusy[threads], directShare, ours, postMessage: r.postMessage, unix: r.unix, dpdk: pairs === 1 ? dpdkBy[ring] : undefined, vsOther, placements: r.placements });
         }
       }
     }

@@ -33,6 +33,8 @@ export const NET_QUEUE_COUNTERS = {
     'dropsFiltered',
     /** Wire frames made by segmenting GSO frames for a receiver without the GUEST_* feature. */
     'segments',
+    /** Frames a receive queue took straight from a transmit queue of its thread (a run-to-completion link), not through a channel; counted in chains too. */
+    'directFrames',
   ],
   reasons: { badHeaderByReason: BAD_HEADER_REASONS },
 } as const satisfies CounterSchema;
@@ -43,6 +45,7 @@ export type NetQueueStats = QueueStats<typeof NET_QUEUE_COUNTERS>;
 export const C_DROPS_BAD_HEADER = deviceCounter(NET_QUEUE_COUNTERS, 'dropsBadHeader');
 export const C_DROPS_FILTERED = deviceCounter(NET_QUEUE_COUNTERS, 'dropsFiltered');
 export const C_SEGMENTS = deviceCounter(NET_QUEUE_COUNTERS, 'segments');
+export const C_DIRECT_FRAMES = deviceCounter(NET_QUEUE_COUNTERS, 'directFrames');
 const BAD_HEADER_BASE = reasonBase(NET_QUEUE_COUNTERS, 'badHeaderByReason');
 /** Index of a bad-header reason's counter in a queue's slot (reason = index in BAD_HEADER_REASONS). */
 export const badHeaderField = (reason: number): number => BAD_HEADER_BASE + reason;

@@ -14,6 +14,7 @@ import { VirtqueueError } from '../errors.js';
 import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, type RxBufferMode, RxWriter } from '../virtskb/index.js';
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
 import { RxFilterTable } from './ctrl/rx-filter.js';
+import { type DirectRx, offerDirectRx } from './direct-link.js';
 import { BAD_HEADER_REASONS, C_DROPS_BAD_HEADER, C_DROPS_FILTERED, C_SEGMENTS, badHeaderField } from './net-counters.js';
 import { NetHdr, OffloadEngine } from './offload/index.js';
 import { RX_CSUM, rxTakesGso } from './rx-offloads.js';
@@ -71,6 +72,8 @@ export class NetRxQueue implements QueueHandler {
   private readonly p: NetRxParams;
   private readonly statBase: number;
   private readonly hdr = new NetHdr();
+  /** This queue as transmit queues of its thread see it (direct-link.ts). */
+  private readonly direct: DirectRx | undefined;
   private engine: OffloadEngine | undefined;
   /** Header of the wire frames made by segmentation. */
   private readonly segHdr = new Uint8Array(NET_HDR_SIZE);
@@ -97,6 +100,8 @@ export class NetRxQueue implements QueueHandler {
     this.filter = this.p.filter === null ? null : new RxFilterTable(this.p.filter);
     this.statBase = ctx.stats.base(ctx.queue);
     this.segHdr[NET_HDR_FLAGS] = (this.p.offloads & RX_CSUM) !== 0 ? NET_HDR_F_DATA_VALID : 0;
+    const parts = { device: ctx.device, writer: this.writer, filter: this.filter, offloads: this.p.offloads, stats: ctx.stats, statBase: this.statBase, interrupt: () => ctx.interrupt() };
+    this.direct = ctx.sharedLoop === true ? offerDirectRx(parts, this.inputs) : undefined;
   }
 
   poll(): number {
@@ -268,5 +273,9 @@ export class NetRxQueue implements QueueHandler {
 
   quiesce(): void {
     for (const input of this.inputs) input.release();
+  }
+
+  detach(): void {
+    this.direct?.close();
   }
 }

@@ -1,11 +1,12 @@
-import type { PortChannelProducer, PortOutput } from '../port/port-channel.js';
+import type { PortOutput } from '../port/port-channel.js';
 import { recordNetHdr } from './net-port.js';
-import { ChannelTxQueue, TX_DROPPED } from '../port/channel-tx-queue.js';
+import { ChannelTxQueue, TX_BLOCKED, TX_DROPPED } from '../port/channel-tx-queue.js';
 import { SteeredOutput } from '../port/steered-output.js';
 import type { DescriptorChain } from '../ring/chain.js';
 import { NET_HDR_NUM_BUFFERS } from '../spec/net.js';
 import { C_DROPS_MALFORMED, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
 import type { HandlerContext } from '../worker/queue-handler.js';
+import { DIRECT_CHANNEL, DIRECT_DONE, DIRECT_WAIT, DirectOutput } from './direct-link.js';
 import { C_DROPS_BAD_HEADER, badHeaderField } from './net-counters.js';
 import { txHeaderProblem } from './tx-header.js';
 
@@ -37,6 +38,8 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
   private readonly out: SteeredOutput;
   private readonly p: NetTxParams;
   private readonly flow = new Uint8Array(FLOW_BYTES);
+  /** Outputs whose receiver this thread serves: frames go straight into its buffers. */
+  private readonly direct: DirectOutput;
   // Drops of the batch being polled, by counter.
   private malformed = 0;
   private tooBig = 0;
@@ -46,22 +49,33 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
     super(ctx);
     this.p = ctx.params;
     this.out = new SteeredOutput(this.p.output);
+    // Outside a queue thread's loop nothing pairs: no output is looked up.
+    this.direct = new DirectOutput(ctx.sharedLoop === true ? this.out.producers : [], this.p);
   }
 
-  protected startBatch(): void {
+  protected startBatch(max: number): number {
     this.out.refresh();
     this.malformed = this.tooBig = this.badHeader = 0;
+    return this.direct.begin(this.ctx.device, max);
   }
 
   protected move(chain: DescriptorChain): number {
     const { hdrSize, offloads, maxPlainFrame } = this.p;
     const len = chain.readableBytes - hdrSize;
     // Several receiving queues: the flow hash needs the frame's first bytes.
-    const out = this.out.producers.length === 1 ? this.out.producers[0] : this.pickByFrame(chain, len);
+    const k = this.out.producers.length === 1 ? 0 : this.pickByFrame(chain, len);
+    const out = this.out.producers[k];
     if (len <= 0 || len > out.maxFrame) {
       if (len <= 0) this.malformed++;
       else this.tooBig++;
       return TX_DROPPED;
+    }
+    if (this.direct.on) {
+      const d = this.direct.send(k, chain, len);
+      if (d === DIRECT_DONE) return len;
+      // No receive buffers: the chain goes back and arm() waits for a refill.
+      if (d === DIRECT_WAIT) return TX_BLOCKED;
+      if (d !== DIRECT_CHANNEL) return this.dropBadHeader(d);
     }
     const at = out.reserve(len);
     if (at < 0) return this.block(out, len);
@@ -73,12 +87,8 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
     out.u8[hdr + NET_HDR_NUM_BUFFERS] = 0;
     out.u8[hdr + NET_HDR_NUM_BUFFERS + 1] = 0;
     const problem = txHeaderProblem(out.u8, hdr, len, offloads, maxPlainFrame);
-    if (problem >= 0) {
-      // The record is not committed: the next reserve() writes over it.
-      this.ctx.stats.f64[this.statBase + badHeaderField(problem)]++;
-      this.badHeader++;
-      return TX_DROPPED;
-    }
+    // The record is not committed: the next reserve() writes over it.
+    if (problem >= 0) return this.dropBadHeader(problem);
     r.copyTo(out.u8, at, len);
     out.commit();
     return len;
@@ -92,14 +102,33 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
 
   protected publish(): void {
     this.out.publish();
+    // What went direct: the receivers' used indices and counters.
+    this.direct.flush();
+  }
+
+  override arm(): boolean {
+    if (this.direct.blocked) return this.direct.armWait();
+    return super.arm();
+  }
+
+  detach(): void {
+    // A batch that threw part way: what went direct is still the receiver's to see.
+    this.direct.flush();
+  }
+
+  /** Count a chain whose header asks for what was not negotiated (tx-header.ts problem code). */
+  private dropBadHeader(problem: number): number {
+    this.ctx.stats.f64[this.statBase + badHeaderField(problem)]++;
+    this.badHeader++;
+    return TX_DROPPED;
   }
 
   /** Choose the channel from the frame's flow (multi-queue receivers only). */
-  private pickByFrame(chain: DescriptorChain, len: number): PortChannelProducer {
+  private pickByFrame(chain: DescriptorChain, len: number): number {
     const r = this.reader.reset(chain);
     r.skip(this.p.hdrSize);
     const n = Math.min(len, FLOW_BYTES);
     r.copyTo(this.flow, 0, n);
-    return this.out.pick(this.flow, 0, n);
+    return this.out.pickIndex(this.flow, 0, n);
   }
 }

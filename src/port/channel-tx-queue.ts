@@ -4,11 +4,14 @@ import { C_BYTES, C_CHAINS } from '../stats/queue-stats.js';
 import type { HandlerContext, QueueHandler } from '../worker/queue-handler.js';
 import type { PortChannelProducer } from './port-channel.js';
 
-/** Chains moved per batch: one used-index store and one channel publish each. */
-const BATCH = 32;
+/** Chains moved per batch at most: one used-index store and one channel publish each. */
+export const TX_BATCH = 32;
 /** move(): the chain was dropped (the device counted why); it is completed all the same. */
 export const TX_DROPPED = -1;
-/** move(): the chain's channel is full (see block()); the chain goes back to the ring. */
+/**
+ * move(): the chain cannot go yet (its channel is full: block(); or the
+ * device's own reason, which its arm() knows); the chain goes back to the ring.
+ */
 export const TX_BLOCKED = -2;
 
 /**
@@ -41,8 +44,11 @@ export abstract class ChannelTxQueue<P> implements QueueHandler {
    */
   protected abstract move(chain: DescriptorChain): number;
 
-  /** A batch starts: read shared state that holds for the batch, zero its drop counts. */
-  protected abstract startBatch(): void;
+  /**
+   * A batch starts: read shared state that holds for the batch, zero its drop
+   * counts. Returns how many chains the batch may take (at most `max`).
+   */
+  protected abstract startBatch(max: number): number;
 
   /** Add the batch's drop counts to the queue's counters. */
   protected abstract countBatch(f64: Float64Array, base: number): void;
@@ -62,10 +68,10 @@ export abstract class ChannelTxQueue<P> implements QueueHandler {
     const chain = this.chain;
     if (this.blockedOn !== null && !this.blockedOn.room(this.blockedLen)) return 0;
     this.blockedOn = null;
-    this.startBatch();
+    const limit = this.startBatch(TX_BATCH);
     let n = 0;
     let bytes = 0;
-    while (n < BATCH && device.pop(chain)) {
+    while (n < limit && device.pop(chain)) {
       const moved = this.move(chain);
       if (moved === TX_BLOCKED) {
         device.unpop();

@@ -28,6 +28,26 @@ export const PORT_MAX_META = 64;
 const recordHeaderBytes = (metaBytes: number): number => (8 + metaBytes + 7) & ~7;
 const recordBytes = (headerBytes: number, len: number): number => (len + headerBytes + 7) & ~7;
 
+/**
+ * Two spare words of the consumer's own line that name the consumer end
+ * serving the channel now (0: none said): a transmit queue on the same
+ * thread finds its receiver by them (net/direct-link.ts).
+ */
+const CONSUMER_TAG = CONSUMER_EVENT + 1;
+
+/** Say which consumer end serves the channel now (`tag` a non-zero u32 pair: owner, serial). */
+export function setConsumerTag(spec: PortChannelSpec, owner: number, serial: number): void {
+  const i32 = new Int32Array(spec.buffer, spec.offset, HEADER_BYTES >>> 2);
+  Atomics.store(i32, CONSUMER_TAG, owner | 0);
+  Atomics.store(i32, CONSUMER_TAG + 1, serial | 0);
+}
+
+/** The serial of the channel's consumer tag when its owner is `owner`, else 0. */
+export function consumerSerial(spec: PortChannelSpec, owner: number): number {
+  const i32 = new Int32Array(spec.buffer, spec.offset, HEADER_BYTES >>> 2);
+  return Atomics.load(i32, CONSUMER_TAG) === (owner | 0) ? Atomics.load(i32, CONSUMER_TAG + 1) >>> 0 : 0;
+}
+
 /** Same test as the virtqueue event index, on 32-bit byte counters. */
 const needEvent32 = (event: number, next: number, old: number): boolean => ((next - event - 1) >>> 0) < ((next - old) >>> 0);
 

@@ -27,7 +27,12 @@ export class SteeredOutput {
 
   /** The channel that carries this frame. */
   pick(u8: Uint8Array, at: number, len: number): PortChannelProducer {
-    return this.active === 1 ? this.producers[0] : this.producers[flowHash(u8, at, len) % this.active];
+    return this.producers[this.pickIndex(u8, at, len)];
+  }
+
+  /** The index in `producers` of the channel that carries this frame. */
+  pickIndex(u8: Uint8Array, at: number, len: number): number {
+    return this.active === 1 ? 0 : flowHash(u8, at, len) % this.active;
   }
 
   /** Publish every channel's committed frames. */

@@ -60,9 +60,10 @@ export class VsockTxQueue extends ChannelTxQueue<VsockTxParams> {
     this.cidIndex = p.guestCid.index;
   }
 
-  protected startBatch(): void {
+  protected startBatch(max: number): number {
     this.cid = Atomics.load(this.cidI32, this.cidIndex) >>> 0;
     this.dropped = 0;
+    return max;
   }
 
   protected move(chain: DescriptorChain): number {

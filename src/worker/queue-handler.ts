@@ -25,6 +25,11 @@ export interface QueueHandler {
   disarm(): void;
   /** Give back anything taken but not finished, so the queue can stop cleanly. */
   quiesce(): void;
+  /**
+   * The thread no longer serves this queue (stopped, removed or failed):
+   * drop whatever other queues of the thread hold of it.
+   */
+  detach?(): void;
 }
 
 /** What a handler is built from inside its worker; `P` is its kind's parameters. */
@@ -37,6 +42,14 @@ export interface HandlerContext<P = unknown> {
   interrupt(): void;
   /** Handler-specific parameters from the device model (plain data). */
   params: P;
+  /**
+   * The handler runs in a queue thread's loop, which polls every queue it
+   * serves: handlers of one thread may hand each other work directly (a
+   * transmit queue writing into a receive queue's buffers). Unset where a
+   * caller polls handlers by hand (one-thread rigs), which then keep to
+   * their channels.
+   */
+  sharedLoop?: boolean;
 }
 
 export type HandlerFactory<P = unknown> = (ctx: HandlerContext<P>) => QueueHandler;

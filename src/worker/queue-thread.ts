@@ -118,6 +118,7 @@ export class QueueThread implements QueueThreadApi {
       device,
       stats,
       params: data.params,
+      sharedLoop: true,
       interrupt: () => {
         if (raise !== undefined) {
           stats.f64[interruptAt]++;
@@ -158,6 +159,7 @@ export class QueueThread implements QueueThreadApi {
     const i = this.queues.findIndex((q) => q.slot === slot);
     if (i < 0) return undefined;
     const [q] = this.queues.splice(i, 1);
+    q.handler.detach?.();
     this.watchKicks();
     return q;
   }

@@ -9,8 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type FeatureSet, featureSet } from '../../src/index.js';
 import { NET_F_CTRL_RX, NET_F_CTRL_VQ, NET_F_MQ, bit } from '../../src/spec/features.js';
 import { NET_OK, NET_ERR, netRxQueue, netTxQueue } from '../../src/spec/net.js';
-import { BASE_FEATURES, HdrTransfer, type NetRig, type TxItem, netRig } from '../support/net-rig.js';
-import { buildUdpFrame, payloadOf } from '../support/packets.js';
+import { BASE_FEATURES, HdrTransfer, type NetRig, netRig } from '../support/net-rig.js';
+import { flowOf, flowWorkload, seqOf } from '../support/flows.js';
 
 let rig: NetRig | undefined;
 afterEach(async () => {
@@ -19,26 +19,6 @@ afterEach(async () => {
 });
 
 const MQ: FeatureSet = BASE_FEATURES | featureSet(NET_F_CTRL_VQ, NET_F_CTRL_RX, NET_F_MQ);
-
-/** A UDP/IPv4 frame of flow `flow` (its source port) carrying `seq` in its first payload bytes. */
-function udpFlowFrame(flow: number, seq: number): Uint8Array {
-  const payload = payloadOf(64 + (seq % 200), seq + 1);
-  new DataView(payload.buffer).setUint32(0, flow, true);
-  new DataView(payload.buffer).setUint32(4, seq, true);
-  const { built } = buildUdpFrame({ ip: 4, payload });
-  new DataView(built.frame.buffer).setUint16(built.l4Off, 10_000 + flow);
-  return built.frame;
-}
-
-const flowOf = (f: Uint8Array): number => new DataView(f.buffer, f.byteOffset).getUint32(42, true);
-const seqOf = (f: Uint8Array): number => new DataView(f.buffer, f.byteOffset).getUint32(46, true);
-
-/** `perFlow` frames of each of `flows` flows, interleaved; flow f leaves on tx pair f % txPairs. */
-function flowWorkload(flows: number, perFlow: number, txPairs: number): TxItem[] {
-  const items: TxItem[] = [];
-  for (let s = 0; s < perFlow; s++) for (let f = 0; f < flows; f++) items.push({ frame: udpFlowFrame(f, s), pair: f % txPairs });
-  return items;
-}
 
 describe('5.1.6.5.5 multi-queue through real workers', () => {
   for (const pairs of [2, 4]) {

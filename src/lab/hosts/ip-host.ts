@@ -2,7 +2,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { InvalidArgumentError, VirtioLabError } from '../../errors.js';
 import { formatMac, parseMac } from '../../net/mac.js';
 import type { NetDriver } from '../../net/net-driver.js';
-import { checksumOf, pseudoSumV4, sumBytes } from '../../net/offload/checksum.js';
+import { checksumOf, pseudoSumV4, sumBytes } from '../../wire/checksum.js';
 import { ring } from '../../notify/notify-area.js';
 import { NET_HDR_F_DATA_VALID, NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_NONE } from '../../spec/net.js';
 import type { NetRxPacket } from '../../net/net-rx-packet.js';

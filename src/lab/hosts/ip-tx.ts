@@ -1,5 +1,5 @@
 import type { NetDriver } from '../../net/net-driver.js';
-import { checksumOf, pseudoSumV4, sumBytes } from '../../net/offload/checksum.js';
+import { checksumOf, pseudoSumV4, sumBytes } from '../../wire/checksum.js';
 import {
   ARP_LEN,
   BROADCAST_MAC,

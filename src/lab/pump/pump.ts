@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { flowHash } from '../../backends/flow-hash.js';
+import { flowHash } from '../../wire/flow-hash.js';
 import { connectNics } from '../../backends/link.js';
 import { NetSwitch } from '../../backends/switch.js';
 import { InvalidArgumentError } from '../../errors.js';

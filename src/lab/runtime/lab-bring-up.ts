@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectNics } from '../../backends/link.js';
 import { netnsExists } from '../../backends/netns.js';
-import type { PortAttachable } from '../../backends/port-channel.js';
+import type { PortAttachable } from '../../net/net-port.js';
 import { SocketLink } from '../../backends/socket-link.js';
 import type { SwitchStats } from '../../backends/switch-stats.js';
 import { NetSwitch } from '../../backends/switch.js';

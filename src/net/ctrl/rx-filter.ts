@@ -229,6 +229,11 @@ export class RxFilterTable {
     return inTable(t, W_UNI, t[W_UNI_COUNT], hi, lo);
   }
 
+  /** Promiscuous mode in the table of the last refresh(): accept() takes every frame without reading it. */
+  get promiscuous(): boolean {
+    return (this.cur[W_FLAGS] & F_PROMISC) !== 0;
+  }
+
   /** The sequence number of the table this instance uses. */
   get generation(): number {
     return this.seen;

@@ -16,11 +16,14 @@ const PAGE_LOOK_MS = 1;
  * thread's wake word as for any queue thread; the POLL_SLEEPER bit set on
  * that word while it sleeps makes ring() signal the wake eventfd too.
  *
- * Kick counters are drained only on the way to sleep (snapshot), not per
- * round: while the thread is busy the ring is polled anyway and the driver
- * is asked not to kick (notifications disarmed), so a read per round would
- * be a system call for nothing. Reads use readEventfd (RWF_NOWAIT): the kick
- * fds are the front end's files and may have been made blocking.
+ * A kick counter is read only when poll() finds its fd readable, right
+ * after the sleep, before the thread looks at its rings again: not per
+ * round (while the thread is busy the rings are polled anyway and the
+ * driver is asked not to kick), nor for every ring on the way to sleep. A
+ * kick that came while the thread was busy leaves its fd readable, so the
+ * next poll() returns at once and reads it (one look at the rings more,
+ * never a lost kick). Reads use readEventfd (RWF_NOWAIT): the kick fds are
+ * the front end's files and may have been made blocking.
  */
 export class KickPollWait implements ThreadSleeper {
   private readonly polls = new PollSet();
@@ -60,10 +63,8 @@ export class KickPollWait implements ThreadSleeper {
     return kicked;
   }
 
-  /** Drain the kicks (the caller looks at every ring after this), then read the wake word. */
+  /** Take a notify page write (the caller looks at every ring after this), then read the wake word. */
   snapshot(): number {
-    const kicks = this.kickFds;
-    for (let i = 0; i < kicks.length; i++) libc.readEventfd(kicks[i], this.drain);
     this.pageKicked();
     return Atomics.load(this.i32, this.wake);
   }
@@ -90,7 +91,20 @@ export class KickPollWait implements ThreadSleeper {
       timedOut = n === 0 && left <= 0;
     }
     Atomics.and(this.i32, this.wake, ~POLL_SLEEPER);
-    if (n > 0 && this.polls.revents(0) !== 0) libc.read(this.wakeFd, this.drain);
+    if (n > 0) this.drainReady();
     return timedOut;
+  }
+
+  /**
+   * Read the counters of the fds poll() found readable (the wake eventfd, the
+   * kicks that woke us): the caller looks at every ring next, so a kick read
+   * here is never lost, and one that comes later leaves its fd readable for
+   * the next poll().
+   */
+  private drainReady(): void {
+    const polls = this.polls;
+    if (polls.revents(0) !== 0) libc.read(this.wakeFd, this.drain);
+    const kicks = this.kickFds;
+    for (let i = 0; i < kicks.length; i++) if (polls.revents(i + 1) !== 0) libc.readEventfd(kicks[i], this.drain);
   }
 }

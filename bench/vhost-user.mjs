@@ -18,8 +18,11 @@
 //      after "start tx_first 4"). Next to it, in the same run, testpmd's own
 //      loop: its vhost PMD (device) <-> virtio-user (driver) in one process.
 // Threads: (a) 2 busy-then-blocked; (b) the front end (main thread) and our
-// I/O, tx and rx ring threads; (c) testpmd's 2 lcores (one busy) + our I/O
-// thread, tx and rx ring threads and the main thread.
+// I/O thread and ring threads; (c) testpmd's 2 lcores (one busy) + our I/O
+// thread, ring threads and the main thread. The ring threads follow the
+// server's mapping (VIRTIO_LAB_THREADS, else 'auto': one for both rings on
+// few cores, a thread per ring with a core for each plus two), printed with
+// each testpmd row.
 // Writes bench/results/vhost-user-<time>.json: per ring (split, packed)
 // `ours`, `baseline` (testpmd's own loop) and `ratio`, Mpps medians.
 //

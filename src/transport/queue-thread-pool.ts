@@ -21,7 +21,7 @@ export interface QueueThreadPoolOptions {
   /**
    * Threads for vhost-user rings (default false): each sleeps in poll() on
    * the kick eventfds of the rings it serves and on a wake eventfd of its
-   * own (made by the pool, closed at close()), which ring() on its wake word
+   * own (made by the pool at the thread's first start, closed at close()), which ring() on its wake word
    * signals while it sleeps. Such a pool serves vhost-user back ends only.
    */
   vhostUser?: boolean;
@@ -45,7 +45,7 @@ export class QueueThreadPool {
   readonly spinUs: number;
   /** Whether the threads are vhost-user ring threads (see QueueThreadPoolOptions.vhostUser). */
   readonly vhostUser: boolean;
-  /** Each thread's wake eventfd (vhost-user pools), kept across the thread's replacements. */
+  /** Each thread's wake eventfd (vhost-user pools; -1 until its first start), kept across the thread's replacements. */
   private readonly wakeFds: number[];
   private readonly buffer: SharedArrayBuffer;
   private readonly threads: Array<QueueThreadHandle | undefined>;
@@ -63,15 +63,7 @@ export class QueueThreadPool {
     this.buffer = new SharedArrayBuffer(4 * LINE * 2 * size);
     this.threads = new Array(size).fill(undefined);
     this.vhostUser = options.vhostUser ?? false;
-    this.wakeFds = [];
-    if (this.vhostUser) {
-      try {
-        for (let i = 0; i < size; i++) this.wakeFds.push(libc.eventfd(true));
-      } catch (e) {
-        for (const fd of this.wakeFds) libc.close(fd);
-        throw e;
-      }
-    }
+    this.wakeFds = new Array(size).fill(-1);
   }
 
   /** The word that wakes thread `i`. */
@@ -109,7 +101,8 @@ export class QueueThreadPool {
     this.threads.fill(undefined);
     await Promise.all(running.map((t) => t.close()));
     // Every thread has exited: nothing polls or signals the wake eventfds now.
-    for (const fd of this.wakeFds.splice(0)) libc.close(fd);
+    for (const fd of this.wakeFds) if (fd >= 0) libc.close(fd);
+    this.wakeFds.fill(-1);
   }
 
   private thread(i: number): QueueThreadHandle {
@@ -121,6 +114,7 @@ export class QueueThreadPool {
       // A thread that died asleep in poll() left POLL_SLEEPER set: its successor starts clean.
       Atomics.and(new Int32Array(this.buffer), wake, ~POLL_SLEEPER);
       const layout = { buffer: this.buffer, wake, control: wake + LINE };
+      if (this.vhostUser && this.wakeFds[i] < 0) this.wakeFds[i] = libc.eventfd(true);
       t = this.vhostUser
         ? new QueueThreadHandle(workerFile('vhost-queue-worker'), layout, this.spinUs, this.wakeFds[i])
         : new QueueThreadHandle(workerFile('queue-worker'), layout, this.spinUs);

@@ -1,5 +1,4 @@
-import { availableParallelism } from 'node:os';
-import { type FuzzSummary, runFuzz } from '../hostile/fuzz.js';
+import { type FuzzSummary, defaultFuzzWorkers, runFuzz } from '../hostile/fuzz.js';
 import type { HostileDeviceKind, RingFormat } from '../hostile/hostile-target.js';
 import { interruptOnSignals } from './interrupt.js';
 import { commandLine } from './options.js';
@@ -18,8 +17,9 @@ kept its other queues working, and works again after a reset.
   --seconds S   stop after S seconds
   --seed N      seed of the random choices (default: from the clock; printed)
   --workers N   threads that run cases side by side, each on devices of its
-                own (default: the machine's available parallelism); case i
-                of a seed is the same whatever N
+                own (default: half the machine's available parallelism, at
+                least 1: a case keeps two threads busy); case i of a seed
+                is the same whatever N
   --device D    net, vsock or all (default all)
   --ring R      split, packed or both (default both)
   --json        print the figures as one JSON object
@@ -59,7 +59,7 @@ export async function fuzzCommand(args: string[]): Promise<number> {
   const { values } = parsed;
   const { cases, seconds } = values;
   const seed = values.seed ?? Date.now() >>> 0;
-  const workers = values.workers ?? availableParallelism();
+  const workers = values.workers ?? defaultFuzzWorkers();
   if (!values.json) console.log(`fuzz: seed ${seed}, ${workers} worker${workers === 1 ? '' : 's'}, devices ${DEVICES[values.device].join('+')}, rings ${RINGS[values.ring].join('+')}`);
   const interrupt = interruptOnSignals('fuzz');
   let s: FuzzSummary;

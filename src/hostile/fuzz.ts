@@ -17,8 +17,8 @@ export interface FuzzOptions {
   rings: readonly RingFormat[];
   /**
    * Threads of the pool (piscina) that run cases side by side, each on
-   * devices of its own (default `os.availableParallelism()`). The sequence
-   * of cases depends on the seed only, not on this.
+   * devices of its own (default `defaultFuzzWorkers()`). The sequence of
+   * cases depends on the seed only, not on this.
    */
   workers?: number;
   /**
@@ -64,6 +64,16 @@ export interface FuzzSummary {
 
 const KEEP_FAILURES = 20;
 
+/**
+ * Pool threads for this machine: half of `os.availableParallelism()` (at
+ * least 1), since a running case keeps two threads busy, the pool thread
+ * that drives it and its device's queue thread. On 2 cores 2 workers ran
+ * fewer cases/s than 1 (docs/hostile-driver.md).
+ */
+export function defaultFuzzWorkers(): number {
+  return Math.max(1, Math.floor(availableParallelism() / 2));
+}
+
 /** xorshift32: a small seeded generator, so a run can be replayed from its seed. */
 function random(seed: number): () => number {
   let x = seed >>> 0 || 0x9e3779b9;
@@ -83,7 +93,7 @@ function random(seed: number): () => number {
  * same case, ring and variant whatever the number of workers.
  */
 export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
-  const workers = options.workers ?? availableParallelism();
+  const workers = options.workers ?? defaultFuzzWorkers();
   if (!Number.isInteger(workers) || workers < 1) throw new InvalidArgumentError(`fuzz workers ${workers} must be a whole number >= 1`);
   const caseList = await fuzzCases(options.caseModule);
   const next = random(options.seed);

@@ -34,6 +34,7 @@ export default defineConfig([
       'workers/vhost-queue-worker': 'workers/vhost-queue-worker.ts',
       'workers/vhost-user-io': 'workers/vhost-user-io.ts',
       'workers/tap-worker': 'workers/tap-worker.ts',
+      'workers/fuzz-worker': 'workers/fuzz-worker.ts',
     },
     format: ['esm'],
     target: 'node20',

@@ -18,8 +18,11 @@
 //      after "start tx_first 4"). Next to it, in the same run, testpmd's own
 //      loop: its vhost PMD (device) <-> virtio-user (driver) in one process.
 // Threads: (a) 2 busy-then-blocked; (b) the front end (main thread) and our
-// I/O, tx and rx ring threads; (c) testpmd's 2 lcores (one busy) + our I/O
-// thread, tx and rx ring threads and the main thread.
+// I/O thread and ring threads; (c) testpmd's 2 lcores (one busy) + our I/O
+// thread, ring threads and the main thread. The ring threads follow the
+// server's mapping (VIRTIO_LAB_THREADS, else 'auto': one for both rings on
+// few cores, a thread per ring with a core for each plus two), printed with
+// each testpmd row.
 // Writes bench/results/vhost-user-<time>.json: per ring (split, packed)
 // `ours`, `baseline` (testpmd's own loop) and `ratio`, Mpps medians.
 //
@@ -184,8 +187,10 @@ async function throughOurs(ring, seconds, samples, spinUs) {
     }
     t.say('stop');
     const errors = server.device.netStats().errors;
+    // Older builds have one thread per ring and no ringThreads().
+    const threads = server.ringThreads?.().mapping ?? 'a thread per ring';
     await t.quit();
-    return { rates, errors, summary: server.summary() };
+    return { rates, errors, threads, summary: server.summary() };
   } finally {
     await t?.kill(5000);
     await server.close();
@@ -216,11 +221,12 @@ export async function vhostUserCases({ runs = 5, trips = 2000, seconds = 2, kick
         oursRange: range(ours.rates.map((r) => r / 1e6)),
         baselineRange: range(baseline.map((r) => r / 1e6)),
         errors: ours.errors,
+        threads: ours.threads,
         features: ours.summary?.features,
         protocolFeatures: ours.summary?.protocolFeatures,
       };
       const r = rings[ring];
-      console.log(`testpmd io loop, 64 B ${ring.padEnd(6)}: through our back end ${fmtRange(r.oursRange, 1, 3)} Mpps (${ours.errors} ring errors); testpmd vhost PMD loop ${fmtRange(r.baselineRange, 1, 2)} Mpps; x${r.ratio.toFixed(3)}`);
+      console.log(`testpmd io loop, 64 B ${ring.padEnd(6)}: through our back end ${fmtRange(r.oursRange, 1, 3)} Mpps (${ours.errors} ring errors, ring threads ${ours.threads}); testpmd vhost PMD loop ${fmtRange(r.baselineRange, 1, 2)} Mpps; x${r.ratio.toFixed(3)}`);
     }
   } else {
     console.log('testpmd throughput: skipped (dpdk-testpmd not on PATH: apt-get install dpdk-dev)');

@@ -1,8 +1,10 @@
 /**
- * Entry point of a vhost-user ring's thread: the same loop and handlers as a
+ * Entry point of a vhost-user ring thread: the same loop and handlers as a
  * queue thread, over memory mapped from the front end (viewed by address:
- * an ArrayBuffer posted here would be a copy), interrupting through the
- * ring's call eventfd and sleeping in poll() on its kick eventfd.
+ * an ArrayBuffer posted here would be a copy), interrupting through each
+ * ring's call eventfd and sleeping in poll() on the kick eventfds of the
+ * rings it serves. The thread belongs to its server's pool and serves the
+ * rings of one session after another.
  */
 import { workerData } from 'node:worker_threads';
 import { viewMappedMemory } from '../src/vhost-user/front-end-memory.js';
@@ -30,8 +32,8 @@ new QueueThread(
     const raise = (): void => {
       if (signalEventfd(callFd) !== 8) Atomics.add(drops, queue, 1);
     };
-    if (data.notifyPage !== null) sleeper.watchPage(new Uint16Array(viewOf(data.notifyPage, NOTIFY_PAGE_BYTES)), new Int32Array(data.pageKicks), queue);
-    return { memory: viewMappedMemory(data.mapped), raise, kickFd: data.kickFd };
+    const page = data.notifyPage === null ? undefined : { words: new Uint16Array(viewOf(data.notifyPage, NOTIFY_PAGE_BYTES)), kicks: new Int32Array(data.pageKicks), at: queue };
+    return { memory: viewMappedMemory(data.mapped), raise, kick: { fd: data.kickFd, page } };
   },
   sleeper,
 );

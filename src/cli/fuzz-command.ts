@@ -1,9 +1,9 @@
-import { type FuzzSummary, runFuzz } from '../hostile/fuzz.js';
+import { type FuzzSummary, defaultFuzzWorkers, runFuzz } from '../hostile/fuzz.js';
 import type { HostileDeviceKind, RingFormat } from '../hostile/hostile-target.js';
 import { interruptOnSignals } from './interrupt.js';
 import { commandLine } from './options.js';
 
-export const FUZZ_USAGE = `usage: virtio-lab fuzz [--cases N] [--seconds S] [--seed N] [--device net|vsock|all] [--ring split|packed|both] [--json]
+export const FUZZ_USAGE = `usage: virtio-lab fuzz [--cases N] [--seconds S] [--seed N] [--workers N] [--device net|vsock|all] [--ring split|packed|both] [--json]
 
 Drive our virtio-net and virtio-vsock devices with HostileDriver: random
 named lies (bad descriptors, chain loops, index jumps, wrap counter lies,
@@ -16,6 +16,10 @@ kept its other queues working, and works again after a reset.
   --cases N     cases to run (default 1000000)
   --seconds S   stop after S seconds
   --seed N      seed of the random choices (default: from the clock; printed)
+  --workers N   threads that run cases side by side, each on devices of its
+                own (default: half the machine's available parallelism, at
+                least 1: a case keeps two threads busy); case i of a seed
+                is the same whatever N
   --device D    net, vsock or all (default all)
   --ring R      split, packed or both (default both)
   --json        print the figures as one JSON object
@@ -39,6 +43,7 @@ const OPTIONS = {
   cases: { type: 'int', min: 1, default: 1_000_000 },
   seconds: { type: 'number', above: 0 },
   seed: { type: 'int', min: 0, max: 0xffffffff },
+  workers: { type: 'int', min: 1, max: 256 },
   device: { type: 'string', choices: ['net', 'vsock', 'all'], default: 'all' },
   ring: { type: 'string', choices: ['split', 'packed', 'both'], default: 'both' },
   json: { type: 'boolean' },
@@ -54,7 +59,8 @@ export async function fuzzCommand(args: string[]): Promise<number> {
   const { values } = parsed;
   const { cases, seconds } = values;
   const seed = values.seed ?? Date.now() >>> 0;
-  if (!values.json) console.log(`fuzz: seed ${seed}, devices ${DEVICES[values.device].join('+')}, rings ${RINGS[values.ring].join('+')}`);
+  const workers = values.workers ?? defaultFuzzWorkers();
+  if (!values.json) console.log(`fuzz: seed ${seed}, ${workers} worker${workers === 1 ? '' : 's'}, devices ${DEVICES[values.device].join('+')}, rings ${RINGS[values.ring].join('+')}`);
   const interrupt = interruptOnSignals('fuzz');
   let s: FuzzSummary;
   try {
@@ -62,6 +68,7 @@ export async function fuzzCommand(args: string[]): Promise<number> {
       cases,
       seconds,
       seed,
+      workers,
       devices: DEVICES[values.device],
       rings: RINGS[values.ring],
       signal: interrupt.signal,
@@ -78,7 +85,7 @@ export async function fuzzCommand(args: string[]): Promise<number> {
     console.log(`errors by name: ${fmt(s.errorsByCode)}`);
     console.log(`DEVICE_NEEDS_RESET then reset and recovered: ${s.needsReset}`);
     console.log(`guard violations: ${s.guardViolations} (must be 0)`);
-    for (const f of s.failures) console.log(`FAILED ${f.case} (${f.spec}) on ${f.ring} rings, variant ${f.variant}: ${f.problems.join('; ')}`);
+    for (const f of s.failures) console.log(`FAILED case ${f.index}: ${f.case} (${f.spec}) on ${f.ring} rings, variant ${f.variant}: ${f.problems.join('; ')}`);
   }
   return s.failed === 0 && s.guardViolations === 0 ? 0 : 1;
 }

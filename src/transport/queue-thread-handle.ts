@@ -169,20 +169,3 @@ export class QueueThreadHandle {
     }
   }
 }
-
-/**
- * Start one queue on a thread of its own: stopping keeps the thread for a
- * terminate to come; terminate ends it too (a vhost-user ring's thread, which
- * sleeps on the ring's own doorbell).
- */
-export function ownQueueThread(thread: QueueThreadHandle, data: QueueWorkerData, events: QueueWorkerEvents): QueueRunner {
-  const runner = thread.start(data, events);
-  return {
-    stop: () => runner.stop(),
-    terminate: async () => {
-      await runner.terminate();
-      await thread.close();
-    },
-    kill: () => runner.kill(),
-  };
-}

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
-import type { WordRef } from '../notify/notify-area.js';
+import { POLL_SLEEPER, type WordRef } from '../notify/notify-area.js';
+import * as libc from '../os/libc.js';
 import type { QueueWorkerData } from '../worker/queue-worker-data.js';
 import type { QueueRunner } from './queue-runner.js';
 import { QueueThreadHandle, type QueueWorkerEvents } from './queue-thread-handle.js';
@@ -17,6 +18,13 @@ export interface QueueThreadPoolOptions {
   threads?: number;
   /** Microseconds a thread polls before it sleeps, at most (default 30; the budget adapts below it). */
   spinUs?: number;
+  /**
+   * Threads for vhost-user rings (default false): each sleeps in poll() on
+   * the kick eventfds of the rings it serves and on a wake eventfd of its
+   * own (made by the pool at the thread's first start, closed at close()), which ring() on its wake word
+   * signals while it sleeps. Such a pool serves vhost-user back ends only.
+   */
+  vhostUser?: boolean;
 }
 
 /**
@@ -35,6 +43,10 @@ export class QueueThreadPool {
   /** How many threads the pool has. */
   readonly size: number;
   readonly spinUs: number;
+  /** Whether the threads are vhost-user ring threads (see QueueThreadPoolOptions.vhostUser). */
+  readonly vhostUser: boolean;
+  /** Each thread's wake eventfd (vhost-user pools; -1 until its first start), kept across the thread's replacements. */
+  private readonly wakeFds: number[];
   private readonly buffer: SharedArrayBuffer;
   private readonly threads: Array<QueueThreadHandle | undefined>;
   private next = 0;
@@ -50,6 +62,8 @@ export class QueueThreadPool {
     this.spinUs = spinUs;
     this.buffer = new SharedArrayBuffer(4 * LINE * 2 * size);
     this.threads = new Array(size).fill(undefined);
+    this.vhostUser = options.vhostUser ?? false;
+    this.wakeFds = new Array(size).fill(-1);
   }
 
   /** The word that wakes thread `i`. */
@@ -86,6 +100,9 @@ export class QueueThreadPool {
     const running = this.threads.filter((t): t is QueueThreadHandle => t !== undefined);
     this.threads.fill(undefined);
     await Promise.all(running.map((t) => t.close()));
+    // Every thread has exited: nothing polls or signals the wake eventfds now.
+    for (const fd of this.wakeFds) if (fd >= 0) libc.close(fd);
+    this.wakeFds.fill(-1);
   }
 
   private thread(i: number): QueueThreadHandle {
@@ -94,7 +111,13 @@ export class QueueThreadPool {
     let t = this.threads[i];
     if (t === undefined || !t.alive) {
       const wake = LINE * 2 * i;
-      t = new QueueThreadHandle(workerFile('queue-worker'), { buffer: this.buffer, wake, control: wake + LINE }, this.spinUs);
+      // A thread that died asleep in poll() left POLL_SLEEPER set: its successor starts clean.
+      Atomics.and(new Int32Array(this.buffer), wake, ~POLL_SLEEPER);
+      const layout = { buffer: this.buffer, wake, control: wake + LINE };
+      if (this.vhostUser && this.wakeFds[i] < 0) this.wakeFds[i] = libc.eventfd(true);
+      t = this.vhostUser
+        ? new QueueThreadHandle(workerFile('vhost-queue-worker'), layout, this.spinUs, this.wakeFds[i])
+        : new QueueThreadHandle(workerFile('queue-worker'), layout, this.spinUs);
       this.threads[i] = t;
       this.started++;
     }

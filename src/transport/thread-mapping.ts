@@ -43,15 +43,19 @@ export function defaultThreadMapping(): ThreadMapping {
   return env as ThreadMapping;
 }
 
-/** Resolve `mapping` for a device with `numQueues` queues. */
-export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, spinUs: number): QueueThreads {
+/**
+ * Resolve `mapping` for a device with `numQueues` queues. `vhostUser`: the
+ * queues are a vhost-user back end's rings, whose threads poll kick
+ * eventfds (a shared pool must have been made with `vhostUser: true`).
+ */
+export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, spinUs: number, vhostUser = false): QueueThreads {
   const own = (threads: number, of: (q: number) => number, name: string): QueueThreads => ({
-    pool: new QueueThreadPool({ threads, spinUs }),
+    pool: new QueueThreadPool({ threads, spinUs, vhostUser }),
     threadOf: Array.from({ length: numQueues }, (_, q) => of(q)),
     owned: true,
     name,
   });
-  if (mapping === 'auto') return mapQueueThreads(availableParallelism() >= numQueues + 2 ? 'per-queue' : 'per-device', numQueues, spinUs);
+  if (mapping === 'auto') return mapQueueThreads(availableParallelism() >= numQueues + 2 ? 'per-queue' : 'per-device', numQueues, spinUs, vhostUser);
   if (mapping === 'per-queue') return own(numQueues, (q) => q, mapping);
   if (mapping === 'per-pair') return own(Math.ceil(numQueues / 2), (q) => q >>> 1, mapping);
   if (mapping === 'per-device') return own(1, () => 0, mapping);
@@ -63,6 +67,9 @@ export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, spinU
   }
   if (typeof mapping === 'object' && mapping !== null && 'pool' in mapping && mapping.pool instanceof QueueThreadPool) {
     const { pool, thread } = mapping;
+    if (pool.vhostUser !== vhostUser) {
+      throw new InvalidArgumentError(`threads { pool }: a pool made with vhostUser: ${pool.vhostUser} cannot serve ${vhostUser ? "a vhost-user back end's rings" : "an in-process device's queues"}`);
+    }
     const threadOf = Array.from({ length: numQueues }, (_, q) => (thread === undefined ? pool.nextThread() : thread(q)));
     for (const [q, t] of threadOf.entries()) {
       if (!Number.isInteger(t) || t < 0 || t >= pool.size) throw new InvalidArgumentError(`threads.thread(${q}) = ${t}: the pool has threads 0 to ${pool.size - 1}`);

@@ -40,17 +40,21 @@ export interface VirtioDeviceOptions {
    */
   threads?: ThreadMapping;
   /**
-   * How a worker queue is started. Default: on the queue thread `threads`
-   * maps it to, over the SharedArrayBuffer regions of the device's memory.
-   * The vhost-user back end starts its own kind (memory mapped from the
-   * front end, eventfd interrupts), on a thread per queue that sleeps on the
-   * queue's own doorbell word; `threads` is then ignored.
+   * Where the worker queues run when not on threads of `threads` over the
+   * SharedArrayBuffer regions of the device's memory: the vhost-user back
+   * end's ring threads (memory mapped from the front end, eventfd kicks and
+   * interrupts). `threads` is then ignored.
    */
   queueLauncher?: QueueLauncher;
 }
 
-/** Starts one worker queue from its data; the device hands it the events to report. */
-export type QueueLauncher = (data: QueueWorkerData, events: QueueWorkerEvents) => QueueRunner;
+/** Queue threads of another kind than the default, and what their queues start from. */
+export interface QueueLauncher {
+  /** The threads of a device with `numQueues` queues, and each queue's thread (its wake word is the queue's doorbell). Called once. */
+  threads(numQueues: number): QueueThreads;
+  /** The data a queue starts from on those threads, from the device's. */
+  prepare(data: QueueWorkerData): QueueWorkerData;
+}
 
 /** A queue's ring addresses (guest-physical). */
 export interface QueueAddresses {
@@ -109,9 +113,9 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
   private resetting: Promise<void> | undefined;
   /** Microseconds a queue thread polls before it sleeps, at most. */
   readonly spinUs: number;
-  private readonly launch: QueueLauncher;
-  /** Where the worker queues run (undefined with a custom queueLauncher). */
-  private readonly threads: QueueThreads | undefined;
+  private readonly launch: (data: QueueWorkerData, events: QueueWorkerEvents) => QueueRunner;
+  /** Where the worker queues run. */
+  private readonly threads: QueueThreads;
   /** The default launcher posts memory to workers: it must be shared. */
   private readonly sharedMemoryOnly: boolean;
   private mem: GuestMemory;
@@ -124,15 +128,11 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     super();
     validateQueueSize(model.maxQueueSize);
     this.spinUs = options.spinUs ?? 30;
-    if (options.queueLauncher === undefined) {
-      const threads = mapQueueThreads(options.threads ?? defaultThreadMapping(), model.numQueues, this.spinUs);
-      this.threads = threads;
-      this.launch = (data, events) => threads.pool.start(threads.threadOf[data.queue], data, events);
-    } else {
-      this.threads = undefined;
-      this.launch = options.queueLauncher;
-    }
-    this.sharedMemoryOnly = options.queueLauncher === undefined;
+    const launcher = options.queueLauncher;
+    const threads = launcher?.threads(model.numQueues) ?? mapQueueThreads(options.threads ?? defaultThreadMapping(), model.numQueues, this.spinUs);
+    this.threads = threads;
+    this.launch = (data, events) => threads.pool.start(threads.threadOf[data.queue], launcher === undefined ? data : launcher.prepare(data), events);
+    this.sharedMemoryOnly = launcher === undefined;
     if (this.sharedMemoryOnly) checkShared(memory);
     this.mem = memory;
     this.notify = NotifyArea.create(model.numQueues, model.numQueues + 1);
@@ -234,24 +234,24 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    */
   async close(): Promise<void> {
     await this.reset();
-    if (this.threads?.owned) await this.threads.pool.close();
+    if (this.threads.owned) await this.threads.pool.close();
   }
 
   /** How the worker queues map onto threads, in words ("per-device", "shared pool of 2", ...). */
   get threadMapping(): string {
-    return this.threads?.name ?? 'a thread per queue (custom launcher)';
+    return this.threads.name;
   }
 
   /**
    * The word that wakes whatever serves queue `q` (a driver's kick, a peer
    * channel's wake-up): the queue thread it is mapped to, or the device's
    * own doorbell for a queue the control plane serves inline (a control
-   * queue) or a custom launcher runs. Fixed for the device's life, so a
+   * queue). Fixed for the device's life, so a
    * driver or peer may keep it.
    */
   doorbell(q: number): WordRef {
     this.slot(q);
-    if (this.threads === undefined || this.model.runsInline?.(q, this.negotiatedFeatures) === true) {
+    if (this.model.runsInline?.(q, this.negotiatedFeatures) === true) {
       return { buffer: this.notify.spec.buffer, index: this.notify.doorbellWord(q) };
     }
     return this.threads.pool.wakeWord(this.threads.threadOf[q]);

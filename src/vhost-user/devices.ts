@@ -12,7 +12,7 @@ import {
 } from '../spec/features.js';
 import { VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../spec/vsock.js';
 import { VirtioVsockDevice, type VsockDeviceOptions } from '../vsock/vsock-device.js';
-import { type VhostUserNotifyOptions, VhostUserServer, type VhostUserTrustOptions } from './server.js';
+import { type VhostUserNotifyOptions, VhostUserServer, type VhostUserThreadOptions, type VhostUserTrustOptions } from './server.js';
 
 /**
  * Features a vhost-user net back end does not offer: the control virtqueue
@@ -22,7 +22,7 @@ import { type VhostUserNotifyOptions, VhostUserServer, type VhostUserTrustOption
 const FRONT_END_NET_FEATURES = featureSet(NET_F_CTRL_VQ, NET_F_CTRL_RX, NET_F_CTRL_RX_EXTRA, NET_F_CTRL_VLAN, NET_F_CTRL_MAC_ADDR, NET_F_CTRL_GUEST_OFFLOADS, NET_F_GUEST_ANNOUNCE);
 
 /** Options of a vhost-user virtio-net back end. */
-export type VhostUserNetOptions = Omit<NetDeviceOptions, 'queueLauncher' | 'controlQueue'> & VhostUserTrustOptions & VhostUserNotifyOptions;
+export type VhostUserNetOptions = Omit<NetDeviceOptions, 'queueLauncher' | 'controlQueue' | 'threads' | 'spinUs'> & VhostUserTrustOptions & VhostUserNotifyOptions & VhostUserThreadOptions;
 
 /**
  * Serve a virtio-net device over vhost-user on `path`: `queuePairs`
@@ -34,7 +34,7 @@ export type VhostUserNetOptions = Omit<NetDeviceOptions, 'queueLauncher' | 'cont
  * and go to the front end's guest.
  */
 export function serveVhostUserNet(path: string, all: VhostUserNetOptions = {}): VhostUserServer<VirtioNetDevice> {
-  const { allowUnsealedMemory, hostNotifiers, ...options } = all;
+  const { allowUnsealedMemory, hostNotifiers, threads, spinUs, ...options } = all;
   const pairs = options.queuePairs ?? 1;
   const mq = pairs > 1 ? 0n : featureSet(NET_F_MQ);
   const features = (options.features ?? NET_DEVICE_FEATURES) & ~FRONT_END_NET_FEATURES & ~mq;
@@ -45,7 +45,9 @@ export function serveVhostUserNet(path: string, all: VhostUserNetOptions = {}): 
     features,
     allowUnsealedMemory,
     hostNotifiers,
-    device: (base) => new VirtioNetDevice(base.memory, { ...options, features, queuePairs: pairs, controlQueue: 'front-end', queueLauncher: base.queueLauncher }),
+    threads,
+    spinUs,
+    device: (base) => new VirtioNetDevice(base.memory, { ...options, features, queuePairs: pairs, controlQueue: 'front-end', queueLauncher: base.queueLauncher, spinUs: base.spinUs }),
     onRingEnable: (device, enabled) => {
       if (pairs === 1) return;
       // The pairs in use are 0..n-1 (5.1.6.5.5): steer over the prefix whose receive rings are enabled.
@@ -57,7 +59,7 @@ export function serveVhostUserNet(path: string, all: VhostUserNetOptions = {}): 
 }
 
 /** Options of a vhost-user virtio-vsock back end. */
-export type VhostUserVsockOptions = Omit<VsockDeviceOptions, 'queueLauncher'> & VhostUserTrustOptions & VhostUserNotifyOptions;
+export type VhostUserVsockOptions = Omit<VsockDeviceOptions, 'queueLauncher' | 'threads' | 'spinUs'> & VhostUserTrustOptions & VhostUserNotifyOptions & VhostUserThreadOptions;
 
 /**
  * Serve a virtio-vsock device over vhost-user on `path` (QEMU's
@@ -66,13 +68,15 @@ export type VhostUserVsockOptions = Omit<VsockDeviceOptions, 'queueLauncher'> & 
  * GET_CONFIG. Connect `server.device` to a VsockHost or a VsockUnixMuxer.
  */
 export function serveVhostUserVsock(path: string, all: VhostUserVsockOptions): VhostUserServer<VirtioVsockDevice> {
-  const { allowUnsealedMemory, hostNotifiers, ...options } = all;
+  const { allowUnsealedMemory, hostNotifiers, threads, spinUs, ...options } = all;
   return new VhostUserServer({
     path,
     allowUnsealedMemory,
     hostNotifiers,
+    threads,
+    spinUs,
     rings: Math.max(VSOCK_RX_QUEUE, VSOCK_TX_QUEUE) + 1,
     configSpace: true,
-    device: (base) => new VirtioVsockDevice(base.memory, { ...options, queueLauncher: base.queueLauncher }),
+    device: (base) => new VirtioVsockDevice(base.memory, { ...options, queueLauncher: base.queueLauncher, spinUs: base.spinUs }),
   });
 }

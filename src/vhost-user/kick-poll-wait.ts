@@ -1,5 +1,5 @@
 import { POLL_SLEEPER, pollWakeFdWord } from '../notify/notify-area.js';
-import type { ThreadSleeper } from '../worker/queue-thread.js';
+import type { QueueKick, ThreadSleeper } from '../worker/queue-thread.js';
 import * as libc from '../os/libc.js';
 import { PollSet } from './poll-set.js';
 import { NOTIFY_PAGE_IDLE } from './vring.js';
@@ -8,27 +8,29 @@ import { NOTIFY_PAGE_IDLE } from './vring.js';
 const PAGE_LOOK_MS = 1;
 
 /**
- * How a vhost-user ring's thread sleeps: in one poll() over the kick
- * eventfds of the rings it serves and its own wake eventfd, so a front
+ * How a vhost-user ring thread sleeps: in one poll() over the kick
+ * eventfds of the rings it serves (one ring, a pair, every ring of a
+ * session) and its own wake eventfd, so a front
  * end's kick wakes it directly (one hop, no relay through the I/O thread).
  * In-process wakers (a lab peer's channel, the control plane) ring the
  * thread's wake word as for any queue thread; the POLL_SLEEPER bit set on
  * that word while it sleeps makes ring() signal the wake eventfd too.
  *
- * Kick counters are drained only on the way to sleep (snapshot), not per
- * round: while the thread is busy the ring is polled anyway and the driver
- * is asked not to kick (notifications disarmed), so a read per round would
- * be a system call for nothing. Reads use readEventfd (RWF_NOWAIT): the kick
- * fds are the front end's files and may have been made blocking.
+ * A kick counter is read only when poll() finds its fd readable, right
+ * after the sleep, before the thread looks at its rings again: not per
+ * round (while the thread is busy the rings are polled anyway and the
+ * driver is asked not to kick), nor for every ring on the way to sleep. A
+ * kick that came while the thread was busy leaves its fd readable, so the
+ * next poll() returns at once and reads it (one look at the rings more,
+ * never a lost kick). Reads use readEventfd (RWF_NOWAIT): the kick fds are
+ * the front end's files and may have been made blocking.
  */
 export class KickPollWait implements ThreadSleeper {
   private readonly polls = new PollSet();
-  private kicks: readonly number[] = [];
+  private kickFds: number[] = [];
+  /** The notify pages (host notifiers) of the rings served now that have one. */
+  private pages: NonNullable<QueueKick['page']>[] = [];
   private readonly drain = new Uint8Array(8);
-  /** The ring's notify page (host notifier) and where its notify writes are counted, when the front end was offered one. */
-  private page: Uint16Array | undefined;
-  private pageKicks: Int32Array | undefined;
-  private pageKickAt = 0;
 
   constructor(
     private readonly i32: Int32Array,
@@ -40,35 +42,29 @@ export class KickPollWait implements ThreadSleeper {
     this.polls.set([wakeFd]);
   }
 
-  watch(kickFds: readonly number[]): void {
-    this.kicks = kickFds;
-    this.polls.set([this.wakeFd, ...kickFds]);
+  /** Poll the kick eventfds of `kicks` (and watch their notify pages) from now on. */
+  watch(kicks: readonly QueueKick[]): void {
+    this.kickFds = kicks.map((k) => k.fd);
+    this.pages = kicks.flatMap((k) => (k.page === undefined ? [] : [k.page]));
+    this.polls.set([this.wakeFd, ...this.kickFds]);
   }
 
-  /**
-   * Watch a notify page too: the driver's notify writes land there once the
-   * front end maps it (host notifier). Found writes are counted in
-   * `kicks[at]`.
-   */
-  watchPage(page: Uint16Array, kicks: Int32Array, at: number): void {
-    this.page = page;
-    this.pageKicks = kicks;
-    this.pageKickAt = at;
-  }
-
-  /** Whether a notify write landed on the page since the last look (taken: the page is idle again). */
+  /** Whether a notify write landed on a page since the last look (taken: the page is idle again). */
   private pageKicked(): boolean {
-    const page = this.page;
-    if (page === undefined || Atomics.load(page, 0) === NOTIFY_PAGE_IDLE) return false;
-    Atomics.store(page, 0, NOTIFY_PAGE_IDLE);
-    Atomics.add(this.pageKicks!, this.pageKickAt, 1);
-    return true;
+    const pages = this.pages;
+    let kicked = false;
+    for (let i = 0; i < pages.length; i++) {
+      const p = pages[i];
+      if (Atomics.load(p.words, 0) === NOTIFY_PAGE_IDLE) continue;
+      Atomics.store(p.words, 0, NOTIFY_PAGE_IDLE);
+      Atomics.add(p.kicks, p.at, 1);
+      kicked = true;
+    }
+    return kicked;
   }
 
-  /** Drain the kicks (the caller looks at every ring after this), then read the wake word. */
+  /** Take a notify page write (the caller looks at every ring after this), then read the wake word. */
   snapshot(): number {
-    const kicks = this.kicks;
-    for (let i = 0; i < kicks.length; i++) libc.readEventfd(kicks[i], this.drain);
     this.pageKicked();
     return Atomics.load(this.i32, this.wake);
   }
@@ -82,11 +78,11 @@ export class KickPollWait implements ThreadSleeper {
     }
     let n: number;
     let timedOut: boolean;
-    if (this.page === undefined) {
+    if (this.pages.length === 0) {
       n = this.polls.poll(timeoutMs);
       timedOut = n === 0;
     } else {
-      // A notify write to the page wakes nobody: look at it between short polls.
+      // A notify write to a page wakes nobody: look at the pages between short polls.
       let left = timeoutMs;
       do {
         n = this.polls.poll(Math.min(PAGE_LOOK_MS, left));
@@ -95,7 +91,20 @@ export class KickPollWait implements ThreadSleeper {
       timedOut = n === 0 && left <= 0;
     }
     Atomics.and(this.i32, this.wake, ~POLL_SLEEPER);
-    if (n > 0 && this.polls.revents(0) !== 0) libc.read(this.wakeFd, this.drain);
+    if (n > 0) this.drainReady();
     return timedOut;
+  }
+
+  /**
+   * Read the counters of the fds poll() found readable (the wake eventfd, the
+   * kicks that woke us): the caller looks at every ring next, so a kick read
+   * here is never lost, and one that comes later leaves its fd readable for
+   * the next poll().
+   */
+  private drainReady(): void {
+    const polls = this.polls;
+    if (polls.revents(0) !== 0) libc.read(this.wakeFd, this.drain);
+    const kicks = this.kickFds;
+    for (let i = 0; i < kicks.length; i++) if (polls.revents(i + 1) !== 0) libc.readEventfd(kicks[i], this.drain);
   }
 }

@@ -1,15 +1,17 @@
 import * as libc from '../os/libc.js';
 
-/** The most fds one PollSet watches. */
-const MAX_FDS = 64;
-
-/** A fixed set of struct pollfd entries (POLLIN), rebuilt only when the watched fds change. */
+/** A set of struct pollfd entries (POLLIN), rebuilt only when the watched fds change. */
 export class PollSet {
-  readonly u8 = new Uint8Array(8 * MAX_FDS);
-  private readonly dv = new DataView(this.u8.buffer);
+  u8 = new Uint8Array(8 * 8);
+  private dv = new DataView(this.u8.buffer);
   count = 0;
 
   set(fds: readonly number[]): void {
+    if (8 * fds.length > this.u8.length) {
+      // A thread serving many rings (a shared pool): grow, never per poll.
+      this.u8 = new Uint8Array(8 * fds.length);
+      this.dv = new DataView(this.u8.buffer);
+    }
     this.count = fds.length;
     for (let i = 0; i < fds.length; i++) {
       this.dv.setInt32(8 * i, fds[i], true);

@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import type { FeatureSet } from '../spec/features.js';
-import { QueueThreadHandle, ownQueueThread } from '../transport/queue-thread-handle.js';
+import { type QueueThreads, type ThreadMapping, defaultThreadMapping, mapQueueThreads } from '../transport/thread-mapping.js';
 import type { QueueLauncher, VirtioDevice } from '../transport/virtio-device.js';
 import { workerFile } from '../transport/worker-file.js';
 import type { IoCommand, IoEvent, IoWorkerData } from './io-messages.js';
@@ -12,6 +12,7 @@ import * as libc from '../os/libc.js';
 import { ProtocolFeature } from './protocol.js';
 import { type SessionSummary, VhostUserSession } from './session.js';
 import type { VhostQueueWorkerData } from './vhost-queue-data.js';
+import type { QueueWorkerData } from '../worker/queue-worker-data.js';
 
 /** Protocol features always served; MQ and CONFIG where the device asks for them (see the options). */
 const BASE_PROTOCOL_FEATURES = [ProtocolFeature.REPLY_ACK, ProtocolFeature.STATUS, ProtocolFeature.RESET_DEVICE];
@@ -23,8 +24,10 @@ const IO_EXIT_MS = 2000;
 export interface VhostUserDeviceBase {
   /** Placeholder guest memory until a front end sends its memory table. */
   memory: GuestMemory;
-  /** Starts queues on vhost-user queue workers; pass it as the device's `queueLauncher` option. */
+  /** Starts queues on the server's ring threads; pass it as the device's `queueLauncher` option. */
   queueLauncher: QueueLauncher;
+  /** Microseconds a ring thread polls before it sleeps, at most; pass it as the device's `spinUs`. */
+  spinUs: number;
 }
 
 /** Options of a vhost-user server. */
@@ -51,6 +54,25 @@ export interface VhostUserServerOptions<D extends VirtioDevice> {
   allowUnsealedMemory?: boolean;
   /** See {@link VhostUserNotifyOptions.hostNotifiers}. */
   hostNotifiers?: boolean;
+  /** See {@link VhostUserThreadOptions.threads}. */
+  threads?: ThreadMapping;
+  /** See {@link VhostUserThreadOptions.spinUs}. */
+  spinUs?: number;
+}
+
+/** Which threads run a vhost-user back end's rings (docs/vhost-user.md, "Threads and the path of a frame"). */
+export interface VhostUserThreadOptions {
+  /**
+   * How the rings map onto ring threads, as for in-process devices
+   * (ThreadMapping; default VIRTIO_LAB_THREADS, else 'auto': a thread per
+   * ring where the cores allow it, else one thread for every ring). The
+   * threads are the server's: they serve one front end after another and
+   * end when the server closes. A shared `{ pool }` must be made with
+   * `vhostUser: true`; it may serve the rings of several servers.
+   */
+  threads?: ThreadMapping;
+  /** Microseconds a ring thread polls before it sleeps, at most (default 30; the budget adapts below it). */
+  spinUs?: number;
 }
 
 /** How a vhost-user back end's rings are kicked (docs/vhost-user.md, "Host notifiers"). */
@@ -80,6 +102,18 @@ export interface VhostUserTrustOptions {
   allowUnsealedMemory?: boolean;
 }
 
+/** What `VhostUserServer.ringThreads()` reports. */
+export interface RingThreads {
+  /** The mapping in words ('per-device', 'per-queue', 'shared pool of 2', ...). */
+  mapping: string;
+  /** The pool thread of each of the device's queues. */
+  threadOf: number[];
+  /** Threads started so far (of the pool: with a shared pool, by every server on it). */
+  spawned: number;
+  /** Per pool thread, the rings it serves now, or undefined when it is not running. */
+  load: Array<number | undefined>;
+}
+
 /** Events: 'connected', 'disconnected' ({ reason, summary }), 'log' (a line). */
 export interface VhostUserDisconnect {
   reason: string;
@@ -94,8 +128,9 @@ export interface VhostUserDisconnect {
  * process) and kicks and interrupts travel over eventfds.
  *
  * Threads: the control plane (this one) handles messages in order; an I/O
- * thread polls the socket; one thread per running ring, which polls the
- * ring's kick eventfd itself. A malformed message drops the connection with a logged reason,
+ * thread polls the socket; ring threads (see VhostUserThreadOptions), kept
+ * from one front end to the next, poll the kick eventfds of their rings
+ * themselves. A malformed message drops the connection with a logged reason,
  * every fd is closed, and the next front end may connect.
  */
 export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends EventEmitter {
@@ -116,6 +151,8 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
   private readonly queueNum: number;
   private readonly onRingEnable: VhostUserServerOptions<D>['onRingEnable'];
   private readonly allowUnsealedMemory: boolean;
+  /** The ring threads (set when the device is made). */
+  private threads: QueueThreads | undefined;
   /** The session's deferred task (VhostUserSession's host.later) and its timer. */
   private deferred: NodeJS.Timeout | undefined;
 
@@ -128,7 +165,10 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     this.queueNum = options.queueNum ?? 1;
     this.onRingEnable = options.onRingEnable;
     this.allowUnsealedMemory = options.allowUnsealedMemory ?? false;
-    this.device = options.device({ memory: this.noMemory, queueLauncher: this.launch });
+    const spinUs = options.spinUs ?? 30;
+    const mapping = options.threads ?? defaultThreadMapping();
+    const queueLauncher: QueueLauncher = { threads: (numQueues) => (this.threads = ringThreads(mapping, rings, numQueues, spinUs)), prepare: this.prepare };
+    this.device = options.device({ memory: this.noMemory, queueLauncher, spinUs });
     if (this.device.numQueues < rings) throw new InvalidArgumentError(`device has ${this.device.numQueues} queues, fewer than ${rings} rings`);
     this.offered = options.features ?? this.device.deviceFeatures;
     const protocol: number[] = [...BASE_PROTOCOL_FEATURES];
@@ -160,6 +200,17 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     return this.session !== undefined;
   }
 
+  /**
+   * The ring threads: how rings map onto them, how many were started over
+   * the server's life (a thread replaced after a death counts again; front
+   * ends coming and going do not), and the rings each serves now
+   * (undefined: not running).
+   */
+  ringThreads(): RingThreads {
+    const t = this.threads!;
+    return { mapping: t.name, threadOf: [...t.threadOf], spawned: t.pool.spawned, load: t.pool.load };
+  }
+
   /** What the current (or else the last) front end negotiated. */
   summary(): SessionSummary | undefined {
     return this.session?.summary() ?? this.last;
@@ -186,14 +237,15 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     await this.device.close();
   }
 
-  private readonly launch: QueueLauncher = (data, events) => {
+  /** A ring's data for its thread: the current session's memory and the ring's fds. */
+  private readonly prepare = (data: QueueWorkerData): VhostQueueWorkerData => {
     const session = this.session;
     const memory = session?.frontEndMemory;
     if (session === undefined || memory === undefined) throw new VirtioLabError('VHOST_USER_NO_MEMORY', `ring ${data.queue} started without a front-end memory table`);
-    // memory: [] because the regions' buffers are views of mapped memory, which posting would copy.
     const vring = session.vring(data.queue);
-    const worker: VhostQueueWorkerData = {
+    return {
       ...data,
+      // The regions' buffers are views of mapped memory, which posting would copy: the thread views them by address.
       memory: [],
       interrupt: null,
       configInterrupt: null,
@@ -204,11 +256,6 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
       pageKicks: session.pageKicks,
       callDrops: session.callDrops,
     };
-    // A thread per ring, asleep in poll() on the ring's kick eventfd and its wake eventfd;
-    // in-process wakers ring the ring's own doorbell word, which reaches the wake eventfd.
-    const notify = this.device.notify;
-    const words = { buffer: notify.spec.buffer, wake: notify.doorbellWord(data.queue), control: notify.controlWord(data.queue) };
-    return ownQueueThread(new QueueThreadHandle(workerFile('vhost-queue-worker'), words, this.device.spinUs, vring.wakeFd), worker, events);
   };
 
   private command(c: IoCommand): void {
@@ -318,6 +365,19 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     this.log(`front end disconnected: ${reason}`);
     this.emit('disconnected', { reason, summary: this.last } satisfies VhostUserDisconnect);
   }
+}
+
+/**
+ * The ring threads of a device with `numQueues` queues of which the front
+ * end drives `rings`: the mapping is of the rings alone ('auto' counts
+ * them). The other queues (a net controlq, vsock's event queue) stay with
+ * the front end and never start here; they are listed on thread 0 only so
+ * that every queue has a thread.
+ */
+function ringThreads(mapping: ThreadMapping, rings: number, numQueues: number, spinUs: number): QueueThreads {
+  const threads = mapQueueThreads(mapping, rings, spinUs, true);
+  while (threads.threadOf.length < numQueues) threads.threadOf.push(threads.threadOf[0]);
+  return threads;
 }
 
 const ECONNREFUSED = 111;

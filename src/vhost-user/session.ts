@@ -1,6 +1,6 @@
 import { VirtioLabError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import { POLL_SLEEPER, pollWakeFdWord, ring } from '../notify/notify-area.js';
+import { ring } from '../notify/notify-area.js';
 import { F_RING_PACKED, type FeatureSet, hasFeature } from '../spec/features.js';
 import { MAX_QUEUE_SIZE } from '../spec/ring.js';
 import { STATUS_ACKNOWLEDGE, STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../spec/status.js';
@@ -232,15 +232,8 @@ export class VhostUserSession {
       this.memory?.unmap();
       this.memory = undefined;
     } finally {
-      const { notify } = device;
-      this.rings.forEach((r, q) => {
-        // A ring thread ended while asleep in poll() leaves POLL_SLEEPER set on
-        // its doorbell: clear it before its wake fd's number can be reused.
-        const word = notify.doorbellWord(q);
-        Atomics.and(notify.i32, word, ~POLL_SLEEPER);
-        Atomics.store(notify.i32, pollWakeFdWord(word), 0);
-        r.close();
-      });
+      // The ring threads stay (the server's pool) and no longer poll these rings' fds.
+      for (const r of this.rings) r.close();
     }
   }
 
@@ -324,7 +317,8 @@ export class VhostUserSession {
         const r = this.ring(k.index, m);
         r.replace('kick', this.take(m, k.fd));
         // A thread asleep in poll() still waits on the old file: wake it to poll the new one.
-        ring(device.notify.i32, device.notify.doorbellWord(k.index));
+        const doorbell = device.doorbell(k.index);
+        ring(new Int32Array(doorbell.buffer), doorbell.index);
         r.kicked = true;
         await this.maybeStart(k.index);
         return undefined;

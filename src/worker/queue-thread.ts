@@ -23,8 +23,20 @@ export interface QueueEnvironment {
   memory: GuestMemory;
   /** Send the driver this queue's interrupt. */
   raise(): void;
-  /** An eventfd the driver kicks this queue through (vhost-user), for the thread's sleeper to wait on. */
-  kickFd?: number;
+  /** Where the driver kicks this queue besides the wake word (vhost-user), for the thread's sleeper to wait on. */
+  kick?: QueueKick;
+}
+
+/** A vhost-user ring's kick: its eventfd, and its notify page when the front end was offered one (host notifier). */
+export interface QueueKick {
+  fd: number;
+  page?: {
+    /** The page's first u16: 0xffff while no notify write came. */
+    words: Uint16Array;
+    /** Where notify writes found on the page are counted (Int32 at `at`). */
+    kicks: Int32Array;
+    at: number;
+  };
 }
 
 /**
@@ -37,8 +49,8 @@ export interface ThreadSleeper {
   snapshot(): number;
   /** Sleep until the word moves from `seen` (or another source fires); true when the timeout passed instead. */
   sleep(seen: number, timeoutMs: number): boolean;
-  /** The kick eventfds of the queues served now. */
-  watch?(kickFds: readonly number[]): void;
+  /** The kicks of the queues served now. */
+  watch?(kicks: readonly QueueKick[]): void;
 }
 
 /** Builds a started queue's environment from its data (default: shared memory, interrupt word). */
@@ -58,7 +70,7 @@ interface ServedQueue {
   notify: NotifyArea;
   /** Where this queue's sleeps are counted in `stats`. */
   sleepsAt: number;
-  kickFd: number | undefined;
+  kick: QueueKick | undefined;
 }
 
 /**
@@ -134,7 +146,7 @@ export class QueueThread implements QueueThreadApi {
     // next round then looks at the ring before any sleep.
     device.enableNotify();
     const notify = new NotifyArea(data.notify);
-    this.queues.push({ slot, data, device, handler, stats, notify, sleepsAt: stats.base(data.queue) + C_SLEEPS, kickFd: env?.kickFd });
+    this.queues.push({ slot, data, device, handler, stats, notify, sleepsAt: stats.base(data.queue) + C_SLEEPS, kick: env?.kick });
     this.watchKicks();
     this.schedule();
   }
@@ -165,7 +177,7 @@ export class QueueThread implements QueueThreadApi {
   }
 
   private watchKicks(): void {
-    this.sleeper.watch?.(this.queues.flatMap((q) => (q.kickFd === undefined ? [] : [q.kickFd])));
+    this.sleeper.watch?.(this.queues.flatMap((q) => (q.kick === undefined ? [] : [q.kick])));
   }
 
   /** One loop chain at most: the loop reschedules itself while it serves queues. */

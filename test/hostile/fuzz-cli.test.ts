@@ -1,4 +1,4 @@
-/** `virtio-lab fuzz` (built CLI): a tiny run prints its figures and exits 0; a bad command line exits 2. */
+/** `virtio-lab fuzz` (built CLI): a tiny run prints its figures and exits 0 (its pool threads end: the process exits by itself); a bad command line exits 2. */
 import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -9,9 +9,9 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 describe('virtio-lab fuzz', () => {
   it('runs a few seeded cases on both devices and both rings: every property holds, figures as JSON', async () => {
-    const { stdout } = await run(process.execPath, ['dist/cli.js', 'fuzz', '--cases', '6', '--seed', '7', '--json'], { cwd: root, timeout: 60_000 });
+    const { stdout } = await run(process.execPath, ['dist/cli.js', 'fuzz', '--cases', '6', '--seed', '7', '--workers', '2', '--json'], { cwd: root, timeout: 60_000 });
     const s = JSON.parse(stdout);
-    expect(s).toMatchObject({ seed: 7, cases: 6, failed: 0, guardViolations: 0 });
+    expect(s).toMatchObject({ seed: 7, cases: 6, workers: 2, failed: 0, guardViolations: 0 });
     expect(s.casesPerSecond).toBeGreaterThan(0);
     expect(Object.values(s.byFamily as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(6);
   }, 90_000);
@@ -46,5 +46,6 @@ describe('virtio-lab fuzz', () => {
   it('refuses a bad command line with exit status 2', async () => {
     await expect(run(process.execPath, ['dist/cli.js', 'fuzz', '--device', 'scsi'], { cwd: root, timeout: 20_000 })).rejects.toMatchObject({ code: 2 });
     await expect(run(process.execPath, ['dist/cli.js', 'fuzz', '--cases', '0'], { cwd: root, timeout: 20_000 })).rejects.toMatchObject({ code: 2 });
+    await expect(run(process.execPath, ['dist/cli.js', 'fuzz', '--workers', '0'], { cwd: root, timeout: 20_000 })).rejects.toMatchObject({ code: 2 });
   }, 60_000);
 });

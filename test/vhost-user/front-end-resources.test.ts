@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as libc from '../../src/os/libc.js';
-import { EPERM, aftermath, bystander, loopback, parkedEventfd, rig, stealer } from '../support/vhost-user/attack-rig.js';
+import { EPERM, aftermath, bystander, loopback, parkedEventfd, rig, stealer, upVsockRings } from '../support/vhost-user/attack-rig.js';
 import {
   F_PROTOCOL_FEATURES,
   FrontEnd,
@@ -318,15 +318,8 @@ describe('vhost-user vsock: the same rules', () => {
       a.close();
     }
     // Rings running on sealed memory; the tx kick is made blocking and stolen, then a bad address drops it.
-    const b = FrontEnd.connect(r.child.path);
+    const b = await upVsockRings(r.child.path);
     try {
-      await b.negotiate({ features, protocolFeatures: PF.REPLY_ACK });
-      const ram = b.addRam(RAM_SIZE, RAM_GPA, RAM_UVA);
-      await b.setMemTable();
-      await b.setupRing(0, 64, ram, RAM_GPA + 0x1000n);
-      await b.setupRing(1, 64, ram, RAM_GPA + 0x10_0000n);
-      await b.startRing(0);
-      await b.startRing(1);
       const kick = b.rings.get(1)!.fds.kick;
       libc.setNonBlocking(kick, false);
       const thief = await stealer(kick);

@@ -1,6 +1,6 @@
 /**
  * How a vhost-user ring thread sleeps (KickPollWait): in poll() on the
- * ring's kick eventfd and a wake eventfd of its own, reached by ring() on
+ * kick eventfds of the rings it serves and a wake eventfd of its own, reached by ring() on
  * its doorbell word through the POLL_SLEEPER bit. The sleeper runs in this
  * thread; the kicks and rings come from real worker threads (ring() from the
  * built library), while this one sleeps.
@@ -28,7 +28,7 @@ function rig(): { i32: Int32Array; kick: number; wakeFd: number; sleeper: KickPo
   const wakeFd = libc.eventfd(true);
   fds.push(kick, wakeFd);
   const sleeper = new KickPollWait(i32, WAKE, wakeFd);
-  sleeper.watch([kick]);
+  sleeper.watch([{ fd: kick }]);
   return { i32, kick, wakeFd, sleeper };
 }
 
@@ -79,10 +79,14 @@ it('a ring between the last look (snapshot) and sleep() is not lost: sleep() ret
   expect(Atomics.load(i32, WAKE) & POLL_SLEEPER).toBe(0);
 });
 
-it('kicks that arrived before the last look are drained by snapshot(): the sleep that follows waits', () => {
+it('kicks that came while the thread was busy end the next sleep at once and are read by it: the sleep after that waits', () => {
   const { kick, sleeper } = rig();
   for (let i = 0; i < 3; i++) libc.writeEventfd(kick, 1n);
-  expect(sleeper.sleep(sleeper.snapshot(), 50), 'timed out (nothing left to wake it)').toBe(true);
+  const t0 = Date.now();
+  expect(sleeper.sleep(sleeper.snapshot(), SLEEP_MS), 'woken by the waiting kicks').toBe(false);
+  expect(Date.now() - t0).toBeLessThan(SLEEP_MS / 2);
+  expect(sleeper.sleep(sleeper.snapshot(), 50), 'timed out (the kicks were read)').toBe(true);
+  expect(libc.readEventfd(kick, new Uint8Array(8)), 'nothing left on the kick eventfd').toBe(-libc.EAGAIN);
 });
 
 it('ring() on a word without POLL_SLEEPER never uses the next word (whatever a word is followed by)', () => {
@@ -94,4 +98,39 @@ it('ring() on a word without POLL_SLEEPER never uses the next word (whatever a w
   ring(i32, WAKE);
   expect(Atomics.load(i32, WAKE)).toBe(4);
   expect(libc.readEventfd(fd, new Uint8Array(8)), 'the eventfd named there was not written').toBe(-libc.EAGAIN);
+});
+
+it('a thread serving two rings wakes on a kick of either, and reads the kicks that woke it', () => {
+  const { kick, sleeper } = rig();
+  const second = libc.eventfd(true);
+  fds.push(second);
+  sleeper.watch([{ fd: kick }, { fd: second }]);
+  later(300, { kick: second });
+  expect(sleeper.sleep(sleeper.snapshot(), SLEEP_MS), 'the second ring\'s kick woke it').toBe(false);
+  libc.writeEventfd(kick, 1n);
+  libc.writeEventfd(second, 1n);
+  expect(sleeper.sleep(sleeper.snapshot(), SLEEP_MS), 'both fds readable: back at once').toBe(false);
+  expect(sleeper.sleep(sleeper.snapshot(), 50), 'both kicks read: the sleep times out').toBe(true);
+});
+
+it('notify pages of two rings are both watched: a write on either is taken, counted at its ring, and the page made idle', () => {
+  const { kick, sleeper } = rig();
+  const pages = [new Uint16Array(new SharedArrayBuffer(8)), new Uint16Array(new SharedArrayBuffer(8))];
+  const kicks = new Int32Array(new SharedArrayBuffer(8));
+  for (const p of pages) p[0] = 0xffff;
+  sleeper.watch([
+    { fd: kick, page: { words: pages[0], kicks, at: 0 } },
+    { fd: kick, page: { words: pages[1], kicks, at: 1 } },
+  ]);
+  // The driver's notify write (the queue index, 4.1.4.4.1) on ring 1's page, while the thread sleeps.
+  const writer = new Worker(
+    `const { workerData: w } = require('node:worker_threads');
+     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+     Atomics.store(new Uint16Array(w.page), 0, 1);`,
+    { eval: true, workerData: { page: pages[1].buffer } },
+  );
+  workers.push(writer);
+  expect(sleeper.sleep(sleeper.snapshot(), SLEEP_MS), 'the page write ended the sleep').toBe(false);
+  expect([...kicks]).toEqual([0, 1]);
+  expect(pages[1][0], 'the page is idle again').toBe(0xffff);
 });

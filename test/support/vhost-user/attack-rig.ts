@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
 import * as libc from '../../../src/os/libc.js';
 import { type ChildBackEnd, childBackEnd } from './child-back-end.js';
-import { FE_MAC, type FrontEnd, type FrontEndRx, RX, TX, frame, seqOf, takeRx, until, upNet } from './front-end.js';
+import { FE_MAC, F_PROTOCOL_FEATURES, FrontEnd, type FrontEndRx, PF, RAM_GPA, RAM_SIZE, RAM_UVA, RX, TX, VF, frame, seqOf, takeRx, until, upNet } from './front-end.js';
 
 export const EPERM = 1;
 /** An eventfd counter one below its maximum: a write of 1 blocks (or fails with EAGAIN). */
@@ -36,21 +36,38 @@ export interface Rig {
 export async function rig(cleanups: (() => Promise<void> | void)[], options: { kind?: 'net' | 'vsock'; allowUnsealedMemory?: boolean } = {}): Promise<Rig> {
   const child = await childBackEnd({ servers: 2, ...options });
   cleanups.push(() => child.kill());
-  if (options.kind !== 'vsock') {
-    for (const p of child.paths) {
-      const fe = await upNet(p);
-      try {
-        await loopback(fe, 2, 1);
-      } finally {
-        fe.close();
-      }
+  // A warm-up session on each server starts its ring threads, which the server keeps: they are part of idle.
+  for (const p of child.paths) {
+    const fe = options.kind === 'vsock' ? await upVsockRings(p) : await upNet(p);
+    try {
+      if (options.kind !== 'vsock') await loopback(fe, 2, 1);
+    } finally {
+      fe.close();
     }
-    await until(() => [0, 1].every((i) => child.logs(i).some((l) => l.startsWith('front end disconnected'))), 10_000, 'the warm-up disconnects');
   }
+  await until(() => [0, 1].every((i) => child.logs(i).some((l) => l.startsWith('front end disconnected'))), 10_000, 'the warm-up disconnects');
   await sleep(300);
   const idle = child.fds();
   expect(await child.settleFds(idle, 2000)).toBe(idle);
   return { child, idle };
+}
+
+/** A vsock front end with both rings started (rx 0, tx 1), no traffic. */
+export async function upVsockRings(path: string): Promise<FrontEnd> {
+  const fe = FrontEnd.connect(path);
+  try {
+    await fe.negotiate({ features: VF.VERSION_1 | F_PROTOCOL_FEATURES, protocolFeatures: PF.REPLY_ACK });
+    const ram = fe.addRam(RAM_SIZE, RAM_GPA, RAM_UVA);
+    await fe.setMemTable();
+    await fe.setupRing(0, 64, ram, RAM_GPA + 0x1000n);
+    await fe.setupRing(1, 64, ram, RAM_GPA + 0x10_0000n);
+    await fe.startRing(0);
+    await fe.startRing(1);
+    return fe;
+  } catch (e) {
+    fe.close();
+    throw e;
+  }
 }
 
 /** A bystander front end on the second server, moving traffic while (and after) the first is attacked. */

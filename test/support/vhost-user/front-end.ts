@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NetDriver, SharedArena, VirtioNetDevice, connectNics, setupNetDriver } from '../../../src/index.js';
-import type { VhostUserDisconnect, VhostUserServer } from '../../../src/vhost-user/index.js';
+import type { VhostUserDisconnect, VhostUserNetOptions, VhostUserServer } from '../../../src/vhost-user/index.js';
 import { serveVhostUserNet } from '../../../src/vhost-user/index.js';
 import * as libc from '../../../src/os/libc.js';
 import { Req, u64, vringState } from '../../../src/vhost-user/protocol.js';
@@ -713,10 +713,10 @@ export interface NetRig {
 
 let rigCount = 0;
 
-/** A vhost-user net back end on a fresh socket, linked to a NIC that a NetDriver on this thread drives. */
-export async function netRig(): Promise<NetRig> {
+/** A vhost-user net back end on a fresh socket (with `options`), linked to a NIC that a NetDriver on this thread drives. */
+export async function netRig(options: VhostUserNetOptions = {}): Promise<NetRig> {
   const path = join(tmpdir(), `vu-${process.pid}-${++rigCount}-${Math.random().toString(36).slice(2, 8)}.sock`);
-  const server = serveVhostUserNet(path, { mac: macString(FE_MAC) });
+  const server = serveVhostUserNet(path, { ...options, mac: macString(FE_MAC) });
   const logs: string[] = [];
   const disconnects: VhostUserDisconnect[] = [];
   server.on('log', (l: string) => logs.push(l));

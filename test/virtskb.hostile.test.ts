@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, VirtqueueError } from '../src/index.js';
-import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, type RxBufferMode } from '../src/virtskb/index.js';
+import { RX_NO_BUFFERS, RX_SHORT_BUFFER, RX_TOO_BIG, RecvBuffers, type RecvPoolSpec, type RxBufferMode } from '../src/virtskb/index.js';
 import type { MiniChain } from '../src/testing/mini-device.js';
 import { MiniDriver } from '../src/testing/mini-driver.js';
 import { at, pattern } from '../src/testing/split-ring.js';
@@ -363,6 +363,27 @@ describe('holding packets: misuse is a named error', () => {
     expect(r.recv.freeBuffers).toBe(1);
     expect(r.recv.receive(() => {})).toBe(1);
     expect(r.recv.stats.packets).toBe(2);
+  });
+});
+
+describe('RecvBuffers: a pool it cannot use is a named error', () => {
+  const options = (r: RecvRig, mode: RxBufferMode) => ({ mode, hdrSize: HDR, pageSize: 4096, numBuffersAt: r.numBuffersAt });
+
+  it('a misaligned base, no pages, or too few pages for one buffer: InvalidArgumentError naming the value', () => {
+    const r = recvRig({ mode: 'small', size: 8 });
+    const make = (pool: RecvPoolSpec) => () => new RecvBuffers(r.driver, r.rig.memory, pool, options(r, 'small'));
+    expect(make({ ...r.pool, base: r.pool.base + 1 })).toThrow(new RegExp(`receive pool base 0x${(r.pool.base + 1).toString(16)} must be a \\d+-aligned guest address`));
+    expect(make({ ...r.pool, pages: 0 })).toThrow('receive pool of 0 pages: need at least one');
+    const big = recvRig({ mode: 'big', size: 64 });
+    expect(() => new RecvBuffers(big.driver, big.rig.memory, { ...big.pool, pages: 1 }, options(big, 'big'))).toThrow(/a receive pool of 1 pages holds no big buffer \(\d+ bytes each\)/);
+  });
+
+  it('2.7.5.3.1: a buffer whose chain is longer than the queue is refused, naming both', () => {
+    const big = recvRig({ mode: 'big', size: 64 });
+    const small = recvRig({ mode: 'small', size: 8 });
+    const make = () => new RecvBuffers(small.driver, big.rig.memory, big.pool, options(big, 'big'));
+    expect(make).toThrow(InvalidArgumentError);
+    expect(make).toThrow(/a big receive buffer takes \d+ descriptors; queue size 8 is smaller/);
   });
 });
 

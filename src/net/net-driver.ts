@@ -25,7 +25,7 @@ import { ETH_MAX_FRAME, NET_CFG_MAC, NET_CFG_MTU, NET_HDR_SIZE, netRxQueue, netT
 import { STATUS_DEVICE_NEEDS_RESET } from '../spec/status.js';
 import { PciCommonConfig } from '../transport/pci-common-config.js';
 import { PciDriver } from '../transport/pci-driver.js';
-import { type RecvPoolSpec, allocRecvPool, recvPoolSize } from '../virtskb/index.js';
+import { type RecvConfig, type RecvPoolSpec, allocRecvPool, recvPoolSize } from '../virtskb/index.js';
 import { netRecvConfig } from './recv-config.js';
 import { NET_CTRL_BUFFER_BYTES, type NetCtrlBufferSpec, NetCtrlDriver } from './ctrl/index.js';
 import { formatMac } from './mac.js';
@@ -133,36 +133,9 @@ export async function setupNetDriver(device: VirtioNetDevice, options: NetDriver
   const bufferSize = options.bufferSize ?? NET_HDR_SIZE + ETH_MAX_FRAME;
   if (bufferSize <= NET_HDR_SIZE) throw new InvalidArgumentError(`buffer size ${bufferSize} leaves no room after the ${NET_HDR_SIZE}-byte header`);
   const stride = Math.ceil((TX_HEADER_AT + bufferSize) / 64) * 64;
-  const wake = device.wakeWords;
-  const pairs: NetPairSpec[] = [];
-  for (let p = 0; p < pairCount; p++) {
-    const rx = pci.setupQueue(netRxQueue(p), { size: options.queueSize, vector: 1 + netRxQueue(p) });
-    const tx = pci.setupQueue(netTxQueue(p), { size: options.queueSize, vector: 1 + netTxQueue(p) });
-    const indirect = recv.mode === 'big' && rx.indirect;
-    const poolQueue = recv.mode === 'big' ? Math.min(rx.size, MAX_BIG_BUFFERS) : rx.size;
-    const poolOptions = { ...recv, indirect };
-    const rxPool = allocRecvPool(alloc, poolQueue, poolOptions);
-    const descs = recvPoolSize(poolQueue, poolOptions).descsPerBuffer;
-    pairs.push({
-      rx,
-      tx,
-      rxPool,
-      ...(indirect ? { rxIndirect: { base: alloc.alloc(rx.size * descs * 16, 16), maxEntries: descs } } : {}),
-      txBuffers: { base: alloc.alloc(tx.size * stride, 64), count: tx.size, stride },
-      rxKick: wake.rx[p],
-      txKick: wake.tx[p],
-    });
-  }
-  let ctrl: NetDriverSpec['ctrl'] = null;
-  if (hasFeature(features, NET_F_CTRL_VQ)) {
-    const q = 2 * (mq ? device.queuePairs : 1);
-    const queue = pci.setupQueue(q, { size: Math.min(options.queueSize ?? 64, 64), vector: 1 + q });
-    ctrl = {
-      queue,
-      buffer: { gpa: alloc.alloc(NET_CTRL_BUFFER_BYTES, 64), size: NET_CTRL_BUFFER_BYTES },
-      kick: device.doorbell(q),
-    };
-  }
+  const pairs = Array.from({ length: pairCount }, (_, p) => setupPair(device, pci, alloc, p, recv, stride, options.queueSize));
+  // 5.1.2: the control queue comes after every pair the device has, used or not.
+  const ctrl = hasFeature(features, NET_F_CTRL_VQ) ? setupCtrlQueue(device, pci, alloc, 2 * (mq ? device.queuePairs : 1), options.queueSize) : null;
   const spec: NetDriverSpec = {
     memory: memory.specs(),
     features: features.toString(16),
@@ -185,6 +158,39 @@ export async function setupNetDriver(device: VirtioNetDevice, options: NetDriver
     ctrl.queue = { ...ctrl.queue, nextAvail: queue.nextAvail, nextUsed: queue.nextUsed };
   }
   return spec;
+}
+
+/**
+ * Queue pair `p`: both rings (each on the vector after its queue index),
+ * receive buffers of the negotiated kind (with indirect tables when big
+ * buffers can use them), transmit buffers of `stride` bytes.
+ */
+function setupPair(device: VirtioNetDevice, pci: PciDriver, alloc: GuestAllocator, p: number, recv: RecvConfig, stride: number, queueSize: number | undefined): NetPairSpec {
+  const rx = pci.setupQueue(netRxQueue(p), { size: queueSize, vector: 1 + netRxQueue(p) });
+  const tx = pci.setupQueue(netTxQueue(p), { size: queueSize, vector: 1 + netTxQueue(p) });
+  const indirect = recv.mode === 'big' && rx.indirect;
+  const poolQueue = recv.mode === 'big' ? Math.min(rx.size, MAX_BIG_BUFFERS) : rx.size;
+  const poolOptions = { ...recv, indirect };
+  const rxPool = allocRecvPool(alloc, poolQueue, poolOptions);
+  const descs = recvPoolSize(poolQueue, poolOptions).descsPerBuffer;
+  return {
+    rx,
+    tx,
+    rxPool,
+    ...(indirect ? { rxIndirect: { base: alloc.alloc(rx.size * descs * 16, 16), maxEntries: descs } } : {}),
+    txBuffers: { base: alloc.alloc(tx.size * stride, 64), count: tx.size, stride },
+    rxKick: device.doorbell(netRxQueue(p)),
+    txKick: device.doorbell(netTxQueue(p)),
+  };
+}
+
+/** The control queue (index `q`, at most 64 entries) and its command buffer. */
+function setupCtrlQueue(device: VirtioNetDevice, pci: PciDriver, alloc: GuestAllocator, q: number, queueSize: number | undefined): NonNullable<NetDriverSpec['ctrl']> {
+  return {
+    queue: pci.setupQueue(q, { size: Math.min(queueSize ?? 64, 64), vector: 1 + q }),
+    buffer: { gpa: alloc.alloc(NET_CTRL_BUFFER_BYTES, 64), size: NET_CTRL_BUFFER_BYTES },
+    kick: device.doorbell(q),
+  };
 }
 
 /** Read the MAC from config space as a driver does, retrying if the generation moved (2.5.1). */

@@ -240,7 +240,26 @@ export class PackedQueueDevice implements VirtqDevice {
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       if (++pos === two) pos = 0;
     }
-    const id = word3 & 0xffff;
+    this.markInFlight(chain, word3 & 0xffff, n, headIdx);
+    const next = start + n;
+    this.availPos = next < two ? next : next - two;
+    if (this.scanCount > 1 && this.scanDescs > n) {
+      this.scanCount--;
+      this.scanDescs -= n;
+    } else {
+      this.resetScan();
+    }
+    return true;
+  }
+
+  /**
+   * Take buffer id `id` (a chain of `n` descriptors from ring index
+   * `headIdx`) into flight: refused while that id is still in flight
+   * (2.8.6), recorded in the pop history that unpop() rewinds and, with
+   * VIRTIO_F_IN_ORDER, in the order pushUsed() must complete in.
+   */
+  private markInFlight(chain: DescriptorChain, id: number, n: number, headIdx: number): void {
+    const size = this.size;
     if (id >= this.idDescs.length) this.growIds();
     if (this.idDescs[id] !== 0) {
       throw new VirtqueueError('PACKED_ID_IN_FLIGHT', `chain from ring index ${headIdx} has buffer id ${id}, which names a buffer still in flight`, id);
@@ -262,15 +281,6 @@ export class PackedQueueDevice implements VirtqDevice {
       this.fifoCap[f] = chain.writableBytes;
       this.fifoLen++;
     }
-    const next = start + n;
-    this.availPos = next < two ? next : next - two;
-    if (this.scanCount > 1 && this.scanDescs > n) {
-      this.scanCount--;
-      this.scanDescs -= n;
-    } else {
-      this.resetScan();
-    }
-    return true;
   }
 
   private growIds(): void {
@@ -310,7 +320,6 @@ export class PackedQueueDevice implements VirtqDevice {
       addDescriptorSegment(this.memory, chain, j, lo + hi * TWO_32, dlen, dflags);
     }
   }
-
 
   /**
    * Give back the last `count` chains pop() returned, unprocessed: the next

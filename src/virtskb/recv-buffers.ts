@@ -63,6 +63,25 @@ const RELEASED = 3;
 const MAX_PACKETS = 0x7fffffff;
 
 /**
+ * How many buffers of `layout` the pool holds, after checking that it is a
+ * usable one: aligned, at least one buffer, each buffer's chain fitting in a
+ * queue of `queueSize` (2.7.5.3.1).
+ * @throws InvalidArgumentError naming the value that is wrong.
+ */
+function poolBuffers(pool: RecvPoolSpec, layout: RecvLayout, queueSize: number): number {
+  if (!(Number.isSafeInteger(pool.base) && pool.base >= 0 && pool.base % RX_DATA_ALIGN === 0)) {
+    throw new InvalidArgumentError(`receive pool base 0x${pool.base.toString(16)} must be a ${RX_DATA_ALIGN}-aligned guest address`);
+  }
+  if (!(Number.isSafeInteger(pool.pages) && pool.pages > 0)) throw new InvalidArgumentError(`receive pool of ${pool.pages} pages: need at least one`);
+  const buffers = recvPoolBuffers(layout, pool.pages);
+  if (buffers === 0) throw new InvalidArgumentError(`a receive pool of ${pool.pages} pages holds no ${layout.mode} buffer (${layout.unitBytes} bytes each)`);
+  if (layout.descsPerBuffer > queueSize) {
+    throw new InvalidArgumentError(`a ${layout.mode} receive buffer takes ${layout.descsPerBuffer} descriptors; queue size ${queueSize} is smaller (2.7.5.3.1)`);
+  }
+  return buffers;
+}
+
+/**
  * The driver side of a receive queue shared by virtio-net and virtio-vsock
  * (after Linux's add_recvbuf_{small,big,mergeable} and
  * receive_{small,big,mergeable}): it keeps a driver-side queue (split or packed) full of buffers
@@ -137,15 +156,7 @@ export class RecvBuffers<P extends RxPacket = RxPacket> implements RxPacketOwner
   ) {
     const layout = recvLayout(options, pool.pageSize ?? RX_DEFAULT_PAGE_SIZE);
     this.layout = layout;
-    if (!(Number.isSafeInteger(pool.base) && pool.base >= 0 && pool.base % RX_DATA_ALIGN === 0)) {
-      throw new InvalidArgumentError(`receive pool base 0x${pool.base.toString(16)} must be a ${RX_DATA_ALIGN}-aligned guest address`);
-    }
-    if (!(Number.isSafeInteger(pool.pages) && pool.pages > 0)) throw new InvalidArgumentError(`receive pool of ${pool.pages} pages: need at least one`);
-    const buffers = recvPoolBuffers(layout, pool.pages);
-    if (buffers === 0) throw new InvalidArgumentError(`a receive pool of ${pool.pages} pages holds no ${layout.mode} buffer (${layout.unitBytes} bytes each)`);
-    if (layout.descsPerBuffer > queue.size) {
-      throw new InvalidArgumentError(`a ${layout.mode} receive buffer takes ${layout.descsPerBuffer} descriptors; queue size ${queue.size} is smaller (2.7.5.3.1)`);
-    }
+    const buffers = poolBuffers(pool, layout, queue.size);
     const numBuffersAt = options.numBuffersAt ?? -1;
     if (layout.mode === 'mergeable' && !(Number.isInteger(numBuffersAt) && numBuffersAt >= 0 && numBuffersAt + 2 <= layout.hdrSize)) {
       throw new InvalidArgumentError(`mergeable buffers need the num_buffers field inside the ${layout.hdrSize}-byte header; numBuffersAt is ${numBuffersAt}`);

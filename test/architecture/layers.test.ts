@@ -4,9 +4,9 @@
  * device and no lab: nothing under them imports from net/, vsock/, lab/ or
  * backends/ (or anything above those), not even a type. The worker entry
  * files (workers/) are the edge that names the devices' handlers. And no two
- * folders of src/ import each other, directly or round a longer loop; only
- * a type-only statement (`import type`, `export type`: erased at build, so
- * it loads nothing) may close such a loop.
+ * folders of src/ import each other, directly or round a longer loop, and
+ * no two files either; only a type-only statement (`import type`, `export
+ * type`: erased at build, so it loads nothing) may close such a loop.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -50,16 +50,17 @@ function importEdges(): Edge[] {
 }
 
 /**
- * The loops among src/ folders (a file at the top of src/ is a node of its
- * own): each strongly connected component of more than one folder, its
+ * The import loops among the nodes `nodeOf` names (by default the src/
+ * folders, a file at the top of src/ being a node of its own; undefined: not
+ * a node): each strongly connected component of more than one node, its
  * members sorted, with one import per edge that closes it. Type-only edges
- * are left out. `folderOf` names a file's folder (undefined: not a node).
+ * are left out.
  */
-function folderCycles(edges: Edge[], folderOf: (path: string) => string | undefined = topFolder): string[] {
+function importCycles(edges: Edge[], nodeOf: (path: string) => string | undefined = topFolder): string[] {
   const next = new Map<string, Map<string, Edge>>();
   for (const e of edges) {
-    const a = folderOf(e.file);
-    const b = folderOf(e.target);
+    const a = nodeOf(e.file);
+    const b = nodeOf(e.target);
     if (a === undefined || b === undefined || a === b || e.typeOnly === true) continue;
     if (!next.has(a)) next.set(a, new Map());
     if (!next.get(a)!.has(b)) next.get(a)!.set(b, e);
@@ -133,7 +134,7 @@ it('a loop of folders is reported with the imports that close it, a type-only im
     { file: 'vsock/vsock-device.ts', target: 'port/port-channel.js' },
     { file: 'port/port-channel.ts', target: 'vsock/vsock-header.js', typeOnly: true },
   ];
-  expect(folderCycles(planted)).toEqual([
+  expect(importCycles(planted)).toEqual([
     'backends <-> net <-> wire: backends/capture.ts imports wire/packet.js; net/net-tx-queue.ts imports backends/steered-output.js; wire/packet.ts imports net/offload/offload-error.js',
   ]);
 });
@@ -147,7 +148,7 @@ it('the scanner tells type-only statements from imports that load a module', () 
 });
 
 it('no folder cycle among src/ folders (type-only imports exempt)', () => {
-  expect(folderCycles(importEdges())).toEqual([]);
+  expect(importCycles(importEdges())).toEqual([]);
 });
 
 /** The sub-folder of lab/ a file is in (`lab/pump/pump.ts` -> `pump`); files outside them are not nodes. */
@@ -158,8 +159,28 @@ it('the lab sub-folders (topology, runtime, hosts, load, pump, soak) import each
     { file: 'lab/pump/pump.ts', target: 'lab/load/load.js' },
     { file: 'lab/load/load.ts', target: 'lab/pump/pump.js' },
   ];
-  expect(folderCycles(planted, labFolder)).toEqual(['load <-> pump: lab/load/load.ts imports lab/pump/pump.js; lab/pump/pump.ts imports lab/load/load.js']);
+  expect(importCycles(planted, labFolder)).toEqual(['load <-> pump: lab/load/load.ts imports lab/pump/pump.js; lab/pump/pump.ts imports lab/load/load.js']);
   const edges = importEdges();
   expect(edges.some((e) => e.file.startsWith('lab/topology/') && e.target.startsWith('lab/runtime/'))).toBe(true);
-  expect(folderCycles(edges, labFolder)).toEqual([]);
+  expect(importCycles(edges, labFolder)).toEqual([]);
+});
+
+/** A file is a node of its own; an import names the built `.js`, the node is its `.ts`. */
+const sourceFile = (path: string): string => path.replace(/\.js$/, '.ts');
+
+it('a loop of files is reported with the imports that close it, a type-only import is not (the rule can fail)', () => {
+  const planted: Edge[] = [
+    { file: 'vsock/vsock-stack.ts', target: 'vsock/vsock-connection.js' },
+    { file: 'vsock/vsock-connection.ts', target: 'vsock/vsock-socket.js' },
+    { file: 'vsock/vsock-socket.ts', target: 'vsock/vsock-stack.js' },
+    { file: 'net/net-device.ts', target: 'net/net-config.js' },
+    { file: 'net/net-config.ts', target: 'net/net-device.js', typeOnly: true },
+  ];
+  expect(importCycles(planted, sourceFile)).toEqual([
+    'vsock/vsock-connection.ts <-> vsock/vsock-socket.ts <-> vsock/vsock-stack.ts: vsock/vsock-connection.ts imports vsock/vsock-socket.js; vsock/vsock-socket.ts imports vsock/vsock-stack.js; vsock/vsock-stack.ts imports vsock/vsock-connection.js',
+  ]);
+});
+
+it('no file cycle among src/ files (type-only imports exempt)', () => {
+  expect(importCycles(importEdges(), sourceFile)).toEqual([]);
 });

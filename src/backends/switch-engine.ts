@@ -1,61 +1,14 @@
 import { performance } from 'node:perf_hooks';
-import { copyBytes } from '../memory/guest-memory.js';
-import { NET_HDR_SIZE } from '../spec/net.js';
-import { WireCapture } from './capture.js';
-import { Impairment } from './impairment.js';
 import { PortChannelConsumer, type PortChannelProducer } from '../port/port-channel.js';
-import { recordNetHdr } from '../net/net-port.js';
-import { SteeredOutput } from '../port/steered-output.js';
+import { SwitchCaptures } from './switch-captures.js';
+import { EGRESS_BATCH, Egress, FULL } from './switch-egress.js';
 import { type MacEntry, MacTable } from './switch-mac-table.js';
-import {
-  G_CAPTURED,
-  G_CAPTURE_ERRORS,
-  G_MAC_AGED,
-  G_MAC_ENTRIES,
-  G_MAC_MOVES,
-  G_MAC_REFUSED,
-  P_DROPS_BAD,
-  P_DROPS_EGRESS_FULL,
-  P_DROPS_FILTERED,
-  P_DROPS_LOSS,
-  P_FLOODED,
-  P_QUEUED,
-  P_RX_BYTES,
-  P_RX_FRAMES,
-  P_TX_BYTES,
-  P_TX_FRAMES,
-  portField,
-} from './switch-stats.js';
+import { G_MAC_AGED, G_MAC_ENTRIES, G_MAC_MOVES, G_MAC_REFUSED, P_DROPS_BAD, P_DROPS_EGRESS_FULL, P_DROPS_FILTERED, P_FLOODED, P_RX_BYTES, P_RX_FRAMES } from './switch-stats.js';
 import type { BackendWorkerData, TapSpec } from './switch-worker-data.js';
 
-/** Frames taken from one input (or released from one impairment queue) before moving on: one release / publish each. */
-const BATCH = 32;
+/** Frames taken from one input before moving on: one release / publish each. */
+const BATCH = EGRESS_BATCH;
 const ETH_HLEN = 14;
-/** Outcomes of offering a frame to a port's egress. */
-const SENT = 0;
-const LOST = 1;
-const FULL = 2;
-
-/** The way out of the switch by one port: its steered receive channels, its impairment, its captures. */
-class Egress {
-  readonly out: SteeredOutput;
-  readonly imp: Impairment | null;
-  /** f64 index of the port's counters. */
-  readonly stat: number;
-  /** Committed frames not yet published. */
-  dirty = false;
-  /** The channel the head of the impairment queue waits on for space, and the frame's length. */
-  waitOn: PortChannelProducer | null = null;
-  waitLen = 0;
-  readonly taps: WireCapture[] = [];
-
-  constructor(data: BackendWorkerData, readonly port: number) {
-    const spec = data.ports[port];
-    this.out = new SteeredOutput(spec.output);
-    this.imp = spec.impairment === null ? null : new Impairment(spec.impairment);
-    this.stat = portField(port, 'rxFrames');
-  }
-}
 
 /**
  * The data path of a learning switch (or of a relay, a switch of two ports
@@ -89,13 +42,9 @@ export class ForwardingEngine {
   private readonly ageingMs: number;
   private readonly sweepMs: number;
   private readonly maxFrame: number;
-  private readonly taps: WireCapture[] = [];
-  private portTaps = 0;
+  private readonly captures: SwitchCaptures;
   private nextSweep = 0;
   private rr = 0;
-  private timeUs = 0;
-  /** Set by offer() when it returns FULL on a channel (null: the impairment queue is full). */
-  private fullOn: PortChannelProducer | null = null;
 
   constructor(
     data: BackendWorkerData,
@@ -106,7 +55,8 @@ export class ForwardingEngine {
     this.ageingMs = data.ageingMs;
     this.sweepMs = Math.min(1000, Math.max(10, data.ageingMs / 4));
     this.table = new MacTable(data.macTableSize);
-    this.egress = data.ports.map((_, p) => new Egress(data, p));
+    this.captures = new SwitchCaptures(f64, data.maxFrame);
+    this.egress = data.ports.map((_, p) => new Egress(data, p, f64, this.captures));
     this.queued = this.egress.filter((e) => e.imp?.queued === true);
     data.ports.forEach((spec, p) => {
       for (const ch of spec.inputs) {
@@ -123,12 +73,7 @@ export class ForwardingEngine {
 
   /** Open a capture (see TapSpec). */
   addTap(spec: TapSpec): void {
-    const cap = new WireCapture(spec.path, { mtu: spec.mtu, snaplen: spec.snaplen }, this.maxFrame);
-    if (spec.port === null) this.taps.push(cap);
-    else {
-      this.egress[spec.port].taps.push(cap);
-      this.portTaps++;
-    }
+    this.captures.open(spec, spec.port === null ? null : this.egress[spec.port].taps);
   }
 
   /**
@@ -138,31 +83,23 @@ export class ForwardingEngine {
    */
   poll(): number {
     const now = performance.now();
-    this.clock(now);
+    this.captures.clock(now);
     let moved = 0;
     const egress = this.egress;
     for (let q = 0; q < egress.length; q++) egress[q].out.refresh();
-    for (let k = 0; k < this.queued.length; k++) moved += this.release(this.queued[k], now);
+    for (let k = 0; k < this.queued.length; k++) moved += this.queued[k].release(now);
     const n = this.inputs.length;
     for (let k = 0; k < n; k++) {
       let i = this.rr + k;
       if (i >= n) i -= n;
       if (this.blocked[i]) {
-        const p = this.blockedOn[i];
-        const ready = p !== null ? p.room(this.blockedLen[i]) : egress[this.blockedPort[i]].imp!.room(this.blockedLen[i]);
-        if (!ready) continue;
+        if (!egress[this.blockedPort[i]].room(this.blockedOn[i], this.blockedLen[i])) continue;
         this.blocked[i] = false;
       }
       moved += this.drain(i, now);
     }
     this.rr = this.rr + 1 >= n ? 0 : this.rr + 1;
-    for (let q = 0; q < egress.length; q++) {
-      const e = egress[q];
-      if (e.dirty) {
-        e.dirty = false;
-        e.out.publish();
-      }
-    }
+    for (let q = 0; q < egress.length; q++) egress[q].publish();
     if (this.learning) {
       if (now >= this.nextSweep) this.sweep(now);
       else if (moved !== 0) this.tableStats();
@@ -209,15 +146,7 @@ export class ForwardingEngine {
   close(): void {
     for (const e of this.egress) e.out.publish();
     for (const c of this.inputs) c.release();
-    let failure: unknown;
-    for (const cap of [...this.taps, ...this.egress.flatMap((e) => e.taps)]) {
-      try {
-        cap.close();
-      } catch (e) {
-        failure ??= e;
-      }
-    }
-    if (failure !== undefined) throw failure;
+    this.captures.close();
   }
 
   private sweep(now: number): void {
@@ -255,7 +184,7 @@ export class ForwardingEngine {
       if (c.tailLoads !== loads) {
         loads = c.tailLoads;
         now = performance.now();
-        this.clock(now);
+        this.captures.clock(now);
         for (let q = 0; q < ports; q++) this.egress[q].out.refresh();
       }
       const len = c.len;
@@ -269,7 +198,7 @@ export class ForwardingEngine {
       if (!this.learning) {
         // A relay: everything goes to the other end, as unicast (it waits).
         const q = port === 0 ? 1 : 0;
-        if (this.offer(q, u8, at, len, now) === FULL) {
+        if (this.egress[q].offer(u8, at, len, now) === FULL) {
           this.pause(i, q, len);
           break;
         }
@@ -285,7 +214,7 @@ export class ForwardingEngine {
             continue;
           }
           if (q >= 0) {
-            if (this.offer(q, u8, at, len, now) === FULL) {
+            if (this.egress[q].offer(u8, at, len, now) === FULL) {
               this.pause(i, q, len);
               break;
             }
@@ -296,13 +225,14 @@ export class ForwardingEngine {
       if (flood) {
         f64[st + P_FLOODED]++;
         for (let q = 0; q < ports; q++) {
-          if (q !== port && this.offer(q, u8, at, len, now) === FULL) f64[this.egress[q].stat + P_DROPS_EGRESS_FULL]++;
+          if (q !== port && this.egress[q].offer(u8, at, len, now) === FULL) f64[this.egress[q].stat + P_DROPS_EGRESS_FULL]++;
         }
       }
       f64[st + P_RX_FRAMES]++;
       f64[st + P_RX_BYTES] += len;
-      if (this.taps.length !== 0) this.capture(this.taps, u8, at, len);
-      if (this.egress[port].taps.length !== 0) this.capture(this.egress[port].taps, u8, at, len);
+      const captures = this.captures;
+      if (captures.all.length !== 0) captures.write(captures.all, u8, at, len);
+      if (this.egress[port].taps.length !== 0) captures.write(this.egress[port].taps, u8, at, len);
       c.consume();
       n++;
     }
@@ -312,91 +242,8 @@ export class ForwardingEngine {
 
   private pause(i: number, q: number, len: number): void {
     this.blocked[i] = true;
-    this.blockedOn[i] = this.fullOn;
+    this.blockedOn[i] = this.egress[q].fullOn;
     this.blockedPort[i] = q;
     this.blockedLen[i] = len;
-  }
-
-  /**
-   * Hand the record at u8[at] to port q's egress: into its channel, or into
-   * its impairment queue. SENT, LOST (impairment loss, counted) or FULL
-   * (nothing done; `fullOn` names the channel that is full, or null for the
-   * impairment queue).
-   */
-  private offer(q: number, u8: Uint8Array, at: number, len: number, now: number): number {
-    const e = this.egress[q];
-    const imp = e.imp;
-    if (imp !== null && imp.queued) {
-      if (!imp.room(len)) {
-        this.fullOn = null;
-        return FULL;
-      }
-      if (imp.lose()) {
-        this.f64[e.stat + P_DROPS_LOSS]++;
-        return LOST;
-      }
-      imp.enqueue(u8, at, len, now);
-      this.f64[e.stat + P_QUEUED] = imp.queuedFrames;
-      return SENT;
-    }
-    const p = e.out.pick(u8, at, len);
-    if (!p.room(len)) {
-      this.fullOn = p;
-      return FULL;
-    }
-    if (imp !== null && imp.lose()) {
-      this.f64[e.stat + P_DROPS_LOSS]++;
-      return LOST;
-    }
-    this.deliver(e, p, u8, at, len);
-    return SENT;
-  }
-
-  /** Copy the record (header and frame, contiguous) into channel p, which has room. */
-  private deliver(e: Egress, p: PortChannelProducer, src: Uint8Array, at: number, len: number): void {
-    const dst = p.reserve(len);
-    copyBytes(src, recordNetHdr(at), p.u8, recordNetHdr(dst), NET_HDR_SIZE + len);
-    p.commit();
-    e.dirty = true;
-    this.f64[e.stat + P_TX_FRAMES]++;
-    this.f64[e.stat + P_TX_BYTES] += len;
-    if (e.taps.length !== 0) this.capture(e.taps, p.u8, dst, len);
-  }
-
-  /** Move the frames an impairment queue owes its port now. */
-  private release(e: Egress, now: number): number {
-    const imp = e.imp!;
-    e.waitOn = null;
-    let n = 0;
-    while (n < BATCH) {
-      const at = imp.head(now);
-      if (at < 0) break;
-      const len = imp.len;
-      const p = e.out.pick(imp.buffer, at, len);
-      if (!p.room(len)) {
-        e.waitOn = p;
-        e.waitLen = len;
-        break;
-      }
-      this.deliver(e, p, imp.buffer, at, len);
-      imp.dequeue();
-      n++;
-    }
-    if (n !== 0) this.f64[e.stat + P_QUEUED] = imp.queuedFrames;
-    return n;
-  }
-
-  /** The captures' batch time from a clock read the engine made anyway (each frame's stamp follows from it: capture.ts). */
-  private clock(now: number): void {
-    if (this.taps.length !== 0 || this.portTaps !== 0) this.timeUs = (performance.timeOrigin + now) * 1000;
-  }
-
-  private capture(taps: WireCapture[], u8: Uint8Array, at: number, len: number): void {
-    for (let k = 0; k < taps.length; k++) {
-      const cap = taps[k];
-      const errors = cap.errors;
-      this.f64[G_CAPTURED] += cap.write(u8, at, len, this.timeUs);
-      if (cap.errors !== errors) this.f64[G_CAPTURE_ERRORS]++;
-    }
   }
 }

@@ -1,91 +1,16 @@
 import { type RemoteInfo, type Socket as DgramSocket, createSocket } from 'node:dgram';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { InvalidArgumentError } from '../errors.js';
 import { copyBytes } from '../memory/copy.js';
-import { type WordRef, ring, waitAsync } from '../notify/notify-area.js';
-import { NET_MAX_TX_FRAME } from '../spec/net.js';
-import { WireFrames } from './capture.js';
-import { OutBuffers } from './out-buffers.js';
-import { PortChannelConsumer } from '../port/port-channel.js';
+import type { WordRef } from '../notify/notify-area.js';
 import { type NetPort, type PortAttachable, clearRecordNetHdr } from '../net/net-port.js';
-import { SteeredOutput } from '../port/steered-output.js';
+import { EventLoopPort, IDLE_MS } from './event-loop-port.js';
 import { MacTable } from './switch-mac-table.js';
 import { udpKernelDrops } from './udp-socket-counters.js';
 import { VXLAN_BAD_FLAGS, VXLAN_BAD_VNI, VXLAN_HLEN, VXLAN_OK, VXLAN_PORT, VXLAN_SHORT, vxlanHeaderCheck, writeVxlanHeader } from './vxlan-header.js';
-import { MAX_REMOTES, type VxlanUplinkOptions, bindError, checkVxlanOptions } from './vxlan-options.js';
+import { type VxlanUplinkOptions, bindError, checkVxlanOptions } from './vxlan-options.js';
+import { NOT_FOUND, VxlanRemotes } from './vxlan-remotes.js';
+import type { VxlanFdbEntry, VxlanRemoteStats, VxlanStats } from './vxlan-stats.js';
 
-/** A remote VTEP of an uplink: configured, or learned from a packet's outer source address. */
-export interface VxlanRemoteStats {
-  host: string;
-  port: number;
-  learned: boolean;
-  /** Inner frames received from it, and datagrams sent to it. */
-  rxFrames: number;
-  txFrames: number;
-}
-
-/** A learned inner MAC and the VTEP behind it. */
-export interface VxlanFdbEntry {
-  mac: string;
-  /** "host:port" of the remote VTEP. */
-  remote: string;
-  /** Milliseconds since a packet from this MAC was last seen (to the second: the clock is read once per batch). */
-  ageMs: number;
-}
-
-/** Counters of a VXLAN uplink. "rx" is UDP -> lab, "tx" lab -> UDP. */
-export interface VxlanStats {
-  vni: number;
-  /** Bound address and port ("10.0.0.1:4789"; stays after close()). */
-  local: string;
-  /** Inner frames handed to the lab, and their bytes. */
-  rxFrames: number;
-  rxBytes: number;
-  /** Datagrams sent (a flooded frame counts once per remote; a GSO frame as its segments) and their inner bytes. */
-  txFrames: number;
-  txBytes: number;
-  /** Frames sent to every remote because their destination was broadcast, multicast or not learned. */
-  flooded: number;
-  /** Learned MACs now; MACs seen behind another VTEP than the one learned; MACs not learned (table full). */
-  fdbEntries: number;
-  fdbMoves: number;
-  fdbRefused: number;
-  /** Packets shorter than the VXLAN header plus an Ethernet header. */
-  dropsShort: number;
-  /** Packets without the I flag. */
-  dropsBadFlags: number;
-  /** Packets for another VNI. */
-  dropsBadVni: number;
-  /** Packets from an address not in `remotes` (restrictSources only), or from a new VTEP when the remote list is full. */
-  dropsUnknownSource: number;
-  /** Inner frames longer than the lab's channels carry. */
-  dropsTooBig: number;
-  /** Frames that found the lab's channel full (UDP has no back-pressure). */
-  dropsFull: number;
-  /** Packets received before the uplink was plugged in. */
-  dropsNotAttached: number;
-  /** Datagrams the kernel dropped before the uplink read them (its receive buffer was full; /proc/net/udp). */
-  dropsKernel: number;
-  /** Frames from the lab with nowhere to go: not learned, and no remotes configured. */
-  dropsNoRemote: number;
-  /** Frames from the lab whose virtio_net_hdr could not be turned into wire frames. */
-  dropsOffload: number;
-  /** Sends the socket refused (unreachable network, buffer errors). */
-  sendErrors: number;
-  remotes: VxlanRemoteStats[];
-}
-
-interface Remote {
-  host: string;
-  port: number;
-  learned: boolean;
-  rxFrames: number;
-  txFrames: number;
-}
-
-/** The loop wakes (and reads the clock, and ages the table) at least this often. */
-const IDLE_MS = 1000;
-const NOT_FOUND = -1;
+export type { VxlanFdbEntry, VxlanRemoteStats, VxlanStats };
 
 /**
  * A switch port (or a NIC's cable end) that carries Ethernet frames to and
@@ -115,22 +40,13 @@ export class VxlanUplink implements PortAttachable {
   readonly wakeWords: { rx: WordRef[]; tx: WordRef[] };
   readonly activePairs: WordRef;
   readonly vni: number;
-  private readonly i32: Int32Array;
-  private readonly word: WordRef;
-  private readonly wire: WireFrames;
+  private readonly port: EventLoopPort;
   private readonly udp: DgramSocket;
-  private readonly remotes: Remote[] = [];
-  /** Remote index by address (the outer source of a packet). */
-  private readonly byHost = new Map<string, number>();
-  /** How many of `remotes` are configured (they come first): the flood list. */
-  private readonly configured: number;
-  /** True when two configured remotes share an address (then the source port tells them apart). */
-  private readonly sharedHosts: boolean;
+  private readonly remotes: VxlanRemotes;
   private readonly fdb: MacTable;
   private readonly learning: boolean;
   private readonly restrictSources: boolean;
   private readonly ageingMs: number;
-  private readonly defaultPort: number;
   private readonly counters = {
     rxFrames: 0,
     rxBytes: 0,
@@ -145,14 +61,10 @@ export class VxlanUplink implements PortAttachable {
     dropsFull: 0,
     dropsNotAttached: 0,
     dropsNoRemote: 0,
-    dropsOffload: 0,
     sendErrors: 0,
   };
-  private out: SteeredOutput | null = null;
-  private inputs: PortChannelConsumer[] = [];
   private closed = false;
   private closing: Promise<void> | undefined;
-  private loopDone: Promise<void> | undefined;
   /** The clock in ms, read once per batch (learning and ageing need no finer time). */
   private now = performance.now();
   private lastExpire = this.now;
@@ -161,36 +73,29 @@ export class VxlanUplink implements PortAttachable {
   private local = '';
   /** The kernel's drop count read as the socket closed (stats() after close()). */
   private kernelDropsAtClose = 0;
-  /** Outbound buffers: datagrams (header + frame) packed one after the other, 8-aligned, each in flight from send() to its callback. */
-  private readonly outBufs: OutBuffers;
-  private readonly emitFrame = (u8: Uint8Array, at: number, len: number): void => this.send(u8, at, len);
   private readonly onMessage = (msg: Buffer, rinfo: RemoteInfo): void => this.receive(msg, rinfo);
   private readonly publishIn = (): void => {
     this.publishPending = false;
-    this.out?.publish();
-    this.out?.refresh(); // the receiver's active queues, for the next batch's steering
+    this.port.out?.publish();
+    this.port.out?.refresh(); // the receiver's active queues, for the next batch's steering
   };
 
   private constructor(options: VxlanUplinkOptions) {
     const o = checkVxlanOptions(options);
     this.vni = o.vni;
-    this.defaultPort = o.port === 0 ? VXLAN_PORT : o.port;
     this.learning = o.learning;
     this.restrictSources = o.restrictSources;
     this.ageingMs = o.ageingSeconds * 1000;
     this.fdb = new MacTable(o.fdbSize);
-    for (const r of o.remotes) this.addRemote(r.host, r.port, false);
-    this.configured = this.remotes.length;
-    this.sharedHosts = this.byHost.size < this.configured;
-    const buffer = new SharedArrayBuffer(128);
-    this.i32 = new Int32Array(buffer);
-    // One word for everything: the loop is its only sleeper.
-    this.word = { buffer, index: 16 };
-    this.wakeWords = { rx: [this.word], tx: [this.word] };
-    this.activePairs = { buffer, index: 0 };
-    Atomics.store(this.i32, 0, 1);
-    this.wire = new WireFrames(o.mtu, NET_MAX_TX_FRAME);
-    this.outBufs = new OutBuffers(this.word, () => this.counters.sendErrors++);
+    this.remotes = new VxlanRemotes(o.remotes, o.learning && !o.restrictSources, o.port === 0 ? VXLAN_PORT : o.port);
+    // Out buffers hold datagrams (header + frame) packed one after the other,
+    // 8-aligned: a segment is at least 55 bytes, so a quarter more covers it.
+    const overhead = { shift: 2, extra: 2 * VXLAN_HLEN };
+    // Datagrams went out one by one: a full buffer frees when their sends complete.
+    const owner = { turn: () => this.turn(), flushOut: () => (this.port.outBufs.cur = -1), armIn: () => false };
+    this.port = new EventLoopPort(owner, o.mtu, (u8, at, len) => this.send(u8, at, len), overhead, () => this.counters.sendErrors++);
+    this.wakeWords = this.port.wakeWords;
+    this.activePairs = this.port.activePairs;
     // Node sets both buffer sizes when the socket is bound.
     this.udp = createSocket({ type: 'udp4', recvBufferSize: o.recvBufferSize, sendBufferSize: o.sendBufferSize });
     this.udp.on('message', this.onMessage);
@@ -232,15 +137,12 @@ export class VxlanUplink implements PortAttachable {
   }
 
   attach(port: NetPort): void {
-    if (port.outputs.length !== 1 || port.inputs.length !== 1) throw new InvalidArgumentError(`a VXLAN uplink has one queue pair, the port has ${port.outputs.length}`);
-    this.out = new SteeredOutput(port.outputs[0]);
-    this.inputs = port.inputs[0].map((spec) => new PortChannelConsumer(spec));
-    this.loopDone ??= this.loop();
+    this.port.attach(port, 'a VXLAN uplink');
   }
 
   /** The learned MACs and the VTEP behind each (allocates: not for the data path). */
   fdbEntries(): VxlanFdbEntry[] {
-    return this.fdb.entries(this.now).map((e) => ({ mac: e.mac, remote: `${this.remotes[e.port].host}:${this.remotes[e.port].port}`, ageMs: e.ageMs }));
+    return this.fdb.entries(this.now).map((e) => ({ mac: e.mac, remote: this.remotes.name(e.port), ageMs: e.ageMs }));
   }
 
   stats(): VxlanStats {
@@ -249,11 +151,12 @@ export class VxlanUplink implements PortAttachable {
       vni: this.vni,
       local: this.local,
       ...this.counters,
+      dropsOffload: this.port.dropsOffload,
       fdbEntries: this.fdb.size,
       fdbMoves: this.fdb.moves,
       fdbRefused: this.fdb.refused,
       dropsKernel: bound === null ? this.kernelDropsAtClose : udpKernelDrops(bound),
-      remotes: this.remotes.map((r) => ({ ...r })),
+      remotes: this.remotes.list.map((r) => ({ ...r })),
     };
   }
 
@@ -261,7 +164,7 @@ export class VxlanUplink implements PortAttachable {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
-      ring(this.i32, this.word.index);
+      const stopped = this.port.stop();
       try {
         const a = this.udp.address();
         this.kernelDropsAtClose = udpKernelDrops(a);
@@ -275,40 +178,16 @@ export class VxlanUplink implements PortAttachable {
           r(); // never bound, or already closed
         }
       });
-      await this.loopDone;
+      await stopped;
     })();
     return this.closing;
-  }
-
-  // ---- remotes ----
-
-  private addRemote(host: string, port: number, learned: boolean): number {
-    const index = this.remotes.length;
-    this.remotes.push({ host, port, learned, rxFrames: 0, txFrames: 0 });
-    if (!this.byHost.has(host)) this.byHost.set(host, index);
-    return index;
-  }
-
-  /** The remote a packet from `host` came from: configured, learned before, or learned now (NOT_FOUND when it may not be). */
-  private remoteOf(host: string, port: number): number {
-    const index = this.byHost.get(host);
-    if (index !== undefined) return this.sharedHosts ? this.byHostAndPort(host, port, index) : index;
-    if (this.restrictSources || !this.learning || this.remotes.length >= MAX_REMOTES) return NOT_FOUND;
-    // A new VTEP: Linux sends to it on its dstport, whatever source port it used.
-    return this.addRemote(host, this.defaultPort, true);
-  }
-
-  /** Of several configured remotes on one address, the one on the packet's source port (else the first). */
-  private byHostAndPort(host: string, port: number, first: number): number {
-    for (let r = 0; r < this.configured; r++) if (this.remotes[r].port === port && this.remotes[r].host === host) return r;
-    return first;
   }
 
   // ---- inbound: UDP -> lab ----
 
   private receive(msg: Buffer, rinfo: RemoteInfo): void {
     const c = this.counters;
-    const out = this.out;
+    const out = this.port.out;
     const len = msg.length;
     switch (vxlanHeaderCheck(msg, len, this.vni)) {
       case VXLAN_OK:
@@ -324,7 +203,7 @@ export class VxlanUplink implements PortAttachable {
         return;
     }
     // Without learning a packet from an unlisted sender is taken, just not learned from.
-    const remote = this.remoteOf(rinfo.address, rinfo.port);
+    const remote = this.remotes.remoteOf(rinfo.address, rinfo.port);
     if (remote === NOT_FOUND && (this.restrictSources || this.learning)) {
       c.dropsUnknownSource++;
       return;
@@ -340,7 +219,7 @@ export class VxlanUplink implements PortAttachable {
     }
     // Learn the inner source (never a group address: the switch drops those).
     if (remote !== NOT_FOUND) {
-      this.remotes[remote].rxFrames++;
+      this.remotes.list[remote].rxFrames++;
       if (this.learning && (msg[VXLAN_HLEN + 6] & 1) === 0) this.fdb.learn(msg, VXLAN_HLEN + 6, remote, this.now);
     }
     const p = out.pick(msg, VXLAN_HLEN, frameLen);
@@ -362,45 +241,28 @@ export class VxlanUplink implements PortAttachable {
     }
   }
 
-  // ---- outbound: lab -> UDP ----
+  // ---- the loop and outbound: lab -> UDP ----
 
-  /** Drain the input channels into datagrams. Returns records taken. */
-  private pumpOut(): number {
-    let n = 0;
-    this.outBufs.blocked = false;
-    for (const c of this.inputs) {
-      const u8 = c.u8;
-      for (let at = c.peek(); at >= 0; at = c.peek()) {
-        const bytes = this.wire.wireBytes(u8, at, c.len);
-        if (bytes < 0) {
-          this.counters.dropsOffload++;
-        } else {
-          // Frames plus a header each, 8-aligned (a segment is at least 55 bytes: a quarter more covers it).
-          if (!this.outBufs.fits(bytes + (bytes >>> 2) + 2 * VXLAN_HLEN) && !this.outBufs.takeFree()) {
-            this.outBufs.blocked = true;
-            break;
-          }
-          if (this.wire.resolve(u8, at, c.len, this.emitFrame) < 0) this.counters.dropsOffload++;
-        }
-        c.consume();
-        n++;
-      }
-      c.release();
-      if (this.outBufs.blocked) break;
+  /** One turn of the loop: read the clock (once per batch), age the learned MACs once a second, drain the lab's frames. */
+  private turn(): number {
+    this.now = performance.now();
+    if (this.now - this.lastExpire >= IDLE_MS) {
+      this.lastExpire = this.now;
+      this.fdb.expire(this.now, this.ageingMs);
     }
-    this.outBufs.cur = -1; // datagrams went out one by one; the buffer frees when their sends complete
-    return n;
+    return this.port.drainOut(true);
   }
 
   /** One wire frame: header + frame into the current buffer, sent to its VTEP (or to every configured one). */
   private send(u8: Uint8Array, at: number, len: number): void {
     // The destination MAC: a group address floods, a unicast one goes where it was learned.
     const known = (u8[at] & 1) === 0 ? this.fdb.lookup(u8, at, this.now, this.ageingMs) : NOT_FOUND;
-    if (known === NOT_FOUND && this.configured === 0) {
+    const configured = this.remotes.configured;
+    if (known === NOT_FOUND && configured === 0) {
       this.counters.dropsNoRemote++;
       return;
     }
-    const o = this.outBufs;
+    const o = this.port.outBufs;
     const k = o.cur;
     const buf = o.bufs[k];
     const start = o.used;
@@ -413,52 +275,15 @@ export class VxlanUplink implements PortAttachable {
       return;
     }
     this.counters.flooded++;
-    for (let r = 0; r < this.configured; r++) this.sendTo(r, buf, k, start, size, len);
+    for (let r = 0; r < configured; r++) this.sendTo(r, buf, k, start, size, len);
   }
 
   private sendTo(r: number, buf: Buffer, k: number, start: number, size: number, frameLen: number): void {
-    const remote = this.remotes[r];
-    this.outBufs.hold(k);
+    const remote = this.remotes.list[r];
+    this.port.outBufs.hold(k);
     remote.txFrames++;
     this.counters.txFrames++;
     this.counters.txBytes += frameLen;
-    this.udp.send(buf, start, size, remote.port, remote.host, this.outBufs.done[k]);
-  }
-
-
-  // ---- the loop ----
-
-  /**
-   * Move what can move; when nothing can, arm every input, look again, and
-   * sleep on the wake word (a send completing rings it when every buffer was
-   * in flight).
-   */
-  private async loop(): Promise<void> {
-    const i32 = this.i32;
-    const index = this.word.index;
-    while (!this.closed) {
-      this.tick();
-      if (this.pumpOut() !== 0) {
-        await yieldToLoop(); // let packets in and send callbacks run
-        continue;
-      }
-      const seen = Atomics.load(i32, index);
-      if (this.arm() || this.closed) continue;
-      await waitAsync(i32, index, seen, IDLE_MS);
-    }
-  }
-
-  /** Read the clock (once per batch) and age the learned MACs once a second. */
-  private tick(): void {
-    this.now = performance.now();
-    if (this.now - this.lastExpire < IDLE_MS) return;
-    this.lastExpire = this.now;
-    this.fdb.expire(this.now, this.ageingMs);
-  }
-
-  private arm(): boolean {
-    if (this.outBufs.blocked) return false;
-    for (const c of this.inputs) if (c.armData()) return true;
-    return false;
+    this.udp.send(buf, start, size, remote.port, remote.host, this.port.outBufs.done[k]);
   }
 }

@@ -86,7 +86,7 @@ export function requireTools(...names: ToolName[]): void {
 /** Run tshark with `args` and return its stdout (call requireTools('tshark') first). */
 export function tshark(args: string[]): string {
   try {
-    return execFileSync('tshark', args, { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 << 20 });
+    return execFileSync('tshark', args, { encoding: 'utf8', timeout: 180_000, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 << 20 });
   } catch (e) {
     const err = e as Error & { stderr?: string };
     throw new Error(`tshark ${args.join(' ')} failed: ${err.message}\n${err.stderr ?? ''}`);

@@ -6,6 +6,7 @@ import type { QueueState } from '../ring/queue-state.js';
 import { F_EVENT_IDX, F_INDIRECT_DESC, F_IN_ORDER, F_RING_PACKED, type FeatureSet, hasFeature } from '../spec/features.js';
 import { PCI_NO_VECTOR } from '../spec/pci.js';
 import type { QueueRunner } from './queue-runner.js';
+import type { VectorTable } from './vector-table.js';
 
 /** A queue's ring addresses (guest-physical). */
 export interface QueueAddresses {
@@ -72,6 +73,21 @@ export class QueueSlots {
       if (!Number.isSafeInteger(v) || (v as number) < 0) throw new InvalidArgumentError(`queue ${q} ${k} address ${v} is not a guest address`);
     }
     Object.assign(s, a);
+  }
+
+  /** Map queue q's interrupts to `vector` of `vectors` (or NO_VECTOR). @throws InvalidArgumentError for a vector there is not. */
+  setVector(q: number, vector: number, vectors: VectorTable): void {
+    const s = this.get(q);
+    if (vector !== PCI_NO_VECTOR) {
+      try {
+        vectors.check(vector);
+      } catch (e) {
+        // A failed mapping reads back as NO_VECTOR (4.1.5.1.2).
+        s.vector = PCI_NO_VECTOR;
+        throw e;
+      }
+    }
+    s.vector = vector;
   }
 
   /** vhost SET_VRING_BASE (see VirtioDevice.setVringBase). */

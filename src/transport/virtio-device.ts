@@ -1,34 +1,21 @@
 import { EventEmitter } from 'node:events';
-import {
-  DeviceStatusError,
-  FeatureNegotiationError,
-  InvalidArgumentError,
-  type QueueWorkerError,
-  VirtioLabError,
-  VirtqueueError,
-} from '../errors.js';
+import { DeviceStatusError, FeatureNegotiationError, InvalidArgumentError, type VirtioLabError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { NotifyArea, type WordRef } from '../notify/notify-area.js';
-import { type QueueState, validateQueueSize, validateQueueState } from '../ring/queue-state.js';
+import { type QueueState, validateQueueSize } from '../ring/queue-state.js';
 import { F_RING_PACKED, F_RING_RESET, type FeatureSet, hasFeature } from '../spec/features.js';
 import { PCI_NO_VECTOR } from '../spec/pci.js';
 import { STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../spec/status.js';
 import { type CounterSchema, type QueueStats, StatsBlock } from '../stats/queue-stats.js';
-import type { QueueWorkerData } from '../worker/queue-worker-data.js';
-import type { HandlerFactory } from '../worker/queue-handler.js';
-import type { DeviceModel, QueueWorkerSpec } from './device-model.js';
-import { InlineQueueRunner } from './inline-queue-runner.js';
-import type { QueueRunner } from './queue-runner.js';
+import type { DeviceModel } from './device-model.js';
 import { type QueueAddresses, type QueueSlot, QueueSlots } from './queue-slots.js';
+import { type QueueLauncher, QueueStarter } from './queue-starter.js';
 import { featureRefusal, statusAfterWrite } from './status-machine.js';
-import { type QueueThreads, type ThreadMapping, defaultThreadMapping, mapQueueThreads } from './thread-mapping.js';
+import type { ThreadMapping } from './thread-mapping.js';
 import { VectorTable } from './vector-table.js';
 
 export type { QueueAddresses } from './queue-slots.js';
-
-/** A queue the control plane serves itself, and one on a queue thread. */
-type InlineQueueSpec = Extract<QueueWorkerSpec, { inline: HandlerFactory }>;
-type ThreadQueueSpec = Exclude<QueueWorkerSpec, { inline: HandlerFactory }>;
+export type { QueueLauncher } from './queue-starter.js';
 
 /** Options of a device's control plane. */
 export interface VirtioDeviceOptions {
@@ -49,14 +36,6 @@ export interface VirtioDeviceOptions {
   queueLauncher?: QueueLauncher;
 }
 
-/** Queue threads of another kind than the default, and what their queues start from. */
-export interface QueueLauncher {
-  /** The threads of a device with `numQueues` queues, and each queue's thread (its wake word is the queue's doorbell). Called once. */
-  threads(numQueues: number): QueueThreads;
-  /** The data a queue starts from on those threads, from the device's. */
-  prepare(data: QueueWorkerData): QueueWorkerData;
-}
-
 /** What 'queue-error' events carry. */
 export interface QueueErrorEvent {
   queue: number;
@@ -68,7 +47,8 @@ export interface QueueErrorEvent {
  * split): device status machine, feature negotiation, config space, queue
  * setup, and the queue threads its data queues run on (see ThreadMapping).
  * Device-specific behaviour comes from its DeviceModel. The queues' own
- * state and life cycle are a QueueSlots, the MSI-X routes a VectorTable.
+ * state and life cycle are a QueueSlots, where and how they start a
+ * QueueStarter, the MSI-X routes a VectorTable.
  *
  * Calls that break the spec's rules for a driver throw named errors
  * (DeviceStatusError, InvalidArgumentError); the register view
@@ -90,9 +70,7 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
   private resetting: Promise<void> | undefined;
   /** Microseconds a queue thread polls before it sleeps, at most. */
   readonly spinUs: number;
-  private readonly launcher: QueueLauncher | undefined;
-  /** Where the worker queues run. */
-  private readonly threads: QueueThreads;
+  private readonly starter: QueueStarter;
   private mem: GuestMemory;
 
   constructor(
@@ -103,15 +81,19 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     super();
     validateQueueSize(model.maxQueueSize);
     this.spinUs = options.spinUs ?? 30;
-    this.launcher = options.queueLauncher;
-    this.threads = this.launcher?.threads(model.numQueues) ?? mapQueueThreads(options.threads ?? defaultThreadMapping(), model.numQueues, this.spinUs);
-    // The default launcher posts memory to workers: it must be shared.
-    if (this.launcher === undefined) checkShared(memory);
-    this.mem = memory;
     this.notify = NotifyArea.create(model.numQueues, model.numQueues + 1);
     this.stats = StatsBlock.create(model.numQueues, model.counters);
     this.slots = new QueueSlots(model.numQueues, model.maxQueueSize, this.notify);
     this.vectors = new VectorTable(this.notify);
+    this.starter = new QueueStarter(model.numQueues, { ...options, spinUs: this.spinUs }, this.notify, this.stats, this.vectors, {
+      needsReset: (q, error) => this.needsReset(q, error),
+      queueError: (q, error) => {
+        this.emit('queue-error', { queue: q, error } satisfies QueueErrorEvent);
+        this.emit('config-interrupt');
+      },
+    });
+    this.starter.checkMemory(memory);
+    this.mem = memory;
   }
 
   /** The guest memory queues run in. */
@@ -125,7 +107,7 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    */
   setMemory(memory: GuestMemory): void {
     if (this.slots.runners().length > 0) throw new DeviceStatusError('guest memory can change only while no queue runs');
-    if (this.launcher === undefined) checkShared(memory);
+    this.starter.checkMemory(memory);
     this.mem = memory;
   }
 
@@ -195,12 +177,12 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    */
   async close(): Promise<void> {
     await this.reset();
-    if (this.threads.owned) await this.threads.pool.close();
+    await this.starter.close();
   }
 
   /** How the worker queues map onto threads, in words ("per-device", "shared pool of 2", ...). */
   get threadMapping(): string {
-    return this.threads.name;
+    return this.starter.threads.name;
   }
 
   /**
@@ -215,7 +197,7 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     if (this.model.runsInline?.(q, this.negotiatedFeatures) === true) {
       return { buffer: this.notify.spec.buffer, index: this.notify.doorbellWord(q) };
     }
-    return this.threads.pool.wakeWord(this.threads.threadOf[q]);
+    return this.starter.wakeWord(q);
   }
 
   // ---- features (2.2, 6) -------------------------------------------------
@@ -333,17 +315,8 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
   }
 
   setQueueVector(q: number, vector: number): void {
-    const s = this.configurable(q);
-    if (vector !== PCI_NO_VECTOR) {
-      try {
-        this.vectors.check(vector);
-      } catch (e) {
-        // A failed mapping reads back as NO_VECTOR (4.1.5.1.2).
-        s.vector = PCI_NO_VECTOR;
-        throw e;
-      }
-    }
-    s.vector = vector;
+    this.configurable(q);
+    this.slots.setVector(q, vector, this.vectors);
   }
 
   /**
@@ -379,56 +352,7 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     const features = this.negotiatedFeatures;
     const spec = this.model.queueWorker(q, features);
     if (spec === undefined) return;
-    let st: QueueState;
-    try {
-      st = state ?? this.slots.configuredState(q, features, this.memory);
-      validateQueueState(st, this.memory);
-    } catch (e) {
-      // Addresses the driver programmed that cannot be a ring (QueueStateError,
-      // GuestMemoryError): the device cannot run the queue (2.1.2).
-      if (!(e instanceof VirtioLabError)) throw e;
-      this.needsReset(q, e);
-      return;
-    }
-    const onDeath = (error: QueueWorkerError): void => {
-      if (s.worker !== undefined) s.worker = undefined;
-      this.needsReset(q, error);
-    };
-    s.worker = 'inline' in spec ? this.runInline(q, s, st, spec, onDeath) : this.runOnThread(q, s, st, spec, onDeath);
-  }
-
-  /** Serve queue `q` on the control plane's thread (a control queue); bad guest data ends it as a death does. */
-  private runInline(q: number, s: QueueSlot, st: QueueState, spec: InlineQueueSpec, onDeath: (error: QueueWorkerError) => void): QueueRunner {
-    return new InlineQueueRunner(q, this.memory, st, this.notify, this.stats, this.vectors.targetOrNull(s.vector), spec.params, spec.inline, {
-      onDeath,
-      onQueueError: (error) => {
-        s.worker = undefined;
-        this.needsReset(q, error);
-      },
-    });
-  }
-
-  /** Start queue `q` on its queue thread; the worker reports bad guest data (and sets NEEDS_RESET) itself. */
-  private runOnThread(q: number, s: QueueSlot, st: QueueState, spec: ThreadQueueSpec, onDeath: (error: QueueWorkerError) => void): QueueRunner {
-    const data: QueueWorkerData = {
-      kind: spec.kind,
-      queue: q,
-      memory: this.memory.specs(),
-      state: st,
-      notify: this.notify.spec,
-      stats: this.stats.buffer,
-      counters: this.stats.schema,
-      interrupt: this.vectors.targetOrNull(s.vector),
-      configInterrupt: this.vectors.targetOrNull(this.configVector),
-      params: spec.params,
-    };
-    return this.threads.pool.start(this.threads.threadOf[q], this.launcher === undefined ? data : this.launcher.prepare(data), {
-      onDeath,
-      onQueueError: (m) => {
-        this.emit('queue-error', { queue: q, error: new VirtqueueError(m.code as VirtqueueError['code'], m.message, m.value) } satisfies QueueErrorEvent);
-        this.emit('config-interrupt');
-      },
-    });
+    this.starter.start(this.slots, q, spec, features, this.memory, this.configVector, state);
   }
 
   /**
@@ -500,14 +424,5 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     if ((this.status & STATUS_FEATURES_OK) === 0) throw new DeviceStatusError(`queue ${q} set up before FEATURES_OK (3.1.1)`);
     if (s.enabled) throw new DeviceStatusError(`queue ${q} is enabled: its configuration is fixed until reset`);
     return s;
-  }
-}
-
-/** workerData copies an ArrayBuffer: a queue worker would process a private copy of such memory. */
-function checkShared(memory: GuestMemory): void {
-  for (const r of memory.regions) {
-    if (!(r.buffer instanceof SharedArrayBuffer)) {
-      throw new InvalidArgumentError(`guest memory region at 0x${r.gpa.toString(16)} is not a SharedArrayBuffer: queue workers would each get a copy of it`);
-    }
   }
 }

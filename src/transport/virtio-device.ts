@@ -1,33 +1,21 @@
 import { EventEmitter } from 'node:events';
-import {
-  DeviceStatusError,
-  FeatureNegotiationError,
-  InvalidArgumentError,
-  type QueueWorkerError,
-  VirtioLabError,
-  VirtqueueError,
-} from '../errors.js';
+import { DeviceStatusError, FeatureNegotiationError, InvalidArgumentError, type VirtioLabError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import { NotifyArea, type WordRef, ring } from '../notify/notify-area.js';
-import { type QueueState, validateQueueSize, validateQueueState } from '../ring/queue-state.js';
-import { F_EVENT_IDX, F_INDIRECT_DESC, F_IN_ORDER, F_RING_PACKED, F_RING_RESET, F_VERSION_1, type FeatureSet, hasFeature } from '../spec/features.js';
-import { PACKED_RING_START } from '../ring/packed-layout.js';
+import { NotifyArea, type WordRef } from '../notify/notify-area.js';
+import { type QueueState, validateQueueSize } from '../ring/queue-state.js';
+import { F_RING_PACKED, F_RING_RESET, type FeatureSet, hasFeature } from '../spec/features.js';
 import { PCI_NO_VECTOR } from '../spec/pci.js';
-import {
-  STATUS_ACKNOWLEDGE,
-  STATUS_DEVICE_NEEDS_RESET,
-  STATUS_DRIVER,
-  STATUS_DRIVER_OK,
-  STATUS_FAILED,
-  STATUS_FEATURES_OK,
-} from '../spec/status.js';
+import { STATUS_DEVICE_NEEDS_RESET, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK } from '../spec/status.js';
 import { type CounterSchema, type QueueStats, StatsBlock } from '../stats/queue-stats.js';
 import type { DeviceModel } from './device-model.js';
-import { InlineQueueRunner } from './inline-queue-runner.js';
-import type { QueueRunner } from './queue-runner.js';
-import type { QueueWorkerEvents } from './queue-thread-handle.js';
-import type { QueueWorkerData } from '../worker/queue-worker-data.js';
-import { type QueueThreads, type ThreadMapping, defaultThreadMapping, mapQueueThreads } from './thread-mapping.js';
+import { type QueueAddresses, type QueueSlot, QueueSlots } from './queue-slots.js';
+import { type QueueLauncher, QueueStarter } from './queue-starter.js';
+import { featureRefusal, statusAfterWrite } from './status-machine.js';
+import type { ThreadMapping } from './thread-mapping.js';
+import { VectorTable } from './vector-table.js';
+
+export type { QueueAddresses } from './queue-slots.js';
+export type { QueueLauncher } from './queue-starter.js';
 
 /** Options of a device's control plane. */
 export interface VirtioDeviceOptions {
@@ -48,48 +36,19 @@ export interface VirtioDeviceOptions {
   queueLauncher?: QueueLauncher;
 }
 
-/** Queue threads of another kind than the default, and what their queues start from. */
-export interface QueueLauncher {
-  /** The threads of a device with `numQueues` queues, and each queue's thread (its wake word is the queue's doorbell). Called once. */
-  threads(numQueues: number): QueueThreads;
-  /** The data a queue starts from on those threads, from the device's. */
-  prepare(data: QueueWorkerData): QueueWorkerData;
-}
-
-/** A queue's ring addresses (guest-physical). */
-export interface QueueAddresses {
-  desc: number;
-  avail: number;
-  used: number;
-}
-
 /** What 'queue-error' events carry. */
 export interface QueueErrorEvent {
   queue: number;
   error: VirtioLabError;
 }
 
-interface QueueSlot {
-  size: number;
-  desc: number;
-  avail: number;
-  used: number;
-  enabled: boolean;
-  vector: number;
-  /** Where the queue resumes: set by setVringBase or saved by stopQueue; undefined: the format's start. */
-  nextAvail: number | undefined;
-  /** Saved by stopQueue; undefined means "read used.idx from memory" (as vhost does). */
-  nextUsed: number | undefined;
-  worker: QueueRunner | undefined;
-}
-
-const DRIVER_SETTABLE = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK | STATUS_FAILED;
-
 /**
  * The main-thread control plane of one virtio device (after the vhost / vDPA
  * split): device status machine, feature negotiation, config space, queue
  * setup, and the queue threads its data queues run on (see ThreadMapping).
- * Device-specific behaviour comes from its DeviceModel.
+ * Device-specific behaviour comes from its DeviceModel. The queues' own
+ * state and life cycle are a QueueSlots, where and how they start a
+ * QueueStarter, the MSI-X routes a VectorTable.
  *
  * Calls that break the spec's rules for a driver throw named errors
  * (DeviceStatusError, InvalidArgumentError); the register view
@@ -106,18 +65,12 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
   /** Why the last FEATURES_OK was refused, if it was. */
   lastFeatureRefusal: string | undefined;
   private driverFeatureBits: FeatureSet = 0n;
-  private readonly slots: QueueSlot[];
-  /** Queues whose queue_reset is in progress. */
-  private readonly queuesResetting = new Set<number>();
-  private readonly vectorTargets: Array<{ ref: WordRef; i32: Int32Array }>;
+  private readonly slots: QueueSlots;
+  private readonly vectors: VectorTable;
   private resetting: Promise<void> | undefined;
   /** Microseconds a queue thread polls before it sleeps, at most. */
   readonly spinUs: number;
-  private readonly launch: (data: QueueWorkerData, events: QueueWorkerEvents) => QueueRunner;
-  /** Where the worker queues run. */
-  private readonly threads: QueueThreads;
-  /** The default launcher posts memory to workers: it must be shared. */
-  private readonly sharedMemoryOnly: boolean;
+  private readonly starter: QueueStarter;
   private mem: GuestMemory;
 
   constructor(
@@ -128,17 +81,19 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     super();
     validateQueueSize(model.maxQueueSize);
     this.spinUs = options.spinUs ?? 30;
-    const launcher = options.queueLauncher;
-    const threads = launcher?.threads(model.numQueues) ?? mapQueueThreads(options.threads ?? defaultThreadMapping(), model.numQueues, this.spinUs);
-    this.threads = threads;
-    this.launch = (data, events) => threads.pool.start(threads.threadOf[data.queue], launcher === undefined ? data : launcher.prepare(data), events);
-    this.sharedMemoryOnly = launcher === undefined;
-    if (this.sharedMemoryOnly) checkShared(memory);
-    this.mem = memory;
     this.notify = NotifyArea.create(model.numQueues, model.numQueues + 1);
     this.stats = StatsBlock.create(model.numQueues, model.counters);
-    this.slots = Array.from({ length: model.numQueues }, () => this.freshSlot());
-    this.vectorTargets = Array.from({ length: this.notify.vectors }, (_, v) => this.ownVector(v));
+    this.slots = new QueueSlots(model.numQueues, model.maxQueueSize, this.notify);
+    this.vectors = new VectorTable(this.notify);
+    this.starter = new QueueStarter(model.numQueues, { ...options, spinUs: this.spinUs }, this.notify, this.stats, this.vectors, {
+      needsReset: (q, error) => this.needsReset(q, error),
+      queueError: (q, error) => {
+        this.emit('queue-error', { queue: q, error } satisfies QueueErrorEvent);
+        this.emit('config-interrupt');
+      },
+    });
+    this.starter.checkMemory(memory);
+    this.mem = memory;
   }
 
   /** The guest memory queues run in. */
@@ -151,8 +106,8 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    * table). Only while no queue runs: a running worker keeps its own view.
    */
   setMemory(memory: GuestMemory): void {
-    if (this.slots.some((s) => s.worker !== undefined)) throw new DeviceStatusError('guest memory can change only while no queue runs');
-    if (this.sharedMemoryOnly) checkShared(memory);
+    if (this.slots.runners().length > 0) throw new DeviceStatusError('guest memory can change only while no queue runs');
+    this.starter.checkMemory(memory);
     this.mem = memory;
   }
 
@@ -177,26 +132,15 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     }
     if (this.resetting !== undefined) throw new DeviceStatusError('device reset in progress: wait until status reads 0');
     const current = this.status;
-    const mine = current & ~STATUS_DEVICE_NEEDS_RESET;
-    if ((mine & ~value) !== 0) throw new DeviceStatusError(`status 0x${value.toString(16)} clears bits of 0x${mine.toString(16)}: a driver must not clear status bits (2.1.1)`);
-    if ((value & ~DRIVER_SETTABLE & ~STATUS_DEVICE_NEEDS_RESET) !== 0) throw new DeviceStatusError(`status 0x${value.toString(16)} sets undefined bits`);
-    const added = value & ~current & ~STATUS_DEVICE_NEEDS_RESET;
-    const need = (bit: number, before: number, name: string, beforeName: string): void => {
-      if ((value & bit) !== 0 && (value & before) === 0) throw new DeviceStatusError(`${name} set before ${beforeName} (3.1.1 order)`);
-    };
-    need(STATUS_DRIVER, STATUS_ACKNOWLEDGE, 'DRIVER', 'ACKNOWLEDGE');
-    need(STATUS_FEATURES_OK, STATUS_DRIVER, 'FEATURES_OK', 'DRIVER');
-    need(STATUS_DRIVER_OK, STATUS_FEATURES_OK, 'DRIVER_OK', 'FEATURES_OK');
-    // DEVICE_NEEDS_RESET is the device's to set: a driver's read-modify-write may
-    // carry it back, but a driver write never sets it (2.1.1).
-    let next = (value & ~STATUS_DEVICE_NEEDS_RESET) | (current & STATUS_DEVICE_NEEDS_RESET);
+    let next = statusAfterWrite(current, value);
+    const added = next & ~current;
     if ((added & STATUS_FEATURES_OK) !== 0) {
-      this.lastFeatureRefusal = this.featureRefusal(this.driverFeatureBits);
+      this.lastFeatureRefusal = featureRefusal(this.model, this.driverFeatureBits);
       if (this.lastFeatureRefusal !== undefined) next &= ~(STATUS_FEATURES_OK | STATUS_DRIVER_OK);
     }
     Atomics.store(this.notify.i32, this.notify.statusWord, next);
     if ((added & STATUS_DRIVER_OK) !== 0 && (next & STATUS_DRIVER_OK) !== 0) {
-      for (let q = 0; q < this.slots.length; q++) if (this.slots[q].enabled) this.startQueue(q);
+      for (let q = 0; q < this.slots.count; q++) if (this.slots.get(q).enabled) this.startQueue(q);
     }
   }
 
@@ -206,7 +150,7 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    */
   reset(): Promise<void> {
     if (this.resetting !== undefined) return this.resetting;
-    const workers = this.slots.flatMap((s) => (s.worker === undefined ? [] : [s.worker]));
+    const workers = this.slots.runners();
     if (workers.length === 0) {
       this.clearState();
       return Promise.resolve();
@@ -218,13 +162,12 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
   }
 
   private clearState(): void {
-    this.slots.forEach((_, q) => (this.slots[q] = this.freshSlot()));
+    // Vector routes are MSI-X table state (PCI), which a virtio reset leaves alone.
+    this.slots.clear();
     this.model.onReset?.();
     this.driverFeatureBits = 0n;
     this.lastFeatureRefusal = undefined;
     this.configVector = PCI_NO_VECTOR;
-    // Vector routes are MSI-X table state (PCI), which a virtio reset leaves alone.
-    for (let q = 0; q < this.slots.length; q++) Atomics.store(this.notify.i32, this.notify.controlWord(q), 0);
     Atomics.store(this.notify.i32, this.notify.statusWord, 0);
   }
 
@@ -234,12 +177,12 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    */
   async close(): Promise<void> {
     await this.reset();
-    if (this.threads.owned) await this.threads.pool.close();
+    await this.starter.close();
   }
 
   /** How the worker queues map onto threads, in words ("per-device", "shared pool of 2", ...). */
   get threadMapping(): string {
-    return this.threads.name;
+    return this.starter.threads.name;
   }
 
   /**
@@ -250,11 +193,11 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    * driver or peer may keep it.
    */
   doorbell(q: number): WordRef {
-    this.slot(q);
+    this.slots.get(q);
     if (this.model.runsInline?.(q, this.negotiatedFeatures) === true) {
       return { buffer: this.notify.spec.buffer, index: this.notify.doorbellWord(q) };
     }
-    return this.threads.pool.wakeWord(this.threads.threadOf[q]);
+    return this.starter.wakeWord(q);
   }
 
   // ---- features (2.2, 6) -------------------------------------------------
@@ -280,13 +223,6 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     }
     if (features < 0n || features >= 1n << 128n) throw new InvalidArgumentError('feature bits must fit in 128 bits');
     this.driverFeatureBits = features;
-  }
-
-  private featureRefusal(accepted: FeatureSet): string | undefined {
-    const unoffered = accepted & ~this.model.features;
-    if (unoffered !== 0n) return `driver accepted feature bits the device did not offer: 0x${unoffered.toString(16)}`;
-    if (!hasFeature(accepted, F_VERSION_1)) return 'VIRTIO_F_VERSION_1 not accepted: this device has no legacy interface';
-    return this.model.checkFeatures(accepted);
   }
 
   /** Like reading FEATURES_OK back, but throws the refusal reason. */
@@ -325,61 +261,46 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    * driver thread can sleep on all of them. Default: the device's own word.
    */
   routeVector(vector: number, target: WordRef): void {
-    this.checkVector(vector);
-    this.vectorTargets[vector] = { ref: target, i32: new Int32Array(target.buffer) };
+    this.vectors.route(vector, target);
   }
 
   /** The word vector `vector` rings. */
   vectorTarget(vector: number): WordRef {
-    this.checkVector(vector);
-    return this.vectorTargets[vector].ref;
+    return this.vectors.target(vector);
   }
 
   private raiseConfigInterrupt(): void {
     this.emit('config-interrupt');
-    const v = this.configVector;
-    if (v === PCI_NO_VECTOR) return;
-    const t = this.vectorTargets[v];
-    ring(t.i32, t.ref.index);
-  }
-
-  private checkVector(vector: number): void {
-    if (!Number.isInteger(vector) || vector < 0 || vector >= this.notify.vectors) {
-      throw new InvalidArgumentError(`vector ${vector} out of range (device has ${this.notify.vectors})`);
-    }
-  }
-
-  private ownVector(v: number): { ref: WordRef; i32: Int32Array } {
-    return { ref: { buffer: this.notify.spec.buffer, index: this.notify.vectorWord(v) }, i32: this.notify.i32 };
+    this.vectors.ring(this.configVector);
   }
 
   // ---- queues (4.1.4.3, vhost-style operations) ------------------------------
 
   get numQueues(): number {
-    return this.slots.length;
+    return this.slots.count;
   }
 
   /** Current queue size (initially the maximum, 4.1.4.3.2). */
   queueSize(q: number): number {
-    return this.slot(q).size;
+    return this.slots.get(q).size;
   }
 
   queueAddresses(q: number): QueueAddresses {
-    const s = this.slot(q);
+    const s = this.slots.get(q);
     return { desc: s.desc, avail: s.avail, used: s.used };
   }
 
   queueVector(q: number): number {
-    return this.slot(q).vector;
+    return this.slots.get(q).vector;
   }
 
   queueEnabled(q: number): boolean {
-    return this.slot(q).enabled;
+    return this.slots.get(q).enabled;
   }
 
   /** True while a worker runs queue `q`. */
   queueRunning(q: number): boolean {
-    return this.slot(q).worker !== undefined;
+    return this.slots.get(q).worker !== undefined;
   }
 
   setQueueSize(q: number, size: number): void {
@@ -389,25 +310,13 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
   }
 
   setQueueAddresses(q: number, a: Partial<QueueAddresses>): void {
-    const s = this.configurable(q);
-    for (const [k, v] of Object.entries(a)) {
-      if (!Number.isSafeInteger(v) || (v as number) < 0) throw new InvalidArgumentError(`queue ${q} ${k} address ${v} is not a guest address`);
-    }
-    Object.assign(s, a);
+    this.configurable(q);
+    this.slots.setAddresses(q, a);
   }
 
   setQueueVector(q: number, vector: number): void {
-    const s = this.configurable(q);
-    if (vector !== PCI_NO_VECTOR) {
-      try {
-        this.checkVector(vector);
-      } catch (e) {
-        // A failed mapping reads back as NO_VECTOR (4.1.5.1.2).
-        s.vector = PCI_NO_VECTOR;
-        throw e;
-      }
-    }
-    s.vector = vector;
+    this.configurable(q);
+    this.slots.setVector(q, vector, this.vectors);
   }
 
   /**
@@ -417,13 +326,7 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    * packed ring, and used.idx read from memory for a split ring.
    */
   setVringBase(q: number, nextAvail: number, nextUsed?: number): void {
-    const s = this.slot(q);
-    if (s.worker !== undefined) throw new DeviceStatusError(`queue ${q} is running: stop it before setting its base`);
-    for (const v of [nextAvail, nextUsed ?? 0]) {
-      if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new InvalidArgumentError(`vring base ${v} is not a u16`);
-    }
-    s.nextAvail = nextAvail;
-    s.nextUsed = nextUsed;
+    this.slots.setVringBase(q, nextAvail, nextUsed);
   }
 
   /** vhost GET_VRING_BASE: stops the queue and returns where it stopped. */
@@ -443,59 +346,13 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    * is input like any other) or from its configuration and base.
    */
   startQueue(q: number, state?: QueueState): void {
-    const s = this.slot(q);
+    const s = this.slots.get(q);
     if (s.worker !== undefined) throw new DeviceStatusError(`queue ${q} is already running`);
     if ((this.status & STATUS_DRIVER_OK) === 0) throw new DeviceStatusError(`queue ${q} cannot start before DRIVER_OK`);
     const features = this.negotiatedFeatures;
     const spec = this.model.queueWorker(q, features);
     if (spec === undefined) return;
-    let st: QueueState;
-    try {
-      st = state ?? this.configuredState(q, features);
-      validateQueueState(st, this.memory);
-    } catch (e) {
-      // Addresses the driver programmed that cannot be a ring (QueueStateError,
-      // GuestMemoryError): the device cannot run the queue (2.1.2).
-      if (!(e instanceof VirtioLabError)) throw e;
-      this.needsReset(q, e);
-      return;
-    }
-    const target = (v: number): WordRef | null => (v === PCI_NO_VECTOR ? null : this.vectorTargets[v].ref);
-    const onDeath = (error: QueueWorkerError): void => {
-      if (s.worker !== undefined) s.worker = undefined;
-      this.needsReset(q, error);
-    };
-    if ('inline' in spec) {
-      s.worker = new InlineQueueRunner(q, this.memory, st, this.notify, this.stats, target(s.vector), spec.params, spec.inline, {
-        onDeath,
-        onQueueError: (error) => {
-          s.worker = undefined;
-          this.needsReset(q, error);
-        },
-      });
-      return;
-    }
-    s.worker = this.launch(
-      {
-        kind: spec.kind,
-        queue: q,
-        memory: this.memory.specs(),
-        state: st,
-        notify: this.notify.spec,
-        stats: this.stats.buffer,
-        counters: this.stats.schema,
-        interrupt: target(s.vector),
-        configInterrupt: target(this.configVector),
-        params: spec.params,
-      },
-      {
-        onDeath,
-        onQueueError: (m) => {
-          this.emit('queue-error', { queue: q, error: new VirtqueueError(m.code as VirtqueueError['code'], m.message, m.value) } satisfies QueueErrorEvent);
-          this.emit('config-interrupt');
-        },
-      },
-    );
+    this.starter.start(this.slots, q, spec, features, this.memory, this.configVector, state);
   }
 
   /**
@@ -503,16 +360,8 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    * queue's state, from which startQueue() resumes losing and duplicating
    * nothing. A stopped queue stays enabled.
    */
-  async stopQueue(q: number): Promise<QueueState> {
-    const s = this.slot(q);
-    const w = s.worker;
-    if (w === undefined) throw new DeviceStatusError(`queue ${q} is not running`);
-    const state = await w.stop();
-    await w.terminate();
-    s.worker = undefined;
-    s.nextAvail = state.nextAvail;
-    s.nextUsed = state.nextUsed;
-    return state;
+  stopQueue(q: number): Promise<QueueState> {
+    return this.slots.stop(q);
   }
 
   /**
@@ -521,13 +370,8 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    * its configuration back to the values after a device reset (size = max,
    * not enabled, no vector, base 0). The other queues keep running.
    */
-  async resetQueue(q: number): Promise<void> {
-    const s = this.slot(q);
-    const w = s.worker;
-    s.worker = undefined;
-    await w?.terminate();
-    this.slots[q] = this.freshSlot();
-    Atomics.store(this.notify.i32, this.notify.controlWord(q), 0);
+  resetQueue(q: number): Promise<void> {
+    return this.slots.reset(q);
   }
 
   /**
@@ -537,16 +381,14 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    * @throws InvalidArgumentError without VIRTIO_F_RING_RESET negotiated.
    */
   requestQueueReset(q: number): void {
-    this.slot(q);
+    this.slots.get(q);
     if (!hasFeature(this.negotiatedFeatures, F_RING_RESET)) throw new InvalidArgumentError(`queue_reset of queue ${q}: VIRTIO_F_RING_RESET is not negotiated`);
-    if (this.queuesResetting.has(q)) return;
-    this.queuesResetting.add(q);
-    void this.resetQueue(q).finally(() => this.queuesResetting.delete(q));
+    this.slots.requestReset(q);
   }
 
   /** Whether a queue_reset of queue `q` is still in progress. */
   queueResetting(q: number): boolean {
-    return this.queuesResetting.has(q);
+    return this.slots.isResetting(q);
   }
 
   /**
@@ -554,40 +396,15 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
    * device notices, sets DEVICE_NEEDS_RESET, raises a config interrupt and
    * emits 'queue-error' with a QueueWorkerError; a reset brings it back.
    */
-  async killQueueWorker(q: number): Promise<void> {
-    const w = this.slot(q).worker;
-    if (w === undefined) throw new DeviceStatusError(`queue ${q} is not running`);
-    await w.kill();
+  killQueueWorker(q: number): Promise<void> {
+    return this.slots.kill(q);
   }
 
   /** A snapshot of queue `q`'s counters. */
   queueStats(q: number): QueueStats<S> {
-    this.slot(q);
+    this.slots.get(q);
     // The block was laid out from model.counters, which is an S.
     return this.stats.snapshot(q) as QueueStats<S>;
-  }
-
-  private configuredState(q: number, features: FeatureSet): QueueState {
-    const s = this.slot(q);
-    const packed = hasFeature(features, F_RING_PACKED);
-    // A fresh packed ring starts at index 0 with wrap counters 1 (2.8.1); a base
-    // set for it carries the wrap counter in bit 15 and stands for used too, as in vhost.
-    const nextAvail = s.nextAvail ?? (packed ? PACKED_RING_START : 0);
-    // used.idx is read only where it can be: a device area outside guest memory is then
-    // refused by validateQueueState as INVALID_QUEUE_STATE naming the area, like the other two.
-    const nextUsed = s.nextUsed ?? (packed ? nextAvail : this.memory.contains(s.used + 2, 2) ? this.memory.readU16(s.used + 2) : 0);
-    return {
-      size: s.size,
-      desc: s.desc,
-      avail: s.avail,
-      used: s.used,
-      nextAvail,
-      nextUsed,
-      eventIdx: hasFeature(features, F_EVENT_IDX),
-      indirect: hasFeature(features, F_INDIRECT_DESC),
-      packed,
-      inOrder: hasFeature(features, F_IN_ORDER),
-    };
   }
 
   /**
@@ -601,39 +418,11 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     this.emit('queue-error', { queue: q, error } satisfies QueueErrorEvent);
   }
 
-  private slot(q: number): QueueSlot {
-    if (!Number.isInteger(q) || q < 0 || q >= this.slots.length) throw new InvalidArgumentError(`queue ${q} does not exist (device has ${this.slots.length})`);
-    return this.slots[q];
-  }
-
   /** A queue whose registers may be written: after FEATURES_OK, not yet enabled (3.1.1 step 7). */
   private configurable(q: number): QueueSlot {
-    const s = this.slot(q);
+    const s = this.slots.get(q);
     if ((this.status & STATUS_FEATURES_OK) === 0) throw new DeviceStatusError(`queue ${q} set up before FEATURES_OK (3.1.1)`);
     if (s.enabled) throw new DeviceStatusError(`queue ${q} is enabled: its configuration is fixed until reset`);
     return s;
-  }
-
-  private freshSlot(): QueueSlot {
-    return {
-      size: this.model.maxQueueSize,
-      desc: 0,
-      avail: 0,
-      used: 0,
-      enabled: false,
-      vector: PCI_NO_VECTOR,
-      nextAvail: undefined,
-      nextUsed: undefined,
-      worker: undefined,
-    };
-  }
-}
-
-/** workerData copies an ArrayBuffer: a queue worker would process a private copy of such memory. */
-function checkShared(memory: GuestMemory): void {
-  for (const r of memory.regions) {
-    if (!(r.buffer instanceof SharedArrayBuffer)) {
-      throw new InvalidArgumentError(`guest memory region at 0x${r.gpa.toString(16)} is not a SharedArrayBuffer: queue workers would each get a copy of it`);
-    }
   }
 }

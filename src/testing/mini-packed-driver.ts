@@ -9,6 +9,7 @@
  * positions, a guarded memory with a ring in it, the literal event rule.
  */
 import { GuestAllocator, type GuestMemory } from '../memory/index.js';
+import type { QueueState } from '../ring/queue-state.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../spec/ring.js';
 import { type GuardedMemory, guardedMemory } from './guest.js';
 import { type Segment, descAddr, gatherSegments, scatterSegments, writeDescFields } from './ring-bytes.js';
@@ -117,18 +118,8 @@ export class NotifyDecision {
 export interface PackedRig extends GuardedMemory {
   ring: PackedAddrs;
   alloc: GuestAllocator;
-  state: {
-    size: number;
-    desc: number;
-    avail: number;
-    used: number;
-    nextAvail: number;
-    nextUsed: number;
-    eventIdx: boolean;
-    indirect: boolean;
-    packed: true;
-    inOrder: boolean;
-  };
+  /** The queue's state for a device under test: always packed, IN_ORDER known. */
+  state: QueueState & { packed: true; inOrder: boolean };
 }
 
 export interface PackedRigOptions {

@@ -6,16 +6,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { IpHost, Lab, parseTopology } from '../../src/index.js';
 import { startCli } from '../cli/cli-process.js';
 import { topologyProblems } from '../support/topology-problems.js';
+import { A, B, C, VNI } from '../support/process-net.js';
 
 // Labs joined by VXLAN uplinks (RFC 7348) over loopback, the Lab API and
 // topology files; the tests against Linux's vxlan driver are in
 // vxlan-linux.test.ts. Addresses and ports are unique per process.
 
 const pid = process.pid;
-const A = 200 + (pid % 50);
-const B = (pid >>> 6) & 0xf0;
-const C = pid % 250;
-const VNI = 4200 + (pid % 1000);
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {

@@ -7,6 +7,7 @@ import { labRunReport } from '../../src/lab/topology/run-topology.js';
 import { until } from '../support/backend-nic.js';
 import { requireTools } from '../support/tools.js';
 import { VtepNamespace } from '../support/vxlan-namespace.js';
+import { A, B, C, VNI } from '../support/process-net.js';
 
 // A lab's VXLAN uplink (RFC 7348) against Linux's vxlan driver: the Linux
 // VTEPs live in network namespaces this file creates (root or CAP_NET_ADMIN,
@@ -16,11 +17,6 @@ requireTools('ip', 'ping', 'iperf3');
 if (process.getuid?.() !== 0) throw new Error('these tests create network namespaces and veth pairs: run them as root (CI does)');
 
 const pid = process.pid;
-/** A second octet and a third for this process's underlay /24s (10.<a>.<b+k>.0/24) and overlay (192.168.<c>.0/24). */
-const A = 200 + (pid % 50);
-const B = (pid >>> 6) & 0xf0;
-const C = pid % 250;
-const VNI = 4200 + (pid % 1000);
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {

@@ -68,6 +68,35 @@ describe('copyBytes: every size around the word-loop crossover, every alignment'
       expect(views[d], `step ${step}: ${len} bytes from view ${s}@${from} to view ${d}@${to}`).toEqual(want[d]);
     }
   });
+  it('keeps copying right when two pairs take turns and others cut in (the pair it remembers besides the last)', () => {
+    // Views at 4-aligned and odd offsets of one buffer and of plain buffers:
+    // the two remembered pairs lose their cached slots to the others.
+    const sab = new SharedArrayBuffer(4096);
+    const views = [new Uint8Array(sab, 0, 1024), new Uint8Array(sab, 1024, 1024), new Uint8Array(sab, 2049, 1000), new Uint8Array(1024), new Uint8Array(1024), new Uint8Array(sab, 3072, 1024)];
+    views.forEach((v, i) => v.set(pattern(v.length).map((b) => b ^ i)));
+    const want = views.map((v) => Uint8Array.from(v));
+    let last: [number, number] = [0, 3];
+    let before: [number, number] = [1, 5];
+    let x = 11;
+    for (let step = 0; step < 2000; step++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      // Half the time the pair before the last (the remembered one) comes back.
+      let pair: [number, number] = before;
+      if ((x >>> 4) % 2 === 0) {
+        const s = (x >>> 8) % 6;
+        pair = [s, (s + 1 + ((x >>> 12) % 5)) % 6];
+      }
+      before = last;
+      last = pair;
+      const [s, d] = pair;
+      const len = [12, 64, 3, 16][(x >>> 16) % 4];
+      const from = 4 * ((x >>> 20) % 50);
+      const to = 4 * ((x >>> 26) % 50);
+      copyBytes(views[s], from, views[d], to, len);
+      want[d].set(want[s].slice(from, from + len), to);
+      expect(views[d], `step ${step}: ${len} bytes from view ${s}@${from} to view ${d}@${to}`).toEqual(want[d]);
+    }
+  });
 });
 
 describe('copyBytes between mapped memory (vhost-user front-end memory) and a SharedArrayBuffer: memcpy by address, no view per copy', () => {

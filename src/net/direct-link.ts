@@ -158,6 +158,7 @@ export class DirectOutput {
   private readonly input: Int32Array;
   private readonly go: Uint8Array;
   private readonly hdr = new Uint8Array(NET_HDR_SIZE);
+  private readonly hdr32 = new Uint32Array(this.hdr.buffer);
   private seen = -1;
   private any = false;
   private waiting: DirectRx | undefined;
@@ -219,10 +220,21 @@ export class DirectOutput {
     }
     // The header is read once, into memory the guest cannot touch, checked and written from there.
     const hdr = this.hdr;
-    copyBytes(region.u8, chain.segIdx[0], hdr, 0, hdrSize);
-    for (let i = hdrSize; i < NET_HDR_SIZE; i++) hdr[i] = 0;
-    hdr[NET_HDR_NUM_BUFFERS] = 0;
-    hdr[NET_HDR_NUM_BUFFERS + 1] = 0;
+    const hdrAt = chain.segIdx[0];
+    if (hdrSize === NET_HDR_SIZE && (hdrAt & 3) === 0) {
+      // Three word loads; num_buffers (the high half of the last word, little-endian) reads 0 on transmit (5.1.6).
+      const w = hdrAt >>> 2;
+      const u32 = region.u32;
+      const h32 = this.hdr32;
+      h32[0] = u32[w];
+      h32[1] = u32[w + 1];
+      h32[2] = u32[w + 2] & 0xffff;
+    } else {
+      copyBytes(region.u8, hdrAt, hdr, 0, hdrSize);
+      for (let i = hdrSize; i < NET_HDR_SIZE; i++) hdr[i] = 0;
+      hdr[NET_HDR_NUM_BUFFERS] = 0;
+      hdr[NET_HDR_NUM_BUFFERS + 1] = 0;
+    }
     const problem = txHeaderProblem(hdr, 0, len, this.limits.offloads, this.limits.maxPlainFrame);
     if (problem >= 0) return problem;
     const p = rx.parts;

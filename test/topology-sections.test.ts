@@ -86,6 +86,24 @@ describe('parseTopology: a bad value in each section names its JSON path and the
     ]);
   });
 
+  it("a vhost-user port's ring threads: threads (a named mapping or { workers: N }) and spinUs are checked under their own paths", () => {
+    const port = (extra: Record<string, unknown>) => ({ nics: [NIC], vhostUser: [{ name: 'vm', path: '/tmp/vm.sock', ...extra }] });
+    let error: unknown;
+    try {
+      parseTopology(port({ threads: 'link' }));
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(TopologyError);
+    expect((error as TopologyError).path).toBe('vhostUser[0].threads');
+    expect((error as TopologyError).message).toBe('vhostUser[0].threads: must be "auto", "per-queue", "per-pair", "per-device" or { "workers": N }, got "link"');
+    expect(topologyProblems(port({ threads: 2 }))).toEqual(['vhostUser[0].threads: must be "auto", "per-queue", "per-pair", "per-device" or { "workers": N }, got 2']);
+    expect(topologyProblems(port({ threads: { workers: 0 } }))).toEqual(['vhostUser[0].threads.workers: must be an integer in [1, 32], got 0']);
+    expect(topologyProblems(port({ threads: { workers: 2, pool: 1 } }))).toEqual(['vhostUser[0].threads.pool: unknown key (known: workers)']);
+    expect(topologyProblems(port({ spinUs: -1 }))).toEqual(['vhostUser[0].spinUs: must be a number in [0, 1000000], got -1']);
+    for (const threads of ['auto', 'per-queue', 'per-pair', 'per-device', { workers: 32 }]) expect([threads, topologyProblems(port({ threads, spinUs: 0 }))]).toEqual([threads, []]);
+  });
+
   it('a topology that is no object is a TopologyError at (topology); a file that is not there or not JSON one at (file)', () => {
     expect(() => parseTopology(null)).toThrow(new TopologyError([{ path: '(topology)', message: 'must be an object, got null' }]));
     const missing = join(tmpdir(), `vl-no-such-topology-${process.pid}.json`);

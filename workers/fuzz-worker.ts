@@ -8,6 +8,7 @@
 import { HostileDriver } from '../src/hostile/hostile-driver.js';
 import { type FuzzCaseReport, type FuzzTask, fuzzCases } from '../src/hostile/fuzz-task.js';
 import type { HostileDeviceKind } from '../src/hostile/hostile-target.js';
+import { recordExpectation } from '../src/hostile/hostile-case.js';
 
 const drivers = new Map<HostileDeviceKind, Promise<HostileDriver>>();
 
@@ -23,6 +24,6 @@ function driver(kind: HostileDeviceKind): Promise<HostileDriver> {
 export default async function runFuzzCase(task: FuzzTask): Promise<FuzzCaseReport> {
   const c = (await fuzzCases(task.caseModule)).find((x) => x.name === task.case);
   if (c === undefined) throw new Error(`no fuzz case named "${task.case}"`);
-  const { expected: _, ...report } = await (await driver(task.kind)).run(c, task.ring, task.variant);
-  return report;
+  const { expected, ...report } = await (await driver(task.kind)).run(c, task.ring, task.variant);
+  return { ...report, expected: expected === undefined ? undefined : recordExpectation(expected) };
 }

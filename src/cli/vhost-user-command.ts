@@ -3,6 +3,7 @@ import { parseHostAddress } from '../lab/hosts/ipv4-address.js';
 import { Lab } from '../lab/runtime/lab.js';
 import { formatMac, parseMac } from '../net/mac.js';
 import { TftpServer } from '../lab/hosts/tftp-server.js';
+import { THREAD_MAPPING_NAMES } from '../transport/thread-mapping.js';
 import { serveVhostUserVsock } from '../vhost-user/devices.js';
 import type { VhostUserServer } from '../vhost-user/server.js';
 import { VsockHost } from '../vsock/vsock-host.js';
@@ -30,7 +31,13 @@ Serve our virtio-net or virtio-vsock device to a vhost-user front end
                     "CONNECT <port>\\n"; guest connections to host port N go
                     to P_N)
   --cid N           the guest's CID, >= 3 (default 3)
-  --spin-us U       microseconds a queue worker polls before it sleeps
+  --threads M       ring threads: auto, per-queue (a thread per ring),
+                    per-pair (one per receive/transmit pair) or per-device
+                    (one for every ring); default VIRTIO_LAB_THREADS, else
+                    auto (per-queue where the machine has a core for every
+                    ring plus two, else per-device). The start-up line
+                    names the mapping chosen.
+  --spin-us U       microseconds a ring thread polls before it sleeps
                     (default 30; 0 is faster when the front end busy-polls a
                     core of a small machine, as DPDK does)
   --seconds S       stop after S seconds (default: until SIGINT/SIGTERM; a
@@ -64,17 +71,24 @@ const stop = (seconds: number | undefined, signal: AbortSignal): Promise<void> =
     else signal.addEventListener('abort', done, { once: true });
   });
 
+/** The server's ring threads for the start-up line: "per-queue, 2 threads, spin 30 us". */
+function describeRingThreads(server: VhostUserServer): string {
+  const t = server.ringThreads();
+  const threads = new Set(t.threadOf).size;
+  return `${t.mapping}, ${threads} thread${threads === 1 ? '' : 's'}, spin ${server.device.spinUs} us`;
+}
+
 function logSessions(server: VhostUserServer, label: string): void {
   server.on('connected', () => console.log(`${label}: front end connected`));
   server.on('log', (line: string) => console.log(`${label}: ${line}`));
   server.on('disconnected', ({ summary }) => console.log(`${label}: negotiated ${JSON.stringify(summary)}`));
 }
 
-async function serveNet(path: string, values: OptionValues<typeof OPTIONS>, spinUs: number): Promise<Running> {
+async function serveNet(path: string, values: OptionValues<typeof OPTIONS>): Promise<Running> {
   const { ip, prefixLength } = values['host-ip'];
-  const lab = new Lab({ spinUs })
+  const lab = new Lab({ spinUs: values['spin-us'] })
     .switch('sw')
-    .vhostUser('guest', { path, mac: values.mac, queuePairs: values.pairs, allowUnsealedMemory: values['allow-unsealed-memory'] })
+    .vhostUser('guest', { path, mac: values.mac, queuePairs: values.pairs, threads: values.threads, allowUnsealedMemory: values['allow-unsealed-memory'] })
     .nic('host')
     .connect('guest', 'sw')
     .connect('host', 'sw');
@@ -86,7 +100,7 @@ async function serveNet(path: string, values: OptionValues<typeof OPTIONS>, spin
   tftp?.start();
   const server = lab.vhostUserServer('guest');
   logSessions(server, 'net');
-  console.log(`net: vhost-user on ${path}, MAC ${values.mac}; lab host ${ip} (${lab.mac('host')})${tftp === undefined ? '' : `, TFTP from ${values['tftp-root']}`}`);
+  console.log(`net: vhost-user on ${path}, MAC ${values.mac}, ring threads ${describeRingThreads(server)}; lab host ${ip} (${lab.mac('host')})${tftp === undefined ? '' : `, TFTP from ${values['tftp-root']}`}`);
   return {
     line: () => {
       const q = lab.stats().vhostUser.guest.queues;
@@ -102,13 +116,14 @@ async function serveNet(path: string, values: OptionValues<typeof OPTIONS>, spin
   };
 }
 
-async function serveVsock(path: string, udsPath: string, cid: number, spinUs: number, allowUnsealedMemory: boolean): Promise<Running> {
-  const server = serveVhostUserVsock(path, { guestCid: cid, spinUs, allowUnsealedMemory });
+async function serveVsock(path: string, udsPath: string, values: OptionValues<typeof OPTIONS>): Promise<Running> {
+  const cid = values.cid;
+  const server = serveVhostUserVsock(path, { guestCid: cid, threads: values.threads, spinUs: values['spin-us'], allowUnsealedMemory: values['allow-unsealed-memory'] });
   const host = new VsockHost(server.device);
   const mux = new VsockUnixMuxer(host.stack, { udsPath, guestCid: cid });
   await mux.listen();
   logSessions(server, 'vsock');
-  console.log(`vsock: vhost-user on ${path}, guest CID ${cid}; host side at ${udsPath}`);
+  console.log(`vsock: vhost-user on ${path}, guest CID ${cid}, ring threads ${describeRingThreads(server)}; host side at ${udsPath}`);
   return {
     line: () => {
       const s = server.device.vsockStats();
@@ -156,6 +171,8 @@ const OPTIONS = {
   mac: { type: 'parse', parse: parseMacOption, default: '52:54:00:12:34:56' },
   pairs: { type: 'int', min: 1, max: 128, default: 1 },
   seconds: { type: 'number', above: 0 },
+  // The pump's --threads and --spin-us rules (the pump adds 'link').
+  threads: { type: 'string', choices: THREAD_MAPPING_NAMES },
   'spin-us': { type: 'number', min: 0, default: 30 },
   quiet: { type: 'boolean' },
   'allow-unsealed-memory': { type: 'boolean' },
@@ -168,12 +185,11 @@ export async function vhostUserCommand(args: string[]): Promise<number> {
   const { values } = parsed;
   if (values.net === undefined && values.vsock === undefined) return usageFailure('vhost-user', 'give --net SOCK, --vsock SOCK or both', VHOST_USER_USAGE);
   if (values.vsock !== undefined && values['uds-path'] === undefined) return usageFailure('vhost-user', '--vsock needs --uds-path P (where host programs connect)', VHOST_USER_USAGE);
-  const spinUs = values['spin-us'];
   const interrupt = interruptOnSignals('vhost-user');
   const running: Running[] = [];
   try {
-    if (values.net !== undefined) running.push(await serveNet(values.net, values, spinUs));
-    if (values.vsock !== undefined) running.push(await serveVsock(values.vsock, values['uds-path']!, values.cid, spinUs, values['allow-unsealed-memory']));
+    if (values.net !== undefined) running.push(await serveNet(values.net, values));
+    if (values.vsock !== undefined) running.push(await serveVsock(values.vsock, values['uds-path']!, values));
     const ticker = values.quiet ? undefined : setInterval(() => console.log(running.map((r) => r.line()).join('  |  ')), 1000);
     await stop(values.seconds, interrupt.signal);
     clearInterval(ticker);

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
 import { HOSTILE_CASES } from './cases/index.js';
-import type { HostileCase } from './hostile-case.js';
+import type { ExpectationRecord, HostileCase } from './hostile-case.js';
 import type { HostileReport } from './hostile-driver.js';
 import type { HostileDeviceKind, RingFormat } from './hostile-target.js';
 
@@ -17,8 +17,13 @@ export interface FuzzTask {
   caseModule: string | undefined;
 }
 
-/** A case's report as it crosses threads: `expected` holds functions (counters), so it stays behind. */
-export type FuzzCaseReport = Omit<HostileReport, 'expected'>;
+/**
+ * A case's report as it crosses threads: plain data, so a pool thread's
+ * report reaches the run's JSON whole. `expected` is recordExpectation() of
+ * the case's expectation (whose counters hold functions); undefined when the
+ * case never returned one (it threw or hung, or its pool thread died).
+ */
+export type FuzzCaseReport = Omit<HostileReport, 'expected'> & { expected: ExpectationRecord | undefined };
 
 /**
  * The case list of a run: HOSTILE_CASES, or the `cases` export of

@@ -172,6 +172,7 @@ function crashed(task: FuzzTask, e: unknown): FuzzCaseReport {
     spec: '',
     ring: task.ring,
     variant: task.variant,
+    expected: undefined,
     errors: [],
     needsReset: false,
     guardViolations: 0,

@@ -31,6 +31,30 @@ export interface HostileExpectation {
   broken?: number[];
 }
 
+/** A HostileExpectation as plain data: each counter by name and bounds (its `delta()` stays behind). */
+export interface ExpectationRecord {
+  error?: ExpectedError;
+  needsReset: boolean;
+  /** `max` absent: unbounded. */
+  counters?: { name: string; min: number; max?: number }[];
+  broken?: number[];
+}
+
+/**
+ * What `e` asked of the device, as plain data that crosses threads (structured
+ * clone) and JSON unchanged: a fuzz pool thread's report carries this.
+ */
+export function recordExpectation(e: HostileExpectation): ExpectationRecord {
+  const r: ExpectationRecord = { needsReset: e.needsReset };
+  if (e.error !== undefined) {
+    const { code, value, queue } = e.error;
+    r.error = { code, ...(value === undefined ? {} : { value }), ...(queue === undefined ? {} : { queue }) };
+  }
+  if (e.counters !== undefined) r.counters = e.counters.map((c) => ({ name: c.name, min: c.min ?? 1, ...(c.max === undefined ? {} : { max: c.max }) }));
+  if (e.broken !== undefined) r.broken = [...e.broken];
+  return r;
+}
+
 /** Families of lies, one module each under src/hostile/cases. */
 export type HostileFamily = 'ring' | 'net' | 'vsock' | 'control';
 

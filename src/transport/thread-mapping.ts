@@ -20,9 +20,13 @@ import { QueueThreadPool } from './queue-thread-pool.js';
  * The environment variable VIRTIO_LAB_THREADS (`auto`, `per-queue`,
  * `per-pair`, `per-device`) sets the default of devices created without one.
  */
-export type ThreadMapping = 'auto' | 'per-queue' | 'per-pair' | 'per-device' | { workers: number } | { pool: QueueThreadPool; thread?: (queue: number) => number };
+export type ThreadMapping = NamedThreadMapping | { workers: number } | { pool: QueueThreadPool; thread?: (queue: number) => number };
 
-const NAMED = ['auto', 'per-queue', 'per-pair', 'per-device'] as const;
+/** The mappings that have a name (what VIRTIO_LAB_THREADS and the commands' `--threads` take). */
+export const THREAD_MAPPING_NAMES = ['auto', 'per-queue', 'per-pair', 'per-device'] as const;
+
+/** A mapping by name. */
+export type NamedThreadMapping = (typeof THREAD_MAPPING_NAMES)[number];
 
 /** A device's queues on their threads. */
 export interface QueueThreads {
@@ -39,7 +43,7 @@ export interface QueueThreads {
 export function defaultThreadMapping(): ThreadMapping {
   const env = process.env.VIRTIO_LAB_THREADS;
   if (env === undefined || env === '') return 'auto';
-  if (!(NAMED as readonly string[]).includes(env)) throw new InvalidArgumentError(`VIRTIO_LAB_THREADS=${env}: must be one of ${NAMED.join(', ')}`);
+  if (!(THREAD_MAPPING_NAMES as readonly string[]).includes(env)) throw new InvalidArgumentError(`VIRTIO_LAB_THREADS=${env}: must be one of ${THREAD_MAPPING_NAMES.join(', ')}`);
   return env as ThreadMapping;
 }
 
@@ -76,5 +80,5 @@ export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, spinU
     }
     return { pool, threadOf, owned: false, name: `shared pool of ${pool.size}` };
   }
-  throw new InvalidArgumentError(`threads ${JSON.stringify(mapping)}: expected ${NAMED.join(', ')}, { workers: N } or { pool, thread? }`);
+  throw new InvalidArgumentError(`threads ${JSON.stringify(mapping)}: expected ${THREAD_MAPPING_NAMES.join(', ')}, { workers: N } or { pool, thread? }`);
 }

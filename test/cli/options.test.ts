@@ -51,6 +51,7 @@ describe('bad numbers on the command line exit 2, naming the flag and the value,
     ['pump', ['--frames', '-5'], '--frames -5: must be an integer >= 0'],
     ['pump', ['--seconds', 'abc'], '--seconds abc: must be a number > 0'],
     ['pump', ['--size', '10'], '--size 10: must be an integer >= 18'],
+    ['pump', ['--threads', 'many'], '--threads many: must be auto, per-queue, per-pair, per-device or link'],
     ['load', ['--pairs', 'two'], '--pairs two: must be an integer >= 1 and <= 64'],
     ['load', ['--seconds', 'abc'], '--seconds abc: must be a number > 0'],
     ['load', ['--rate', 'fast'], '--rate fast: must be a number of frames per second'],
@@ -60,6 +61,7 @@ describe('bad numbers on the command line exit 2, naming the flag and the value,
     ['vhost-user', ['--net', 'x.sock', '--pairs', '0'], '--pairs 0: must be an integer >= 1 and <= 128'],
     ['vhost-user', ['--net', 'x.sock', '--mac', '52:54'], '--mac 52:54: must be a MAC address like 52:54:00:12:34:56'],
     ['vhost-user', ['--net', 'x.sock', '--host-ip', '10.0.2.300'], '--host-ip 10.0.2.300: must be an IPv4 address'],
+    ['vhost-user', ['--net', 'x.sock', '--threads', 'many'], '--threads many: must be auto, per-queue, per-pair or per-device'],
   ])('%s %j', async (command, args, message) => {
     const r = await runCli([command, ...args], 30_000);
     expect(r.code).toBe(2);

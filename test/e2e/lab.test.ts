@@ -379,7 +379,7 @@ describe('topology files', () => {
     ).toEqual([
       'vhostUser[0].path: is required',
       'vhostUser[1].name: "a" is already the name of the NIC at nics[0]',
-      'vhostUser[2].queues: unknown key (known: name, path, mac, mtu, queuePairs, allowUnsealedMemory)',
+      'vhostUser[2].queues: unknown key (known: name, path, mac, mtu, queuePairs, allowUnsealedMemory, threads, spinUs)',
       'vhostUser[2].allowUnsealedMemory: must be true or false, got "yes"',
       'vhostUser[2].mac: 52:54:00:00:00:0a is already the MAC of nics[0]',
       'traffic[0].to: "vm" is not a NIC of this topology (NICs: a)',

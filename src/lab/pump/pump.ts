@@ -13,7 +13,7 @@ import type { WordRef } from '../../notify/notify-area.js';
 import { NET_HDR_SIZE, netRxQueue, netTxQueue } from '../../spec/net.js';
 import type { NetQueueStats } from '../../net/net-counters.js';
 import { QueueThreadPool } from '../../transport/queue-thread-pool.js';
-import type { ThreadMapping } from '../../transport/thread-mapping.js';
+import { THREAD_MAPPING_NAMES, type ThreadMapping } from '../../transport/thread-mapping.js';
 import { workerFile } from '../../transport/worker-file.js';
 import { type LatencyPercentiles, latencyPercentiles, mergeEncodedHistograms } from './latency-histogram.js';
 import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES } from './frames.js';
@@ -100,7 +100,7 @@ export interface PumpOptions {
 export type PumpThreads = (typeof PUMP_THREADS)[number];
 
 /** Every PumpThreads value. */
-export const PUMP_THREADS = ['auto', 'per-queue', 'per-pair', 'per-device', 'link'] as const;
+export const PUMP_THREADS = [...THREAD_MAPPING_NAMES, 'link'] as const;
 
 /** Live figures. */
 export interface PumpTick {

@@ -113,7 +113,7 @@ async function createPorts(entries: LabEntries, arena: SharedArena, ctx: BringUp
     ctx.abortIfClosed();
   }
   for (const v of entries.vhostUser) {
-    v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, spinUs: ctx.spinUs, allowUnsealedMemory: v.allowUnsealedMemory });
+    v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, threads: v.threads, spinUs: v.spinUs ?? ctx.spinUs, allowUnsealedMemory: v.allowUnsealedMemory });
     v.server.on('connected', () => v.connects++);
     v.server.on('disconnected', (d: VhostUserDisconnect) => {
       v.disconnects++;

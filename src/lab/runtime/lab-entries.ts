@@ -11,6 +11,7 @@ import { formatMac, parseMac } from '../../net/mac.js';
 import type { VirtioNetDevice } from '../../net/net-device.js';
 import type { NetDriver } from '../../net/net-driver.js';
 import type { FeatureSet } from '../../spec/features.js';
+import type { ThreadMapping } from '../../transport/thread-mapping.js';
 import type { VhostUserServer } from '../../vhost-user/server.js';
 import type { LabNetnsOptions } from './lab-netns.js';
 import type { LabTapOptions } from './lab-types.js';
@@ -59,6 +60,10 @@ export interface VhostUserEntry {
   mtu: number;
   queuePairs: number;
   allowUnsealedMemory: boolean;
+  /** Undefined: the server's default. */
+  threads: ThreadMapping | undefined;
+  /** Undefined: the lab's spinUs. */
+  spinUs: number | undefined;
   attached?: string;
   server?: VhostUserServer<VirtioNetDevice>;
   /** Front ends that connected / went away since start(), and why the last one went. */

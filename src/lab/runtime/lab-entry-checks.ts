@@ -69,6 +69,8 @@ export function checkVhostUserEntry(entries: LabEntries, name: string, options: 
   if (typeof options?.path !== 'string' || options.path.length === 0) throw new InvalidArgumentError(`vhost-user port "${name}": path must name a Unix socket`);
   const queuePairs = options.queuePairs ?? 1;
   if (!(Number.isInteger(queuePairs) && queuePairs >= 1 && queuePairs <= 128)) throw new InvalidArgumentError(`vhost-user port "${name}": queuePairs ${queuePairs} must be an integer in [1, 128]`);
+  const spinUs = options.spinUs;
+  if (spinUs !== undefined && !(Number.isFinite(spinUs) && spinUs >= 0)) throw new InvalidArgumentError(`vhost-user port "${name}": spinUs ${spinUs} must be a number >= 0`);
   return {
     kind: 'vhost-user',
     name,
@@ -77,6 +79,8 @@ export function checkVhostUserEntry(entries: LabEntries, name: string, options: 
     mtu: checkMtu(`vhost-user port "${name}"`, options.mtu),
     queuePairs,
     allowUnsealedMemory: options.allowUnsealedMemory === true,
+    threads: options.threads,
+    spinUs,
     connects: 0,
     disconnects: 0,
   };

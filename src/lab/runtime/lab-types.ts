@@ -123,6 +123,15 @@ export interface LabVhostUserOptions {
   queuePairs?: number;
   /** Trust the front end with memory not sealed against shrinking (DPDK's `--no-huge`): see VhostUserTrustOptions. */
   allowUnsealedMemory?: boolean;
+  /**
+   * How the port's rings map onto its server's ring threads (see
+   * VhostUserThreadOptions.threads). Default the server's own:
+   * VIRTIO_LAB_THREADS, else 'auto'; the lab's `threads` is for its NICs
+   * and does not apply here. A bad mapping is refused by start().
+   */
+  threads?: ThreadMapping;
+  /** Microseconds the port's ring threads poll before they sleep; default the lab's spinUs. */
+  spinUs?: number;
 }
 
 /** A learned address with the name of the NIC (or socket link) on its port. */

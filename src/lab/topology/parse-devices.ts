@@ -1,5 +1,6 @@
-import { TOPOLOGY_MAX_QUEUE_PAIRS } from './topology-types.js';
-import { type TopologyCheck, describe } from './topology-check.js';
+import { THREAD_MAPPING_NAMES } from '../../transport/thread-mapping.js';
+import { TOPOLOGY_MAX_QUEUE_PAIRS, TOPOLOGY_MAX_RING_THREADS } from './topology-types.js';
+import { type Json, type TopologyCheck, describe } from './topology-check.js';
 
 // The sections that name the lab's devices: "nics", "switches", "sockets",
 // "vhostUser". They come first: the other sections refer to these names.
@@ -41,14 +42,28 @@ export function parseVhostUser(c: TopologyCheck, list: unknown): void {
     const path = `vhostUser[${i}]`;
     const o = c.object(v, path);
     if (o === undefined) return;
-    c.keys(o, ['name', 'path', 'mac', 'mtu', 'queuePairs', 'allowUnsealedMemory'], path);
+    c.keys(o, ['name', 'path', 'mac', 'mtu', 'queuePairs', 'allowUnsealedMemory', 'threads', 'spinUs'], path);
     c.name(o, path, 'vhost-user port');
     c.boolean(o, 'allowUnsealedMemory', path);
     c.string(o, 'path', path, true);
     c.mac(o, path);
     c.number(o, 'mtu', path, 68, 65535, { integer: true });
     c.number(o, 'queuePairs', path, 1, TOPOLOGY_MAX_QUEUE_PAIRS, { integer: true });
+    threadMapping(c, o.threads, `${path}.threads`);
+    c.number(o, 'spinUs', path, 0, 1_000_000);
   });
+}
+
+/** A ThreadMapping as JSON: one of the named mappings or { "workers": N } (a pool cannot be written in a file). */
+function threadMapping(c: TopologyCheck, v: unknown, path: string): void {
+  if (v === undefined || (typeof v === 'string' && (THREAD_MAPPING_NAMES as readonly string[]).includes(v))) return;
+  if (typeof v === 'object' && v !== null && !Array.isArray(v) && 'workers' in v) {
+    const o = v as Json;
+    c.keys(o, ['workers'], path);
+    c.number(o, 'workers', path, 1, TOPOLOGY_MAX_RING_THREADS, { integer: true });
+    return;
+  }
+  c.bad(path, `must be ${THREAD_MAPPING_NAMES.map((n) => `"${n}"`).join(', ')} or { "workers": N }, got ${describe(v)}`);
 }
 
 /** The "sockets" list: SocketLinkOptions (stream or dgram) plus a name. */

@@ -2,6 +2,7 @@ import type { ImpairmentOptions } from '../../backends/impairment.js';
 import type { RelayImpairment } from '../../backends/relay.js';
 import type { SocketLinkOptions } from '../../backends/socket-link.js';
 import type { VxlanUplinkOptions } from '../../backends/vxlan-options.js';
+import type { NamedThreadMapping } from '../../transport/thread-mapping.js';
 import type { DhcpServerOptions } from '../hosts/dhcp-server.js';
 import type { LabVhostUserOptions } from '../runtime/lab-types.js';
 import type { TrafficFlow } from '../runtime/lab-traffic.js';
@@ -14,7 +15,7 @@ import type { TrafficFlow } from '../runtime/lab-traffic.js';
  *   "switches": [{ "name": "sw0", "ageingMs": 300000 }],
  *   "sockets":  [{ "name": "qemu", "transport": "stream", "role": "server", "path": "/tmp/q.sock" },
  *                { "name": "udp", "transport": "dgram", "remote": { "port": 5555 }, "recvBufferSize": 4194304 }],
- *   "vhostUser": [{ "name": "vm", "path": "/tmp/vm-net.sock", "mac": "52:54:00:12:34:56", "allowUnsealedMemory": false }],
+ *   "vhostUser": [{ "name": "vm", "path": "/tmp/vm-net.sock", "mac": "52:54:00:12:34:56", "threads": "per-pair", "spinUs": 30 }],
  *   "links":    [{ "a": "a", "b": "b", "impairment": { "lossPercent": 10, "delayMs": 2 }, "capture": "ab.pcap" }],
  *   "ports":    [{ "nic": "c", "switch": "sw0", "impairment": { "delayMs": 1 } }],
  *   "taps":     [{ "switch": "sw0", "file": "sw0.pcap", "port": "c" }],
@@ -31,6 +32,8 @@ import type { TrafficFlow } from '../runtime/lab-traffic.js';
  * that name), with `impairment` on that port or link. A link or port end (`a`, `b`, `nic`) may name a
  * socket link or a vhost-user port too (a NIC whose driver is a QEMU guest or
  * DPDK, connecting to `path`; traffic flows run between the lab's own NICs).
+ * A vhost-user port's `threads` (a named ThreadMapping or `{ "workers": N }`)
+ * and `spinUs` are its server's ring threads (LabVhostUserOptions).
  * Both ends of a link may be switches: a cable between two switches, with
  * its impairment and capture (a switch's link ports come after its "ports"). File names are relative to the working directory. A
  * link impairment is one set of options for both directions or
@@ -104,11 +107,14 @@ export interface TopologyNic {
   queueSize?: number;
 }
 
-/** A vhost-user port as JSON: LabVhostUserOptions plus a name. */
-export type TopologyVhostUser = { name: string } & LabVhostUserOptions;
+/** A vhost-user port as JSON: LabVhostUserOptions plus a name; `threads` is a named mapping or `{ "workers": N }`. */
+export type TopologyVhostUser = { name: string; threads?: NamedThreadMapping | { workers: number } } & Omit<LabVhostUserOptions, 'threads'>;
 
 /** A socket link as JSON: SocketLinkOptions plus a name. */
 export type TopologySocket = { name: string } & SocketLinkOptions;
 
 /** Queue pairs a topology NIC may have (each pair is two worker threads). */
 export const TOPOLOGY_MAX_QUEUE_PAIRS = 16;
+
+/** Ring threads a topology vhost-user port may ask for (`{ "workers": N }`): one per ring at most. */
+export const TOPOLOGY_MAX_RING_THREADS = 2 * TOPOLOGY_MAX_QUEUE_PAIRS;

@@ -67,7 +67,7 @@ export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, spinU
     const n = mapping.workers;
     if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`threads { workers: ${n} }: needs a whole number >= 1`);
     const threads = Math.min(n, numQueues);
-    return own(threads, (q) => q % threads, `${threads} workers`);
+    return own(threads, (q) => q % threads, threads === 1 ? '1 worker' : `${threads} workers`);
   }
   if (typeof mapping === 'object' && mapping !== null && 'pool' in mapping && mapping.pool instanceof QueueThreadPool) {
     const { pool, thread } = mapping;

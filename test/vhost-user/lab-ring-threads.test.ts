@@ -67,7 +67,7 @@ describe('Lab.vhostUser: threads and spinUs', () => {
     labs.push(lab);
     await lab.start();
     const server = lab.vhostUserServer('vm');
-    expect(server.ringThreads()).toMatchObject({ mapping: '1 workers', threadOf: [0, 0, 0] });
+    expect(server.ringThreads()).toMatchObject({ mapping: '1 worker', threadOf: [0, 0, 0] });
     expect(server.device.spinUs).toBe(0);
     await sendFrames(lab, path);
     expect(server.ringThreads().load).toEqual([2]);

@@ -2,20 +2,30 @@
 // frame's trip run in ONE thread with the library's own classes, no workers:
 //   guestTx    NetPairDriver.send (frame into a tx slot) + flushTx every 32
 //   deviceTx   NetTxQueue.poll: pop, header check, copy into the port channel
-//   deviceRx   NetRxQueue.poll: channel -> posted buffers (virtskb RxWriter)
+//              (path "direct": straight into the receiver's posted buffers)
+//   deviceRx   NetRxQueue.poll: channel -> posted buffers (virtskb RxWriter);
+//              nothing to do on the direct path
 //   guestRx    NetPairDriver.receive: virtskb receive + refill
 //   txReclaim  NetPairDriver.reclaimTx
 // One guest, looped back: its transmitq feeds a port channel that its own
 // receiveq drains (mergeable buffers, event idx, as the pump negotiates).
+// Path "channel" is the per-queue thread model's; path "direct" is what a
+// queue thread serving both queues does (a run-to-completion link): the
+// handlers are built as a queue thread builds them (sharedLoop).
 // Each stage runs over a whole ring of frames (1024) between two readings of
 // the thread's CPU time (process.threadCpuUsage where Node has it, else
 // process.cpuUsage: the measuring process is a child with no other JS
-// thread), so a reading's cost is about 1 ns per frame.
+// thread); the cost of one reading, measured at start, is taken off each.
 //
-//   npm run build && node bench/cpu.mjs [--runs 5] [--frames 400000] [--sizes 64,1500] [--rings split,packed]
+// --against DIR measures another checkout's build (DIR/dist) in the same
+// child process, the two builds' rings interleaved round by round, so load
+// on a shared machine falls on both alike; it prints this/against per row.
+//
+//   npm run build && node bench/cpu.mjs [--runs 5] [--frames 400000] [--sizes 64,1500] [--rings split,packed] [--paths channel,direct] [--against DIR]
 // or as the "cpu" case of npm run bench (cpuCase()).
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { join, resolve as resolvePath } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isMain, median } from './lib.mjs';
 
@@ -24,12 +34,14 @@ const QUEUE_SIZE = 1024;
 /** Frames per avail-index publication on the sending side (as the pump's guest). */
 const TX_BATCH = 32;
 const CHANNEL_BYTES = 4 << 20;
+/** This checkout: its dist/ is the build measured. */
+const HERE = fileURLToPath(new URL('..', import.meta.url));
 
 const cpuNs = typeof process.threadCpuUsage === 'function' ? () => threadNs(process.threadCpuUsage()) : () => threadNs(process.cpuUsage());
 const threadNs = (u) => (u.user + u.system) * 1000;
 
 /** One guest with one queue pair, its transmitq looped to its receiveq through a port channel; all stages on this thread. */
-async function loopback(lib, ring, size) {
+async function loopback(lib, ring, size, direct) {
   const { F_EVENT_IDX, F_RING_PACKED, F_VERSION_1, NET_F_MRG_RXBUF, NET_F_MTU, SharedArena, GuestAllocator, NetPairDriver, NetTxQueue, NetRxQueue, StatsBlock, NET_QUEUE_COUNTERS, allocNetChannel, allocRecvPool, createQueueDevice, featureSet, netRecvConfig, splitAvailBytes, splitDescBytes, splitUsedBytes, packedDescBytes, PACKED_EVENT_SIZE, PACKED_RING_START, TX_HEADER_AT, NET_HDR_SIZE } = lib;
   const packed = ring === 'packed';
   const features = featureSet(F_VERSION_1, F_EVENT_IDX, NET_F_MTU, NET_F_MRG_RXBUF, ...(packed ? [F_RING_PACKED] : []));
@@ -57,7 +69,7 @@ async function loopback(lib, ring, size) {
   });
   const channel = allocNetChannel(arena, CHANNEL_BYTES, 1518, word(), word());
   const stats = StatsBlock.create(2, NET_QUEUE_COUNTERS);
-  const ctx = (queueIndex, state, params) => ({ queue: queueIndex, memory, device: createQueueDevice(memory, state), stats, interrupt() {}, params });
+  const ctx = (queueIndex, state, params) => ({ queue: queueIndex, memory, device: createQueueDevice(memory, state), stats, interrupt() {}, params, sharedLoop: direct });
   const txq = new NetTxQueue(ctx(1, tx, { output: { channels: [channel], active: null }, hdrSize: NET_HDR_SIZE, offloads: 0, maxPlainFrame: 1518 }));
   const rxq = new NetRxQueue(ctx(0, rx, { inputs: [channel], hdrSize: NET_HDR_SIZE, mode: recv.mode, offloads: 0, mtu: 1500, filter: null }));
   pair.fillRx();
@@ -70,6 +82,8 @@ async function loopback(lib, ring, size) {
     if (p.length !== size) badLength++;
   };
   return {
+    /** Frames a stage moves when guestTx sent n: on the direct path the receive queue's poll finds none. */
+    expected: (stage, n) => (direct && stage === 'deviceRx' ? 0 : n),
     guestTx() {
       let n = 0;
       while (pair.send(frame)) if (++n % TX_BATCH === 0) pair.flushTx();
@@ -96,42 +110,67 @@ const drain = (handler) => {
   return n;
 };
 
-/** In the child: one warm-up run, then `runs` runs of `frames` frames; prints one RESULT line. */
-async function child({ ring, size, frames, runs }) {
-  // The main entry and the documented subpaths the loop uses (spec numbers, rings, the in-process queue handlers).
-  const lib = { ...(await import('../dist/index.js')), ...(await import('../dist/spec.js')), ...(await import('../dist/ring.js')), ...(await import('../dist/testing.js')) };
-  const rig = await loopback(lib, ring, size);
-  let sent = 0;
+/** The main entry and the documented subpaths the loop uses (spec numbers, rings, the in-process queue handlers) of the build under `root`. */
+async function loadLib(root) {
+  const at = (entry) => import(pathToFileURL(join(root, 'dist', entry)).href);
+  return { ...(await at('index.js')), ...(await at('spec.js')), ...(await at('ring.js')), ...(await at('testing.js')) };
+}
+
+/** What one reading of the thread's CPU time costs (median of 201 back-to-back pairs). */
+function readingNs() {
+  const d = [];
+  for (let i = 0; i < 201; i++) {
+    const a = cpuNs();
+    d.push(cpuNs() - a);
+  }
+  return median(d);
+}
+
+/**
+ * In the child: one rig per build (this checkout, and --against's), one
+ * warm-up run, then `runs` runs of `frames` frames per rig, the rigs taking
+ * turns ring by ring; prints one RESULT line: per rig, per run, ns per frame
+ * by stage.
+ */
+async function child({ ring, size, frames, runs, path, roots }) {
+  const rigs = [];
+  for (const root of roots) rigs.push(await loopback(await loadLib(root), ring, size, path === 'direct'));
+  const reading = readingNs();
+  const sent = rigs.map(() => 0);
   const runOnce = (count) => {
-    const ns = Object.fromEntries(STAGES.map((s) => [s, 0]));
-    let done = 0;
-    while (done < count) {
+    const ns = rigs.map(() => Object.fromEntries(STAGES.map((s) => [s, 0])));
+    const done = rigs.map(() => 0);
+    for (let turn = 0; done.some((d) => d < count); turn++) {
+      const k = turn % rigs.length;
+      if (done[k] >= count) continue;
+      const rig = rigs[k];
       let t = cpuNs();
       const n = rig.guestTx();
       for (const stage of STAGES) {
         if (stage !== 'guestTx') {
           const moved = rig[stage]();
-          if (moved !== n) throw new Error(`cpu ${ring} ${size} B: ${stage} moved ${moved} of ${n} frames`);
+          if (moved !== rig.expected(stage, n)) throw new Error(`cpu ${ring} ${size} B ${path}: ${stage} moved ${moved} of ${n} frames`);
         }
         const now = cpuNs();
-        ns[stage] += now - t;
+        ns[k][stage] += now - t - reading;
         t = now;
       }
-      done += n;
-      sent += n;
+      done[k] += n;
+      sent[k] += n;
     }
-    rig.check(sent);
-    return Object.fromEntries(STAGES.map((s) => [s, ns[s] / done]));
+    rigs.forEach((rig, k) => rig.check(sent[k]));
+    return rigs.map((_, k) => Object.fromEntries(STAGES.map((s) => [s, ns[k][s] / done[k]])));
   };
   runOnce(Math.min(frames, 100_000));
-  const out = [];
-  for (let r = 0; r < runs; r++) out.push(runOnce(frames));
-  console.log(`RESULT ${JSON.stringify(out)}`);
+  const out = rigs.map(() => []);
+  for (let r = 0; r < runs; r++) runOnce(frames).forEach((perStage, k) => out[k].push(perStage));
+  console.log(`RESULT ${JSON.stringify({ runs: out, readingNs: reading })}`);
 }
 
 function runChild(args) {
   const script = fileURLToPath(import.meta.url);
-  const argv = [script, '--child', '--rings', args.ring, '--sizes', String(args.size), '--frames', String(args.frames), '--runs', String(args.runs)];
+  const argv = [script, '--child', '--rings', args.ring, '--sizes', String(args.size), '--frames', String(args.frames), '--runs', String(args.runs), '--paths', args.path];
+  if (args.against !== undefined) argv.push('--against', args.against);
   return new Promise((resolve, reject) =>
     execFile(process.execPath, [...args.nodeFlags, ...argv], { maxBuffer: 16 << 20, timeout: 120_000 }, (e, stdout, stderr) => {
       if (e) return reject(new Error(`${e.message}\n${stderr}`));
@@ -142,26 +181,53 @@ function runChild(args) {
   );
 }
 
+const totalOf = (run) => STAGES.reduce((a, s) => a + run[s], 0);
+
+/** One row of the table from one build's runs. */
+function row(ring, size, path, perRun) {
+  const totals = perRun.map(totalOf);
+  return {
+    ring,
+    size,
+    path,
+    nsPerFrame: median(totals),
+    nsPerFrameMin: Math.min(...totals),
+    nsPerFrameMax: Math.max(...totals),
+    stages: Object.fromEntries(STAGES.map((s) => [s, median(perRun.map((r) => r[s]))])),
+    runs: perRun.length,
+  };
+}
+
+const rowLine = (r) =>
+  `${String(r.size).padStart(5)} B  ${r.ring.padEnd(6)} ${r.path.padEnd(7)} ${r.nsPerFrame.toFixed(0)} [${r.nsPerFrameMin.toFixed(0)}-${r.nsPerFrameMax.toFixed(0)}] ns/frame  ` +
+  STAGES.map((s) => `${s} ${r.stages[s].toFixed(0)}`).join('  ');
+
 /**
- * The cpu case: per ring and frame size, one child process (warm-up, then
- * `runs` runs of `frames` frames); per stage the median over runs, and
+ * The cpu case: per ring, frame size and path, one child process (warm-up,
+ * then `runs` runs of `frames` frames); per stage the median over runs, and
  * nsPerFrame the median of the runs' totals. Returns rows
- * { ring, size, nsPerFrame, stages, runs } and prints one line per row.
+ * { ring, size, path, nsPerFrame, stages, runs, readingNs } and prints one
+ * line per row. With `against` (a checkout with a built dist/), a row also
+ * holds `against` (that build's row, measured in the same child,
+ * interleaved) and `ratio` (the median over runs of this build's total over
+ * that one's).
  */
-export async function cpuCase({ runs = 5, frames = 400_000, sizes = [64, 1500], rings = ['split', 'packed'], nodeFlags = [], log = console.log } = {}) {
+export async function cpuCase({ runs = 5, frames = 400_000, sizes = [64, 1500], rings = ['split', 'packed'], paths = ['channel', 'direct'], against, nodeFlags = [], log = console.log } = {}) {
   const rows = [];
   for (const size of sizes) {
     for (const ring of rings) {
-      const perRun = await runChild({ ring, size, frames, runs, nodeFlags });
-      const stages = Object.fromEntries(STAGES.map((s) => [s, median(perRun.map((r) => r[s]))]));
-      const totals = perRun.map((r) => STAGES.reduce((a, s) => a + r[s], 0));
-      const row = { ring, size, nsPerFrame: median(totals), nsPerFrameMin: Math.min(...totals), nsPerFrameMax: Math.max(...totals), stages, runs: perRun.length };
-      rows.push(row);
-      log(
-        `cpu    ${String(size).padStart(5)} B    ${ring.padEnd(6)} ${row.nsPerFrame.toFixed(0)} [${row.nsPerFrameMin.toFixed(0)}-${row.nsPerFrameMax.toFixed(0)}] ns/frame  ` +
-          STAGES.map((s) => `${s} ${stages[s].toFixed(0)}`).join('  ') +
-          `  [1 busy thread; ${frames} frames x ${runs} runs]`,
-      );
+      for (const path of paths) {
+        const { runs: perBuild, readingNs } = await runChild({ ring, size, frames, runs, path, against, nodeFlags });
+        const r = { ...row(ring, size, path, perBuild[0]), readingNs };
+        let line = `cpu  ${rowLine(r)}  [1 busy thread; ${frames} frames x ${runs} runs; ${readingNs.toFixed(0)} ns per CPU-time reading taken off]`;
+        if (against !== undefined) {
+          r.against = row(ring, size, path, perBuild[1]);
+          r.ratio = median(perBuild[0].map((run, i) => totalOf(run) / totalOf(perBuild[1][i])));
+          line += `\n     against: ${rowLine(r.against)}  -> this/against x${r.ratio.toFixed(3)}`;
+        }
+        rows.push(r);
+        log(line);
+      }
     }
   }
   return rows;
@@ -175,17 +241,22 @@ if (isMain(import.meta.url)) {
       frames: { type: 'string', default: '400000' },
       sizes: { type: 'string', default: '64,1500' },
       rings: { type: 'string', default: 'split,packed' },
+      paths: { type: 'string', default: 'channel,direct' },
+      against: { type: 'string' },
       prof: { type: 'boolean', default: false },
     },
   });
   const runs = Math.max(1, Number(values.runs));
   const frames = Number(values.frames);
+  const against = values.against === undefined ? undefined : resolvePath(values.against);
   if (values.child) {
-    await child({ ring: values.rings, size: Number(values.sizes), frames, runs });
+    await child({ ring: values.rings, size: Number(values.sizes), frames, runs, path: values.paths, roots: against === undefined ? [HERE] : [HERE, against] });
   } else {
+    const paths = values.paths.split(',');
+    for (const p of paths) if (p !== 'channel' && p !== 'direct') throw new Error(`--paths: ${p} is neither channel nor direct`);
     console.log(`node ${process.version}; cpu: thread CPU ns per frame by stage, one thread, ${process.threadCpuUsage ? 'threadCpuUsage' : 'cpuUsage (single-threaded child)'}`);
     // --prof: each child writes a V8 CPU profile (node --cpu-prof) to bench/results/.
     const nodeFlags = values.prof ? ['--cpu-prof', `--cpu-prof-dir=${fileURLToPath(new URL('./results/', import.meta.url))}`] : [];
-    await cpuCase({ runs, frames, sizes: values.sizes.split(',').map(Number), rings: values.rings.split(','), nodeFlags });
+    await cpuCase({ runs, frames, sizes: values.sizes.split(',').map(Number), rings: values.rings.split(','), paths, against, nodeFlags });
   }
 }

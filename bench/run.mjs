@@ -262,7 +262,7 @@ if (cases.includes('cpu')) {
   console.log(`\ncpu: thread CPU ns per frame by stage, every stage in one thread with the library's classes (no workers); ${cpuFrames} frames per run, each ring and size in a child process`);
   const rows = await cpuCase({ runs, frames: cpuFrames, sizes, rings });
   report.cases.cpu = rows;
-  sections.push('', `cpu (thread CPU ns per frame, one thread, ${cpuFrames} frames per run; median of ${runs} runs):`, '', ...mdTable(['ring', 'frame', 'ns/frame median [min-max]', ...CPU_STAGES], rows.map((r) => [r.ring, `${r.size} B`, `${r.nsPerFrame.toFixed(0)} [${r.nsPerFrameMin.toFixed(0)}-${r.nsPerFrameMax.toFixed(0)}]`, ...CPU_STAGES.map((s) => r.stages[s].toFixed(0))])));
+  sections.push('', `cpu (thread CPU ns per frame, one thread, ${cpuFrames} frames per run; median of ${runs} runs; path channel: through a port channel, direct: a run-to-completion link):`, '', ...mdTable(['ring', 'frame', 'path', 'ns/frame median [min-max]', ...CPU_STAGES], rows.map((r) => [r.ring, `${r.size} B`, r.path, `${r.nsPerFrame.toFixed(0)} [${r.nsPerFrameMin.toFixed(0)}-${r.nsPerFrameMax.toFixed(0)}]`, ...CPU_STAGES.map((s) => r.stages[s].toFixed(0))])));
 }
 
 // ---- netns -------------------------------------------------------------------

@@ -10,7 +10,7 @@ import { RX_NO_BUFFERS, RX_TOO_BIG, type RxWriter } from '../virtskb/index.js';
 import type { RxFilterTable } from './ctrl/rx-filter.js';
 import { C_DIRECT_FRAMES } from './net-counters.js';
 import { RX_CSUM } from './rx-offloads.js';
-import { txHeaderProblem } from './tx-header.js';
+import { copyTxHeaderWords, txHeaderProblem } from './tx-header.js';
 
 /*
  * Run-to-completion links. A transmit queue whose output channel is consumed
@@ -220,17 +220,8 @@ export class DirectOutput {
     }
     // The header is read once, into memory the guest cannot touch, checked and written from there.
     const hdr = this.hdr;
-    const hdrAt = chain.segIdx[0];
-    if (hdrSize === NET_HDR_SIZE && (hdrAt & 3) === 0) {
-      // Three word loads; num_buffers (the high half of the last word, little-endian) reads 0 on transmit (5.1.6).
-      const w = hdrAt >>> 2;
-      const u32 = region.u32;
-      const h32 = this.hdr32;
-      h32[0] = u32[w];
-      h32[1] = u32[w + 1];
-      h32[2] = u32[w + 2] & 0xffff;
-    } else {
-      copyBytes(region.u8, hdrAt, hdr, 0, hdrSize);
+    if (!copyTxHeaderWords(chain, hdrSize, this.hdr32, 0)) {
+      copyBytes(region.u8, chain.segIdx[0], hdr, 0, hdrSize);
       for (let i = hdrSize; i < NET_HDR_SIZE; i++) hdr[i] = 0;
       hdr[NET_HDR_NUM_BUFFERS] = 0;
       hdr[NET_HDR_NUM_BUFFERS + 1] = 0;

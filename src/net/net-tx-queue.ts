@@ -8,7 +8,7 @@ import { C_DROPS_MALFORMED, C_DROPS_TOO_BIG } from '../stats/queue-stats.js';
 import type { HandlerContext } from '../worker/queue-handler.js';
 import { DIRECT_CHANNEL, DIRECT_DONE, DIRECT_WAIT, DirectOutput } from './direct-link.js';
 import { C_DROPS_BAD_HEADER, badHeaderField } from './net-counters.js';
-import { txHeaderProblem } from './tx-header.js';
+import { copyTxHeaderWords, txHeaderProblem } from './tx-header.js';
 
 /** A frame's first bytes, enough for its flow hash (Ethernet, two VLAN tags, IPv6, ports). */
 const FLOW_BYTES = 14 + 8 + 40 + 4;
@@ -81,11 +81,15 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
     if (at < 0) return this.block(out, len);
     const hdr = recordNetHdr(at);
     const r = this.reader.reset(chain);
-    r.copyTo(out.u8, hdr, hdrSize);
-    // num_buffers only means something on receive (5.1.6): the record carries 0
-    // (a legacy 10-byte header has no such field: its bytes are set as well).
-    out.u8[hdr + NET_HDR_NUM_BUFFERS] = 0;
-    out.u8[hdr + NET_HDR_NUM_BUFFERS + 1] = 0;
+    if (copyTxHeaderWords(chain, hdrSize, out.u32, hdr >>> 2)) {
+      r.skip(hdrSize);
+    } else {
+      r.copyTo(out.u8, hdr, hdrSize);
+      // num_buffers only means something on receive (5.1.6): the record carries 0
+      // (a legacy 10-byte header has no such field: its bytes are set as well).
+      out.u8[hdr + NET_HDR_NUM_BUFFERS] = 0;
+      out.u8[hdr + NET_HDR_NUM_BUFFERS + 1] = 0;
+    }
     const problem = txHeaderProblem(out.u8, hdr, len, offloads, maxPlainFrame);
     // The record is not committed: the next reserve() writes over it.
     if (problem >= 0) return this.dropBadHeader(problem);

@@ -22,7 +22,9 @@ import {
   NET_HDR_GSO_UDP,
   NET_HDR_GSO_UDP_L4,
   NET_HDR_HDR_LEN,
+  NET_HDR_SIZE,
 } from '../spec/net.js';
+import type { DescriptorChain } from '../ring/chain.js';
 import { BAD_HEADER_REASONS, type BadHeaderReason } from './net-counters.js';
 
 /** Offloads a driver may ask for on transmit, as bits of one number (no bigint per packet). */
@@ -95,4 +97,22 @@ function gsoOffload(type: number): number {
     default:
       return 0;
   }
+}
+
+/**
+ * Copy a chain's 12-byte virtio_net_hdr, when its first descriptor holds it
+ * at a 4-aligned address, into dst32[at..at + 3) as three word loads and
+ * stores, num_buffers zeroed (it means something on receive only, 5.1.6;
+ * little-endian: the high half of the last word). Returns false (nothing
+ * written) for any other layout, which the caller copies byte-wise.
+ */
+export function copyTxHeaderWords(chain: DescriptorChain, hdrSize: number, dst32: Uint32Array, at: number): boolean {
+  const first = chain.segIdx[0];
+  if (hdrSize !== NET_HDR_SIZE || (first & 3) !== 0 || chain.readable === 0 || chain.segLen[0] < NET_HDR_SIZE) return false;
+  const src32 = chain.segRegion[0].u32;
+  const w = first >>> 2;
+  dst32[at] = src32[w];
+  dst32[at + 1] = src32[w + 1];
+  dst32[at + 2] = src32[w + 2] & 0xffff;
+  return true;
 }

@@ -209,6 +209,37 @@ describe('RxWriter against the spec driver', () => {
     expect(w.rig.guardsIntact()).toBe(true);
   });
 
+  it('5.1.6.4: the header arrives byte for byte, num_buffers set, from sources at every alignment and view offset, taking turns', () => {
+    const w = writerRig({ mode: 'mergeable', size: 64, hdrSize: 12, numBuffersAt: 10, memSize: 1 << 20 });
+    const drv = new SpecRxDriver(w.rig, { mode: 'mergeable', hdrSize: 12, numBuffersAt: 10, mergeableBytes: 1536 });
+    const plain = new Uint8Array(4096);
+    const shared = new Uint8Array(new SharedArrayBuffer(4096));
+    // Whole views and views that start 1-3 bytes into their buffer; headers at index 0-3 of each.
+    const sources = [plain, shared, ...[1, 2, 3].map((o) => plain.subarray(o)), ...[1, 2, 3].map((o) => shared.subarray(o))];
+    drv.fill();
+    let sent = 0;
+    for (let round = 0; round < 3; round++) {
+      for (const src of sources) {
+        for (let at = 0; at < 4; at++) {
+          const hdr = pattern(12, sent + 1);
+          src.set(hdr, at);
+          src.set(pattern(100, sent), 64);
+          expect(w.writer.write(src, at, src, 64, 100)).toBe(1);
+          w.device.publishUsed();
+          const [p] = drv.collect();
+          const want = Uint8Array.from(hdr);
+          want[10] = 1; // num_buffers, little-endian
+          want[11] = 0;
+          expect(firstDiff(p.hdr, want), `source offset ${src.byteOffset}, header at ${at}`).toBe(-1);
+          expect(firstDiff(p.frame, pattern(100, sent))).toBe(-1);
+          drv.fill();
+          sent++;
+        }
+      }
+    }
+    expect(w.rig.guardsIntact()).toBe(true);
+  });
+
   it('5.1.6.4.2: all but the last mergeable buffer are used to their full length', () => {
     const w = writerRig({ mode: 'mergeable', size: 32, hdrSize: 12, numBuffersAt: 10, memSize: 1 << 20 });
     const drv = new SpecRxDriver(w.rig, { mode: 'mergeable', hdrSize: 12, numBuffersAt: 10, mergeableBytes: 300 });

@@ -28,6 +28,8 @@ export class GuestTxPort implements VsockPacketPort {
   readonly maxPayload: number;
   packets = 0;
   bytes = 0;
+  /** A send() found no free slot since the last reclaim() that freed one: only then does the driver want tx interrupts. */
+  blocked = false;
   private readonly u8: Uint8Array;
   /** u8 index of slot 0's header. */
   private readonly hdr0: number;
@@ -54,7 +56,10 @@ export class GuestTxPort implements VsockPacketPort {
     if (len > this.maxPayload) throw new InvalidArgumentError(`a ${len}-byte payload exceeds the ${this.maxPayload}-byte tx slot`);
     if (this.freeCount === 0 || this.queue.numFree === 0) {
       this.reclaim();
-      if (this.freeCount === 0 || this.queue.numFree === 0) return false;
+      if (this.freeCount === 0 || this.queue.numFree === 0) {
+        this.blocked = true;
+        return false;
+      }
     }
     const b = this.free[--this.freeCount];
     const at = this.hdr0 + b * this.pool.stride;
@@ -77,6 +82,7 @@ export class GuestTxPort implements VsockPacketPort {
       this.free[this.freeCount++] = b;
       n++;
     }
+    if (n !== 0) this.blocked = false;
     return n;
   }
 

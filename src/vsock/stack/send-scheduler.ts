@@ -20,8 +20,11 @@ const SEND_PORT_FULL = 2;
  * RST answers to packets of no connection). Data goes round-robin over the
  * connections that have some, one packet per turn, each packet at most
  * port.maxPayload and within the peer's credit. When port.send() returns
- * false everything waits for onWritable(). One port.flush() ends every
- * synchronous burst that sent anything (a microtask), never one per packet.
+ * false everything waits for onWritable(). One port.flush() ends every turn
+ * of the event loop that sent anything (setImmediate), never one per packet:
+ * a writer that writes again from its write callbacks or 'drain' (each
+ * chunk a microtask apart) puts its whole credit window in one flush, so
+ * the peer's queue thread is kicked once per window, not once per chunk.
  * One VsockHeader is reused for every packet sent.
  */
 export class SendScheduler {
@@ -144,7 +147,7 @@ export class SendScheduler {
     return true;
   }
 
-  /** port.send() of this.hdr; counts the packet and schedules the burst's one flush. */
+  /** port.send() of this.hdr; counts the packet and schedules the turn's one flush. */
   private transmit(payload: Uint8Array | null, off: number, len: number, op: number): boolean {
     if (!this.port.send(this.hdr, payload, off, len)) {
       this.stats.portFull++;
@@ -153,7 +156,7 @@ export class SendScheduler {
     countOut(this.stats, op);
     if (!this.flushPending) {
       this.flushPending = true;
-      queueMicrotask(this.flushTask);
+      setImmediate(this.flushTask);
     }
     return true;
   }

@@ -67,6 +67,32 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     expect(rig.guest.stats().rxHeaderLengthErrors).toBe(0);
   }, 120_000);
 
+  it('2.7.10 used buffer notification suppression: the guest asks for tx used notifications only while it is out of tx slots (a 16 MiB stream with slots to spare takes none after connecting; one through a 4-entry tx ring takes some and arrives byte-exact)', async () => {
+    const txInterrupts = async (queueSize: number | undefined, bufferSize: number | undefined): Promise<number> => {
+      rig = await vsockRig({ queueSize, bufferSize });
+      const r = rig;
+      const accepted = new Promise<VsockSocket>((resolve) => r.host.listen(5000).once('connection', resolve));
+      const sock = r.guest.connect(5000);
+      await once(sock, 'connect');
+      const peer = await accepted;
+      peer.on('error', () => undefined); // the destroy below resets it
+      // Counted from here: before the driver's first sleep the rings start with notifications on.
+      const before = r.device.vsockStats().tx.interrupts;
+      const got = readAll(peer, 16 * MiB);
+      const sent = await writeAll(sock, 16 * MiB, [65536], 3);
+      expect(await got).toBe(sent);
+      const n = r.device.vsockStats().tx.interrupts - before;
+      sock.destroy();
+      await r.close();
+      rig = undefined;
+      return n;
+    };
+    // 256 entries, 256 KiB credit: at most four 64 KiB packets in flight, never short of slots.
+    expect(await txInterrupts(undefined, undefined)).toBe(0);
+    // 4 entries, 4 MiB credit: the sender fills its ring and waits for the device to give slots back.
+    expect(await txInterrupts(4, 4 * MiB)).toBeGreaterThan(0);
+  }, 60_000);
+
   it('onread on both sides: 16 MiB each way byte-exact through the readers\' own buffers (guest: mergeable packets copied out in ranges of a smaller buffer)', async () => {
     rig = await vsockRig();
     const hostBuf = Buffer.alloc(64 * 1024);

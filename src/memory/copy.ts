@@ -70,70 +70,35 @@ function copyWords(s32: Int32Array, s: number, d32: Int32Array, d: number, words
 }
 
 /**
- * The two pairs of views short copies went between last, with their offsets
- * and word views: a queue copies a header and a frame between the same two
- * views, and a run-to-completion path alternates two pairs (a checked header
- * into guest memory, then guest memory to guest memory), so most copies find
- * their pair here with two or four compares. A new pair takes the entries
- * in turn.
+ * The pair of views the last short copy went between, their offsets and word
+ * views: a queue copies a header and a frame between the same two views, so
+ * most copies find their pair here with two compares.
  */
-const PAIRS = 2;
-const pairSrc: Array<Uint8Array | undefined> = [undefined, undefined];
-const pairDst: Array<Uint8Array | undefined> = [undefined, undefined];
-const pairSrcOffset = new Float64Array(PAIRS);
-const pairDstOffset = new Float64Array(PAIRS);
-const pairSrcWords: Array<Int32Array | undefined> = [undefined, undefined];
-const pairDstWords: Array<Int32Array | undefined> = [undefined, undefined];
-let pairNext = 0;
+let pairSrc: Uint8Array | undefined;
+let pairDst: Uint8Array | undefined;
+let pairSrcOffset = 0;
+let pairDstOffset = 0;
+let pairSrcWords: Int32Array | undefined;
+let pairDstWords: Int32Array | undefined;
+let pairSrcSlot = 0;
+let pairDstSlot = 0;
 
-/** The entry of (src, dst), filled on a miss. */
-function pairOf(src: Uint8Array, dst: Uint8Array): number {
-  if (src === pairSrc[0] && dst === pairDst[0]) return 0;
-  if (src === pairSrc[1] && dst === pairDst[1]) return 1;
-  const e = pairNext;
-  pairNext = e === 0 ? 1 : 0;
-  const srcSlot = slotOf(src, -1);
+function setPair(src: Uint8Array, dst: Uint8Array): void {
+  pairSrcSlot = slotOf(src, -1);
   // The destination must not take the source's slot (a miss goes round robin).
-  const dstSlot = slotOf(dst, srcSlot);
-  pairSrc[e] = src;
-  pairDst[e] = dst;
-  pairSrcOffset[e] = seenOffset[srcSlot];
-  pairDstOffset[e] = seenOffset[dstSlot];
-  pairSrcWords[e] = seenI32[srcSlot];
-  pairDstWords[e] = seenI32[dstSlot];
-  return e;
+  pairDstSlot = slotOf(dst, pairSrcSlot);
+  pairSrc = src;
+  pairDst = dst;
+  pairSrcOffset = seenOffset[pairSrcSlot];
+  pairDstOffset = seenOffset[pairDstSlot];
+  pairSrcWords = seenI32[pairSrcSlot];
+  pairDstWords = seenI32[pairDstSlot];
 }
 
-/** The pair the last short copy used (an entry's values, read into variables so that a repeat costs two compares). */
-let curSrc: Uint8Array | undefined;
-let curDst: Uint8Array | undefined;
-let curEntry = 0;
-let curSrcOffset = 0;
-let curDstOffset = 0;
-let curSrcWords: Int32Array | undefined;
-let curDstWords: Int32Array | undefined;
-
-function usePair(src: Uint8Array, dst: Uint8Array): void {
-  const e = pairOf(src, dst);
-  curSrc = src;
-  curDst = dst;
-  curEntry = e;
-  curSrcOffset = pairSrcOffset[e];
-  curDstOffset = pairDstOffset[e];
-  curSrcWords = pairSrcWords[e];
-  curDstWords = pairDstWords[e];
-}
-
-/**
- * Make (or find) the current entry's word views, on its first 4-aligned copy.
- * Its views' slots are looked up again: other pairs may have taken them since.
- */
+/** Make (or find) the pair's word views, on its first 4-aligned copy (its slots stay its own until the next setPair()). */
 function pairWords(): void {
-  const e = curEntry;
-  const srcSlot = slotOf(pairSrc[e]!, -1);
-  const dstSlot = slotOf(pairDst[e]!, srcSlot);
-  curSrcWords = pairSrcWords[e] = wordsOf(srcSlot);
-  curDstWords = pairDstWords[e] = wordsOf(dstSlot);
+  pairSrcWords = wordsOf(pairSrcSlot);
+  pairDstWords = wordsOf(pairDstSlot);
 }
 
 /** The last pair of views copyBytes() sent past the loops, and whether they share their bytes. */
@@ -162,16 +127,16 @@ let lastDstLen = 0;
  */
 export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstIdx: number, len: number): void {
   if (len <= WORD_LOOP) {
-    if (src !== curSrc || dst !== curDst) usePair(src, dst);
+    if (src !== pairSrc || dst !== pairDst) setPair(src, dst);
     // Byte ranges that may overlap (the same offsets into their buffers, which
     // may be one) go to the builtins, which move as memmove does.
-    const s0 = curSrcOffset + srcIdx;
-    const d0 = curDstOffset + dstIdx;
+    const s0 = pairSrcOffset + srcIdx;
+    const d0 = pairDstOffset + dstIdx;
     if (s0 + len <= d0 || d0 + len <= s0) {
       if (((srcIdx | dstIdx) & 3) === 0) {
-        if (curSrcWords === undefined || curDstWords === undefined) pairWords();
-        const s32 = curSrcWords;
-        const d32 = curDstWords;
+        if (pairSrcWords === undefined || pairDstWords === undefined) pairWords();
+        const s32 = pairSrcWords;
+        const d32 = pairDstWords;
         if (s32 !== undefined && d32 !== undefined) {
           copyWords(s32, srcIdx >>> 2, d32, dstIdx >>> 2, len >>> 2);
           for (let k = len & ~3; k < len; k++) dst[dstIdx + k] = src[srcIdx + k];

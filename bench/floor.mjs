@@ -39,6 +39,9 @@
 //       set         Uint8Array.prototype.set of a subarray (allocates a view
 //                   per copy: the reference, not a candidate)
 //       hybrid      word loop up to 64 bytes, copyWithin above
+//       memcpy      libc memcpy through koffi's FFI at addresses (not plain
+//                   JS: the native floor the library's vhost-user path uses)
+//       unrolled+memcpy  the unrolled loop up to 256 bytes, memcpy above
 //     (Float64 copies are left out: they may change NaN payload bits.)
 //  2. two threads: the guest loop on the main thread, the device loop on one
 //     Worker, both busy-polling (no sleeping, no notification beyond the
@@ -52,6 +55,7 @@
 //     [--sizes 64,1500] [--copies words,unrolled,copyWithin,set,hybrid]
 //     [--no-library] [--no-dpdk]
 import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -82,7 +86,7 @@ const F_USED = 1 << 15;
 const EVENT_DESC = 2;
 
 export const STAGES = ['guestTx', 'device', 'guestRx', 'txReclaim'];
-export const COPIES = ['words', 'unrolled', 'copyWithin', 'set', 'hybrid'];
+export const COPIES = ['words', 'unrolled', 'copyWithin', 'set', 'hybrid', 'memcpy', 'unrolled+memcpy'];
 
 /**
  * Byte offsets of everything in guest memory, each area on its own 4 KiB
@@ -106,6 +110,9 @@ function layout() {
   const src = take(STRIDE);
   return { tx, rx, txBuf, rxBuf, src, bytes: at };
 }
+
+/** Copies longer than this go to memcpy in 'unrolled+memcpy' (the FFI call costs about 35 ns, the loop about 0.1 ns a byte). */
+const NATIVE_FROM = 256;
 
 /** The copy methods; `u8` and `i32` view the whole guest memory, offsets are bytes. */
 function copier(kind, u8, i32) {
@@ -149,6 +156,16 @@ function copier(kind, u8, i32) {
       return (src, dst, len) => u8.set(u8.subarray(src, src + len), dst);
     case 'hybrid':
       return (src, dst, len) => (len <= 64 ? words(src, dst, len) : within(src, dst, len));
+    case 'memcpy':
+    case 'unrolled+memcpy': {
+      // libc memcpy through koffi (the FFI the project depends on) at the memory's address, found once:
+      // a SharedArrayBuffer's bytes never move. memmove(p, p, 0) returns p.
+      const lib = createRequire(import.meta.url)('koffi').load('libc.so.6');
+      const base = Number(lib.func('uintptr_t memmove(void *dst, const void *src, size_t n)')(u8, u8, 0));
+      const memcpy = lib.func('void memcpy(uintptr_t dst, uintptr_t src, size_t n)');
+      const native = (src, dst, len) => memcpy(base + dst, base + src, len);
+      return kind === 'memcpy' ? native : (src, dst, len) => (len <= NATIVE_FROM ? unrolled(src, dst, len) : native(src, dst, len));
+    }
     default:
       throw new Error(`floor: unknown copy method "${kind}" (one of ${COPIES.join(', ')})`);
   }
@@ -366,7 +383,8 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
           if ((++n & (BATCH - 1)) === 0) publishRx();
         }
         publishRx();
-        u16[rxUsedEvent] = gRxUsed;
+        // Ask for an interrupt at the next used entry (2.7.10); written only when it moved, so an idle poll dirties no line the device reads.
+        if (n !== 0) u16[rxUsedEvent] = gRxUsed;
         counts.received += n;
         return n;
       },
@@ -378,7 +396,7 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
           txFree[txFreeTop++] = id;
           gTxUsed = (gTxUsed + 1) & 0xffff;
         }
-        u16[txUsedEvent] = gTxUsed;
+        if (n !== 0) u16[txUsedEvent] = gTxUsed;
         return n;
       },
       idle: () => txFreeTop === Q,
@@ -599,7 +617,7 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
         postRx(id);
       }
       publishRx();
-      u16[rxDrvEvent] = gRxUsedPos | (gRxUsedWrap << 15);
+      if (n !== 0) u16[rxDrvEvent] = gRxUsedPos | (gRxUsedWrap << 15);
       counts.received += n;
       return n;
     },
@@ -613,7 +631,7 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
         txFree[txFreeTop++] = id;
         if (++gTxUsedPos === Q) (gTxUsedPos = 0), (gTxUsedWrap ^= 1);
       }
-      u16[txDrvEvent] = gTxUsedPos | (gTxUsedWrap << 15);
+      if (n !== 0) u16[txDrvEvent] = gTxUsedPos | (gTxUsedWrap << 15);
       return n;
     },
     idle: () => txFreeTop === Q,
@@ -754,9 +772,14 @@ async function twoThreadRun({ ring, size, copy, warmS, windowS }) {
     };
     loop(warmS);
     const before = rig.counts.received;
+    const cpu0 = process.cpuUsage();
     const start = performance.now();
     loop(windowS);
-    const pps = ((rig.counts.received - before) * 1000) / (performance.now() - start);
+    const wallMs = performance.now() - start;
+    const pps = ((rig.counts.received - before) * 1000) / wallMs;
+    // CPU the process got per wall second (both threads busy: 2.0 when nothing else ran on the 2 cores).
+    const cpu = process.cpuUsage(cpu0);
+    const coresHeld = (cpu.user + cpu.system) / 1000 / wallMs;
     // Drain: nothing more sent; everything in flight must come back.
     const until = performance.now() + 10_000;
     while (!rig.idle() || rig.counts.received !== rig.counts.sent) {
@@ -767,7 +790,7 @@ async function twoThreadRun({ ring, size, copy, warmS, windowS }) {
     Atomics.store(c, STOP, 1);
     const dev = await done;
     if (dev.malformed !== 0 || dev.moved !== rig.counts.sent) throw new Error(`floor ${ring} two threads: device moved ${dev.moved} of ${rig.counts.sent}, ${dev.malformed} malformed (${dev.reason})`);
-    return { pps, sent: rig.counts.sent, kicks: rig.counts.kicks, interrupts: dev.interrupts };
+    return { pps, coresHeld, sent: rig.counts.sent, kicks: rig.counts.kicks, interrupts: dev.interrupts };
   } finally {
     Atomics.store(c, STOP, 1);
     await worker.terminate();
@@ -780,8 +803,9 @@ async function twoThreads({ rings, copy, runs, windowS, log }) {
     const per = [];
     for (let r = 0; r < runs; r++) per.push(await twoThreadRun({ ring, size: 64, copy, warmS: 0.5, windowS }));
     const pps = range(per.map((p) => p.pps));
-    rows.push({ ring, size: 64, copy, pps, runs: per });
-    log(`floor 2 threads   64 B ${ring.padEnd(6)} ${copy.padEnd(10)} ${fmtRange(pps, 1e6)} Mpps  (guest: main thread, device: one worker, both busy; ${runs} runs of ${windowS} s)`);
+    const coresHeld = range(per.map((p) => p.coresHeld));
+    rows.push({ ring, size: 64, copy, pps, coresHeld, runs: per });
+    log(`floor 2 threads   64 B ${ring.padEnd(6)} ${copy.padEnd(10)} ${fmtRange(pps, 1e6)} Mpps  (guest: main thread, device: one worker, both busy; ${runs} runs of ${windowS} s; cores held ${fmtRange(coresHeld)})`);
   }
   return rows;
 }
@@ -857,7 +881,7 @@ async function main(v) {
   for (const f of floor2) {
     const l = lib2[f.ring];
     const d = dpdk[f.ring];
-    rows.push([`2 busy threads, Mpps, 64 B ${f.ring}`, `${fmtRange(f.pps, 1e6)} (${f.copy})`, l ? `${fmtRange(l, 1e6)} (pump link)` : '-', l ? x(l.median, f.pps.median) : '-', d ? fmtRange(d, 1e6) : '-', d ? x(f.pps.median, d.median) : '-']);
+    rows.push([`2 busy threads, Mpps, 64 B ${f.ring}`, `${fmtRange(f.pps, 1e6)} (${f.copy}; cores held ${f.coresHeld.median.toFixed(2)})`, l ? `${fmtRange(l, 1e6)} (pump link)` : '-', l ? x(l.median, f.pps.median) : '-', d ? fmtRange(d, 1e6) : '-', d ? x(f.pps.median, d.median) : '-']);
   }
   const md = [
     `floor vs library, node ${process.version}, ${runs} runs, load average ${loadBefore} before / ${loadAfter} after`,
@@ -873,6 +897,16 @@ async function main(v) {
       ),
     ),
   ];
+  if (lib1.length !== 0) {
+    // Stage by stage at 64 B: the library's device tx + device rx (through a port channel) against the floor's one run-to-completion device stage.
+    const stageRows = lib1.map((l) => {
+      const f = bestOf(l.ring, 64);
+      const ns = (a, b) => `${a.toFixed(0)} / ${b.toFixed(0)} (x${(a / b).toFixed(1)})`;
+      const libDevice = l.stages.deviceTx + l.stages.deviceRx;
+      return [`${l.ring} 64 B`, ns(l.stages.guestTx, f.stages.guestTx), ns(libDevice, f.stages.device), ns(l.stages.guestRx, f.stages.guestRx), ns(l.stages.txReclaim, f.stages.txReclaim), ns(l.nsPerFrame, f.nsPerFrame)];
+    });
+    md.push('', 'by stage, one thread, CPU ns/frame, library (cpu.mjs) / floor (best copy):', '', ...mdTable(['ring, size', 'guest tx', 'device (library: tx + rx)', 'guest rx', 'tx reclaim', 'total'], stageRows));
+  }
   log(`\n${md.join('\n')}`);
   writeResults('floor', { node: process.version, loadBefore, loadAfter, runs, frames, windowS, floor: { oneThread: floor1, twoThreads: floor2 }, library: { cpu: lib1, pumpLink: lib2 }, dpdk: withDpdk ? dpdk : null }, md);
 }

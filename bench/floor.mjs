@@ -179,7 +179,7 @@ const needEvent = (event, now, old) => ((now - event - 1) & 0xffff) < ((now - ol
  * (init, guestTx, guestRx, txReclaim) and the device's (device); each
  * thread calls only its own side's. `size`: frame bytes.
  */
-export function makeRig(sab, { ring, size, copy: copyKind }) {
+export function makeRig(sab, { ring, size, copy: copyKind, chained = false }) {
   if (ring !== 'split' && ring !== 'packed') throw new Error(`floor: ring must be split or packed, got "${ring}"`);
   if (!(size >= 60 && size <= MAX_FRAME)) throw new Error(`floor: frame size must be 60..${MAX_FRAME}, got ${size}`);
   const L = layout();
@@ -191,6 +191,10 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
   const i32 = new Int32Array(sab, 0, MEM >> 2);
   const copy = copier(copyKind, u8, i32);
   const frameLen = HDR + size;
+  /** Descriptors per tx chain: 1, or 2 when `chained` (the header and the frame apart, as a driver without ANY_LAYOUT). */
+  const perChain = chained ? 2 : 1;
+  /** Tx chains the guest can have in flight: one descriptor each, or two when chained. */
+  const txChains = Q / perChain;
   const counts = { sent: 0, received: 0, kicks: 0, interrupts: 0, malformed: 0, needsReset: false, reason: '' };
   const bad = (why) => {
     counts.malformed++;
@@ -274,13 +278,25 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
       init() {
         u8.fill(0);
         for (let i = 0; i < size; i++) u8[L.src + i] = i;
+        for (let id = 0; id < Q; id += perChain) {
+          txFree[txFreeTop++] = Q - perChain - id;
+          // Each chain keeps its descriptors and its buffer: the guest writes only the frame's length.
+          const d = txDesc32 + id * 4;
+          const buf = L.txBuf + (id >> (perChain - 1)) * STRIDE;
+          u32[d] = buf;
+          if (chained) {
+            // The header, then (NEXT) the frame in descriptor id + 1.
+            u32[d + 2] = HDR;
+            u16[(d << 1) + 6] = F_NEXT;
+            u16[(d << 1) + 7] = id + 1;
+            u32[d + 4] = buf + HDR;
+          }
+        }
         for (let id = 0; id < Q; id++) {
-          txFree[txFreeTop++] = Q - 1 - id;
-          // Each buffer id keeps its descriptor and its address: the guest writes only the length.
-          u32[txDesc32 + id * 4] = L.txBuf + id * STRIDE;
-          u32[rxDesc32 + id * 4] = L.rxBuf + id * STRIDE;
-          u32[rxDesc32 + id * 4 + 2] = STRIDE;
-          u16[((rxDesc32 + id * 4) << 1) + 6] = F_WRITE;
+          const r = rxDesc32 + id * 4;
+          u32[r] = L.rxBuf + id * STRIDE;
+          u32[r + 2] = STRIDE;
+          u16[(r << 1) + 6] = F_WRITE;
           u16[rxAvailRing + id] = id;
         }
         gRxAvail = Q;
@@ -290,7 +306,7 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
         let n = 0;
         while (txFreeTop !== 0) {
           const id = txFree[--txFreeTop];
-          const buf = L.txBuf + id * STRIDE;
+          const buf = L.txBuf + (id >> (perChain - 1)) * STRIDE;
           const b32 = buf >> 2;
           i32[b32] = 0;
           i32[b32 + 1] = 0;
@@ -298,8 +314,8 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
           i32[srcSeq32] = seq++;
           copy(L.src, buf + HDR, size);
           const d = txDesc32 + id * 4;
-          u32[d + 2] = frameLen;
-          u16[(d << 1) + 6] = 0;
+          if (chained) u32[d + 6] = size;
+          else (u32[d + 2] = frameLen), (u16[(d << 1) + 6] = 0);
           u16[txAvailRing + (gTxAvail & MASK)] = id;
           gTxAvail = (gTxAvail + 1) & 0xffff;
           if ((++n & (BATCH - 1)) === 0) publishTx();
@@ -392,14 +408,14 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
         let n = 0;
         for (let used = Atomics.load(u16, txUsedIdx); gTxUsed !== used; n++) {
           const id = u32[txUsedRing + (gTxUsed & MASK) * 2];
-          if (id >= Q || txFreeTop === Q) throw new Error(`floor ${ring}: used tx id ${id} (${txFreeTop} free)`);
+          if (id >= Q || txFreeTop === txChains) throw new Error(`floor ${ring}: used tx id ${id} (${txFreeTop} free)`);
           txFree[txFreeTop++] = id;
           gTxUsed = (gTxUsed + 1) & 0xffff;
         }
         if (n !== 0) u16[txUsedEvent] = gTxUsed;
         return n;
       },
-      idle: () => txFreeTop === Q,
+      idle: () => txFreeTop === txChains,
     };
   }
 
@@ -455,7 +471,7 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
   const publishTx = () => {
     if (gTxHead < 0) return;
     Atomics.store(u16, gTxHead, gTxHeadFlags);
-    if (Atomics.load(u16, txDevEvent + 1) === EVENT_DESC && packedNeed(Atomics.load(u16, txDevEvent), gTxWrap, gTxPos, gTxBatch)) counts.kicks++;
+    if (Atomics.load(u16, txDevEvent + 1) === EVENT_DESC && packedNeed(Atomics.load(u16, txDevEvent), gTxWrap, gTxPos, gTxBatch * perChain)) counts.kicks++;
     gTxHead = -1;
     gTxBatch = 0;
   };
@@ -487,7 +503,7 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
     init() {
       u8.fill(0);
       for (let i = 0; i < size; i++) u8[L.src + i] = i;
-      for (let id = 0; id < Q; id++) txFree[txFreeTop++] = Q - 1 - id;
+      for (let id = 0; id < txChains; id++) txFree[txFreeTop++] = txChains - 1 - id;
       // Events: each side asks to be told at every descriptor (EVENT_DESC, off_wrap = its next position).
       u16[txDrvEvent + 1] = EVENT_DESC;
       u16[rxDrvEvent + 1] = EVENT_DESC;
@@ -514,14 +530,25 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
         const d = txDesc32 + gTxPos * 4;
         u32[d] = buf;
         u32[d + 1] = 0;
-        u32[d + 2] = frameLen;
-        u16[(d << 1) + 6] = id;
-        const f = availFlags(gTxWrap);
+        u32[d + 2] = chained ? HDR : frameLen;
+        // A chain's buffer id goes in its last descriptor only; the first gets one the device must ignore.
+        u16[(d << 1) + 6] = chained ? 0xffff : id;
+        const f = availFlags(gTxWrap) | (chained ? F_NEXT : 0);
         if (gTxHead < 0) {
           gTxHead = (d << 1) + 7;
           gTxHeadFlags = f;
-            } else u16[(d << 1) + 7] = f;
+        } else u16[(d << 1) + 7] = f;
         if (++gTxPos === Q) (gTxPos = 0), (gTxWrap ^= 1);
+        if (chained) {
+          // The frame: the chain's last descriptor, which carries the buffer id (2.8.6).
+          const e = txDesc32 + gTxPos * 4;
+          u32[e] = buf + HDR;
+          u32[e + 1] = 0;
+          u32[e + 2] = size;
+          u16[(e << 1) + 6] = id;
+          u16[(e << 1) + 7] = availFlags(gTxWrap);
+          if (++gTxPos === Q) (gTxPos = 0), (gTxWrap ^= 1);
+        }
         n++;
         if (++gTxBatch === BATCH) publishTx();
       }
@@ -537,6 +564,7 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
         let txHeadFlags = 0;
         let rxHead = -1;
         let rxHeadFlags = 0;
+        let txAdvance = 0;
         for (; n < BATCH; n++) {
           const tf = Atomics.load(u16, flagsAt(txDesc32, dTxPos));
           if (!isAvail(tf, dTxWrap)) break;
@@ -550,7 +578,8 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
           const d = txDesc32 + dTxPos * 4;
           const addr = u32[d];
           let len = u32[d + 2];
-          const id = u16[(d << 1) + 6];
+          let id = u16[(d << 1) + 6];
+          let descs = 1;
           if ((tf & (F_NEXT | F_INDIRECT | F_WRITE)) === 0) {
             if (u32[d + 1] !== 0 || addr > MEM - len || len < HDR || len > HDR + MAX_FRAME || len > rLen || id >= Q) return bad(`tx descriptor at ${dTxPos}`);
             copy(addr, rAddr, len);
@@ -558,7 +587,7 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
           } else {
             // A chain (2.8.6): NEXT on every descriptor but the last, which carries the buffer id.
             len = 0;
-            for (let hops = 0; ; hops++) {
+            for (let hops = 0; ; hops++, descs++) {
               const c = txDesc32 + dTxPos * 4;
               const cf = hops === 0 ? tf : u16[(c << 1) + 7];
               const a = u32[c];
@@ -567,9 +596,12 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
               copy(a, rAddr + len, l);
               len += l;
               if (++dTxPos === Q) (dTxPos = 0), (dTxWrap ^= 1);
-              if ((cf & F_NEXT) === 0) break;
+              if ((cf & F_NEXT) === 0) {
+                id = u16[(c << 1) + 6];
+                break;
+              }
             }
-            if (len < HDR || len > HDR + MAX_FRAME) return bad(`tx chain of ${len} bytes`);
+            if (len < HDR || len > HDR + MAX_FRAME || id >= Q) return bad(`tx chain of ${len} bytes, buffer id ${id}`);
           }
           if (++dRxPos === Q) (dRxPos = 0), (dRxWrap ^= 1);
           if ((rAddr & 1) === 0) u16[(rAddr >> 1) + 5] = 1;
@@ -586,13 +618,15 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
           u16[(tu << 1) + 6] = id;
           if (txHead < 0) (txHead = (tu << 1) + 7), (txHeadFlags = usedFlags(dTxUsedWrap));
           else u16[(tu << 1) + 7] = usedFlags(dTxUsedWrap);
-          if (++dTxUsedPos === Q) (dTxUsedPos = 0), (dTxUsedWrap ^= 1);
+          // The used position moves past the whole chain (2.8.7).
+          if ((dTxUsedPos += descs) >= Q) (dTxUsedPos -= Q), (dTxUsedWrap ^= 1);
+          txAdvance += descs;
         }
         if (n === 0) break;
         Atomics.store(u16, rxHead, rxHeadFlags);
         Atomics.store(u16, txHead, txHeadFlags);
         if (Atomics.load(u16, rxDrvEvent + 1) === EVENT_DESC && packedNeed(Atomics.load(u16, rxDrvEvent), dRxUsedWrap, dRxUsedPos, n)) counts.interrupts++;
-        if (Atomics.load(u16, txDrvEvent + 1) === EVENT_DESC && packedNeed(Atomics.load(u16, txDrvEvent), dTxUsedWrap, dTxUsedPos, n)) counts.interrupts++;
+        if (Atomics.load(u16, txDrvEvent + 1) === EVENT_DESC && packedNeed(Atomics.load(u16, txDrvEvent), dTxUsedWrap, dTxUsedPos, txAdvance)) counts.interrupts++;
         // Ask for a kick at the next descriptor the guest makes available (2.8.10).
         u16[txDevEvent] = dTxPos | (dTxWrap << 15);
         u16[rxDevEvent] = dRxPos | (dRxWrap << 15);
@@ -627,19 +661,55 @@ export function makeRig(sab, { ring, size, copy: copyKind }) {
         const d = txDesc32 + gTxUsedPos * 4;
         if (!isUsed(Atomics.load(u16, (d << 1) + 7), gTxUsedWrap)) break;
         const id = u16[(d << 1) + 6];
-        if (id >= Q || txFreeTop === Q) throw new Error(`floor ${ring}: used tx id ${id} (${txFreeTop} free)`);
+        if (id >= Q || txFreeTop === txChains) throw new Error(`floor ${ring}: used tx id ${id} (${txFreeTop} free)`);
         txFree[txFreeTop++] = id;
-        if (++gTxUsedPos === Q) (gTxUsedPos = 0), (gTxUsedWrap ^= 1);
+        // The next used descriptor lies past the whole chain (2.8.7).
+        if ((gTxUsedPos += perChain) >= Q) (gTxUsedPos -= Q), (gTxUsedWrap ^= 1);
       }
       if (n !== 0) u16[txDrvEvent] = gTxUsedPos | (gTxUsedWrap << 15);
       return n;
     },
-    idle: () => txFreeTop === Q,
+    idle: () => txFreeTop === txChains,
   };
 }
 
 /** Guest memory for one rig. */
 export const guestMemory = () => new SharedArrayBuffer(layout().bytes);
+
+/**
+ * Before measuring: the paths the measured loop never takes. Two-descriptor
+ * tx chains arrive whole and in order (split and packed, 64 and 1500 B,
+ * over several wraps of the ring); a tx descriptor pointing past guest
+ * memory and an rx buffer too short for a header are each counted once,
+ * set needs-reset and move nothing. Throws on any difference.
+ */
+export function selfCheck() {
+  const L = layout();
+  for (const ring of ['split', 'packed']) {
+    for (const size of [64, 1500]) {
+      const rig = makeRig(guestMemory(), { ring, size, copy: 'words', chained: true });
+      rig.init();
+      for (let round = 0; round < 8; round++) {
+        const n = rig.guestTx();
+        for (const stage of ['device', 'guestRx', 'txReclaim']) if (rig[stage]() !== n) throw new Error(`floor self-check ${ring} ${size} B chained: ${stage} moved the wrong count (${rig.counts.reason})`);
+      }
+      if (rig.counts.received !== rig.counts.sent || rig.counts.malformed !== 0 || !rig.idle()) throw new Error(`floor self-check ${ring} ${size} B chained: ${JSON.stringify(rig.counts)}`);
+    }
+    const corrupt = [
+      ['tx descriptor past guest memory', (u32) => { for (let i = 0; i < Q; i++) u32[(L.tx.desc >> 2) + i * 4 + 1] = 1; }],
+      ['rx buffer shorter than a header', (u32) => { for (let i = 0; i < Q; i++) u32[(L.rx.desc >> 2) + i * 4 + 2] = HDR - 2; }],
+    ];
+    for (const [what, spoil] of corrupt) {
+      const sab = guestMemory();
+      const rig = makeRig(sab, { ring, size: 64, copy: 'words' });
+      rig.init();
+      rig.guestTx();
+      spoil(new Uint32Array(sab));
+      const moved = rig.device();
+      if (moved !== 0 || rig.counts.malformed !== 1 || !rig.counts.needsReset || rig.guestRx() !== 0 || rig.device() !== 0) throw new Error(`floor self-check ${ring}, ${what}: moved ${moved}, ${JSON.stringify(rig.counts)}`);
+    }
+  }
+}
 
 // ---- 1. one thread -------------------------------------------------------
 
@@ -842,6 +912,8 @@ async function main(v) {
   const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
   const loadBefore = load();
   log(`node ${process.version}; floor: a minimal spec-exact virtqueue data path in plain JS; load average ${loadBefore}`);
+  selfCheck();
+  log('self-check: chained tx, a descriptor past guest memory and a short rx buffer handled as the spec says (split and packed)');
 
   const floor1 = await oneThread({ rings, sizes, copies, frames, runs, log });
   // The two-thread floor uses the copy method that was cheapest at 64 B (summed over rings).

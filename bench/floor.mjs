@@ -26,7 +26,8 @@
 // Atomics.load, a plain load on x86). Event idx (2.7.10, 2.8.10) on both
 // sides. The device checks everything the guest wrote; anything malformed
 // is counted, sets its needs-reset flag and stops the device, and the bench
-// fails. Descriptor chains (NEXT) are followed on a slow path.
+// fails. Descriptor chains (NEXT) are followed on a slow path. selfCheck()
+// runs first: chained frames, a descriptor past memory, a short rx buffer.
 //
 // What it measures:
 //  1. one thread: all four stages in ONE thread, thread CPU time read around
@@ -46,13 +47,15 @@
 //  2. two threads: the guest loop on the main thread, the device loop on one
 //     Worker, both busy-polling (no sleeping, no notification beyond the
 //     event words), 64 B, Mpps over --window s after 0.5 s of warm-up, one
-//     fresh worker per run.
+//     fresh worker per run, with the cores the process held (CPU seconds per
+//     wall second: 2.00 when nothing else ran; polling threads collapse
+//     when the machine is shared, so quote it only near 2).
 //  3. the library in the same run: bench/cpu.mjs (cpuCase) at 64 B and the
 //     pump with --threads link, and DPDK testpmd when installed.
 // Prints one table and writes bench/results/floor-<time>.json (and .md).
 //
 //   npm run build && node bench/floor.mjs [--runs 5] [--frames 400000] [--window 2]
-//     [--sizes 64,1500] [--copies words,unrolled,copyWithin,set,hybrid]
+//     [--sizes 64,1500] [--rings split,packed] [--copies words,unrolled,...]
 //     [--no-library] [--no-dpdk]
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';

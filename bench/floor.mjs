@@ -885,6 +885,26 @@ async function twoThreads({ rings, copy, runs, windowS, log }) {
   return rows;
 }
 
+/**
+ * Why copyWithin loses on shared memory: wall ns per 1512-byte copyWithin
+ * in a SharedArrayBuffer with source and destination aligned alike mod 8,
+ * with the destination 12 bytes off (as a frame after its header), and in
+ * a plain ArrayBuffer (memmove), 200 000 copies each after as many of
+ * warm-up.
+ */
+function copyWithinAlignment() {
+  const len = HDR + 1500;
+  const time = (u8, dst) => {
+    const n = 200_000;
+    for (let i = 0; i < n; i++) u8.copyWithin(dst, 0, len);
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) u8.copyWithin(dst, 0, len);
+    return ((performance.now() - t0) * 1e6) / n;
+  };
+  const shared = new Uint8Array(new SharedArrayBuffer(8192));
+  return { bytes: len, sharedAligned: time(shared, 4096), sharedOff12: time(shared, 4096 + HDR), plain: time(new Uint8Array(8192), 4096 + HDR) };
+}
+
 // ---- 3. the library and DPDK in the same run ----------------------------
 
 /** `virtio-lab pump --threads link` at 64 B: pps of `runs` runs; fails on any lost or misordered frame. */
@@ -920,6 +940,8 @@ async function main(v) {
   selfCheck();
   log('self-check: chained tx, a descriptor past guest memory and a short rx buffer handled as the spec says (split and packed)');
 
+  const alignment = copyWithinAlignment();
+  log(`copyWithin of ${alignment.bytes} B, wall ns: shared memory aligned alike ${alignment.sharedAligned.toFixed(0)}, destination 12 bytes off ${alignment.sharedOff12.toFixed(0)}; plain ArrayBuffer ${alignment.plain.toFixed(0)}`);
   const floor1 = await oneThread({ rings, sizes, copies, frames, runs, log });
   // The two-thread floor uses the plain-JS copy method that was cheapest at 64 B (summed over rings).
   const plain = copies.filter((c) => !FFI_COPIES.has(c));
@@ -990,7 +1012,7 @@ async function main(v) {
     md.push('', 'by stage, one thread, CPU ns/frame, library (cpu.mjs) / floor (best plain-JS copy):', '', ...mdTable(['ring, size', 'guest tx', 'device (library: tx + rx)', 'guest rx', 'tx reclaim', 'total'], stageRows));
   }
   log(`\n${md.join('\n')}`);
-  writeResults('floor', { node: process.version, loadBefore, loadAfter, runs, frames, windowS, floor: { oneThread: floor1, twoThreads: floor2 }, library: { cpu: lib1, pumpLink: lib2 }, dpdk: withDpdk ? dpdk : null }, md);
+  writeResults('floor', { node: process.version, loadBefore, loadAfter, runs, frames, windowS, floor: { oneThread: floor1, twoThreads: floor2, copyWithinAlignment: alignment }, library: { cpu: lib1, pumpLink: lib2 }, dpdk: withDpdk ? dpdk : null }, md);
 }
 
 if (!isMainThread && workerData?.floorDevice) {

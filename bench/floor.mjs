@@ -26,8 +26,10 @@
 // Atomics.load, a plain load on x86). Event idx (2.7.10, 2.8.10) on both
 // sides. The device checks everything the guest wrote; anything malformed
 // is counted, sets its needs-reset flag and stops the device, and the bench
-// fails. Descriptor chains (NEXT) are followed on a slow path. selfCheck()
-// runs first: chained frames, a descriptor past memory, a short rx buffer.
+// fails. Tx descriptor chains (NEXT) are followed on a slow path; an rx
+// buffer of more than one descriptor counts as malformed (the floor's guest
+// posts none). selfCheck() runs first: chained frames, a descriptor past
+// memory, a short rx buffer.
 //
 // What it measures:
 //  1. one thread: all four stages in ONE thread, thread CPU time read around
@@ -181,8 +183,10 @@ const needEvent = (event, now, old) => ((now - event - 1) & 0xffff) < ((now - ol
 
 /**
  * One side's view of the queue pair over `sab`: the guest's functions
- * (init, guestTx, guestRx, txReclaim) and the device's (device); each
- * thread calls only its own side's. `size`: frame bytes.
+ * (init, guestTx, guestRx, txReclaim, idle) and the device's (device); each
+ * thread calls only its own side's, and the guest's init() runs before the
+ * device starts. `ring` 'split' or 'packed', `size` frame bytes, `copy` one
+ * of COPIES, `chained` tx chains of two descriptors (header, frame).
  */
 export function makeRig(sab, { ring, size, copy: copyKind, chained = false }) {
   if (ring !== 'split' && ring !== 'packed') throw new Error(`floor: ring must be split or packed, got "${ring}"`);

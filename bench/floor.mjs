@@ -877,14 +877,22 @@ async function twoThreadRun({ ring, size, copy, warmS, windowS }) {
 }
 
 async function twoThreads({ rings, copy, runs, windowS, log }) {
+  // The placement of the two threads' cores (reported only, as every bench here does: the library's probe).
+  const { probePlacement } = await import('../dist/index.js');
   const rows = [];
   for (const ring of rings) {
     const per = [];
-    for (let r = 0; r < runs; r++) per.push(await twoThreadRun({ ring, size: 64, copy, warmS: 0.5, windowS }));
+    for (let r = 0; r < runs; r++) {
+      const { placement } = await probePlacement(3, 1000);
+      per.push({ ...(await twoThreadRun({ ring, size: 64, copy, warmS: 0.5, windowS })), placement });
+    }
     const pps = range(per.map((p) => p.pps));
     const coresHeld = range(per.map((p) => p.coresHeld));
     rows.push({ ring, size: 64, copy, pps, coresHeld, runs: per });
-    log(`floor 2 threads   64 B ${ring.padEnd(6)} ${copy.padEnd(10)} ${fmtRange(pps, 1e6)} Mpps  (guest: main thread, device: one worker, both busy; ${runs} runs of ${windowS} s; cores held ${fmtRange(coresHeld)})`);
+    log(
+      `floor 2 threads   64 B ${ring.padEnd(6)} ${copy.padEnd(10)} ${fmtRange(pps, 1e6)} Mpps  (guest: main thread, device: one worker, both busy; ${runs} runs of ${windowS} s)  ` +
+        `per run Mpps @ cores held, placement: ${per.map((p) => `${(p.pps / 1e6).toFixed(2)} @ ${p.coresHeld.toFixed(2)} ${p.placement}`).join(', ')}`,
+    );
   }
   return rows;
 }

@@ -968,7 +968,8 @@ async function main(v) {
   let lib1 = [];
   const lib2 = {};
   if (!v['no-library']) {
-    lib1 = await cpuCase({ runs, frames, sizes: [64], rings, log });
+    // The library's direct path: like the floor, one run-to-completion device stage.
+    lib1 = await cpuCase({ runs, frames, sizes: [64], rings, paths: ['direct'], log });
     for (const ring of rings) {
       lib2[ring] = range(await pumpRates(ring, runs));
       log(`pump --threads link 64 B ${ring.padEnd(6)} ${fmtRange(lib2[ring], 1e6)} Mpps (guest thread + one worker for a.tx and b.rx, ${runs} runs)`);
@@ -1017,7 +1018,7 @@ async function main(v) {
     ),
   ];
   if (lib1.length !== 0) {
-    // Stage by stage at 64 B: the library's device tx + device rx (through a port channel) against the floor's one run-to-completion device stage.
+    // Stage by stage at 64 B: the library's device tx + device rx (direct path: the rx poll finds nothing) against the floor's device stage.
     const stageRows = lib1.map((l) => {
       const f = bestOf(l.ring, 64, plain.length === 0);
       const ns = (a, b) => `${a.toFixed(0)} / ${b.toFixed(0)} (x${(a / b).toFixed(1)})`;

@@ -220,7 +220,15 @@ export class QueueThread implements QueueThreadApi {
         this.endpoint.drain();
         break; // return once so comlink's replies are posted
       }
-      if (this.pollRound() !== 0 || this.wait.spin(this.pollAll) !== 0) {
+      if (this.pollRound() !== 0) {
+        // Work after a nap: the driver turns batches around faster than the
+        // thread gave up spinning; the full spin may catch the next one
+        // without a nap (then the thread never stops polling).
+        if (this.napsLeft < NAP_TRIES) this.wait.refill();
+        this.napsLeft = NAP_TRIES;
+        continue;
+      }
+      if (this.wait.spin(this.pollAll) !== 0) {
         this.napsLeft = NAP_TRIES;
         continue;
       }

@@ -118,6 +118,8 @@ export class QueueThread implements QueueThreadApi {
   /** States of queues that failed (kept so stop() can still answer for them). */
   private readonly failed = new Map<number, QueueState>();
   private scheduled = false;
+  /** Naps before a real sleep: NAP_TRIES where the sleeper offers naps, else 0 (in-process queues spin and sleep as before). */
+  private readonly napTries: number;
   /** Naps left before a real sleep: refilled whenever a look finds work. */
   private napsLeft = 0;
   private readonly pollAll = (): number => this.pollRound();
@@ -133,6 +135,7 @@ export class QueueThread implements QueueThreadApi {
     this.controlIndex = data.words.control;
     this.wait = new AdaptiveWait(this.words, this.wakeIndex, data.spinUs);
     this.sleeper = sleeper ?? this.wait;
+    this.napTries = this.sleeper.nap === undefined ? 0 : NAP_TRIES;
     this.endpoint = new PortEndpoint(data.control);
     expose(this, this.endpoint);
   }
@@ -224,20 +227,20 @@ export class QueueThread implements QueueThreadApi {
         // Work after a nap: the driver turns batches around faster than the
         // thread gave up spinning; the full spin may catch the next one
         // without a nap (then the thread never stops polling).
-        if (this.napsLeft < NAP_TRIES) this.wait.refill();
-        this.napsLeft = NAP_TRIES;
+        if (this.napsLeft < this.napTries) this.wait.refill();
+        this.napsLeft = this.napTries;
         continue;
       }
       if (this.wait.spin(this.pollAll) !== 0) {
-        this.napsLeft = NAP_TRIES;
+        this.napsLeft = this.napTries;
         continue;
       }
       if (queues.length === 0) break; // the last queue failed while polling
       const seen = this.sleeper.snapshot();
       if (Atomics.load(words, cw) !== 0) continue;
-      if (this.napsLeft > 0 && this.sleeper.nap !== undefined) {
+      if (this.napsLeft > 0) {
         this.napsLeft--;
-        this.sleeper.nap(seen, NAP_MS);
+        this.sleeper.nap!(seen, NAP_MS);
         continue;
       }
       if (this.armAll()) continue;

@@ -50,7 +50,13 @@ export class Testpmd {
     this.child = child;
     this.runtimeDir = runtimeDir;
     this.out = '';
-    child.stdout.on('data', (b) => (this.out += b));
+    // Its stdout alone as well: a message on stderr can land in the middle of
+    // a line of stdout in `out` (seen: "te" + an EAL error + "stpmd> ").
+    this.stdout = '';
+    child.stdout.on('data', (b) => {
+      this.out += b;
+      this.stdout += b;
+    });
     child.stderr.on('data', (b) => (this.out += b));
     child.stdin.on('error', () => {});
     this.exited = new Promise((resolve) =>
@@ -66,9 +72,9 @@ export class Testpmd {
     this.child.stdin.write(`${line}\n`);
   }
 
-  /** Resolve once `text` appears in the output after `from` (an offset into out); throws after `ms`. */
+  /** Resolve once `text` appears on its stdout after `from` (an offset into stdout); throws after `ms`. */
   async waitFor(text, ms, from = 0) {
-    for (const until = Date.now() + ms; !this.out.includes(text, from); await sleep(20)) {
+    for (const until = Date.now() + ms; !this.stdout.includes(text, from); await sleep(20)) {
       if (Date.now() > until || this.child.exitCode !== null) throw new Error(`dpdk-testpmd: no "${text}" in ${ms} ms:\n${this.out.slice(-3000)}`);
     }
   }

@@ -9,7 +9,7 @@
 import { workerData } from 'node:worker_threads';
 import { viewMappedMemory } from '../src/vhost-user/front-end-memory.js';
 import { KickPollWait } from '../src/vhost-user/kick-poll-wait.js';
-import { signalEventfd, viewOf } from '../src/os/libc.js';
+import { setTimerSlackNs, signalEventfd, viewOf } from '../src/os/libc.js';
 import type { VhostQueueWorkerData } from '../src/vhost-user/vhost-queue-data.js';
 import { NOTIFY_PAGE_BYTES } from '../src/vhost-user/vring.js';
 import { QueueThread } from '../src/worker/queue-thread.js';
@@ -18,6 +18,9 @@ import { queueHandler } from './queue-handlers.js';
 
 const thread = workerData as QueueThreadData;
 if (thread.wakeFd === undefined) throw new Error('a vhost-user ring thread needs its wake eventfd');
+// The thread naps 20 us between looks while a front end keeps posting (queue-thread.ts, NAP_MS):
+// the default 50 us timer slack would stretch each nap to ~70 us. 1 us is what a timed wait costs anyway.
+setTimerSlackNs(1000);
 const sleeper = new KickPollWait(new Int32Array(thread.words.buffer), thread.words.wake, thread.wakeFd);
 
 new QueueThread(

@@ -69,38 +69,6 @@ function copyWords(s32: Int32Array, s: number, d32: Int32Array, d: number, words
   for (let k = 0; k < words; k++) d32[d + k] = s32[s + k];
 }
 
-/**
- * The pair of views the last short copy went between, their offsets and word
- * views: a queue copies a header and a frame between the same two views, so
- * most copies find their pair here with two compares.
- */
-let pairSrc: Uint8Array | undefined;
-let pairDst: Uint8Array | undefined;
-let pairSrcOffset = 0;
-let pairDstOffset = 0;
-let pairSrcWords: Int32Array | undefined;
-let pairDstWords: Int32Array | undefined;
-let pairSrcSlot = 0;
-let pairDstSlot = 0;
-
-function setPair(src: Uint8Array, dst: Uint8Array): void {
-  pairSrcSlot = slotOf(src, -1);
-  // The destination must not take the source's slot (a miss goes round robin).
-  pairDstSlot = slotOf(dst, pairSrcSlot);
-  pairSrc = src;
-  pairDst = dst;
-  pairSrcOffset = seenOffset[pairSrcSlot];
-  pairDstOffset = seenOffset[pairDstSlot];
-  pairSrcWords = seenI32[pairSrcSlot];
-  pairDstWords = seenI32[pairDstSlot];
-}
-
-/** Make (or find) the pair's word views, on its first 4-aligned copy (its slots stay its own until the next setPair()). */
-function pairWords(): void {
-  pairSrcWords = wordsOf(pairSrcSlot);
-  pairDstWords = wordsOf(pairDstSlot);
-}
-
 /** The last pair of views copyBytes() sent past the loops, and whether they share their bytes. */
 let lastSrc: Uint8Array | undefined;
 let lastDst: Uint8Array | undefined;
@@ -127,16 +95,21 @@ let lastDstLen = 0;
  */
 export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstIdx: number, len: number): void {
   if (len <= WORD_LOOP) {
-    if (src !== pairSrc || dst !== pairDst) setPair(src, dst);
+    // Each view's cache slot, looked up per copy: a direct hand-off alternates
+    // three pairs of views per frame (header in, header out, frame), and
+    // remembering the last pair in module variables cost more on every change
+    // (about 60 ns a frame, measured) than these two short searches.
+    const ks = slotOf(src, -1);
+    // The destination must not take the source's slot (a miss goes round robin).
+    const kd = slotOf(dst, ks);
     // Byte ranges that may overlap (the same offsets into their buffers, which
     // may be one) go to the builtins, which move as memmove does.
-    const s0 = pairSrcOffset + srcIdx;
-    const d0 = pairDstOffset + dstIdx;
+    const s0 = seenOffset[ks] + srcIdx;
+    const d0 = seenOffset[kd] + dstIdx;
     if (s0 + len <= d0 || d0 + len <= s0) {
       if (((srcIdx | dstIdx) & 3) === 0) {
-        if (pairSrcWords === undefined || pairDstWords === undefined) pairWords();
-        const s32 = pairSrcWords;
-        const d32 = pairDstWords;
+        const s32 = wordsOf(ks);
+        const d32 = wordsOf(kd);
         if (s32 !== undefined && d32 !== undefined) {
           copyWords(s32, srcIdx >>> 2, d32, dstIdx >>> 2, len >>> 2);
           for (let k = len & ~3; k < len; k++) dst[dstIdx + k] = src[srcIdx + k];

@@ -63,6 +63,16 @@ export class AdaptiveWait {
     return 0;
   }
 
+  /**
+   * Work came some other way than a spin (a vhost-user ring thread's nap
+   * found some): give the next spin the full budget again, as a spin that
+   * finds work does.
+   */
+  refill(): void {
+    this.emptySpins = 0;
+    this.budgetUs = this.spinUs;
+  }
+
   /** The word's value now: read it before the last check, sleep on it after. */
   snapshot(): number {
     return Atomics.load(this.i32, this.index);

@@ -69,6 +69,11 @@ export class KickPollWait implements ThreadSleeper {
     return Atomics.load(this.i32, this.wake);
   }
 
+  /** Nap with the rings unarmed: their drivers do not kick; an in-process ring() ends it early (Atomics.notify). */
+  nap(seen: number, timeoutMs: number): void {
+    Atomics.wait(this.i32, this.wake, seen, timeoutMs);
+  }
+
   sleep(seen: number, timeoutMs: number): boolean {
     // Setting the bit and checking the word is one step: a ring after it sees
     // the bit and signals wakeFd; one before it changed the word.

@@ -134,3 +134,20 @@ it('notify pages of two rings are both watched: a write on either is taken, coun
   expect([...kicks]).toEqual([0, 1]);
   expect(pages[1][0], 'the page is idle again').toBe(0xffff);
 });
+
+it('nap() (rings left unarmed between the spin and the sleep): an in-process ring() ends it early; a kick does not, and stays readable for the next sleep()', () => {
+  const { i32, kick, sleeper } = rig();
+  later(300, { words: i32.buffer as SharedArrayBuffer });
+  const t0 = Date.now();
+  sleeper.nap(sleeper.snapshot(), SLEEP_MS);
+  expect(Date.now() - t0, 'woken by the ring, not the timeout').toBeLessThan(SLEEP_MS / 2);
+  expect(Atomics.load(i32, WAKE) & POLL_SLEEPER, 'a nap never sets the sleeper bit').toBe(0);
+  // A driver that kicks although notifications are suppressed (2.7.10 lets it): the nap runs its course...
+  expect(libc.signalEventfd(kick)).toBe(8);
+  const t1 = Date.now();
+  sleeper.nap(sleeper.snapshot(), 200);
+  expect(Date.now() - t1, 'a kick does not end a nap').toBeGreaterThanOrEqual(100);
+  // ...and the kick is not lost: the sleep after the naps returns at once and reads it.
+  expect(sleeper.sleep(sleeper.snapshot(), SLEEP_MS), 'the kick is still readable').toBe(false);
+  expect(sleeper.sleep(sleeper.snapshot(), 50), 'and was read').toBe(true);
+});

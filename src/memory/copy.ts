@@ -95,10 +95,11 @@ let lastDstLen = 0;
  */
 export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstIdx: number, len: number): void {
   if (len <= WORD_LOOP) {
-    // Each view's cache slot, looked up per copy: a direct hand-off alternates
-    // three pairs of views per frame (header in, header out, frame), and
-    // remembering the last pair in module variables cost more on every change
-    // (about 60 ns a frame, measured) than these two short searches.
+    // Each view's cache slot, looked up per copy: copies that take turns
+    // between pairs of views (a header that is not word-aligned and its frame,
+    // a vsock header and its payload) made a remembered last pair cost more
+    // on every change (about 60 ns a frame, measured) than these two short
+    // searches, which cost the same-pair case about nothing (paired runs).
     const ks = slotOf(src, -1);
     // The destination must not take the source's slot (a miss goes round robin).
     const kd = slotOf(dst, ks);

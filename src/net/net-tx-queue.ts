@@ -81,7 +81,8 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
     if (at < 0) return this.block(out, len);
     const hdr = recordNetHdr(at);
     const r = this.reader.reset(chain);
-    if (copyTxHeaderWords(chain, hdrSize, out.u32, hdr >>> 2)) {
+    // Records start on 8 bytes, so a 12-byte meta before the frame is word-aligned; checked all the same.
+    if ((hdr & 3) === 0 && copyTxHeaderWords(chain, hdrSize, out.u32, hdr >>> 2)) {
       r.skip(hdrSize);
     } else {
       r.copyTo(out.u8, hdr, hdrSize);

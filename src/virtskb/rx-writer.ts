@@ -1,5 +1,6 @@
 import { InvalidArgumentError, VirtqueueError } from '../errors.js';
 import { copyBytes } from '../memory/copy.js';
+import type { MemoryRegion } from '../memory/guest-memory.js';
 import { DescriptorChain } from '../ring/chain.js';
 import { ChainWriter } from '../ring/chain-io.js';
 import type { VirtqDevice } from '../ring/virtqueue.js';
@@ -130,10 +131,19 @@ export class RxWriter {
       return RX_NO_BUFFERS;
     }
     if (chain.writableBytes >= need) {
-      const w = this.writer.reset(chain);
-      this.writeHeader(w, hdrSrc, hdrIdx, 1);
-      w.copyFrom(src, frameIdx, frameLen);
-      device.pushUsed(chain.head, w.written);
+      if (chain.writable === 1) {
+        // One writable segment holds the packet (the layout every driver we know posts): no cursor.
+        const s = chain.readable;
+        const region = chain.segRegion[s];
+        const i = chain.segIdx[s];
+        this.putHeader(region, i, hdrSrc, hdrIdx, 1);
+        copyBytes(src, frameIdx, region.u8, i + this.hdrSize, frameLen);
+      } else {
+        const w = this.writer.reset(chain);
+        this.writeHeader(w, hdrSrc, hdrIdx, 1);
+        w.copyFrom(src, frameIdx, frameLen);
+      }
+      device.pushUsed(chain.head, need);
       this.packets++;
       return 1;
     }
@@ -212,6 +222,36 @@ export class RxWriter {
     }
   }
 
+  /**
+   * The header at buffer index i of `region`, whose span holds all of it, its
+   * num_buffers field (if any) set to `count`: a 12-byte virtio_net_hdr at
+   * word-aligned ends is three word moves (not a copy call), then a u16 store.
+   */
+  private putHeader(region: MemoryRegion, i: number, src: Uint8Array, hdrIdx: number, count: number): void {
+    const size = this.hdrSize;
+    if (src !== this.hdrSrc) this.viewHeaderSource(src);
+    const s32 = this.hdrSrc32;
+    if (size === WORD_HEADER && s32 !== undefined && ((i | hdrIdx) & 3) === 0) {
+      const d = region.u32;
+      const w0 = i >>> 2;
+      const s0 = hdrIdx >>> 2;
+      d[w0] = s32[s0];
+      d[w0 + 1] = s32[s0 + 1];
+      d[w0 + 2] = s32[s0 + 2];
+    } else {
+      copyBytes(src, hdrIdx, region.u8, i, size);
+    }
+    const at = this.numBuffersAt;
+    if (at >= 0) {
+      const n = i + at;
+      if ((n & 1) === 0) region.u16[n >>> 1] = count;
+      else {
+        region.u8[n] = count;
+        region.u8[n + 1] = count >>> 8;
+      }
+    }
+  }
+
   /** Remember `src` as the header source, with a word view of it when it starts on a word (read once per source: `byteOffset` of a shared view is costly). */
   private viewHeaderSource(src: Uint8Array): void {
     this.hdrSrc = src;
@@ -230,37 +270,14 @@ export class RxWriter {
   /**
    * The header, its num_buffers field (if any) set to `count`. Where the
    * first buffer holds the whole header (every driver we know) it is written
-   * in place: a 12-byte virtio_net_hdr at 4-aligned ends is three word moves
-   * and a u16 store; otherwise through the cursor, across buffers at any byte.
+   * in place (putHeader); otherwise through the cursor, across buffers at any byte.
    */
   private writeHeader(w: ChainWriter, src: Uint8Array, hdrIdx: number, count: number): void {
     const at = this.numBuffersAt;
     const size = this.hdrSize;
     const i = w.claim(size);
     if (i >= 0) {
-      const region = w.claimedRegion;
-      if (src !== this.hdrSrc) this.viewHeaderSource(src);
-      const s32 = this.hdrSrc32;
-      if (size === WORD_HEADER && s32 !== undefined && ((i | hdrIdx) & 3) === 0) {
-        // Three word moves: not a copy call, and not a pair of views the copy
-        // helper would then trade for the frame's (header and frame come from different views).
-        const d = region.u32;
-        const w0 = i >>> 2;
-        const s0 = hdrIdx >>> 2;
-        d[w0] = s32[s0];
-        d[w0 + 1] = s32[s0 + 1];
-        d[w0 + 2] = s32[s0 + 2];
-      } else {
-        copyBytes(src, hdrIdx, region.u8, i, size);
-      }
-      if (at >= 0) {
-        const n = i + at;
-        if ((n & 1) === 0) region.u16[n >>> 1] = count;
-        else {
-          region.u8[n] = count;
-          region.u8[n + 1] = count >>> 8;
-        }
-      }
+      this.putHeader(w.claimedRegion, i, src, hdrIdx, count);
       return;
     }
     if (at < 0) {

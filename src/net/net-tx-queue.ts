@@ -1,3 +1,4 @@
+import { copyBytes } from '../memory/copy.js';
 import type { PortOutput } from '../port/port-channel.js';
 import { recordNetHdr } from './net-port.js';
 import { ChannelTxQueue, TX_BLOCKED, TX_DROPPED } from '../port/channel-tx-queue.js';
@@ -80,12 +81,10 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
     const at = out.reserve(len);
     if (at < 0) return this.block(out, len);
     const hdr = recordNetHdr(at);
-    const r = this.reader.reset(chain);
     // Records start on 8 bytes, so a 12-byte meta before the frame is word-aligned; checked all the same.
-    if ((hdr & 3) === 0 && copyTxHeaderWords(chain, hdrSize, out.u32, hdr >>> 2)) {
-      r.skip(hdrSize);
-    } else {
-      r.copyTo(out.u8, hdr, hdrSize);
+    const wordHeader = (hdr & 3) === 0 && copyTxHeaderWords(chain, hdrSize, out.u32, hdr >>> 2);
+    if (!wordHeader) {
+      this.reader.reset(chain).copyTo(out.u8, hdr, hdrSize);
       // num_buffers only means something on receive (5.1.6): the record carries 0
       // (a legacy 10-byte header has no such field: its bytes are set as well).
       out.u8[hdr + NET_HDR_NUM_BUFFERS] = 0;
@@ -94,7 +93,14 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
     const problem = txHeaderProblem(out.u8, hdr, len, offloads, maxPlainFrame);
     // The record is not committed: the next reserve() writes over it.
     if (problem >= 0) return this.dropBadHeader(problem);
-    r.copyTo(out.u8, at, len);
+    if (chain.readable === 1) {
+      // Header and frame in one descriptor (as Linux >= 6.1 posts them): one copy, no cursor.
+      copyBytes(chain.segRegion[0].u8, chain.segIdx[0] + hdrSize, out.u8, at, len);
+    } else {
+      const r = this.reader;
+      if (wordHeader) r.reset(chain).skip(hdrSize);
+      r.copyTo(out.u8, at, len);
+    }
     out.commit();
     return len;
   }

@@ -67,7 +67,7 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     expect(rig.guest.stats().rxHeaderLengthErrors).toBe(0);
   }, 120_000);
 
-  it('2.7.10 used buffer notification suppression: the guest asks for tx used notifications only while it is out of tx slots (a 16 MiB stream with slots to spare takes none after connecting; one through a 4-entry tx ring takes some and arrives byte-exact)', async () => {
+  it('2.7.10 used buffer notification suppression: the guest asks for tx used notifications only while it is out of tx slots (a 16 MiB stream with slots to spare takes none after connecting, beyond the one of the connection request; one through a 4-entry tx ring takes some and arrives byte-exact)', async () => {
     const txInterrupts = async (queueSize: number | undefined, bufferSize: number | undefined): Promise<number> => {
       rig = await vsockRig({ queueSize, bufferSize });
       const r = rig;
@@ -87,8 +87,12 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
       rig = undefined;
       return n;
     };
-    // 256 entries, 256 KiB credit: at most four 64 KiB packets in flight, never short of slots.
-    expect(await txInterrupts(undefined, undefined)).toBe(0);
+    // 256 entries, 256 KiB credit: at most four 64 KiB packets in flight, never
+    // short of slots. At most one: the interrupt of the connection request's
+    // used entry (rings start with notifications on), which the tx thread
+    // counts after publishing the request, so after 'connect' at times (seen
+    // once with a thread per queue). The old driver took about 60 here.
+    expect(await txInterrupts(undefined, undefined)).toBeLessThanOrEqual(1);
     // 4 entries, 4 MiB credit: the sender fills its ring and waits for the device to give slots back.
     expect(await txInterrupts(4, 4 * MiB)).toBeGreaterThan(0);
   }, 60_000);

@@ -132,7 +132,7 @@ export class RxWriter {
     }
     if (chain.writableBytes >= need) {
       if (chain.writable === 1) {
-        // One writable segment holds the packet (the layout every driver we know posts): no cursor.
+        // One writable segment holds the packet (small and mergeable buffers as drivers post them): no cursor.
         const s = chain.readable;
         const region = chain.segRegion[s];
         const i = chain.segIdx[s];

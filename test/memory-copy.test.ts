@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyBytes } from '../src/memory/copy.js';
+import { copyBytes, wordView } from '../src/memory/copy.js';
 import { registerMappedBuffer } from '../src/memory/native-copy.js';
 import * as libc from '../src/os/libc.js';
 
@@ -96,6 +96,19 @@ describe('copyBytes: every size around the word-loop crossover, every alignment'
       want[d].set(want[s].slice(from, from + len), to);
       expect(views[d], `step ${step}: ${len} bytes from view ${s}@${from} to view ${d}@${to}`).toEqual(want[d]);
     }
+  });
+});
+
+describe('wordView: one Int32 view per byte view', () => {
+  it('hands out the same word view for a byte view every time, over the same bytes, and none for a view that does not start on a word', () => {
+    const sab = new SharedArrayBuffer(64);
+    const at8 = new Uint8Array(sab, 8, 16);
+    const w = wordView(at8)!;
+    expect(wordView(at8)).toBe(w);
+    w[1] = 0x04030201;
+    expect([...at8.subarray(4, 8)]).toEqual([1, 2, 3, 4]);
+    expect(w.length).toBe(4);
+    expect(wordView(new Uint8Array(sab, 6, 16))).toBeUndefined();
   });
 });
 

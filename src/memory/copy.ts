@@ -4,8 +4,8 @@ import { copyAt, pairAddresses } from './native-copy.js';
  * Copies between byte views on the data path, each done the cheapest way for
  * its size and alignment. Calls into typed-array builtins cost 15-35 ns
  * before the first byte moves, so short copies are loops: 4-aligned ones
- * move Int32 words through a word view of each byte view (made on its first
- * such copy, never per copy).
+ * move Int32 words through a word view of each byte view (made once per
+ * view, never per copy).
  */
 
 /**
@@ -36,17 +36,39 @@ function slotOf(u8: Uint8Array, keep: number): number {
 }
 
 /**
- * The word view of slot k's byte view (index i is byte 4 * i of it), made on
- * first use so that copies which need none allocate none; undefined when the
- * view does not start on a word of its buffer.
+ * Word views made so far, by byte view (null: the view does not start on a
+ * word). Kept for the life of the byte view, so a view that drops out of the
+ * slots above and comes back (more views taking turns than there are slots)
+ * finds its word view again instead of making a new one per copy.
+ */
+const wordViews = new WeakMap<Uint8Array, Int32Array | null>();
+
+/**
+ * An Int32 view over the bytes of `u8` (index i is byte 4 * i of it), made
+ * once per byte view; undefined when `u8` does not start on a word of its
+ * buffer. For code that moves a few aligned words itself (a 12-byte header)
+ * rather than through copyBytes.
+ */
+export function wordView(u8: Uint8Array): Int32Array | undefined {
+  let w = wordViews.get(u8);
+  if (w === undefined) {
+    const offset = u8.byteOffset;
+    w = (offset & 3) === 0 ? new Int32Array(u8.buffer, offset, u8.length >>> 2) : null;
+    wordViews.set(u8, w);
+  }
+  return w ?? undefined;
+}
+
+/**
+ * The word view of slot k's byte view, looked up on first use so that copies
+ * which need none look up none; undefined when the view does not start on a
+ * word of its buffer.
  */
 function wordsOf(k: number): Int32Array | undefined {
   const w = seenI32[k];
   if (w !== undefined) return w;
-  const u8 = seenU8[k]!;
-  const offset = seenOffset[k];
-  if ((offset & 3) !== 0) return undefined;
-  return (seenI32[k] = new Int32Array(u8.buffer, offset, u8.length >>> 2));
+  if ((seenOffset[k] & 3) !== 0) return undefined;
+  return (seenI32[k] = wordView(seenU8[k]!));
 }
 
 /** Unaligned copies shorter than this are byte loops (a builtin's call costs more). */

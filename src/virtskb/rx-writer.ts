@@ -1,5 +1,5 @@
 import { InvalidArgumentError, VirtqueueError } from '../errors.js';
-import { copyBytes } from '../memory/copy.js';
+import { copyBytes, wordView } from '../memory/copy.js';
 import type { MemoryRegion } from '../memory/guest-memory.js';
 import { DescriptorChain } from '../ring/chain.js';
 import { ChainWriter } from '../ring/chain-io.js';
@@ -83,9 +83,9 @@ export class RxWriter {
   /** Head and used length of each chain of the packet being placed. */
   private readonly heads: Uint16Array;
   private readonly lens: Uint32Array;
-  /** The view headers came from last, and a word view of it (undefined when it does not start on a word). */
+  /** The view headers came from last, and its word view (undefined when it does not start on a word). */
   private hdrSrc: Uint8Array | undefined;
-  private hdrSrc32: Uint32Array | undefined;
+  private hdrSrc32: Int32Array | undefined;
 
   constructor(
     private readonly device: VirtqDevice,
@@ -229,7 +229,10 @@ export class RxWriter {
    */
   private putHeader(region: MemoryRegion, i: number, src: Uint8Array, hdrIdx: number, count: number): void {
     const size = this.hdrSize;
-    if (src !== this.hdrSrc) this.viewHeaderSource(src);
+    if (src !== this.hdrSrc) {
+      this.hdrSrc = src;
+      this.hdrSrc32 = wordView(src);
+    }
     const s32 = this.hdrSrc32;
     if (size === WORD_HEADER && s32 !== undefined && ((i | hdrIdx) & 3) === 0) {
       const d = region.u32;
@@ -250,13 +253,6 @@ export class RxWriter {
         region.u8[n + 1] = count >>> 8;
       }
     }
-  }
-
-  /** Remember `src` as the header source, with a word view of it when it starts on a word (read once per source: `byteOffset` of a shared view is costly). */
-  private viewHeaderSource(src: Uint8Array): void {
-    this.hdrSrc = src;
-    const offset = src.byteOffset;
-    this.hdrSrc32 = (offset & 3) === 0 ? new Uint32Array(src.buffer, offset, src.length >>> 2) : undefined;
   }
 
   private grow(): DescriptorChain {

@@ -59,18 +59,27 @@ export class GsoSegmenter {
       if (i !== n - 1) f &= ~(TCP_FIN | TCP_PSH);
       s[th + 13] = f;
       putU32(s, th + 4, (seq + off) >>> 0);
-      if (v4) {
-        putU16(s, ip + 4, (id + i) & 0xffff);
-        this.finishIpv4(ip, l3Len, l3Len + segLen);
-      } else {
-        putU16(s, ip + 4, segLen);
-      }
+      this.segmentIp(ip, l3Len, v4, (id + i) & 0xffff, segLen);
       putU16(s, th + TCP_CSUM_OFFSET, 0);
       let sum = v4 ? pseudoSumV4(s, ip, IPPROTO_TCP, segLen) : pseudoSumV6(s, ip, IPPROTO_TCP, segLen);
       sum = sumBytes(s, th, hdrLen, sum);
       sum = copyAndSum(u8, at + hdrLen + off, s, hdrLen, chunk, sum);
       putU16(s, th + TCP_CSUM_OFFSET, checksumOf(sum));
       emit(s, 0, hdrLen + chunk);
+    }
+  }
+
+  /**
+   * The IP header of a segment carrying `l4Len` bytes of TCP or UDP: IPv4 gets
+   * its identification and total length (and header checksum), IPv6 its
+   * payload length.
+   */
+  private segmentIp(ip: number, l3Len: number, v4: boolean, id: number, l4Len: number): void {
+    if (v4) {
+      putU16(this.scratch, ip + 4, id);
+      this.finishIpv4(ip, l3Len, l3Len + l4Len);
+    } else {
+      putU16(this.scratch, ip + 4, l4Len);
     }
   }
 
@@ -85,12 +94,7 @@ export class GsoSegmenter {
     for (let i = 0, off = 0; i < n; i++, off += unit) {
       const chunk = Math.min(unit, payload - off);
       const dgramLen = UDP_HLEN + chunk;
-      if (v4) {
-        putU16(s, ip + 4, (id + i) & 0xffff);
-        this.finishIpv4(ip, l3Len, l3Len + dgramLen);
-      } else {
-        putU16(s, ip + 4, dgramLen);
-      }
+      this.segmentIp(ip, l3Len, v4, (id + i) & 0xffff, dgramLen);
       putU16(s, uh + 4, dgramLen);
       putU16(s, uh + UDP_CSUM_OFFSET, 0);
       let sum = v4 ? pseudoSumV4(s, ip, IPPROTO_UDP, dgramLen) : pseudoSumV6(s, ip, IPPROTO_UDP, dgramLen);

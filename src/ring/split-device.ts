@@ -4,6 +4,7 @@ import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
 } from '../spec/ring.js';
 import { DescriptorChain } from './chain.js';
@@ -96,9 +97,31 @@ export class SplitQueueDevice {
     if (head >= this.size) {
       throw new VirtqueueError('AVAIL_HEAD_OUT_OF_RANGE', `avail ring slot ${this.nextAvail & r.mask} names descriptor ${head}, queue size is ${this.size}`, head);
     }
-    chain.reset(head);
-    this.walk(chain, head);
+    if (!this.popOne(chain, head)) {
+      chain.reset(head);
+      this.walk(chain, head);
+    }
     this.nextAvail = (this.nextAvail + 1) & 0xffff;
+    return true;
+  }
+
+  /**
+   * The common chain, one direct descriptor whose buffer lies in one memory
+   * region, without the walk. False for anything else (nothing changed): the
+   * walk takes it, with every rule and its error.
+   */
+  private popOne(chain: DescriptorChain, head: number): boolean {
+    const r = this.ring;
+    const d = r.descU32;
+    const w = r.desc32 + 4 * head;
+    const flags = d[w + 3];
+    if ((flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) !== 0) return false;
+    const len = d[w + 2];
+    if (len === 0) return false;
+    const addr = d[w] + d[w + 1] * TWO_32;
+    const region = this.memory.regionIfOne(addr, len);
+    if (region === undefined) return false;
+    chain.setOne(head, region, addr + region.bias, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
     return true;
   }
 

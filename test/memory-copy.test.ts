@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyBytes, wordView } from '../src/memory/copy.js';
+import { CopySite, copyBytes, wordView } from '../src/memory/copy.js';
 import { registerMappedBuffer } from '../src/memory/native-copy.js';
 import * as libc from '../src/os/libc.js';
 
@@ -95,6 +95,59 @@ describe('copyBytes: every size around the word-loop crossover, every alignment'
       copyBytes(views[s], from, views[d], to, len);
       want[d].set(want[s].slice(from, from + len), to);
       expect(views[d], `step ${step}: ${len} bytes from view ${s}@${from} to view ${d}@${to}`).toEqual(want[d]);
+    }
+  });
+});
+
+describe('CopySite: one call site that remembers its last views copies as copyBytes does', () => {
+  it('copies like memmove while its views stay, change every copy, overlap in one buffer, or start off a word', () => {
+    const sab = new SharedArrayBuffer(4096);
+    const whole = new Uint8Array(sab);
+    // Views of one buffer at word and odd offsets (some overlapping in memory), and plain buffers.
+    const views = [whole, new Uint8Array(sab, 512, 1024), new Uint8Array(sab, 1024, 1024), new Uint8Array(sab, 2049, 1000), new Uint8Array(1024), new Uint8Array(1024)];
+    whole.set(pattern(4096));
+    views[4].set(pattern(1024).reverse());
+    views[5].set(pattern(1024).map((b) => b ^ 0x5a));
+    const site = new CopySite();
+    let x = 5;
+    for (let step = 0; step < 3000; step++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      // Runs of the same pair (word views made on the second copy), then a change.
+      const run = (x >>> 4) % 4 !== 0;
+      const s = run ? step % 2 : (x >>> 8) % 6;
+      const d = run ? 1 + (step % 2) : (x >>> 12) % 6;
+      const len = [4, 12, 16, 60, 64, 66, 192, 200][(x >>> 16) % 8];
+      const from = 4 * ((x >>> 20) % 64) + ((x >>> 28) % 4 === 0 ? 1 : 0);
+      const to = 4 * ((x >>> 24) % 64);
+      const src = views[s];
+      const dst = views[d];
+      // What memmove leaves: the source bytes read before any is written.
+      const want = dst.slice();
+      want.set(src.slice(from, from + len), to);
+      const before = Uint8Array.from(whole);
+      site.copy(src, from, dst, to, len);
+      // toEqual only on a difference: 3000 deep compares of 4 KiB take seconds.
+      if (Buffer.compare(dst, want) !== 0) expect(dst, `step ${step}: ${len} bytes from view ${s}@${from} to view ${d}@${to}`).toEqual(want);
+      if (dst.buffer !== sab && Buffer.compare(whole, before) !== 0) expect(whole, `step ${step}: shared buffer untouched`).toEqual(before);
+    }
+  });
+
+  it('moves an overlapping pair of views of one buffer as memmove does, on every copy of a run (word views made)', () => {
+    const sab = new SharedArrayBuffer(1024);
+    const whole = new Uint8Array(sab);
+    const at16 = new Uint8Array(sab, 16);
+    for (const [from, to, src, dst, srcIdx, dstIdx] of [
+      // Bytes [16, 80) down to [8, 72), then [8, 72) up to [16, 80): a forward word loop would smear the second.
+      [16, 8, at16, whole, 0, 8],
+      [8, 16, whole, at16, 8, 0],
+    ] as const) {
+      const site = new CopySite();
+      for (let round = 0; round < 4; round++) {
+        whole.set(pattern(1024));
+        const want = memmove(whole, from, to, 64);
+        site.copy(src, srcIdx, dst, dstIdx, 64);
+        expect(whole, `${from} -> ${to}, round ${round}`).toEqual(want);
+      }
     }
   });
 });

@@ -1,4 +1,4 @@
-import { copyBytes } from '../memory/copy.js';
+import { CopySite } from '../memory/copy.js';
 import type { PortOutput } from '../port/port-channel.js';
 import { recordNetHdr } from './net-port.js';
 import { ChannelTxQueue, TX_BLOCKED, TX_DROPPED } from '../port/channel-tx-queue.js';
@@ -39,6 +39,8 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
   private readonly out: SteeredOutput;
   private readonly p: NetTxParams;
   private readonly flow = new Uint8Array(FLOW_BYTES);
+  /** The frame copy of a one-descriptor chain into its channel. */
+  private readonly frameCopy = new CopySite();
   /** Outputs whose receiver this thread serves: frames go straight into its buffers. */
   private readonly direct: DirectOutput;
   // Drops of the batch being polled, by counter.
@@ -95,7 +97,7 @@ export class NetTxQueue extends ChannelTxQueue<NetTxParams> {
     if (problem >= 0) return this.dropBadHeader(problem);
     if (chain.readable === 1) {
       // Header and frame in one descriptor (as Linux >= 6.1 posts them): one copy, no cursor.
-      copyBytes(chain.segRegion[0].u8, chain.segIdx[0] + hdrSize, out.u8, at, len);
+      this.frameCopy.copy(chain.segRegion[0].u8, chain.segIdx[0] + hdrSize, out.u8, at, len);
     } else {
       const r = this.reader;
       if (wordHeader) r.reset(chain).skip(hdrSize);

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, VirtqueueError } from '../errors.js';
-import { copyBytes, wordView } from '../memory/copy.js';
+import { CopySite, copyBytes, wordView } from '../memory/copy.js';
 import type { MemoryRegion } from '../memory/guest-memory.js';
 import { DescriptorChain } from '../ring/chain.js';
 import { ChainWriter } from '../ring/chain-io.js';
@@ -86,6 +86,8 @@ export class RxWriter {
   /** The view headers came from last, and its word view (undefined when it does not start on a word). */
   private hdrSrc: Uint8Array | undefined;
   private hdrSrc32: Int32Array | undefined;
+  /** The frame copy into one writable segment. */
+  private readonly frameCopy = new CopySite();
 
   constructor(
     private readonly device: VirtqDevice,
@@ -137,7 +139,7 @@ export class RxWriter {
         const region = chain.segRegion[s];
         const i = chain.segIdx[s];
         this.putHeader(region, i, hdrSrc, hdrIdx, 1);
-        copyBytes(src, frameIdx, region.u8, i + this.hdrSize, frameLen);
+        this.frameCopy.copy(src, frameIdx, region.u8, i + this.hdrSize, frameLen);
       } else {
         const w = this.writer.reset(chain);
         this.writeHeader(w, hdrSrc, hdrIdx, 1);

@@ -51,6 +51,20 @@ describe('copyBytes: every size around the word-loop crossover, every alignment'
     }
   });
 
+  it('copies a whole view into an overlapping range of its own buffer like memmove, both directions, short and long, new views each time', () => {
+    for (const len of [16, 64, 65, 256, 1500]) {
+      for (const shift of [-8, -1, 1, 8]) {
+        const size = len + 64;
+        const sab = new SharedArrayBuffer(size);
+        const whole = new Uint8Array(sab);
+        whole.set(pattern(size));
+        const want = memmove(whole, 24, 24 + shift, len);
+        copyBytes(new Uint8Array(sab, 24, len), 0, new Uint8Array(sab), 24 + shift, len);
+        expect(whole, `${len} bytes shifted by ${shift}`).toEqual(want);
+      }
+    }
+  });
+
   it('keeps copying right while more views take turns than it caches word views for (a pair whose source is cached and destination is new)', () => {
     // Six plain buffers, pairs in an order that makes a cached source meet a new destination.
     const views = Array.from({ length: 6 }, (_, i) => Uint8Array.from(pattern(256), (b) => b ^ i));

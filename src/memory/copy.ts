@@ -164,6 +164,13 @@ export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstI
     }
   }
   if (src !== lastSrc || dst !== lastDst) {
+    // A whole view into a new pair (a user's frame or payload, new per call):
+    // set() makes no view and moves as memmove does, and classifying the pair
+    // (its buffers, their addresses) would cost 100 ns more than the copy.
+    if (srcIdx === 0 && len === src.length) {
+      dst.set(src, dstIdx);
+      return;
+    }
     lastSrc = src;
     lastDst = dst;
     lastShared = src.buffer === dst.buffer && src.byteOffset === dst.byteOffset;

@@ -202,6 +202,9 @@ export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstI
  * copyBytes makes them; everything else (unaligned, long, overlapping, a view
  * seen for the first time) goes to copyBytes. A view gets its word view on
  * its second copy in a row here, so a site fed a new view per copy makes none.
+ * The source and destination checks are written out side by side in fields:
+ * the same logic as a method over two-entry arrays measured 4-9 % slower on
+ * the channel path (paired cpu runs).
  */
 export class CopySite {
   private src: Uint8Array | undefined;

@@ -221,7 +221,10 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       Atomics.add(bare, 0, 1);
       Atomics.notify(bare, 0);
       bareHops++;
-      while (Atomics.load(bare, 1) < bareHops) await Atomics.waitAsync(bare, 1, Atomics.load(bare, 1), 2000).value;
+      while (Atomics.load(bare, 1) < bareHops) {
+        const res = await Atomics.waitAsync(bare, 1, Atomics.load(bare, 1), 2000).value;
+        if (res === 'timed-out' && Atomics.load(bare, 1) < bareHops) throw new Error(`bare hop ${bareHops} not answered in 2 s`);
+      }
       return bareStamp[0] - t0;
     };
     // Warm-up, not counted: a long-running lab's path is compiled (JIT) and every

@@ -4,6 +4,11 @@
 //      runs in a worker blocked in Atomics.wait on its interrupt word and
 //      stamps the frame when its receive callback sees it. Both stamps come
 //      from process.hrtime (CLOCK_MONOTONIC, the same clock in every thread).
+//      Before the samples, --warmup frames one at a time (not counted): the
+//      path runs compiled code and every receive buffer's page was written
+//      once, as in a lab that has carried traffic. After each sample, one bare
+//      Atomics.notify -> wait hop after the same gap: the floor of one
+//      sleeping hop, under the same load as the sample before it.
 //  (b) busy ping-pong: a -> b -> a echo of one 64-byte frame, both guest
 //      sides polling (no sleeping); half the round trip is reported as the
 //      one-way latency.
@@ -12,7 +17,7 @@
 // sample); writes JSON + Markdown to bench/results/. Also the "latency" case
 // of npm run bench (latencyCases()).
 //
-//   node bench/latency.mjs [--runs 5] [--idle-samples 50] [--gap-ms 55] [--trips 20000] [--spin-us 30]
+//   node bench/latency.mjs [--runs 5] [--idle-samples 50] [--gap-ms 55] [--warmup 2000] [--trips 20000] [--spin-us 30]
 //                          [--threads link|per-device|per-queue]  (link, the default: one queue thread for both NICs)
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -123,7 +128,7 @@ const fmt = (r) => `${us(r.median)} [${us(r.min)}-${us(r.max)}]`;
  * Both latency measurements, `runs` runs each; prints as it goes, writes
  * bench/results/latency-*.{json,md}, returns the rows.
  */
-export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55, trips = 20000, spinUs = 30, maxRunS = 1.5, threads = 'link' } = {}) {
+export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55, warmup = 2000, trips = 20000, spinUs = 30, maxRunS = 1.5, threads = 'link' } = {}) {
   const gapMs = Math.max(51, gap);
   const maxRunMs = maxRunS * 1000;
   const cores = availableParallelism();
@@ -139,6 +144,17 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
   const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, mac: MAC_B, threads: mapping });
   const link = connectNics(arena, a, b);
   let worker;
+  let bareWaiter;
+  const bare = new Int32Array(new SharedArrayBuffer(64));
+  const bareStamp = new Float64Array(new SharedArrayBuffer(8));
+  const stopBareWaiter = async () => {
+    if (bareWaiter === undefined) return;
+    Atomics.store(bare, 2, 1);
+    Atomics.add(bare, 0, 1);
+    Atomics.notify(bare, 0);
+    await bareWaiter.terminate();
+    bareWaiter = undefined;
+  };
   let irqB;
   const ctl = new SharedArrayBuffer(4 * C_WORDS);
   const c = new Int32Array(ctl);
@@ -173,62 +189,80 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     );
 
     // ---- (a) idle -> first frame ------------------------------------------
-    console.log(`(a) idle -> first frame: ${runs} runs x ${idleSamples} samples, ${gapMs} ms asleep before each (every thread asleep; b's guest in Atomics.wait)`);
+    // One frame a -> b; resolves to the ns from just before commitTx to b's guest stamping it.
+    let received = 0;
+    const sendOne = async () => {
+      drv.reclaimTx();
+      const at = drv.reserveTx();
+      if (at < 0) throw new Error('no tx buffer free');
+      u8.set(frame, at);
+      const t0 = hrNs();
+      drv.commitTx(FRAME);
+      drv.flushTx();
+      received++;
+      // Wait (asleep) for the worker's stamp.
+      while (Atomics.load(c, C_RECEIVED) < received) {
+        const res = await race(Atomics.waitAsync(c, C_RECEIVED, Atomics.load(c, C_RECEIVED), 2000).value);
+        if (res === 'timed-out' && Atomics.load(c, C_RECEIVED) < received) throw new Error(`idle frame ${received} not received in 2 s`);
+      }
+      return t[(received - 1) % t.length] - t0;
+    };
+    // The floor, in the same runs: one bare Atomics.notify -> Atomics.wait hop after the
+    // same idle gap, a sample after each frame's (the link path has two such hops:
+    // the queue thread, b's guest; per-queue three).
+    bareWaiter = new Worker(BARE_WAITER, { eval: true, workerData: { w: bare.buffer, t: bareStamp.buffer } });
+    await new Promise((resolve, reject) => {
+      bareWaiter.once('online', resolve);
+      bareWaiter.once('error', reject);
+    });
+    let bareHops = 0;
+    const bareHop = async () => {
+      const t0 = hrNs();
+      Atomics.add(bare, 0, 1);
+      Atomics.notify(bare, 0);
+      bareHops++;
+      while (Atomics.load(bare, 1) < bareHops) {
+        const res = await Atomics.waitAsync(bare, 1, Atomics.load(bare, 1), 2000).value;
+        if (res === 'timed-out' && Atomics.load(bare, 1) < bareHops) throw new Error(`bare hop ${bareHops} not answered in 2 s`);
+      }
+      return bareStamp[0] - t0;
+    };
+    // Warm-up, not counted: a long-running lab's path is compiled (JIT) and every
+    // receive buffer has been written once (a SharedArrayBuffer page's first
+    // write is a page fault: about 50 us on a VM).
+    for (let i = 0; i < warmup; i++) await sendOne();
+    console.log(
+      `(a) idle -> first frame: ${runs} runs x ${idleSamples} samples, ${gapMs} ms asleep before each (every thread asleep; b's guest in Atomics.wait), ` +
+        `after ${warmup} frames of warm-up; each followed by a bare hop after the same gap`,
+    );
     const idleRuns = [];
     const idleAll = [];
-    let received = 0;
+    const bareRuns = [];
+    const bareAll = [];
     for (let r = 0; r < runs; r++) {
       const p = await probePlacement(3, 1000);
       const samples = [];
+      const hops = [];
       for (let i = 0; i < idleSamples; i++) {
         await sleep(gapMs);
-        drv.reclaimTx();
-        const at = drv.reserveTx();
-        if (at < 0) throw new Error('no tx buffer free');
-        u8.set(frame, at);
-        const t0 = hrNs();
-        drv.commitTx(FRAME);
-        drv.flushTx();
-        received++;
-        // Wait (asleep) for the worker's stamp.
-        while (Atomics.load(c, C_RECEIVED) < received) {
-          const res = await race(Atomics.waitAsync(c, C_RECEIVED, Atomics.load(c, C_RECEIVED), 2000).value);
-          if (res === 'timed-out' && Atomics.load(c, C_RECEIVED) < received) throw new Error(`idle frame ${received} not received in 2 s`);
-        }
-        samples.push(t[(received - 1) % t.length] - t0);
+        samples.push(await sendOne());
+        await sleep(gapMs);
+        hops.push(await bareHop());
       }
       idleAll.push(...samples);
+      bareAll.push(...hops);
       const s = summary(samples);
+      const h = summary(hops);
       idleRuns.push({ ...s, placement: p.placement, roundTripNs: p.roundTripNs });
-      console.log(`  run ${r + 1}: p50 ${us(s.p50)} us  p99 ${us(s.p99)} us  max ${us(s.max)} us  placement ${p.placement} (${p.roundTripNs} ns)`);
+      bareRuns.push({ ...h, placement: p.placement, roundTripNs: p.roundTripNs });
+      console.log(
+        `  run ${r + 1}: p50 ${us(s.p50)} us  p99 ${us(s.p99)} us  max ${us(s.max)} us; bare hop p50 ${us(h.p50)} us (frame = ${(s.p50 / h.p50).toFixed(2)} bare hops)  placement ${p.placement} (${p.roundTripNs} ns)`,
+      );
     }
     const idlePooled = summary(idleAll);
-
-    // Reference, same run: one bare Atomics.notify -> Atomics.wait hop after the same idle gap
-    // (the NIC path above has three such hops: a's tx worker, b's rx worker, b's guest).
-    const bare = new Int32Array(new SharedArrayBuffer(64));
-    const bareStamp = new Float64Array(new SharedArrayBuffer(8));
-    const waiter = new Worker(BARE_WAITER, { eval: true, workerData: { w: bare.buffer, t: bareStamp.buffer } });
-    const bareAll = [];
-    try {
-      await new Promise((resolve, reject) => { waiter.once('online', resolve); waiter.once('error', reject); });
-      await sleep(20);
-      for (let i = 0; i < Math.min(50, runs * idleSamples); i++) {
-        await sleep(gapMs);
-        const t0 = hrNs();
-        Atomics.add(bare, 0, 1);
-        Atomics.notify(bare, 0);
-        while (Atomics.load(bare, 1) < i + 1) await Atomics.waitAsync(bare, 1, Atomics.load(bare, 1), 2000).value;
-        bareAll.push(bareStamp[0] - t0);
-      }
-      Atomics.store(bare, 2, 1);
-      Atomics.add(bare, 0, 1);
-      Atomics.notify(bare, 0);
-    } finally {
-      await waiter.terminate();
-    }
     const barePooled = summary(bareAll);
-    console.log(`  reference, bare Atomics.notify -> wait hop after ${gapMs} ms idle (${bareAll.length} samples): p50 ${us(barePooled.p50)} us  p99 ${us(barePooled.p99)} us  max ${us(barePooled.max)} us`);
+    await stopBareWaiter();
+    console.log(`  bare Atomics.notify -> wait hop after ${gapMs} ms idle (${bareAll.length} samples): p50 ${us(barePooled.p50)} us  p99 ${us(barePooled.p99)} us  max ${us(barePooled.max)} us`);
 
     // ---- (b) busy ping-pong ---------------------------------------------
     console.log(`\n(b) busy ping-pong a -> b -> a: ${runs} runs x up to ${trips} round trips (at most ${maxRunMs / 1000} s each), one-way = RTT / 2; both guests polling`);
@@ -302,8 +336,11 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       pooled,
       placements: perRun.map((x) => x.placement),
     });
-    const rows = [row('idle -> first frame (one way)', idleRuns, idlePooled), row('busy ping-pong (RTT / 2)', pingRuns, pingPooled)];
-    const bareRow = `| reference: one bare notify -> Atomics.wait hop, same idle gap | - | - | - | ${us(barePooled.p50)} / ${us(barePooled.p99)} / ${us(barePooled.p999)} / ${us(barePooled.max)} (${barePooled.n}) | - |`;
+    const rows = [
+      row('idle -> first frame (one way)', idleRuns, idlePooled),
+      row('reference: one bare notify -> Atomics.wait hop, same idle gap, same runs', bareRuns, barePooled),
+      row('busy ping-pong (RTT / 2)', pingRuns, pingPooled),
+    ];
     const meta = {
       node: process.version,
       cores,
@@ -312,6 +349,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       runs,
       idleSamples,
       gapMs,
+      warmup,
       trips,
       spinUs,
       frameSize: FRAME,
@@ -327,14 +365,14 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
         (r) =>
           `| ${r.name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.p999)} | ${us(r.pooled.p50)} / ${us(r.pooled.p99)} / ${us(r.pooled.p999)} / ${us(r.pooled.max)} (${r.pooled.n}) | ${r.placements.join(', ')} |`,
       ),
-      bareRow,
       '',
       `Idle: ${idleSamples} samples per run, so a run's p99.9 is its maximum; the pooled column has ${idlePooled.n} samples.`,
     ].join('\n');
-    writeResults('latency', { ...meta, rows, bareWake: barePooled, idleRuns, pingRuns }, [md]);
+    writeResults('latency', { ...meta, rows, bareWake: barePooled, idleRuns, bareRuns, pingRuns }, [md]);
     console.log(`\n${md}`);
     return { ...meta, rows, bareWake: barePooled };
   } finally {
+    await stopBareWaiter();
     Atomics.store(c, C_MODE, MODE_STOP);
     if (worker !== undefined) {
       // Wake it if it sleeps on its interrupt word, let it leave its loop, then end it.
@@ -357,6 +395,7 @@ else if (isMain(import.meta.url)) {
       runs: { type: 'string', default: '5' },
       'idle-samples': { type: 'string', default: '50' },
       'gap-ms': { type: 'string', default: '55' },
+      warmup: { type: 'string', default: '2000' },
       trips: { type: 'string', default: '20000' },
       'spin-us': { type: 'string', default: '30' },
       'max-run-s': { type: 'string', default: '1.5' },
@@ -367,6 +406,7 @@ else if (isMain(import.meta.url)) {
     runs: Math.max(1, Number(values.runs)),
     idleSamples: Number(values['idle-samples']),
     gapMs: Number(values['gap-ms']),
+    warmup: Number(values.warmup),
     trips: Number(values.trips),
     spinUs: Number(values['spin-us']),
     maxRunS: Number(values['max-run-s']),

@@ -18,6 +18,16 @@ const TWO_32 = 0x1_0000_0000;
 /** Buffer ids are any u16 (2.8.13 leaves them to the driver): per-id tables grow to this on the first id >= size. */
 const ID_SPACE = 0x10000;
 
+/** pushUsed() of an id that no popped, unpushed buffer has. */
+function notInFlight(head: number): InvalidArgumentError {
+  return new InvalidArgumentError(`pushUsed(${head}): no popped buffer in flight has that id`);
+}
+
+/** 2.8.6: a chain popped with a buffer id still in flight. */
+function idInFlight(headIdx: number, id: number): VirtqueueError {
+  return new VirtqueueError('PACKED_ID_IN_FLIGHT', `chain from ring index ${headIdx} has buffer id ${id}, which names a buffer still in flight`, id);
+}
+
 /**
  * The device side of a packed virtqueue (2.8): reads available descriptors
  * in ring order by their AVAIL/USED flags, validates every chain, and writes
@@ -280,9 +290,7 @@ export class PackedQueueDevice implements VirtqDevice {
    */
   private markInFlight(chain: DescriptorChain, id: number, n: number, headIdx: number, endIdx: number): void {
     if (id >= this.idInfo.length) this.growIds();
-    if (this.idInfo[id] !== 0) {
-      throw new VirtqueueError('PACKED_ID_IN_FLIGHT', `chain from ring index ${headIdx} has buffer id ${id}, which names a buffer still in flight`, id);
-    }
+    if (this.idInfo[id] !== 0) throw idInFlight(headIdx, id);
     chain.head = id;
     this.idInfo[id] = n | (endIdx << 16);
     this.endInfo[endIdx] = (id | (n << 16)) >>> 0;
@@ -381,29 +389,11 @@ export class PackedQueueDevice implements VirtqDevice {
    * @throws InvalidArgumentError when no popped, unpushed buffer has that id, or (in order) it is not the oldest one.
    */
   pushUsed(head: number, len: number): void {
-    if (!(Number.isInteger(head) && head >= 0 && head < this.idInfo.length) || this.idInfo[head] === 0) {
-      throw new InvalidArgumentError(`pushUsed(${head}): no popped buffer in flight has that id`);
-    }
-    const info = this.idInfo[head];
-    const n = info & 0xffff;
+    if (!(Number.isInteger(head) && head >= 0 && head < this.idInfo.length) || this.idInfo[head] === 0) throw notInFlight(head);
+    const n = this.idInfo[head] & 0xffff;
     const size = this.size;
     const two = this.two;
-    let at = this.writePos;
-    if (this.inOrder) {
-      const o = this.orderPos;
-      const endIdx = info >>> 16;
-      const startIdx = endIdx - n + 1;
-      const oldestIdx = o < size ? o : o - size;
-      if ((startIdx < 0 ? startIdx + size : startIdx) !== oldestIdx) {
-        throw new InvalidArgumentError(`pushUsed(${head}): VIRTIO_F_IN_ORDER needs buffers used in the order popped; the oldest one in flight starts at ring index ${oldestIdx}, buffer ${head} at ${startIdx < 0 ? startIdx + size : startIdx}`);
-      }
-      const next = o + n;
-      this.orderPos = next < two ? next : next - two;
-      // 2.8.9: a buffer used completely needs no used descriptor of its own; the next one of the batch takes its place.
-      if (this.lastFull) at = this.lastSlot;
-      this.lastSlot = at;
-      this.lastFull = len === this.idCap[head];
-    }
+    const at = this.inOrder ? this.inOrderSlot(head, len) : this.writePos;
     const r = this.ring;
     const i = at < size ? at : at - size;
     r.u32[r.desc32 + 4 * i + 2] = len;
@@ -420,6 +410,31 @@ export class PackedQueueDevice implements VirtqDevice {
     const next = this.writePos + n;
     this.writePos = next < two ? next : next - two;
     this.idInfo[head] = 0;
+  }
+
+  /**
+   * In order: where buffer `head`'s used descriptor goes (kept out of
+   * pushUsed(), which V8 then inlines).
+   * @throws InvalidArgumentError when `head` is not the oldest buffer in flight.
+   */
+  private inOrderSlot(head: number, len: number): number {
+    const info = this.idInfo[head];
+    const n = info & 0xffff;
+    const size = this.size;
+    const o = this.orderPos;
+    const endIdx = info >>> 16;
+    const startIdx = endIdx - n + 1;
+    const oldestIdx = o < size ? o : o - size;
+    if ((startIdx < 0 ? startIdx + size : startIdx) !== oldestIdx) {
+      throw new InvalidArgumentError(`pushUsed(${head}): VIRTIO_F_IN_ORDER needs buffers used in the order popped; the oldest one in flight starts at ring index ${oldestIdx}, buffer ${head} at ${startIdx < 0 ? startIdx + size : startIdx}`);
+    }
+    const next = o + n;
+    this.orderPos = next < this.two ? next : next - this.two;
+    // 2.8.9: a buffer used completely needs no used descriptor of its own; the next one of the batch takes its place.
+    const at = this.lastFull ? this.lastSlot : this.writePos;
+    this.lastSlot = at;
+    this.lastFull = len === this.idCap[head];
+    return at;
   }
 
   /**

@@ -308,28 +308,36 @@ export class PackedQueueDriver implements VirtqDriver {
     const flags = Atomics.load(r.u16, r.desc16 + 8 * i + 7);
     if (!packedIsUsed(flags, pos < size)) return -1;
     const id = r.u16[r.desc16 + 8 * i + 6];
-    const len = r.u32[r.desc32 + 4 * i + 2];
-    if (id >= size) throw new VirtqueueError('USED_ID_OUT_OF_RANGE', `used descriptor ${i} names buffer id ${id}, queue size is ${size}`, id);
-    if (!this.shownInFlight(id)) {
-      throw new VirtqueueError('USED_ID_NOT_IN_FLIGHT', `used descriptor ${i} names buffer id ${id}, which is not a buffer made available and in flight`, id);
-    }
     // 2.8.4: the length is reserved (ignored) in a used descriptor without WRITE.
-    const written = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? len : 0;
-    if (written > this.idCap[id]) {
-      throw new VirtqueueError('USED_LEN_TOO_LARGE', `device wrote ${len} bytes into buffer ${id} with ${this.idCap[id]} writable`, len);
-    }
-    if (this.inOrder) {
-      // Every chain added before `id` and not reaped is completed by this one used descriptor.
-      this.batchLeft = this.idSerial[id] - this.idSerial[this.fifo[this.fifoHead]] + 1;
-      this.batchLastLen = written;
-      const next = this.idStart[id] + this.idDescs[id];
-      this.usedPos = next < this.two ? next : next - this.two;
-      return this.nextOfBatch();
-    }
+    const written = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? r.u32[r.desc32 + 4 * i + 2] : 0;
+    if (id >= size || !this.shownInFlight(id) || written > this.idCap[id]) throw this.usedError(i, id, written);
+    if (this.inOrder) return this.startBatch(id, written);
     const next = pos + this.idDescs[id];
     this.usedPos = next < this.two ? next : next - this.two;
     this.usedLen = written;
     return this.release(id);
+  }
+
+  /**
+   * In order: the used descriptor with buffer id `id` completes every chain
+   * added before it and not reaped; return the first of them.
+   */
+  private startBatch(id: number, written: number): number {
+    this.batchLeft = this.idSerial[id] - this.idSerial[this.fifo[this.fifoHead]] + 1;
+    this.batchLastLen = written;
+    const next = this.idStart[id] + this.idDescs[id];
+    this.usedPos = next < this.two ? next : next - this.two;
+    return this.nextOfBatch();
+  }
+
+  /** What is wrong with the used descriptor at ring index `i` (kept out of getUsed(), which V8 then inlines). */
+  private usedError(i: number, id: number, written: number): VirtqueueError {
+    const size = this.size;
+    if (id >= size) return new VirtqueueError('USED_ID_OUT_OF_RANGE', `used descriptor ${i} names buffer id ${id}, queue size is ${size}`, id);
+    if (!this.shownInFlight(id)) {
+      return new VirtqueueError('USED_ID_NOT_IN_FLIGHT', `used descriptor ${i} names buffer id ${id}, which is not a buffer made available and in flight`, id);
+    }
+    return new VirtqueueError('USED_LEN_TOO_LARGE', `device wrote ${written} bytes into buffer ${id} with ${this.idCap[id]} writable`, written);
   }
 
   private nextOfBatch(): number {

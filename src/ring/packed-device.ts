@@ -18,6 +18,16 @@ const TWO_32 = 0x1_0000_0000;
 /** Buffer ids are any u16 (2.8.13 leaves them to the driver): per-id tables grow to this on the first id >= size. */
 const ID_SPACE = 0x10000;
 
+/** pushUsed() of an id that no popped, unpushed buffer has. */
+function notInFlight(head: number): InvalidArgumentError {
+  return new InvalidArgumentError(`pushUsed(${head}): no popped buffer in flight has that id`);
+}
+
+/** 2.8.6: a chain popped with a buffer id still in flight. */
+function idInFlight(headIdx: number, id: number): VirtqueueError {
+  return new VirtqueueError('PACKED_ID_IN_FLIGHT', `chain from ring index ${headIdx} has buffer id ${id}, which names a buffer still in flight`, id);
+}
+
 /**
  * The device side of a packed virtqueue (2.8): reads available descriptors
  * in ring order by their AVAIL/USED flags, validates every chain, and writes
@@ -32,10 +42,10 @@ const ID_SPACE = 0x10000;
  * VirtqueueError with the offending value before the queue moves.
  *
  * Memory order: the first descriptor's flags are read with Atomics.load, the
- * rest of the chain after it; used descriptors are written id and len first,
- * and a batch becomes visible with one Atomics.store of the flags of its first
- * used descriptor (2.8.11 "Multi-buffer requests": the driver never sees a
- * partial batch).
+ * rest of the chain after it; pushUsed() writes a used descriptor's id, len
+ * and (plain) flags at once, except the flags of a batch's first used
+ * descriptor, which publishUsed() writes last with one Atomics.store
+ * (2.8.11 "Multi-buffer requests": the driver never sees a partial batch).
  */
 export class PackedQueueDevice implements VirtqDevice {
   readonly size: number;
@@ -47,29 +57,31 @@ export class PackedQueueDevice implements VirtqDevice {
   private readonly two: number;
   /** Position of the next descriptor to read. */
   private availPos: number;
-  /** Position of the next used descriptor to write (everything before it is published). */
+  /** Position of the next used descriptor to write that the driver may see (everything before it is published). */
   private usedPos: number;
-  /** Per buffer id: ring descriptors of the chain in flight under that id (0: none), and its pop serial. */
-  private idDescs: Uint16Array;
-  private idSerial: Float64Array;
-  private serial = 0;
-  /** The last chains popped, newest last (a ring of `size`): for unpop(). */
-  private readonly histId: Uint16Array;
-  private readonly histDescs: Uint16Array;
-  private readonly histSerial: Float64Array;
-  private histEnd = 0;
-  private histLen = 0;
-  /** In-order: chains popped and not pushed, oldest first (a ring of `size`). */
-  private readonly fifoId: Uint16Array;
-  private readonly fifoCap: Float64Array;
-  private fifoHead = 0;
-  private fifoLen = 0;
-  /** Used entries pushed and not yet published. */
-  private readonly pendId: Uint16Array;
-  private readonly pendLen: Uint32Array;
-  private readonly pendDescs: Uint16Array;
-  private readonly pendCap: Float64Array;
-  private pendCount = 0;
+  /** Position after the used descriptors pushed so far: usedPos plus the ring descriptors of the buffers pushed and not published. */
+  private writePos: number;
+  /** Flags of the used descriptor at usedPos, stored by publishUsed(). */
+  private firstFlags = 0;
+  /** In-order: where the last pushed buffer's used descriptor is, and whether that buffer was used completely (the next one may take its place, 2.8.9). */
+  private lastSlot = 0;
+  private lastFull = false;
+  /** In-order: where the oldest buffer popped and not pushed starts. */
+  private orderPos: number;
+  /**
+   * Per buffer id in flight: its ring descriptors (bits 0-15; 0: not in
+   * flight) and the ring index of its last descriptor (bits 16-30). Grows
+   * to ID_SPACE on the first id >= size.
+   */
+  private idInfo: Uint32Array;
+  /** In-order: per buffer id in flight, its writable bytes. */
+  private idCap: Float64Array;
+  /**
+   * Per ring index: the buffer id (bits 0-15) and ring descriptors (bits
+   * 16-31) of the last chain popped that ended there. unpop() walks these
+   * back from the avail position; nothing else reads them.
+   */
+  private readonly endInfo: Uint32Array;
   /** What available() learned: `scanCount` chains of `scanDescs` descriptors from availPos, ending at scanPos. */
   private scanPos: number;
   private scanCount = 0;
@@ -91,18 +103,12 @@ export class PackedQueueDevice implements VirtqDevice {
     this.inOrder = state.inOrder === true;
     this.availPos = packedPosition(state.nextAvail, size);
     this.usedPos = packedPosition(state.nextUsed, size);
+    this.writePos = this.usedPos;
+    this.orderPos = this.availPos;
     this.scanPos = this.availPos;
-    this.idDescs = new Uint16Array(size);
-    this.idSerial = new Float64Array(size);
-    this.histId = new Uint16Array(size);
-    this.histDescs = new Uint16Array(size);
-    this.histSerial = new Float64Array(size);
-    this.fifoId = new Uint16Array(size);
-    this.fifoCap = new Float64Array(size);
-    this.pendId = new Uint16Array(size);
-    this.pendLen = new Uint32Array(size);
-    this.pendDescs = new Uint16Array(size);
-    this.pendCap = new Float64Array(size);
+    this.idInfo = new Uint32Array(size);
+    this.idCap = new Float64Array(this.inOrder ? size : 0);
+    this.endInfo = new Uint32Array(size);
   }
 
   /** Next descriptor to read, vhost encoding (index | wrap counter << 15). */
@@ -193,21 +199,54 @@ export class PackedQueueDevice implements VirtqDevice {
    * broken chain it throws and leaves the queue where it was.
    */
   pop(chain: DescriptorChain): boolean {
-    if (this.available() === 0) return false;
+    if (this.scanCount === 0 && this.scan() === 0) return false;
     const r = this.ring;
     const size = this.size;
-    const two = this.two;
     const start = this.availPos;
     const headIdx = start < size ? start : start - size;
+    const w = r.desc32 + 4 * headIdx;
     // The scan read this head's flags with Atomics.load (the acquire that makes the
     // driver's writes before its publishing store visible): plain reads from here on.
-    const headFlags = r.u16[r.desc16 + 8 * headIdx + 7];
+    const word3 = r.u32[w + 3];
+    const headFlags = word3 >>> 16;
     if (!packedIsAvail(headFlags, start < size)) {
       this.resetScan();
       return false;
     }
-    const room = size - this.inFlightDescs();
     chain.reset(0);
+    let n = 1;
+    let id = word3 & 0xffff;
+    if ((headFlags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0) {
+      // One descriptor (a net frame with its header): no walk. The scan counted it, so the ring has room for it.
+      chain.descCount = 1;
+      addDescriptorSegment(this.memory, chain, headIdx, r.u32[w] + r.u32[w + 1] * TWO_32, r.u32[w + 2], headFlags);
+    } else {
+      const walked = this.walk(chain, start, headIdx, headFlags);
+      n = walked >>> 16;
+      id = walked & 0xffff;
+    }
+    const end = start + n;
+    const next = end < this.two ? end : end - this.two;
+    this.markInFlight(chain, id, n, headIdx, next === 0 ? size - 1 : next <= size ? next - 1 : next - size - 1);
+    this.availPos = next;
+    if (this.scanCount > 1 && this.scanDescs > n) {
+      this.scanCount--;
+      this.scanDescs -= n;
+    } else {
+      this.resetScan();
+    }
+    return true;
+  }
+
+  /**
+   * Walk a chain of more than one ring descriptor from position `start`
+   * (NEXT links, or one indirect descriptor); returns its buffer id (bits
+   * 0-15, the id of its last descriptor) and ring descriptors (bits 16-31).
+   */
+  private walk(chain: DescriptorChain, start: number, headIdx: number, headFlags: number): number {
+    const r = this.ring;
+    const size = this.size;
+    const room = size - this.inFlightDescs();
     let pos = start;
     let n = 0;
     let word3 = 0;
@@ -238,60 +277,36 @@ export class PackedQueueDevice implements VirtqDevice {
       chain.descCount++;
       addDescriptorSegment(this.memory, chain, i, addr, len, flags);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
-      if (++pos === two) pos = 0;
+      if (++pos === this.two) pos = 0;
     }
-    this.markInFlight(chain, word3 & 0xffff, n, headIdx);
-    const next = start + n;
-    this.availPos = next < two ? next : next - two;
-    if (this.scanCount > 1 && this.scanDescs > n) {
-      this.scanCount--;
-      this.scanDescs -= n;
-    } else {
-      this.resetScan();
-    }
-    return true;
+    return ((word3 & 0xffff) | (n << 16)) >>> 0;
   }
 
   /**
    * Take buffer id `id` (a chain of `n` descriptors from ring index
-   * `headIdx`) into flight: refused while that id is still in flight
-   * (2.8.6), recorded in the pop history that unpop() rewinds and, with
-   * VIRTIO_F_IN_ORDER, in the order pushUsed() must complete in.
+   * `headIdx` to `endIdx`) into flight: refused while that id is still in
+   * flight (2.8.6). Two words record it: per id (for pushUsed) and per end
+   * index (for unpop, which walks back from the avail position).
    */
-  private markInFlight(chain: DescriptorChain, id: number, n: number, headIdx: number): void {
-    const size = this.size;
-    if (id >= this.idDescs.length) this.growIds();
-    if (this.idDescs[id] !== 0) {
-      throw new VirtqueueError('PACKED_ID_IN_FLIGHT', `chain from ring index ${headIdx} has buffer id ${id}, which names a buffer still in flight`, id);
-    }
+  private markInFlight(chain: DescriptorChain, id: number, n: number, headIdx: number, endIdx: number): void {
+    if (id >= this.idInfo.length) this.growIds();
+    if (this.idInfo[id] !== 0) throw idInFlight(headIdx, id);
     chain.head = id;
-    const serial = ++this.serial;
-    this.idDescs[id] = n;
-    this.idSerial[id] = serial;
-    const h = this.histEnd;
-    this.histId[h] = id;
-    this.histDescs[h] = n;
-    this.histSerial[h] = serial;
-    this.histEnd = h + 1 === size ? 0 : h + 1;
-    if (this.histLen < size) this.histLen++;
-    if (this.inOrder) {
-      const t = this.fifoHead + this.fifoLen;
-      const f = t < size ? t : t - size;
-      this.fifoId[f] = id;
-      this.fifoCap[f] = chain.writableBytes;
-      this.fifoLen++;
-    }
+    this.idInfo[id] = n | (endIdx << 16);
+    this.endInfo[endIdx] = (id | (n << 16)) >>> 0;
+    if (this.inOrder) this.idCap[id] = chain.writableBytes;
   }
 
   private growIds(): void {
-    const d = new Uint16Array(ID_SPACE);
-    d.set(this.idDescs);
-    const s = new Float64Array(ID_SPACE);
-    s.set(this.idSerial);
-    this.idDescs = d;
-    this.idSerial = s;
+    const info = new Uint32Array(ID_SPACE);
+    info.set(this.idInfo);
+    this.idInfo = info;
+    if (this.inOrder) {
+      const cap = new Float64Array(ID_SPACE);
+      cap.set(this.idCap);
+      this.idCap = cap;
+    }
   }
-
   /**
    * An indirect table (2.8.7): len / 16 descriptors used in table order. WRITE
    * is the only valid flag there; NEXT and the id are ignored, INDIRECT is refused.
@@ -324,102 +339,121 @@ export class PackedQueueDevice implements VirtqDevice {
   /**
    * Give back the last `count` chains pop() returned, unprocessed: the next
    * pop() reads the first of them again. They must not have been pushed used.
-   * @throws InvalidArgumentError when fewer than `count` chains are remembered (at most the queue size) or one was pushed used.
+   * @throws InvalidArgumentError when `count` is not an integer in [0, size], or fewer than `count` chains were popped last and not pushed used.
    */
   unpop(count = 1): void {
-    if (!(Number.isInteger(count) && count >= 0 && count <= this.histLen)) {
-      throw new InvalidArgumentError(`unpop(${count}): count must be an integer in [0, ${this.histLen}] (chains popped and remembered)`);
+    if (!(Number.isInteger(count) && count >= 0 && count <= this.size)) {
+      throw new InvalidArgumentError(`unpop(${count}): count must be an integer in [0, ${this.size}] (the queue size)`);
     }
-    const size = this.size;
-    let descs = 0;
-    for (let k = 0, h = this.histEnd; k < count; k++) {
-      h = h === 0 ? size - 1 : h - 1;
-      const id = this.histId[h];
-      if (this.idDescs[id] === 0 || this.idSerial[id] !== this.histSerial[h]) {
-        throw new InvalidArgumentError(`unpop(${count}): the chain with buffer id ${id}, popped ${k + 1} back, was already pushed used`);
-      }
-      descs += this.histDescs[h];
-    }
-    for (let k = 0; k < count; k++) {
-      this.histEnd = this.histEnd === 0 ? size - 1 : this.histEnd - 1;
-      this.idDescs[this.histId[this.histEnd]] = 0;
-    }
-    this.histLen -= count;
-    if (this.inOrder) this.fifoLen -= count; // unpushed chains popped last are the FIFO's tail
-    this.availPos = (this.availPos - descs + this.two) % this.two;
+    // Check every chain first, then clear their ids: a refused unpop changes nothing.
+    const to = this.unpopWalk(count, false);
+    this.unpopWalk(count, true);
+    this.availPos = to;
     this.resetScan();
   }
 
   /**
-   * Return the buffer `head` (its buffer id) with `len` bytes written.
-   * Published by publishUsed().
-   * @throws InvalidArgumentError when no popped, unpushed buffer has that id, or (in order) it is not the oldest one.
+   * Walk back `count` chains from the avail position by the end-index
+   * records (each chain ends where the one after it starts); returns the
+   * position the first of them starts at. With `clear`, takes their ids out
+   * of flight. A record that is not the chain its id is in flight as (the
+   * chain was pushed, or never popped) is refused, as is a walk past the
+   * descriptors in flight.
    */
-  pushUsed(head: number, len: number): void {
-    if (!(Number.isInteger(head) && head >= 0 && head < this.idDescs.length) || this.idDescs[head] === 0) {
-      throw new InvalidArgumentError(`pushUsed(${head}): no popped buffer in flight has that id`);
-    }
-    const k = this.pendCount++;
-    this.pendId[k] = head;
-    this.pendLen[k] = len;
-    this.pendDescs[k] = this.idDescs[head];
-    if (this.inOrder) {
-      const oldest = this.fifoId[this.fifoHead];
-      if (oldest !== head) {
-        this.pendCount--;
-        throw new InvalidArgumentError(`pushUsed(${head}): VIRTIO_F_IN_ORDER needs buffers used in the order popped; buffer ${oldest} is next`);
+  private unpopWalk(count: number, clear: boolean): number {
+    const size = this.size;
+    const inFlight = this.inFlightDescs();
+    let pos = this.availPos;
+    let descs = 0;
+    for (let k = 0; k < count; k++) {
+      const last = pos === 0 ? this.two - 1 : pos - 1;
+      const endIdx = last < size ? last : last - size;
+      const rec = this.endInfo[endIdx];
+      const id = rec & 0xffff;
+      const n = rec >>> 16;
+      if (n === 0 || descs + n > inFlight || this.idInfo[id] !== (n | (endIdx << 16))) {
+        throw new InvalidArgumentError(`unpop(${count}): the chain popped ${k + 1} back (ending at ring index ${endIdx}) was pushed used already, or was not popped`);
       }
-      this.pendCap[k] = this.fifoCap[this.fifoHead];
-      this.fifoHead = this.fifoHead + 1 === this.size ? 0 : this.fifoHead + 1;
-      this.fifoLen--;
+      if (clear) this.idInfo[id] = 0;
+      descs += n;
+      pos = last - n + 1;
+      if (pos < 0) pos += this.two;
     }
-    this.idDescs[head] = 0;
+    return pos;
   }
 
   /**
-   * Write the used descriptors of everything pushed since the last call, then
-   * decide whether the driver wants an interrupt (2.8.10, Driver Event
-   * Suppression). Each buffer gets a used descriptor at the used position,
-   * which then moves on by the buffer's ring descriptors; with in-order, a
-   * buffer used completely (len == its writable bytes) is folded into the
-   * next one's used descriptor (2.8.9: skipped buffers are assumed used
-   * completely), so a batch of such buffers costs one used descriptor.
+   * Return the buffer `head` (its buffer id) with `len` bytes written: its
+   * used descriptor is written now at the used position, visible to the
+   * driver after publishUsed().
+   * @throws InvalidArgumentError when no popped, unpushed buffer has that id, or (in order) it is not the oldest one.
    */
-  publishUsed(): boolean {
-    const n = this.pendCount;
-    if (n === 0) return false;
-    const r = this.ring;
+  pushUsed(head: number, len: number): void {
+    if (!(Number.isInteger(head) && head >= 0 && head < this.idInfo.length) || this.idInfo[head] === 0) throw notInFlight(head);
+    const n = this.idInfo[head] & 0xffff;
     const size = this.size;
     const two = this.two;
-    const old = this.usedPos;
-    let pos = old;
-    let skip = 0;
-    let firstFlags = -1;
-    for (let k = 0; k < n; k++) {
-      skip += this.pendDescs[k];
-      if (this.inOrder && k + 1 < n && this.pendLen[k] === this.pendCap[k]) continue;
-      const i = pos < size ? pos : pos - size;
-      const len = this.pendLen[k];
-      const w = r.desc32 + 4 * i;
-      r.u32[w + 2] = len;
-      r.u16[r.desc16 + 8 * i + 6] = this.pendId[k];
-      // 2.8.3: WRITE in a used descriptor says whether anything was written.
-      const flags = packedUsedFlags(pos < size) | (len !== 0 ? VIRTQ_DESC_F_WRITE : 0);
-      // 2.8.21: the batch's first flags word is the release store, written last;
-      // the others are plain stores before it (the driver reads them after acquiring it).
-      if (firstFlags < 0) firstFlags = flags;
-      else r.u16[r.desc16 + 8 * i + 7] = flags;
-      pos += skip;
-      if (pos >= two) pos -= two;
-      skip = 0;
+    const at = this.inOrder ? this.inOrderSlot(head, len) : this.writePos;
+    const r = this.ring;
+    const i = at < size ? at : at - size;
+    r.u32[r.desc32 + 4 * i + 2] = len;
+    // 2.8.3: WRITE in a used descriptor says whether anything was written.
+    const flags = packedUsedFlags(at < size) | (len !== 0 ? VIRTQ_DESC_F_WRITE : 0);
+    // 2.8.21: the batch's first flags word is the release store, written by publishUsed();
+    // the others are plain stores before it (the driver reads them after acquiring it).
+    if (at === this.usedPos) {
+      r.u16[r.desc16 + 8 * i + 6] = head;
+      this.firstFlags = flags;
+    } else {
+      r.u32[r.desc32 + 4 * i + 3] = (head | (flags << 16)) >>> 0;
     }
-    const firstIdx = old < size ? old : old - size;
-    Atomics.store(r.u16, r.desc16 + 8 * firstIdx + 7, firstFlags);
-    this.usedPos = pos;
-    this.pendCount = 0;
-    return packedNeedNotify(Atomics.load(r.driverEventU32, r.driverEvent32), old, pos, size, this.eventIdx);
+    const next = this.writePos + n;
+    this.writePos = next < two ? next : next - two;
+    this.idInfo[head] = 0;
   }
 
+  /**
+   * In order: where buffer `head`'s used descriptor goes (kept out of
+   * pushUsed(), which V8 then inlines).
+   * @throws InvalidArgumentError when `head` is not the oldest buffer in flight.
+   */
+  private inOrderSlot(head: number, len: number): number {
+    const info = this.idInfo[head];
+    const n = info & 0xffff;
+    const size = this.size;
+    const o = this.orderPos;
+    const endIdx = info >>> 16;
+    const startIdx = endIdx - n + 1;
+    const oldestIdx = o < size ? o : o - size;
+    if ((startIdx < 0 ? startIdx + size : startIdx) !== oldestIdx) {
+      throw new InvalidArgumentError(`pushUsed(${head}): VIRTIO_F_IN_ORDER needs buffers used in the order popped; the oldest one in flight starts at ring index ${oldestIdx}, buffer ${head} at ${startIdx < 0 ? startIdx + size : startIdx}`);
+    }
+    const next = o + n;
+    this.orderPos = next < this.two ? next : next - this.two;
+    // 2.8.9: a buffer used completely needs no used descriptor of its own; the next one of the batch takes its place.
+    const at = this.lastFull ? this.lastSlot : this.writePos;
+    this.lastSlot = at;
+    this.lastFull = len === this.idCap[head];
+    return at;
+  }
+
+  /**
+   * Publish the used descriptors pushed since the last call (one
+   * Atomics.store: the flags of the first), then decide whether the driver
+   * wants an interrupt (2.8.10, Driver Event Suppression). The used
+   * position moves on by the pushed buffers' ring descriptors.
+   */
+  publishUsed(): boolean {
+    const old = this.usedPos;
+    const pos = this.writePos;
+    if (pos === old) return false;
+    const r = this.ring;
+    const size = this.size;
+    Atomics.store(r.u16, r.desc16 + 8 * (old < size ? old : old - size) + 7, this.firstFlags);
+    this.usedPos = pos;
+    this.lastFull = false;
+    return packedNeedNotify(Atomics.load(r.driverEventU32, r.driverEvent32), old, pos, size, this.eventIdx);
+  }
   /**
    * Ask for a kick on the next chain, or on the first beyond the `ahead`
    * available now. With EVENT_IDX: DESC at the position after the `ahead`

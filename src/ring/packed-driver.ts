@@ -28,9 +28,10 @@ export type PackedDriverOptions = SplitDriverOptions;
  * the free ring slots are always the `numFree` after the driver's next avail
  * position, whatever order buffers complete in.
  *
- * Chains added are made visible by publish(): the first descriptor of each
- * chain gets its flags there (Atomics.store), the first chain of the batch
- * last, so the device sees the whole batch or none of it.
+ * Chains added are made visible by publish(): every descriptor gets its
+ * flags when added (plain stores), except the first of a batch, whose flags
+ * publish() stores last (Atomics.store); the device reads in ring order and
+ * stops there, so it sees the whole batch or none of it.
  *
  * With VIRTIO_F_IN_ORDER (state.inOrder) a used descriptor with id x
  * completes every chain up to and including x, in the order added; the
@@ -54,14 +55,20 @@ export class PackedQueueDriver implements VirtqDriver {
   /** Free buffer ids, linked through nextFreeId. */
   private readonly nextFreeId: Uint16Array;
   private freeId = 0;
-  /** Per buffer id: ring descriptors (0: not in flight), writable bytes, token, shown to the device, start position, add serial. */
+  /**
+   * Per buffer id: ring descriptors (0: not in flight), writable bytes,
+   * token, add serial. One array each: ids mostly come back in runs, which
+   * then read consecutive entries.
+   */
   private readonly idDescs: Uint16Array;
   private readonly idCap: Float64Array;
   private readonly idToken: Float64Array;
-  private readonly idShown: Uint8Array;
-  private readonly idStart: Uint32Array;
   private readonly idSerial: Float64Array;
+  /** In-order: per buffer id, its start position. */
+  private readonly idStart: Uint32Array;
   private serial = 0;
+  /** Serial of the last chain publish() showed to the device: a used id added after it is one the device cannot know. */
+  private shownSerial = 0;
   /** In-order: ids in the order added (a ring of `size`). */
   private readonly fifo: Uint16Array;
   private fifoHead = 0;
@@ -69,10 +76,9 @@ export class PackedQueueDriver implements VirtqDriver {
   /** In-order: chains of the current batch still to return, its last id and that one's length. */
   private batchLeft = 0;
   private batchLastLen = 0;
-  /** Chains added since the last publish(): ids, whose first descriptors still need their flags. */
-  private readonly pendId: Uint16Array;
-  private readonly pendFlags: Uint16Array;
-  private pendCount = 0;
+  /** u16 index and value of the flags of the first descriptor added since the last publish() (-1: none). */
+  private firstAt = -1;
+  private firstFlags = 0;
   private readonly indirectTables?: { base: number; maxEntries: number };
 
   constructor(
@@ -97,12 +103,9 @@ export class PackedQueueDriver implements VirtqDriver {
     this.idDescs = new Uint16Array(size);
     this.idCap = new Float64Array(size);
     this.idToken = new Float64Array(size);
-    this.idShown = new Uint8Array(size);
-    this.idStart = new Uint32Array(size);
     this.idSerial = new Float64Array(size);
-    this.fifo = new Uint16Array(size);
-    this.pendId = new Uint16Array(size);
-    this.pendFlags = new Uint16Array(size);
+    this.idStart = new Uint32Array(this.inOrder ? size : 0);
+    this.fifo = new Uint16Array(this.inOrder ? size : 0);
     const ind = options.indirectTables;
     if (ind !== undefined) {
       if (!state.indirect) throw new InvalidArgumentError('indirect tables given but VIRTIO_F_INDIRECT_DESC is not negotiated');
@@ -135,8 +138,8 @@ export class PackedQueueDriver implements VirtqDriver {
     if (this.numFreeDescs === 0) return false;
     const id = this.takeId();
     const pos = this.availPos;
-    this.writeDesc(pos, gpa, len, id);
-    this.finish(id, pos, 1, writable ? len : 0, writable ? VIRTQ_DESC_F_WRITE : 0, token);
+    this.writeDesc(pos, gpa, len, id, writable ? VIRTQ_DESC_F_WRITE : 0);
+    this.finish(id, pos, 1, writable ? len : 0, token);
     return true;
   }
 
@@ -165,28 +168,22 @@ export class PackedQueueDriver implements VirtqDriver {
         m.writeU32(e + 12, k < nOut ? 0 : VIRTQ_DESC_F_WRITE << 16);
       }
       const pos = this.availPos;
-      this.writeDesc(pos, table, 16 * n, id);
-      this.finish(id, pos, 1, writableBytes, VIRTQ_DESC_F_INDIRECT, token);
+      this.writeDesc(pos, table, 16 * n, id, VIRTQ_DESC_F_INDIRECT);
+      this.finish(id, pos, 1, writableBytes, token);
       return true;
     }
     checkChainFits(n, this.size);
     if (n > this.numFreeDescs) return false;
     const id = this.takeId();
     const start = this.availPos;
-    const r = this.ring;
-    const size = this.size;
+    // All flags must be right in every descriptor of the list (2.8.6); the head's are written last.
     let pos = start;
-    for (let k = 0; k < n; k++) {
-      this.writeDesc(pos, addrs[k], lens[k], id);
-      if (k > 0) {
-        // All flags must be right in every descriptor of the list (2.8.6); only the first waits for publish().
-        const flags = (k < nOut ? 0 : VIRTQ_DESC_F_WRITE) | (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0) | packedAvailFlags(pos < size);
-        r.u16[r.desc16 + 8 * (pos < size ? pos : pos - size) + 7] = flags;
-      }
+    for (let k = 1; k < n; k++) {
       if (++pos === this.two) pos = 0;
+      this.writeDesc(pos, addrs[k], lens[k], id, (k < nOut ? 0 : VIRTQ_DESC_F_WRITE) | (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
     }
-    const headFlags = (nOut > 0 ? 0 : VIRTQ_DESC_F_WRITE) | (n > 1 ? VIRTQ_DESC_F_NEXT : 0);
-    this.finish(id, start, n, writableBytes, headFlags, token);
+    this.writeDesc(start, addrs[0], lens[0], id, (nOut > 0 ? 0 : VIRTQ_DESC_F_WRITE) | (n > 1 ? VIRTQ_DESC_F_NEXT : 0));
+    this.finish(id, start, n, writableBytes, token);
     return true;
   }
 
@@ -196,33 +193,41 @@ export class PackedQueueDriver implements VirtqDriver {
     return id;
   }
 
-  /** Descriptor body at `pos` (addr, len, id); its flags come later. */
-  private writeDesc(pos: number, gpa: number, len: number, id: number): void {
+  /**
+   * Descriptor at `pos` (addr, len, id) with `flags` and the AVAIL/USED bits
+   * of its wrap counter: written now (plain store), unless it is the first
+   * descriptor since the last publish(), whose flags publish() stores.
+   */
+  private writeDesc(pos: number, gpa: number, len: number, id: number, flags: number): void {
     const r = this.ring;
-    const i = pos < this.size ? pos : pos - this.size;
+    const size = this.size;
+    const i = pos < size ? pos : pos - size;
     const w = r.desc32 + 4 * i;
     r.u32[w] = gpa >>> 0;
     // Addresses below 4 GiB (the common case) skip the division.
     r.u32[w + 1] = gpa < TWO_32 ? 0 : Math.floor(gpa / TWO_32);
     r.u32[w + 2] = len;
-    r.u16[r.desc16 + 8 * i + 6] = id;
+    const f = flags | packedAvailFlags(pos < size);
+    if (pos === this.publishedPos) {
+      r.u16[r.desc16 + 8 * i + 6] = id;
+      this.firstAt = r.desc16 + 8 * i + 7;
+      this.firstFlags = f;
+    } else {
+      r.u32[w + 3] = (id | (f << 16)) >>> 0;
+    }
   }
 
-  private finish(id: number, start: number, descs: number, cap: number, headFlags: number, token: number): void {
+  private finish(id: number, start: number, descs: number, cap: number, token: number): void {
     this.idDescs[id] = descs;
     this.idCap[id] = cap;
     this.idToken[id] = token;
-    this.idShown[id] = 0;
-    this.idStart[id] = start;
     this.idSerial[id] = ++this.serial;
     if (this.inOrder) {
+      this.idStart[id] = start;
       const t = this.fifoHead + this.fifoLen;
       this.fifo[t < this.size ? t : t - this.size] = id;
       this.fifoLen++;
     }
-    const k = this.pendCount++;
-    this.pendId[k] = id;
-    this.pendFlags[k] = headFlags | packedAvailFlags(start < this.size);
     const next = start + descs;
     this.availPos = next < this.two ? next : next - this.two;
     this.numFreeDescs -= descs;
@@ -236,25 +241,17 @@ export class PackedQueueDriver implements VirtqDriver {
    * virtqueue_kick_prepare_packed).
    */
   publish(): boolean {
-    const n = this.pendCount;
-    if (n === 0) return false;
+    if (this.firstAt < 0) return false;
     const r = this.ring;
-    const size = this.size;
     // 2.8.22: the flags of the batch's first descriptor are the release store, written
-    // last; the others are plain stores before it (the device acquires the first, then reads on).
-    for (let k = n - 1; k >= 0; k--) {
-      const id = this.pendId[k];
-      this.idShown[id] = 1;
-      const start = this.idStart[id];
-      const at = r.desc16 + 8 * (start < size ? start : start - size) + 7;
-      if (k === 0) Atomics.store(r.u16, at, this.pendFlags[k]);
-      else r.u16[at] = this.pendFlags[k];
-    }
-    this.pendCount = 0;
+    // last; the others were plain stores before it (the device acquires the first, then reads on).
+    Atomics.store(r.u16, this.firstAt, this.firstFlags);
+    this.firstAt = -1;
+    this.shownSerial = this.serial;
     const old = this.publishedPos;
     const next = this.availPos;
     this.publishedPos = next;
-    return packedNeedNotify(Atomics.load(r.deviceEventU32, r.deviceEvent32), old, next, size, this.eventIdx);
+    return packedNeedNotify(Atomics.load(r.deviceEventU32, r.deviceEvent32), old, next, this.size, this.eventIdx);
   }
 
   /**
@@ -274,7 +271,7 @@ export class PackedQueueDriver implements VirtqDriver {
       const flags = Atomics.load(r.u16, r.desc16 + 8 * i + 7);
       if (!packedIsUsed(flags, pos < size)) break;
       const id = r.u16[r.desc16 + 8 * i + 6];
-      if (id >= size || this.idDescs[id] === 0 || this.idShown[id] === 0) {
+      if (id >= size || !this.shownInFlight(id)) {
         count++;
         break;
       }
@@ -307,31 +304,40 @@ export class PackedQueueDriver implements VirtqDriver {
     const size = this.size;
     const pos = this.usedPos;
     const i = pos < size ? pos : pos - size;
+    // The flags (Atomics.load: the acquire of the device's release store) before the other fields.
     const flags = Atomics.load(r.u16, r.desc16 + 8 * i + 7);
     if (!packedIsUsed(flags, pos < size)) return -1;
     const id = r.u16[r.desc16 + 8 * i + 6];
-    const len = r.u32[r.desc32 + 4 * i + 2];
-    if (id >= size) throw new VirtqueueError('USED_ID_OUT_OF_RANGE', `used descriptor ${i} names buffer id ${id}, queue size is ${size}`, id);
-    if (this.idDescs[id] === 0 || this.idShown[id] === 0) {
-      throw new VirtqueueError('USED_ID_NOT_IN_FLIGHT', `used descriptor ${i} names buffer id ${id}, which is not a buffer made available and in flight`, id);
-    }
     // 2.8.4: the length is reserved (ignored) in a used descriptor without WRITE.
-    const written = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? len : 0;
-    if (written > this.idCap[id]) {
-      throw new VirtqueueError('USED_LEN_TOO_LARGE', `device wrote ${len} bytes into buffer ${id} with ${this.idCap[id]} writable`, len);
-    }
-    if (this.inOrder) {
-      // Every chain added before `id` and not reaped is completed by this one used descriptor.
-      this.batchLeft = this.idSerial[id] - this.idSerial[this.fifo[this.fifoHead]] + 1;
-      this.batchLastLen = written;
-      const next = this.idStart[id] + this.idDescs[id];
-      this.usedPos = next < this.two ? next : next - this.two;
-      return this.nextOfBatch();
-    }
+    const written = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? r.u32[r.desc32 + 4 * i + 2] : 0;
+    if (id >= size || !this.shownInFlight(id) || written > this.idCap[id]) throw this.usedError(i, id, written);
+    if (this.inOrder) return this.startBatch(id, written);
     const next = pos + this.idDescs[id];
     this.usedPos = next < this.two ? next : next - this.two;
     this.usedLen = written;
     return this.release(id);
+  }
+
+  /**
+   * In order: the used descriptor with buffer id `id` completes every chain
+   * added before it and not reaped; return the first of them.
+   */
+  private startBatch(id: number, written: number): number {
+    this.batchLeft = this.idSerial[id] - this.idSerial[this.fifo[this.fifoHead]] + 1;
+    this.batchLastLen = written;
+    const next = this.idStart[id] + this.idDescs[id];
+    this.usedPos = next < this.two ? next : next - this.two;
+    return this.nextOfBatch();
+  }
+
+  /** What is wrong with the used descriptor at ring index `i` (kept out of getUsed(), which V8 then inlines). */
+  private usedError(i: number, id: number, written: number): VirtqueueError {
+    const size = this.size;
+    if (id >= size) return new VirtqueueError('USED_ID_OUT_OF_RANGE', `used descriptor ${i} names buffer id ${id}, queue size is ${size}`, id);
+    if (!this.shownInFlight(id)) {
+      return new VirtqueueError('USED_ID_NOT_IN_FLIGHT', `used descriptor ${i} names buffer id ${id}, which is not a buffer made available and in flight`, id);
+    }
+    return new VirtqueueError('USED_LEN_TOO_LARGE', `device wrote ${written} bytes into buffer ${id} with ${this.idCap[id]} writable`, written);
   }
 
   private nextOfBatch(): number {
@@ -342,10 +348,14 @@ export class PackedQueueDriver implements VirtqDriver {
     return this.release(id);
   }
 
+  /** Buffer id `id` (< size) is in flight and was published: one the device may use. */
+  private shownInFlight(id: number): boolean {
+    return this.idDescs[id] !== 0 && this.idSerial[id] <= this.shownSerial;
+  }
+
   private release(id: number): number {
     this.numFreeDescs += this.idDescs[id];
     this.idDescs[id] = 0;
-    this.idShown[id] = 0;
     this.nextFreeId[id] = this.freeId;
     this.freeId = id;
     this.inFlight--;

@@ -51,7 +51,10 @@ export function packedEventPassed(offWrap: number, old: number, next: number, si
   if (off >= size) return false;
   const two = 2 * size;
   const ev = (offWrap & 0x8000) !== 0 ? off : off + size;
-  return (ev - old + two) % two < (next - old + two) % two;
+  // Distances from `old`, all positions being in [0, 2 * size): compare-and-wrap, no division.
+  const toEv = ev >= old ? ev - old : ev - old + two;
+  const toNext = next >= old ? next - old : next - old + two;
+  return toEv < toNext;
 }
 
 /**

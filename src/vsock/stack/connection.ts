@@ -182,6 +182,7 @@ export class Connection extends StackLinks<Connection> {
       if (free === 0) {
         if (!this.creditBlocked) {
           this.creditBlocked = true;
+          this.owner.stats.creditStalls++;
           this.armCreditRequest();
         }
         return -1;

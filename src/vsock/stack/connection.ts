@@ -88,6 +88,8 @@ export class Connection extends StackLinks<Connection> {
   readonly credit: Credit;
   /** The peer's SHUTDOWN flags so far. */
   peerShutdown = 0;
+  /** Our SHUTDOWN flags so far. */
+  ourShutdown = 0;
   /** Payload bytes received. */
   bytesRead = 0;
   /** Payload bytes handed to the port. */
@@ -304,9 +306,17 @@ export class Connection extends StackLinks<Connection> {
     this.socket.runPendingFinal();
   }
 
-  /** end() once every write went out: SHUTDOWN(SEND) after the data. */
-  shutdownSend(): void {
-    if (this.connState === ConnState.ESTABLISHED) this.owner.sendControl(this, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_F_SEND);
+  /**
+   * end() once every write went out: SHUTDOWN(SEND) after the data. When the
+   * reader already has the peer's end (`readDone`), the socket closes next
+   * and closeGracefully would send SHUTDOWN(RCV|SEND) at once: that one
+   * packet goes now instead of two (5.10.6.4: one or more SHUTDOWNs that
+   * together say both).
+   */
+  shutdownSend(readDone: boolean): void {
+    if (this.connState !== ConnState.ESTABLISHED) return;
+    this.ourShutdown = readDone ? SHUTDOWN_BOTH : VSOCK_SHUTDOWN_F_SEND;
+    this.owner.sendControl(this, VSOCK_OP_SHUTDOWN, this.ourShutdown);
   }
 
   /**
@@ -323,7 +333,10 @@ export class Connection extends StackLinks<Connection> {
     }
     this.connState = ConnState.CLOSING;
     this.closeCb = done;
-    this.owner.sendControl(this, VSOCK_OP_SHUTDOWN, SHUTDOWN_BOTH);
+    if (this.ourShutdown !== SHUTDOWN_BOTH) {
+      this.ourShutdown = SHUTDOWN_BOTH;
+      this.owner.sendControl(this, VSOCK_OP_SHUTDOWN, SHUTDOWN_BOTH);
+    }
     this.timer = setTimeout(() => {
       this.timer = null;
       if (this.connState !== ConnState.CLOSING) return;

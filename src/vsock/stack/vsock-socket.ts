@@ -245,7 +245,7 @@ export abstract class VsockConnection extends Duplex {
       return;
     }
     // Every write's callback has run: all data is in the port before this SHUTDOWN.
-    this.connection.shutdownSend();
+    this.connection.shutdownSend(this.readableEnded);
     cb();
   }
 

@@ -275,6 +275,39 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     expect([rig.host.stack.connectionCount, rig.guest.stack.connectionCount]).toEqual([0, 0]);
   }, 120_000);
 
+  it('5.10.6.4 connection setup on a real link: connect, end() on connect, the server end()s on \'end\', close: 5 packets a connection (REQUEST, RESPONSE, SHUTDOWN(SEND), SHUTDOWN(RCV|SEND), RST); the side that ends last says both in one SHUTDOWN (was SHUTDOWN(SEND) and then SHUTDOWN(RCV|SEND): 6)', async () => {
+    rig = await vsockRig();
+    const r = rig;
+    const errors: Error[] = [];
+    r.host.listen(6000).on('connection', (s: VsockSocket) => s.on('error', (e) => errors.push(e)).resume().on('end', () => s.end()));
+    const g0 = { ...r.guest.stack.stats };
+    const h0 = { ...r.host.stack.stats };
+    const conns = 200;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < conns) {
+        next++;
+        const s = r.guest.connect(6000, { timeoutMs: 60_000 });
+        s.on('error', (e) => errors.push(e));
+        s.once('connect', () => s.end());
+        s.resume();
+        await once(s, 'close', 30_000);
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    for (let t = 0; (r.host.stack.connectionCount !== 0 || r.guest.stack.connectionCount !== 0) && t < 1000; t++) await new Promise((res) => setTimeout(res, 10));
+    expect(errors).toEqual([]);
+    expect([r.host.stack.connectionCount, r.guest.stack.connectionCount]).toEqual([0, 0]);
+    const g = r.guest.stack.stats;
+    const h = r.host.stack.stats;
+    const d = (a: number, b: number): number => a - b;
+    expect(d(g.packetsOut, g0.packetsOut) + d(h.packetsOut, h0.packetsOut), 'packets per connection x 200').toBe(5 * conns);
+    expect([d(g.requestsSent, g0.requestsSent), d(h.responsesSent, h0.responsesSent)]).toEqual([conns, conns]);
+    expect([d(g.shutdownsSent, g0.shutdownsSent), d(h.shutdownsSent, h0.shutdownsSent)], 'SHUTDOWNs: guest, host').toEqual([conns, conns]);
+    expect([d(g.rstSent, g0.rstSent), d(h.rstSent, h0.rstSent)], 'RSTs: guest (the answer to both shut), host').toEqual([conns, 0]);
+    expect(g.closeTimeouts + h.closeTimeouts).toBe(0);
+  }, 120_000);
+
   // The lie is written into a split used ring; test/ring.hostile.test.ts checks the packed driver's side.
   if (format === 'split') it('a device that writes a used entry naming no chain (USED_ID_OUT_OF_RANGE): the guest driver stops, says why in broken, resets its connections, and the process lives', async () => {
     rig = await vsockRig();

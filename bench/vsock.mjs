@@ -167,35 +167,30 @@ async function setupRate(open) {
   return CONNS / (Number(process.hrtime.bigint() - t0) / 1e9);
 }
 
+/** A server that ends each connection once its peer has ended (vsock listener or net.Server). */
+export const endOnEnd = (s) => s.on('error', () => {}).resume().on('end', () => s.end());
+
+/** One setup cycle: connect with `open()`, end() at 'connect', resolve at 'close'. */
+export const connectEndClose = (open) =>
+  new Promise((resolve, reject) => {
+    const s = open();
+    s.once('error', reject);
+    s.once('connect', () => s.end());
+    s.resume();
+    s.once('close', resolve);
+  });
+
 async function vsockSetup() {
   return withLink(undefined, async (guest, host) => {
-    host.listen(6000).on('connection', (s) => s.on('error', () => {}).resume().on('end', () => s.end()));
-    return setupRate(
-      () =>
-        new Promise((resolve, reject) => {
-          const s = guest.connect(6000);
-          s.once('error', reject);
-          s.once('connect', () => s.end());
-          s.resume();
-          s.once('close', resolve);
-        }),
-    );
+    host.listen(6000).on('connection', endOnEnd);
+    return setupRate(() => connectEndClose(() => guest.connect(6000)));
   });
 }
 
 async function unixSetup() {
   return unixPair(async (path, server) => {
-    server.on('connection', (s) => s.resume().on('end', () => s.end()));
-    return setupRate(
-      () =>
-        new Promise((resolve, reject) => {
-          const s = createConnection(path);
-          s.once('error', reject);
-          s.once('connect', () => s.end());
-          s.resume();
-          s.once('close', resolve);
-        }),
-    );
+    server.on('connection', endOnEnd);
+    return setupRate(() => connectEndClose(() => createConnection(path)));
   });
 }
 

@@ -12,7 +12,8 @@
 //   npm run bench:vsock [-- --runs 5 --mib 256 --conns 2000]
 // or as the "vsock" case of npm run bench (vsockCases()). Run as a script it
 // writes bench/results/vsock-<time>.{json,md}: per case `ours`, `baseline`
-// (the Unix socket, same run) and `ratio` (median of the per-run ratios).
+// (the Unix socket, same run; both { median, min, max } in the case's
+// `unit`) and `ratio` (median of the per-run ratios).
 // Credit is Linux's default buf_alloc (256 KiB) unless a row says otherwise.
 import { createServer, createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -208,8 +209,9 @@ export const VSOCK_THREADS = queueThreadEach
  * Every vsock row, `runs` times each (rows alternate within a run so drifting
  * placement hits all alike): stream MB/s (three vsock configurations and a
  * Unix socket in the same process) and connections per second (vsock, Unix).
- * Returns { name, unit, values: number[] per run, range } per row, and the
- * ratios to the Unix socket.
+ * Returns { name, unit, values: number[] per run, range } per row (values
+ * in the row's unit: MB/s is 1e6 bytes/s), the ratios to the Unix socket,
+ * and per vsock case { ours, baseline, ratio }.
  */
 export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = console.log } = {}) {
   BYTES = mib << 20;
@@ -226,9 +228,10 @@ export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = cons
     ['unix socket connection setup', 'conn/s', unixSetup],
   ];
   const values = cases.map(() => []);
-  for (let r = 0; r < runs; r++) for (const [i, [, , run]] of cases.entries()) values[i].push(await run());
+  // Every value in its row's unit (stream() gives bytes/s).
+  for (let r = 0; r < runs; r++) for (const [i, [, unit, run]] of cases.entries()) values[i].push((await run()) / (unit === 'MB/s' ? 1e6 : 1));
   const rows = cases.map(([name, unit], i) => ({ name, unit, values: values[i], range: range(values[i]) }));
-  for (const row of rows) log(`${row.name.padEnd(38)} ${row.unit === 'MB/s' ? fmtRange(row.range, 1e6) : fmtRange(row.range, 1, 0)} ${row.unit}`);
+  for (const row of rows) log(`${row.name.padEnd(38)} ${row.unit === 'MB/s' ? fmtRange(row.range) : fmtRange(row.range, 1, 0)} ${row.unit}`);
   const per = (name) => rows.find((r) => r.name === name).values;
   const ratioTo = (name, base) => median(per(name).map((x, i) => x / per(base)[i]));
   const ratios = {
@@ -260,7 +263,7 @@ if (isMain(import.meta.url)) {
   console.log(machineLine(placement));
   console.log(`vsock bench: ${runs} runs, ${values.mib} MiB per stream run in 64 KiB writes, ${values.conns} connections per setup run; ${VSOCK_THREADS}\n`);
   const r = await vsockCases({ runs, mib: Number(values.mib), conns: Number(values.conns) });
-  const fmt = (x, unit) => (unit === 'MB/s' ? fmtRange(x, 1e6) : fmtRange(x, 1, 0));
+  const fmt = (x, unit) => (unit === 'MB/s' ? fmtRange(x) : fmtRange(x, 1, 0));
   writeResults('vsock', { node: process.version, cores: availableParallelism(), placement, threads: VSOCK_THREADS, runs, mib: Number(values.mib), conns: Number(values.conns), cases: r.cases, ratios: r.ratios, rows: r.rows }, [
     '# vsock bench',
     '',

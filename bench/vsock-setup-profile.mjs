@@ -1,13 +1,15 @@
 // What a vsock connection costs: `--conns` cycles of connect, end() at
 // 'connect', the server's end() at 'end', and close, `--parallel` at a time
 // (the bench's connection-setup case), and per connection the packets each
-// stack sent by op, the device queues' chains, interrupts and sleeps, the
-// event-loop turns, and the process's CPU time; each round is followed by a
+// stack sent by op, the device queues' chains, interrupts and sleeps, how
+// busy the main thread's event loop was (eventLoopUtilization, which
+// watches without adding turns), and the process's CPU time; each round is followed by a
 // Unix socket doing the same cycles in the same process, and the ratio of
 // the two rates is printed. Run it under `node --cpu-prof` for a profile.
 //
 //   npm run build && node bench/vsock-setup-profile.mjs [--conns 3000 --parallel 32 --rounds 1]
 import { createConnection } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../dist/index.js';
 import { median } from './lib.mjs';
@@ -18,15 +20,9 @@ const CONNS = Number(values.conns);
 const PARALLEL = Math.max(1, Number(values.parallel));
 const ROUNDS = Math.max(1, Number(values.rounds));
 
-/** Run `cycle` CONNS times, PARALLEL at a time; returns { ms, cpuUs, turns } over them. */
+/** Run `cycle` CONNS times, PARALLEL at a time; returns { ms, cpuUs, loopBusy } over them (loopBusy: 0..1). */
 async function cycles(cycle) {
-  let turns = 0;
-  let counting = true;
-  const turn = () => {
-    turns++;
-    if (counting) setImmediate(turn);
-  };
-  setImmediate(turn);
+  const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   let next = 0;
@@ -38,9 +34,8 @@ async function cycles(cycle) {
   };
   await Promise.all(Array.from({ length: PARALLEL }, worker));
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  counting = false;
   const cpu = process.cpuUsage(cpu0);
-  return { ms, cpuUs: cpu.user + cpu.system, turns };
+  return { ms, cpuUs: cpu.user + cpu.system, loopBusy: performance.eventLoopUtilization(elu0).utilization };
 }
 
 /** One round of vsock cycles; returns conn/s, printing per-connection counters when `log` says so. */
@@ -51,10 +46,10 @@ async function vsockRound(log) {
   const guest = await VsockDriver.open(device, {});
   host.listen(6000).on('connection', endOnEnd);
   const before = { guest: { ...guest.stack.stats }, host: { ...host.stack.stats }, dev: device.vsockStats() };
-  const { ms, cpuUs, turns } = await cycles(() => connectEndClose(() => guest.connect(6000)));
+  const { ms, cpuUs, loopBusy } = await cycles(() => connectEndClose(() => guest.connect(6000)));
   const after = { guest: guest.stack.stats, host: host.stack.stats, dev: device.vsockStats() };
   const per = (a, b) => ((a - b) / CONNS).toFixed(2);
-  log(`${CONNS} connections, ${PARALLEL} at a time: ${((CONNS / ms) * 1e3).toFixed(0)} conn/s; per connection: ${((ms * 1e3) / CONNS).toFixed(0)} us wall, ${(cpuUs / CONNS).toFixed(0)} us CPU (all threads), ${(turns / CONNS).toFixed(2)} event-loop turns`);
+  log(`${CONNS} connections, ${PARALLEL} at a time: ${((CONNS / ms) * 1e3).toFixed(0)} conn/s; per connection: ${((ms * 1e3) / CONNS).toFixed(0)} us wall, ${(cpuUs / CONNS).toFixed(0)} us CPU (all threads); main event loop busy ${(loopBusy * 100).toFixed(0)} %`);
   log('packets sent per connection:');
   for (const side of ['guest', 'host']) {
     const keys = ['packetsOut', 'requestsSent', 'responsesSent', 'shutdownsSent', 'rstSent', 'creditUpdatesSent', 'creditRequestsSent', 'flushes'];

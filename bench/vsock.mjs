@@ -171,10 +171,10 @@ async function cycles(open, n) {
  * Connections per second over `CONNS` cycles, after `warm` untimed ones on
  * the same link or server. A fresh vsock link is slow for its first few
  * thousand connections: CPU per connection falls about 20x over the first
- * 4000, with the same packets and queue-thread sleeps each (a second link
- * in the same process starts slow again; its queue thread is a new
- * isolate, the likely cause, not measured apart). So the cold rows measure
- * mostly that warm-up.
+ * 4000, with the same packets and queue-thread sleeps each; a second link
+ * in the same process starts slow again, its new queue thread (a new
+ * isolate) spending most of that CPU. So the cold rows measure mostly
+ * that warm-up.
  */
 async function setupRate(open, warm) {
   await cycles(open, warm);

@@ -5,14 +5,16 @@
 //   (both ends on the main thread, as the vsock guest and host stacks are);
 // - the guest -> host stream with the host reading into its own buffer
 //   (onread) vs a Unix socket read with net's onread, and vs 'data' Buffers;
-// - connection setup rate (connect, RESPONSE, close) vs Unix socket connects.
+// - connection setup rate (connect, RESPONSE, close) vs Unix socket connects,
+//   on a fresh link (server) and after WARM_CONNS connections on it.
 // Threads: the main thread runs both stacks; the device's rx and tx queues run
 // on queue threads (VSOCK_THREADS says how many).
 //
 //   npm run bench:vsock [-- --runs 5 --mib 256 --conns 2000]
 // or as the "vsock" case of npm run bench (vsockCases()). Run as a script it
 // writes bench/results/vsock-<time>.{json,md}: per case `ours`, `baseline`
-// (the Unix socket, same run) and `ratio` (median of the per-run ratios).
+// (the Unix socket, same run; both { median, min, max } in the case's
+// `unit`) and `ratio` (median of the per-run ratios).
 // Credit is Linux's default buf_alloc (256 KiB) unless a row says otherwise.
 import { createServer, createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -153,49 +155,61 @@ async function unixStreamOnread() {
   });
 }
 
-/** Connections per second: `CONNS` connect + close cycles, 32 at a time. */
-async function setupRate(open) {
-  const t0 = process.hrtime.bigint();
+/** `n` connect + close cycles, 32 at a time. */
+async function cycles(open, n) {
   let next = 0;
   const worker = async () => {
-    while (next < CONNS) {
+    while (next < n) {
       next++;
       await open();
     }
   };
   await Promise.all(Array.from({ length: 32 }, worker));
+}
+
+/**
+ * Connections per second over `CONNS` cycles, after `warm` untimed ones on
+ * the same link or server. A fresh vsock link is slow for its first few
+ * thousand connections: CPU per connection falls about 20x over the first
+ * 4000, with the same packets and queue-thread sleeps each; a second link
+ * in the same process starts slow again, its new queue thread (a new
+ * isolate) spending most of that CPU. So the cold rows measure mostly
+ * that warm-up.
+ */
+async function setupRate(open, warm) {
+  await cycles(open, warm);
+  const t0 = process.hrtime.bigint();
+  await cycles(open, CONNS);
   return CONNS / (Number(process.hrtime.bigint() - t0) / 1e9);
 }
 
-async function vsockSetup() {
+/** Untimed connections before the warm setup rows are timed. */
+const WARM_CONNS = 4000;
+
+/** A server that ends each connection once its peer has ended (vsock listener or net.Server). */
+export const endOnEnd = (s) => s.on('error', () => {}).resume().on('end', () => s.end());
+
+/** One setup cycle: connect with `open()`, end() at 'connect', resolve at 'close'. */
+export const connectEndClose = (open) =>
+  new Promise((resolve, reject) => {
+    const s = open();
+    s.once('error', reject);
+    s.once('connect', () => s.end());
+    s.resume();
+    s.once('close', resolve);
+  });
+
+async function vsockSetup(warm) {
   return withLink(undefined, async (guest, host) => {
-    host.listen(6000).on('connection', (s) => s.on('error', () => {}).resume().on('end', () => s.end()));
-    return setupRate(
-      () =>
-        new Promise((resolve, reject) => {
-          const s = guest.connect(6000);
-          s.once('error', reject);
-          s.once('connect', () => s.end());
-          s.resume();
-          s.once('close', resolve);
-        }),
-    );
+    host.listen(6000).on('connection', endOnEnd);
+    return setupRate(() => connectEndClose(() => guest.connect(6000)), warm);
   });
 }
 
-async function unixSetup() {
+async function unixSetup(warm) {
   return unixPair(async (path, server) => {
-    server.on('connection', (s) => s.resume().on('end', () => s.end()));
-    return setupRate(
-      () =>
-        new Promise((resolve, reject) => {
-          const s = createConnection(path);
-          s.once('error', reject);
-          s.once('connect', () => s.end());
-          s.resume();
-          s.once('close', resolve);
-        }),
-    );
+    server.on('connection', endOnEnd);
+    return setupRate(() => connectEndClose(() => createConnection(path)), warm);
   });
 }
 
@@ -213,8 +227,9 @@ export const VSOCK_THREADS = queueThreadEach
  * Every vsock row, `runs` times each (rows alternate within a run so drifting
  * placement hits all alike): stream MB/s (three vsock configurations and a
  * Unix socket in the same process) and connections per second (vsock, Unix).
- * Returns { name, unit, values: number[] per run, range } per row, and the
- * ratios to the Unix socket.
+ * Returns { name, unit, values: number[] per run, range } per row (values
+ * in the row's unit: MB/s is 1e6 bytes/s), the ratios to the Unix socket,
+ * and per vsock case { ours, baseline, ratio }.
  */
 export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = console.log } = {}) {
   BYTES = mib << 20;
@@ -227,13 +242,16 @@ export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = cons
     ['unix socket stream (same process)', 'MB/s', unixStream],
     ['vsock stream, mergeable, onread', 'MB/s', vsockStreamOnread],
     ['unix socket stream, onread (same process)', 'MB/s', unixStreamOnread],
-    ['vsock connection setup', 'conn/s', vsockSetup],
-    ['unix socket connection setup', 'conn/s', unixSetup],
+    ['vsock connection setup', 'conn/s', () => vsockSetup(0)],
+    ['unix socket connection setup', 'conn/s', () => unixSetup(0)],
+    [`vsock connection setup, after ${WARM_CONNS} on the link`, 'conn/s', () => vsockSetup(WARM_CONNS)],
+    [`unix socket connection setup, after ${WARM_CONNS} on the server`, 'conn/s', () => unixSetup(WARM_CONNS)],
   ];
   const values = cases.map(() => []);
-  for (let r = 0; r < runs; r++) for (const [i, [, , run]] of cases.entries()) values[i].push(await run());
+  // Every value in its row's unit (stream() gives bytes/s).
+  for (let r = 0; r < runs; r++) for (const [i, [, unit, run]] of cases.entries()) values[i].push((await run()) / (unit === 'MB/s' ? 1e6 : 1));
   const rows = cases.map(([name, unit], i) => ({ name, unit, values: values[i], range: range(values[i]) }));
-  for (const row of rows) log(`${row.name.padEnd(38)} ${row.unit === 'MB/s' ? fmtRange(row.range, 1e6) : fmtRange(row.range, 1, 0)} ${row.unit}`);
+  for (const row of rows) log(`${row.name.padEnd(52)} ${row.unit === 'MB/s' ? fmtRange(row.range) : fmtRange(row.range, 1, 0)} ${row.unit}`);
   const per = (name) => rows.find((r) => r.name === name).values;
   const ratioTo = (name, base) => median(per(name).map((x, i) => x / per(base)[i]));
   const ratios = {
@@ -242,16 +260,23 @@ export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = cons
     credit4MiB: ratioTo('vsock stream, mergeable, 4 MiB credit', 'unix socket stream (same process)'),
     toGuest: ratioTo('vsock stream host -> guest, mergeable', 'unix socket stream (same process)'),
     setup: ratioTo('vsock connection setup', 'unix socket connection setup'),
+    setupWarm: ratioTo(`vsock connection setup, after ${WARM_CONNS} on the link`, `unix socket connection setup, after ${WARM_CONNS} on the server`),
     onread: ratioTo('vsock stream, mergeable, onread', 'unix socket stream, onread (same process)'),
     onreadVsDefault: ratioTo('vsock stream, mergeable, onread', 'vsock stream, mergeable rx'),
   };
   log(
-    `ratio vsock/unix stream: mergeable x${ratios.mergeable.toFixed(2)}, small x${ratios.small.toFixed(2)}, 4 MiB credit x${ratios.credit4MiB.toFixed(2)}, host -> guest x${ratios.toGuest.toFixed(2)}; connection setup x${ratios.setup.toFixed(2)}`,
+    `ratio vsock/unix stream: mergeable x${ratios.mergeable.toFixed(2)}, small x${ratios.small.toFixed(2)}, 4 MiB credit x${ratios.credit4MiB.toFixed(2)}, host -> guest x${ratios.toGuest.toFixed(2)}; connection setup x${ratios.setup.toFixed(2)}, after ${WARM_CONNS} x${ratios.setupWarm.toFixed(2)}`,
   );
   log(`onread: vsock/unix (both with onread) x${ratios.onread.toFixed(2)}; vsock onread/vsock 'data' Buffers x${ratios.onreadVsDefault.toFixed(2)}`);
   // Per vsock case: ours, its Unix socket baseline of the same runs (with onread for the onread row), and the ratio.
   const baseOf = (r) =>
-    r.unit !== 'MB/s' ? 'unix socket connection setup' : r.name.endsWith('onread') ? 'unix socket stream, onread (same process)' : 'unix socket stream (same process)';
+    r.unit !== 'MB/s'
+      ? r.name.includes('after')
+        ? `unix socket connection setup, after ${WARM_CONNS} on the server`
+        : 'unix socket connection setup'
+      : r.name.endsWith('onread')
+        ? 'unix socket stream, onread (same process)'
+        : 'unix socket stream (same process)';
   const compared = rows
     .filter((r) => r.name.startsWith('vsock'))
     .map((r) => ({ name: r.name, unit: r.unit, ours: r.range, baseline: rows.find((b) => b.name === baseOf(r)).range, baselineName: baseOf(r), ratio: ratioTo(r.name, baseOf(r)) }));
@@ -265,7 +290,7 @@ if (isMain(import.meta.url)) {
   console.log(machineLine(placement));
   console.log(`vsock bench: ${runs} runs, ${values.mib} MiB per stream run in 64 KiB writes, ${values.conns} connections per setup run; ${VSOCK_THREADS}\n`);
   const r = await vsockCases({ runs, mib: Number(values.mib), conns: Number(values.conns) });
-  const fmt = (x, unit) => (unit === 'MB/s' ? fmtRange(x, 1e6) : fmtRange(x, 1, 0));
+  const fmt = (x, unit) => (unit === 'MB/s' ? fmtRange(x) : fmtRange(x, 1, 0));
   writeResults('vsock', { node: process.version, cores: availableParallelism(), placement, threads: VSOCK_THREADS, runs, mib: Number(values.mib), conns: Number(values.conns), cases: r.cases, ratios: r.ratios, rows: r.rows }, [
     '# vsock bench',
     '',

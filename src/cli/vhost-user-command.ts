@@ -130,11 +130,11 @@ async function serveVsock(path: string, udsPath: string, values: OptionValues<ty
       const m = mux.stats;
       const k = host.stack.stats;
       // Connections made through the muxer either way; refused: a host CONNECT the guest did not accept, or a guest
-      // connection no Unix listener took. A credit stall is a sender out of the peer's credit: one CREDIT_REQUEST each.
+      // connection no Unix listener took. A credit stall is a sender out of the peer's credit (creditStalls).
       return (
         `vsock: ${server.connected ? 'connected' : 'waiting'}  guest->host ${s.txPackets} packets  host->guest ${s.rxPackets} packets` +
         `  connections ${m.hostConnects + m.guestConnects} (open ${m.open})  refused ${m.hostConnectFailures + m.guestConnectFailures}` +
-        `  resets sent ${k.rstSent} received ${k.rstReceived}  credit stalls ${k.creditRequestsSent}`
+        `  resets sent ${k.rstSent} received ${k.rstReceived}  credit stalls ${k.creditStalls}`
       );
     },
     close: async () => {

@@ -88,9 +88,13 @@ function peerShutdown(c: Connection, flags: number): void {
   if ((c.peerShutdown & VSOCK_SHUTDOWN_F_SEND) !== 0) c.socket.onPeerSendShutdown();
 }
 
-/** PEER_RESET: RST while established: ECONNRESET, unless the peer had shut both directions (then a quiet end). */
+/**
+ * PEER_RESET: RST while established: ECONNRESET, unless the peer had shut
+ * both directions or we had (our SHUTDOWN(RCV|SEND) from end() after the
+ * peer's end: the RST is its answer, 5.10.6.4): then a quiet end.
+ */
 function peerReset(c: Connection): void {
-  if (c.peerShutdown === SHUTDOWN_BOTH) {
+  if (c.peerShutdown === SHUTDOWN_BOTH || c.ourShutdown === SHUTDOWN_BOTH) {
     // What is queued stays readable; EOF follows it.
     c.owner.detach(c);
     c.clearTimers();

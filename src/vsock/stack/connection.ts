@@ -21,6 +21,8 @@ const SHUTDOWN_BOTH = VSOCK_SHUTDOWN_F_RECEIVE | VSOCK_SHUTDOWN_F_SEND;
 /** What a connection needs from its stack: the send scheduler, the table, the counters. */
 export interface ConnectionOwner {
   readonly closeTimeoutMs: number;
+  /** How long a credit stall lasts before we ask for credit (limits.ts). */
+  readonly creditRequestDelayMs: number;
   readonly stats: VsockStackStats;
   /** Send (or queue, in order) one control packet of c. */
   sendControl(c: Connection, op: number, flags: number): void;
@@ -86,6 +88,8 @@ export class Connection extends StackLinks<Connection> {
   readonly credit: Credit;
   /** The peer's SHUTDOWN flags so far. */
   peerShutdown = 0;
+  /** Our SHUTDOWN flags so far. */
+  ourShutdown = 0;
   /** Payload bytes received. */
   bytesRead = 0;
   /** Payload bytes handed to the port. */
@@ -108,6 +112,8 @@ export class Connection extends StackLinks<Connection> {
   creditBlocked = false;
   /** A CREDIT_REQUEST went out for the current stall. */
   creditRequested = false;
+  /** Fires creditRequestDelayMs after the latest stall began (made at the first stall, refreshed at each). */
+  private creditTimer: NodeJS.Timeout | null = null;
 
   /** @internal */
   readonly owner: ConnectionOwner;
@@ -167,7 +173,8 @@ export class Connection extends StackLinks<Connection> {
    * Fill `h` for the next data packet of txBuf: at most maxPayload bytes and
    * at most the peer's credit (5.10.6.3). Returns its payload length, or -1
    * when nothing may go now (no chunk, not established, or no credit: then
-   * one CREDIT_REQUEST per stall).
+   * at most one CREDIT_REQUEST per stall, sent only if the stall outlasts
+   * creditRequestDelayMs).
    */
   nextData(h: VsockHeader, srcCid: number, maxPayload: number): number {
     if (this.txBuf === null || this.connState !== ConnState.ESTABLISHED) return -1;
@@ -175,10 +182,10 @@ export class Connection extends StackLinks<Connection> {
     if (n > 0) {
       const free = this.credit.peerFree();
       if (free === 0) {
-        this.creditBlocked = true;
-        if (!this.creditRequested) {
-          this.creditRequested = true;
-          this.owner.sendControl(this, VSOCK_OP_CREDIT_REQUEST, 0);
+        if (!this.creditBlocked) {
+          this.creditBlocked = true;
+          this.owner.stats.creditStalls++;
+          this.armCreditRequest();
         }
         return -1;
       }
@@ -205,6 +212,31 @@ export class Connection extends StackLinks<Connection> {
     this.txCb = null;
     this.txBuf = null;
     return true;
+  }
+
+  /**
+   * A stall began. 5.10.6.3: a CREDIT_UPDATE is sent when the peer's view of
+   * our free space may be stale, a CREDIT_REQUEST when ours may be. Right at
+   * the stall ours is not: the peer has not yet seen the packets that used
+   * the credit up, and a peer that follows the update rule (credit.ts)
+   * answers them with an update of its own once its reader frees space. Only
+   * a stall that lasts a round trip and more (creditRequestDelayMs) means the
+   * peer waits to be asked. One timer per connection, re-armed per stall.
+   */
+  private armCreditRequest(): void {
+    if (this.creditTimer === null) {
+      this.creditTimer = setTimeout(requestCreditIfStalled, this.owner.creditRequestDelayMs, this);
+      this.creditTimer.unref();
+    } else {
+      this.creditTimer.refresh();
+    }
+  }
+
+  /** The credit timer fired: ask once, if the stall it was armed for still lasts (a new stall re-arms it). */
+  requestCredit(): void {
+    if (!this.creditBlocked || this.creditRequested || this.connState !== ConnState.ESTABLISHED) return;
+    this.creditRequested = true;
+    this.owner.sendControl(this, VSOCK_OP_CREDIT_REQUEST, 0);
   }
 
   private fillHeader(h: VsockHeader, srcCid: number, len: number, op: number, flags: number): void {
@@ -274,9 +306,17 @@ export class Connection extends StackLinks<Connection> {
     this.socket.runPendingFinal();
   }
 
-  /** end() once every write went out: SHUTDOWN(SEND) after the data. */
-  shutdownSend(): void {
-    if (this.connState === ConnState.ESTABLISHED) this.owner.sendControl(this, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_F_SEND);
+  /**
+   * end() once every write went out: SHUTDOWN(SEND) after the data. When the
+   * reader already has the peer's end (`readDone`), the socket closes next
+   * and closeGracefully would send SHUTDOWN(RCV|SEND) at once: that one
+   * packet goes now instead of two (5.10.6.4: one or more SHUTDOWNs that
+   * together say both).
+   */
+  shutdownSend(readDone: boolean): void {
+    if (this.connState !== ConnState.ESTABLISHED) return;
+    this.ourShutdown = readDone ? SHUTDOWN_BOTH : VSOCK_SHUTDOWN_F_SEND;
+    this.owner.sendControl(this, VSOCK_OP_SHUTDOWN, this.ourShutdown);
   }
 
   /**
@@ -293,7 +333,10 @@ export class Connection extends StackLinks<Connection> {
     }
     this.connState = ConnState.CLOSING;
     this.closeCb = done;
-    this.owner.sendControl(this, VSOCK_OP_SHUTDOWN, SHUTDOWN_BOTH);
+    if (this.ourShutdown !== SHUTDOWN_BOTH) {
+      this.ourShutdown = SHUTDOWN_BOTH;
+      this.owner.sendControl(this, VSOCK_OP_SHUTDOWN, SHUTDOWN_BOTH);
+    }
     this.timer = setTimeout(() => {
       this.timer = null;
       if (this.connState !== ConnState.CLOSING) return;
@@ -335,6 +378,10 @@ export class Connection extends StackLinks<Connection> {
   /** Stop the connection's timers and the socket's idle timer. */
   clearTimers(): void {
     this.clearTimer();
+    if (this.creditTimer !== null) {
+      clearTimeout(this.creditTimer);
+      this.creditTimer = null;
+    }
     this.socket.stopIdleTimer();
   }
 
@@ -344,4 +391,9 @@ export class Connection extends StackLinks<Connection> {
       this.timer = null;
     }
   }
+}
+
+/** The credit timer's callback (module-level: the timer holds the connection as its argument, no closure per connection). */
+function requestCreditIfStalled(c: Connection): void {
+  c.requestCredit();
 }

@@ -15,6 +15,17 @@ export const VSOCK_DEFAULT_MAX_CONNECTIONS = 4096;
 export const VSOCK_DEFAULT_CONNECT_TIMEOUT_MS = 2000;
 /** Linux VSOCK_CLOSE_TIMEOUT (8 s): how long a close waits for the peer's RST. */
 export const VSOCK_DEFAULT_CLOSE_TIMEOUT_MS = 8000;
+/**
+ * How long a sender stalled on credit waits for the peer's own CREDIT_UPDATE
+ * before it asks with a CREDIT_REQUEST (5.10.6.3). A peer that follows the
+ * update rule (Linux, this stack: an update once its reader frees space and
+ * our view of its free space is below one packet) always tells a stalled
+ * sender within a round trip, so a request at the stall only doubles the
+ * credit traffic (the peer answers with the numbers it just sent). Linux
+ * never sends one; the request stays as the fallback for a peer that waits
+ * to be asked.
+ */
+export const VSOCK_DEFAULT_CREDIT_REQUEST_DELAY_MS = 100;
 /** Default listen backlog (Linux SOMAXCONN before 5.4). */
 export const VSOCK_DEFAULT_BACKLOG = 128;
 /**

@@ -29,6 +29,8 @@ export interface VsockStackStats {
   creditUpdatesSent: number;
   creditRequestsIn: number;
   creditRequestsSent: number;
+  /** Stalls: a send found the peer's credit used up (one per stall, however long; a CREDIT_REQUEST goes only for a long one). */
+  creditStalls: number;
   /** RW beyond the credit we advertised (the connection was reset). */
   creditViolations: number;
   /** Packets (not RST) for no connection, answered with RST. */
@@ -89,6 +91,7 @@ export function newStats(): VsockStackStats {
     creditUpdatesSent: 0,
     creditRequestsIn: 0,
     creditRequestsSent: 0,
+    creditStalls: 0,
     creditViolations: 0,
     unknownConnection: 0,
     badOp: 0,

@@ -14,7 +14,13 @@ import { Action, ConnState, RxEvent, actionOf, rxEventOfOp } from './connection-
 import { runConnectionAction } from './connection-actions.js';
 import { Connection } from './connection.js';
 import { ConnectionTable } from './connection-table.js';
-import { VSOCK_DEFAULT_CLOSE_TIMEOUT_MS, VSOCK_DEFAULT_CONNECT_TIMEOUT_MS, VSOCK_DEFAULT_MAX_CONNECTIONS, VSOCK_PORT_ANY } from './limits.js';
+import {
+  VSOCK_DEFAULT_CLOSE_TIMEOUT_MS,
+  VSOCK_DEFAULT_CONNECT_TIMEOUT_MS,
+  VSOCK_DEFAULT_CREDIT_REQUEST_DELAY_MS,
+  VSOCK_DEFAULT_MAX_CONNECTIONS,
+  VSOCK_PORT_ANY,
+} from './limits.js';
 import type { VsockPacketPort, VsockPayloadParts } from './packet-port.js';
 import { SendScheduler } from './send-scheduler.js';
 import { type VsockStackStats, countIn, newStats } from './stack-stats.js';
@@ -49,6 +55,13 @@ export interface VsockStackOptions {
   connectTimeoutMs?: number;
   /** Default 8000. */
   closeTimeoutMs?: number;
+  /**
+   * How long a sender stalled on credit waits for the peer's CREDIT_UPDATE
+   * before it sends a CREDIT_REQUEST (default
+   * VSOCK_DEFAULT_CREDIT_REQUEST_DELAY_MS, 100; > 0, else
+   * InvalidArgumentError). A peer that updates on its own is never asked.
+   */
+  creditRequestDelayMs?: number;
   /** VIRTIO_VSOCK_F_SEQPACKET negotiated; default false: seqpacket packets get RST, connect({ type: 'seqpacket' }) throws. */
   seqpacket?: boolean;
 }
@@ -72,6 +85,7 @@ function checkedOptions(port: VsockPacketPort, options: VsockStackOptions): Requ
     maxConnections: options.maxConnections ?? VSOCK_DEFAULT_MAX_CONNECTIONS,
     connectTimeoutMs: options.connectTimeoutMs ?? VSOCK_DEFAULT_CONNECT_TIMEOUT_MS,
     closeTimeoutMs: options.closeTimeoutMs ?? VSOCK_DEFAULT_CLOSE_TIMEOUT_MS,
+    creditRequestDelayMs: options.creditRequestDelayMs ?? VSOCK_DEFAULT_CREDIT_REQUEST_DELAY_MS,
     seqpacket: options.seqpacket ?? false,
   };
   if (!isU32(o.bufferSize) || o.bufferSize === 0) throw new InvalidArgumentError(`bufferSize ${o.bufferSize} must be 1 .. 2^32-1`);
@@ -82,6 +96,7 @@ function checkedOptions(port: VsockPacketPort, options: VsockStackOptions): Requ
   if (!Number.isInteger(o.maxConnections) || o.maxConnections < 0) throw new InvalidArgumentError(`maxConnections ${o.maxConnections} must be a non-negative integer`);
   if (!(o.connectTimeoutMs > 0)) throw new InvalidArgumentError(`connectTimeoutMs ${o.connectTimeoutMs} must be > 0`);
   if (!(o.closeTimeoutMs > 0)) throw new InvalidArgumentError(`closeTimeoutMs ${o.closeTimeoutMs} must be > 0`);
+  if (!(o.creditRequestDelayMs > 0)) throw new InvalidArgumentError(`creditRequestDelayMs ${o.creditRequestDelayMs} must be > 0`);
   return o;
 }
 
@@ -105,6 +120,7 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
   readonly maxConnections: number;
   readonly connectTimeoutMs: number;
   readonly closeTimeoutMs: number;
+  readonly creditRequestDelayMs: number;
   readonly seqpacket: boolean;
   readonly stats: VsockStackStats = newStats();
 
@@ -121,6 +137,7 @@ export class VsockStack extends EventEmitter implements VsockListenerOwner {
     this.maxConnections = o.maxConnections;
     this.connectTimeoutMs = o.connectTimeoutMs;
     this.closeTimeoutMs = o.closeTimeoutMs;
+    this.creditRequestDelayMs = o.creditRequestDelayMs;
     this.seqpacket = o.seqpacket;
     this.sender = new SendScheduler(port, this.stats, o.localCid);
   }

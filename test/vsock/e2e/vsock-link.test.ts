@@ -97,6 +97,54 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     expect(await txInterrupts(4, 4 * MiB)).toBeGreaterThan(0);
   }, 60_000);
 
+  it('5.10.6.3 credit traffic on a real stream (16 MiB guest -> host in 64 KiB writes, 256 KiB credit, a \'data\' and an onread reader): the peer\'s own CREDIT_UPDATE ends each stall, about one per 256 KiB window, and no CREDIT_REQUEST crosses it (the old driver asked at every stall: 4 requests and 8 updates per MiB)', async () => {
+    const creditPerMiB = async (onread: boolean): Promise<{ requests: number; updates: number; stalls: number }> => {
+      rig = await vsockRig();
+      const r = rig;
+      let got = 0;
+      const option = onread ? { onread: { buffer: Buffer.alloc(65536), callback: (n: number) => void (got += n) } } : undefined;
+      const accepted = new Promise<VsockSocket>((resolve) => r.host.listen(5000, option).once('connection', resolve));
+      const sock = r.guest.connect(5000);
+      await once(sock, 'connect');
+      const peer = await accepted;
+      peer.on('error', () => undefined); // the destroy below resets it
+      const g0 = { ...r.guest.stack.stats };
+      const h0 = { ...r.host.stack.stats };
+      if (onread) {
+        await writeAll(sock, 16 * MiB, [65536], 5);
+        for (let t = 0; got < 16 * MiB && t < 3000; t++) await new Promise((res) => setTimeout(res, 10));
+        expect(got).toBe(16 * MiB);
+      } else {
+        const back = readAll(peer, 16 * MiB);
+        const sent = await writeAll(sock, 16 * MiB, [65536], 5);
+        expect(await back).toBe(sent);
+      }
+      const g = r.guest.stack.stats;
+      const h = r.host.stack.stats;
+      // Both ends count the same packets: what one sent, the other received.
+      expect(h.creditRequestsIn - h0.creditRequestsIn).toBe(g.creditRequestsSent - g0.creditRequestsSent);
+      const out = {
+        requests: (g.creditRequestsSent - g0.creditRequestsSent) / 16,
+        updates: (h.creditUpdatesSent - h0.creditUpdatesSent) / 16,
+        stalls: (g.creditStalls - g0.creditStalls) / 16,
+      };
+      sock.destroy();
+      await r.close();
+      rig = undefined;
+      return out;
+    };
+    for (const onread of [false, true]) {
+      const { requests, updates, stalls } = await creditPerMiB(onread);
+      // The writer still runs out of credit at each window's end (the stalls are counted, only not asked about).
+      expect(stalls, `credit stalls per MiB (onread ${onread})`).toBeGreaterThanOrEqual(1);
+      expect(stalls, `credit stalls per MiB (onread ${onread})`).toBeLessThanOrEqual(5);
+      // A request goes only after a stall of creditRequestDelayMs (100 ms): a loaded machine may see a few.
+      expect(requests, `CREDIT_REQUESTs per MiB (onread ${onread})`).toBeLessThanOrEqual(0.25);
+      expect(updates, `CREDIT_UPDATEs per MiB (onread ${onread})`).toBeGreaterThanOrEqual(3);
+      expect(updates, `CREDIT_UPDATEs per MiB (onread ${onread})`).toBeLessThanOrEqual(5);
+    }
+  }, 120_000);
+
   it('onread on both sides: 16 MiB each way byte-exact through the readers\' own buffers (guest: mergeable packets copied out in ranges of a smaller buffer)', async () => {
     rig = await vsockRig();
     const hostBuf = Buffer.alloc(64 * 1024);
@@ -225,6 +273,39 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     await Promise.all(Array.from({ length: 1000 }, (_, i) => one(i)));
     for (let t = 0; (rig.host.stack.connectionCount !== 0 || rig.guest.stack.connectionCount !== 0) && t < 1000; t++) await new Promise((r) => setTimeout(r, 10));
     expect([rig.host.stack.connectionCount, rig.guest.stack.connectionCount]).toEqual([0, 0]);
+  }, 120_000);
+
+  it('5.10.6.4 connection setup on a real link: connect, end() on connect, the server end()s on \'end\', close: 5 packets a connection (REQUEST, RESPONSE, SHUTDOWN(SEND), SHUTDOWN(RCV|SEND), RST); the side that ends last says both in one SHUTDOWN (was SHUTDOWN(SEND) and then SHUTDOWN(RCV|SEND): 6)', async () => {
+    rig = await vsockRig();
+    const r = rig;
+    const errors: Error[] = [];
+    r.host.listen(6000).on('connection', (s: VsockSocket) => s.on('error', (e) => errors.push(e)).resume().on('end', () => s.end()));
+    const g0 = { ...r.guest.stack.stats };
+    const h0 = { ...r.host.stack.stats };
+    const conns = 200;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < conns) {
+        next++;
+        const s = r.guest.connect(6000, { timeoutMs: 60_000 });
+        s.on('error', (e) => errors.push(e));
+        s.once('connect', () => s.end());
+        s.resume();
+        await once(s, 'close', 30_000);
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    for (let t = 0; (r.host.stack.connectionCount !== 0 || r.guest.stack.connectionCount !== 0) && t < 1000; t++) await new Promise((res) => setTimeout(res, 10));
+    expect(errors).toEqual([]);
+    expect([r.host.stack.connectionCount, r.guest.stack.connectionCount]).toEqual([0, 0]);
+    const g = r.guest.stack.stats;
+    const h = r.host.stack.stats;
+    const d = (a: number, b: number): number => a - b;
+    expect(d(g.packetsOut, g0.packetsOut) + d(h.packetsOut, h0.packetsOut), 'packets per connection x 200').toBe(5 * conns);
+    expect([d(g.requestsSent, g0.requestsSent), d(h.responsesSent, h0.responsesSent)]).toEqual([conns, conns]);
+    expect([d(g.shutdownsSent, g0.shutdownsSent), d(h.shutdownsSent, h0.shutdownsSent)], 'SHUTDOWNs: guest, host').toEqual([conns, conns]);
+    expect([d(g.rstSent, g0.rstSent), d(h.rstSent, h0.rstSent)], 'RSTs: guest (the answer to both shut), host').toEqual([conns, 0]);
+    expect(g.closeTimeouts + h.closeTimeouts).toBe(0);
   }, 120_000);
 
   // The lie is written into a split used ring; test/ring.hostile.test.ts checks the packed driver's side.

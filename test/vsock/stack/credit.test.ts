@@ -10,7 +10,7 @@ import {
 } from '../../../src/spec/vsock.js';
 import { VsockHeader } from '../../../src/vsock/vsock-header.js';
 import { Credit, type VsockSocket } from '../../../src/vsock/stack/index.js';
-import { GUEST_CID, HOST_CID, CreditChecker, RawRig, createPair, pattern, settle } from './pair.js';
+import { GUEST_CID, HOST_CID, CreditChecker, RawRig, createPair, pattern, settle, until } from './pair.js';
 
 describe('Credit arithmetic', () => {
   it('peer_free = peer_buf_alloc - (tx_cnt - peer_fwd_cnt)', () => {
@@ -109,29 +109,49 @@ describe('credit on the wire', () => {
     sock.destroy();
   });
 
-  it('the sender never exceeds peer_free; stalled at 0 it sends one CREDIT_REQUEST; credit on any packet resumes it', async () => {
-    const rig = new RawRig({ localCid: HOST_CID }, GUEST_CID, 1000);
+  it('5.10.6.3: the sender never exceeds peer_free; a stall asks for credit (one CREDIT_REQUEST) only once it outlasts creditRequestDelayMs; credit on any packet resumes it', async () => {
+    const rig = new RawRig({ localCid: HOST_CID, creditRequestDelayMs: 20 }, GUEST_CID, 1000);
     const sock = rig.stack.connect(GUEST_CID, 5000, { localPort: 1234 });
     expect(rig.port.ofOp(VSOCK_OP_REQUEST)).toHaveLength(1);
     sock.write(pattern(10_000, 3));
     expect(rig.port.ofOp(VSOCK_OP_RW)).toHaveLength(0); // nothing before RESPONSE
     rig.feed({ op: VSOCK_OP_RESPONSE, bufAlloc: 2500, fwdCnt: 0 });
     const sentBytes = (): number => rig.port.ofOp(VSOCK_OP_RW).reduce((a, h) => a + h.len, 0);
+    const requests = (): number => rig.port.ofOp(VSOCK_OP_CREDIT_REQUEST).length;
     expect(rig.port.ofOp(VSOCK_OP_RW).map((h) => h.len)).toEqual([1000, 1000, 500]); // maxPayload 1000, credit 2500
-    expect(rig.port.ofOp(VSOCK_OP_CREDIT_REQUEST)).toHaveLength(1);
-    // A CREDIT_UPDATE that frees nothing: still stalled, no second request.
+    // Stalled, but the peer has not yet seen the packets that used the credit up: no request yet.
+    expect(requests()).toBe(0);
+    await until(() => requests() === 1, 'the CREDIT_REQUEST of a stall that lasts');
+    // A CREDIT_UPDATE that frees nothing: still stalled, no second request for this stall.
     rig.feed({ op: VSOCK_OP_CREDIT_UPDATE, bufAlloc: 2500, fwdCnt: 0 });
     expect(sentBytes()).toBe(2500);
-    expect(rig.port.ofOp(VSOCK_OP_CREDIT_REQUEST)).toHaveLength(1);
-    // The peer's fwd_cnt on a plain CREDIT_UPDATE frees 1200.
+    await new Promise((r) => setTimeout(r, 60));
+    expect(requests()).toBe(1);
+    // The peer's fwd_cnt on a plain CREDIT_UPDATE frees 1200: a new stall, which asks again once it lasts.
     rig.feed({ op: VSOCK_OP_CREDIT_UPDATE, bufAlloc: 2500, fwdCnt: 1200 });
     expect(sentBytes()).toBe(3700);
-    expect(rig.port.ofOp(VSOCK_OP_CREDIT_REQUEST)).toHaveLength(2); // a new stall, a new request
+    expect(requests()).toBe(1);
+    await until(() => requests() === 2, 'the CREDIT_REQUEST of the second stall');
     // Credit riding on an RW from the peer works as well.
     rig.feed({ op: VSOCK_OP_RW, bufAlloc: 2500, fwdCnt: 3700, payload: pattern(10, 1) });
     expect(sentBytes()).toBe(6200);
-    // Every RW stayed within the credit the peer had given at the time.
     sock.destroy();
+  });
+
+  it('5.10.6.3: a stall that the peer\'s own CREDIT_UPDATE ends sends no CREDIT_REQUEST', async () => {
+    const rig = new RawRig({ localCid: HOST_CID, creditRequestDelayMs: 50 }, GUEST_CID, 1000);
+    const sock = rig.stack.connect(GUEST_CID, 5000, { localPort: 1234 });
+    sock.write(pattern(6000, 4));
+    rig.feed({ op: VSOCK_OP_RESPONSE, bufAlloc: 2000, fwdCnt: 0 });
+    for (let fwd = 2000; fwd <= 6000; fwd += 2000) rig.feed({ op: VSOCK_OP_CREDIT_UPDATE, bufAlloc: 2000, fwdCnt: fwd }); // three stalls, each ended at once
+    expect(rig.port.ofOp(VSOCK_OP_RW).reduce((a, h) => a + h.len, 0)).toBe(6000);
+    await new Promise((r) => setTimeout(r, 150)); // past the delay of every stall
+    expect(rig.port.ofOp(VSOCK_OP_CREDIT_REQUEST)).toHaveLength(0);
+    sock.destroy();
+  });
+
+  it('creditRequestDelayMs must be > 0 (InvalidArgumentError naming the value)', () => {
+    expect(() => new RawRig({ creditRequestDelayMs: 0 })).toThrow(/creditRequestDelayMs 0 must be > 0/);
   });
 
   it('CREDIT_UPDATE goes out when the reader frees space and the peer\'s view of our free space is below one packet, not before', async () => {

@@ -74,10 +74,11 @@ describe('vsock RST paths', () => {
     const sock = p.guest.connect(HOST_CID, 12);
     const [peer] = await accepted;
     const peerData = readAll(peer);
+    // The host ends first (SHUTDOWN(SEND) gets through); the guest, ending after it read that end, closes with SHUTDOWN(RCV|SEND).
+    peer.end();
+    await readAll(sock);
     sock.end('bye');
     await peerData;
-    peer.end();
-    sock.resume();
     const errs: Error[] = [];
     sock.on('error', (e) => errs.push(e));
     const t0 = Date.now();

@@ -9,6 +9,8 @@
 //   txReclaim  NetPairDriver.reclaimTx
 // One guest, looped back: its transmitq feeds a port channel that its own
 // receiveq drains (mergeable buffers, event idx, as the pump negotiates).
+// Rings: split; packed (VIRTIO_F_IN_ORDER as the build's guest takes it: when
+// its NET_DEFAULT_FEATURES asks for it); packed-in-order (IN_ORDER always).
 // Path "channel" is the per-queue thread model's; path "direct" is what a
 // queue thread serving both queues does (a run-to-completion link): the
 // handlers are built as a queue thread builds them (sharedLoop).
@@ -21,7 +23,7 @@
 // child process, the two builds' rings interleaved round by round, so load
 // on a shared machine falls on both alike; it prints this/against per row.
 //
-//   npm run build && node bench/cpu.mjs [--runs 5] [--frames 400000] [--sizes 64,1500] [--rings split,packed] [--paths channel,direct] [--against DIR]
+//   npm run build && node bench/cpu.mjs [--runs 5] [--frames 400000] [--sizes 64,1500] [--rings split,packed,packed-in-order] [--paths channel,direct] [--against DIR]
 // or as the "cpu" case of npm run bench (cpuCase()).
 import { execFile } from 'node:child_process';
 import { join, resolve as resolvePath } from 'node:path';
@@ -42,9 +44,12 @@ const threadNs = (u) => (u.user + u.system) * 1000;
 
 /** One guest with one queue pair, its transmitq looped to its receiveq through a port channel; all stages on this thread. */
 async function loopback(lib, ring, size, direct) {
-  const { F_EVENT_IDX, F_RING_PACKED, F_VERSION_1, NET_F_MRG_RXBUF, NET_F_MTU, SharedArena, GuestAllocator, NetPairDriver, NetTxQueue, NetRxQueue, StatsBlock, NET_QUEUE_COUNTERS, allocNetChannel, allocRecvPool, createQueueDevice, featureSet, netRecvConfig, splitAvailBytes, splitDescBytes, splitUsedBytes, packedDescBytes, PACKED_EVENT_SIZE, PACKED_RING_START, TX_HEADER_AT, NET_HDR_SIZE } = lib;
-  const packed = ring === 'packed';
-  const features = featureSet(F_VERSION_1, F_EVENT_IDX, NET_F_MTU, NET_F_MRG_RXBUF, ...(packed ? [F_RING_PACKED] : []));
+  const { F_EVENT_IDX, F_IN_ORDER, F_RING_PACKED, F_VERSION_1, NET_DEFAULT_FEATURES, NET_F_MRG_RXBUF, NET_F_MTU, SharedArena, GuestAllocator, NetPairDriver, NetTxQueue, NetRxQueue, StatsBlock, NET_QUEUE_COUNTERS, allocNetChannel, allocRecvPool, createQueueDevice, featureSet, netRecvConfig, splitAvailBytes, splitDescBytes, splitUsedBytes, packedDescBytes, PACKED_EVENT_SIZE, PACKED_RING_START, TX_HEADER_AT, NET_HDR_SIZE } = lib;
+  if (!['split', 'packed', 'packed-in-order'].includes(ring)) throw new Error(`cpu: ring ${ring} is none of split, packed, packed-in-order`);
+  const packed = ring !== 'split';
+  // The guest takes IN_ORDER only with packed rings (PciDriver.negotiate).
+  const inOrder = ring === 'packed-in-order' || (packed && (NET_DEFAULT_FEATURES & featureSet(F_IN_ORDER)) !== 0n);
+  const features = featureSet(F_VERSION_1, F_EVENT_IDX, NET_F_MTU, NET_F_MRG_RXBUF, ...(packed ? [F_RING_PACKED] : []), ...(inOrder ? [F_IN_ORDER] : []));
   const q = QUEUE_SIZE;
   const stride = Math.ceil((TX_HEADER_AT + NET_HDR_SIZE + 1518) / 64) * 64;
   const memBytes = q * 4096 + q * stride + (4 << 20);
@@ -53,7 +58,7 @@ async function loopback(lib, ring, size, direct) {
   const alloc = new GuestAllocator(memory);
   const queue = () =>
     packed
-      ? { size: q, desc: alloc.alloc(packedDescBytes(q), 16), avail: alloc.alloc(PACKED_EVENT_SIZE, 4), used: alloc.alloc(PACKED_EVENT_SIZE, 4), nextAvail: PACKED_RING_START, nextUsed: PACKED_RING_START, eventIdx: true, indirect: false, packed: true }
+      ? { size: q, desc: alloc.alloc(packedDescBytes(q), 16), avail: alloc.alloc(PACKED_EVENT_SIZE, 4), used: alloc.alloc(PACKED_EVENT_SIZE, 4), nextAvail: PACKED_RING_START, nextUsed: PACKED_RING_START, eventIdx: true, indirect: false, packed: true, inOrder }
       : { size: q, desc: alloc.alloc(splitDescBytes(q), 16), avail: alloc.alloc(splitAvailBytes(q), 2), used: alloc.alloc(splitUsedBytes(q), 4), nextAvail: 0, nextUsed: 0, eventIdx: true, indirect: false };
   const rx = queue();
   const tx = queue();

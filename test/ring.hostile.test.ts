@@ -774,6 +774,25 @@ describe('packed ring driver against a hostile device: packed-only rules', () =>
     s.device.push(s.ids[1], 9, 3, { flags: AVAIL | USED | WRITE }); // readable-only buffer, 9 bytes "written"
     expectGetUsedRefused(s, 'USED_LEN_TOO_LARGE', 9);
   });
+
+  it('2.8.9: a device claiming in-order that reports a buffer after a later one (out of order) is refused, and nothing is lost or returned twice', () => {
+    const r = packedTwoInFlight(true);
+    // The later buffer first: under IN_ORDER that one descriptor also gives back the earlier one, used completely.
+    r.push(r.ids[1], 0, 3);
+    expect([r.driver.getUsed(), r.driver.usedLen]).toEqual([11, 16]);
+    expect([r.driver.getUsed(), r.driver.usedLen]).toEqual([22, 0]);
+    expect(r.driver.addBuffer(r.buf, 8, true, 33)).toBe(true);
+    r.driver.publish();
+    expect(r.device.pop()).toBeDefined();
+    // Then the earlier one, already given back: the driver refuses it and keeps the buffer in flight.
+    r.push(r.ids[0], 4, 1);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      expect(() => r.driver.getUsed()).toThrow(expect.objectContaining({ name: 'VirtqueueError', code: 'USED_ID_NOT_IN_FLIGHT', value: r.ids[0] }));
+      expect(r.driver.usedAvailable()).toBe(1);
+      expect([r.driver.pending, r.driver.numFree]).toEqual([1, SIZE - 1]);
+    }
+    expect(r.guardsIntact()).toBe(true);
+  });
 });
 
 describe('2.8.10.1 validateQueueState for packed queues', () => {

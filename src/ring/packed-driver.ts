@@ -69,12 +69,11 @@ export class PackedQueueDriver implements VirtqDriver {
   private serial = 0;
   /** Serial of the last chain publish() showed to the device: a used id added after it is one the device cannot know. */
   private shownSerial = 0;
-  /** In-order: ids in the order added (a ring of `size`). */
-  private readonly fifo: Uint16Array;
-  private fifoHead = 0;
-  private fifoLen = 0;
-  /** In-order: chains of the current batch still to return, its last id and that one's length. */
+  /** In-order: per ring index, the buffer id of the chain added there last (chains in flight follow each other in ring order). */
+  private readonly startId: Uint16Array;
+  /** In-order: chains of the current batch still to return, where the next of them starts, and the last one's length. */
   private batchLeft = 0;
+  private batchPos = 0;
   private batchLastLen = 0;
   /** u16 index and value of the flags of the first descriptor added since the last publish() (-1: none). */
   private firstAt = -1;
@@ -105,7 +104,7 @@ export class PackedQueueDriver implements VirtqDriver {
     this.idToken = new Float64Array(size);
     this.idSerial = new Float64Array(size);
     this.idStart = new Uint32Array(this.inOrder ? size : 0);
-    this.fifo = new Uint16Array(this.inOrder ? size : 0);
+    this.startId = new Uint16Array(this.inOrder ? size : 0);
     const ind = options.indirectTables;
     if (ind !== undefined) {
       if (!state.indirect) throw new InvalidArgumentError('indirect tables given but VIRTIO_F_INDIRECT_DESC is not negotiated');
@@ -224,9 +223,7 @@ export class PackedQueueDriver implements VirtqDriver {
     this.idSerial[id] = ++this.serial;
     if (this.inOrder) {
       this.idStart[id] = start;
-      const t = this.fifoHead + this.fifoLen;
-      this.fifo[t < this.size ? t : t - this.size] = id;
-      this.fifoLen++;
+      this.startId[start < this.size ? start : start - this.size] = id;
     }
     const next = start + descs;
     this.availPos = next < this.two ? next : next - this.two;
@@ -265,7 +262,12 @@ export class PackedQueueDriver implements VirtqDriver {
     const size = this.size;
     let count = this.batchLeft;
     let pos = this.usedPos;
-    let cursor = this.inOrder && this.fifoLen > 0 ? this.idSerial[this.fifo[this.fifoHead]] + this.batchLeft : 0;
+    // In order: the add serial of the first chain after the current batch (chains in flight have consecutive serials).
+    let cursor = 0;
+    if (this.inOrder && this.inFlight > 0) {
+      const o = this.batchLeft > 0 ? this.batchPos : pos;
+      cursor = this.idSerial[this.startId[o < size ? o : o - size]] + this.batchLeft;
+    }
     for (let steps = 0; steps < size; steps++) {
       const i = pos < size ? pos : pos - size;
       const flags = Atomics.load(r.u16, r.desc16 + 8 * i + 7);
@@ -311,7 +313,10 @@ export class PackedQueueDriver implements VirtqDriver {
     // 2.8.4: the length is reserved (ignored) in a used descriptor without WRITE.
     const written = (flags & VIRTQ_DESC_F_WRITE) !== 0 ? r.u32[r.desc32 + 4 * i + 2] : 0;
     if (id >= size || !this.shownInFlight(id) || written > this.idCap[id]) throw this.usedError(i, id, written);
-    if (this.inOrder) return this.startBatch(id, written);
+    if (this.inOrder) {
+      // A batch of more than the oldest chain in flight; a batch of one goes on as out of order.
+      if (id !== this.startId[i]) return this.startBatch(id, written);
+    }
     const next = pos + this.idDescs[id];
     this.usedPos = next < this.two ? next : next - this.two;
     this.usedLen = written;
@@ -323,7 +328,9 @@ export class PackedQueueDriver implements VirtqDriver {
    * added before it and not reaped; return the first of them.
    */
   private startBatch(id: number, written: number): number {
-    this.batchLeft = this.idSerial[id] - this.idSerial[this.fifo[this.fifoHead]] + 1;
+    const o = this.usedPos;
+    this.batchLeft = this.idSerial[id] - this.idSerial[this.startId[o < this.size ? o : o - this.size]] + 1;
+    this.batchPos = o;
     this.batchLastLen = written;
     const next = this.idStart[id] + this.idDescs[id];
     this.usedPos = next < this.two ? next : next - this.two;
@@ -341,9 +348,10 @@ export class PackedQueueDriver implements VirtqDriver {
   }
 
   private nextOfBatch(): number {
-    const id = this.fifo[this.fifoHead];
-    this.fifoHead = this.fifoHead + 1 === this.size ? 0 : this.fifoHead + 1;
-    this.fifoLen--;
+    const p = this.batchPos;
+    const id = this.startId[p < this.size ? p : p - this.size];
+    const next = p + this.idDescs[id];
+    this.batchPos = next < this.two ? next : next - this.two;
     this.usedLen = --this.batchLeft === 0 ? this.batchLastLen : this.idCap[id];
     return this.release(id);
   }

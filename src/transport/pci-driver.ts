@@ -5,7 +5,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import type { WordRef } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
 import { PACKED_RING_START, packedDescBytes } from '../ring/packed-layout.js';
-import { F_EVENT_IDX, F_INDIRECT_DESC, F_IN_ORDER, F_RING_PACKED, type FeatureSet, hasFeature } from '../spec/features.js';
+import { F_EVENT_IDX, F_INDIRECT_DESC, F_IN_ORDER, F_RING_PACKED, type FeatureSet, bit, hasFeature } from '../spec/features.js';
 import * as R from '../spec/pci.js';
 import {
   PACKED_DESC_ALIGN,
@@ -62,8 +62,9 @@ export class PciDriver<D extends CommonConfigDevice = VirtioDevice> {
 
   /**
    * Reset, ACKNOWLEDGE, DRIVER, read the offered features, accept
-   * `wanted & offered`, FEATURES_OK, and re-read it to learn whether the
-   * device agreed (3.1.1 steps 1-6).
+   * `wanted & offered` (less VIRTIO_F_IN_ORDER unless VIRTIO_F_RING_PACKED
+   * is in it too), FEATURES_OK, and re-read it to learn whether the device
+   * agreed (3.1.1 steps 1-6).
    * @throws FeatureNegotiationError when the device refused the set.
    */
   async negotiate(wanted: FeatureSet): Promise<FeatureSet> {
@@ -75,7 +76,10 @@ export class PciDriver<D extends CommonConfigDevice = VirtioDevice> {
       this.pci.write(R.PCI_DEVICE_FEATURE_SELECT, 4, sel);
       offered |= BigInt(this.pci.read(R.PCI_DEVICE_FEATURE, 4)) << BigInt(32 * sel);
     }
-    const accepted = wanted & offered;
+    let accepted = wanted & offered;
+    // 2.7.5: with IN_ORDER a split driver must use descriptors in table order; the
+    // split driver here takes them from a free list, so it takes IN_ORDER only with packed rings.
+    if (!hasFeature(accepted, F_RING_PACKED)) accepted &= ~bit(F_IN_ORDER);
     for (let sel = 0; sel < 4; sel++) {
       this.pci.write(R.PCI_DRIVER_FEATURE_SELECT, 4, sel);
       this.pci.write(R.PCI_DRIVER_FEATURE, 4, Number((accepted >> BigInt(32 * sel)) & 0xffffffffn));

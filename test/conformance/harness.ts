@@ -49,12 +49,14 @@ export interface Rig {
 export interface RigOptions extends NetDeviceOptions {
   /** Guest-physical address of the memory region (default 0). */
   gpa?: number;
+  /** Bytes of guest memory (default GUEST_BYTES: rings only, no buffers). */
+  bytes?: number;
 }
 
 export function netRig(options: RigOptions = {}): Rig {
-  const { gpa = 0, ...net } = options;
-  const arena = new SharedArena(GUEST_BYTES);
-  const memory = arena.guestMemory(GUEST_BYTES, gpa);
+  const { gpa = 0, bytes = GUEST_BYTES, ...net } = options;
+  const arena = new SharedArena(bytes);
+  const memory = arena.guestMemory(bytes, gpa);
   const device = new VirtioNetDevice(memory, { mac: TEST_MAC, ...net });
   const pci = new PciCommonConfig(device);
   const alloc = new GuestAllocator(memory);

@@ -203,8 +203,9 @@ function row(ring, size, path, perRun) {
   };
 }
 
-const rowLine = (r) =>
-  `${String(r.size).padStart(5)} B  ${r.ring.padEnd(6)} ${r.path.padEnd(7)} ${r.nsPerFrame.toFixed(0)} [${r.nsPerFrameMin.toFixed(0)}-${r.nsPerFrameMax.toFixed(0)}] ns/frame  ` +
+/** One row's figures; `ringWidth` lines up the rings asked for (packed-in-order is the longest name). */
+const rowLine = (r, ringWidth) =>
+  `${String(r.size).padStart(5)} B  ${r.ring.padEnd(ringWidth)} ${r.path.padEnd(7)} ${r.nsPerFrame.toFixed(0)} [${r.nsPerFrameMin.toFixed(0)}-${r.nsPerFrameMax.toFixed(0)}] ns/frame  ` +
   STAGES.map((s) => `${s} ${r.stages[s].toFixed(0)}`).join('  ');
 
 /**
@@ -219,16 +220,17 @@ const rowLine = (r) =>
  */
 export async function cpuCase({ runs = 5, frames = 400_000, sizes = [64, 1500], rings = ['split', 'packed'], paths = ['channel', 'direct'], against, nodeFlags = [], log = console.log } = {}) {
   const rows = [];
+  const ringWidth = Math.max(6, ...rings.map((ring) => ring.length));
   for (const size of sizes) {
     for (const ring of rings) {
       for (const path of paths) {
         const { runs: perBuild, readingNs } = await runChild({ ring, size, frames, runs, path, against, nodeFlags });
         const r = { ...row(ring, size, path, perBuild[0]), readingNs };
-        let line = `cpu  ${rowLine(r)}  [1 busy thread; ${frames} frames x ${runs} runs; ${readingNs.toFixed(0)} ns per CPU-time reading taken off]`;
+        let line = `cpu  ${rowLine(r, ringWidth)}  [1 busy thread; ${frames} frames x ${runs} runs; ${readingNs.toFixed(0)} ns per CPU-time reading taken off]`;
         if (against !== undefined) {
           r.against = row(ring, size, path, perBuild[1]);
           r.ratio = median(perBuild[0].map((run, i) => totalOf(run) / totalOf(perBuild[1][i])));
-          line += `\n     against: ${rowLine(r.against)}  -> this/against x${r.ratio.toFixed(3)}`;
+          line += `\n     against: ${rowLine(r.against, ringWidth)}  -> this/against x${r.ratio.toFixed(3)}`;
         }
         rows.push(r);
         log(line);

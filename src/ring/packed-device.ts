@@ -307,6 +307,7 @@ export class PackedQueueDevice implements VirtqDevice {
       this.idCap = cap;
     }
   }
+
   /**
    * An indirect table (2.8.7): len / 16 descriptors used in table order. WRITE
    * is the only valid flag there; NEXT and the id are ignored, INDIRECT is refused.
@@ -454,6 +455,7 @@ export class PackedQueueDevice implements VirtqDevice {
     this.lastFull = false;
     return packedNeedNotify(Atomics.load(r.driverEventU32, r.driverEvent32), old, pos, size, this.eventIdx);
   }
+
   /**
    * Ask for a kick on the next chain, or on the first beyond the `ahead`
    * available now. With EVENT_IDX: DESC at the position after the `ahead`

@@ -213,14 +213,13 @@ export class PackedQueueDevice implements VirtqDevice {
       this.resetScan();
       return false;
     }
-    chain.reset(0);
     let n = 1;
     let id = word3 & 0xffff;
     if ((headFlags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0) {
       // One descriptor (a net frame with its header): no walk. The scan counted it, so the ring has room for it.
-      chain.descCount = 1;
-      addDescriptorSegment(this.memory, chain, headIdx, r.u32[w] + r.u32[w + 1] * TWO_32, r.u32[w + 2], headFlags);
+      this.popOne(chain, w, headIdx, headFlags);
     } else {
+      chain.reset(0);
       const walked = this.walk(chain, start, headIdx, headFlags);
       n = walked >>> 16;
       id = walked & 0xffff;
@@ -236,6 +235,26 @@ export class PackedQueueDevice implements VirtqDevice {
       this.resetScan();
     }
     return true;
+  }
+
+  /**
+   * A chain of the one descriptor at u32 index `w` (ring index `headIdx`):
+   * one whose buffer lies in one memory region is set in one step, as the
+   * split device's popOne() does; a zero-length or region-crossing buffer
+   * takes the general rules, with their errors.
+   */
+  private popOne(chain: DescriptorChain, w: number, headIdx: number, flags: number): void {
+    const u32 = this.ring.u32;
+    const addr = u32[w] + u32[w + 1] * TWO_32;
+    const len = u32[w + 2];
+    const region = len === 0 ? undefined : this.memory.regionIfOne(addr, len);
+    if (region !== undefined) {
+      chain.setOne(0, region, addr + region.bias, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
+      return;
+    }
+    chain.reset(0);
+    chain.descCount = 1;
+    addDescriptorSegment(this.memory, chain, headIdx, addr, len, flags);
   }
 
   /**

@@ -486,6 +486,26 @@ describe('packed ring device against a hostile driver: packed-only rules', () =>
       h.mini.offerRaw(Array.from({ length: SIZE - 1 }, () => D(h.buf, 8, NEXT)));
       expectRefused(h, 'CHAIN_TOO_LONG', 1);
     });
+
+    it('2.8.13.1: with every descriptor in flight the driver owns none: a descriptor made available for the next lap is not there until one comes back', () => {
+      const h = packedHostileRig();
+      // size one-descriptor chains, popped one by one with no available() first (pop reads each head alone).
+      h.mini.offerRaw(Array.from({ length: SIZE }, (_, k) => D(h.buf, 8, 0, k)));
+      for (let k = 0; k < SIZE; k++) expect(h.device.pop(h.chain)).toBe(true);
+      // Ring index 0 rewritten as available for wrap counter 0 (the next lap), a free id: the device returned nothing yet.
+      h.mini.setDesc(0, D(h.buf, 8, USED, 99));
+      const before = h.device.nextAvail;
+      expect(h.device.pop(h.chain)).toBe(false);
+      expect(h.device.available()).toBe(0);
+      expect(h.device.pop(h.chain)).toBe(false);
+      expect(h.device.nextAvail).toBe(before);
+      // One buffer used and published (its used descriptor lands at index 0), then offered again: now it is there.
+      h.device.pushUsed(0, 0);
+      h.device.publishUsed();
+      h.mini.setDesc(0, D(h.buf, 8, USED, 99));
+      expect(h.device.pop(h.chain)).toBe(true);
+      expect(h.chain.head).toBe(99);
+    });
   });
 
   describe('2.8.6: a list is made available as a whole (every descriptor available, the first last)', () => {

@@ -158,6 +158,9 @@ export class PackedQueueDevice implements VirtqDevice {
     const two = this.two;
     let left = size - this.inFlightDescs() - this.scanDescs;
     let pos = this.scanPos;
+    // Counted in locals, stored once: the loop runs once per chain of a batch.
+    let count = this.scanCount;
+    let descs = this.scanDescs;
     while (left > 0) {
       const idx = pos < size ? pos : pos - size;
       let f = Atomics.load(r.u16, r.desc16 + 8 * idx + 7);
@@ -171,19 +174,22 @@ export class PackedQueueDevice implements VirtqDevice {
         if (n === left || !packedIsAvail(f, p < size)) {
           // Too long for the room, or not made available in the middle: pop() throws on it.
           this.scanStuck = true;
-          this.scanCount++;
+          this.scanCount = count + 1;
+          this.scanDescs = descs;
           this.scanPos = pos;
-          return this.scanCount;
+          return count + 1;
         }
         n++;
       }
-      this.scanCount++;
-      this.scanDescs += n;
+      count++;
+      descs += n;
       left -= n;
       pos = p + 1 === two ? 0 : p + 1;
     }
+    this.scanCount = count;
+    this.scanDescs = descs;
     this.scanPos = pos;
-    return this.scanCount;
+    return count;
   }
 
   private resetScan(): void {
@@ -199,36 +205,34 @@ export class PackedQueueDevice implements VirtqDevice {
    * broken chain it throws and leaves the queue where it was.
    */
   pop(chain: DescriptorChain): boolean {
-    if (this.scanCount === 0 && this.scan() === 0) return false;
-    const r = this.ring;
     const size = this.size;
     const start = this.availPos;
     const headIdx = start < size ? start : start - size;
+    if (this.scanCount === 0 && !this.headAvailable(start, headIdx)) return false;
+    // The head's flags were read with Atomics.load (by the scan or headAvailable(): the
+    // acquire that makes the driver's writes before its publishing store visible): plain reads from here on.
+    const r = this.ring;
     const w = r.desc32 + 4 * headIdx;
-    // The scan read this head's flags with Atomics.load (the acquire that makes the
-    // driver's writes before its publishing store visible): plain reads from here on.
     const word3 = r.u32[w + 3];
     const headFlags = word3 >>> 16;
     if (!packedIsAvail(headFlags, start < size)) {
       this.resetScan();
       return false;
     }
-    chain.reset(0);
     let n = 1;
     let id = word3 & 0xffff;
     if ((headFlags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0) {
-      // One descriptor (a net frame with its header): no walk. The scan counted it, so the ring has room for it.
-      chain.descCount = 1;
-      addDescriptorSegment(this.memory, chain, headIdx, r.u32[w] + r.u32[w + 1] * TWO_32, r.u32[w + 2], headFlags);
+      // One descriptor (a net frame with its header): no walk. The ring has room for it (scan or headAvailable()).
+      this.popOne(chain, w, headIdx, headFlags);
     } else {
+      chain.reset(0);
       const walked = this.walk(chain, start, headIdx, headFlags);
       n = walked >>> 16;
       id = walked & 0xffff;
     }
+    this.markInFlight(chain, id, n, headIdx);
     const end = start + n;
-    const next = end < this.two ? end : end - this.two;
-    this.markInFlight(chain, id, n, headIdx, next === 0 ? size - 1 : next <= size ? next - 1 : next - size - 1);
-    this.availPos = next;
+    this.availPos = end < this.two ? end : end - this.two;
     if (this.scanCount > 1 && this.scanDescs > n) {
       this.scanCount--;
       this.scanDescs -= n;
@@ -236,6 +240,38 @@ export class PackedQueueDevice implements VirtqDevice {
       this.resetScan();
     }
     return true;
+  }
+
+  /**
+   * Nothing known ahead (no scan): whether the head at position `start` is
+   * available, by its flags alone (Atomics.load), without walking ahead as
+   * the scan does (a receive queue popping one chain per packet would read
+   * each descriptor twice). With no room (every descriptor in flight) the
+   * descriptor there is one in flight, whatever its flags say.
+   */
+  private headAvailable(start: number, headIdx: number): boolean {
+    const r = this.ring;
+    return this.inFlightDescs() !== this.size && packedIsAvail(Atomics.load(r.u16, r.desc16 + 8 * headIdx + 7), start < this.size);
+  }
+
+  /**
+   * A chain of the one descriptor at u32 index `w` (ring index `headIdx`):
+   * one whose buffer lies in one memory region is set in one step, as the
+   * split device's popOne() does; a zero-length or region-crossing buffer
+   * takes the general rules, with their errors.
+   */
+  private popOne(chain: DescriptorChain, w: number, headIdx: number, flags: number): void {
+    const u32 = this.ring.u32;
+    const addr = u32[w] + u32[w + 1] * TWO_32;
+    const len = u32[w + 2];
+    const region = len === 0 ? undefined : this.memory.regionIfOne(addr, len);
+    if (region !== undefined) {
+      chain.setOne(0, region, addr + region.bias, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
+      return;
+    }
+    chain.reset(0);
+    chain.descCount = 1;
+    addDescriptorSegment(this.memory, chain, headIdx, addr, len, flags);
   }
 
   /**
@@ -284,11 +320,13 @@ export class PackedQueueDevice implements VirtqDevice {
 
   /**
    * Take buffer id `id` (a chain of `n` descriptors from ring index
-   * `headIdx` to `endIdx`) into flight: refused while that id is still in
+   * `headIdx`) into flight: refused while that id is still in
    * flight (2.8.6). Two words record it: per id (for pushUsed) and per end
    * index (for unpop, which walks back from the avail position).
    */
-  private markInFlight(chain: DescriptorChain, id: number, n: number, headIdx: number, endIdx: number): void {
+  private markInFlight(chain: DescriptorChain, id: number, n: number, headIdx: number): void {
+    const e = headIdx + n - 1;
+    const endIdx = e < this.size ? e : e - this.size;
     if (id >= this.idInfo.length) this.growIds();
     if (this.idInfo[id] !== 0) throw idInFlight(headIdx, id);
     chain.head = id;
@@ -390,8 +428,10 @@ export class PackedQueueDevice implements VirtqDevice {
    * @throws InvalidArgumentError when no popped, unpushed buffer has that id, or (in order) it is not the oldest one.
    */
   pushUsed(head: number, len: number): void {
-    if (!(Number.isInteger(head) && head >= 0 && head < this.idInfo.length) || this.idInfo[head] === 0) throw notInFlight(head);
+    // head >>> 0 === head: an integer in [0, 2^32) (NaN, fractions and negatives fail it).
+    if (head >>> 0 !== head || head >= this.idInfo.length) throw notInFlight(head);
     const n = this.idInfo[head] & 0xffff;
+    if (n === 0) throw notInFlight(head);
     const size = this.size;
     const two = this.two;
     const at = this.inOrder ? this.inOrderSlot(head, len) : this.writePos;

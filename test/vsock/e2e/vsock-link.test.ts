@@ -190,6 +190,13 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     expect(guestHash.digest('hex')).toBe(downHash);
   }, 120_000);
 
+  it('VsockDriver.open() resolves once a queue thread serves the rx and tx queues (each has slept or moved a chain): a new link\'s first connections do not wait for its thread to boot', async () => {
+    rig = await vsockRig();
+    const { rx, tx } = rig.device.vsockStats();
+    expect(rx.sleeps + rx.chains, 'rx queue served').toBeGreaterThan(0);
+    expect(tx.sleeps + tx.chains, 'tx queue served').toBeGreaterThan(0);
+  });
+
   it('host -> guest: the host connects to a guest listener; half-close each way ends each direction', async () => {
     rig = await vsockRig();
     const server = rig.guest.listen(1234);

@@ -85,7 +85,7 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     this.stats = StatsBlock.create(model.numQueues, model.counters);
     this.slots = new QueueSlots(model.numQueues, model.maxQueueSize, this.notify);
     this.vectors = new VectorTable(this.notify);
-    this.starter = new QueueStarter(model.numQueues, { ...options, spinUs: this.spinUs }, this.notify, this.stats, this.vectors, {
+    this.starter = new QueueStarter(model.numQueues, { ...options, spinUs: this.spinUs, keepThreads: model.keepsQueueThreads ?? false }, this.notify, this.stats, this.vectors, {
       needsReset: (q, error) => this.needsReset(q, error),
       queueError: (q, error) => {
         this.emit('queue-error', { queue: q, error } satisfies QueueErrorEvent);

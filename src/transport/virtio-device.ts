@@ -303,6 +303,16 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     return this.slots.get(q).worker !== undefined;
   }
 
+  /**
+   * Resolves once queue `q` runs on its thread (started at DRIVER_OK or
+   * enable; a new queue thread first boots, tens of milliseconds), at once
+   * for a queue that is not running. Never rejects: a thread that dies
+   * first is reported as a 'queue-error'.
+   */
+  queueStarted(q: number): Promise<void> {
+    return this.slots.get(q).worker?.started ?? Promise.resolve();
+  }
+
   setQueueSize(q: number, size: number): void {
     const s = this.configurable(q);
     validateQueueSize(size, this.model.maxQueueSize, hasFeature(this.negotiatedFeatures, F_RING_PACKED));

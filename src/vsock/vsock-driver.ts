@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DeviceNeedsResetError, InvalidArgumentError, type VirtqueueError } from '../errors.js';
 import { GuestAllocator } from '../memory/allocator.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
@@ -38,13 +37,6 @@ export const VSOCK_DRIVER_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT
 const EVENT_BUFFERS = 8;
 /** The payload of a header-only packet. */
 const NO_PAYLOAD = new Uint8Array(0);
-/**
- * How long open() waits for the rx and tx queues' thread to run before it
- * returns anyway: a thread kept busy by other devices' queues may never go
- * idle, and its queues are served all the same.
- */
-const SERVED_WAIT_MS = 2000;
-
 /** Options of VsockDriver.open(). */
 export interface VsockDriverOptions extends Omit<VsockStackOptions, 'localCid' | 'seqpacket'> {
   /** Features the driver wants (intersected with the offer); default VSOCK_DRIVER_FEATURES. */
@@ -145,7 +137,10 @@ export class VsockDriver {
       kick: { rx: doorbell(VSOCK_RX_QUEUE), tx: doorbell(VSOCK_TX_QUEUE), events: doorbell(VSOCK_EVENT_QUEUE) },
     });
     driver.start();
-    await untilServed(device);
+    // A new queue thread boots in tens of milliseconds of CPU: a driver that
+    // returned before would have its first connections wait for that boot
+    // and compete with it for the CPU.
+    await Promise.all([device.queueStarted(VSOCK_RX_QUEUE), device.queueStarted(VSOCK_TX_QUEUE)]);
     return driver;
   }
 
@@ -309,22 +304,5 @@ export class VsockDriver {
     this.rx.disableInterrupts();
     this.tx.disableInterrupts();
     this.events.disableInterrupts();
-  }
-}
-
-/**
- * Resolve once a thread serves the device's rx and tx queues: each queue
- * has gone idle (its sleep counter moved) or moved a chain. A new queue
- * thread takes tens of milliseconds of CPU to boot and load its code; a
- * driver that returned before would have its first connections wait for
- * that, and the boot would compete with them for the CPU.
- */
-async function untilServed(device: VirtioVsockDevice): Promise<void> {
-  const end = performance.now() + SERVED_WAIT_MS;
-  for (;;) {
-    const { rx, tx } = device.vsockStats();
-    if ((rx.sleeps > 0 || rx.chains > 0) && (tx.sleeps > 0 || tx.chains > 0)) return;
-    if (performance.now() > end) return;
-    await sleep(1);
   }
 }

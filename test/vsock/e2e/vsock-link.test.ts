@@ -6,8 +6,9 @@
  * mergeable receive modes.
  */
 import { createHash } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type FeatureSet, InvalidArgumentError, QueueThreadPool, type QueueThreadPoolOptions, type ThreadMapping, type VsockSocket, featureSet } from '../../../src/index.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { type FeatureSet, InvalidArgumentError, QueueThreadPool, type QueueThreadPoolOptions, type ThreadMapping, VirtioVsockDevice, type VsockSocket, featureSet } from '../../../src/index.js';
+import { VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../../src/spec/vsock.js';
 import { F_EVENT_IDX, F_INDIRECT_DESC, F_RING_PACKED, F_VERSION_1, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, bit } from '../../../src/spec/features.js';
 import { VSOCK_DRIVER_FEATURES } from '../../../src/vsock/vsock-driver.js';
 import { type VsockRig, chunkOf, once, readAll, vsockRig as makeRig, writeAll } from './rig.js';
@@ -190,11 +191,20 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     expect(guestHash.digest('hex')).toBe(downHash);
   }, 120_000);
 
-  it('VsockDriver.open() resolves once a queue thread serves the rx and tx queues (each has slept or moved a chain): a new link\'s first connections do not wait for its thread to boot', async () => {
-    rig = await vsockRig();
-    const { rx, tx } = rig.device.vsockStats();
-    expect(rx.sleeps + rx.chains, 'rx queue served').toBeGreaterThan(0);
-    expect(tx.sleeps + tx.chains, 'tx queue served').toBeGreaterThan(0);
+  it('VsockDriver.open() resolves only once the device\'s rx and tx queues run on their thread (VirtioDevice.queueStarted): a new link\'s first connections do not wait for its thread to boot', async () => {
+    const events: string[] = [];
+    const seen = VirtioVsockDevice.prototype.queueStarted;
+    const spy = vi.spyOn(VirtioVsockDevice.prototype, 'queueStarted').mockImplementation(function (this: VirtioVsockDevice, q: number) {
+      return seen.call(this, q).then(() => void events.push(`queue ${q} started`));
+    });
+    try {
+      rig = await vsockRig();
+      events.push('open() resolved');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(events).toEqual([`queue ${VSOCK_RX_QUEUE} started`, `queue ${VSOCK_TX_QUEUE} started`, 'open() resolved']);
+    await echoThrough(rig, 64 << 10, [4096]);
   });
 
   it('host -> guest: the host connects to a guest listener; half-close each way ends each direction', async () => {

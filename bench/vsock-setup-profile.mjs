@@ -6,19 +6,77 @@
 // watches without adding turns), and the process's CPU time; each round is followed by a
 // Unix socket doing the same cycles in the same process, and the ratio of
 // the two rates is printed. Run it under `node --cpu-prof` for a profile.
+// With `--block N` each vsock round is also timed in blocks of N
+// connections, each with its rate and the CPU per connection of each kind
+// of thread (from /proc/self/task: the main thread; the threads started
+// after this script began, i.e. the queue threads; the threads there from
+// the start: V8's compiler and GC helpers), and the minor page faults and
+// GCs per block: where a fresh link's first connections spend their CPU
+// (the blocks come first; the round's own figures follow on that link).
 //
-//   npm run build && node bench/vsock-setup-profile.mjs [--conns 3000 --parallel 32 --rounds 1]
+//   npm run build && node bench/vsock-setup-profile.mjs [--conns 3000 --parallel 32 --rounds 1 --block 500]
+import { readFileSync, readdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../dist/index.js';
 import { median } from './lib.mjs';
 import { connectEndClose, endOnEnd, unixPair } from './vsock.mjs';
 
-const { values } = parseArgs({ options: { conns: { type: 'string', default: '3000' }, parallel: { type: 'string', default: '32' }, rounds: { type: 'string', default: '1' } } });
+const { values } = parseArgs({ options: { conns: { type: 'string', default: '3000' }, parallel: { type: 'string', default: '32' }, rounds: { type: 'string', default: '1' }, block: { type: 'string', default: '0' } } });
 const CONNS = Number(values.conns);
 const PARALLEL = Math.max(1, Number(values.parallel));
 const ROUNDS = Math.max(1, Number(values.rounds));
+const BLOCK = Math.max(0, Number(values.block));
+
+let gcs = 0;
+new PerformanceObserver((list) => (gcs += list.getEntries().length)).observe({ entryTypes: ['gc'] });
+
+/** CPU nanoseconds so far of each thread of this process, by thread id (/proc/self/task/<tid>/schedstat). */
+function threadCpu() {
+  const cpu = new Map();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      cpu.set(tid, Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return cpu;
+}
+
+/** The threads there before any link: V8's helpers (compiler, GC) and Node's own. */
+const HELPERS = threadCpu();
+
+/** Run `cycle` CONNS times in blocks of BLOCK, printing per block its rate and CPU per connection per kind of thread. */
+async function blocks(cycle, log) {
+  const main = String(process.pid);
+  for (let done = 0, b = 0; done < CONNS; b++) {
+    const n = Math.min(BLOCK, CONNS - done);
+    const cpu0 = threadCpu();
+    const faults0 = process.resourceUsage().minorPageFault;
+    const gcs0 = gcs;
+    const t0 = process.hrtime.bigint();
+    let next = 0;
+    const worker = async () => {
+      while (next < n) {
+        next++;
+        await cycle();
+      }
+    };
+    await Promise.all(Array.from({ length: PARALLEL }, worker));
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    const us = { main: 0, queue: 0, other: 0 };
+    for (const [tid, ns] of threadCpu()) {
+      const kind = tid === main ? 'main' : HELPERS.has(tid) ? 'other' : 'queue';
+      us[kind] += (ns - (cpu0.get(tid) ?? 0)) / 1e3 / n;
+    }
+    log(
+      `  block ${b} (${done}-${done + n}): ${((n / ms) * 1e3).toFixed(0)} conn/s; CPU per connection: main ${us.main.toFixed(0)} us, queue threads ${us.queue.toFixed(0)} us, V8 helpers ${us.other.toFixed(0)} us; minor faults ${((process.resourceUsage().minorPageFault - faults0) / n).toFixed(1)}, GCs ${gcs - gcs0}`,
+    );
+    done += n;
+  }
+}
 
 /** Run `cycle` CONNS times, PARALLEL at a time; returns { ms, cpuUs, loopBusy } over them (loopBusy: 0..1). */
 async function cycles(cycle) {
@@ -45,6 +103,10 @@ async function vsockRound(log) {
   const host = new VsockHost(device);
   const guest = await VsockDriver.open(device, {});
   host.listen(6000).on('connection', endOnEnd);
+  if (BLOCK > 0) {
+    console.log(`blocks of ${BLOCK} on a fresh link:`);
+    await blocks(() => connectEndClose(() => guest.connect(6000)), console.log);
+  }
   const before = { guest: { ...guest.stack.stats }, host: { ...host.stack.stats }, dev: device.vsockStats() };
   const { ms, cpuUs, loopBusy } = await cycles(() => connectEndClose(() => guest.connect(6000)));
   const after = { guest: guest.stack.stats, host: host.stack.stats, dev: device.vsockStats() };

@@ -169,12 +169,13 @@ async function cycles(open, n) {
 
 /**
  * Connections per second over `CONNS` cycles, after `warm` untimed ones on
- * the same link or server. A fresh vsock link is slow for its first few
- * thousand connections: CPU per connection falls about 20x over the first
- * 4000, with the same packets and queue-thread sleeps each; a second link
- * in the same process starts slow again, its new queue thread (a new
- * isolate) spending most of that CPU. So the cold rows measure mostly
- * that warm-up.
+ * the same link or server. The first few thousand connections of a process
+ * are slow: CPU per connection falls about 20x over them, with the same
+ * packets and queue-thread sleeps each, most of it V8 compiling the main
+ * thread's code (its compiler threads) while that code runs unoptimized.
+ * A later link takes the queue thread of the last one closed (compiled
+ * already), so the fresh-link row, after the stream rows, measures what is
+ * left of that warm-up on the main thread (see docs/vsock.md).
  */
 async function setupRate(open, warm) {
   await cycles(open, warm);

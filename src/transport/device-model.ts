@@ -42,4 +42,10 @@ export interface DeviceModel<K extends HandlerKinds = Record<string, unknown>, S
   queueWorker(q: number, negotiated: FeatureSet): QueueWorkerSpec<K> | undefined;
   /** The device was reset (2.4): put device-specific state (filters, active queues) back. */
   onReset?(): void;
+  /**
+   * Whether the device's own queue threads outlive it, kept for the next
+   * such device in the process (QueueThreadPoolOptions.keepThreads): a new
+   * thread boots and compiles its code afresh. Default false.
+   */
+  readonly keepsQueueThreads?: boolean;
 }

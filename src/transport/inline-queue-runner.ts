@@ -26,6 +26,8 @@ export interface InlineQueueEvents {
  * state instead of crossing threads.
  */
 export class InlineQueueRunner implements QueueRunner {
+  /** An inline queue runs from construction. */
+  readonly started: Promise<void> = Promise.resolve();
   private readonly device: VirtqDevice;
   private readonly handler: QueueHandler;
   private active = true;

@@ -6,6 +6,12 @@ import type { QueueState } from '../ring/queue-state.js';
  * (InlineQueueRunner, for control queues).
  */
 export interface QueueRunner {
+  /**
+   * Resolves once the queue runs: its thread has taken it (a new thread
+   * boots first, tens of milliseconds). Never rejects: a thread that dies
+   * first is reported as a death.
+   */
+  readonly started: Promise<void>;
   /** Stop after the current batch; resolves with the queue's state (the vring base). */
   stop(): Promise<QueueState>;
   /** End it without saving state. */

@@ -95,8 +95,9 @@ export class QueueThreadHandle {
     this.served.set(slot, events);
     this.refresh();
     // A thread that dies before it answers is reported through the exit.
-    this.call(() => this.api.start(slot, data)).catch(() => undefined);
+    const started = this.call(() => this.api.start(slot, data)).catch(() => undefined);
     return {
+      started,
       stop: () => this.stopQueue(slot),
       terminate: () => this.removeQueue(slot),
       kill: () => this.kill(),

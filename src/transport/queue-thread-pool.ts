@@ -1,7 +1,8 @@
 import { InvalidArgumentError } from '../errors.js';
 import { POLL_SLEEPER, type WordRef } from '../notify/notify-area.js';
 import * as libc from '../os/libc.js';
-import type { QueueWorkerData } from '../worker/queue-worker-data.js';
+import type { QueueThreadWords, QueueWorkerData } from '../worker/queue-worker-data.js';
+import { closeKeptQueueThreads, keepQueueThread, takeQueueThread } from './kept-queue-threads.js';
 import type { QueueRunner } from './queue-runner.js';
 import { QueueThreadHandle, type QueueWorkerEvents } from './queue-thread-handle.js';
 import { workerFile } from './worker-file.js';
@@ -25,6 +26,12 @@ export interface QueueThreadPoolOptions {
    * signals while it sleeps. Such a pool serves vhost-user back ends only.
    */
   vhostUser?: boolean;
+  /**
+   * Leave idle threads to the process at close() (default false), for the
+   * next pool made with `keepThreads` and the same `spinUs`: see
+   * QueueThreadPool. A vsock device's own pool keeps them.
+   */
+  keepThreads?: boolean;
 }
 
 /**
@@ -38,6 +45,13 @@ export interface QueueThreadPoolOptions {
  * across device resets and queue restarts; one that dies (crash, fault
  * injection) is replaced by a new thread on the same words the next time a
  * queue starts on it. Idle threads do not keep the process alive.
+ *
+ * With `keepThreads`, threads outlive their pool too: `close()` hands the
+ * threads that serve no queue to the process (at most KEPT_QUEUE_THREADS),
+ * and a later pool with `keepThreads` and the same `spinUs` takes one, with
+ * its words, for a thread index the first time it needs it (a device's
+ * doorbell, a queue start) instead of booting a new thread, whose code
+ * would start cold.
  */
 export class QueueThreadPool {
   /** How many threads the pool has. */
@@ -45,8 +59,13 @@ export class QueueThreadPool {
   readonly spinUs: number;
   /** Whether the threads are vhost-user ring threads (see QueueThreadPoolOptions.vhostUser). */
   readonly vhostUser: boolean;
+  /** Whether idle threads are kept across pools (see QueueThreadPoolOptions.keepThreads). */
+  readonly keepThreads: boolean;
   /** Each thread's wake eventfd (vhost-user pools; -1 until its first start), kept across the thread's replacements. */
   private readonly wakeFds: number[];
+  /** Each thread's wake and control words (fixed once given: doorbells handed out keep working across replacements). */
+  private readonly words: Array<QueueThreadWords | undefined>;
+  /** The words of threads this pool boots: a cache line each. */
   private readonly buffer: SharedArrayBuffer;
   private readonly threads: Array<QueueThreadHandle | undefined>;
   private next = 0;
@@ -60,16 +79,24 @@ export class QueueThreadPool {
     if (!(Number.isFinite(spinUs) && spinUs >= 0)) throw new InvalidArgumentError(`queue thread pool spinUs ${spinUs} must be a number >= 0`);
     this.size = size;
     this.spinUs = spinUs;
+    this.words = new Array(size).fill(undefined);
     this.buffer = new SharedArrayBuffer(4 * LINE * 2 * size);
     this.threads = new Array(size).fill(undefined);
     this.vhostUser = options.vhostUser ?? false;
+    this.keepThreads = options.keepThreads ?? false;
+    if (this.vhostUser && this.keepThreads) throw new InvalidArgumentError('a queue thread pool cannot keep vhost-user threads (keepThreads with vhostUser): they sleep on eventfds of their own');
     this.wakeFds = new Array(size).fill(-1);
   }
 
   /** The word that wakes thread `i`. */
   wakeWord(i: number): WordRef {
-    this.check(i);
-    return { buffer: this.buffer, index: LINE * 2 * i };
+    const w = this.wordsOf(i);
+    return { buffer: w.buffer, index: w.wake };
+  }
+
+  /** End the idle threads closed pools left to the process (a pool made later then starts its threads afresh). */
+  static closeKept(): Promise<void> {
+    return closeKeptQueueThreads();
   }
 
   /** The next thread in round-robin order (for mapping queues onto the pool). */
@@ -89,31 +116,38 @@ export class QueueThreadPool {
     return this.threads.map((t) => (t?.alive ? t.queueCount : undefined));
   }
 
-  /** Threads started over the pool's life: a thread replaced after a death counts again; resets and restarts do not. */
+  /** Threads started over the pool's life: a thread replaced after a death counts again; resets and restarts do not, nor does a kept thread taken over from a closed pool. */
   get spawned(): number {
     return this.started;
   }
 
-  /** End every thread. Stop or remove their queues first (a device's close() does). */
+  /**
+   * End every thread (with `keepThreads`, one that serves no queue is left
+   * to the process instead while fewer than KEPT_QUEUE_THREADS are kept).
+   * Stop or remove their queues first (a device's close() does).
+   */
   async close(): Promise<void> {
     this.closed = true;
-    const running = this.threads.filter((t): t is QueueThreadHandle => t !== undefined);
+    const ending: QueueThreadHandle[] = [];
+    for (const [i, t] of this.threads.entries()) {
+      const words = this.words[i];
+      if (t === undefined || words === undefined) continue;
+      if (!this.keepThreads || !keepQueueThread({ handle: t, words, spinUs: this.spinUs })) ending.push(t);
+    }
     this.threads.fill(undefined);
-    await Promise.all(running.map((t) => t.close()));
+    await Promise.all(ending.map((t) => t.close()));
     // Every thread has exited: nothing polls or signals the wake eventfds now.
     for (const fd of this.wakeFds) if (fd >= 0) libc.close(fd);
     this.wakeFds.fill(-1);
   }
 
   private thread(i: number): QueueThreadHandle {
-    this.check(i);
     if (this.closed) throw new InvalidArgumentError('queue thread pool is closed');
+    const layout = this.wordsOf(i);
     let t = this.threads[i];
     if (t === undefined || !t.alive) {
-      const wake = LINE * 2 * i;
       // A thread that died asleep in poll() left POLL_SLEEPER set: its successor starts clean.
-      Atomics.and(new Int32Array(this.buffer), wake, ~POLL_SLEEPER);
-      const layout = { buffer: this.buffer, wake, control: wake + LINE };
+      Atomics.and(new Int32Array(layout.buffer), layout.wake, ~POLL_SLEEPER);
       if (this.vhostUser && this.wakeFds[i] < 0) this.wakeFds[i] = libc.eventfd(true);
       t = this.vhostUser
         ? new QueueThreadHandle(workerFile('vhost-queue-worker'), layout, this.spinUs, this.wakeFds[i])
@@ -122,6 +156,19 @@ export class QueueThreadPool {
       this.started++;
     }
     return t;
+  }
+
+  /** Thread `i`'s words, fixed the first time: a kept thread's (the thread comes with them), else the pool's line pair `i`. */
+  private wordsOf(i: number): QueueThreadWords {
+    this.check(i);
+    let w = this.words[i];
+    if (w === undefined) {
+      const kept = this.keepThreads && !this.closed ? takeQueueThread(this.spinUs) : undefined;
+      if (kept !== undefined) this.threads[i] = kept.handle;
+      w = kept?.words ?? { buffer: this.buffer, wake: LINE * 2 * i, control: LINE * 2 * i + LINE };
+      this.words[i] = w;
+    }
+    return w;
   }
 
   private check(i: number): void {

@@ -51,15 +51,17 @@ export function defaultThreadMapping(): ThreadMapping {
  * Resolve `mapping` for a device with `numQueues` queues. `vhostUser`: the
  * queues are a vhost-user back end's rings, whose threads poll kick
  * eventfds (a shared pool must have been made with `vhostUser: true`).
+ * `keepThreads`: the device's own pool keeps its idle threads for later
+ * pools (QueueThreadPoolOptions.keepThreads); a shared pool is as made.
  */
-export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, spinUs: number, vhostUser = false): QueueThreads {
+export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, spinUs: number, vhostUser = false, keepThreads = false): QueueThreads {
   const own = (threads: number, of: (q: number) => number, name: string): QueueThreads => ({
-    pool: new QueueThreadPool({ threads, spinUs, vhostUser }),
+    pool: new QueueThreadPool({ threads, spinUs, vhostUser, keepThreads }),
     threadOf: Array.from({ length: numQueues }, (_, q) => of(q)),
     owned: true,
     name,
   });
-  if (mapping === 'auto') return mapQueueThreads(availableParallelism() >= numQueues + 2 ? 'per-queue' : 'per-device', numQueues, spinUs, vhostUser);
+  if (mapping === 'auto') return mapQueueThreads(availableParallelism() >= numQueues + 2 ? 'per-queue' : 'per-device', numQueues, spinUs, vhostUser, keepThreads);
   if (mapping === 'per-queue') return own(numQueues, (q) => q, mapping);
   if (mapping === 'per-pair') return own(Math.ceil(numQueues / 2), (q) => q >>> 1, mapping);
   if (mapping === 'per-device') return own(1, () => 0, mapping);

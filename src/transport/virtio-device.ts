@@ -85,7 +85,7 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     this.stats = StatsBlock.create(model.numQueues, model.counters);
     this.slots = new QueueSlots(model.numQueues, model.maxQueueSize, this.notify);
     this.vectors = new VectorTable(this.notify);
-    this.starter = new QueueStarter(model.numQueues, { ...options, spinUs: this.spinUs }, this.notify, this.stats, this.vectors, {
+    this.starter = new QueueStarter(model.numQueues, { ...options, spinUs: this.spinUs, keepThreads: model.keepsQueueThreads ?? false }, this.notify, this.stats, this.vectors, {
       needsReset: (q, error) => this.needsReset(q, error),
       queueError: (q, error) => {
         this.emit('queue-error', { queue: q, error } satisfies QueueErrorEvent);
@@ -301,6 +301,16 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
   /** True while a worker runs queue `q`. */
   queueRunning(q: number): boolean {
     return this.slots.get(q).worker !== undefined;
+  }
+
+  /**
+   * Resolves once queue `q` runs on its thread (started at DRIVER_OK or
+   * enable; a new queue thread first boots, tens of milliseconds), at once
+   * for a queue that is not running. Never rejects: a thread that dies
+   * first is reported as a 'queue-error'.
+   */
+  queueStarted(q: number): Promise<void> {
+    return this.slots.get(q).worker?.started ?? Promise.resolve();
   }
 
   setQueueSize(q: number, size: number): void {

@@ -166,6 +166,12 @@ class VsockModel implements DeviceModel<VsockQueueKinds, typeof VSOCK_QUEUE_COUN
   /** rx, tx, event (5.10.2). */
   readonly numQueues = 3;
   readonly config = new ConfigSpace(VSOCK_CFG_SIZE);
+  /**
+   * A link's first connections ran at a fraction of a warm link's rate while
+   * a new queue thread booted and its code warmed up; a thread kept from the
+   * last closed vsock device brings its compiled code along.
+   */
+  readonly keepsQueueThreads = true;
   plumbing!: VsockPlumbing;
   /** Event id waiting for a buffer, or -1. */
   pending = -1;

@@ -37,7 +37,6 @@ export const VSOCK_DRIVER_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT
 const EVENT_BUFFERS = 8;
 /** The payload of a header-only packet. */
 const NO_PAYLOAD = new Uint8Array(0);
-
 /** Options of VsockDriver.open(). */
 export interface VsockDriverOptions extends Omit<VsockStackOptions, 'localCid' | 'seqpacket'> {
   /** Features the driver wants (intersected with the offer); default VSOCK_DRIVER_FEATURES. */
@@ -138,6 +137,10 @@ export class VsockDriver {
       kick: { rx: doorbell(VSOCK_RX_QUEUE), tx: doorbell(VSOCK_TX_QUEUE), events: doorbell(VSOCK_EVENT_QUEUE) },
     });
     driver.start();
+    // A new queue thread boots in tens of milliseconds of CPU: a driver that
+    // returned before would have its first connections wait for that boot
+    // and compete with it for the CPU.
+    await Promise.all([device.queueStarted(VSOCK_RX_QUEUE), device.queueStarted(VSOCK_TX_QUEUE)]);
     return driver;
   }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { type FeatureSet, SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../../../src/index.js';
+import { type FeatureSet, SharedArena, type ThreadMapping, VirtioVsockDevice, VsockDriver, VsockHost } from '../../../src/index.js';
 import { VSOCK_DRIVER_FEATURES } from '../../../src/vsock/vsock-driver.js';
 import { withTestRing } from '../../support/test-ring.js';
 
@@ -12,9 +12,9 @@ export interface VsockRig {
   close(): Promise<void>;
 }
 
-export async function vsockRig(options: { features?: FeatureSet; guestCid?: number; queueSize?: number; bufferSize?: number; maxConnections?: number } = {}): Promise<VsockRig> {
+export async function vsockRig(options: { features?: FeatureSet; guestCid?: number; queueSize?: number; bufferSize?: number; maxConnections?: number; threads?: ThreadMapping } = {}): Promise<VsockRig> {
   const arena = new SharedArena(96 << 20);
-  const device = new VirtioVsockDevice(arena.guestMemory(80 << 20), { guestCid: options.guestCid ?? 3, arena });
+  const device = new VirtioVsockDevice(arena.guestMemory(80 << 20), { guestCid: options.guestCid ?? 3, arena, threads: options.threads });
   const host = new VsockHost(device, { bufferSize: options.bufferSize, maxConnections: options.maxConnections });
   let guest: VsockDriver;
   try {

@@ -6,8 +6,9 @@
  * mergeable receive modes.
  */
 import { createHash } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type FeatureSet, type VsockSocket, featureSet } from '../../../src/index.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { type FeatureSet, InvalidArgumentError, QueueThreadPool, type QueueThreadPoolOptions, type ThreadMapping, VirtioVsockDevice, type VsockSocket, featureSet } from '../../../src/index.js';
+import { VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../../src/spec/vsock.js';
 import { F_EVENT_IDX, F_INDIRECT_DESC, F_RING_PACKED, F_VERSION_1, VSOCK_F_SEQPACKET, VSOCK_F_STREAM, bit } from '../../../src/spec/features.js';
 import { VSOCK_DRIVER_FEATURES } from '../../../src/vsock/vsock-driver.js';
 import { type VsockRig, chunkOf, once, readAll, vsockRig as makeRig, writeAll } from './rig.js';
@@ -190,6 +191,24 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     expect(guestHash.digest('hex')).toBe(downHash);
   }, 120_000);
 
+  it('VsockDriver.open() resolves only once the device\'s rx and tx queues run on their thread (VirtioDevice.queueStarted): a new link\'s first connections do not wait for its thread to boot', async () => {
+    const events: string[] = [];
+    const seen = VirtioVsockDevice.prototype.queueStarted;
+    const spy = vi.spyOn(VirtioVsockDevice.prototype, 'queueStarted').mockImplementation(function (this: VirtioVsockDevice, q: number) {
+      return seen.call(this, q).then(() => void events.push(`queue ${q} started`));
+    });
+    try {
+      rig = await vsockRig();
+      events.push('open() resolved');
+    } finally {
+      spy.mockRestore();
+    }
+    // rx and tx may start in either order (on two threads with 'per-queue').
+    expect(events.at(-1)).toBe('open() resolved');
+    expect(events.slice(0, -1).sort()).toEqual([`queue ${VSOCK_RX_QUEUE} started`, `queue ${VSOCK_TX_QUEUE} started`]);
+    await echoThrough(rig, 64 << 10, [4096]);
+  });
+
   it('host -> guest: the host connects to a guest listener; half-close each way ends each direction', async () => {
     rig = await vsockRig();
     const server = rig.guest.listen(1234);
@@ -329,4 +348,37 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
     for (let t = 0; rig.guest.broken === null && t < 500; t++) await new Promise((r) => setTimeout(r, 10));
     expect(rig.guest.broken?.code).toMatch(/^USED_(ID_OUT_OF_RANGE|INDEX_JUMP)$/);
   }, 30_000);
+});
+
+describe('queue threads kept across links', () => {
+  it("a closed vsock device's idle queue thread serves the next pool that keeps threads: that pool boots none, and its link carries a stream byte-exact; a pool with another spin budget, one without keepThreads, or one made after closeKept() boots its own", async () => {
+    await QueueThreadPool.closeKept();
+    const pools: QueueThreadPool[] = [];
+    const link = async (threads?: ThreadMapping): Promise<void> => {
+      rig = await makeRig({ threads });
+      await echoThrough(rig, 256 << 10, [4096, 65536]);
+      await rig.close();
+      rig = undefined;
+    };
+    const linkOn = async (options: QueueThreadPoolOptions): Promise<QueueThreadPool> => {
+      const pool = new QueueThreadPool(options);
+      pools.push(pool);
+      await link({ pool });
+      await pool.close();
+      return pool;
+    };
+    try {
+      await link();
+      expect((await linkOn({ keepThreads: true })).spawned, "the device's own thread, kept at its close").toBe(0);
+      expect((await linkOn({ keepThreads: true })).spawned, 'the same thread, kept again').toBe(0);
+      expect((await linkOn({ keepThreads: true, spinUs: 10 })).spawned, 'another spin budget').toBe(1);
+      expect((await linkOn({})).spawned, 'a pool without keepThreads').toBe(1);
+      await QueueThreadPool.closeKept();
+      expect((await linkOn({ keepThreads: true })).spawned, 'nothing kept after closeKept()').toBe(1);
+      expect(() => new QueueThreadPool({ vhostUser: true, keepThreads: true })).toThrow(InvalidArgumentError);
+    } finally {
+      await Promise.all(pools.map((p) => p.close()));
+      await QueueThreadPool.closeKept();
+    }
+  });
 });

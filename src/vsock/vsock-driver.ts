@@ -37,6 +37,7 @@ export const VSOCK_DRIVER_FEATURES: FeatureSet = featureSet(F_VERSION_1, F_EVENT
 const EVENT_BUFFERS = 8;
 /** The payload of a header-only packet. */
 const NO_PAYLOAD = new Uint8Array(0);
+
 /** Options of VsockDriver.open(). */
 export interface VsockDriverOptions extends Omit<VsockStackOptions, 'localCid' | 'seqpacket'> {
   /** Features the driver wants (intersected with the offer); default VSOCK_DRIVER_FEATURES. */

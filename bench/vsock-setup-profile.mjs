@@ -48,6 +48,18 @@ function threadCpu() {
 /** The threads there before any link: V8's helpers (compiler, GC) and Node's own. */
 const HELPERS = threadCpu();
 
+/** Run `cycle` n times, PARALLEL at a time. */
+async function inParallel(cycle, n) {
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      next++;
+      await cycle();
+    }
+  };
+  await Promise.all(Array.from({ length: PARALLEL }, worker));
+}
+
 /** Run `cycle` CONNS times in blocks of BLOCK, printing per block its rate and CPU per connection per kind of thread. */
 async function blocks(cycle, log) {
   const main = String(process.pid);
@@ -57,14 +69,7 @@ async function blocks(cycle, log) {
     const faults0 = process.resourceUsage().minorPageFault;
     const gcs0 = gcs;
     const t0 = process.hrtime.bigint();
-    let next = 0;
-    const worker = async () => {
-      while (next < n) {
-        next++;
-        await cycle();
-      }
-    };
-    await Promise.all(Array.from({ length: PARALLEL }, worker));
+    await inParallel(cycle, n);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const us = { main: 0, queue: 0, other: 0 };
     for (const [tid, ns] of threadCpu()) {
@@ -83,14 +88,7 @@ async function cycles(cycle) {
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
-  let next = 0;
-  const worker = async () => {
-    while (next < CONNS) {
-      next++;
-      await cycle();
-    }
-  };
-  await Promise.all(Array.from({ length: PARALLEL }, worker));
+  await inParallel(cycle, CONNS);
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   const cpu = process.cpuUsage(cpu0);
   return { ms, cpuUs: cpu.user + cpu.system, loopBusy: performance.eventLoopUtilization(elu0).utilization };

@@ -7,7 +7,7 @@
 //
 //   npm run bench [-- --quick] [--cases pump,gso,modes,switch,vsock,latency,memory,netns]
 //                 [--runs 5] [--frames 2000000] [--sizes 64,1500] [--pairs 1,2] [--rings split,packed]
-//                 [--threads per-queue,link]
+//                 [--threads per-queue,link,guest]
 //
 // `--cases cpu` alone runs in well under a minute.
 //
@@ -50,7 +50,7 @@ const { values } = parseArgs({
     sizes: { type: 'string' },
     pairs: { type: 'string' },
     rings: { type: 'string', default: 'split,packed' },
-    threads: { type: 'string', default: 'per-queue,link' },
+    threads: { type: 'string', default: 'per-queue,link,guest' },
     'no-dpdk': { type: 'boolean', default: false },
   },
 });
@@ -147,7 +147,7 @@ function throughputRow(c) {
 
 // ---- pump: sizes x pairs x rings, with every baseline -----------------------
 if (cases.includes('pump')) {
-  console.log(`\npump: ${frames} frames per run (split over the pairs); queue threads ${threadMappings.join(', ')} (per-queue: guest, tx and rx thread per pair; link: guest and one worker serving a.tx and b.rx per pair); postMessage and Unix: 2 threads`);
+  console.log(`\npump: ${frames} frames per run (split over the pairs); queue threads ${threadMappings.join(', ')} (per-queue: guest, tx and rx thread per pair; link: guest and one worker serving a.tx and b.rx per pair; guest: that worker also runs the guest); postMessage and Unix: 2 threads`);
   for (const size of sizes) {
     const dpdkBy = {};
     if (dpdk) for (const ring of rings) dpdkBy[ring] = await dpdkRates(size, ring, { samples: runs });

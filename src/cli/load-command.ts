@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { type LoadResult, type LoadTick, runLoad } from '../lab/load/load.js';
 import { parseSizeMix } from '../lab/pump/frames.js';
+import { PUMP_THREADS } from '../lab/pump/pump.js';
 import { type Placement, probePlacement } from '../lab/placement.js';
 import { interruptOnSignals } from './interrupt.js';
 import { type LiveField, LiveLine, liveMode } from './live-line.js';
@@ -8,7 +9,7 @@ import { commandLine, usageFailure } from './options.js';
 import { progressBar } from './progress-bar.js';
 
 export const LOAD_USAGE = `usage: virtio-lab load [--pairs N] [--sizes MIX] [--rate R|max] [--seconds S]
-                      [--ring split|packed] [--latency-every N] [--progress] [--json]
+                      [--ring split|packed] [--threads M] [--latency-every N] [--progress] [--json]
 
 Offer a paced stream of frames of a size mix from NIC a to NIC b (one guest
 thread per queue pair, real queue workers), show pps, Gbit/s and drops live,
@@ -20,6 +21,8 @@ then a table with the latency percentiles (HDR histogram) at that rate.
                      (as many as the rings take; default max)
   --seconds S        how long to offer frames, from the first one (default 5)
   --ring F           ring format: split (default) or packed
+  --threads M        queue threads, as the pump's: auto (default), per-queue,
+                     per-pair, per-device, link, guest
   --latency-every N  time one frame in N (default ~10k samples/s per pair)
   --progress         a plain progress line every second when stdout is not
                      a terminal
@@ -39,6 +42,7 @@ const OPTIONS = {
   rate: { type: 'parse', parse: (text: string) => parseRate(text), default: 0 },
   seconds: { type: 'number', above: 0, default: 5 },
   ring: { type: 'string', choices: ['split', 'packed'], default: 'split' },
+  threads: { type: 'string', choices: PUMP_THREADS, default: 'auto' },
   'latency-every': { type: 'int', min: 0 },
   progress: { type: 'boolean' },
   json: { type: 'boolean' },
@@ -81,7 +85,7 @@ export function formatLoadResult(r: LoadResult, placement: Placement): string {
     ['drops: skipped / device', `${r.skipped} / ${r.drops}`],
     ['lost / out of sequence', `${r.lost} / ${r.sequenceErrors}`],
     [`latency us (1 in ${r.latencyEvery}, ${r.latency.samples} samples)`, `p50 ${us(r.latency.p50)}  p99 ${us(r.latency.p99)}  p99.9 ${us(r.latency.p999)}  max ${us(r.latency.max)}`],
-    ['threads', `${r.busyThreads} busy (guest, tx worker, rx worker per pair) on ${r.cores} cores, ${r.pairs} pair${r.pairs > 1 ? 's' : ''}, ${r.ring} rings`],
+    ['threads', `${r.busyThreads} busy (queue threads ${r.threads}) on ${r.cores} cores, ${r.pairs} pair${r.pairs > 1 ? 's' : ''}, ${r.ring} rings`],
     ['placement', `${placement.placement} (cache-line round trip ${placement.roundTripNs} ns), node ${r.node}`],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
@@ -108,6 +112,7 @@ export async function loadCommand(args: string[]): Promise<number> {
       ratePps: values.rate,
       seconds: values.seconds,
       ring: values.ring,
+      threads: values.threads,
       latencyEvery: values['latency-every'],
       signal: interrupt.signal,
       tickMs: live.mode === 'tty' ? 500 : 1000,

@@ -21,7 +21,8 @@ queue worker threads, printing live packets/s and Gbit/s.
   --ring F         ring format: split (default) or packed
   --spin-us U      microseconds to poll before sleeping (default 30)
   --threads M      queue threads: auto (default), per-queue, per-pair,
-                   per-device, link (one worker per pair serves a.tx and b.rx)
+                   per-device, link (one worker per pair serves a.tx and b.rx),
+                   guest (that worker also runs the pair's guest side)
   --progress       a plain progress line every tick when stdout is not a terminal
   --json           print the result as JSON
 

@@ -4,7 +4,7 @@ import { QueueWorkerError } from '../errors.js';
 import { ring } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
 import { PortEndpoint } from '../worker/port-endpoint.js';
-import type { QueueErrorMessage, QueueThreadApi, QueueThreadData, QueueThreadWords, QueueWorkerData } from '../worker/queue-worker-data.js';
+import type { QueueErrorMessage, QueueThreadApi, QueueThreadData, QueueThreadWords, QueueWorkerData, TaskDoneMessage } from '../worker/queue-worker-data.js';
 import type { QueueRunner } from './queue-runner.js';
 
 /** How long a thread may take to answer a control call before it counts as dead. */
@@ -38,6 +38,8 @@ export class QueueThreadHandle {
   private nextSlot = 1;
   private closing = false;
   private dead = false;
+  /** The running task's settle functions (runTask()), until its report comes or the thread exits. */
+  private task: { resolve(report: unknown): void; reject(e: Error): void } | undefined;
   /** Resolves when the thread has exited. */
   readonly exited: Promise<number>;
 
@@ -54,8 +56,9 @@ export class QueueThreadHandle {
     this.endpoint = new PortEndpoint(port1);
     this.api = wrap<QueueThreadApi>(this.endpoint);
     this.words = new Int32Array(layout.buffer);
-    this.worker.on('message', (m: QueueErrorMessage) => {
+    this.worker.on('message', (m: QueueErrorMessage | TaskDoneMessage) => {
       if (m?.type === 'queue-error') this.served.get(m.slot)?.onQueueError(m);
+      else if (m?.type === 'task-done') this.settleTask(undefined, m.report);
     });
     let failure: Error | undefined;
     this.worker.on('error', (e) => (failure = e));
@@ -63,6 +66,7 @@ export class QueueThreadHandle {
       this.worker.on('exit', (code) => {
         this.dead = true;
         this.endpoint.close();
+        this.settleTask(new QueueWorkerError(`queue thread exited before its task finished${failure ? `: ${failure.message}` : ` (code ${code})`}`));
         if (!this.closing) {
           const why = failure ? `: ${failure.message}` : ` with code ${code}`;
           const served = [...this.served.values()];
@@ -104,6 +108,31 @@ export class QueueThreadHandle {
     };
   }
 
+  /**
+   * Run a task on the thread beside its queues (QueueThread.startTask: the
+   * thread's entry point must give it a task factory); resolves with the
+   * task's report when it finishes.
+   * @throws QueueWorkerError when the thread refuses the task or exits first.
+   */
+  runTask(data: unknown): Promise<unknown> {
+    if (this.task !== undefined) return Promise.reject(new QueueWorkerError('this queue thread already runs a task'));
+    const done = new Promise<unknown>((resolve, reject) => {
+      this.task = { resolve, reject };
+    });
+    this.refresh();
+    this.call(() => this.api.startTask(data)).catch((e: unknown) => this.settleTask(e instanceof Error ? e : new QueueWorkerError(String(e))));
+    return done;
+  }
+
+  private settleTask(error: Error | undefined, report?: unknown): void {
+    const t = this.task;
+    if (t === undefined) return;
+    this.task = undefined;
+    this.refresh();
+    if (error !== undefined) t.reject(error);
+    else t.resolve(report);
+  }
+
   /** End the thread (the queues it served are not reported: stop or remove them first). */
   async close(): Promise<void> {
     this.closing = true;
@@ -140,10 +169,10 @@ export class QueueThreadHandle {
     this.refresh();
   }
 
-  /** Keep the process alive only while the thread serves queues. */
+  /** Keep the process alive only while the thread serves queues or runs a task. */
   private refresh(): void {
     if (this.dead) return;
-    if (this.served.size > 0) {
+    if (this.served.size > 0 || this.task !== undefined) {
       this.worker.ref();
       this.endpoint.ref();
     } else {

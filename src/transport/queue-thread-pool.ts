@@ -32,6 +32,12 @@ export interface QueueThreadPoolOptions {
    * QueueThreadPool. A vsock device's own pool keeps them.
    */
   keepThreads?: boolean;
+  /**
+   * The worker entry point (a file of the library's `workers/`) its threads
+   * run, default 'queue-worker'. The packet pump's 'guest' mapping uses
+   * 'pump-queue-worker', whose threads also run a pump guest (runTask()).
+   */
+  entry?: string;
 }
 
 /**
@@ -61,6 +67,8 @@ export class QueueThreadPool {
   readonly vhostUser: boolean;
   /** Whether idle threads are kept across pools (see QueueThreadPoolOptions.keepThreads). */
   readonly keepThreads: boolean;
+  /** The worker entry point of its threads (QueueThreadPoolOptions.entry). */
+  private readonly entry: string;
   /** Each thread's wake eventfd (vhost-user pools; -1 until its first start), kept across the thread's replacements. */
   private readonly wakeFds: number[];
   /** Each thread's wake and control words (fixed once given: doorbells handed out keep working across replacements). */
@@ -84,6 +92,10 @@ export class QueueThreadPool {
     this.threads = new Array(size).fill(undefined);
     this.vhostUser = options.vhostUser ?? false;
     this.keepThreads = options.keepThreads ?? false;
+    this.entry = options.entry ?? 'queue-worker';
+    if (this.entry !== 'queue-worker' && (this.vhostUser || this.keepThreads)) {
+      throw new InvalidArgumentError(`a queue thread pool with entry ${this.entry} cannot serve vhost-user rings or keep threads (vhostUser, keepThreads)`);
+    }
     if (this.vhostUser && this.keepThreads) throw new InvalidArgumentError('a queue thread pool cannot keep vhost-user threads (keepThreads with vhostUser): they sleep on eventfds of their own');
     this.wakeFds = new Array(size).fill(-1);
   }
@@ -92,6 +104,16 @@ export class QueueThreadPool {
   wakeWord(i: number): WordRef {
     const w = this.wordsOf(i);
     return { buffer: w.buffer, index: w.wake };
+  }
+
+  /**
+   * Run a task on thread `i` beside its queues (the pool's entry point must
+   * run tasks: see QueueThreadPoolOptions.entry); resolves with the task's
+   * report. Starts the thread if it has not started yet.
+   * @throws QueueWorkerError when the thread refuses the task or exits before it finishes.
+   */
+  runTask(i: number, data: unknown): Promise<unknown> {
+    return this.thread(i).runTask(data);
   }
 
   /** End the idle threads closed pools left to the process (a pool made later then starts its threads afresh). */
@@ -151,7 +173,7 @@ export class QueueThreadPool {
       if (this.vhostUser && this.wakeFds[i] < 0) this.wakeFds[i] = libc.eventfd(true);
       t = this.vhostUser
         ? new QueueThreadHandle(workerFile('vhost-queue-worker'), layout, this.spinUs, this.wakeFds[i])
-        : new QueueThreadHandle(workerFile('queue-worker'), layout, this.spinUs);
+        : new QueueThreadHandle(workerFile(this.entry), layout, this.spinUs);
       this.threads[i] = t;
       this.started++;
     }

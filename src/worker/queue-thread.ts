@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { expose } from 'comlink';
-import { VirtqueueError } from '../errors.js';
+import { InvalidArgumentError, VirtqueueError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { AdaptiveWait } from '../notify/adaptive-wait.js';
 import { NotifyArea, ring } from '../notify/notify-area.js';
@@ -11,7 +11,7 @@ import { C_INTERRUPTS, C_SLEEPS, StatsBlock } from '../stats/queue-stats.js';
 import { STATUS_DEVICE_NEEDS_RESET } from '../spec/status.js';
 import { PortEndpoint } from './port-endpoint.js';
 import type { HandlerFactory, QueueHandler } from './queue-handler.js';
-import type { QueueErrorMessage, QueueThreadApi, QueueThreadData, QueueWorkerData } from './queue-worker-data.js';
+import type { QueueErrorMessage, QueueThreadApi, QueueThreadData, QueueWorkerData, TaskDoneMessage } from './queue-worker-data.js';
 
 /**
  * Where a queue's memory and interrupts are when they are not the defaults
@@ -58,6 +58,27 @@ export interface ThreadSleeper {
    */
   nap?(seen: number, timeoutMs: number): void;
 }
+
+/**
+ * Work a queue thread runs beside its queues, polled in the same rounds: the
+ * guest side of a stream whose device queues this thread serves, so a frame
+ * goes from the guest's tx ring through the device to the receiving guest
+ * without leaving the thread (run to completion, as one DPDK lcore drives
+ * both a virtio-user port and a vhost port).
+ */
+export interface ThreadTask {
+  /** One pass: what moved (0: nothing to do now). */
+  poll(): number;
+  /** True once the task is done (the thread then posts its report). */
+  readonly finished: boolean;
+  /** At most how long the thread may sleep while the task waits (a paced sender's next frame), in milliseconds. */
+  sleepMs(): number;
+  /** What the task posts when it finishes (structured-cloneable). */
+  report(): unknown;
+}
+
+/** Builds a task from the data of a startTask() call (the thread's entry point decides which kinds it runs). */
+export type TaskFactory = (data: unknown) => ThreadTask;
 
 /** Builds a started queue's environment from its data (default: shared memory, interrupt word). */
 export type EnvironmentFactory = (data: QueueWorkerData) => QueueEnvironment;
@@ -123,12 +144,15 @@ export class QueueThread implements QueueThreadApi {
   /** Naps left before a real sleep: refilled whenever a look finds work. */
   private napsLeft = 0;
   private readonly pollAll = (): number => this.pollRound();
+  /** The task running beside the queues, if any (startTask()). */
+  private task: ThreadTask | undefined;
 
   constructor(
     data: QueueThreadData,
     private readonly handlers: (kind: string) => HandlerFactory,
     private readonly environment?: EnvironmentFactory,
     sleeper?: ThreadSleeper,
+    private readonly tasks?: TaskFactory,
   ) {
     this.words = new Int32Array(data.words.buffer);
     this.wakeIndex = data.words.wake;
@@ -201,13 +225,20 @@ export class QueueThread implements QueueThreadApi {
     return q;
   }
 
+  startTask(data: unknown): void {
+    if (this.tasks === undefined) throw new InvalidArgumentError('this queue thread runs no tasks (its entry point gave no task factory)');
+    if (this.task !== undefined) throw new InvalidArgumentError('this queue thread already runs a task');
+    this.task = this.tasks(data);
+    this.schedule();
+  }
+
   private watchKicks(): void {
     this.sleeper.watch?.(this.queues.flatMap((q) => (q.kick === undefined ? [] : [q.kick])));
   }
 
-  /** One loop chain at most: the loop reschedules itself while it serves queues. */
+  /** One loop chain at most: the loop reschedules itself while it serves queues or runs a task. */
   private schedule(): void {
-    if (this.scheduled || this.queues.length === 0) return;
+    if (this.scheduled || (this.queues.length === 0 && this.task === undefined)) return;
     this.scheduled = true;
     setImmediate(this.loop);
   }
@@ -217,7 +248,7 @@ export class QueueThread implements QueueThreadApi {
     const words = this.words;
     const cw = this.controlIndex;
     const queues = this.queues;
-    while (queues.length !== 0) {
+    while (queues.length !== 0 || this.task !== undefined) {
       if (Atomics.load(words, cw) !== 0) {
         Atomics.store(words, cw, 0);
         this.endpoint.drain();
@@ -235,7 +266,7 @@ export class QueueThread implements QueueThreadApi {
         this.napsLeft = this.napTries;
         continue;
       }
-      if (queues.length === 0) break; // the last queue failed while polling
+      if (queues.length === 0 && this.task === undefined) break; // the last queue failed while polling
       const seen = this.sleeper.snapshot();
       if (Atomics.load(words, cw) !== 0) continue;
       if (this.napsLeft > 0) {
@@ -245,17 +276,17 @@ export class QueueThread implements QueueThreadApi {
       }
       if (this.armAll()) continue;
       for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].sleepsAt]++;
-      const timedOut = this.sleeper.sleep(seen, IDLE_TIMEOUT_MS);
+      const timedOut = this.sleeper.sleep(seen, this.task === undefined ? IDLE_TIMEOUT_MS : Math.min(IDLE_TIMEOUT_MS, this.task.sleepMs()));
       for (let i = 0; i < queues.length; i++) queues[i].handler.disarm();
       if (timedOut) break; // let the event loop breathe while idle
     }
     this.schedule();
   };
 
-  /** Poll every queue once; a queue that finds bad guest data is failed, the others go on. */
+  /** Poll every queue once (and the task); a queue that finds bad guest data is failed, the others go on. */
   private pollRound(): number {
     const queues = this.queues;
-    let moved = 0;
+    let moved = this.task === undefined ? 0 : this.pollTask(this.task);
     for (let i = 0; i < queues.length; i++) {
       try {
         moved += queues[i].handler.poll();
@@ -263,6 +294,17 @@ export class QueueThread implements QueueThreadApi {
         this.fail(queues[i], e);
         i--;
       }
+    }
+    return moved;
+  }
+
+  /** One pass of the task; a finished task posts its report and leaves the thread to its queues. */
+  private pollTask(task: ThreadTask): number {
+    const moved = task.poll();
+    if (task.finished) {
+      this.task = undefined;
+      const msg: TaskDoneMessage = { type: 'task-done', report: task.report() };
+      parentPort?.postMessage(msg);
     }
     return moved;
   }

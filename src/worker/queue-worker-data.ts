@@ -60,6 +60,17 @@ export interface QueueThreadApi {
   stop(slot: number): QueueState | undefined;
   /** Stop serving `slot` without keeping its state. */
   remove(slot: number): void;
+  /**
+   * Run a task beside the queues (see ThreadTask): the thread polls it every
+   * round until it finishes, then posts a TaskDoneMessage with its report.
+   */
+  startTask(data: unknown): void;
+}
+
+/** Posted once by a thread whose task finished: what the task reported. */
+export interface TaskDoneMessage {
+  type: 'task-done';
+  report: unknown;
 }
 
 /** Messages a queue thread posts on its parentPort (not comlink: they are unsolicited). */

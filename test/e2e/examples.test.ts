@@ -47,9 +47,9 @@ describe('examples and the CLI run as a user runs them (from dist/)', () => {
     const { stdout } = await node(['dist/cli.js', 'pump', '--frames', '100000', '--size', '1500', '--json']);
     const r = JSON.parse(stdout);
     expect(r).toMatchObject({ received: 100000, sent: 100000, lost: 0, sequenceErrors: 0, frameSize: 1500 });
-    // --threads auto: a thread per queue with 3 cores per pair, else one worker serving a.tx and b.rx.
-    expect(r.threads).toBe(r.cores >= 3 ? 'per-queue' : 'link');
-    expect(r.busyThreads).toBe(r.threads === 'link' ? 2 : 3);
+    // --threads auto: a thread per queue with 3 cores per pair, else one worker running the guest and its queues.
+    expect(r.threads).toBe(r.cores >= 3 ? 'per-queue' : 'guest');
+    expect(r.busyThreads).toBe(r.threads === 'guest' ? 1 : 3);
     expect(['near', 'far']).toContain(r.placement.placement);
     expect(r.cores).toBeGreaterThan(0);
   });

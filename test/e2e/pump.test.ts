@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { runPump } from '../../src/index.js';
+import { QueueThreadPool, runPump } from '../../src/index.js';
 import { netRxQueue, netTxQueue } from '../../src/spec/net.js';
 
 describe('packet pump (guest thread + real queue workers)', () => {
@@ -34,6 +34,63 @@ describe('packet pump (guest thread + real queue workers)', () => {
     expect(r.perPair).toEqual([50_000, 50_000]);
     // Flow steering put each stream on its own receive queue.
     expect(r.rxQueues.map((q) => q.chains)).toEqual([50_000, 50_000]);
+  });
+
+  it.each(['split', 'packed'] as const)("threads 'guest': each pair's guest runs on the thread serving its queues; 2 pairs move 200k frames with zero loss (%s rings)", async (ring) => {
+    const r = await runPump({ frames: 100_000, frameSize: 64, queueSize: 256, ring, pairs: 2, threads: 'guest' });
+    expect(r.threads).toBe('guest');
+    expect(r.busyThreads).toBe(2);
+    expect(r.received).toBe(200_000);
+    expect(r.lost).toBe(0);
+    expect(r.sequenceErrors).toBe(0);
+    expect(r.perPair).toEqual([100_000, 100_000]);
+    expect(r.txQueues.map((q) => q.chains)).toEqual([100_000, 100_000]);
+    expect(r.guestHeap).toHaveLength(2);
+  });
+
+  it("threads 'guest': stop / restart of both queues under load (on the thread that also runs the guest) loses nothing", async () => {
+    const r = await runPump({
+      frames: 0,
+      seconds: 1.5,
+      frameSize: 128,
+      queueSize: 128,
+      threads: 'guest',
+      during: async ({ a, b }) => {
+        for (let i = 0; i < 6; i++) {
+          await sleep(15);
+          const [dev, q] = i % 2 === 0 ? [a, netTxQueue(0)] : [b, netRxQueue(0)];
+          dev.startQueue(q, await dev.stopQueue(q));
+        }
+      },
+    });
+    expect(r.lost).toBe(0);
+    expect(r.sequenceErrors).toBe(0);
+    expect(r.received).toBe(r.sent);
+    expect(r.received).toBeGreaterThan(0);
+  });
+
+  it("threads 'guest': a killed thread fails the pump with a named error instead of leaving it waiting", async () => {
+    const run = runPump({
+      frames: 0,
+      seconds: 30,
+      frameSize: 64,
+      queueSize: 128,
+      threads: 'guest',
+      during: async ({ a }) => {
+        await sleep(50);
+        await a.killQueueWorker(netTxQueue(0));
+      },
+    });
+    await expect(run).rejects.toThrow(/queue thread exited before its task finished/);
+  });
+
+  it('a queue thread whose entry point runs no tasks refuses one by name', async () => {
+    const pool = new QueueThreadPool({ threads: 1 });
+    try {
+      await expect(pool.runTask(0, {})).rejects.toThrow(/runs no tasks/);
+    } finally {
+      await pool.close();
+    }
   });
 
   it('stop / restart of both queues under full load answers within one batch and loses nothing', async () => {

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../../errors.js';
 import type { LatencyPercentiles } from '../pump/latency-histogram.js';
 import { type SizeWeight, meanFrameSize, parseSizeMix, sizeSchedule } from '../pump/frames.js';
-import { type PumpTick, runPump } from '../pump/pump.js';
+import { type PumpResult, type PumpThreads, type PumpTick, runPump } from '../pump/pump.js';
 
 /** Options of a load test (runLoad). */
 export interface LoadOptions {
@@ -20,6 +20,8 @@ export interface LoadOptions {
   ring?: 'split' | 'packed';
   /** Ring size of every queue (default 1024). */
   queueSize?: number;
+  /** How the queues map onto queue threads, as the pump's (default 'auto'). */
+  threads?: PumpThreads;
   /** Microseconds every thread polls before sleeping (default 30). */
   spinUs?: number;
   /**
@@ -71,6 +73,8 @@ export interface LoadResult {
   /** Latency of the timed frames, microseconds. */
   latency: LatencyPercentiles;
   latencyEvery: number;
+  /** The queue-thread mapping the stream ran on (the pump's 'auto' resolved). */
+  threads: PumpResult['threads'];
   busyThreads: number;
   cores: number;
   node: string;
@@ -106,6 +110,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadResult> {
     ring: options.ring,
     queueSize: options.queueSize,
     spinUs: options.spinUs,
+    threads: options.threads,
     ratePps: perPair,
     latencyEvery,
     latencyAfterSeconds: Math.min(0.2, seconds / 5),
@@ -131,6 +136,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadResult> {
     gbps: r.gbps,
     latency: r.latency ?? { samples: 0, p50: Number.NaN, p99: Number.NaN, p999: Number.NaN, max: Number.NaN },
     latencyEvery,
+    threads: r.threads,
     busyThreads: r.busyThreads,
     cores: r.cores,
     node: r.node,

@@ -5,6 +5,7 @@ import { AdaptiveWait } from '../../notify/adaptive-wait.js';
 import { getU32le, putU32le } from '../../memory/le-bytes.js';
 import { NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_TCPV4 } from '../../spec/net.js';
 import type { NetRxPacket } from '../../net/net-rx-packet.js';
+import type { ThreadTask } from '../../worker/queue-thread.js';
 import { encodeHistogram, newLatencyHistogram, recordLatencyNs } from './latency-histogram.js';
 import { GSO_MSS, GSO_SEQ_AT, PLAIN_SEQ_AT, frameTemplate } from './frames.js';
 import {
@@ -30,14 +31,37 @@ const LEARN_MS = 20;
 const TWO_32 = 4294967296;
 
 /**
- * The pump's guest loop (runs in a worker): keep the sender's tx ring full of
- * numbered frames (or, paced, send each frame when it is due), drain the
- * receiver's rx ring, count out-of-sequence frames, and time every
- * `latencyEvery`th frame. Polls while there is work, sleeps on the shared
- * interrupt word when not. Nothing in the per-frame path allocates or reads
- * a clock; a paced stream reads the clock once per pass.
+ * One pump stream's guest side, driven pass by pass: keep the sender's tx
+ * ring full of numbered frames (or, paced, send each frame when it is due),
+ * drain the receiver's rx ring, count out-of-sequence frames, and time every
+ * `latencyEvery`th frame. Nothing in the per-frame path allocates or reads a
+ * clock; a paced stream reads the clock once per pass.
+ *
+ * Two drivers of it: runPumpGuest (a thread of its own that polls while
+ * there is work and sleeps on the shared interrupt word when not), and
+ * pumpGuestTask (a task of the queue thread that serves the stream's device
+ * queues, polled in that thread's rounds).
  */
-export function runPumpGuest(data: PumpGuestData): PumpGuestReport {
+export interface PumpGuest {
+  /** One pass; returns what moved (frames sent, received and reclaimed). */
+  step(): number;
+  /** Apply the stop word and the time limit; true once every frame offered has arrived (the stream is done). */
+  settle(): boolean;
+  /** Whether every frame is offered (what is left is draining). */
+  readonly draining: boolean;
+  /** How long the guest may sleep now: until the next paced frame is due, at most 100 ms. */
+  sleepMs(): number;
+  /** Ask for interrupts before a sleep; true when work already waits (do not sleep). */
+  enableInterrupts(): boolean;
+  disableInterrupts(): void;
+  /** The word the drivers' interrupts ring. */
+  readonly interruptWord: { i32: Int32Array; index: number };
+  /** Mark the stream done (shared counters) and return the report. */
+  finish(): PumpGuestReport;
+}
+
+/** The guest side of a pump stream, set up and started (receive buffers posted, the clock started). */
+export function createPumpGuest(data: PumpGuestData): PumpGuest {
   const tx = new NetDriver(data.sender, [data.pair]);
   const rx = new NetDriver(data.receiver, [data.pair]);
   const txp = tx.pair;
@@ -141,34 +165,87 @@ export function runPumpGuest(data: PumpGuestData): PumpGuestReport {
   };
 
   const heapBefore = heapUsed();
-  const { i32, index } = rx.interruptWord;
-  const wait = new AdaptiveWait(i32, index, data.spinUs);
   rx.fillRx();
   if (data.learn) sendLearningFrame(rx, data.receiver.mac, data.sender.mac);
   tBase = performance.now();
   counters[PUMP_T_FIRST] = performance.timeOrigin + tBase;
+  return {
+    step,
+    settle(): boolean {
+      // Asked to stop: offer no more, but drain what is in flight so nothing counts as lost.
+      if (all[PUMP_STOP] !== 0 && limit > offered) limit = offered;
+      // Time is up: a paced stream still offers what fell due before the end (rate x duration in all), then stops.
+      if (timed && limit > offered && performance.now() - tBase >= data.durationMs) limit = paced ? Math.max(offered, Math.floor(data.durationMs * framesPerMs)) : offered;
+      return offered >= limit && received >= sent;
+    },
+    get draining(): boolean {
+      return offered >= limit;
+    },
+    sleepMs,
+    enableInterrupts: () => tx.enableInterrupts() || rx.enableInterrupts(),
+    disableInterrupts(): void {
+      tx.disableInterrupts();
+      rx.disableInterrupts();
+    },
+    interruptWord: rx.interruptWord,
+    finish(): PumpGuestReport {
+      counters[PUMP_T_LAST] = performance.timeOrigin + performance.now();
+      counters[PUMP_DONE] = 1;
+      return { latency: histogram === undefined ? undefined : encodeHistogram(histogram), heapBefore, heapAfter: heapUsed() };
+    },
+  };
+}
+
+/** The pump's guest on a thread of its own (a worker): polls while there is work, sleeps on the shared interrupt word when not. */
+export function runPumpGuest(data: PumpGuestData): PumpGuestReport {
+  const guest = createPumpGuest(data);
+  const { i32, index } = guest.interruptWord;
+  const wait = new AdaptiveWait(i32, index, data.spinUs);
   let quiet = 0;
-  for (;;) {
-    // Asked to stop: offer no more, but drain what is in flight so nothing counts as lost.
-    if (all[PUMP_STOP] !== 0 && limit > offered) limit = offered;
-    // Time is up: a paced stream still offers what fell due before the end (rate x duration in all), then stops.
-    if (timed && limit > offered && performance.now() - tBase >= data.durationMs) limit = paced ? Math.max(offered, Math.floor(data.durationMs * framesPerMs)) : offered;
-    if (offered >= limit && received >= sent) break;
-    if (step() !== 0 || wait.spin(step) !== 0) {
+  while (!guest.settle()) {
+    if (guest.step() !== 0 || wait.spin(guest.step) !== 0) {
       quiet = 0;
       continue;
     }
-    const ms = sleepMs();
+    const ms = guest.sleepMs();
     if (ms < 0.02) continue; // the next frame is due: a sleep would oversleep it
     const seen = wait.snapshot();
-    const ready = tx.enableInterrupts() || rx.enableInterrupts();
-    if (!ready && wait.sleep(seen, ms) && offered >= limit && ++quiet >= QUIET_SLEEPS) break;
-    tx.disableInterrupts();
-    rx.disableInterrupts();
+    if (!guest.enableInterrupts() && wait.sleep(seen, ms) && guest.draining && ++quiet >= QUIET_SLEEPS) break;
+    guest.disableInterrupts();
   }
-  counters[PUMP_T_LAST] = performance.timeOrigin + performance.now();
-  counters[PUMP_DONE] = 1;
-  return { latency: histogram === undefined ? undefined : encodeHistogram(histogram), heapBefore, heapAfter: heapUsed() };
+  return guest.finish();
+}
+
+/**
+ * The pump's guest as a task of the queue thread that serves its stream's
+ * device queues (the pump's 'guest' mapping): a frame goes from the
+ * sender's tx ring through both devices into the receiver's buffers without
+ * leaving the thread. The thread polls it with its queues; a drained stream
+ * that moves nothing for QUIET_SLEEPS x 100 ms (a frame dropped on the way)
+ * ends as the thread-of-its-own guest does.
+ */
+export function pumpGuestTask(data: PumpGuestData): ThreadTask {
+  const guest = createPumpGuest(data);
+  let done = false;
+  let quietSince = -1;
+  return {
+    poll(): number {
+      if (done || guest.settle()) {
+        done = true;
+        return 0;
+      }
+      const moved = guest.step();
+      if (moved !== 0 || !guest.draining) quietSince = -1;
+      else if (quietSince < 0) quietSince = performance.now();
+      else if (performance.now() - quietSince >= QUIET_SLEEPS * 100) done = true;
+      return moved;
+    },
+    get finished(): boolean {
+      return done;
+    },
+    sleepMs: () => guest.sleepMs(),
+    report: () => guest.finish(),
+  };
 }
 
 /** The virtio_net_hdr of a TSO frame (5.1.6.2): TCPV4 segmentation with a partial checksum from the TCP header on. */

@@ -400,8 +400,8 @@ function pumpResult(plan: PumpPlan, counters: PumpCounters, a: VirtioNetDevice, 
 /**
  * 'auto' resolved: a thread per queue where 3 busy threads per pair fit the
  * cores, else one thread per pair running its guest and its queues
- * ('guest'). On 2 vCPUs 'guest' moved 1.07-1.25x the frames of 'link' with
- * one pair and 1.4-1.55x with two (medians of 5 alternated rounds): a
+ * ('guest'). On 2 vCPUs 'guest' moved 1.05-1.22x the frames of 'link' with
+ * one pair and 1.41-1.44x with two (medians of 5 alternated rounds): a
  * thread that has its core to itself beats two that take turns on it.
  */
 function pumpThreads(threads: PumpThreads, pairs: number): Exclude<PumpThreads, 'auto'> {

@@ -21,7 +21,7 @@ import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../dist/index.js';
 import { median } from './lib.mjs';
-import { connectEndClose, endOnEnd, unixPair } from './vsock.mjs';
+import { connectEndClose, cycles, endOnEnd, unixPair } from './vsock.mjs';
 
 const { values } = parseArgs({ options: { conns: { type: 'string', default: '3000' }, parallel: { type: 'string', default: '32' }, rounds: { type: 'string', default: '1' }, block: { type: 'string', default: '0' } } });
 const CONNS = Number(values.conns);
@@ -48,18 +48,6 @@ function threadCpu() {
 /** The threads there before any link: V8's helpers (compiler, GC) and Node's own. */
 const HELPERS = threadCpu();
 
-/** Run `cycle` n times, PARALLEL at a time. */
-async function inParallel(cycle, n) {
-  let next = 0;
-  const worker = async () => {
-    while (next < n) {
-      next++;
-      await cycle();
-    }
-  };
-  await Promise.all(Array.from({ length: PARALLEL }, worker));
-}
-
 /** Run `cycle` CONNS times in blocks of BLOCK, printing per block its rate and CPU per connection per kind of thread. */
 async function blocks(cycle, log) {
   const main = String(process.pid);
@@ -69,7 +57,7 @@ async function blocks(cycle, log) {
     const faults0 = process.resourceUsage().minorPageFault;
     const gcs0 = gcs;
     const t0 = process.hrtime.bigint();
-    await inParallel(cycle, n);
+    await cycles(cycle, n, PARALLEL);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const us = { main: 0, queue: 0, other: 0 };
     for (const [tid, ns] of threadCpu()) {
@@ -84,11 +72,11 @@ async function blocks(cycle, log) {
 }
 
 /** Run `cycle` CONNS times, PARALLEL at a time; returns { ms, cpuUs, loopBusy } over them (loopBusy: 0..1). */
-async function cycles(cycle) {
+async function timedCycles(cycle) {
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
-  await inParallel(cycle, CONNS);
+  await cycles(cycle, CONNS, PARALLEL);
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   const cpu = process.cpuUsage(cpu0);
   return { ms, cpuUs: cpu.user + cpu.system, loopBusy: performance.eventLoopUtilization(elu0).utilization };
@@ -106,7 +94,7 @@ async function vsockRound(log) {
     await blocks(() => connectEndClose(() => guest.connect(6000)), console.log);
   }
   const before = { guest: { ...guest.stack.stats }, host: { ...host.stack.stats }, dev: device.vsockStats() };
-  const { ms, cpuUs, loopBusy } = await cycles(() => connectEndClose(() => guest.connect(6000)));
+  const { ms, cpuUs, loopBusy } = await timedCycles(() => connectEndClose(() => guest.connect(6000)));
   const after = { guest: guest.stack.stats, host: host.stack.stats, dev: device.vsockStats() };
   const per = (a, b) => ((a - b) / CONNS).toFixed(2);
   log(`${CONNS} connections, ${PARALLEL} at a time: ${((CONNS / ms) * 1e3).toFixed(0)} conn/s; per connection: ${((ms * 1e3) / CONNS).toFixed(0)} us wall, ${(cpuUs / CONNS).toFixed(0)} us CPU (all threads); main event loop busy ${(loopBusy * 100).toFixed(0)} %`);
@@ -126,7 +114,7 @@ async function vsockRound(log) {
 async function unixRound() {
   return unixPair(async (path, server) => {
     server.on('connection', endOnEnd);
-    const { ms } = await cycles(() => connectEndClose(() => createConnection(path)));
+    const { ms } = await timedCycles(() => connectEndClose(() => createConnection(path)));
     return (CONNS / ms) * 1e3;
   });
 }

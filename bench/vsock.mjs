@@ -155,8 +155,8 @@ async function unixStreamOnread() {
   });
 }
 
-/** `n` connect + close cycles, 32 at a time. */
-async function cycles(open, n) {
+/** `n` connect + close cycles, `parallel` (default 32) at a time. */
+export async function cycles(open, n, parallel = 32) {
   let next = 0;
   const worker = async () => {
     while (next < n) {
@@ -164,7 +164,7 @@ async function cycles(open, n) {
       await open();
     }
   };
-  await Promise.all(Array.from({ length: 32 }, worker));
+  await Promise.all(Array.from({ length: parallel }, worker));
 }
 
 /**

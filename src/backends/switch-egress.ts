@@ -106,15 +106,19 @@ export class Egress {
       imp.dequeue();
       n++;
     }
-    if (n !== 0) this.f64[this.stat + P_QUEUED] = imp.queuedFrames;
     return n;
   }
 
-  /** Publish what was committed since the last call. */
+  /**
+   * Publish what was committed since the last call; then the impairment
+   * queue's count, so a released frame is counted there until it is in
+   * sight in its channel.
+   */
   publish(): void {
     if (!this.dirty) return;
     this.dirty = false;
     this.out.publish();
+    if (this.imp !== null) this.f64[this.stat + P_QUEUED] = this.imp.queuedFrames;
   }
 
   /** Copy the record (header and frame, contiguous) into channel p, which has room. */

@@ -99,7 +99,10 @@ export class ForwardingEngine {
       moved += this.drain(i, now);
     }
     this.rr = this.rr + 1 >= n ? 0 : this.rr + 1;
+    // Outputs before inputs: a frame is always in sight, in the backlog of
+    // the channel it came by or of the one it goes by (or in a delay line).
     for (let q = 0; q < egress.length; q++) egress[q].publish();
+    for (let k = 0; k < n; k++) this.inputs[k].release();
     if (this.learning) {
       if (now >= this.nextSweep) this.sweep(now);
       else if (moved !== 0) this.tableStats();
@@ -163,7 +166,7 @@ export class ForwardingEngine {
     f64[G_MAC_REFUSED] = this.table.refused;
   }
 
-  /** Forward up to a batch of frames from input i. */
+  /** Forward up to a batch of frames from input i (released by poll(), after the outputs are published). */
   private drain(i: number, now: number): number {
     const c = this.inputs[i];
     const port = this.inputPort[i];
@@ -236,7 +239,6 @@ export class ForwardingEngine {
       c.consume();
       n++;
     }
-    if (n !== 0) c.release();
     return n;
   }
 

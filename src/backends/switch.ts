@@ -2,6 +2,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { SharedArena } from '../memory/arena.js';
 import type { WordRef } from '../notify/notify-area.js';
 import { NET_MAX_TX_FRAME } from '../spec/net.js';
+import { type PortChannelSpec, portChannelBacklog } from '../port/port-channel.js';
 import { type CaptureOptions, DEFAULT_WIRE_MTU, checkCapturePath } from './capture.js';
 import type { ImpairmentOptions } from './impairment.js';
 import type { NetPort, PortAttachable } from '../net/net-port.js';
@@ -174,6 +175,20 @@ export class NetSwitch {
   /** Counters by port and for the whole switch (from shared memory: no call into the worker). */
   stats(): SwitchStats {
     return readSwitchStats(this.ctl, this.ports.length);
+  }
+
+  /**
+   * Bytes waiting in port `port`'s channels now (records, headers included):
+   * `toNic`, forwarded by the switch and not yet taken by the NIC's receive
+   * queues; `fromNic`, sent by the NIC and not yet forwarded. Frames in the
+   * port's impairment queue are counted apart (queuedFrames in stats()).
+   * Both 0: none of this port's frames is in flight in the switch.
+   */
+  backlog(port: number): { toNic: number; fromNic: number } {
+    const spec = this.ports[port];
+    if (spec === undefined) throw new InvalidArgumentError(`port ${port} is not a port of this switch (it has ${this.ports.length})`);
+    const sum = (channels: readonly PortChannelSpec[]): number => channels.reduce((n, c) => n + portChannelBacklog(c), 0);
+    return { toNic: sum(spec.output.channels), fromNic: sum(spec.inputs) };
   }
 
   /** The learned addresses now (expired ones removed first). */

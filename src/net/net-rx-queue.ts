@@ -181,8 +181,11 @@ export class NetRxQueue implements QueueHandler {
       if (filtered !== 0) f64[b + C_DROPS_FILTERED] += filtered;
       if (badHeader !== 0) f64[b + C_DROPS_BAD_HEADER] += badHeader;
       if (segments !== 0) f64[b + C_SEGMENTS] += segments;
+      // Used entries before channel space: a frame is always in sight, in
+      // the channel's backlog or in the used ring, never in between.
+      const notify = this.ctx.device.publishUsed();
       for (const input of inputs) input.release();
-      if (this.ctx.device.publishUsed()) this.ctx.interrupt();
+      if (notify) this.ctx.interrupt();
     }
     return moved + dropped;
   }

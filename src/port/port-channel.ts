@@ -94,6 +94,16 @@ export function resetPortChannel(spec: PortChannelSpec): void {
 }
 
 /**
+ * Bytes of records published into the channel and not yet released by its
+ * consumer (record headers and padding included): 0 when nothing waits.
+ * A snapshot of two indices, readable from any thread.
+ */
+export function portChannelBacklog(spec: PortChannelSpec): number {
+  const i32 = new Int32Array(spec.buffer, spec.offset, HEADER_BYTES >>> 2);
+  return (Atomics.load(i32, TAIL) - Atomics.load(i32, HEAD)) >>> 0;
+}
+
+/**
  * One end of a single-producer single-consumer frame channel in shared
  * memory: the port between a NIC's tx worker and a peer's rx worker (or a
  * switch). Records (see recordHeaderBytes) are never split at the end of the

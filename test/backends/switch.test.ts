@@ -124,7 +124,7 @@ describe('learning switch', () => {
     await b.receiveUntil(2);
   });
 
-  it('back-pressure: unicast to a full port waits (that source pauses, others go on, nothing lost); a flood skips the full port and counts it', async () => {
+  it('back-pressure: unicast to a full port waits (that source pauses, others go on, nothing lost, the wait shows as backlog); a flood skips the full port and counts it', async () => {
     // Small channels: a receive channel holds about 50 64-byte frames.
     const { nics, sw } = lab([A, B, C, D], { capacity: 4096 });
     const [a, b, c, d] = nics;
@@ -142,6 +142,12 @@ describe('learning switch', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(sent).toBeLessThan(total);
     expect(sw.stats().ports[1].txFrames).toBeLessThan(60); // b's channel is full, a is paused
+    // The waiting frames are the ports' backlog: in the channel to b, and in a's channel to the switch.
+    const waiting = (port: number): { toNic: number; fromNic: number } => sw.backlog(port);
+    expect(waiting(1).toNic).toBeGreaterThan(4096 - 2 * 128);
+    expect(waiting(0).fromNic).toBeGreaterThan(0);
+    expect(waiting(2)).toEqual({ toNic: 0, fromNic: 0 });
+    expect(() => sw.backlog(4)).toThrow(/port 4 is not a port of this switch/);
     // c -> d still flows.
     for (let i = 0; i < 100; i++) await until(() => (d.receive(), c.send(ethFrame(D, C, 1000 + i))));
     await d.receiveUntil(100);
@@ -159,6 +165,7 @@ describe('learning switch', () => {
       return b.received.length === total;
     });
     expect(b.received.map((r) => seqOf(r.frame))).toEqual(Array.from({ length: total }, (_, i) => i));
+    for (const port of [0, 1]) expect(waiting(port)).toEqual({ toNic: 0, fromNic: 0 });
     const s = sw.stats();
     expect(s.ports[0].rxFrames).toBe(total + 1);
     expect(s.ports.reduce((x, p) => x + p.dropsLoss + p.dropsBad, 0)).toBe(0);

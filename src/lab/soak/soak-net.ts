@@ -158,20 +158,43 @@ export class SoakNet {
   }
 
   /**
-   * Stop sending and receive until every transmit ring is empty, the delay
-   * line too, and nothing has arrived for `quietMs`. Returns a problem when
-   * that does not happen within `limitMs` (a hang), else null.
+   * Stop sending and receive until nothing has arrived for `quietMs` and
+   * nothing is in flight: no frame in a transmit ring, a switch channel or
+   * the delay line, and then none in a used ring either (a receive finds
+   * nothing). Returns a problem when that does not happen within `limitMs`
+   * (a hang), else null. Quiet alone is not enough: a queue thread that
+   * replaces a killed one can take longer than `quietMs` to boot on a loaded
+   * machine, with the NIC's frames waiting in its channel; those are late,
+   * not lost.
    */
   async drain(quietMs = 300, limitMs = 30_000): Promise<string | null> {
     const start = Date.now();
     let last = start;
-    const busy = (): string[] => Object.values(this.nics).flatMap((n) => (n.driver.pair.tx.pending > 0 ? [`${n.name}: ${n.driver.pair.tx.pending} frames in its transmit ring`] : []));
-    while (Date.now() - last < quietMs || busy().length > 0 || this.sw.stats().ports[this.nics.c.port].queuedFrames > 0) {
-      if (Date.now() - start > limitMs) return `net: not drained ${limitMs} ms after the traffic stopped (${busy().join('; ') || 'the impairment queue'})`;
+    for (;;) {
+      // Looked at before the receive: every hop shows a frame until the next
+      // one does (the switch and the receive queues publish before they
+      // release), so with nothing in flight here, a receive that finds
+      // nothing means every frame arrived.
+      const settled = Date.now() - last >= quietMs && this.inFlight().length === 0;
       if (this.step(false) > 0) last = Date.now();
+      else if (settled) return null;
+      else if (Date.now() - start > limitMs) return `net: not drained ${limitMs} ms after the traffic stopped (${this.inFlight().join('; ') || 'frames still arriving'})`;
       else await this.idle(20);
     }
-    return null;
+  }
+
+  /** Where frames are in flight now, short of the drivers' used rings, described (empty: nowhere). */
+  private inFlight(): string[] {
+    const out: string[] = [];
+    const ports = this.sw.stats().ports;
+    for (const n of Object.values(this.nics)) {
+      if (n.driver.pair.tx.pending > 0) out.push(`${n.name}: ${n.driver.pair.tx.pending} frames in its transmit ring`);
+      const { toNic, fromNic } = this.sw.backlog(n.port);
+      if (toNic > 0) out.push(`${n.name}: ${toNic} bytes in the switch's channels to it`);
+      if (fromNic > 0) out.push(`${n.name}: ${fromNic} bytes in its channels to the switch`);
+      if (ports[n.port].queuedFrames > 0) out.push(`${n.name}: ${ports[n.port].queuedFrames} frames in its port's delay line`);
+    }
+    return out;
   }
 
   /** Per flow: figures (after drain(): final) and the drop counters of its destination. */

@@ -36,14 +36,18 @@ describe('soak', () => {
   it('the drain waits for frames still in the switch: those sent while a killed receive thread is replaced are late, not lost', async () => {
     const net = await SoakNet.start({ seed: 7, ring: TEST_RING });
     try {
-      const run = async (ms: number): Promise<void> => {
-        const until = Date.now() + ms;
-        while (Date.now() < until) if (net.step(true) === 0) await net.idle(5);
+      // Traffic until `done` (or 10 s, on a machine too loaded to get there).
+      const run = async (done: () => boolean): Promise<void> => {
+        const limit = Date.now() + 10_000;
+        while (!done() && Date.now() < limit) if (net.step(true) === 0) await net.idle(5);
       };
-      await run(200);
+      const bToD = net.flows[2];
+      expect(bToD.name).toBe('b->d');
+      await run(() => bToD.received >= 2000);
       expect(await net.kill('d', 'rx')).toBeNull();
       // d's driver is open again but its receive thread may still be booting: b's frames wait in the channel to d.
-      await run(20);
+      const sentBefore = bToD.sent;
+      await run(() => bToD.sent >= sentBefore + 512);
       // Quiet for 1 ms is not drained: frames in any channel keep the drain going.
       expect(await net.drain(1)).toBeNull();
       const flows = Object.fromEntries(net.report(true).map((f) => [f.name, f]));

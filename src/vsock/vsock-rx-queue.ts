@@ -124,8 +124,10 @@ export class VsockRxQueue implements QueueHandler {
       if (this.parts !== 0) f64[b + C_SEGMENTS] += this.parts;
       if (malformed !== 0) f64[b + C_DROPS_MALFORMED] += malformed;
       if (this.tooBig !== 0) f64[b + C_DROPS_TOO_BIG] += this.tooBig;
+      // Used entries before channel space, as the net receive queue does: a packet is always in sight.
+      const notify = this.ctx.device.publishUsed();
       input.release();
-      if (this.ctx.device.publishUsed()) this.ctx.interrupt();
+      if (notify) this.ctx.interrupt();
     }
     return this.moved + malformed + this.tooBig;
   }

@@ -176,10 +176,11 @@ export class SoakNet {
       // release), so with nothing in flight here, a receive that finds
       // nothing means every frame arrived.
       const settled = Date.now() - last >= quietMs && this.inFlight().length === 0;
-      if (this.step(false) > 0) last = Date.now();
+      const moved = this.step(false);
+      if (moved > 0) last = Date.now();
       else if (settled) return null;
-      else if (Date.now() - start > limitMs) return `net: not drained ${limitMs} ms after the traffic stopped (${this.inFlight().join('; ') || 'frames still arriving'})`;
-      else await this.idle(20);
+      if (Date.now() - start > limitMs) return `net: not drained ${limitMs} ms after the traffic stopped (${this.inFlight().join('; ') || 'frames still arriving'})`;
+      if (moved === 0) await this.idle(20);
     }
   }
 

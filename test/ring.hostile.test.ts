@@ -565,6 +565,22 @@ describe('packed ring device against a hostile driver: packed-only rules', () =>
       expect(h.chain.head).toBe(5);
     });
 
+    it('2.8: a one-descriptor buffer made available with an id in flight is refused the same way, and the queue stays where it was', () => {
+      const h = packedHostileRig();
+      h.mini.offerRaw([D(h.buf, 8, 0, 7)]);
+      expect(h.device.pop(h.chain)).toBe(true);
+      h.mini.offerRaw([D(h.buf + 8, 8, WRITE, 7)]);
+      expectRefused(h, 'PACKED_ID_IN_FLIGHT', 7);
+      h.device.pushUsed(7, 0);
+      expect(h.device.pop(h.chain)).toBe(true);
+      expect(h.chain.head).toBe(7);
+      expect(h.chain.writableBytes).toBe(8);
+      // An id beyond the queue size in a one-descriptor buffer is legal (2.8.13 leaves ids to the driver).
+      h.mini.offerRaw([D(h.buf, 8, 0, 0x9000)]);
+      expect(h.device.pop(h.chain)).toBe(true);
+      expect(h.chain.head).toBe(0x9000);
+    });
+
     it('2.8.6: the buffer id is the last descriptor’s; any u16 is accepted (0xffff included) and comes back in the used descriptor', () => {
       const h = packedHostileRig();
       h.mini.offerRaw([D(h.buf, 8, NEXT, 0xaaaa), D(h.buf, 8, NEXT, 0xbbbb), D(h.buf, 16, WRITE, 0xffff)]);

@@ -203,6 +203,10 @@ export class PackedQueueDevice implements VirtqDevice {
    * Pop the next available chain into `chain` (chain.head = its buffer id,
    * the id of its last descriptor, 2.8.6). False when none is available. On a
    * broken chain it throws and leaves the queue where it was.
+   *
+   * The common chain (one descriptor whose buffer lies in one memory region,
+   * its id not in flight) is taken here in one step; everything else goes to
+   * popChain(). Kept small so that V8 inlines it into the callers' loops.
    */
   pop(chain: DescriptorChain): boolean {
     const size = this.size;
@@ -211,21 +215,46 @@ export class PackedQueueDevice implements VirtqDevice {
     if (this.scanCount === 0 && !this.headAvailable(start, headIdx)) return false;
     // The head's flags were read with Atomics.load (by the scan or headAvailable(): the
     // acquire that makes the driver's writes before its publishing store visible): plain reads from here on.
-    const r = this.ring;
-    const w = r.desc32 + 4 * headIdx;
-    const word3 = r.u32[w + 3];
+    const u32 = this.ring.u32;
+    const w = this.ring.desc32 + 4 * headIdx;
+    const word3 = u32[w + 3];
     const headFlags = word3 >>> 16;
-    if (!packedIsAvail(headFlags, start < size)) {
+    const id = word3 & 0xffff;
+    const len = u32[w + 2];
+    if ((headFlags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0 && len !== 0 && id < this.idInfo.length && this.idInfo[id] === 0 && packedIsAvail(headFlags, start < size)) {
+      const hi = u32[w + 1];
+      const addr = hi === 0 ? u32[w] : u32[w] + hi * TWO_32;
+      const region = this.memory.regionIfOne(addr, len);
+      if (region !== undefined) {
+        chain.setOne(id, region, addr + region.bias, len, (headFlags & VIRTQ_DESC_F_WRITE) !== 0);
+        this.idInfo[id] = 1 | (headIdx << 16);
+        this.endInfo[headIdx] = id | 0x10000;
+        if (this.inOrder) this.idCap[id] = chain.writableBytes;
+        this.availPos = start + 1 === this.two ? 0 : start + 1;
+        this.popped(1);
+        return true;
+      }
+    }
+    return this.popChain(chain, start, headIdx, word3);
+  }
+
+  /** pop() of anything but the common chain: a list, an indirect table, a buffer across regions, or one that breaks a rule (it throws). */
+  private popChain(chain: DescriptorChain, start: number, headIdx: number, word3: number): boolean {
+    const headFlags = word3 >>> 16;
+    if (!packedIsAvail(headFlags, start < this.size)) {
       this.resetScan();
       return false;
     }
     let n = 1;
     let id = word3 & 0xffff;
+    chain.reset(0);
     if ((headFlags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0) {
-      // One descriptor (a net frame with its header): no walk. The ring has room for it (scan or headAvailable()).
-      this.popOne(chain, w, headIdx, headFlags);
+      // One descriptor the fast path did not take: zero length or across regions (with their errors), or an id in flight (refused below).
+      const u32 = this.ring.u32;
+      const w = this.ring.desc32 + 4 * headIdx;
+      chain.descCount = 1;
+      addDescriptorSegment(this.memory, chain, headIdx, u32[w] + u32[w + 1] * TWO_32, u32[w + 2], headFlags);
     } else {
-      chain.reset(0);
       const walked = this.walk(chain, start, headIdx, headFlags);
       n = walked >>> 16;
       id = walked & 0xffff;
@@ -233,13 +262,18 @@ export class PackedQueueDevice implements VirtqDevice {
     this.markInFlight(chain, id, n, headIdx);
     const end = start + n;
     this.availPos = end < this.two ? end : end - this.two;
+    this.popped(n);
+    return true;
+  }
+
+  /** A chain of `n` ring descriptors was popped: the scan's count goes down by it, or the scan starts over. */
+  private popped(n: number): void {
     if (this.scanCount > 1 && this.scanDescs > n) {
       this.scanCount--;
       this.scanDescs -= n;
     } else {
       this.resetScan();
     }
-    return true;
   }
 
   /**
@@ -252,26 +286,6 @@ export class PackedQueueDevice implements VirtqDevice {
   private headAvailable(start: number, headIdx: number): boolean {
     const r = this.ring;
     return this.inFlightDescs() !== this.size && packedIsAvail(Atomics.load(r.u16, r.desc16 + 8 * headIdx + 7), start < this.size);
-  }
-
-  /**
-   * A chain of the one descriptor at u32 index `w` (ring index `headIdx`):
-   * one whose buffer lies in one memory region is set in one step, as the
-   * split device's popOne() does; a zero-length or region-crossing buffer
-   * takes the general rules, with their errors.
-   */
-  private popOne(chain: DescriptorChain, w: number, headIdx: number, flags: number): void {
-    const u32 = this.ring.u32;
-    const addr = u32[w] + u32[w + 1] * TWO_32;
-    const len = u32[w + 2];
-    const region = len === 0 ? undefined : this.memory.regionIfOne(addr, len);
-    if (region !== undefined) {
-      chain.setOne(0, region, addr + region.bias, len, (flags & VIRTQ_DESC_F_WRITE) !== 0);
-      return;
-    }
-    chain.reset(0);
-    chain.descCount = 1;
-    addDescriptorSegment(this.memory, chain, headIdx, addr, len, flags);
   }
 
   /**

@@ -1,6 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { CopySite, copyBytes, wordView } from '../src/memory/copy.js';
 import { registerMappedBuffer } from '../src/memory/native-copy.js';
+import { SharedArena } from '../src/memory/arena.js';
+import { GuestMemory } from '../src/memory/guest-memory.js';
+import { adoptArenaMemory, arenaCopyBetween, newArenaMemory } from '../src/memory/wasm-copy.js';
+import { allocNetChannel } from '../src/net/net-port.js';
 import * as libc from '../src/os/libc.js';
 
 /** What memmove leaves in `mem` after moving `len` bytes from absolute offset `from` to `to`. */
@@ -228,5 +232,91 @@ describe('copyBytes between mapped memory (vhost-user front-end memory) and a Sh
     expect(() => copyBytes(mapped, 4000, sab, 0, 200)).toThrow(/copy of 200 bytes from 4000 \(of 4096\)/);
     expect(() => copyBytes(sab, 0, mapped, 3990, 200)).toThrow(/to 3990 \(of 4096\) is out of bounds/);
     expect(() => copyBytes(sab, -1, mapped, 0, 100)).toThrow(RangeError);
+  });
+});
+
+describe('copyBytes inside an arena backed by a shared WebAssembly.Memory: memory.copy, in any object over its bytes', () => {
+  const lens = [193, 255, 256, 257, 1500, 4000, 65536];
+
+  it('an arena takes a shared wasm memory, and its guest memories and channels carry it with the buffer', () => {
+    const arena = new SharedArena(1 << 20);
+    expect(arena.wasm, 'this Node gives shared wasm memories').toBeDefined();
+    expect(arena.buffer).toBe(arena.wasm?.memory.buffer);
+    expect(arena.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(arena.guestMemory(4096).specs()[0].wasm).toBe(arena.wasm);
+    const word = { buffer: new SharedArrayBuffer(64), index: 0 };
+    expect(allocNetChannel(arena, 1 << 16, 1518, word, word).wasm).toBe(arena.wasm);
+    expect(arenaCopyBetween(arena.buffer, arena.buffer)).toBeTypeOf('function');
+  });
+
+  it('copies like memmove inside one view, between disjoint and overlapping ranges, every alignment', () => {
+    const arena = new SharedArena(1 << 20);
+    const u8 = arena.guestMemory(1 << 19).regions[0].u8;
+    for (const len of lens) {
+      for (const [from, to] of [
+        [8, len + 24],
+        [9, len + 27],
+        [1000, 1000 + 5],
+        [1005, 1000],
+        [64, 64 + 4],
+        [4000, 4000 - 12],
+      ]) {
+        const span = 2 * len + 8192;
+        u8.set(pattern(span), 0);
+        const want = memmove(u8.subarray(0, span), from, to, len);
+        copyBytes(u8, from, u8, to, len);
+        expect(Buffer.compare(u8.subarray(0, span), want), `${len} bytes from ${from} to ${to}`).toBe(0);
+      }
+    }
+  });
+
+  it('copies between two objects over one arena (as two messages deliver its buffer) at the same addresses', () => {
+    const arena = new SharedArena(1 << 20);
+    const spec = arena.guestMemory(1 << 19, 0x10000).specs()[0];
+    const again = structuredClone(spec);
+    expect(again.buffer, 'a second object over the same bytes').not.toBe(spec.buffer);
+    const a = new GuestMemory([spec]).regions[0];
+    const b = new GuestMemory([again]).regions[0];
+    expect(arenaCopyBetween(a.buffer, b.buffer), 'both are known as the one arena').toBeTypeOf('function');
+    for (const len of lens) {
+      a.u8.fill(0);
+      b.u8.set(pattern(len), spec.byteOffset + 100);
+      copyBytes(b.u8, spec.byteOffset + 100, a.u8, spec.byteOffset + 70_000 + 3, len);
+      expect(a.u8.subarray(spec.byteOffset + 70_003, spec.byteOffset + 70_003 + len)).toEqual(pattern(len));
+      expect(a.u8[spec.byteOffset + 70_002], 'nothing before the range').toBe(0);
+      expect(a.u8[spec.byteOffset + 70_003 + len], 'nothing after the range').toBe(0);
+    }
+    // Sub-views: their byte offsets are part of the address.
+    const part = b.u8.subarray(spec.byteOffset + 200_000, spec.byteOffset + 300_000);
+    a.u8.set(pattern(1500), spec.byteOffset + 10);
+    copyBytes(a.u8, spec.byteOffset + 10, part, 8, 1500);
+    expect(b.u8.subarray(spec.byteOffset + 200_008, spec.byteOffset + 201_508)).toEqual(pattern(1500));
+  });
+
+  it('a range past either view’s end throws RangeError naming it (memory.copy checks only the whole memory)', () => {
+    const arena = new SharedArena(1 << 20);
+    const u8 = arena.u8;
+    const part = u8.subarray(4096, 8192);
+    expect(() => copyBytes(part, 4000, u8, 0, 200)).toThrow(/copy of 200 bytes from 4000 \(of 4096\)/);
+    expect(() => copyBytes(u8, 0, part, 3990, 200)).toThrow(/to 3990 \(of 4096\) is out of bounds/);
+    expect(() => copyBytes(u8, -1, part, 0, 300)).toThrow(RangeError);
+    expect(u8[4096 + 3990], 'nothing moved').toBe(0);
+  });
+
+  it('only the memory’s own buffer object is taken for it, and arenas of other memories stay apart', () => {
+    const arena = new SharedArena(1 << 20);
+    const stranger = new SharedArrayBuffer(1 << 20);
+    adoptArenaMemory(stranger, arena.wasm);
+    expect(arenaCopyBetween(stranger, arena.buffer)).toBeUndefined();
+    expect(arenaCopyBetween(arena.buffer, new SharedArena(1 << 20).buffer)).toBeUndefined();
+    // A copy between two arenas goes by the builtins, and right.
+    const other = new SharedArena(1 << 20);
+    arena.u8.set(pattern(3000), 500);
+    copyBytes(arena.u8, 500, other.u8, 900, 3000);
+    expect(other.u8.subarray(900, 3900)).toEqual(pattern(3000));
+  });
+
+  it('an arena over 4 GiB (past wasm32 memory) gets no wasm memory', () => {
+    expect(newArenaMemory(2 ** 32 + 4096)).toBeUndefined();
   });
 });

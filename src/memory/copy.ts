@@ -1,4 +1,5 @@
 import { copyAt, pairAddresses } from './native-copy.js';
+import { type ArenaCopy, arenaCopyBetween } from './wasm-copy.js';
 
 /**
  * Copies between byte views on the data path, each done the cheapest way for
@@ -113,6 +114,10 @@ function copyWords(s32: Int32Array, s: number, d32: Int32Array, d: number, words
 let lastSrc: Uint8Array | undefined;
 let lastDst: Uint8Array | undefined;
 let lastShared = false;
+/** memory.copy when that pair lies in one arena's wasm memory (wasm-copy.ts), with the views' offsets there. */
+let lastWasm: ArenaCopy | undefined;
+let lastSrcBase = 0;
+let lastDstBase = 0;
 /** That pair's addresses when it is copied by memcpy (NaN: by builtins), and its lengths (the bounds memcpy needs checked). */
 const lastAddr = new Float64Array(2);
 let lastNative = false;
@@ -123,13 +128,15 @@ let lastDstLen = 0;
  * Copy `len` bytes from src[srcIdx..] to dst[dstIdx..] (overlapping ranges
  * of one buffer copy as memmove does). Short copies are loops: Int32 words
  * when both ends are 4-aligned (a 12-byte header is three word moves), else
- * bytes; longer ones go to copyWithin when both are
- * whole-buffer views of one buffer (no allocation: the fast path when guest
- * memories and channels share an arena), to memcpy at addresses found once
- * per pair when one side is mapped front-end memory (vhost-user: no view per
- * copy, see native-copy.ts), else to set() (a temporary view).
- * Whether two views share a buffer is remembered for the last pair: reading
- * `.buffer` of a shared-memory view costs more than a 64-byte copy.
+ * bytes; longer ones go to wasm's memory.copy when both views are of one
+ * arena's wasm memory (wasm-copy.ts: the fast path when guest memories and
+ * channels share an arena, in any thread), to copyWithin when both are
+ * whole-buffer views of one plain buffer (no allocation), to memcpy at
+ * addresses found once per pair when one side is mapped front-end memory
+ * (vhost-user: no view per copy, see native-copy.ts), else to set() (a
+ * temporary view).
+ * How a pair copies is worked out for the last pair only: reading `.buffer`
+ * of a shared-memory view costs more than a 64-byte copy.
  * V8's builtins copy shared memory word by word only when source and
  * destination share their alignment, byte by byte otherwise.
  */
@@ -171,27 +178,38 @@ export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstI
       dst.set(src, dstIdx);
       return;
     }
-    lastSrc = src;
-    lastDst = dst;
-    lastShared = src.buffer === dst.buffer && src.byteOffset === dst.byteOffset;
-    if (!lastShared) pairAddresses(src, dst, lastAddr);
-    lastNative = !lastShared && !Number.isNaN(lastAddr[0]);
-    lastSrcLen = src.length;
-    lastDstLen = dst.length;
+    classifyPair(src, dst);
   }
-  if (lastShared) {
-    dst.copyWithin(dstIdx, srcIdx, srcIdx + len);
-  } else if (lastNative) {
-    // memcpy checks nothing: the bounds a typed-array copy would have checked.
+  if (lastWasm !== undefined || lastNative) {
+    // memory.copy checks only the whole memory's bounds, memcpy none: the bounds a typed-array copy would have checked.
     if (!(srcIdx >= 0 && dstIdx >= 0 && len >= 0 && srcIdx + len <= lastSrcLen && dstIdx + len <= lastDstLen)) {
       throw new RangeError(`copy of ${len} bytes from ${srcIdx} (of ${lastSrcLen}) to ${dstIdx} (of ${lastDstLen}) is out of bounds`);
     }
-    copyAt(lastAddr[1] + dstIdx, lastAddr[0] + srcIdx, len);
+    if (lastWasm !== undefined) lastWasm(lastDstBase + dstIdx, lastSrcBase + srcIdx, len);
+    else copyAt(lastAddr[1] + dstIdx, lastAddr[0] + srcIdx, len);
+  } else if (lastShared) {
+    dst.copyWithin(dstIdx, srcIdx, srcIdx + len);
   } else if (srcIdx === 0 && len === src.length) {
     dst.set(src, dstIdx);
   } else {
     dst.set(src.subarray(srcIdx, srcIdx + len), dstIdx);
   }
+}
+
+/** Work out how copies from `src` to `dst` go (kept out of copyBytes, which runs per copy). */
+function classifyPair(src: Uint8Array, dst: Uint8Array): void {
+  lastSrc = src;
+  lastDst = dst;
+  lastSrcLen = src.length;
+  lastDstLen = dst.length;
+  lastWasm = arenaCopyBetween(src.buffer, dst.buffer);
+  lastSrcBase = src.byteOffset;
+  lastDstBase = dst.byteOffset;
+  lastShared = lastWasm === undefined && src.buffer === dst.buffer && src.byteOffset === dst.byteOffset;
+  lastNative = false;
+  if (lastWasm !== undefined || lastShared) return;
+  pairAddresses(src, dst, lastAddr);
+  lastNative = !Number.isNaN(lastAddr[0]);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { GuestMemoryError, InvalidArgumentError, assertLittleEndianHost } from '../errors.js';
 import { copyBytes } from './copy.js';
+import { type ArenaMemory, adoptArenaMemory } from './wasm-copy.js';
 
 // Callers that took copyBytes from here keep working.
 export { copyBytes } from './copy.js';
@@ -13,6 +14,8 @@ export interface MemoryRegionSpec {
   buffer: ArrayBufferLike;
   /** Offset of the region's first byte in `buffer`. */
   byteOffset: number;
+  /** The WebAssembly.Memory whose buffer `buffer` is (an arena's), so that copies in it use memory.copy. */
+  wasm?: ArenaMemory;
 }
 
 /** Regions start 8-aligned in guest and backing space so ring views stay aligned. */
@@ -34,6 +37,7 @@ export class MemoryRegion {
   readonly u8: Uint8Array;
   readonly u16: Uint16Array;
   readonly u32: Uint32Array;
+  private readonly wasm: ArenaMemory | undefined;
 
   constructor(spec: MemoryRegionSpec) {
     const { gpa, size, buffer, byteOffset } = spec;
@@ -55,10 +59,14 @@ export class MemoryRegion {
     this.u8 = new Uint8Array(buffer);
     this.u16 = new Uint16Array(buffer, 0, buffer.byteLength >>> 1);
     this.u32 = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+    this.wasm = spec.wasm;
+    adoptArenaMemory(buffer, spec.wasm);
   }
 
   spec(): MemoryRegionSpec {
-    return { gpa: this.gpa, size: this.size, buffer: this.buffer, byteOffset: this.byteOffset };
+    const spec: MemoryRegionSpec = { gpa: this.gpa, size: this.size, buffer: this.buffer, byteOffset: this.byteOffset };
+    if (this.wasm !== undefined) spec.wasm = this.wasm;
+    return spec;
   }
 }
 

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { SharedArena } from '../memory/arena.js';
+import { type ArenaMemory, adoptArenaMemory } from '../memory/wasm-copy.js';
 import { type WordRef, ring } from '../notify/notify-area.js';
 
 /** Int32 words per cache line; each index of the channel gets its own line. */
@@ -67,6 +68,8 @@ export interface PortChannelSpec {
   metaBytes: number;
   wakeConsumer: WordRef;
   wakeProducer: WordRef;
+  /** The WebAssembly.Memory whose buffer `buffer` is (the arena's), so that copies in it use memory.copy. */
+  wasm?: ArenaMemory;
 }
 
 /**
@@ -81,7 +84,9 @@ export function allocPortChannel(arena: SharedArena, capacity: number, maxFrame:
     throw new InvalidArgumentError(`channel capacity ${capacity} must be a power of two of at least twice a ${maxFrame}-byte frame record`);
   }
   const offset = arena.alloc(HEADER_BYTES + capacity, 64);
-  return { buffer: arena.buffer, offset, capacity, maxFrame, metaBytes, wakeConsumer, wakeProducer };
+  const spec: PortChannelSpec = { buffer: arena.buffer, offset, capacity, maxFrame, metaBytes, wakeConsumer, wakeProducer };
+  if (arena.wasm !== undefined) spec.wasm = arena.wasm;
+  return spec;
 }
 
 /**
@@ -126,6 +131,7 @@ abstract class PortChannelEnd {
   protected readonly metaBytes: number;
 
   constructor(readonly spec: PortChannelSpec) {
+    adoptArenaMemory(spec.buffer, spec.wasm);
     this.u8 = new Uint8Array(spec.buffer);
     this.i32 = new Int32Array(spec.buffer);
     this.u32 = new Uint32Array(spec.buffer);

@@ -66,6 +66,9 @@ export function meanFrameSize(mix: readonly SizeWeight[]): number {
   return mix.reduce((n, m) => n + m.size * m.weight, 0) / total;
 }
 
+/** Bytes a template of `size` bytes takes in guest memory (each starts on 64 bytes). */
+export const templateSpan = (size: number): number => Math.ceil(size / 64) * 64;
+
 /**
  * A frame of `size` bytes from `src` to `dst`: the pump's ethertype and a
  * byte pattern, or with `gso` an IPv4 / TCP segment train (a TSO frame the

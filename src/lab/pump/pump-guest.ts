@@ -2,12 +2,13 @@ import { getHeapStatistics } from 'node:v8';
 import { NetDriver } from '../../net/net-driver.js';
 import { NetHdr } from '../../net/offload/net-hdr.js';
 import { AdaptiveWait } from '../../notify/adaptive-wait.js';
+import { copyBytes } from '../../memory/copy.js';
 import { getU32le, putU32le } from '../../memory/le-bytes.js';
 import { NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_TCPV4 } from '../../spec/net.js';
 import type { NetRxPacket } from '../../net/net-rx-packet.js';
 import type { ThreadTask } from '../../worker/queue-thread.js';
 import { encodeHistogram, newLatencyHistogram, recordLatencyNs } from './latency-histogram.js';
-import { GSO_MSS, GSO_SEQ_AT, PLAIN_SEQ_AT, frameTemplate } from './frames.js';
+import { GSO_MSS, GSO_SEQ_AT, PLAIN_SEQ_AT, frameTemplate, templateSpan } from './frames.js';
 import {
   PUMP_COUNTERS,
   PUMP_DONE,
@@ -71,10 +72,19 @@ export function createPumpGuest(data: PumpGuestData): PumpGuest {
   const u8 = txp.u8;
   const seqAt = data.gso ? GSO_SEQ_AT : PLAIN_SEQ_AT;
 
-  // One template per distinct size, one reference per slot of the size cycle: a frame is one copy.
-  const bySize = new Map<number, Uint8Array>();
-  for (const size of data.sizes) if (!bySize.has(size)) bySize.set(size, frameTemplate(size, data.receiver.mac, data.srcMac, data.gso));
-  const templates = data.sizes.map((size) => bySize.get(size)!);
+  // One template per distinct size, in the sender's guest memory as a guest's frames are: a frame is
+  // one copy inside guest memory (memory.copy where the arena is wasm memory), not one from this heap.
+  const tmpl = tx.memory.region(data.templates.gpa + data.pair * data.templates.bytes, data.templates.bytes, 'frame templates');
+  const tmplAt = tmpl.bias + data.templates.gpa + data.pair * data.templates.bytes;
+  const bySize = new Map<number, number>();
+  let next = tmplAt;
+  for (const size of data.sizes) {
+    if (bySize.has(size)) continue;
+    tmpl.u8.set(frameTemplate(size, data.receiver.mac, data.srcMac, data.gso), next);
+    bySize.set(size, next);
+    next += templateSpan(size);
+  }
+  const templates = Float64Array.from(data.sizes, (size) => bySize.get(size)!);
   const lengths = Uint32Array.from(data.sizes);
   const cycle = lengths.length;
   const hdr = data.gso ? tsoHeader() : undefined;
@@ -132,7 +142,7 @@ export function createPumpGuest(data: PumpGuestData): PumpGuest {
         }
         break;
       }
-      u8.set(templates[txSlot], at);
+      copyBytes(tmpl.u8, templates[txSlot], u8, at, lengths[txSlot]);
       const s = sent >>> 0;
       const q = at + seqAt;
       putU32le(u8, q, s);

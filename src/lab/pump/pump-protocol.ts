@@ -39,6 +39,12 @@ export interface PumpGuestData {
   gso: boolean;
   /** Send one frame from the receiver first so a learning switch between the NICs knows its port. */
   learn: boolean;
+  /**
+   * Where in the sender's guest memory the frame templates go: `bytes` per
+   * stream from `gpa` (stream p's at gpa + p * bytes), each distinct size's
+   * template on 64 bytes.
+   */
+  templates: { gpa: number; bytes: number };
   /** Float64 counters, PUMP_COUNTERS per stream, indexed by pair * PUMP_COUNTERS + PUMP_*. */
   counters: SharedArrayBuffer;
   /** Microseconds the guest polls before sleeping. */

@@ -5,6 +5,7 @@ import { connectNics } from '../../backends/link.js';
 import { NetSwitch } from '../../backends/switch.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { F_RING_PACKED, type FeatureSet, NET_F_CSUM, NET_F_GUEST_CSUM, NET_F_GUEST_TSO4, NET_F_HOST_TSO4, bit, featureSet, hasFeature } from '../../spec/features.js';
+import { GuestAllocator } from '../../memory/allocator.js';
 import { SharedArena } from '../../memory/arena.js';
 import { parseMac } from '../../net/mac.js';
 import { VirtioNetDevice } from '../../net/net-device.js';
@@ -16,7 +17,7 @@ import { QueueThreadPool } from '../../transport/queue-thread-pool.js';
 import { THREAD_MAPPING_NAMES, type ThreadMapping } from '../../transport/thread-mapping.js';
 import { workerFile } from '../../transport/worker-file.js';
 import { type LatencyPercentiles, latencyPercentiles, mergeEncodedHistograms } from './latency-histogram.js';
-import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES } from './frames.js';
+import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES, templateSpan } from './frames.js';
 import {
   PUMP_COUNTERS,
   PUMP_DONE,
@@ -241,20 +242,38 @@ class PumpCounters {
   }
 }
 
-/** Set up both drivers on the ring format asked (with TSO when `gso`); checks what they negotiated. */
-async function pumpDrivers(a: VirtioNetDevice, b: VirtioNetDevice, plan: PumpPlan, wanted: FeatureSet, interrupt: WordRef): Promise<{ sender: NetDriverSpec; receiver: NetDriverSpec }> {
+/** Bytes of one stream's frame templates in guest memory: each distinct size on 64 bytes. */
+function templateBytes(sizes: readonly number[]): number {
+  return [...new Set(sizes)].reduce((n, size) => n + templateSpan(size), 0);
+}
+
+/**
+ * Set up both drivers on the ring format asked (with TSO when `gso`); checks
+ * what they negotiated. Room for the streams' frame templates is taken from
+ * the sender's guest memory after its rings and buffers.
+ */
+async function pumpDrivers(
+  a: VirtioNetDevice,
+  b: VirtioNetDevice,
+  plan: PumpPlan,
+  wanted: FeatureSet,
+  interrupt: WordRef,
+): Promise<{ sender: NetDriverSpec; receiver: NetDriverSpec; templates: { gpa: number; bytes: number } }> {
   const { ring, gso, queueSize, pairs } = plan;
   const bufferSize = NET_HDR_SIZE + Math.max(plan.frameSize, 1518);
   const features = ring === 'packed' ? wanted | bit(F_RING_PACKED) : wanted & ~bit(F_RING_PACKED);
   // TSO: the sender hands 64 KiB frames over, the receiver takes them whole.
   const tso = gso ? { tx: featureSet(NET_F_CSUM, NET_F_HOST_TSO4), rx: featureSet(NET_F_GUEST_CSUM, NET_F_GUEST_TSO4) } : { tx: 0n, rx: 0n };
-  const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.tx });
+  const senderMemory = new GuestAllocator(a.memory);
+  const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.tx, allocator: senderMemory });
+  const bytes = templateBytes(plan.sizes);
+  const templates = { gpa: senderMemory.alloc(pairs * bytes, 64), bytes };
   const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.rx });
   if (gso && !hasFeature(BigInt(`0x${receiver.features}`), NET_F_GUEST_TSO4)) throw new InvalidArgumentError('the receiver did not negotiate GUEST_TSO4');
   if (hasFeature(BigInt(`0x${sender.features}`), F_RING_PACKED) !== (ring === 'packed')) {
     throw new InvalidArgumentError(`the NICs did not negotiate ${ring} rings (VIRTIO_F_RING_PACKED ${ring === 'packed' ? 'not offered' : 'forced'})`);
   }
-  return { sender, receiver };
+  return { sender, receiver, templates };
 }
 
 /** Start the guest of each pair as a task of the queue thread serving the pair; resolves when all have finished (rejects when a thread exits first). */
@@ -319,10 +338,10 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   if (options.signal?.aborted === true) stop();
   options.signal?.addEventListener('abort', stop, { once: true });
   try {
-    const { sender, receiver } = await pumpDrivers(a, b, plan, options.features ?? NET_DEFAULT_FEATURES, newInterruptWord());
+    const { sender, receiver, templates } = await pumpDrivers(a, b, plan, options.features ?? NET_DEFAULT_FEATURES, newInterruptWord());
     const { frames, sizes, ratePps, latencyEvery, gso } = plan;
     const durationMs = options.guestSeconds === undefined ? 0 : options.guestSeconds * 1000;
-    const guestData = { sender, receiver, frames, sizes, ratePps, latencyEvery, latencyAfterMs: (options.latencyAfterSeconds ?? 0) * 1000, gso, learn: sw !== undefined, durationMs, counters: counters.buffer, spinUs };
+    const guestData = { sender, receiver, templates, frames, sizes, ratePps, latencyEvery, latencyAfterMs: (options.latencyAfterSeconds ?? 0) * 1000, gso, learn: sw !== undefined, durationMs, counters: counters.buffer, spinUs };
     const exited = threads === 'guest' && linkPool !== undefined ? startGuestTasks(guestData, pairs, linkPool, reports) : startGuests(guestData, pairs, guests, reports);
     let last = { t: performance.now(), received: 0 };
     const meanSize = sizes.reduce((x, y) => x + y, 0) / sizes.length;

@@ -2,7 +2,7 @@ import { getHeapStatistics } from 'node:v8';
 import { NetDriver } from '../../net/net-driver.js';
 import { NetHdr } from '../../net/offload/net-hdr.js';
 import { AdaptiveWait } from '../../notify/adaptive-wait.js';
-import { copyBytes } from '../../memory/copy.js';
+import { CopySite } from '../../memory/copy.js';
 import { getU32le, putU32le } from '../../memory/le-bytes.js';
 import { NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_TCPV4 } from '../../spec/net.js';
 import type { NetRxPacket } from '../../net/net-rx-packet.js';
@@ -85,6 +85,7 @@ export function createPumpGuest(data: PumpGuestData): PumpGuest {
     next += templateSpan(size);
   }
   const templates = Float64Array.from(data.sizes, (size) => bySize.get(size)!);
+  const frameCopy = new CopySite();
   const lengths = Uint32Array.from(data.sizes);
   const cycle = lengths.length;
   const hdr = data.gso ? tsoHeader() : undefined;
@@ -142,7 +143,7 @@ export function createPumpGuest(data: PumpGuestData): PumpGuest {
         }
         break;
       }
-      copyBytes(tmpl.u8, templates[txSlot], u8, at, lengths[txSlot]);
+      frameCopy.copy(tmpl.u8, templates[txSlot], u8, at, lengths[txSlot]);
       const s = sent >>> 0;
       const q = at + seqAt;
       putU32le(u8, q, s);

@@ -316,6 +316,32 @@ describe('copyBytes inside an arena backed by a shared WebAssembly.Memory: memor
     expect(other.u8.subarray(900, 3900)).toEqual(pattern(3000));
   });
 
+  it('a CopySite whose pair of views lies in one arena copies by memory.copy from its second copy on: memmove at every size, bounds checked', () => {
+    const arena = new SharedArena(1 << 20);
+    const spec = arena.guestMemory(1 << 18).specs()[0];
+    const a = new GuestMemory([spec]).regions[0].u8;
+    const b = new GuestMemory([structuredClone(spec)]).regions[0].u8;
+    const site = new CopySite();
+    for (let round = 0; round < 3; round++) {
+      for (const [len, from, to] of [
+        [64, 1024, 8192],
+        [12, 2048, 9000],
+        [1500, 4096, 4096 + 6],
+        [1500, 4096 + 6, 4096],
+        [3, 5001, 7003],
+        [200, 100, 100],
+      ]) {
+        a.set(pattern(16384), 0);
+        const want = memmove(a.subarray(0, 16384), from, to, len);
+        site.copy(a, from, b, to, len);
+        expect(Buffer.compare(a.subarray(0, 16384), want), `round ${round}: ${len} bytes from ${from} to ${to}`).toBe(0);
+      }
+    }
+    expect(() => site.copy(a, a.length - 10, b, 0, 64)).toThrow(RangeError);
+    expect(() => site.copy(a, 0, b, b.length - 8, 64)).toThrow(RangeError);
+    expect(() => site.copy(a, -4, b, 0, 300)).toThrow(RangeError);
+  });
+
   it('an arena over 4 GiB (past wasm32 memory) gets no wasm memory', () => {
     expect(newArenaMemory(2 ** 32 + 4096)).toBeUndefined();
   });

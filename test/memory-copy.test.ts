@@ -342,6 +342,24 @@ describe('copyBytes inside an arena backed by a shared WebAssembly.Memory: memor
     expect(() => site.copy(a, -4, b, 0, 300)).toThrow(RangeError);
   });
 
+  it('an arena asked for a plain SharedArrayBuffer has no wasm memory, and copies in it go by the builtins, right', () => {
+    const arena = new SharedArena(1 << 20, { wasm: false });
+    expect(arena.wasm).toBeUndefined();
+    expect(arena.guestMemory(4096).specs()[0].wasm).toBeUndefined();
+    expect(arenaCopyBetween(arena.buffer, arena.buffer)).toBeUndefined();
+    const u8 = arena.u8;
+    const site = new CopySite();
+    for (const len of [64, 1500]) {
+      for (let k = 0; k < 3; k++) {
+        u8.set(pattern(4096), 0);
+        site.copy(u8, 100, u8, 8192, len);
+        copyBytes(u8, 200, u8, 16384, len);
+        expect(u8.subarray(8192, 8192 + len)).toEqual(pattern(4096).subarray(100, 100 + len));
+        expect(u8.subarray(16384, 16384 + len)).toEqual(pattern(4096).subarray(200, 200 + len));
+      }
+    }
+  });
+
   it('an arena over 4 GiB (past wasm32 memory) gets no wasm memory', () => {
     expect(newArenaMemory(2 ** 32 + 4096)).toBeUndefined();
   });

@@ -4,6 +4,17 @@ import { type ArenaMemory, newArenaMemory } from './wasm-copy.js';
 
 const align = (n: number, a: number): number => Math.ceil(n / a) * a;
 
+/** Options of a SharedArena. */
+export interface SharedArenaOptions {
+  /**
+   * Back the arena with a shared WebAssembly.Memory where wasm gives one
+   * (default true); false: a plain SharedArrayBuffer, copied with V8's
+   * builtins (to compare the two, or where address space for wasm memories
+   * is scarce).
+   */
+  wasm?: boolean;
+}
+
 /**
  * One SharedArrayBuffer from which a lab carves guest memories, port channels
  * and notification areas. Everything in one buffer means every copy between a
@@ -22,9 +33,9 @@ export class SharedArena {
   readonly wasm: ArenaMemory | undefined;
   private next = 0;
 
-  constructor(byteLength: number) {
+  constructor(byteLength: number, options: SharedArenaOptions = {}) {
     if (!Number.isSafeInteger(byteLength) || byteLength <= 0) throw new InvalidArgumentError(`arena size ${byteLength} must be a positive integer`);
-    this.wasm = newArenaMemory(align(byteLength, 4096));
+    this.wasm = options.wasm === false ? undefined : newArenaMemory(align(byteLength, 4096));
     this.buffer = this.wasm?.memory.buffer ?? new SharedArrayBuffer(align(byteLength, 4096));
     this.u8 = new Uint8Array(this.buffer);
   }

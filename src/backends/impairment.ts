@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import { InvalidArgumentError } from '../errors.js';
 import type { SharedArena } from '../memory/arena.js';
 import { copyBytes } from '../memory/guest-memory.js';
+import { type ArenaMemory, adoptArenaMemory } from '../memory/wasm-copy.js';
 import { NET_HDR_SIZE } from '../spec/net.js';
 import { recordNetHdr } from '../net/net-port.js';
 
@@ -40,7 +41,7 @@ export interface ImpairmentSpec {
   burstBytes: number;
   seed: number;
   /** The queue (delay line) in shared memory; null when only loss is asked for. */
-  line: { buffer: SharedArrayBuffer; offset: number; capacity: number } | null;
+  line: { buffer: SharedArrayBuffer; offset: number; capacity: number; wasm?: ArenaMemory } | null;
 }
 
 /**
@@ -82,6 +83,7 @@ export function planImpairment(arena: SharedArena, options: ImpairmentOptions, m
     // Like a port channel: at least two of the largest records, never split.
     while (capacity < 2 * lineRecordBytes(maxFrame)) capacity *= 2;
     line = { buffer: arena.buffer, offset: arena.alloc(capacity, 64), capacity };
+    if (arena.wasm !== undefined) line.wasm = arena.wasm;
   }
   return { delayMs, jitterMs, lossPercent, rateBitsPerSec: rate, burstBytes, seed: options.seed ?? randomInt(0x7fffffff), line };
 }
@@ -178,6 +180,7 @@ export class Impairment {
     const line = spec.line;
     this.queued = line !== null;
     const buffer = line?.buffer ?? new SharedArrayBuffer(8);
+    adoptArenaMemory(buffer, line?.wasm);
     this.u8 = new Uint8Array(buffer);
     this.u32 = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
     this.f64 = new Float64Array(buffer, 0, buffer.byteLength >>> 3);

@@ -22,7 +22,7 @@ export function guardedMemory(size: number, gpa = 0): GuardedMemory {
   const after = arena.alloc(GUARD, 4096);
   arena.u8.fill(PATTERN, before, before + GUARD);
   arena.u8.fill(PATTERN, after, after + GUARD);
-  const memory = new GuestMemory([{ gpa, size, buffer: arena.buffer, byteOffset: offset }]);
+  const memory = new GuestMemory([{ gpa, size, buffer: arena.buffer, byteOffset: offset, wasm: arena.wasm }]);
   const intact = (start: number): boolean => arena.u8.subarray(start, start + GUARD).every((b) => b === PATTERN);
   return { memory, arena, guardsIntact: () => intact(before) && intact(after) };
 }

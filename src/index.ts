@@ -26,7 +26,7 @@ export {
 
 // Guest memory and features.
 export { GuestAllocator } from './memory/allocator.js';
-export { SharedArena, type SharedArenaOptions } from './memory/arena.js';
+export { SharedArena } from './memory/arena.js';
 export { GuestMemory, type MemoryRegionSpec } from './memory/guest-memory.js';
 export { type FeatureSet, featureSet, hasFeature } from './spec/features.js';
 

@@ -33,6 +33,11 @@ export class SharedArena {
   readonly wasm: ArenaMemory | undefined;
   private next = 0;
 
+  /**
+   * @param byteLength Bytes the arena holds (rounded up to 4 KiB; to 64 KiB for a wasm memory).
+   * @param options `wasm: false` for a plain SharedArrayBuffer instead of a shared WebAssembly.Memory's buffer.
+   * @throws InvalidArgumentError when `byteLength` is not a positive integer.
+   */
   constructor(byteLength: number, options: SharedArenaOptions = {}) {
     if (!Number.isSafeInteger(byteLength) || byteLength <= 0) throw new InvalidArgumentError(`arena size ${byteLength} must be a positive integer`);
     this.wasm = options.wasm === false ? undefined : newArenaMemory(align(byteLength, 4096));

@@ -204,9 +204,9 @@ export class PackedQueueDevice implements VirtqDevice {
    * the id of its last descriptor, 2.8.6). False when none is available. On a
    * broken chain it throws and leaves the queue where it was.
    *
-   * The common chain (one descriptor whose buffer lies in one memory region,
-   * its id not in flight) is taken here in one step; everything else goes to
-   * popChain(). Kept small so that V8 inlines it into the callers' loops.
+   * The common chain (one descriptor whose buffer lies in one memory region)
+   * is taken here in one step; everything else goes to popChain(). Kept
+   * small so that V8 inlines it into the callers' loops.
    */
   pop(chain: DescriptorChain): boolean {
     const size = this.size;
@@ -221,15 +221,13 @@ export class PackedQueueDevice implements VirtqDevice {
     const headFlags = word3 >>> 16;
     const id = word3 & 0xffff;
     const len = u32[w + 2];
-    if ((headFlags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0 && len !== 0 && id < this.idInfo.length && this.idInfo[id] === 0 && packedIsAvail(headFlags, start < size)) {
+    if ((headFlags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0 && len !== 0 && packedIsAvail(headFlags, start < size)) {
       const hi = u32[w + 1];
       const addr = hi === 0 ? u32[w] : u32[w] + hi * TWO_32;
       const region = this.memory.regionIfOne(addr, len);
       if (region !== undefined) {
         chain.setOne(id, region, addr + region.bias, len, (headFlags & VIRTQ_DESC_F_WRITE) !== 0);
-        this.idInfo[id] = 1 | (headIdx << 16);
-        this.endInfo[headIdx] = id | 0x10000;
-        if (this.inOrder) this.idCap[id] = chain.writableBytes;
+        this.markInFlight(chain, id, 1, headIdx);
         this.availPos = start + 1 === this.two ? 0 : start + 1;
         this.popped(1);
         return true;
@@ -249,7 +247,7 @@ export class PackedQueueDevice implements VirtqDevice {
     let id = word3 & 0xffff;
     chain.reset(0);
     if ((headFlags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0) {
-      // One descriptor the fast path did not take: zero length or across regions (with their errors), or an id in flight (refused below).
+      // One descriptor the fast path did not take: zero length or across regions, with their errors.
       const u32 = this.ring.u32;
       const w = this.ring.desc32 + 4 * headIdx;
       chain.descCount = 1;

@@ -4,8 +4,12 @@
  * VirtqDriver interface (createQueueDevice / createQueueDriver), chains and
  * chain readers/writers, layouts and event-index helpers; the receive-buffer
  * module both devices share (RecvBuffers on the driver side, RxWriter on the
- * device side); and the notification words (doorbells, interrupts, waits).
+ * device side); the notification words (doorbells, interrupts, waits); and
+ * the copies the devices make between guest memory and their own buffers
+ * (copyBytes, CopySite: word loops for short copies, wasm's memory.copy
+ * inside an arena).
  */
 export * from '../ring/index.js';
 export * from '../virtskb/index.js';
 export * from '../notify/index.js';
+export { CopySite, copyBytes } from '../memory/copy.js';

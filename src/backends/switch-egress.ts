@@ -1,4 +1,4 @@
-import { copyBytes } from '../memory/guest-memory.js';
+import { CopySite } from '../memory/copy.js';
 import { NET_HDR_SIZE } from '../spec/net.js';
 import { recordNetHdr } from '../net/net-port.js';
 import type { PortChannelProducer } from '../port/port-channel.js';
@@ -35,6 +35,8 @@ export class Egress {
   fullOn: PortChannelProducer | null = null;
   /** Captures of what this port sends and receives. */
   readonly taps: WireCapture[] = [];
+  /** The record copy into this port's channels: most ports take most frames from one source, a pair it keeps. */
+  private readonly recordCopy = new CopySite();
 
   constructor(
     data: BackendWorkerData,
@@ -124,7 +126,7 @@ export class Egress {
   /** Copy the record (header and frame, contiguous) into channel p, which has room. */
   private deliver(p: PortChannelProducer, src: Uint8Array, at: number, len: number): void {
     const dst = p.reserve(len);
-    copyBytes(src, recordNetHdr(at), p.u8, recordNetHdr(dst), NET_HDR_SIZE + len);
+    this.recordCopy.copy(src, recordNetHdr(at), p.u8, recordNetHdr(dst), NET_HDR_SIZE + len);
     p.commit();
     this.dirty = true;
     this.f64[this.stat + P_TX_FRAMES]++;

@@ -181,8 +181,7 @@ export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstI
     classifyPair(src, dst);
   }
   if (lastWasm !== undefined || lastNative) {
-    // memory.copy checks only the whole memory's bounds, memcpy none: the bounds a typed-array copy would have checked.
-    if (!(srcIdx >= 0 && dstIdx >= 0 && len >= 0 && srcIdx + len <= lastSrcLen && dstIdx + len <= lastDstLen)) throw outOfBounds(len, srcIdx, lastSrcLen, dstIdx, lastDstLen);
+    checkBounds(len, srcIdx, lastSrcLen, dstIdx, lastDstLen);
     if (lastWasm !== undefined) lastWasm(lastDstBase + dstIdx, lastSrcBase + srcIdx, len);
     else copyAt(lastAddr[1] + dstIdx, lastAddr[0] + srcIdx, len);
   } else if (lastShared) {
@@ -194,9 +193,14 @@ export function copyBytes(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstI
   }
 }
 
-/** A copy by address (memory.copy, memcpy) that a typed-array copy would have refused. */
-function outOfBounds(len: number, srcIdx: number, srcLen: number, dstIdx: number, dstLen: number): RangeError {
-  return new RangeError(`copy of ${len} bytes from ${srcIdx} (of ${srcLen}) to ${dstIdx} (of ${dstLen}) is out of bounds`);
+/**
+ * Before a copy by address: memory.copy checks only the whole memory's
+ * bounds, memcpy none. Throws the RangeError a typed-array copy of views of
+ * these lengths would have met.
+ */
+function checkBounds(len: number, srcIdx: number, srcLen: number, dstIdx: number, dstLen: number): void {
+  if (srcIdx >= 0 && dstIdx >= 0 && len >= 0 && srcIdx + len <= srcLen && dstIdx + len <= dstLen) return;
+  throw new RangeError(`copy of ${len} bytes from ${srcIdx} (of ${srcLen}) to ${dstIdx} (of ${dstLen}) is out of bounds`);
 }
 
 /** Work out how copies from `src` to `dst` go (kept out of copyBytes, which runs per copy). */
@@ -248,7 +252,7 @@ export class CopySite {
   copy(src: Uint8Array, srcIdx: number, dst: Uint8Array, dstIdx: number, len: number): void {
     const w = this.wasm;
     if (w !== undefined && src === this.src && dst === this.dst) {
-      if (!(srcIdx >= 0 && dstIdx >= 0 && len >= 0 && srcIdx + len <= this.srcLen && dstIdx + len <= this.dstLen)) throw outOfBounds(len, srcIdx, this.srcLen, dstIdx, this.dstLen);
+      checkBounds(len, srcIdx, this.srcLen, dstIdx, this.dstLen);
       w(this.dstOffset + dstIdx, this.srcOffset + srcIdx, len);
       return;
     }

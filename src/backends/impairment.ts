@@ -82,8 +82,7 @@ export function planImpairment(arena: SharedArena, options: ImpairmentOptions, m
     let capacity = 1 << Math.ceil(Math.log2(Math.max(options.queueBytes ?? DEFAULT_QUEUE_BYTES, 4096)));
     // Like a port channel: at least two of the largest records, never split.
     while (capacity < 2 * lineRecordBytes(maxFrame)) capacity *= 2;
-    line = { buffer: arena.buffer, offset: arena.alloc(capacity, 64), capacity };
-    if (arena.wasm !== undefined) line.wasm = arena.wasm;
+    line = { buffer: arena.buffer, offset: arena.alloc(capacity, 64), capacity, wasm: arena.wasm };
   }
   return { delayMs, jitterMs, lossPercent, rateBitsPerSec: rate, burstBytes, seed: options.seed ?? randomInt(0x7fffffff), line };
 }

@@ -64,9 +64,7 @@ export class MemoryRegion {
   }
 
   spec(): MemoryRegionSpec {
-    const spec: MemoryRegionSpec = { gpa: this.gpa, size: this.size, buffer: this.buffer, byteOffset: this.byteOffset };
-    if (this.wasm !== undefined) spec.wasm = this.wasm;
-    return spec;
+    return { gpa: this.gpa, size: this.size, buffer: this.buffer, byteOffset: this.byteOffset, wasm: this.wasm };
   }
 }
 

@@ -84,9 +84,7 @@ export function allocPortChannel(arena: SharedArena, capacity: number, maxFrame:
     throw new InvalidArgumentError(`channel capacity ${capacity} must be a power of two of at least twice a ${maxFrame}-byte frame record`);
   }
   const offset = arena.alloc(HEADER_BYTES + capacity, 64);
-  const spec: PortChannelSpec = { buffer: arena.buffer, offset, capacity, maxFrame, metaBytes, wakeConsumer, wakeProducer };
-  if (arena.wasm !== undefined) spec.wasm = arena.wasm;
-  return spec;
+  return { buffer: arena.buffer, offset, capacity, maxFrame, metaBytes, wakeConsumer, wakeProducer, wasm: arena.wasm };
 }
 
 /**

@@ -66,8 +66,21 @@ export function meanFrameSize(mix: readonly SizeWeight[]): number {
   return mix.reduce((n, m) => n + m.size * m.weight, 0) / total;
 }
 
-/** Bytes a template of `size` bytes takes in guest memory (each starts on 64 bytes). */
-export const templateSpan = (size: number): number => Math.ceil(size / 64) * 64;
+/**
+ * Where each distinct size's frame template lies in a stream's template
+ * area (each on 64 bytes, in the order the sizes first appear), and the
+ * area's bytes.
+ */
+export function templateLayout(sizes: readonly number[]): { offsets: Map<number, number>; bytes: number } {
+  const offsets = new Map<number, number>();
+  let bytes = 0;
+  for (const size of sizes) {
+    if (offsets.has(size)) continue;
+    offsets.set(size, bytes);
+    bytes += Math.ceil(size / 64) * 64;
+  }
+  return { offsets, bytes };
+}
 
 /**
  * A frame of `size` bytes from `src` to `dst`: the pump's ethertype and a

@@ -8,7 +8,7 @@ import { NET_HDR_F_NEEDS_CSUM, NET_HDR_GSO_TCPV4 } from '../../spec/net.js';
 import type { NetRxPacket } from '../../net/net-rx-packet.js';
 import type { ThreadTask } from '../../worker/queue-thread.js';
 import { encodeHistogram, newLatencyHistogram, recordLatencyNs } from './latency-histogram.js';
-import { GSO_MSS, GSO_SEQ_AT, PLAIN_SEQ_AT, frameTemplate, templateSpan } from './frames.js';
+import { GSO_MSS, GSO_SEQ_AT, PLAIN_SEQ_AT, frameTemplate, templateLayout } from './frames.js';
 import {
   PUMP_COUNTERS,
   PUMP_DONE,
@@ -74,17 +74,11 @@ export function createPumpGuest(data: PumpGuestData): PumpGuest {
 
   // One template per distinct size, in the sender's guest memory as a guest's frames are: a frame is
   // one copy inside guest memory (memory.copy where the arena is wasm memory), not one from this heap.
-  const tmpl = tx.memory.region(data.templates.gpa + data.pair * data.templates.bytes, data.templates.bytes, 'frame templates');
-  const tmplAt = tmpl.bias + data.templates.gpa + data.pair * data.templates.bytes;
-  const bySize = new Map<number, number>();
-  let next = tmplAt;
-  for (const size of data.sizes) {
-    if (bySize.has(size)) continue;
-    tmpl.u8.set(frameTemplate(size, data.receiver.mac, data.srcMac, data.gso), next);
-    bySize.set(size, next);
-    next += templateSpan(size);
-  }
-  const templates = Float64Array.from(data.sizes, (size) => bySize.get(size)!);
+  const tmplGpa = data.templates.gpa + data.pair * data.templates.bytes;
+  const tmpl = tx.memory.region(tmplGpa, data.templates.bytes, 'frame templates');
+  const { offsets } = templateLayout(data.sizes);
+  for (const [size, off] of offsets) tmpl.u8.set(frameTemplate(size, data.receiver.mac, data.srcMac, data.gso), tmpl.bias + tmplGpa + off);
+  const templates = Float64Array.from(data.sizes, (size) => tmpl.bias + tmplGpa + offsets.get(size)!);
   const frameCopy = new CopySite();
   const lengths = Uint32Array.from(data.sizes);
   const cycle = lengths.length;

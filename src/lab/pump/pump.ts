@@ -17,7 +17,7 @@ import { QueueThreadPool } from '../../transport/queue-thread-pool.js';
 import { THREAD_MAPPING_NAMES, type ThreadMapping } from '../../transport/thread-mapping.js';
 import { workerFile } from '../../transport/worker-file.js';
 import { type LatencyPercentiles, latencyPercentiles, mergeEncodedHistograms } from './latency-histogram.js';
-import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES, templateSpan } from './frames.js';
+import { GSO_SEQ_AT, MAX_GSO_FRAME, MAX_PLAIN_FRAME, MIN_FRAME, PLAIN_SEQ_AT, STAMP_BYTES, templateLayout } from './frames.js';
 import {
   PUMP_COUNTERS,
   PUMP_DONE,
@@ -242,11 +242,6 @@ class PumpCounters {
   }
 }
 
-/** Bytes of one stream's frame templates in guest memory: each distinct size on 64 bytes. */
-function templateBytes(sizes: readonly number[]): number {
-  return [...new Set(sizes)].reduce((n, size) => n + templateSpan(size), 0);
-}
-
 /**
  * Set up both drivers on the ring format asked (with TSO when `gso`); checks
  * what they negotiated. Room for the streams' frame templates is taken from
@@ -266,7 +261,7 @@ async function pumpDrivers(
   const tso = gso ? { tx: featureSet(NET_F_CSUM, NET_F_HOST_TSO4), rx: featureSet(NET_F_GUEST_CSUM, NET_F_GUEST_TSO4) } : { tx: 0n, rx: 0n };
   const senderMemory = new GuestAllocator(a.memory);
   const sender = await setupNetDriver(a, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.tx, allocator: senderMemory });
-  const bytes = templateBytes(plan.sizes);
+  const { bytes } = templateLayout(plan.sizes);
   const templates = { gpa: senderMemory.alloc(pairs * bytes, 64), bytes };
   const receiver = await setupNetDriver(b, { queueSize, bufferSize, interrupt, queuePairs: pairs, features: features | tso.rx });
   if (gso && !hasFeature(BigInt(`0x${receiver.features}`), NET_F_GUEST_TSO4)) throw new InvalidArgumentError('the receiver did not negotiate GUEST_TSO4');

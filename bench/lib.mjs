@@ -49,3 +49,26 @@ export function writeResults(name, data, mdLines) {
 export function mdTable(header, rows) {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
 }
+
+/**
+ * Source for a baseline's receiving worker (workerData.warmupMs): `meter(got)`
+ * after each batch of frames it took keeps the time of the first, a mark
+ * (time and frames so far) at the first batch past the warm-up, and the time
+ * of the last, so the rate leaves out the code's warm-up as testpmd's
+ * windows and the pump's `warmupSeconds` do. Read with steadyRate().
+ */
+export const STEADY_METER_SOURCE = `
+const steady = { start: 0, markT: 0, markGot: 0, lastT: 0 };
+function meter(got) {
+  const now = performance.now();
+  if (steady.start === 0) steady.start = now;
+  else if (steady.markT === 0 && now - steady.start >= workerData.warmupMs) { steady.markT = now; steady.markGot = got; }
+  steady.lastT = now;
+}
+`;
+
+/** Frames per second after the warm-up from a receiver's `steady` record and its final count; throws when the run ended before the warm-up did. */
+export function steadyRate(steady, got, what) {
+  if (steady.markT === 0 || steady.lastT <= steady.markT) throw new Error(`${what}: the run ended before its warm-up did (${got} frames)`);
+  return ((got - steady.markGot) * 1000) / (steady.lastT - steady.markT);
+}

@@ -6,8 +6,14 @@
 // installed. Writes bench/results/suite-<time>.{json,md}.
 //
 //   npm run bench [-- --quick] [--cases pump,gso,modes,switch,vsock,latency,memory,netns]
-//                 [--runs 5] [--frames 2000000] [--sizes 64,1500] [--pairs 1,2] [--rings split,packed]
-//                 [--threads per-queue,link,guest]
+//                 [--runs 5] [--warmup 1] [--measure 1] [--frames 2000000] [--sizes 64,1500] [--pairs 1,2]
+//                 [--rings split,packed] [--threads per-queue,link,guest]
+//
+// The pump and gso cases and their baselines (postMessage, Unix socket) run
+// `--warmup` + `--measure` seconds each and are timed after the warm-up, as
+// testpmd's windows are (1 s warm-up): a 64 B stream moves about half its
+// later rate while the threads' code warms up, ours and the baselines' alike.
+// `--frames` sizes the other cases.
 //
 // `--cases cpu` alone runs in well under a minute.
 //
@@ -47,6 +53,8 @@ const { values } = parseArgs({
     cases: { type: 'string' },
     runs: { type: 'string', default: '5' },
     frames: { type: 'string' },
+    warmup: { type: 'string' },
+    measure: { type: 'string' },
     sizes: { type: 'string' },
     pairs: { type: 'string' },
     rings: { type: 'string', default: 'split,packed' },
@@ -60,6 +68,9 @@ const cases = (values.cases ?? (quick ? 'pump' : DEFAULT_CASES.join(','))).split
 for (const c of cases) if (!ALL_CASES.includes(c)) throw new Error(`unknown case ${c} (cases: ${ALL_CASES.join(', ')})`);
 const runs = Math.max(1, Number(values.runs));
 const frames = Number(values.frames ?? (quick ? 200_000 : 2_000_000));
+/** Seconds of traffic left out, then timed, per run of the pump and gso cases and their baselines. */
+const timing = { warmupS: Number(values.warmup ?? (quick ? 0.5 : 1)), measureS: Number(values.measure ?? (quick ? 0.5 : 1)) };
+if (!(timing.warmupS > 0 && timing.measureS > 0)) throw new Error(`--warmup ${values.warmup} and --measure ${values.measure} must be seconds > 0`);
 const sizes = (values.sizes ?? (quick ? '64' : '64,1500')).split(',').map(Number);
 const pairCounts = (values.pairs ?? (quick ? '1' : '1,2')).split(',').map(Number);
 const rings = values.rings.split(',');
@@ -94,21 +105,32 @@ const pumpBusy = {};
 /** Share of the last pump run's frames per ring and mapping that went from a.tx straight into b's buffers (a run-to-completion link). */
 const pumpDirect = {};
 
-/** The pump's frames/s, after checking it lost nothing. */
-async function pumpPps(options) {
+/** A pump run, checked to have lost nothing; notes its busy threads and direct share. */
+async function runPumpChecked(options) {
   const r = await runPump(options);
   if (r.lost !== 0 || r.sequenceErrors !== 0) throw new Error(`pump lost ${r.lost} / misordered ${r.sequenceErrors} frames (${JSON.stringify(options)})`);
   pumpBusy[r.threads] = r.busyThreads;
   pumpDirect[`${options.ring ?? 'split'} ${r.threads}`] = r.rxQueues.reduce((n, q) => n + q.directFrames, 0) / r.received;
-  return r.pps;
+  return r;
 }
 
-/** Frames for a baseline run: the same count, or fewer for big frames (about 1 GiB). */
-const baselineFrames = (size) => Math.max(2_000, Math.min(frames, 500_000, Math.floor((1 << 30) / size)));
+/** The pump's frames/s over its whole run. */
+const pumpPps = async (options) => (await runPumpChecked(options)).pps;
+
+/** The pump's frames/s after the warm-up, in a run of warm-up + measure seconds. */
+async function steadyPps(options) {
+  const seconds = timing.warmupS + timing.measureS;
+  const r = await runPumpChecked({ ...options, frames: 0, seconds, guestSeconds: seconds, warmupSeconds: timing.warmupS, tickMs: 50 });
+  if (r.steady === undefined) throw new Error(`pump: no frames after the ${timing.warmupS} s warm-up (${JSON.stringify(options)})`);
+  return r.steady.pps;
+}
+
+/** Both baselines of a frame size, timed as steadyPps() is. */
+const baselines = (size) => ({ postMessage: () => postMessageRate(size, timing), unix: () => unixSocketRate(size, timing) });
 
 const throughput = []; // rows of the throughput table
 const sections = []; // Markdown of the other cases
-const report = { node: process.version, cores, runs, frames, placementBefore, dpdk, cases: {} };
+const report = { node: process.version, cores, runs, frames, timing, placementBefore, dpdk, cases: {} };
 
 function throughputRow(c) {
   const row = {
@@ -147,14 +169,14 @@ function throughputRow(c) {
 
 // ---- pump: sizes x pairs x rings, with every baseline -----------------------
 if (cases.includes('pump')) {
-  console.log(`\npump: ${frames} frames per run (split over the pairs); queue threads ${threadMappings.join(', ')} (per-queue: guest, tx and rx thread per pair; link: guest and one worker serving a.tx and b.rx per pair; guest: that worker also runs the guest); postMessage and Unix: 2 threads`);
+  console.log(`\npump: runs of ${timing.warmupS} s warm-up + ${timing.measureS} s timed (every baseline alike; DPDK: 1 s warm-up, then windows of 0.5 s); queue threads ${threadMappings.join(', ')} (per-queue: guest, tx and rx thread per pair; link: guest and one worker serving a.tx and b.rx per pair; guest: that worker also runs the guest); postMessage and Unix: 2 threads`);
   for (const size of sizes) {
     const dpdkBy = {};
     if (dpdk) for (const ring of rings) dpdkBy[ring] = await dpdkRates(size, ring, { samples: runs });
     for (const pairs of pairCounts) {
-      const m = { postMessage: () => postMessageRate(baselineFrames(size), size), unix: () => unixSocketRate(baselineFrames(size), size) };
+      const m = baselines(size);
       const key = (ring, threads) => `${ring} ${threads}`;
-      for (const threads of threadMappings) for (const ring of rings) m[key(ring, threads)] = () => pumpPps({ frames: Math.ceil(frames / pairs), frameSize: size, pairs, ring, threads });
+      for (const threads of threadMappings) for (const ring of rings) m[key(ring, threads)] = () => steadyPps({ frameSize: size, pairs, ring, threads });
       const r = await rounds(m);
       for (const threads of threadMappings) {
         for (const ring of rings) {
@@ -177,10 +199,9 @@ if (cases.includes('pump')) {
 
 // ---- gso: 64 KiB TSO frames through one pair --------------------------------
 if (cases.includes('gso')) {
-  const gsoFrames = Math.max(2_000, Math.floor(frames / 100));
-  console.log(`\ngso: ${gsoFrames} TSO frames of ${GSO_FRAME} B per run (virtio_net_hdr TCPV4, gso_size 1448, NEEDS_CSUM), passed through whole: the receiver negotiates GUEST_TSO4; DPDK not run (testpmd's io loop carries single-mbuf frames)`);
-  const m = { postMessage: () => postMessageRate(baselineFrames(GSO_FRAME), GSO_FRAME), unix: () => unixSocketRate(baselineFrames(GSO_FRAME), GSO_FRAME) };
-  for (const ring of rings) m[ring] = () => pumpPps({ frames: gsoFrames, frameSize: GSO_FRAME, gso: true, queueSize: 256, ring });
+  console.log(`\ngso: TSO frames of ${GSO_FRAME} B, runs of ${timing.warmupS} s warm-up + ${timing.measureS} s timed (virtio_net_hdr TCPV4, gso_size 1448, NEEDS_CSUM), passed through whole: the receiver negotiates GUEST_TSO4; DPDK not run (testpmd's io loop carries single-mbuf frames)`);
+  const m = baselines(GSO_FRAME);
+  for (const ring of rings) m[ring] = () => steadyPps({ frameSize: GSO_FRAME, gso: true, queueSize: 256, ring });
   const r = await rounds(m);
   for (const ring of rings) throughputRow({ case: 'gso', size: GSO_FRAME, ring, what: 'TSO passthrough', threads: 3, ours: r[ring], postMessage: r.postMessage, unix: r.unix, placements: r.placements });
 }

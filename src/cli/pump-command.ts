@@ -15,6 +15,8 @@ queue worker threads, printing live packets/s and Gbit/s.
   --frames N       frames to move per pair (default 10000000; 0: until
                    --seconds pass or Ctrl-C)
   --seconds S      stop after S seconds, counted from the first frame
+  --warmup S       also print the rate after the first S seconds (the code
+                   warms up in them), as testpmd times its windows
   --size B         frame size in bytes, ${MIN_FRAME} to ${MAX_PLAIN_FRAME} (default 64)
   --queue-size N   ring size (default 1024)
   --pairs N        queue pairs per NIC, one guest thread each (default 1)
@@ -34,6 +36,7 @@ one exits at once. Exit status: 0 when every frame arrived once and in order,
 const OPTIONS = {
   frames: { type: 'int', min: 0, default: 10_000_000 },
   seconds: { type: 'number', above: 0 },
+  warmup: { type: 'number', above: 0 },
   size: { type: 'int', min: MIN_FRAME, max: MAX_PLAIN_FRAME, default: 64 },
   'queue-size': { type: 'int', min: 2, max: 32768, default: 1024 },
   pairs: { type: 'int', min: 1, max: 64, default: 1 },
@@ -79,6 +82,7 @@ export async function pumpCommand(args: string[]): Promise<number> {
       frames,
       pairs,
       seconds,
+      warmupSeconds: values.warmup,
       // Each guest also times itself from its own first frame: the stop comes on time, not at the next tick.
       guestSeconds: seconds,
       frameSize: values.size,
@@ -104,6 +108,10 @@ export async function pumpCommand(args: string[]): Promise<number> {
         `${result.busyThreads} busy threads (queue threads ${result.threads}) on ${result.cores} cores, ${placement.placement} placement, ${result.ring} rings` +
         (interrupt.signal.aborted ? ' (interrupted)' : ''),
     );
+    if (values.warmup !== undefined) {
+      const s = result.steady;
+      console.log(s === undefined ? `after the ${values.warmup} s warm-up: no frames (the run ended first)` : `after the ${values.warmup} s warm-up: ${s.frames} frames in ${fmt(s.seconds)} s, ${fmt(s.pps / 1e6)} Mpps, ${fmt(s.gbps)} Gbit/s`);
+    }
     result.perPair.forEach((n, p) => {
       const tx = result.txQueues[p];
       const rx = result.rxQueues[p];

@@ -70,10 +70,11 @@ describe('the live line', () => {
     expect(quiet.stdout).not.toContain('\r');
     expect(quiet.stdout).not.toContain('Mpps  ');
     expect(quiet.stdout).toMatch(/^moved \d+ of \d+ frames/m);
-    const plain = await runCli(['pump', '--frames', '0', '--seconds', '1.2', '--progress'], 60_000);
+    const plain = await runCli(['pump', '--frames', '0', '--seconds', '1.2', '--warmup', '0.4', '--progress'], 60_000);
     expect(plain.code, plain.stderr).toBe(0);
     expect(plain.stdout).not.toContain('\r');
     expect(plain.stdout).toMatch(/^.* s +\d+\.\d\d Mpps .*$/m);
+    expect(plain.stdout).toMatch(/^after the 0\.4 s warm-up: \d+ frames in \d+\.\d\d s, \d+\.\d\d Mpps/m);
   }, 90_000);
 
   it('on a 60-column terminal every redraw fits in 59 columns and ends by erasing the rest of the line', async () => {

@@ -22,6 +22,33 @@ describe('packet pump (guest thread + real queue workers)', () => {
     expect(r.txQueues[0].chains).toBe(50_000);
   });
 
+  it('warmupSeconds: the frames after the warm-up and their rate come as `steady`, a part of the whole run', async () => {
+    const r = await runPump({ frames: 0, seconds: 1.2, guestSeconds: 1.2, warmupSeconds: 0.4, tickMs: 50, frameSize: 64, queueSize: 256 });
+    expect(r.lost).toBe(0);
+    const s = r.steady;
+    expect(s).toBeDefined();
+    expect(s!.frames).toBeGreaterThan(0);
+    expect(s!.frames).toBeLessThan(r.received);
+    // The mark comes at the first tick past 0.4 s: the timed part is under the 0.8 s left and more than half of it.
+    expect(s!.seconds).toBeGreaterThan(0.4);
+    expect(s!.seconds).toBeLessThanOrEqual(r.seconds - 0.4);
+    expect(s!.pps).toBeCloseTo(s!.frames / s!.seconds, 6);
+    expect(s!.gbps).toBeCloseTo((s!.pps * 64 * 8) / 1e9, 6);
+  });
+
+  it('without a warm-up there is no steady figure; a run that ends inside its warm-up has none either; a bad warm-up is refused by name', async () => {
+    expect((await runPump({ frames: 20_000, frameSize: 64, queueSize: 256 })).steady).toBeUndefined();
+    expect((await runPump({ frames: 20_000, frameSize: 64, queueSize: 256, warmupSeconds: 30 })).steady).toBeUndefined();
+    await expect(runPump({ frames: 1000, warmupSeconds: -1 })).rejects.toThrow(/warm-up -1 must be a non-negative number of seconds/);
+  });
+
+  it("2.8.10: a pump guest run by its queue thread polls with interrupts off: a packed ring, whose drivers start with them on, raises none (threads 'guest')", async () => {
+    const r = await runPump({ frames: 200_000, frameSize: 64, queueSize: 256, ring: 'packed', threads: 'guest' });
+    expect(r.lost).toBe(0);
+    // Before, every publish of used entries interrupted the polling guest: one per batch of 32.
+    expect(r.rxQueues[0].interrupts + r.txQueues[0].interrupts).toBe(0);
+  });
+
   it('4.1.4.3.2: split rings keep a power-of-two queue size: a pump of 100-entry split rings is refused, naming the size', async () => {
     await expect(runPump({ frames: 1000, frameSize: 64, queueSize: 100, ring: 'split' })).rejects.toThrow(/queue size 100 must be a power of two/);
   });

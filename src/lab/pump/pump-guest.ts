@@ -171,6 +171,11 @@ export function createPumpGuest(data: PumpGuestData): PumpGuest {
 
   const heapBefore = heapUsed();
   rx.fillRx();
+  // The guest polls from its first frame, so it starts with interrupts off
+  // (a packed ring's drivers start with them on, 2.8.10): its own thread
+  // asks for them before it sleeps, and a queue thread's task never does.
+  tx.disableInterrupts();
+  rx.disableInterrupts();
   if (data.learn) sendLearningFrame(rx, data.receiver.mac, data.sender.mac);
   tBase = performance.now();
   counters[PUMP_T_FIRST] = performance.timeOrigin + tBase;

@@ -38,6 +38,13 @@ export interface PumpOptions {
   frames?: number;
   /** Stop after this many seconds, counted from the first frame sent, even if frames remain (default: no limit). */
   seconds?: number;
+  /**
+   * Leave the first this many seconds of traffic out of `steady` (default 0:
+   * no `steady` figure): while the threads' code warms up a run moves
+   * frames at about half its later rate, as testpmd's own loop does before
+   * its first window. The mark is taken at the first tick past it.
+   */
+  warmupSeconds?: number;
   /** Ethernet frame size in bytes, >= 18 (default 64); with `gso` up to 65549. */
   frameSize?: number;
   /** Frame sizes cycled by sequence number (a size mix, see sizeSchedule()); overrides `frameSize`. */
@@ -122,6 +129,16 @@ export interface PumpTick {
   skipped: number;
 }
 
+/** The part of a run after its warm-up. */
+export interface PumpSteady {
+  /** Frames received from the warm-up's mark to the last one. */
+  frames: number;
+  seconds: number;
+  pps: number;
+  /** Payload bits per second (the mean of the size cycle). */
+  gbps: number;
+}
+
 /** What a pump run measured. */
 export interface PumpResult {
   frames: number;
@@ -141,6 +158,8 @@ export interface PumpResult {
   seconds: number;
   pps: number;
   gbps: number;
+  /** The frames received after `warmupSeconds` and their rate; undefined without a warm-up, or when the run ended before it did. */
+  steady: PumpSteady | undefined;
   /** Frames whose turn came (sent + skipped); equals `sent` unless paced. */
   offered: number;
   /** Paced frames not sent because the tx ring was full when they were due. */
@@ -180,6 +199,8 @@ interface PumpPlan {
   spinUs: number;
   pairs: number;
   ring: 'split' | 'packed';
+  /** 0: no steady figure. */
+  warmupSeconds: number;
 }
 
 function pumpPlan(options: PumpOptions): PumpPlan {
@@ -195,8 +216,9 @@ function pumpPlan(options: PumpOptions): PumpPlan {
     spinUs: options.spinUs ?? 30,
     pairs: options.pairs ?? 1,
     ring: options.ring ?? 'split',
+    warmupSeconds: options.warmupSeconds ?? 0,
   };
-  const { gso, latencyEvery, ratePps, pairs } = plan;
+  const { gso, latencyEvery, ratePps, pairs, warmupSeconds } = plan;
   const minSize = latencyEvery > 0 ? (gso ? GSO_SEQ_AT : PLAIN_SEQ_AT) + 4 + STAMP_BYTES : MIN_FRAME;
   const maxSize = gso ? MAX_GSO_FRAME : MAX_PLAIN_FRAME;
   for (const size of sizes) if (!(Number.isInteger(size) && size >= minSize && size <= maxSize)) throw new InvalidArgumentError(`frame size ${size} must be an integer in [${minSize}, ${maxSize}]`);
@@ -204,6 +226,7 @@ function pumpPlan(options: PumpOptions): PumpPlan {
   if (!(ratePps >= 0 && Number.isFinite(ratePps))) throw new InvalidArgumentError(`rate ${ratePps} must be a non-negative number of frames per second`);
   if (!(Number.isInteger(latencyEvery) && latencyEvery >= 0)) throw new InvalidArgumentError(`latencyEvery ${latencyEvery} must be a non-negative integer`);
   if (!Number.isInteger(pairs) || pairs < 1 || pairs > 64) throw new InvalidArgumentError(`queue pairs ${pairs} must be an integer in [1, 64]`);
+  if (!(warmupSeconds >= 0 && Number.isFinite(warmupSeconds))) throw new InvalidArgumentError(`warm-up ${warmupSeconds} must be a non-negative number of seconds`);
   if (plan.frames === 0 && options.seconds === undefined && options.guestSeconds === undefined && options.signal === undefined) {
     throw new InvalidArgumentError('frames 0 (unbounded) needs a time limit in seconds or an AbortSignal');
   }
@@ -339,14 +362,16 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
     const guestData = { sender, receiver, templates, frames, sizes, ratePps, latencyEvery, latencyAfterMs: (options.latencyAfterSeconds ?? 0) * 1000, gso, learn: sw !== undefined, durationMs, counters: counters.buffer, spinUs };
     const exited = threads === 'guest' && linkPool !== undefined ? startGuestTasks(guestData, pairs, linkPool, reports) : startGuests(guestData, pairs, guests, reports);
     let last = { t: performance.now(), received: 0 };
-    const meanSize = sizes.reduce((x, y) => x + y, 0) / sizes.length;
+    // Epoch ms and frames received at the first tick past the warm-up.
+    let warm: { at: number; received: number } | undefined;
     const timer = setInterval(() => {
       const t = performance.now();
       const received = counters.sum(PUMP_RECEIVED);
       const pps = ((received - last.received) * 1000) / (t - last.t);
       last = { t, received };
       const running = Math.max(0, performance.timeOrigin + t - counters.firstFrameAt()) / 1000;
-      options.onTick?.({ seconds: running, sent: counters.sum(PUMP_SENT), received, pps, gbps: (pps * meanSize * 8) / 1e9, perPair: counters.perPair(PUMP_RECEIVED), skipped: counters.sum(PUMP_SKIPPED) });
+      if (warm === undefined && plan.warmupSeconds > 0 && running >= plan.warmupSeconds) warm = { at: performance.timeOrigin + t, received };
+      options.onTick?.({ seconds: running, sent: counters.sum(PUMP_SENT), received, pps, gbps: (pps * meanFrameSize(sizes) * 8) / 1e9, perPair: counters.perPair(PUMP_RECEIVED), skipped: counters.sum(PUMP_SKIPPED) });
       if (options.seconds !== undefined && running >= options.seconds) stop();
     }, options.tickMs ?? 500);
     try {
@@ -355,7 +380,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       clearInterval(timer);
     }
     if (counters.sum(PUMP_DONE) !== pairs) throw new InvalidArgumentError('a pump guest thread ended before finishing');
-    return pumpResult(plan, counters, a, b, sw, reports, threads);
+    return pumpResult(plan, counters, a, b, sw, reports, threads, warm);
   } finally {
     options.signal?.removeEventListener('abort', stop);
     await Promise.all(guests.map((g) => g.terminate()));
@@ -365,12 +390,22 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
 }
 
 /** What the pump measured, from the guests' counters and the devices' (and switch's) own. */
-function pumpResult(plan: PumpPlan, counters: PumpCounters, a: VirtioNetDevice, b: VirtioNetDevice, sw: NetSwitch | undefined, reports: PumpGuestReport[], threads: Exclude<PumpThreads, 'auto'>): PumpResult {
+function pumpResult(
+  plan: PumpPlan,
+  counters: PumpCounters,
+  a: VirtioNetDevice,
+  b: VirtioNetDevice,
+  sw: NetSwitch | undefined,
+  reports: PumpGuestReport[],
+  threads: Exclude<PumpThreads, 'auto'>,
+  warm: { at: number; received: number } | undefined,
+): PumpResult {
   const { pairs, latencyEvery } = plan;
   const received = counters.sum(PUMP_RECEIVED);
   const sent = counters.sum(PUMP_SENT);
   // Timed by the guests, first send to last receive: thread start-up is not traffic.
-  const seconds = (Math.max(...counters.perPair(PUMP_T_LAST)) - Math.min(...counters.perPair(PUMP_T_FIRST))) / 1000;
+  const lastAt = Math.max(...counters.perPair(PUMP_T_LAST));
+  const seconds = (lastAt - Math.min(...counters.perPair(PUMP_T_FIRST))) / 1000;
   const txQueues = Array.from({ length: pairs }, (_, p) => a.queueStats(netTxQueue(p)));
   const rxQueues = Array.from({ length: pairs }, (_, p) => b.queueStats(netRxQueue(p)));
   const switchDrops = sw === undefined ? 0 : sw.stats().ports.reduce((n, p) => n + p.dropsEgressFull + p.dropsBad + p.dropsFiltered + p.dropsLoss, 0);
@@ -396,6 +431,7 @@ function pumpResult(plan: PumpPlan, counters: PumpCounters, a: VirtioNetDevice, 
     seconds,
     pps: received / seconds,
     gbps: (rxBytes * 8) / seconds / 1e9,
+    steady: steadyPart(plan, warm, received, lastAt),
     offered: sent + skipped,
     skipped,
     drops,
@@ -410,6 +446,17 @@ function pumpResult(plan: PumpPlan, counters: PumpCounters, a: VirtioNetDevice, 
     perPair: counters.perPair(PUMP_RECEIVED),
   };
 }
+
+/** The frames after the warm-up's mark, when the run went on past it. */
+function steadyPart(plan: PumpPlan, warm: { at: number; received: number } | undefined, received: number, lastAt: number): PumpSteady | undefined {
+  if (warm === undefined || received <= warm.received || lastAt <= warm.at) return undefined;
+  const frames = received - warm.received;
+  const seconds = (lastAt - warm.at) / 1000;
+  return { frames, seconds, pps: frames / seconds, gbps: (frames * meanFrameSize(plan.sizes) * 8) / seconds / 1e9 };
+}
+
+/** Bytes per frame over the size cycle. */
+const meanFrameSize = (sizes: number[]): number => sizes.reduce((x, y) => x + y, 0) / sizes.length;
 
 /**
  * 'auto' resolved: a thread per queue where 3 busy threads per pair fit the

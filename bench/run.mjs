@@ -62,7 +62,7 @@ const { values } = parseArgs({
     'no-dpdk': { type: 'boolean', default: false },
   },
 });
-// --quick: the pump case at 64 B on one pair, short runs, DPDK included (< 1 min on 2 cores).
+// --quick: the pump case at 64 B on one pair, short runs, DPDK included (about 1 min on 2 cores).
 const quick = values.quick;
 const cases = (values.cases ?? (quick ? 'pump' : DEFAULT_CASES.join(','))).split(',');
 for (const c of cases) if (!ALL_CASES.includes(c)) throw new Error(`unknown case ${c} (cases: ${ALL_CASES.join(', ')})`);
@@ -100,27 +100,27 @@ async function rounds(measurements) {
   return { ...out, placements };
 }
 
-/** Busy threads of the last pump run per mapping (the pump counts its guests and working queue threads). */
+/** Busy threads of the last pump run per label (default: its mapping; the pump counts its guests, working queue threads and switch). */
 const pumpBusy = {};
 /** Share of the last pump run's frames per ring and mapping that went from a.tx straight into b's buffers (a run-to-completion link). */
 const pumpDirect = {};
 
-/** A pump run, checked to have lost nothing; notes its busy threads and direct share. */
-async function runPumpChecked(options) {
+/** A pump run, checked to have lost nothing; notes its busy threads (under `label`, else its mapping) and direct share. */
+async function runPumpChecked(options, label) {
   const r = await runPump(options);
   if (r.lost !== 0 || r.sequenceErrors !== 0) throw new Error(`pump lost ${r.lost} / misordered ${r.sequenceErrors} frames (${JSON.stringify(options)})`);
-  pumpBusy[r.threads] = r.busyThreads;
+  pumpBusy[label ?? r.threads] = r.busyThreads;
   pumpDirect[`${options.ring ?? 'split'} ${r.threads}`] = r.rxQueues.reduce((n, q) => n + q.directFrames, 0) / r.received;
   return r;
 }
 
 /** The pump's frames/s over its whole run. */
-const pumpPps = async (options) => (await runPumpChecked(options)).pps;
+const pumpPps = async (options, label) => (await runPumpChecked(options, label)).pps;
 
 /** The pump's frames/s after the warm-up, in a run of warm-up + measure seconds. */
-async function steadyPps(options) {
+async function steadyPps(options, label) {
   const seconds = timing.warmupS + timing.measureS;
-  const r = await runPumpChecked({ ...options, frames: 0, seconds, guestSeconds: seconds, warmupSeconds: timing.warmupS, tickMs: 50 });
+  const r = await runPumpChecked({ ...options, frames: 0, seconds, guestSeconds: seconds, warmupSeconds: timing.warmupS, tickMs: 50 }, label);
   if (r.steady === undefined) throw new Error(`pump: no frames after the ${timing.warmupS} s warm-up (${JSON.stringify(options)})`);
   return r.steady.pps;
 }
@@ -201,9 +201,9 @@ if (cases.includes('pump')) {
 if (cases.includes('gso')) {
   console.log(`\ngso: TSO frames of ${GSO_FRAME} B, runs of ${timing.warmupS} s warm-up + ${timing.measureS} s timed (virtio_net_hdr TCPV4, gso_size 1448, NEEDS_CSUM), passed through whole: the receiver negotiates GUEST_TSO4; DPDK not run (testpmd's io loop carries single-mbuf frames)`);
   const m = baselines(GSO_FRAME);
-  for (const ring of rings) m[ring] = () => steadyPps({ frameSize: GSO_FRAME, gso: true, queueSize: 256, ring });
+  for (const ring of rings) m[ring] = () => steadyPps({ frameSize: GSO_FRAME, gso: true, queueSize: 256, ring }, `gso ${ring}`);
   const r = await rounds(m);
-  for (const ring of rings) throughputRow({ case: 'gso', size: GSO_FRAME, ring, what: 'TSO passthrough', threads: 3, ours: r[ring], postMessage: r.postMessage, unix: r.unix, placements: r.placements });
+  for (const ring of rings) throughputRow({ case: 'gso', size: GSO_FRAME, ring, what: 'TSO passthrough', threads: pumpBusy[`gso ${ring}`], ours: r[ring], postMessage: r.postMessage, unix: r.unix, placements: r.placements });
 }
 
 // ---- modes: how the threads wait --------------------------------------------
@@ -212,22 +212,22 @@ if (cases.includes('modes')) {
   console.log(`\nmodes: 64 B, one pair, split; ${modeFrames} frames per run (at most 5 s); spin = microseconds each thread polls before it sleeps`);
   const modes = { 'notify (spin 0)': 0, 'event idx + spin 30': 30, 'poll (spin 1 s)': 1_000_000 };
   const m = {};
-  for (const [name, spinUs] of Object.entries(modes)) m[name] = () => pumpPps({ frames: modeFrames, frameSize: 64, spinUs, seconds: 5 });
+  for (const [name, spinUs] of Object.entries(modes)) m[name] = () => pumpPps({ frames: modeFrames, frameSize: 64, spinUs, seconds: 5 }, name);
   const r = await rounds(m);
   for (const name of Object.keys(modes)) {
-    throughputRow({ case: 'modes', size: 64, ring: 'split', what: name, threads: 3, ours: r[name], vsOther: { name: 'vs spin 30', value: ratio(r[name], r['event idx + spin 30']) }, placements: r.placements });
+    throughputRow({ case: 'modes', size: 64, ring: 'split', what: name, threads: pumpBusy[name], ours: r[name], vsOther: { name: 'vs spin 30', value: ratio(r[name], r['event idx + spin 30']) }, placements: r.placements });
   }
 }
 
 // ---- switch: through NetSwitch vs a direct link -----------------------------
 if (cases.includes('switch')) {
-  console.log(`\nswitch: one pair, split, ${frames} frames per run; the switch worker is a fourth busy thread`);
+  console.log(`\nswitch: one pair, split, ${frames} frames per run; the switch worker is one busy thread more`);
   for (const size of sizes) {
     const r = await rounds({
       direct: () => pumpPps({ frames, frameSize: size }),
-      switch: () => pumpPps({ frames, frameSize: size, via: 'switch' }),
+      switch: () => pumpPps({ frames, frameSize: size, via: 'switch' }, 'switch'),
     });
-    throughputRow({ case: 'switch', size, ring: 'split', what: 'learning switch', threads: 4, ours: r.switch, vsOther: { name: 'switch/direct', value: ratio(r.switch, r.direct) }, placements: r.placements });
+    throughputRow({ case: 'switch', size, ring: 'split', what: 'learning switch', threads: pumpBusy.switch, ours: r.switch, vsOther: { name: 'switch/direct', value: ratio(r.switch, r.direct) }, placements: r.placements });
   }
 }
 

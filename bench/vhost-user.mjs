@@ -7,10 +7,12 @@
 //  (b) kick -> first used entry: a front end in this process (the tests'
 //      TypeScript front end, bundled on the fly with esbuild) posts one
 //      64-byte frame on its tx ring, kicks, and spins on the used index; the
-//      ring's thread is asleep (20 ms between samples), so each sample is one
+//      ring's thread is asleep (40 ms between samples), so each sample is one
 //      wake-up from a kick plus one pop (the front end naps 5 us between
-//      looks at the used index, so it does not hold a core). p50/p99 in
-//      microseconds.
+//      looks at the used index, so it does not hold a core; its timer slack
+//      is 1 us for it). After each sample, a bare hop after the same gap: an
+//      eventfd write -> a thread asleep in poll() runs. p50/p99 in
+//      microseconds, and the kick in bare hops.
 //  (c) throughput: dpdk-testpmd's virtio-user PMD (a virtio driver in C,
 //      one busy forwarding lcore) drives our vhost-user net device, whose
 //      transmitted frames loop back to its receive queue; testpmd forwards
@@ -122,22 +124,73 @@ async function testFrontEnd() {
   return import(outfile);
 }
 
+// The floor of a kick: a thread asleep in poll() on an eventfd, as a ring
+// thread sleeps, stamps the time it runs again after a write() to it.
+const BARE_POLLER = `
+const { workerData } = require('node:worker_threads');
+const koffi = require(workerData.koffiPath);
+const libc = koffi.load('libc.so.6');
+const poll = libc.func('int poll(void *fds, unsigned long n, int timeout)');
+const read = libc.func('long read(int fd, void *buf, size_t len)');
+const w = new Int32Array(workerData.words);
+const t = new BigInt64Array(workerData.words, 64, 1);
+const pfd = Buffer.alloc(8); pfd.writeInt32LE(workerData.fd, 0); pfd.writeInt16LE(1, 4);
+const sink = new BigUint64Array(1);
+while (Atomics.load(w, 0) === 0) {
+  pfd.writeInt16LE(0, 6);
+  poll(pfd, 1, 100);
+  if ((pfd.readInt16LE(6) & 1) === 0) continue;
+  Atomics.store(t, 0, process.hrtime.bigint());
+  read(workerData.fd, sink, 8);
+}
+`;
+
+/** Nanoseconds from `t0` until `done()` holds, looking every ~5 us (a nap, so the looker holds no core); Infinity past 5 s. */
+function timeUntil(t0, done, nap) {
+  const limit = t0 + 5_000_000_000n;
+  for (;;) {
+    const t1 = process.hrtime.bigint();
+    if (done()) return Number(t1 - t0);
+    if (t1 > limit) return Number.POSITIVE_INFINITY;
+    Atomics.wait(nap, 0, 0, 0.005);
+  }
+}
+
 /**
  * Kick -> first used entry, with the tx ring's thread asleep before every
- * kick: microseconds per sample (`samples` of them, `gapMs` apart).
+ * kick (`gapMs` x 2 of quiet): microseconds per sample (`samples` of them).
+ * After each, under the same conditions, one bare hop: write() to the
+ * eventfd a thread sleeps on in poll() -> that thread runs (its stamp). Both
+ * are looked for the same way, every ~5 us, with this thread's timer slack
+ * at 1 us (the default 50 us would stretch every look). `inHops` is the
+ * median of kick / bare hop over the samples.
  */
 export async function kickToUsed(samples, gapMs) {
   const { upNet, takeRx, frame, FE_MAC, TX } = await testFrontEnd();
+  const koffi = require('koffi');
+  const libc = koffi.load('libc.so.6');
+  const prctl = libc.func('int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)');
+  const eventfd = libc.func('int eventfd(unsigned int initval, int flags)');
+  const write = libc.func('long write(int fd, const void *buf, size_t len)');
+  const close = libc.func('int close(int fd)');
+  const PR_SET_TIMERSLACK = 29;
+  prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0);
   const dir = mkdtempSync(join(tmpdir(), 'vl-vu-kick-'));
   const sock = join(dir, 'net.sock');
   const server = serveVhostUserNet(sock);
   connectLoopback(new SharedArena(8 << 20), server.device);
+  const words = new SharedArrayBuffer(128);
+  const bareFd = eventfd(0, 0o2000000);
+  const poller = new Worker(BARE_POLLER, { eval: true, workerData: { words, fd: bareFd, koffiPath: require.resolve('koffi') } });
+  const bareAt = new BigInt64Array(words, 64, 1);
+  const one = new BigUint64Array([1n]);
   let fe;
   try {
     fe = await upNet(sock, { ringSize: 256 });
     const tx = fe.ring(TX);
     const looped = [];
-    const us = [];
+    const kicks = [];
+    const hops = [];
     const bytes = frame(FE_MAC, FE_MAC, 1);
     const nap = new Int32Array(new SharedArrayBuffer(4));
     for (let i = 0; i < samples + 10; i++) {
@@ -149,19 +202,27 @@ export async function kickToUsed(samples, gapMs) {
       tx.postTx(bytes);
       const t0 = process.hrtime.bigint();
       fe.kick(TX);
-      // A kick not served within 5 s counts as an infinite sample (it shows in p99) and the run goes on.
-      // Between looks the front end sleeps a few microseconds instead of spinning: on two
-      // shared cores a spinning front end holds the core the ring's thread must wake on.
-      const limit = t0 + 5_000_000_000n;
-      let t1 = t0;
-      while (tx.takeUsed().length === 0 && (t1 = process.hrtime.bigint()) <= limit) Atomics.wait(nap, 0, 0, 0.005);
-      const sample = t1 > limit ? Number.POSITIVE_INFINITY : Number(process.hrtime.bigint() - t0) / 1000;
-      if (i >= 10) us.push(sample); // the first ten warm up
+      const kick = timeUntil(t0, () => tx.takeUsed().length !== 0, nap);
+      await sleep(2 * gapMs);
+      Atomics.store(bareAt, 0, 0n);
+      const h0 = process.hrtime.bigint();
+      write(bareFd, one, 8);
+      const hop = timeUntil(h0, () => Atomics.load(bareAt, 0) !== 0n, nap);
+      if (i >= 10) {
+        // The first ten warm up.
+        kicks.push(kick / 1000);
+        hops.push(hop / 1000);
+      }
     }
-    us.sort((a, b) => a - b);
-    return { p50: us[us.length >> 1], p99: us[Math.min(us.length - 1, Math.floor(us.length * 0.99))] };
+    const ratios = kicks.map((k, i) => k / hops[i]);
+    const p = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))];
+    return { p50: p(kicks, 0.5), p99: p(kicks, 0.99), hopP50: p(hops, 0.5), hopP99: p(hops, 0.99), inHops: p(ratios, 0.5) };
   } finally {
     fe?.close();
+    Atomics.store(new Int32Array(words), 0, 1);
+    await poller.terminate();
+    close(bareFd);
+    prctl(PR_SET_TIMERSLACK, 50_000, 0, 0, 0);
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -207,7 +268,10 @@ export async function vhostUserCases({ runs = 5, trips = 2000, seconds = 2, kick
     console.log(`wake-up ${mode.padEnd(8)} p50 ${fmtRange(wake[mode].p50, 1, 1)} us  p99 ${fmtRange(wake[mode].p99, 1, 1)} us  (RTT/2, ${trips} trips x ${runs} runs, 2 threads)`);
   }
   const kick = await kickToUsed(kicks, 20);
-  console.log(`kick -> first used entry p50 ${kick.p50.toFixed(1)} us  p99 ${kick.p99.toFixed(1)} us  (tx ring thread asleep, ${kicks} kicks 40 ms apart)`);
+  console.log(
+    `kick -> first used entry p50 ${kick.p50.toFixed(1)} us  p99 ${kick.p99.toFixed(1)} us  (tx ring thread asleep, ${kicks} kicks 40 ms apart); ` +
+      `a bare hop after the same gap (eventfd write -> a thread in poll() runs) p50 ${kick.hopP50.toFixed(1)} us  p99 ${kick.hopP99.toFixed(1)} us; kick in bare hops: x${kick.inHops.toFixed(2)} (median)`,
+  );
   const rings = {};
   if (testpmdAvailable()) {
     for (const ring of ['split', 'packed']) {
@@ -249,7 +313,7 @@ if (isMain(import.meta.url)) {
       Object.entries(r.wake).map(([k, v]) => [k, fmtRange(v.p50, 1, 1), fmtRange(v.p99, 1, 1)]),
     ),
     '',
-    `kick -> first used entry (ring thread asleep): p50 ${r.kick.p50.toFixed(1)} us, p99 ${r.kick.p99.toFixed(1)} us`,
+    `kick -> first used entry (ring thread asleep): p50 ${r.kick.p50.toFixed(1)} us, p99 ${r.kick.p99.toFixed(1)} us; a bare hop after the same gap p50 ${r.kick.hopP50.toFixed(1)} us; kick in bare hops x${r.kick.inHops.toFixed(2)}`,
     '',
     mdTable(
       ['testpmd io loop, 64 B', 'ours (through our back end), Mpps', 'baseline (testpmd vhost PMD loop), Mpps', 'ratio'],

@@ -6,13 +6,14 @@
 //      one wake-up; p50/p99 in microseconds from HDR histograms.
 //  (b) kick -> first used entry: a front end in this process (the tests'
 //      TypeScript front end, bundled on the fly with esbuild) posts one
-//      64-byte frame on its tx ring, kicks, and spins on the used index; the
+//      64-byte frame on its tx ring, kicks, and looks at the used index; the
 //      ring's thread is asleep (40 ms between samples), so each sample is one
 //      wake-up from a kick plus one pop (the front end naps 50 us between
-//      looks at the used index, so it does not hold a core; its timer slack
-//      is 1 us for it). Before the samples, 20 000 frames warm the path. After each sample, a bare hop after the same gap: an
-//      eventfd write -> a thread asleep in poll() runs. p50/p99 in
-//      microseconds, and the kick in bare hops.
+//      looks, so it does not hold a core; its timer slack is 1 us for it).
+//      Before the samples, 20 000 frames warm the path. After each sample, a
+//      bare hop after the same gap: an eventfd write -> a thread asleep in
+//      poll() runs, looked for the same way. p50/p99 in microseconds, and
+//      the kick in bare hops.
 //  (c) throughput: dpdk-testpmd's virtio-user PMD (a virtio driver in C,
 //      one busy forwarding lcore) drives our vhost-user net device, whose
 //      transmitted frames loop back to its receive queue; testpmd forwards
@@ -124,14 +125,15 @@ async function testFrontEnd() {
   return import(outfile);
 }
 
-// The floor of a kick: a thread asleep in poll() on an eventfd, as a ring
-// thread sleeps, stamps the time it runs again after a write() to it.
 // How long the front end naps between looks at a used index. Shorter looks
 // (5 us, or spinning) cost the woken ring thread about 1 ms on 2 vCPUs
 // before it ran (kick -> first used entry 1.0-1.4 ms p50 against 0.2 with
 // 50 us naps, the bare hop 80-110 us either way): the looker keeps the CPU
 // the kernel wakes the ring thread on.
 const NAP_MS = 0.05;
+
+// The floor of a kick: a thread asleep in poll() on an eventfd, as a ring
+// thread sleeps, writes a stamp when it runs again after a write() to it.
 const BARE_POLLER = `
 const { workerData } = require('node:worker_threads');
 const koffi = require(workerData.koffiPath);

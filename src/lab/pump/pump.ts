@@ -364,6 +364,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
     let last = { t: performance.now(), received: 0 };
     // Epoch ms and frames received at the first tick past the warm-up.
     let warm: { at: number; received: number } | undefined;
+    const meanSize = cycleMeanSize(sizes);
     const timer = setInterval(() => {
       const t = performance.now();
       const received = counters.sum(PUMP_RECEIVED);
@@ -371,7 +372,7 @@ export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
       last = { t, received };
       const running = Math.max(0, performance.timeOrigin + t - counters.firstFrameAt()) / 1000;
       if (warm === undefined && plan.warmupSeconds > 0 && running >= plan.warmupSeconds) warm = { at: performance.timeOrigin + t, received };
-      options.onTick?.({ seconds: running, sent: counters.sum(PUMP_SENT), received, pps, gbps: (pps * meanFrameSize(sizes) * 8) / 1e9, perPair: counters.perPair(PUMP_RECEIVED), skipped: counters.sum(PUMP_SKIPPED) });
+      options.onTick?.({ seconds: running, sent: counters.sum(PUMP_SENT), received, pps, gbps: (pps * meanSize * 8) / 1e9, perPair: counters.perPair(PUMP_RECEIVED), skipped: counters.sum(PUMP_SKIPPED) });
       if (options.seconds !== undefined && running >= options.seconds) stop();
     }, options.tickMs ?? 500);
     try {
@@ -452,11 +453,11 @@ function steadyPart(plan: PumpPlan, warm: { at: number; received: number } | und
   if (warm === undefined || received <= warm.received || lastAt <= warm.at) return undefined;
   const frames = received - warm.received;
   const seconds = (lastAt - warm.at) / 1000;
-  return { frames, seconds, pps: frames / seconds, gbps: (frames * meanFrameSize(plan.sizes) * 8) / seconds / 1e9 };
+  return { frames, seconds, pps: frames / seconds, gbps: (frames * cycleMeanSize(plan.sizes) * 8) / seconds / 1e9 };
 }
 
-/** Bytes per frame over the size cycle. */
-const meanFrameSize = (sizes: number[]): number => sizes.reduce((x, y) => x + y, 0) / sizes.length;
+/** Bytes per frame over the size cycle (frames.ts's meanFrameSize() is the same over a weighted mix). */
+const cycleMeanSize = (sizes: number[]): number => sizes.reduce((x, y) => x + y, 0) / sizes.length;
 
 /**
  * 'auto' resolved: a thread per queue where 3 busy threads per pair fit the

@@ -31,6 +31,7 @@ export default defineConfig([
       'workers/queue-worker': 'workers/queue-worker.ts',
       'workers/pump-guest': 'workers/pump-guest.ts',
       'workers/pump-queue-worker': 'workers/pump-queue-worker.ts',
+      'workers/task-queue-worker': 'workers/task-queue-worker.ts',
       'workers/backend-worker': 'workers/backend-worker.ts',
       'workers/vhost-queue-worker': 'workers/vhost-queue-worker.ts',
       'workers/vhost-user-io': 'workers/vhost-user-io.ts',

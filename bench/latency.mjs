@@ -1,9 +1,12 @@
 // Latency through two virtio-net NICs on a direct link (real queue workers):
 //  (a) idle -> first frame: every thread asleep (> 50 ms between samples); the
 //      main thread sends one 64-byte frame from NIC a's driver; NIC b's driver
-//      runs in a worker blocked in Atomics.wait on its interrupt word and
-//      stamps the frame when its receive callback sees it. Both stamps come
-//      from process.hrtime (CLOCK_MONOTONIC, the same clock in every thread).
+//      runs as a task on the queue thread that serves both NICs (--threads
+//      guest, the default: one sleeping hop) or in a worker of its own
+//      blocked in Atomics.wait on its interrupt word (--threads link: two
+//      hops) and stamps the frame when its receive callback sees it. Both
+//      stamps come from process.hrtime (CLOCK_MONOTONIC, the same clock in
+//      every thread).
 //      Before the samples, --warmup frames one at a time (not counted): the
 //      path runs compiled code and every receive buffer's page was written
 //      once, as in a lab that has carried traffic. After each sample, one bare
@@ -18,29 +21,19 @@
 // of npm run bench (latencyCases()).
 //
 //   node bench/latency.mjs [--runs 5] [--idle-samples 50] [--gap-ms 55] [--warmup 2000] [--trips 20000] [--spin-us 30]
-//                          [--threads link|per-device|per-queue]  (link, the default: one queue thread for both NICs)
+//                          [--threads guest|link|per-device|per-queue]  (guest, the default: one queue thread serves
+//                          both NICs and runs b's guest, bench/latency-guest.mjs; link: b's guest in a worker of its own)
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
 import { NetDriver, QueueThreadPool, SharedArena, VirtioNetDevice, connectNics, latencyPercentiles, newLatencyHistogram, probePlacement, recordLatencyNs, setupNetDriver } from '../dist/index.js';
+import { ring } from '../dist/ring.js';
+import { C_ECHOED, C_MODE, C_READY, C_RECEIVED, C_WORDS, FRAME, MAC_A, MAC_B, MODE_ECHO, MODE_IDLE, MODE_STOP, hrNs, mac, runLatencyGuest } from './latency-guest.mjs';
 import { fmtUs as us, isMain, range, writeResults } from './lib.mjs';
 
-const MAC_A = '52:54:00:00:00:0a';
-const MAC_B = '52:54:00:00:00:0b';
-const FRAME = 64;
 const QUEUE_SIZE = 256;
 const ETHERTYPE = 0x88b5;
 const SEQ_AT = 14;
-
-// Control words shared by the main thread and the guest worker (Int32).
-const C_MODE = 0; // 0: sleep between frames (idle test), 1: echo busy (ping-pong), 2: stop
-const C_RECEIVED = 1; // frames the worker received (idle test)
-const C_READY = 2; // worker has posted its receive buffers
-const C_ECHOED = 3; // frames echoed back (ping-pong)
-const C_WORDS = 16;
-const MODE_IDLE = 0;
-const MODE_ECHO = 1;
-const MODE_STOP = 2;
 
 // The reference waiter: sleeps on word 0, stamps hrtime when woken, counts wakes in word 1.
 const BARE_WAITER = `
@@ -53,64 +46,6 @@ for (let n = 1; Atomics.load(w, 2) === 0; n++) {
   Atomics.store(w, 1, n);
   Atomics.notify(w, 1);
 }`;
-
-const mac = (s) => Uint8Array.from(s.split(':').map((h) => parseInt(h, 16)));
-const hrNs = () => Number(process.hrtime.bigint());
-
-/** NIC b's guest side, in a worker: sleeps on its interrupt word (mode 0) or echoes busy (mode 1). */
-function guest({ spec, ctl, stamps }) {
-  const c = new Int32Array(ctl);
-  const t = new Float64Array(stamps);
-  const drv = new NetDriver(spec);
-  const { i32, index } = drv.interruptWord;
-  const u8 = drv.u8;
-  const macA = mac(MAC_A);
-  const macB = mac(MAC_B);
-  let received = 0;
-  let echoed = 0;
-  // Idle test: stamp first, then count.
-  const onIdle = (p) => {
-    const now = hrNs();
-    t[received % t.length] = now;
-    received++;
-    if (p.length !== FRAME) throw new Error(`idle frame of ${p.length} bytes`);
-  };
-  // Ping-pong: copy the frame into a tx slot, swap the MACs, send it back.
-  const onEcho = (p) => {
-    const at = drv.reserveTx();
-    if (at < 0) throw new Error('echo: no tx buffer free');
-    p.copyTo(u8, at);
-    u8.set(macA, at);
-    u8.set(macB, at + 6);
-    drv.commitTx(p.length);
-    drv.flushTx();
-    echoed++;
-  };
-  drv.fillRx();
-  Atomics.store(c, C_READY, 1);
-  Atomics.notify(c, C_READY);
-  for (;;) {
-    const mode = Atomics.load(c, C_MODE);
-    if (mode === MODE_STOP) break;
-    if (mode === MODE_ECHO) {
-      if (drv.receive(onEcho) !== 0) Atomics.store(c, C_ECHOED, echoed);
-      drv.reclaimTx();
-      continue;
-    }
-    // Idle mode: take what is there, then the re-check rule (src/lab/pump/pump-guest.ts):
-    // snapshot the word, re-enable interrupts, look again, sleep on the snapshot.
-    if (drv.receive(onIdle) !== 0) {
-      Atomics.store(c, C_RECEIVED, received);
-      Atomics.notify(c, C_RECEIVED);
-      continue;
-    }
-    drv.reclaimTx();
-    const seen = Atomics.load(i32, index);
-    const ready = drv.enableInterrupts();
-    if (!ready && Atomics.load(c, C_MODE) === MODE_IDLE) Atomics.wait(i32, index, seen);
-    drv.disableInterrupts();
-  }
-}
 
 /** p50 / p99 / p99.9 / max (us) and the count of samples (ns), through an HDR histogram (hdr-histogram-js). */
 function summary(samplesNs) {
@@ -128,7 +63,7 @@ const fmt = (r) => `${us(r.median)} [${us(r.min)}-${us(r.max)}]`;
  * Both latency measurements, `runs` runs each; prints as it goes, writes
  * bench/results/latency-*.{json,md}, returns the rows.
  */
-export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55, warmup = 2000, trips = 20000, spinUs = 30, maxRunS = 1.5, threads = 'link' } = {}) {
+export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55, warmup = 2000, trips = 20000, spinUs = 30, maxRunS = 1.5, threads = 'guest' } = {}) {
   const gapMs = Math.max(51, gap);
   const maxRunMs = maxRunS * 1000;
   const cores = availableParallelism();
@@ -136,14 +71,20 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
   const memSize = QUEUE_SIZE * 4096 + QUEUE_SIZE * (128 + 1518) + (2 << 20);
   const arena = new SharedArena(2 * memSize + (4 << 20));
   // 'link': one queue thread serves both NICs (a kick wakes it, it moves the frame to b's buffers, b's guest wakes: two sleeping hops).
-  const pool = threads === 'link' ? new QueueThreadPool({ threads: 1, spinUs }) : undefined;
+  // 'guest': that thread also runs b's guest as a task (a kick wakes it, it moves the frame and b's guest takes it: one).
+  const queueThreads = { link: 1, guest: 1, 'per-device': 2, 'per-queue': 4 }[threads];
+  if (queueThreads === undefined) throw new Error(`--threads ${threads}: link, guest, per-device or per-queue`);
+  const asTask = threads === 'guest';
+  const pool =
+    threads === 'link' ? new QueueThreadPool({ threads: 1, spinUs }) : asTask ? new QueueThreadPool({ threads: 1, spinUs, taskModule: new URL('./latency-guest.mjs', import.meta.url) }) : undefined;
   const mapping = pool === undefined ? threads : { pool };
-  const queueThreads = { link: 1, 'per-device': 2, 'per-queue': 4 }[threads];
-  if (queueThreads === undefined) throw new Error(`--threads ${threads}: link, per-device or per-queue`);
+  // Main's guest, b's guest in a worker of its own (not with 'guest'), the queue threads.
+  const threadCount = (asTask ? 1 : 2) + queueThreads;
   const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, mac: MAC_A, threads: mapping });
   const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, mac: MAC_B, threads: mapping });
   const link = connectNics(arena, a, b);
   let worker;
+  let task;
   let bareWaiter;
   const bare = new Int32Array(new SharedArrayBuffer(64));
   const bareStamp = new Float64Array(new SharedArrayBuffer(8));
@@ -155,7 +96,8 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     await bareWaiter.terminate();
     bareWaiter = undefined;
   };
-  let irqB;
+  /** Tell b's guest its mode changed: ring what it sleeps on (its interrupt word, or the queue thread's wake word). */
+  let poke = () => {};
   const ctl = new SharedArrayBuffer(4 * C_WORDS);
   const c = new Int32Array(ctl);
   try {
@@ -163,8 +105,22 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     const specB = await setupNetDriver(b, { queueSize: QUEUE_SIZE });
     const stamps = new SharedArrayBuffer(8 * 4096);
     const t = new Float64Array(stamps);
-    worker = new Worker(new URL(import.meta.url), { workerData: { spec: specB, ctl, stamps } });
-    const failed = new Promise((_, reject) => worker.once('error', reject));
+    const guestData = { spec: specB, ctl, stamps };
+    let failed;
+    if (asTask) {
+      task = pool.runTask(0, guestData);
+      failed = task.then(() => Promise.reject(new Error("b's guest task ended early")));
+      const wake = pool.wakeWord(0);
+      poke = () => ring(new Int32Array(wake.buffer), wake.index);
+    } else {
+      worker = new Worker(new URL(import.meta.url), { workerData: guestData });
+      failed = new Promise((_, reject) => worker.once('error', reject));
+      const irqB = { i32: new Int32Array(specB.interrupt.buffer), index: specB.interrupt.index };
+      poke = () => {
+        Atomics.add(irqB.i32, irqB.index, 1);
+        Atomics.notify(irqB.i32, irqB.index);
+      };
+    }
     failed.catch(() => {});
     const race = (p) => Promise.race([p, failed]);
     await race(Atomics.waitAsync(c, C_READY, 0).value);
@@ -179,12 +135,11 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     frame.set(mac(MAC_A), 6);
     frame[12] = ETHERTYPE >>> 8;
     frame[13] = ETHERTYPE & 0xff;
-    irqB = { i32: new Int32Array(specB.interrupt.buffer), index: specB.interrupt.index };
 
     const placementBefore = await probePlacement();
     console.log(`node ${process.version}, ${cores} cores; placement before: ${placementBefore.placement} (${placementBefore.roundTripNs} ns round trip)`);
     console.log(
-      `threads: main (NIC a guest), worker (NIC b guest), ${queueThreads} queue thread(s) serving a tx + a rx + b tx + b rx (queue threads ${threads}; ${2 + queueThreads} threads) on ${cores} cores; ` +
+      `threads: main (NIC a guest), ${asTask ? '' : 'worker (NIC b guest), '}${queueThreads} queue thread(s) serving a tx + a rx + b tx + b rx${asTask ? " and running NIC b's guest" : ''} (queue threads ${threads}; ${threadCount} threads) on ${cores} cores; ` +
         `${FRAME}-byte frames, rings ${QUEUE_SIZE}, device spin ${spinUs} us\n`,
     );
 
@@ -209,7 +164,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     };
     // The floor, in the same runs: one bare Atomics.notify -> Atomics.wait hop after the
     // same idle gap, a sample after each frame's (the link path has two such hops:
-    // the queue thread, b's guest; per-queue three).
+    // the queue thread, b's guest; guest one; per-queue three).
     bareWaiter = new Worker(BARE_WAITER, { eval: true, workerData: { w: bare.buffer, t: bareStamp.buffer } });
     await new Promise((resolve, reject) => {
       bareWaiter.once('online', resolve);
@@ -232,7 +187,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     // write is a page fault: about 50 us on a VM).
     for (let i = 0; i < warmup; i++) await sendOne();
     console.log(
-      `(a) idle -> first frame: ${runs} runs x ${idleSamples} samples, ${gapMs} ms asleep before each (every thread asleep; b's guest in Atomics.wait), ` +
+      `(a) idle -> first frame: ${runs} runs x ${idleSamples} samples, ${gapMs} ms asleep before each (every thread asleep; b's guest ${asTask ? 'a task of the sleeping queue thread' : 'in Atomics.wait'}), ` +
         `after ${warmup} frames of warm-up; each followed by a bare hop after the same gap`,
     );
     const idleRuns = [];
@@ -267,8 +222,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     // ---- (b) busy ping-pong ---------------------------------------------
     console.log(`\n(b) busy ping-pong a -> b -> a: ${runs} runs x up to ${trips} round trips (at most ${maxRunMs / 1000} s each), one-way = RTT / 2; both guests polling`);
     Atomics.store(c, C_MODE, MODE_ECHO);
-    Atomics.add(irqB.i32, irqB.index, 1);
-    Atomics.notify(irqB.i32, irqB.index);
+    poke();
     let got = 0;
     let seq = 0;
     const onPong = (p) => {
@@ -310,8 +264,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       Atomics.store(c, C_MODE, MODE_IDLE);
       const p = await probePlacement(3, 1000);
       Atomics.store(c, C_MODE, MODE_ECHO);
-      Atomics.add(irqB.i32, irqB.index, 1);
-      Atomics.notify(irqB.i32, irqB.index);
+      poke();
       const samples = [];
       const t0 = performance.now();
       for (let i = 0; i < trips; i++) {
@@ -325,7 +278,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     }
     const pingPooled = summary(pingAll);
     const echoed = Atomics.load(c, C_ECHOED);
-    if (echoed !== seq) throw new Error(`worker echoed ${echoed} frames, main sent ${seq}`);
+    if (echoed !== seq) throw new Error(`b's guest echoed ${echoed} frames, main sent ${seq}`);
 
     // ---- report ------------------------------------------------------------
     const row = (name, perRun, pooled) => ({
@@ -344,7 +297,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     const meta = {
       node: process.version,
       cores,
-      threads: 2 + queueThreads,
+      threads: threadCount,
       queueThreads: threads,
       runs,
       idleSamples,
@@ -357,7 +310,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       placementBefore,
     };
     const md = [
-      `node ${meta.node}, ${cores} cores, ${meta.threads} threads (2 guests: main + worker; ${queueThreads} queue thread(s), mapping ${threads}), ${FRAME}-byte frames, device spin ${spinUs} us, ${runs} runs`,
+      `node ${meta.node}, ${cores} cores, ${meta.threads} threads (2 guests: main + ${asTask ? 'a task of the queue thread' : 'worker'}; ${queueThreads} queue thread(s), mapping ${threads}), ${FRAME}-byte frames, device spin ${spinUs} us, ${runs} runs`,
       '',
       '| measurement | p50 us (median [min-max] over runs) | p99 us | p99.9 us | pooled p50 / p99 / p99.9 / max us (samples) | placement per run |',
       '| --- | --- | --- | --- | --- | --- |',
@@ -374,21 +327,17 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
   } finally {
     await stopBareWaiter();
     Atomics.store(c, C_MODE, MODE_STOP);
-    if (worker !== undefined) {
-      // Wake it if it sleeps on its interrupt word, let it leave its loop, then end it.
-      if (irqB !== undefined) {
-        Atomics.add(irqB.i32, irqB.index, 1);
-        Atomics.notify(irqB.i32, irqB.index);
-      }
-      await worker.terminate();
-    }
+    // Wake b's guest if it sleeps, let it leave its loop (a task: finish), then end the worker.
+    poke();
+    if (worker !== undefined) await worker.terminate();
+    if (task !== undefined) await task.catch(() => undefined);
     await link.close();
     await Promise.all([a.close(), b.close()]);
     await pool?.close();
   }
 }
 
-if (!isMainThread) guest(workerData);
+if (!isMainThread) runLatencyGuest(workerData);
 else if (isMain(import.meta.url)) {
   const { values } = parseArgs({
     options: {
@@ -399,7 +348,7 @@ else if (isMain(import.meta.url)) {
       trips: { type: 'string', default: '20000' },
       'spin-us': { type: 'string', default: '30' },
       'max-run-s': { type: 'string', default: '1.5' },
-      threads: { type: 'string', default: 'link' },
+      threads: { type: 'string', default: 'guest' },
     },
   });
   await latencyCases({

@@ -261,7 +261,7 @@ if (cases.includes('latency')) {
   console.log('\nlatency:');
   const l = await latencyCases({ runs, idleSamples: quick ? 20 : 50, trips: quick ? 5_000 : 20_000 });
   report.cases.latency = l;
-  sections.push('', `latency (${l.threads} threads, ${l.frameSize}-byte frames, HDR histograms):`, '', ...mdTable(['measurement', 'p50 us', 'p99 us', 'p99.9 us', 'pooled samples'], l.rows.map((r) => [r.name, fmtRange(r.p50, 1, 1), fmtRange(r.p99, 1, 1), fmtRange(r.p999, 1, 1), String(r.pooled.n)])));
+  sections.push('', `latency (${l.threads} threads, queue threads ${l.queueThreads}, ${l.frameSize}-byte frames, HDR histograms):`, '', ...mdTable(['measurement', 'p50 us', 'p99 us', 'p99.9 us', 'pooled samples'], l.rows.map((r) => [r.name, fmtRange(r.p50, 1, 1), fmtRange(r.p99, 1, 1), fmtRange(r.p999, 1, 1), String(r.pooled.n)])));
   sections.push('', `reference, one bare Atomics.notify -> wait hop after idling: p50 ${fmtUs(l.bareWake.p50)} us, p99 ${fmtUs(l.bareWake.p99)} us`);
 }
 

@@ -49,9 +49,11 @@ export class QueueThreadHandle {
     spinUs: number,
     /** See QueueThreadData.wakeFd (the caller owns and closes it). */
     wakeFd?: number,
+    /** See QueueThreadData.taskModule. */
+    taskModule?: string,
   ) {
     const { port1, port2 } = new MessageChannel();
-    const data: QueueThreadData = { words: layout, spinUs, control: port2, wakeFd };
+    const data: QueueThreadData = { words: layout, spinUs, control: port2, wakeFd, taskModule };
     this.worker = new Worker(file, { workerData: data, transferList: [port2] });
     this.endpoint = new PortEndpoint(port1);
     this.api = wrap<QueueThreadApi>(this.endpoint);

@@ -1,3 +1,5 @@
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { InvalidArgumentError } from '../errors.js';
 import { POLL_SLEEPER, type WordRef } from '../notify/notify-area.js';
 import * as libc from '../os/libc.js';
@@ -38,6 +40,18 @@ export interface QueueThreadPoolOptions {
    * 'pump-queue-worker', whose threads also run a pump guest (runTask()).
    */
   entry?: string;
+  /**
+   * A module (a file URL, or a path) whose default export builds tasks from
+   * runTask()'s data: a TaskFactory (`virtio-lab/ring`), such as the guest
+   * side of a NIC whose queues the thread serves, which then runs to
+   * completion beside them (a frame goes from a kick to the receiving
+   * guest's callback without another thread waking). Each thread imports it
+   * before it serves anything; a module that fails to load, or has no
+   * default export that is a function, ends the thread (its queues die,
+   * runTask() rejects with the reason). Not with `entry`, `vhostUser` or
+   * `keepThreads`.
+   */
+  taskModule?: string | URL;
 }
 
 /**
@@ -69,6 +83,8 @@ export class QueueThreadPool {
   readonly keepThreads: boolean;
   /** The worker entry point of its threads (QueueThreadPoolOptions.entry). */
   private readonly entry: string;
+  /** QueueThreadPoolOptions.taskModule as an href, or undefined. */
+  private readonly taskModule: string | undefined;
   /** Each thread's wake eventfd (vhost-user pools; -1 until its first start), kept across the thread's replacements. */
   private readonly wakeFds: number[];
   /** Each thread's wake and control words (fixed once given: doorbells handed out keep working across replacements). */
@@ -92,7 +108,8 @@ export class QueueThreadPool {
     this.threads = new Array(size).fill(undefined);
     this.vhostUser = options.vhostUser ?? false;
     this.keepThreads = options.keepThreads ?? false;
-    this.entry = options.entry ?? 'queue-worker';
+    this.taskModule = options.taskModule === undefined ? undefined : taskModuleHref(options);
+    this.entry = this.taskModule === undefined ? (options.entry ?? 'queue-worker') : 'task-queue-worker';
     if (this.entry !== 'queue-worker' && (this.vhostUser || this.keepThreads)) {
       throw new InvalidArgumentError(`a queue thread pool with entry ${this.entry} cannot serve vhost-user rings or keep threads (vhostUser, keepThreads)`);
     }
@@ -107,8 +124,8 @@ export class QueueThreadPool {
   }
 
   /**
-   * Run a task on thread `i` beside its queues (the pool's entry point must
-   * run tasks: see QueueThreadPoolOptions.entry); resolves with the task's
+   * Run a task on thread `i` beside its queues (the pool's threads must run
+   * tasks: see QueueThreadPoolOptions.taskModule); resolves with the task's
    * report. Starts the thread if it has not started yet.
    * @throws QueueWorkerError when the thread refuses the task or exits before it finishes.
    */
@@ -173,7 +190,7 @@ export class QueueThreadPool {
       if (this.vhostUser && this.wakeFds[i] < 0) this.wakeFds[i] = libc.eventfd(true);
       t = this.vhostUser
         ? new QueueThreadHandle(workerFile('vhost-queue-worker'), layout, this.spinUs, this.wakeFds[i])
-        : new QueueThreadHandle(workerFile(this.entry), layout, this.spinUs);
+        : new QueueThreadHandle(workerFile(this.entry), layout, this.spinUs, undefined, this.taskModule);
       this.threads[i] = t;
       this.started++;
     }
@@ -196,4 +213,13 @@ export class QueueThreadPool {
   private check(i: number): void {
     if (!Number.isInteger(i) || i < 0 || i >= this.size) throw new InvalidArgumentError(`queue thread ${i} out of range (pool has ${this.size})`);
   }
+}
+
+/** The task module of `options` as an href (a path is taken from the working directory); refused with another entry point. */
+function taskModuleHref(options: QueueThreadPoolOptions): string {
+  const m = options.taskModule!;
+  if (options.entry !== undefined) throw new InvalidArgumentError(`a queue thread pool takes a taskModule or an entry, not both (entry ${options.entry})`);
+  if (m instanceof URL) return m.href;
+  if (typeof m !== 'string' || m === '') throw new InvalidArgumentError(`queue thread pool taskModule must be a file URL or a path (got ${String(m)})`);
+  return m.startsWith('file:') ? m : pathToFileURL(resolve(m)).href;
 }

@@ -77,7 +77,7 @@ export interface ThreadTask {
   report(): unknown;
 }
 
-/** Builds a task from the data of a startTask() call (the thread's entry point decides which kinds it runs). */
+/** Builds a task from the data of a startTask() call: the thread's entry point gives it (the pump's, or the default export of QueueThreadPoolOptions.taskModule). */
 export type TaskFactory = (data: unknown) => ThreadTask;
 
 /** Builds a started queue's environment from its data (default: shared memory, interrupt word). */

@@ -47,6 +47,13 @@ export interface QueueThreadData {
    * ring() signals it while the word has POLL_SLEEPER set.
    */
   wakeFd?: number;
+  /**
+   * The URL (href) of a module whose default export builds the thread's
+   * tasks (a TaskFactory): threads of a pool made with
+   * QueueThreadPoolOptions.taskModule run the task-queue-worker entry,
+   * which loads it before it serves anything.
+   */
+  taskModule?: string;
 }
 
 /**

@@ -1,0 +1,66 @@
+/**
+ * QueueThreadPoolOptions.taskModule: a module of the user's own runs as a
+ * task on the queue thread that serves the queues it drives (the receiving
+ * guest beside its device's queues), and misuse is refused by name.
+ */
+import { threadId } from 'node:worker_threads';
+import { describe, expect, it } from 'vitest';
+import { ring } from '../../src/entries/ring.js';
+import { InvalidArgumentError, NetDriver, QueueThreadPool, SharedArena, VirtioNetDevice, connectNics, setupNetDriver } from '../../src/index.js';
+import { netRxQueue } from '../../src/spec/net.js';
+import { numberedFrame, until } from '../support/net-pair.js';
+
+const RECEIVE_TASK = new URL('../support/receive-task.mjs', import.meta.url);
+
+describe('queue thread tasks from a module of the user\'s own (taskModule)', () => {
+  it('a receiving guest runs on the queue thread that serves both NICs: 600 frames sent from this thread arrive in order', async () => {
+    const pool = new QueueThreadPool({ threads: 1, spinUs: 20, taskModule: RECEIVE_TASK });
+    const arena = new SharedArena(16 << 20);
+    const a = new VirtioNetDevice(arena.guestMemory(4 << 20), { queueSize: 64, threads: { pool } });
+    const b = new VirtioNetDevice(arena.guestMemory(4 << 20), { queueSize: 64, threads: { pool } });
+    try {
+      connectNics(arena, a, b, { capacity: 1 << 18 });
+      const da = new NetDriver(await setupNetDriver(a));
+      const specB = await setupNetDriver(b);
+      const words = new SharedArrayBuffer(8);
+      const w = new Int32Array(words);
+      const done = pool.runTask(0, { spec: specB, words });
+      let sent = 0;
+      while (sent < 600) {
+        da.reclaimTx();
+        while (sent < 600 && da.send(numberedFrame(sent, 60))) sent++;
+        da.flushTx();
+        await until(() => Atomics.load(w, 0) >= sent - 32, 10_000, `the task to receive up to frame ${sent}`);
+      }
+      await until(() => Atomics.load(w, 0) === 600, 10_000, 'all 600 frames at the task');
+      Atomics.store(w, 1, 1);
+      const wake = pool.wakeWord(0);
+      ring(new Int32Array(wake.buffer), wake.index);
+      const report = (await done) as { received: number; outOfOrder: number; threadId: number };
+      expect(report.received).toBe(600);
+      expect(report.outOfOrder).toBe(0);
+      expect(report.threadId).not.toBe(threadId);
+      // The queue thread moved them straight into b's buffers (a run-to-completion link), not through a channel.
+      expect(b.queueStats(netRxQueue(0)).directFrames).toBe(600);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await pool.close();
+    }
+  });
+
+  it('a module with no default export that is a function ends the thread, and runTask() says why', async () => {
+    const pool = new QueueThreadPool({ threads: 1, taskModule: new URL('../support/no-task.mjs', import.meta.url) });
+    try {
+      await expect(pool.runTask(0, {})).rejects.toThrow(/no default export that is a function/);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('misuse is refused by name: a task module with another entry point, with vhost-user or kept threads, or empty', () => {
+    expect(() => new QueueThreadPool({ taskModule: RECEIVE_TASK, entry: 'pump-queue-worker' })).toThrow(/taskModule or an entry, not both/);
+    expect(() => new QueueThreadPool({ taskModule: RECEIVE_TASK, vhostUser: true })).toThrow(InvalidArgumentError);
+    expect(() => new QueueThreadPool({ taskModule: RECEIVE_TASK, keepThreads: true })).toThrow(InvalidArgumentError);
+    expect(() => new QueueThreadPool({ taskModule: '' })).toThrow(/taskModule must be a file URL or a path/);
+  });
+});

@@ -15,10 +15,9 @@
 // moving over 1 MiB as a ring of receive buffers does.
 //
 //   npm run build && node bench/copy.mjs [--sizes 12,64,256,1500,9000,65536]
-import { parseArgs } from 'node:util';
 import { SharedArena } from '../dist/index.js';
 import { CopySite, copyBytes } from '../dist/ring.js';
-import { isMain, median } from './lib.mjs';
+import { benchArgs, isMain, median } from './lib.mjs';
 
 const COPIES = 200_000;
 const ROUNDS = 5;
@@ -72,6 +71,6 @@ export function copyCase({ sizes = [12, 64, 256, 1500, 9000, 65536], log = conso
 }
 
 if (isMain(import.meta.url)) {
-  const { values } = parseArgs({ options: { sizes: { type: 'string' } } });
+  const values = benchArgs(import.meta.url, { sizes: { type: 'string' } });
   copyCase(values.sizes === undefined ? {} : { sizes: values.sizes.split(',').map(Number) });
 }

@@ -28,8 +28,7 @@
 import { execFile } from 'node:child_process';
 import { join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
-import { isMain, median } from './lib.mjs';
+import { benchArgs, isMain, median } from './lib.mjs';
 
 export const STAGES = ['guestTx', 'deviceTx', 'deviceRx', 'guestRx', 'txReclaim'];
 const QUEUE_SIZE = 1024;
@@ -43,7 +42,7 @@ const cpuNs = typeof process.threadCpuUsage === 'function' ? () => threadNs(proc
 const threadNs = (u) => (u.user + u.system) * 1000;
 
 /** One guest with one queue pair, its transmitq looped to its receiveq through a port channel; all stages on this thread. */
-async function loopback(lib, ring, size, direct) {
+export async function loopback(lib, ring, size, direct) {
   const { F_EVENT_IDX, F_IN_ORDER, F_RING_PACKED, F_VERSION_1, NET_DEFAULT_FEATURES, NET_F_MRG_RXBUF, NET_F_MTU, SharedArena, GuestAllocator, NetPairDriver, NetTxQueue, NetRxQueue, StatsBlock, NET_QUEUE_COUNTERS, allocNetChannel, allocRecvPool, createQueueDevice, featureSet, netRecvConfig, splitAvailBytes, splitDescBytes, splitUsedBytes, packedDescBytes, PACKED_EVENT_SIZE, PACKED_RING_START, TX_HEADER_AT, NET_HDR_SIZE } = lib;
   if (!['split', 'packed', 'packed-in-order'].includes(ring)) throw new Error(`cpu: ring ${ring} is none of split, packed, packed-in-order`);
   const packed = ring !== 'split';
@@ -103,6 +102,15 @@ async function loopback(lib, ring, size, direct) {
       return n;
     },
     txReclaim: () => pair.reclaimTx(),
+    /** One frame through all five stages (cold-path.mjs times it after an idle gap). */
+    oneFrame() {
+      pair.send(frame);
+      pair.flushTx();
+      drain(txq);
+      drain(rxq);
+      pair.receive(onPacket);
+      pair.reclaimTx();
+    },
     check(sent) {
       if (received !== sent || badLength !== 0) throw new Error(`cpu ${ring} ${size} B: sent ${sent}, received ${received}, ${badLength} of wrong length`);
     },
@@ -116,7 +124,7 @@ const drain = (handler) => {
 };
 
 /** The main entry and the documented subpaths the loop uses (spec numbers, rings, the in-process queue handlers) of the build under `root`. */
-async function loadLib(root) {
+export async function loadLib(root) {
   const at = (entry) => import(pathToFileURL(join(root, 'dist', entry)).href);
   return { ...(await at('index.js')), ...(await at('spec.js')), ...(await at('ring.js')), ...(await at('testing.js')) };
 }
@@ -241,17 +249,15 @@ export async function cpuCase({ runs = 5, frames = 400_000, sizes = [64, 1500], 
 }
 
 if (isMain(import.meta.url)) {
-  const { values } = parseArgs({
-    options: {
-      child: { type: 'boolean', default: false },
-      runs: { type: 'string', default: '5' },
-      frames: { type: 'string', default: '400000' },
-      sizes: { type: 'string', default: '64,1500' },
-      rings: { type: 'string', default: 'split,packed' },
-      paths: { type: 'string', default: 'channel,direct' },
-      against: { type: 'string' },
-      prof: { type: 'boolean', default: false },
-    },
+  const values = benchArgs(import.meta.url, {
+    child: { type: 'boolean', default: false },
+    runs: { type: 'string', default: '5' },
+    frames: { type: 'string', default: '400000' },
+    sizes: { type: 'string', default: '64,1500' },
+    rings: { type: 'string', default: 'split,packed' },
+    paths: { type: 'string', default: 'channel,direct' },
+    against: { type: 'string' },
+    prof: { type: 'boolean', default: false },
   });
   const runs = Math.max(1, Number(values.runs));
   const frames = Number(values.frames);

@@ -63,11 +63,10 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
 import { cpuCase } from './cpu.mjs';
 import { dpdkAvailable, dpdkRates } from './dpdk-baseline.mjs';
-import { fmtRange, isMain, mdTable, median, range, writeResults } from './lib.mjs';
+import { benchArgs, fmtRange, isMain, mdTable, median, range, writeResults } from './lib.mjs';
 
 const Q = 1024;
 const MASK = Q - 1;
@@ -1035,18 +1034,16 @@ if (!isMainThread && workerData?.floorDevice) {
   const { parentPort } = await import('node:worker_threads');
   parentPort.postMessage(deviceWorker(workerData));
 } else if (isMain(import.meta.url)) {
-  const { values } = parseArgs({
-    options: {
-      child: { type: 'boolean', default: false },
-      runs: { type: 'string', default: '5' },
-      frames: { type: 'string', default: '400000' },
-      window: { type: 'string', default: '2' },
-      sizes: { type: 'string', default: '64,1500' },
-      rings: { type: 'string', default: 'split,packed' },
-      copies: { type: 'string', default: COPIES.join(',') },
-      'no-library': { type: 'boolean', default: false },
-      'no-dpdk': { type: 'boolean', default: false },
-    },
+  const values = benchArgs(import.meta.url, {
+    child: { type: 'boolean', default: false },
+    runs: { type: 'string', default: '5' },
+    frames: { type: 'string', default: '400000' },
+    window: { type: 'string', default: '2' },
+    sizes: { type: 'string', default: '64,1500' },
+    rings: { type: 'string', default: 'split,packed' },
+    copies: { type: 'string', default: COPIES.join(',') },
+    'no-library': { type: 'boolean', default: false },
+    'no-dpdk': { type: 'boolean', default: false },
   });
   if (values.child) oneThreadChild({ ring: values.rings, size: Number(values.sizes), copy: values.copies, frames: Number(values.frames), runs: Math.max(1, Number(values.runs)) });
   else await main(values);

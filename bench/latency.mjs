@@ -24,12 +24,12 @@
 //                          [--threads guest|link|per-device|per-queue]  (guest, the default: one queue thread serves
 //                          both NICs and runs b's guest, bench/latency-guest.mjs; link: b's guest in a worker of its own)
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
 import { NetDriver, QueueThreadPool, SharedArena, VirtioNetDevice, connectNics, latencyPercentiles, newLatencyHistogram, probePlacement, recordLatencyNs, setupNetDriver } from '../dist/index.js';
 import { ring } from '../dist/ring.js';
+import { coldPath } from './cold-path.mjs';
 import { C_ECHOED, C_MODE, C_READY, C_RECEIVED, C_WORDS, FRAME, MAC_A, MAC_B, MODE_ECHO, MODE_IDLE, MODE_STOP, hrNs, mac, runLatencyGuest } from './latency-guest.mjs';
-import { fmtUs as us, isMain, range, writeResults } from './lib.mjs';
+import { benchArgs, fmtUs as us, isMain, range, writeResults } from './lib.mjs';
 
 const QUEUE_SIZE = 256;
 const ETHERTYPE = 0x88b5;
@@ -218,6 +218,10 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     const barePooled = summary(bareAll);
     await stopBareWaiter();
     console.log(`  bare Atomics.notify -> wait hop after ${gapMs} ms idle (${bareAll.length} samples): p50 ${us(barePooled.p50)} us  p99 ${us(barePooled.p99)} us  max ${us(barePooled.max)} us`);
+    // The frame's own path after the same gap, with no hop: the rest of what a sample costs (bench/cold-path.mjs).
+    const [cold] = (await coldPath({ gaps: [gapMs], samples: idleSamples })).rows;
+    const coldLine = `one frame through all five stages in one thread after ${gapMs} ms asleep (no hop, split rings): ${us(cold.coldUs)} us median, the frame after it ${us(cold.nextUs)} us`;
+    console.log(`  ${coldLine}`);
 
     // ---- (b) busy ping-pong ---------------------------------------------
     console.log(`\n(b) busy ping-pong a -> b -> a: ${runs} runs x up to ${trips} round trips (at most ${maxRunMs / 1000} s each), one-way = RTT / 2; both guests polling`);
@@ -308,6 +312,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       frameSize: FRAME,
       queueSize: QUEUE_SIZE,
       placementBefore,
+      coldPath: cold,
     };
     const md = [
       `node ${meta.node}, ${cores} cores, ${meta.threads} threads (2 guests: main + ${asTask ? 'a task of the queue thread' : 'worker'}; ${queueThreads} queue thread(s), mapping ${threads}), ${FRAME}-byte frames, device spin ${spinUs} us, ${runs} runs`,
@@ -319,7 +324,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
           `| ${r.name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.p999)} | ${us(r.pooled.p50)} / ${us(r.pooled.p99)} / ${us(r.pooled.p999)} / ${us(r.pooled.max)} (${r.pooled.n}) | ${r.placements.join(', ')} |`,
       ),
       '',
-      `Idle: ${idleSamples} samples per run, so a run's p99.9 is its maximum; the pooled column has ${idlePooled.n} samples.`,
+      `Idle: ${idleSamples} samples per run, so a run's p99.9 is its maximum; the pooled column has ${idlePooled.n} samples. Reference, ${coldLine}.`,
     ].join('\n');
     writeResults('latency', { ...meta, rows, bareWake: barePooled, idleRuns, bareRuns, pingRuns }, [md]);
     console.log(`\n${md}`);
@@ -339,17 +344,15 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
 
 if (!isMainThread) runLatencyGuest(workerData);
 else if (isMain(import.meta.url)) {
-  const { values } = parseArgs({
-    options: {
-      runs: { type: 'string', default: '5' },
-      'idle-samples': { type: 'string', default: '50' },
-      'gap-ms': { type: 'string', default: '55' },
-      warmup: { type: 'string', default: '2000' },
-      trips: { type: 'string', default: '20000' },
-      'spin-us': { type: 'string', default: '30' },
-      'max-run-s': { type: 'string', default: '1.5' },
-      threads: { type: 'string', default: 'guest' },
-    },
+  const values = benchArgs(import.meta.url, {
+    runs: { type: 'string', default: '5' },
+    'idle-samples': { type: 'string', default: '50' },
+    'gap-ms': { type: 'string', default: '55' },
+    warmup: { type: 'string', default: '2000' },
+    trips: { type: 'string', default: '20000' },
+    'spin-us': { type: 'string', default: '30' },
+    'max-run-s': { type: 'string', default: '1.5' },
+    threads: { type: 'string', default: 'guest' },
   });
   await latencyCases({
     runs: Math.max(1, Number(values.runs)),

@@ -1,8 +1,10 @@
 // Helpers every bench file shares: statistics over runs, placement and
 // machine lines, number formats, results files, "run as a script" checks.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { pathToFileURL } from 'node:url';
+import { basename } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 
 /** Median of a list of numbers (the upper middle for an even count). */
 export const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
@@ -30,6 +32,39 @@ export const machineLine = (p) => `node ${process.version}, ${availableParalleli
 
 /** True when `url` (import.meta.url) is the script node was started with. */
 export const isMain = (url) => process.argv[1] !== undefined && url === pathToFileURL(process.argv[1]).href;
+
+/** A script's header comment (its leading `//` lines: what it measures, its usage line), as plain text. */
+const headerOf = (file) => {
+  const lines = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line.startsWith('//')) break;
+    lines.push(line.replace(/^\/\/ ?/, ''));
+  }
+  return `${lines.join('\n')}\n`;
+};
+
+/**
+ * The command line of the bench script at `url` (import.meta.url), parsed
+ * with `options` (node:util parseArgs): `--help` / `-h` prints the script's
+ * header comment and exits 0; an unknown option or a missing value prints
+ * what was wrong and that header to stderr and exits 2.
+ */
+export function benchArgs(url, options) {
+  const file = fileURLToPath(url);
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h', default: false } } }));
+  } catch (e) {
+    if (typeof e?.code !== 'string' || !e.code.startsWith('ERR_PARSE_ARGS')) throw e;
+    process.stderr.write(`${basename(file)}: ${e.message}\n\n${headerOf(file)}`);
+    process.exit(2);
+  }
+  if (values.help) {
+    process.stdout.write(headerOf(file));
+    process.exit(0);
+  }
+  return values;
+}
 
 /**
  * Write `name-<stamp>.json` (meta + rows) and `name-<stamp>.md` (the lines)

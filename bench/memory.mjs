@@ -11,9 +11,8 @@
 //   npm run bench:memory [-- --frames 10000000 --rings split,packed]
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { PerformanceObserver } from 'node:perf_hooks';
-import { isMain, machineLine } from './lib.mjs';
+import { benchArgs, isMain, machineLine } from './lib.mjs';
 
 export const HEAP_LIMIT = 1 << 20;
 const TRACE_GC_LINE = /^\[\d+:0x[0-9a-f]+\]\s+\d+ ms: /gm;
@@ -86,7 +85,7 @@ export async function memoryCase({ frames = 10_000_000, rings = ['split', 'packe
 }
 
 if (isMain(import.meta.url)) {
-  const { values } = parseArgs({ options: { child: { type: 'boolean', default: false }, frames: { type: 'string', default: '10000000' }, rings: { type: 'string', default: 'split,packed' } } });
+  const values = benchArgs(import.meta.url, { child: { type: 'boolean', default: false }, frames: { type: 'string', default: '10000000' }, rings: { type: 'string', default: 'split,packed' } });
   if (values.child) await child(Number(values.frames), values.rings);
   else {
     const { probePlacement } = await import('../dist/index.js');

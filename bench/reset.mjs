@@ -10,11 +10,10 @@
 //
 //   npm run bench:reset [-- --resets 200 --mappings per-queue,per-device]
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { NetDriver, SharedArena, VirtioNetDevice, connectNics, newInterruptWord, probePlacement, setupNetDriver } from '../dist/index.js';
-import { fmtUs, machineLine, mdTable, writeResults } from './lib.mjs';
+import { benchArgs, fmtUs, machineLine, mdTable, writeResults } from './lib.mjs';
 
-const { values } = parseArgs({ options: { resets: { type: 'string', default: '200' }, mappings: { type: 'string', default: 'per-queue,per-device' } } });
+const values = benchArgs(import.meta.url, { resets: { type: 'string', default: '200' }, mappings: { type: 'string', default: 'per-queue,per-device' } });
 const resets = Number(values.resets);
 const mappings = values.mappings.split(',');
 

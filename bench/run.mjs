@@ -30,12 +30,11 @@
 //            vs the same through a Linux bridge with veths; needs root and iperf3, so it runs only
 //            when named
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { probePlacement, runPump } from '../dist/index.js';
 import { dpdkAvailable, dpdkRates } from './dpdk-baseline.mjs';
 import { latencyCases } from './latency.mjs';
 import { STAGES as CPU_STAGES, cpuCase } from './cpu.mjs';
-import { fmtRange, fmtUs, gbps, machineLine, mdTable, median, range, ratio, writeResults } from './lib.mjs';
+import { benchArgs, fmtRange, fmtUs, gbps, machineLine, mdTable, median, range, ratio, writeResults } from './lib.mjs';
 import { memoryCase } from './memory.mjs';
 import { netnsCase, netnsToolsMissing } from './netns.mjs';
 import { postMessageRate } from './post-message-baseline.mjs';
@@ -47,20 +46,18 @@ const ALL_CASES = ['pump', 'gso', 'modes', 'switch', 'vsock', 'latency', 'memory
 const DEFAULT_CASES = ALL_CASES.filter((c) => c !== 'netns');
 const GSO_FRAME = 65536;
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    cases: { type: 'string' },
-    runs: { type: 'string', default: '5' },
-    frames: { type: 'string' },
-    warmup: { type: 'string' },
-    measure: { type: 'string' },
-    sizes: { type: 'string' },
-    pairs: { type: 'string' },
-    rings: { type: 'string', default: 'split,packed' },
-    threads: { type: 'string', default: 'per-queue,link,guest' },
-    'no-dpdk': { type: 'boolean', default: false },
-  },
+const values = benchArgs(import.meta.url, {
+  quick: { type: 'boolean', default: false },
+  cases: { type: 'string' },
+  runs: { type: 'string', default: '5' },
+  frames: { type: 'string' },
+  warmup: { type: 'string' },
+  measure: { type: 'string' },
+  sizes: { type: 'string' },
+  pairs: { type: 'string' },
+  rings: { type: 'string', default: 'split,packed' },
+  threads: { type: 'string', default: 'per-queue,link,guest' },
+  'no-dpdk': { type: 'boolean', default: false },
 });
 // --quick: the pump case at 64 B on one pair, short runs, DPDK included (about 1 min on 2 cores).
 const quick = values.quick;

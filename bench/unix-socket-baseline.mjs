@@ -11,7 +11,7 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { STEADY_METER_SOURCE, fmtRange, gbps, isMain, machineLine, range, steadyRate } from './lib.mjs';
+import { benchArgs, fmtRange, gbps, isMain, machineLine, range, STEADY_METER_SOURCE, steadyRate } from './lib.mjs';
 
 const RECEIVER = `
 const net = require('node:net');
@@ -113,9 +113,8 @@ export async function unixSocketRate(size, { warmupS = 1, measureS = 1, batch = 
 // Run alone: median and range over the runs for 64 and 1500 B (npm run bench
 // runs it beside the pump as a baseline).
 if (isMain(import.meta.url)) {
-  const { parseArgs } = await import('node:util');
   const { probePlacement } = await import('../dist/index.js');
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, batch: { type: 'string', default: '32' }, warmup: { type: 'string', default: '1' }, measure: { type: 'string', default: '1' } } });
+  const values = benchArgs(import.meta.url, { runs: { type: 'string', default: '5' }, batch: { type: 'string', default: '32' }, warmup: { type: 'string', default: '1' }, measure: { type: 'string', default: '1' } });
   const runs = Math.max(1, Number(values.runs));
   const batch = Number(values.batch);
   const warmupS = Number(values.warmup);

@@ -35,12 +35,11 @@ import { createRequire } from 'node:module';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { SharedArena, connectLoopback, probePlacement } from '../dist/index.js';
 import { serveVhostUserNet } from '../dist/vhost-user.js';
 import { dpdkRates } from './dpdk-baseline.mjs';
-import { fmtRange, isMain, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
+import { benchArgs, fmtRange, isMain, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
 import { Testpmd, testpmdAvailable } from './testpmd.mjs';
 import { buildSync } from 'esbuild';
 
@@ -321,7 +320,7 @@ export async function vhostUserCases({ runs = 5, trips = 2000, seconds = 2, kick
 }
 
 if (isMain(import.meta.url)) {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, trips: { type: 'string', default: '2000' }, seconds: { type: 'string', default: '2' }, kicks: { type: 'string', default: '200' } } });
+  const values = benchArgs(import.meta.url, { runs: { type: 'string', default: '5' }, trips: { type: 'string', default: '2000' }, seconds: { type: 'string', default: '2' }, kicks: { type: 'string', default: '200' } });
   const placement = await probePlacement();
   console.log(machineLine(placement));
   const r = await vhostUserCases({ runs: Number(values.runs), trips: Number(values.trips), seconds: Number(values.seconds), kicks: Number(values.kicks) });

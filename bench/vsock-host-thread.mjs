@@ -13,10 +13,9 @@
 // Writes bench/results/vsock-host-thread-<time>.{json,md}.
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { createConnection } from 'node:net';
 import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost, probePlacement } from '../dist/index.js';
-import { fmtRange, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
+import { benchArgs, fmtRange, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
 import { stream, unixPair } from './vsock.mjs';
 
 const PORT = 5000;
@@ -95,7 +94,7 @@ async function unix(total) {
   });
 }
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, mib: { type: 'string', default: '128' } } });
+const values = benchArgs(import.meta.url, { runs: { type: 'string', default: '5' }, mib: { type: 'string', default: '128' } });
 const runs = Math.max(1, Number(values.runs));
 const total = Number(values.mib) << 20;
 const placement = await probePlacement();

@@ -10,13 +10,12 @@
 //   npm run build && node bench/vsock-onread-profile.mjs [--mib 128 --rounds 1 --reader onread|data]
 import { createConnection } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../dist/index.js';
-import { median } from './lib.mjs';
+import { benchArgs, median } from './lib.mjs';
 import { unixPair } from './vsock.mjs';
 
 const WRITE = 64 * 1024;
-const { values } = parseArgs({ options: { mib: { type: 'string', default: '128' }, rounds: { type: 'string', default: '1' }, reader: { type: 'string', default: 'onread' } } });
+const values = benchArgs(import.meta.url, { mib: { type: 'string', default: '128' }, rounds: { type: 'string', default: '1' }, reader: { type: 'string', default: 'onread' } });
 if (values.reader !== 'onread' && values.reader !== 'data') throw new Error(`--reader ${values.reader}: onread or data`);
 const DATA = values.reader === 'data';
 const MIB = Number(values.mib);

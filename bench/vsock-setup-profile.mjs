@@ -18,12 +18,11 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../dist/index.js';
-import { median } from './lib.mjs';
+import { benchArgs, median } from './lib.mjs';
 import { connectEndClose, cycles, endOnEnd, unixPair } from './vsock.mjs';
 
-const { values } = parseArgs({ options: { conns: { type: 'string', default: '3000' }, parallel: { type: 'string', default: '32' }, rounds: { type: 'string', default: '1' }, block: { type: 'string', default: '0' } } });
+const values = benchArgs(import.meta.url, { conns: { type: 'string', default: '3000' }, parallel: { type: 'string', default: '32' }, rounds: { type: 'string', default: '1' }, block: { type: 'string', default: '0' } });
 const CONNS = Number(values.conns);
 const PARALLEL = Math.max(1, Number(values.parallel));
 const ROUNDS = Math.max(1, Number(values.rounds));

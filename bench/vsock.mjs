@@ -20,11 +20,10 @@ import { createServer, createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost, featureSet, probePlacement } from '../dist/index.js';
 import { F_EVENT_IDX, F_INDIRECT_DESC, F_VERSION_1, VSOCK_F_SEQPACKET, VSOCK_F_STREAM } from '../dist/spec.js';
 import { availableParallelism } from 'node:os';
-import { fmtRange, isMain, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
+import { benchArgs, fmtRange, isMain, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
 
 const WRITE = 64 * 1024;
 const SMALL = featureSet(F_VERSION_1, F_EVENT_IDX, F_INDIRECT_DESC, VSOCK_F_STREAM, VSOCK_F_SEQPACKET);
@@ -285,7 +284,7 @@ export async function vsockCases({ runs = 5, mib = 256, conns = 2000, log = cons
 }
 
 if (isMain(import.meta.url)) {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, mib: { type: 'string', default: '256' }, conns: { type: 'string', default: '2000' } } });
+  const values = benchArgs(import.meta.url, { runs: { type: 'string', default: '5' }, mib: { type: 'string', default: '256' }, conns: { type: 'string', default: '2000' } });
   const runs = Math.max(1, Number(values.runs));
   const placement = await probePlacement();
   console.log(machineLine(placement));

@@ -60,7 +60,7 @@ export class QueueThreadHandle {
     this.words = new Int32Array(layout.buffer);
     this.worker.on('message', (m: QueueErrorMessage | TaskDoneMessage) => {
       if (m?.type === 'queue-error') this.served.get(m.slot)?.onQueueError(m);
-      else if (m?.type === 'task-done') this.settleTask(undefined, m.report);
+      else if (m?.type === 'task-done') this.settleTask(m.error === undefined ? undefined : new QueueWorkerError(`the task on this queue thread threw (the thread goes on): ${m.error}`), m.report);
     });
     let failure: Error | undefined;
     this.worker.on('error', (e) => (failure = e));
@@ -114,7 +114,7 @@ export class QueueThreadHandle {
    * Run a task on the thread beside its queues (QueueThread.startTask: the
    * thread's entry point must give it a task factory); resolves with the
    * task's report when it finishes.
-   * @throws QueueWorkerError when the thread refuses the task or exits first.
+   * @throws QueueWorkerError when the thread refuses the task, the task throws (the thread goes on) or the thread exits first.
    */
   runTask(data: unknown): Promise<unknown> {
     if (this.task !== undefined) return Promise.reject(new QueueWorkerError('this queue thread already runs a task'));

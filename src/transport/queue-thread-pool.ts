@@ -127,7 +127,7 @@ export class QueueThreadPool {
    * Run a task on thread `i` beside its queues (the pool's threads must run
    * tasks: see QueueThreadPoolOptions.taskModule); resolves with the task's
    * report. Starts the thread if it has not started yet.
-   * @throws QueueWorkerError when the thread refuses the task or exits before it finishes.
+   * @throws QueueWorkerError when the thread refuses the task, the task throws (the thread and its queues go on), or the thread exits before the task finishes.
    */
   runTask(i: number, data: unknown): Promise<unknown> {
     return this.thread(i).runTask(data);

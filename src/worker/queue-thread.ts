@@ -69,7 +69,7 @@ export interface ThreadSleeper {
 export interface ThreadTask {
   /** One pass: what moved (0: nothing to do now). */
   poll(): number;
-  /** True once the task is done (the thread then posts its report). */
+  /** True once the task is done (the thread then posts its report). A task whose poll(), sleepMs() or report() throws is ended with that error; the thread and its queues go on. */
   readonly finished: boolean;
   /** At most how long the thread may sleep while the task waits (a paced sender's next frame), in milliseconds. */
   sleepMs(): number;
@@ -276,7 +276,7 @@ export class QueueThread implements QueueThreadApi {
       }
       if (this.armAll()) continue;
       for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].sleepsAt]++;
-      const timedOut = this.sleeper.sleep(seen, this.task === undefined ? IDLE_TIMEOUT_MS : Math.min(IDLE_TIMEOUT_MS, this.task.sleepMs()));
+      const timedOut = this.sleeper.sleep(seen, this.taskSleepMs());
       for (let i = 0; i < queues.length; i++) queues[i].handler.disarm();
       if (timedOut) break; // let the event loop breathe while idle
     }
@@ -300,13 +300,41 @@ export class QueueThread implements QueueThreadApi {
 
   /** One pass of the task; a finished task posts its report and leaves the thread to its queues. */
   private pollTask(task: ThreadTask): number {
-    const moved = task.poll();
-    if (task.finished) {
-      this.task = undefined;
-      const msg: TaskDoneMessage = { type: 'task-done', report: task.report() };
-      parentPort?.postMessage(msg);
+    try {
+      const moved = task.poll();
+      if (task.finished) this.endTask({ type: 'task-done', report: task.report() });
+      return moved;
+    } catch (e) {
+      this.taskFailed(e);
+      return 0;
     }
-    return moved;
+  }
+
+  /** How long the task lets the thread sleep (IDLE_TIMEOUT_MS without one, or once it failed). */
+  private taskSleepMs(): number {
+    const task = this.task;
+    if (task === undefined) return IDLE_TIMEOUT_MS;
+    try {
+      return Math.min(IDLE_TIMEOUT_MS, task.sleepMs());
+    } catch (e) {
+      this.taskFailed(e);
+      return IDLE_TIMEOUT_MS;
+    }
+  }
+
+  /**
+   * The task threw (its poll, sleepMs or report, or a report that cannot be
+   * posted): the task ends with the error and the thread goes on serving its
+   * queues. A bug in guest code of the user's own fails that task's
+   * runTask(), not every device whose queues share the thread.
+   */
+  private taskFailed(e: unknown): void {
+    this.endTask({ type: 'task-done', report: undefined, error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
+  }
+
+  private endTask(msg: TaskDoneMessage): void {
+    this.task = undefined;
+    parentPort?.postMessage(msg);
   }
 
   /**

@@ -74,10 +74,12 @@ export interface QueueThreadApi {
   startTask(data: unknown): void;
 }
 
-/** Posted once by a thread whose task finished: what the task reported. */
+/** Posted once by a thread whose task finished: what the task reported, or what it threw. */
 export interface TaskDoneMessage {
   type: 'task-done';
   report: unknown;
+  /** The task threw: its error's name and message (the report is then undefined). */
+  error?: string;
 }
 
 /** Messages a queue thread posts on its parentPort (not comlink: they are unsolicited). */

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ring } from '../../src/entries/ring.js';
 import { InvalidArgumentError, NetDriver, QueueThreadPool, SharedArena, VirtioNetDevice, connectNics, setupNetDriver } from '../../src/index.js';
 import { netRxQueue } from '../../src/spec/net.js';
+import { STATUS_DEVICE_NEEDS_RESET } from '../../src/spec/status.js';
 import { numberedFrame, until } from '../support/net-pair.js';
 
 const RECEIVE_TASK = new URL('../support/receive-task.mjs', import.meta.url);
@@ -42,6 +43,38 @@ describe('queue thread tasks from a module of the user\'s own (taskModule)', () 
       expect(report.threadId).not.toBe(threadId);
       // The queue thread moved them straight into b's buffers (a run-to-completion link), not through a channel.
       expect(b.queueStats(netRxQueue(0)).directFrames).toBe(600);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await pool.close();
+    }
+  });
+
+  it('a task that throws fails its runTask() with the error; the thread goes on serving its queues, and takes the next task', async () => {
+    const pool = new QueueThreadPool({ threads: 1, spinUs: 20, taskModule: new URL('../support/throwing-task.mjs', import.meta.url) });
+    const arena = new SharedArena(16 << 20);
+    const a = new VirtioNetDevice(arena.guestMemory(4 << 20), { queueSize: 64, threads: { pool } });
+    const b = new VirtioNetDevice(arena.guestMemory(4 << 20), { queueSize: 64, threads: { pool } });
+    try {
+      connectNics(arena, a, b, { capacity: 1 << 18 });
+      const da = new NetDriver(await setupNetDriver(a));
+      const db = new NetDriver(await setupNetDriver(b));
+      db.fillRx();
+      const words = new SharedArrayBuffer(8);
+      const failed = pool.runTask(0, { words });
+      Atomics.store(new Int32Array(words), 0, 1);
+      const wake = pool.wakeWord(0);
+      ring(new Int32Array(wake.buffer), wake.index);
+      await expect(failed).rejects.toThrow(/the task on this queue thread threw \(the thread goes on\): RangeError: the guest code broke/);
+      // The thread still serves both NICs: frames a -> b arrive, and neither device needs a reset.
+      let got = 0;
+      for (let i = 0; i < 20; i++) da.send(numberedFrame(i, 60));
+      da.flushTx();
+      await until(() => (got += db.receive(() => {})) >= 20, 10_000, '20 frames a -> b after the task failed');
+      expect((a.status | b.status) & STATUS_DEVICE_NEEDS_RESET).toBe(0);
+      // And it runs the next task.
+      const again = pool.runTask(0, { words });
+      ring(new Int32Array(wake.buffer), wake.index);
+      await expect(again).rejects.toThrow(/the guest code broke/);
     } finally {
       await Promise.all([a.close(), b.close()]);
       await pool.close();

@@ -33,6 +33,12 @@ describe('examples and the CLI run as a user runs them (from dist/)', () => {
     expect(stdout).toMatch(/^guest got: hello\nhost program got: "OK \d+\\nhi from the guest\\n"\n$/);
   });
 
+  it("examples/guest-on-queue-thread.mjs: b's guest runs as a task of the queue thread and takes all 10 000 frames in order, straight from a's transmit ring", async () => {
+    const { stdout } = await node(['examples/guest-on-queue-thread.mjs']);
+    expect(stdout).toMatch(/received 10000 frames \(600000 bytes\), 0 out of order/);
+    expect(stdout).toContain('b rx queue: 10000 frames placed straight');
+  });
+
   it('examples/require.cjs: the CommonJS build brings a NIC pair up', async () => {
     const { stdout } = await node(['examples/require.cjs']);
     expect(stdout).toContain('cjs: 1 frame received');

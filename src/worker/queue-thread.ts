@@ -64,12 +64,14 @@ export interface ThreadSleeper {
  * guest side of a stream whose device queues this thread serves, so a frame
  * goes from the guest's tx ring through the device to the receiving guest
  * without leaving the thread (run to completion, as one DPDK lcore drives
- * both a virtio-user port and a vhost port).
+ * both a virtio-user port and a vhost port). A task whose poll(),
+ * sleepMs() or report() throws is ended with that error (its runTask()
+ * rejects); the thread and its queues go on.
  */
 export interface ThreadTask {
   /** One pass: what moved (0: nothing to do now). */
   poll(): number;
-  /** True once the task is done (the thread then posts its report). A task whose poll(), sleepMs() or report() throws is ended with that error; the thread and its queues go on. */
+  /** True once the task is done (the thread then posts its report). */
   readonly finished: boolean;
   /** At most how long the thread may sleep while the task waits (a paced sender's next frame), in milliseconds. */
   sleepMs(): number;

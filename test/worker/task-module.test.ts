@@ -4,6 +4,8 @@
  * guest beside its device's queues), a task that throws ends alone, and
  * misuse is refused by name.
  */
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { threadId } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { ring } from '../../src/entries/ring.js';
@@ -78,10 +80,13 @@ describe("queue thread tasks from a module of the user's own (taskModule)", () =
     });
   });
 
-  it('a module with no default export that is a function ends the thread, and runTask() says why', async () => {
-    const pool = new QueueThreadPool({ threads: 1, taskModule: new URL('../support/no-task.mjs', import.meta.url) });
+  it.each([
+    ['a file URL', new URL('../support/no-task.mjs', import.meta.url)],
+    ['a path from the working directory', relative(process.cwd(), fileURLToPath(new URL('../support/no-task.mjs', import.meta.url)))],
+  ])('a module (named by %s) with no default export that is a function ends the thread, and runTask() says why', async (_, taskModule) => {
+    const pool = new QueueThreadPool({ threads: 1, taskModule });
     try {
-      await expect(pool.runTask(0, {})).rejects.toThrow(/no default export that is a function/);
+      await expect(pool.runTask(0, {})).rejects.toThrow(/no-task\.mjs has no default export that is a function/);
     } finally {
       await pool.close();
     }

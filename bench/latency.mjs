@@ -75,8 +75,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
   const queueThreads = { link: 1, guest: 1, 'per-device': 2, 'per-queue': 4 }[threads];
   if (queueThreads === undefined) throw new Error(`--threads ${threads}: link, guest, per-device or per-queue`);
   const asTask = threads === 'guest';
-  const pool =
-    threads === 'link' ? new QueueThreadPool({ threads: 1, spinUs }) : asTask ? new QueueThreadPool({ threads: 1, spinUs, taskModule: new URL('./latency-guest.mjs', import.meta.url) }) : undefined;
+  const pool = threads === 'link' || asTask ? new QueueThreadPool({ threads: 1, spinUs, taskModule: asTask ? new URL('./latency-guest.mjs', import.meta.url) : undefined }) : undefined;
   const mapping = pool === undefined ? threads : { pool };
   // Main's guest, b's guest in a worker of its own (not with 'guest'), the queue threads.
   const threadCount = (asTask ? 1 : 2) + queueThreads;
@@ -110,17 +109,13 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     if (asTask) {
       task = pool.runTask(0, guestData);
       failed = task.then(() => Promise.reject(new Error("b's guest task ended early")));
-      const wake = pool.wakeWord(0);
-      poke = () => ring(new Int32Array(wake.buffer), wake.index);
     } else {
       worker = new Worker(new URL(import.meta.url), { workerData: guestData });
       failed = new Promise((_, reject) => worker.once('error', reject));
-      const irqB = { i32: new Int32Array(specB.interrupt.buffer), index: specB.interrupt.index };
-      poke = () => {
-        Atomics.add(irqB.i32, irqB.index, 1);
-        Atomics.notify(irqB.i32, irqB.index);
-      };
     }
+    const sleptOn = asTask ? pool.wakeWord(0) : specB.interrupt;
+    const sleptOnI32 = new Int32Array(sleptOn.buffer);
+    poke = () => ring(sleptOnI32, sleptOn.index);
     failed.catch(() => {});
     const race = (p) => Promise.race([p, failed]);
     await race(Atomics.waitAsync(c, C_READY, 0).value);

@@ -1,6 +1,6 @@
 // Helpers every bench file shares: statistics over runs, placement and
 // machine lines, number formats, results files, "run as a script" checks.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -29,6 +29,24 @@ export const placementText = (p) => `placement ${p.placement} (${p.roundTripNs} 
 
 /** The machine line every bench prints first. */
 export const machineLine = (p) => `node ${process.version}, ${availableParallelism()} cores; ${placementText(p)}`;
+
+/**
+ * CPU nanoseconds so far of each thread of this process (Linux:
+ * /proc/self/task/<tid>/schedstat), by thread id; with `named`, keyed
+ * "name/tid" (Node names its workers' threads).
+ */
+export function threadCpu(named = false) {
+  const cpu = new Map();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const ns = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      cpu.set(named ? `${readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim()}/${tid}` : tid, ns);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return cpu;
+}
 
 /** True when `url` (import.meta.url) is the script node was started with. */
 export const isMain = (url) => process.argv[1] !== undefined && url === pathToFileURL(process.argv[1]).href;

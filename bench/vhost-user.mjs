@@ -25,9 +25,13 @@
 // thread, ring threads and the main thread. The ring threads follow the
 // server's mapping (VIRTIO_LAB_THREADS, else 'auto': one for both rings on
 // few cores, a thread per ring with a core for each plus two), printed with
-// each testpmd row.
+// each testpmd row, with the busiest ring thread's share of the measured
+// time and its CPU ns per frame (schedstat): near 100 % the thread never
+// slept, and ns per frame is the cost of a frame; well below, it slept
+// between bursts.
 // Writes bench/results/vhost-user-<time>.json: per ring (split, packed)
-// `ours`, `baseline` (testpmd's own loop) and `ratio`, Mpps medians.
+// `ours`, `baseline` (testpmd's own loop) and `ratio`, Mpps medians, and
+// `ringThread` { busy, nsPerFrame }.
 //
 //   node bench/vhost-user.mjs [--runs 5] [--trips 2000] [--seconds 2] [--kicks 200]
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -39,7 +43,7 @@ import { Worker } from 'node:worker_threads';
 import { SharedArena, connectLoopback, probePlacement } from '../dist/index.js';
 import { serveVhostUserNet } from '../dist/vhost-user.js';
 import { dpdkRates } from './dpdk-baseline.mjs';
-import { benchArgs, fmtRange, isMain, machineLine, mdTable, median, range, writeResults } from './lib.mjs';
+import { benchArgs, fmtRange, isMain, machineLine, mdTable, median, range, threadCpu, writeResults } from './lib.mjs';
 import { Testpmd, testpmdAvailable } from './testpmd.mjs';
 import { buildSync } from 'esbuild';
 
@@ -249,6 +253,19 @@ export async function kickToUsed(samples, gapMs, warmFrames = 20_000) {
   }
 }
 
+/**
+ * The busiest thread of this process over a window of `wallNs` (the ring
+ * thread: testpmd runs in its own process), from two threadCpu() readings:
+ * the share of the window it ran, and its CPU ns per frame at `pps`. Which
+ * of the loop's two modes a run was in shows here: a ring thread that runs
+ * the whole window and never sleeps, or one that sleeps between bursts.
+ */
+function ringThreadCpu(before, after, wallNs, pps) {
+  let most = 0;
+  for (const [tid, ns] of after) most = Math.max(most, ns - (before.get(tid) ?? ns));
+  return { busy: most / wallNs, nsPerFrame: most / ((pps * wallNs) / 1e9) };
+}
+
 /** Rx-pps windows of testpmd's virtio-user looping frames through our vhost-user back end. */
 async function throughOurs(ring, seconds, samples, spinUs) {
   const dir = mkdtempSync(join(tmpdir(), 'vl-vu-bench-'));
@@ -263,16 +280,19 @@ async function throughOurs(ring, seconds, samples, spinUs) {
     await sleep(1000);
     await t.portStats(1);
     const rates = [];
+    const cpu0 = threadCpu();
+    const t0 = performance.now();
     for (let i = 0; i < samples; i++) {
       await sleep((seconds * 1000) / samples);
       rates.push((await t.portStats(1))[0].rxPps);
     }
+    const ringThread = ringThreadCpu(cpu0, threadCpu(), (performance.now() - t0) * 1e6, median(rates));
     t.say('stop');
     const errors = server.device.netStats().errors;
     // Older builds have one thread per ring and no ringThreads().
     const threads = server.ringThreads?.().mapping ?? 'a thread per ring';
     await t.quit();
-    return { rates, errors, threads, summary: server.summary() };
+    return { rates, errors, threads, ringThread, summary: server.summary() };
   } finally {
     await t?.kill(5000);
     await server.close();
@@ -307,11 +327,12 @@ export async function vhostUserCases({ runs = 5, trips = 2000, seconds = 2, kick
         baselineRange: range(baseline.map((r) => r / 1e6)),
         errors: ours.errors,
         threads: ours.threads,
+        ringThread: ours.ringThread,
         features: ours.summary?.features,
         protocolFeatures: ours.summary?.protocolFeatures,
       };
       const r = rings[ring];
-      console.log(`testpmd io loop, 64 B ${ring.padEnd(6)}: through our back end ${fmtRange(r.oursRange, 1, 3)} Mpps (${ours.errors} ring errors, ring threads ${ours.threads}); testpmd vhost PMD loop ${fmtRange(r.baselineRange, 1, 2)} Mpps; x${r.ratio.toFixed(3)}`);
+      console.log(`testpmd io loop, 64 B ${ring.padEnd(6)}: through our back end ${fmtRange(r.oursRange, 1, 3)} Mpps (${ours.errors} ring errors, ring threads ${ours.threads}; the busiest ran ${(100 * ours.ringThread.busy).toFixed(0)} % of the time, ${ours.ringThread.nsPerFrame.toFixed(0)} ns of CPU a frame); testpmd vhost PMD loop ${fmtRange(r.baselineRange, 1, 2)} Mpps; x${r.ratio.toFixed(3)}`);
     }
   } else {
     console.log('testpmd throughput: skipped (dpdk-testpmd not on PATH: apt-get install dpdk-dev)');
@@ -337,8 +358,8 @@ if (isMain(import.meta.url)) {
     `kick -> first used entry (ring thread asleep): p50 ${r.kick.p50.toFixed(1)} us, p99 ${r.kick.p99.toFixed(1)} us; a bare hop after the same gap p50 ${r.kick.hopP50.toFixed(1)} us; kick in bare hops x${r.kick.inHops.toFixed(2)}`,
     '',
     mdTable(
-      ['testpmd io loop, 64 B', 'ours (through our back end), Mpps', 'baseline (testpmd vhost PMD loop), Mpps', 'ratio'],
-      Object.entries(r.rings).map(([k, v]) => [k, fmtRange(v.oursRange, 1, 3), fmtRange(v.baselineRange, 1, 2), `x${v.ratio.toFixed(3)}`]),
+      ['testpmd io loop, 64 B', 'ours (through our back end), Mpps', 'baseline (testpmd vhost PMD loop), Mpps', 'ratio', 'busiest ring thread: time running, CPU ns a frame'],
+      Object.entries(r.rings).map(([k, v]) => [k, fmtRange(v.oursRange, 1, 3), fmtRange(v.baselineRange, 1, 2), `x${v.ratio.toFixed(3)}`, `${(100 * v.ringThread.busy).toFixed(0)} %, ${v.ringThread.nsPerFrame.toFixed(0)}`]),
     ),
   ]);
 }

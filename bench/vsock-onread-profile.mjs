@@ -9,9 +9,8 @@
 //
 //   npm run build && node bench/vsock-onread-profile.mjs [--mib 128 --rounds 1 --reader onread|data]
 import { createConnection } from 'node:net';
-import { readdirSync, readFileSync } from 'node:fs';
 import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../dist/index.js';
-import { benchArgs, median } from './lib.mjs';
+import { benchArgs, median, threadCpu } from './lib.mjs';
 import { unixPair } from './vsock.mjs';
 
 const WRITE = 64 * 1024;
@@ -21,22 +20,6 @@ const DATA = values.reader === 'data';
 const MIB = Number(values.mib);
 const ROUNDS = Math.max(1, Number(values.rounds));
 const BYTES = MIB << 20;
-
-/** utime + stime of every thread of this process, ms, by thread name and id. */
-function threadTimes() {
-  const out = {};
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[`${name}/${tid}`] = ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks of 10 ms
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return out;
-}
 
 /** One vsock stream read as --reader says; returns bytes/s, printing its counters per MiB when `log` says so. */
 async function vsockRound(log) {
@@ -55,12 +38,12 @@ async function vsockRound(log) {
   peer.on('error', () => {});
   if (DATA) peer.on('data', (b) => onread.callback(b.length));
   const faults = () => process.resourceUsage().minorPageFault;
-  const before = { host: { ...host.stack.stats }, guest: { ...guest.stack.stats }, dev: device.vsockStats(), t: threadTimes(), faults: faults(), wall: process.hrtime.bigint() };
+  const before = { host: { ...host.stack.stats }, guest: { ...guest.stack.stats }, dev: device.vsockStats(), t: threadCpu(true), faults: faults(), wall: process.hrtime.bigint() };
   const chunk = Buffer.alloc(WRITE, 0x5a);
   for (let sent = 0; sent < BYTES; sent += WRITE) if (!sock.write(chunk)) await new Promise((r) => sock.once('drain', r));
   await done;
   const wallMs = Number(process.hrtime.bigint() - before.wall) / 1e6;
-  const after = { host: host.stack.stats, guest: guest.stack.stats, dev: device.vsockStats(), t: threadTimes() };
+  const after = { host: host.stack.stats, guest: guest.stack.stats, dev: device.vsockStats(), t: threadCpu(true) };
   const per = (a, b) => ((a - b) / MIB).toFixed(2);
   log(`${MIB} MiB guest -> host, ${values.reader}, 256 KiB credit: ${(BYTES / 1e6 / (wallMs / 1e3)).toFixed(0)} MB/s, ${wallMs.toFixed(0)} ms`);
   log('per MiB:');
@@ -68,8 +51,8 @@ async function vsockRound(log) {
   for (const k of ['packetsIn', 'packetsOut', 'rwIn', 'creditUpdatesSent', 'creditRequestsIn']) log(`  host ${k.padEnd(20)} ${per(after.host[k], before.host[k])}`);
   for (const k of ['packetsOut', 'rwSent', 'creditUpdatesIn', 'creditRequestsSent']) log(`  guest ${k.padEnd(19)} ${per(after.guest[k], before.guest[k])}`);
   for (const q of ['tx', 'rx']) for (const k of ['chains', 'interrupts', 'sleeps']) log(`  device ${q}.${k.padEnd(15)} ${per(after.dev[q][k], before.dev[q][k])}`);
-  log('thread CPU ms per MiB (utime + stime):');
-  for (const [k, v] of Object.entries(after.t)) if (v - (before.t[k] ?? 0) > 0) log(`  ${k.padEnd(24)} ${((v - (before.t[k] ?? 0)) / MIB).toFixed(3)}`);
+  log('thread CPU ms per MiB:');
+  for (const [k, v] of after.t) if (v - (before.t.get(k) ?? 0) > 0) log(`  ${k.padEnd(24)} ${((v - (before.t.get(k) ?? 0)) / 1e6 / MIB).toFixed(3)}`);
   sock.destroy();
   await guest.close();
   await host.close();

@@ -15,11 +15,10 @@
 // (the blocks come first; the round's own figures follow on that link).
 //
 //   npm run build && node bench/vsock-setup-profile.mjs [--conns 3000 --parallel 32 --rounds 1 --block 500]
-import { readFileSync, readdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { SharedArena, VirtioVsockDevice, VsockDriver, VsockHost } from '../dist/index.js';
-import { benchArgs, median } from './lib.mjs';
+import { benchArgs, median, threadCpu } from './lib.mjs';
 import { connectEndClose, cycles, endOnEnd, unixPair } from './vsock.mjs';
 
 const values = benchArgs(import.meta.url, { conns: { type: 'string', default: '3000' }, parallel: { type: 'string', default: '32' }, rounds: { type: 'string', default: '1' }, block: { type: 'string', default: '0' } });
@@ -30,19 +29,6 @@ const BLOCK = Math.max(0, Number(values.block));
 
 let gcs = 0;
 new PerformanceObserver((list) => (gcs += list.getEntries().length)).observe({ entryTypes: ['gc'] });
-
-/** CPU nanoseconds so far of each thread of this process, by thread id (/proc/self/task/<tid>/schedstat). */
-function threadCpu() {
-  const cpu = new Map();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      cpu.set(tid, Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
-    } catch {
-      // The thread ended between the listing and the read.
-    }
-  }
-  return cpu;
-}
 
 /** The threads there before any link: V8's helpers (compiler, GC) and Node's own. */
 const HELPERS = threadCpu();

@@ -42,10 +42,17 @@ function idInFlight(headIdx: number, id: number): VirtqueueError {
  * VirtqueueError with the offending value before the queue moves.
  *
  * Memory order: the first descriptor's flags are read with Atomics.load, the
- * rest of the chain after it; pushUsed() writes a used descriptor's id, len
- * and (plain) flags at once, except the flags of a batch's first used
+ * rest of the chain after it; a used descriptor's id, len and (plain) flags
+ * are written together, except the flags of a batch's first used
  * descriptor, which publishUsed() writes last with one Atomics.store
  * (2.8.11 "Multi-buffer requests": the driver never sees a partial batch).
+ *
+ * The last used descriptor pushed is written only when the next push takes
+ * another slot, or at publishUsed(): in order, a run of buffers used
+ * completely (a transmit batch) shares one slot (2.8.9), and that slot is
+ * the batch's first, whose cache line a polling driver is reading. Writing
+ * it once per batch instead of once per buffer spares a cross-core
+ * transfer of that line per buffer.
  */
 export class PackedQueueDevice implements VirtqDevice {
   readonly size: number;
@@ -63,6 +70,10 @@ export class PackedQueueDevice implements VirtqDevice {
   private writePos: number;
   /** Flags of the used descriptor at usedPos, stored by publishUsed(). */
   private firstFlags = 0;
+  /** The last used descriptor pushed and not yet written: its position (-1: none), buffer id and length. */
+  private pendingAt = -1;
+  private pendingId = 0;
+  private pendingLen = 0;
   /** In-order: where the last pushed buffer's used descriptor is, and whether that buffer was used completely (the next one may take its place, 2.8.9). */
   private lastSlot = 0;
   private lastFull = false;
@@ -444,25 +455,36 @@ export class PackedQueueDevice implements VirtqDevice {
     if (head >>> 0 !== head || head >= this.idInfo.length) throw notInFlight(head);
     const n = this.idInfo[head] & 0xffff;
     if (n === 0) throw notInFlight(head);
-    const size = this.size;
-    const two = this.two;
     const at = this.inOrder ? this.inOrderSlot(head, len) : this.writePos;
+    if (at !== this.pendingAt) this.writePending();
+    this.pendingAt = at;
+    this.pendingId = head;
+    this.pendingLen = len;
+    const next = this.writePos + n;
+    this.writePos = next < this.two ? next : next - this.two;
+    this.idInfo[head] = 0;
+  }
+
+  /** Write the used descriptor pushUsed() left pending, if any. */
+  private writePending(): void {
+    const at = this.pendingAt;
+    if (at < 0) return;
+    this.pendingAt = -1;
+    const size = this.size;
     const r = this.ring;
     const i = at < size ? at : at - size;
+    const len = this.pendingLen;
     r.u32[r.desc32 + 4 * i + 2] = len;
     // 2.8.3: WRITE in a used descriptor says whether anything was written.
     const flags = packedUsedFlags(at < size) | (len !== 0 ? VIRTQ_DESC_F_WRITE : 0);
     // 2.8.21: the batch's first flags word is the release store, written by publishUsed();
     // the others are plain stores before it (the driver reads them after acquiring it).
     if (at === this.usedPos) {
-      r.u16[r.desc16 + 8 * i + 6] = head;
+      r.u16[r.desc16 + 8 * i + 6] = this.pendingId;
       this.firstFlags = flags;
     } else {
-      r.u32[r.desc32 + 4 * i + 3] = (head | (flags << 16)) >>> 0;
+      r.u32[r.desc32 + 4 * i + 3] = (this.pendingId | (flags << 16)) >>> 0;
     }
-    const next = this.writePos + n;
-    this.writePos = next < two ? next : next - two;
-    this.idInfo[head] = 0;
   }
 
   /**
@@ -500,6 +522,7 @@ export class PackedQueueDevice implements VirtqDevice {
     const old = this.usedPos;
     const pos = this.writePos;
     if (pos === old) return false;
+    this.writePending();
     const r = this.ring;
     const size = this.size;
     Atomics.store(r.u16, r.desc16 + 8 * (old < size ? old : old - size) + 7, this.firstFlags);

@@ -113,4 +113,30 @@ describe('VIRTIO_F_IN_ORDER (2.7.5 / 2.8.9): the net guest and device', () => {
     const s = pair.stats();
     expect([s.rxPackets, s.rxLengthErrors, s.rxNumBuffersErrors, s.rxBadIdErrors, s.rxIndexErrors]).toEqual([3 * BATCH, 0, 0, 0, 0]);
   });
+
+  it('2.8.9 / 2.8.21: the used descriptor a transmitted batch shares is written once, when the device publishes; until then the ring holds what the driver wrote', async () => {
+    const r = await negotiated(NET_DEFAULT_FEATURES | bit(F_IN_ORDER) | bit(F_RING_PACKED), 1 << 20);
+    const { pair } = loopedPair(r);
+    for (let k = 0; k < BATCH; k++) expect(pair.send(frameOf(k))).toBe(true);
+    pair.flushTx();
+    const ringWords = () => [...Array(4 * BATCH).keys()].map((w) => r.memory.readU32(r.tx.desc + 4 * w));
+    const written = ringWords();
+    const device = createQueueDevice(r.memory, r.tx);
+    const chain = device.newChain();
+    let lastId = -1;
+    for (let k = 0; k < BATCH; k++) {
+      expect(device.pop(chain)).toBe(true);
+      lastId = chain.head;
+      device.pushUsed(chain.head, 0);
+    }
+    // The driver polls the batch's first slot: pushes write nothing there (nor anywhere) before the publish.
+    expect(ringWords()).toEqual(written);
+    device.publishUsed();
+    const after = ringWords();
+    expect(r.memory.readU16(r.tx.desc + 12)).toBe(lastId);
+    expect(r.memory.readU16(r.tx.desc + 14) & (AVAIL | USED)).toBe(AVAIL | USED);
+    // Only the first slot's id, length and flags changed; the other 31 descriptors are as the driver wrote them.
+    expect(after.slice(4)).toEqual(written.slice(4));
+    expect(pair.reclaimTx()).toBe(BATCH);
+  });
 });

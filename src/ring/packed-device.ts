@@ -50,9 +50,9 @@ function idInFlight(headIdx: number, id: number): VirtqueueError {
  * The last used descriptor pushed is written only when the next push takes
  * another slot, or at publishUsed(): in order, a run of buffers used
  * completely (a transmit batch) shares one slot (2.8.9), and that slot is
- * the batch's first, whose cache line a polling driver is reading. Writing
- * it once per batch instead of once per buffer spares a cross-core
- * transfer of that line per buffer.
+ * the batch's first, whose cache line a polling driver is reading. Written
+ * once per batch instead of once per buffer, it takes all but one of the
+ * batch's stores off that line.
  */
 export class PackedQueueDevice implements VirtqDevice {
   readonly size: number;

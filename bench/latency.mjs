@@ -15,12 +15,16 @@
 //  (b) busy ping-pong: a -> b -> a echo of one 64-byte frame, both guest
 //      sides polling (no sleeping); half the round trip is reported as the
 //      one-way latency.
+// --idle-poll-ms T: the queue threads look at their queues every T ms while
+// they sleep (QueueThreadPoolOptions.idlePollMs; default 0, the library's
+// default: never). After the idle samples, the process's CPU over one idle
+// second (every thread asleep) says what the looks cost.
 // Prints placement, threads and cores, p50 / p99 / p99.9 in microseconds
 // from HDR histograms (median and range over the runs, and pooled over every
 // sample); writes JSON + Markdown to bench/results/. Also the "latency" case
 // of npm run bench (latencyCases()).
 //
-//   node bench/latency.mjs [--runs 5] [--idle-samples 50] [--gap-ms 55] [--warmup 2000] [--trips 20000] [--spin-us 30]
+//   node bench/latency.mjs [--runs 5] [--idle-samples 50] [--gap-ms 55] [--warmup 2000] [--trips 20000] [--spin-us 30] [--idle-poll-ms 0]
 //                          [--threads guest|link|per-device|per-queue]  (guest, the default: one queue thread serves
 //                          both NICs and runs b's guest, bench/latency-guest.mjs; link: b's guest in a worker of its own)
 import { availableParallelism } from 'node:os';
@@ -63,10 +67,11 @@ const fmt = (r) => `${us(r.median)} [${us(r.min)}-${us(r.max)}]`;
  * Both latency measurements, `runs` runs each; prints as it goes, writes
  * bench/results/latency-*.{json,md}, returns the rows.
  */
-export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55, warmup = 2000, trips = 20000, spinUs = 30, maxRunS = 1.5, threads = 'guest' } = {}) {
+export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55, warmup = 2000, trips = 20000, spinUs = 30, idlePollMs = 0, maxRunS = 1.5, threads = 'guest' } = {}) {
   const gapMs = Math.max(51, gap);
   const maxRunMs = maxRunS * 1000;
   const cores = availableParallelism();
+  const idlePolling = idlePollMs > 0 ? `idle queue threads look every ${idlePollMs} ms` : 'idle polling off';
 
   const memSize = QUEUE_SIZE * 4096 + QUEUE_SIZE * (128 + 1518) + (2 << 20);
   const arena = new SharedArena(2 * memSize + (4 << 20));
@@ -75,12 +80,12 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
   const queueThreads = { link: 1, guest: 1, 'per-device': 2, 'per-queue': 4 }[threads];
   if (queueThreads === undefined) throw new Error(`--threads ${threads}: link, guest, per-device or per-queue`);
   const asTask = threads === 'guest';
-  const pool = threads === 'link' || asTask ? new QueueThreadPool({ threads: 1, spinUs, taskModule: asTask ? new URL('./latency-guest.mjs', import.meta.url) : undefined }) : undefined;
+  const pool = threads === 'link' || asTask ? new QueueThreadPool({ threads: 1, spinUs, idlePollMs, taskModule: asTask ? new URL('./latency-guest.mjs', import.meta.url) : undefined }) : undefined;
   const mapping = pool === undefined ? threads : { pool };
   // Main's guest, b's guest in a worker of its own (not with 'guest'), the queue threads.
   const threadCount = (asTask ? 1 : 2) + queueThreads;
-  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, mac: MAC_A, threads: mapping });
-  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, mac: MAC_B, threads: mapping });
+  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, idlePollMs, mac: MAC_A, threads: mapping });
+  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: QUEUE_SIZE, spinUs, idlePollMs, mac: MAC_B, threads: mapping });
   const link = connectNics(arena, a, b);
   let worker;
   let task;
@@ -135,7 +140,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     console.log(`node ${process.version}, ${cores} cores; placement before: ${placementBefore.placement} (${placementBefore.roundTripNs} ns round trip)`);
     console.log(
       `threads: main (NIC a guest), ${asTask ? '' : 'worker (NIC b guest), '}${queueThreads} queue thread(s) serving a tx + a rx + b tx + b rx${asTask ? " and running NIC b's guest" : ''} (queue threads ${threads}; ${threadCount} threads) on ${cores} cores; ` +
-        `${FRAME}-byte frames, rings ${QUEUE_SIZE}, device spin ${spinUs} us\n`,
+        `${FRAME}-byte frames, rings ${QUEUE_SIZE}, device spin ${spinUs} us, ${idlePolling}\n`,
     );
 
     // ---- (a) idle -> first frame ------------------------------------------
@@ -217,6 +222,14 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     const [cold] = (await coldPath({ gaps: [gapMs], samples: idleSamples })).rows;
     const coldLine = `one frame through all five stages in one thread after ${gapMs} ms asleep (no hop, split rings): ${us(cold.coldUs)} us median, the frame after it ${us(cold.nextUs)} us`;
     console.log(`  ${coldLine}`);
+    // What idling costs (the looks of --idle-poll-ms): the process's CPU over an idle second, every thread asleep.
+    const idleCpu0 = process.cpuUsage();
+    const idleWall0 = performance.now();
+    await sleep(1000);
+    const idleCpuUs = process.cpuUsage(idleCpu0);
+    const idleCpuPct = (idleCpuUs.user + idleCpuUs.system) / (performance.now() - idleWall0) / 10;
+    const idleCpuLine = `the process idle (${idlePolling}): ${idleCpuPct.toFixed(2)} % of a core over 1 s`;
+    console.log(`  ${idleCpuLine}`);
 
     // ---- (b) busy ping-pong ---------------------------------------------
     console.log(`\n(b) busy ping-pong a -> b -> a: ${runs} runs x up to ${trips} round trips (at most ${maxRunMs / 1000} s each), one-way = RTT / 2; both guests polling`);
@@ -289,7 +302,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       placements: perRun.map((x) => x.placement),
     });
     const rows = [
-      row('idle -> first frame (one way)', idleRuns, idlePooled),
+      row(`idle -> first frame (one way; ${idlePolling})`, idleRuns, idlePooled),
       row('reference: one bare notify -> Atomics.wait hop, same idle gap, same runs', bareRuns, barePooled),
       row('busy ping-pong (RTT / 2)', pingRuns, pingPooled),
     ];
@@ -304,13 +317,15 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       warmup,
       trips,
       spinUs,
+      idlePollMs,
+      idleCpuPct,
       frameSize: FRAME,
       queueSize: QUEUE_SIZE,
       placementBefore,
       coldPath: cold,
     };
     const md = [
-      `node ${meta.node}, ${cores} cores, ${meta.threads} threads (2 guests: main + ${asTask ? 'a task of the queue thread' : 'worker'}; ${queueThreads} queue thread(s), mapping ${threads}), ${FRAME}-byte frames, device spin ${spinUs} us, ${runs} runs`,
+      `node ${meta.node}, ${cores} cores, ${meta.threads} threads (2 guests: main + ${asTask ? 'a task of the queue thread' : 'worker'}; ${queueThreads} queue thread(s), mapping ${threads}), ${FRAME}-byte frames, device spin ${spinUs} us, ${idlePolling}, ${runs} runs`,
       '',
       '| measurement | p50 us (median [min-max] over runs) | p99 us | p99.9 us | pooled p50 / p99 / p99.9 / max us (samples) | placement per run |',
       '| --- | --- | --- | --- | --- | --- |',
@@ -319,7 +334,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
           `| ${r.name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.p999)} | ${us(r.pooled.p50)} / ${us(r.pooled.p99)} / ${us(r.pooled.p999)} / ${us(r.pooled.max)} (${r.pooled.n}) | ${r.placements.join(', ')} |`,
       ),
       '',
-      `Idle: ${idleSamples} samples per run, so a run's p99.9 is its maximum; the pooled column has ${idlePooled.n} samples. Reference, ${coldLine}.`,
+      `Idle: ${idleSamples} samples per run, so a run's p99.9 is its maximum; the pooled column has ${idlePooled.n} samples. Reference, ${coldLine}. Cost, ${idleCpuLine}.`,
     ].join('\n');
     writeResults('latency', { ...meta, rows, bareWake: barePooled, idleRuns, bareRuns, pingRuns }, [md]);
     console.log(`\n${md}`);
@@ -346,6 +361,7 @@ else if (isMain(import.meta.url)) {
     warmup: { type: 'string', default: '2000' },
     trips: { type: 'string', default: '20000' },
     'spin-us': { type: 'string', default: '30' },
+    'idle-poll-ms': { type: 'string', default: '0' },
     'max-run-s': { type: 'string', default: '1.5' },
     threads: { type: 'string', default: 'guest' },
   });
@@ -356,6 +372,7 @@ else if (isMain(import.meta.url)) {
     warmup: Number(values.warmup),
     trips: Number(values.trips),
     spinUs: Number(values['spin-us']),
+    idlePollMs: Number(values['idle-poll-ms']),
     maxRunS: Number(values['max-run-s']),
     threads: values.threads,
   });

@@ -56,7 +56,7 @@ it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RES
   const channel = new MessageChannel();
   channels.push(channel);
   const words = new SharedArrayBuffer(128);
-  const thread = new QueueThread({ words: { buffer: words, wake: 0, control: 16 }, spinUs: 0, control: channel.port2 }, () => lying);
+  const thread = new QueueThread({ words: { buffer: words, wake: 0, control: 16 }, spinUs: 0, idlePollMs: 0, control: channel.port2 }, () => lying);
   const irqBefore = Atomics.load(notify.i32, notify.vectorWord(0));
   thread.start(1, data);
   // The loop runs on the next turn of the event loop; the failed queue leaves it with nothing to serve.
@@ -69,4 +69,62 @@ it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RES
   // The control plane can still stop it: the state it started from comes back.
   expect(thread.stop(1)).toEqual(state);
   expect(thread.stop(1)).toBeUndefined();
+});
+
+it('idlePollMs: a sleeping thread looks at its queues every idlePollMs (counted as idleLooks), and a look that finds work ends the sleep', async () => {
+  const arena = new SharedArena(1 << 20);
+  const memory = arena.guestMemory(64 << 10);
+  const notify = NotifyArea.create(1, 2);
+  const stats = StatsBlock.create(1, NO_DEVICE_COUNTERS);
+  const state: QueueState = { size: 16, desc: 0x1000, avail: 0x2000, used: 0x3000, nextAvail: 0, nextUsed: 0, eventIdx: true, indirect: false, packed: false, inOrder: false };
+  const data: QueueWorkerData = {
+    kind: 'scripted',
+    queue: 0,
+    memory: memory.specs(),
+    state,
+    notify: notify.spec,
+    stats: stats.buffer,
+    counters: stats.schema,
+    interrupt: null,
+    configInterrupt: null,
+    params: undefined,
+  };
+  // Polls 1-3 find nothing, poll 4 (the third look) finds work, poll 5 nothing, poll 6 (the next sleep's first look) finds bad data.
+  const events: string[] = [];
+  let polls = 0;
+  const scripted: HandlerFactory = () => ({
+    poll: () => {
+      polls++;
+      events.push(`poll ${polls}`);
+      if (polls === 6) throw new VirtqueueError('AVAIL_INDEX_JUMP', 'the test ends the queue', 0);
+      return polls === 4 ? 1 : 0;
+    },
+    arm: () => {
+      events.push('arm');
+      return false;
+    },
+    disarm: () => {
+      events.push('disarm');
+    },
+    quiesce: () => undefined,
+  });
+  const channel = new MessageChannel();
+  channels.push(channel);
+  const words = new SharedArrayBuffer(128);
+  const every = 5;
+  const thread = new QueueThread({ words: { buffer: words, wake: 0, control: 16 }, spinUs: 0, idlePollMs: every, control: channel.port2 }, () => scripted);
+  thread.start(1, data);
+  const t0 = performance.now();
+  // The loop runs (and sleeps, blocking this thread) on the next turn of the event loop.
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  const elapsed = performance.now() - t0;
+  expect(events).toEqual(['poll 1', 'arm', 'poll 2', 'poll 3', 'poll 4', 'disarm', 'poll 5', 'arm', 'poll 6']);
+  // Four naps of `every` ms: three before the look that found work, one before the look that failed the queue.
+  expect(elapsed).toBeGreaterThanOrEqual(4 * every - 1);
+  expect(elapsed).toBeLessThan(1000);
+  const counts = stats.snapshot(0);
+  expect(counts.sleeps).toBe(2);
+  expect(counts.idleLooks).toBe(4);
+  expect(counts.errorsByCode).toEqual({ AVAIL_INDEX_JUMP: 1 });
 });

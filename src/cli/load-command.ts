@@ -9,7 +9,8 @@ import { commandLine, usageFailure } from './options.js';
 import { progressBar } from './progress-bar.js';
 
 export const LOAD_USAGE = `usage: virtio-lab load [--pairs N] [--sizes MIX] [--rate R|max] [--seconds S]
-                      [--ring split|packed] [--threads M] [--latency-every N] [--progress] [--json]
+                      [--ring split|packed] [--threads M] [--latency-every N] [--idle-poll-ms T]
+                      [--progress] [--json]
 
 Offer a paced stream of frames of a size mix from NIC a to NIC b (one guest
 thread per queue pair, real queue workers), show pps, Gbit/s and drops live,
@@ -24,6 +25,9 @@ then a table with the latency percentiles (HDR histogram) at that rate.
   --threads M        queue threads, as the pump's: auto (default), per-queue,
                      per-pair, per-device, link, guest
   --latency-every N  time one frame in N (default ~10k samples/s per pair)
+  --idle-poll-ms T   idle queue threads look at their queues every T ms while
+                     they sleep (default 0: never); at low rates a look every
+                     1 ms keeps the first frame after a pause fast
   --progress         a plain progress line every second when stdout is not
                      a terminal
   --json             print one JSON object instead of the live line and table
@@ -44,6 +48,7 @@ const OPTIONS = {
   ring: { type: 'string', choices: ['split', 'packed'], default: 'split' },
   threads: { type: 'string', choices: PUMP_THREADS, default: 'auto' },
   'latency-every': { type: 'int', min: 0 },
+  'idle-poll-ms': { type: 'number', min: 0, max: 1000, default: 0 },
   progress: { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
@@ -114,6 +119,7 @@ export async function loadCommand(args: string[]): Promise<number> {
       ring: values.ring,
       threads: values.threads,
       latencyEvery: values['latency-every'],
+      idlePollMs: values['idle-poll-ms'],
       signal: interrupt.signal,
       tickMs: live.mode === 'tty' ? 500 : 1000,
       onTick: live.mode === 'off' ? undefined : (t) => live.draw(liveFields(t)),

@@ -16,6 +16,8 @@ export const QUEUE_COUNTERS = [
   'bytes',
   'interrupts',
   'sleeps',
+  /** Looks at the queue while its thread slept (idlePollMs), each after one idle poll interval. */
+  'idleLooks',
   /** Items the device cannot carry whole (larger than anything the peer can take). */
   'dropsTooBig',
   /** Items whose structure is broken (too short, lengths that do not add up). */
@@ -79,6 +81,7 @@ export const C_CHAINS = counter('chains');
 export const C_BYTES = counter('bytes');
 export const C_INTERRUPTS = counter('interrupts');
 export const C_SLEEPS = counter('sleeps');
+export const C_IDLE_LOOKS = counter('idleLooks');
 export const C_DROPS_TOO_BIG = counter('dropsTooBig');
 export const C_DROPS_MALFORMED = counter('dropsMalformed');
 export const C_ERRORS = counter('errors');

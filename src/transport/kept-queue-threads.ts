@@ -10,11 +10,17 @@ import type { QueueThreadHandle } from './queue-thread-handle.js';
  */
 export const KEPT_QUEUE_THREADS = 4;
 
-/** A thread that serves no queue, with the words it sleeps on and the spin budget it was made with. */
+/** A thread that serves no queue, with the words it sleeps on and how it was made to poll. */
 export interface KeptQueueThread {
   handle: QueueThreadHandle;
   words: QueueThreadWords;
+  polling: QueueThreadPolling;
+}
+
+/** How a thread polls and sleeps (QueueThreadPoolOptions): a pool takes only a kept thread that polls as its own would. */
+export interface QueueThreadPolling {
   spinUs: number;
+  idlePollMs: number;
 }
 
 const kept: KeptQueueThread[] = [];
@@ -30,15 +36,15 @@ export function keepQueueThread(t: KeptQueueThread): boolean {
   return true;
 }
 
-/** A kept thread made with `spinUs`, most recently kept first, or undefined; it is the caller's from now on. */
-export function takeQueueThread(spinUs: number): KeptQueueThread | undefined {
+/** A kept thread made to poll as `polling` says, most recently kept first, or undefined; it is the caller's from now on. */
+export function takeQueueThread(polling: QueueThreadPolling): KeptQueueThread | undefined {
   for (let i = kept.length - 1; i >= 0; i--) {
     const t = kept[i];
     if (!t.handle.alive) {
       kept.splice(i, 1);
       continue;
     }
-    if (t.spinUs === spinUs) return kept.splice(i, 1)[0];
+    if (t.polling.spinUs === polling.spinUs && t.polling.idlePollMs === polling.idlePollMs) return kept.splice(i, 1)[0];
   }
   return undefined;
 }

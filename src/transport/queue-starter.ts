@@ -46,14 +46,14 @@ export class QueueStarter {
 
   constructor(
     numQueues: number,
-    options: VirtioDeviceOptions & { spinUs: number; keepThreads: boolean },
+    options: VirtioDeviceOptions & { spinUs: number; idlePollMs: number; keepThreads: boolean },
     private readonly notify: NotifyArea,
     private readonly stats: StatsBlock,
     private readonly vectors: VectorTable,
     private readonly reports: QueueStartReports,
   ) {
     this.launcher = options.queueLauncher;
-    this.threads = this.launcher?.threads(numQueues) ?? mapQueueThreads(options.threads ?? defaultThreadMapping(), numQueues, options.spinUs, false, options.keepThreads);
+    this.threads = this.launcher?.threads(numQueues) ?? mapQueueThreads(options.threads ?? defaultThreadMapping(), numQueues, options);
   }
 
   /**

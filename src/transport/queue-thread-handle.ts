@@ -10,6 +10,9 @@ import type { QueueRunner } from './queue-runner.js';
 /** How long a thread may take to answer a control call before it counts as dead. */
 const CONTROL_TIMEOUT_MS = 5000;
 
+/** What a queue thread starts from besides its words and control port (see QueueThreadData). */
+export type QueueThreadSettings = Omit<QueueThreadData, 'words' | 'control'>;
+
 /** What the control plane hears about one queue it started on a thread. */
 export interface QueueWorkerEvents {
   /** The thread serving the queue exited without being asked to (crash, terminate from outside). */
@@ -46,14 +49,11 @@ export class QueueThreadHandle {
   constructor(
     file: URL,
     private readonly layout: QueueThreadWords,
-    spinUs: number,
-    /** See QueueThreadData.wakeFd (the caller owns and closes it). */
-    wakeFd?: number,
-    /** See QueueThreadData.taskModule. */
-    taskModule?: string,
+    /** How the thread polls and sleeps, and what it loads (a wakeFd stays the caller's to close). */
+    settings: QueueThreadSettings,
   ) {
     const { port1, port2 } = new MessageChannel();
-    const data: QueueThreadData = { words: layout, spinUs, control: port2, wakeFd, taskModule };
+    const data: QueueThreadData = { ...settings, words: layout, control: port2 };
     this.worker = new Worker(file, { workerData: data, transferList: [port2] });
     this.endpoint = new PortEndpoint(port1);
     this.api = wrap<QueueThreadApi>(this.endpoint);

@@ -4,7 +4,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { POLL_SLEEPER, type WordRef } from '../notify/notify-area.js';
 import * as libc from '../os/libc.js';
 import type { QueueThreadWords, QueueWorkerData } from '../worker/queue-worker-data.js';
-import { closeKeptQueueThreads, keepQueueThread, takeQueueThread } from './kept-queue-threads.js';
+import { type QueueThreadPolling, closeKeptQueueThreads, keepQueueThread, takeQueueThread } from './kept-queue-threads.js';
 import type { QueueRunner } from './queue-runner.js';
 import { QueueThreadHandle, type QueueWorkerEvents } from './queue-thread-handle.js';
 import { workerFile } from './worker-file.js';
@@ -15,12 +15,36 @@ const LINE = 16;
 /** The most threads one pool may have. */
 export const MAX_POOL_THREADS = 256;
 
+/** The longest idlePollMs: a sleeping thread wakes this often anyway (its event loop's turn). */
+const MAX_IDLE_POLL_MS = 1000;
+
+/**
+ * `ms` when it is a valid idlePollMs (0, or up to MAX_IDLE_POLL_MS).
+ * @throws InvalidArgumentError naming `owner` ("lab", "queue thread pool") otherwise.
+ */
+export function checkIdlePollMs(ms: number, owner: string): number {
+  if (!(ms >= 0 && ms <= MAX_IDLE_POLL_MS)) throw new InvalidArgumentError(`${owner} idlePollMs ${ms} must be 0 (off) or a number of milliseconds up to ${MAX_IDLE_POLL_MS}`);
+  return ms;
+}
+
 /** Options of a QueueThreadPool. */
 export interface QueueThreadPoolOptions {
   /** How many queue threads (default 1). */
   threads?: number;
   /** Microseconds a thread polls before it sleeps, at most (default 30; the budget adapts below it). */
   spinUs?: number;
+  /**
+   * While every queue a thread serves is idle, it wakes every `idlePollMs`
+   * milliseconds for one look at its queues (and its task) instead of
+   * sleeping until a kick: 0 (the default) or a number in (0, 1000]. After a
+   * few milliseconds asleep a frame's code and data are out of the caches
+   * (a VM's host runs other work on the core); the looks keep them in. On
+   * the 2-vCPU development VM, 1 ms took an idle -> first frame from about
+   * 175 us to about 145 us for 1000 wake-ups a second of an idle thread
+   * (see docs/benchmarks.md, "Idle polling"). A busy thread never sleeps and
+   * never looks this way.
+   */
+  idlePollMs?: number;
   /**
    * Threads for vhost-user rings (default false): each sleeps in poll() on
    * the kick eventfds of the rings it serves and on a wake eventfd of its
@@ -30,7 +54,7 @@ export interface QueueThreadPoolOptions {
   vhostUser?: boolean;
   /**
    * Leave idle threads to the process at close() (default false), for the
-   * next pool made with `keepThreads` and the same `spinUs`: see
+   * next pool made with `keepThreads` and the same `spinUs` and `idlePollMs`: see
    * QueueThreadPool. A vsock device's own pool keeps them.
    */
   keepThreads?: boolean;
@@ -68,7 +92,7 @@ export interface QueueThreadPoolOptions {
  *
  * With `keepThreads`, threads outlive their pool too: `close()` hands the
  * threads that serve no queue to the process (at most KEPT_QUEUE_THREADS),
- * and a later pool with `keepThreads` and the same `spinUs` takes one, with
+ * and a later pool with `keepThreads` that polls the same way takes one, with
  * its words, for a thread index the first time it needs it (a device's
  * doorbell, a queue start) instead of booting a new thread, whose code
  * would start cold.
@@ -77,6 +101,8 @@ export class QueueThreadPool {
   /** How many threads the pool has. */
   readonly size: number;
   readonly spinUs: number;
+  /** QueueThreadPoolOptions.idlePollMs (0: off). */
+  readonly idlePollMs: number;
   /** Whether the threads are vhost-user ring threads (see QueueThreadPoolOptions.vhostUser). */
   readonly vhostUser: boolean;
   /** Whether idle threads are kept across pools (see QueueThreadPoolOptions.keepThreads). */
@@ -101,8 +127,10 @@ export class QueueThreadPool {
     if (!Number.isInteger(size) || size < 1 || size > MAX_POOL_THREADS) throw new InvalidArgumentError(`a queue thread pool needs 1 to ${MAX_POOL_THREADS} threads (got ${size})`);
     const spinUs = options.spinUs ?? 30;
     if (!(Number.isFinite(spinUs) && spinUs >= 0)) throw new InvalidArgumentError(`queue thread pool spinUs ${spinUs} must be a number >= 0`);
+    const idlePollMs = checkIdlePollMs(options.idlePollMs ?? 0, 'queue thread pool');
     this.size = size;
     this.spinUs = spinUs;
+    this.idlePollMs = idlePollMs;
     this.words = new Array(size).fill(undefined);
     this.buffer = new SharedArrayBuffer(4 * LINE * 2 * size);
     this.threads = new Array(size).fill(undefined);
@@ -171,13 +199,18 @@ export class QueueThreadPool {
     for (const [i, t] of this.threads.entries()) {
       const words = this.words[i];
       if (t === undefined || words === undefined) continue;
-      if (!this.keepThreads || !keepQueueThread({ handle: t, words, spinUs: this.spinUs })) ending.push(t);
+      if (!this.keepThreads || !keepQueueThread({ handle: t, words, polling: this.polling })) ending.push(t);
     }
     this.threads.fill(undefined);
     await Promise.all(ending.map((t) => t.close()));
     // Every thread has exited: nothing polls or signals the wake eventfds now.
     for (const fd of this.wakeFds) if (fd >= 0) libc.close(fd);
     this.wakeFds.fill(-1);
+  }
+
+  /** How this pool's threads poll and sleep. */
+  private get polling(): QueueThreadPolling {
+    return { spinUs: this.spinUs, idlePollMs: this.idlePollMs };
   }
 
   private thread(i: number): QueueThreadHandle {
@@ -189,8 +222,8 @@ export class QueueThreadPool {
       Atomics.and(new Int32Array(layout.buffer), layout.wake, ~POLL_SLEEPER);
       if (this.vhostUser && this.wakeFds[i] < 0) this.wakeFds[i] = libc.eventfd(true);
       t = this.vhostUser
-        ? new QueueThreadHandle(workerFile('vhost-queue-worker'), layout, this.spinUs, this.wakeFds[i])
-        : new QueueThreadHandle(workerFile(this.entry), layout, this.spinUs, undefined, this.taskModule);
+        ? new QueueThreadHandle(workerFile('vhost-queue-worker'), layout, { ...this.polling, wakeFd: this.wakeFds[i] })
+        : new QueueThreadHandle(workerFile(this.entry), layout, { ...this.polling, taskModule: this.taskModule });
       this.threads[i] = t;
       this.started++;
     }
@@ -202,7 +235,7 @@ export class QueueThreadPool {
     this.check(i);
     let w = this.words[i];
     if (w === undefined) {
-      const kept = this.keepThreads && !this.closed ? takeQueueThread(this.spinUs) : undefined;
+      const kept = this.keepThreads && !this.closed ? takeQueueThread(this.polling) : undefined;
       if (kept !== undefined) this.threads[i] = kept.handle;
       w = kept?.words ?? { buffer: this.buffer, wake: LINE * 2 * i, control: LINE * 2 * i + LINE };
       this.words[i] = w;

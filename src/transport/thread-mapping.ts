@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { InvalidArgumentError } from '../errors.js';
-import { QueueThreadPool } from './queue-thread-pool.js';
+import { QueueThreadPool, type QueueThreadPoolOptions } from './queue-thread-pool.js';
 
 /**
  * How a device's worker queues map onto queue threads:
@@ -39,6 +39,9 @@ export interface QueueThreads {
   name: string;
 }
 
+/** How a device's own pool is made (the rest of QueueThreadPoolOptions comes from the mapping). */
+export type OwnPoolOptions = Pick<QueueThreadPoolOptions, 'spinUs' | 'idlePollMs' | 'vhostUser' | 'keepThreads'>;
+
 /** The mapping of devices created without one: VIRTIO_LAB_THREADS, else 'auto'. */
 export function defaultThreadMapping(): ThreadMapping {
   const env = process.env.VIRTIO_LAB_THREADS;
@@ -48,20 +51,22 @@ export function defaultThreadMapping(): ThreadMapping {
 }
 
 /**
- * Resolve `mapping` for a device with `numQueues` queues. `vhostUser`: the
- * queues are a vhost-user back end's rings, whose threads poll kick
- * eventfds (a shared pool must have been made with `vhostUser: true`).
- * `keepThreads`: the device's own pool keeps its idle threads for later
- * pools (QueueThreadPoolOptions.keepThreads); a shared pool is as made.
+ * Resolve `mapping` for a device with `numQueues` queues. `own` says how
+ * the device's own pool polls (spinUs, idlePollMs), whether the queues
+ * are a vhost-user back end's rings, whose threads poll kick eventfds
+ * (vhostUser: a shared pool must have been made with it too), and whether
+ * the pool keeps its idle threads for later pools (keepThreads); a shared
+ * pool is as made.
  */
-export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, spinUs: number, vhostUser = false, keepThreads = false): QueueThreads {
+export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, ownPool: OwnPoolOptions): QueueThreads {
+  const vhostUser = ownPool.vhostUser ?? false;
   const own = (threads: number, of: (q: number) => number, name: string): QueueThreads => ({
-    pool: new QueueThreadPool({ threads, spinUs, vhostUser, keepThreads }),
+    pool: new QueueThreadPool({ ...ownPool, threads }),
     threadOf: Array.from({ length: numQueues }, (_, q) => of(q)),
     owned: true,
     name,
   });
-  if (mapping === 'auto') return mapQueueThreads(availableParallelism() >= numQueues + 2 ? 'per-queue' : 'per-device', numQueues, spinUs, vhostUser, keepThreads);
+  if (mapping === 'auto') return mapQueueThreads(availableParallelism() >= numQueues + 2 ? 'per-queue' : 'per-device', numQueues, ownPool);
   if (mapping === 'per-queue') return own(numQueues, (q) => q, mapping);
   if (mapping === 'per-pair') return own(Math.ceil(numQueues / 2), (q) => q >>> 1, mapping);
   if (mapping === 'per-device') return own(1, () => 0, mapping);

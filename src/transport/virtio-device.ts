@@ -21,10 +21,12 @@ export type { QueueLauncher } from './queue-starter.js';
 export interface VirtioDeviceOptions {
   /** Microseconds a queue thread polls before it sleeps, at most (default 30; the budget adapts below it). */
   spinUs?: number;
+  /** How often an idle queue thread looks at its queues while it sleeps, in milliseconds (default 0: never). See QueueThreadPoolOptions.idlePollMs. */
+  idlePollMs?: number;
   /**
    * How the device's worker queues map onto queue threads (default: the
    * VIRTIO_LAB_THREADS environment variable, else 'auto'). See ThreadMapping.
-   * With a shared pool, `spinUs` is the pool's.
+   * With a shared pool, `spinUs` and `idlePollMs` are the pool's.
    */
   threads?: ThreadMapping;
   /**
@@ -85,7 +87,7 @@ export class VirtioDevice<S extends CounterSchema = CounterSchema> extends Event
     this.stats = StatsBlock.create(model.numQueues, model.counters);
     this.slots = new QueueSlots(model.numQueues, model.maxQueueSize, this.notify);
     this.vectors = new VectorTable(this.notify);
-    this.starter = new QueueStarter(model.numQueues, { ...options, spinUs: this.spinUs, keepThreads: model.keepsQueueThreads ?? false }, this.notify, this.stats, this.vectors, {
+    this.starter = new QueueStarter(model.numQueues, { ...options, spinUs: this.spinUs, idlePollMs: options.idlePollMs ?? 0, keepThreads: model.keepsQueueThreads ?? false }, this.notify, this.stats, this.vectors, {
       needsReset: (q, error) => this.needsReset(q, error),
       queueError: (q, error) => {
         this.emit('queue-error', { queue: q, error } satisfies QueueErrorEvent);

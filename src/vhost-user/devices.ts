@@ -22,7 +22,7 @@ import { type VhostUserNotifyOptions, VhostUserServer, type VhostUserThreadOptio
 const FRONT_END_NET_FEATURES = featureSet(NET_F_CTRL_VQ, NET_F_CTRL_RX, NET_F_CTRL_RX_EXTRA, NET_F_CTRL_VLAN, NET_F_CTRL_MAC_ADDR, NET_F_CTRL_GUEST_OFFLOADS, NET_F_GUEST_ANNOUNCE);
 
 /** Options of a vhost-user virtio-net back end. */
-export type VhostUserNetOptions = Omit<NetDeviceOptions, 'queueLauncher' | 'controlQueue' | 'threads' | 'spinUs'> & VhostUserTrustOptions & VhostUserNotifyOptions & VhostUserThreadOptions;
+export type VhostUserNetOptions = Omit<NetDeviceOptions, 'queueLauncher' | 'controlQueue' | 'threads' | 'spinUs' | 'idlePollMs'> & VhostUserTrustOptions & VhostUserNotifyOptions & VhostUserThreadOptions;
 
 /**
  * Serve a virtio-net device over vhost-user on `path`: `queuePairs`
@@ -34,7 +34,7 @@ export type VhostUserNetOptions = Omit<NetDeviceOptions, 'queueLauncher' | 'cont
  * and go to the front end's guest.
  */
 export function serveVhostUserNet(path: string, all: VhostUserNetOptions = {}): VhostUserServer<VirtioNetDevice> {
-  const { allowUnsealedMemory, hostNotifiers, threads, spinUs, ...options } = all;
+  const { allowUnsealedMemory, hostNotifiers, threads, spinUs, idlePollMs, ...options } = all;
   const pairs = options.queuePairs ?? 1;
   const mq = pairs > 1 ? 0n : featureSet(NET_F_MQ);
   const features = (options.features ?? NET_DEVICE_FEATURES) & ~FRONT_END_NET_FEATURES & ~mq;
@@ -47,6 +47,7 @@ export function serveVhostUserNet(path: string, all: VhostUserNetOptions = {}): 
     hostNotifiers,
     threads,
     spinUs,
+    idlePollMs,
     device: (base) => new VirtioNetDevice(base.memory, { ...options, features, queuePairs: pairs, controlQueue: 'front-end', queueLauncher: base.queueLauncher, spinUs: base.spinUs }),
     onRingEnable: (device, enabled) => {
       if (pairs === 1) return;
@@ -59,7 +60,7 @@ export function serveVhostUserNet(path: string, all: VhostUserNetOptions = {}): 
 }
 
 /** Options of a vhost-user virtio-vsock back end. */
-export type VhostUserVsockOptions = Omit<VsockDeviceOptions, 'queueLauncher' | 'threads' | 'spinUs'> & VhostUserTrustOptions & VhostUserNotifyOptions & VhostUserThreadOptions;
+export type VhostUserVsockOptions = Omit<VsockDeviceOptions, 'queueLauncher' | 'threads' | 'spinUs' | 'idlePollMs'> & VhostUserTrustOptions & VhostUserNotifyOptions & VhostUserThreadOptions;
 
 /**
  * Serve a virtio-vsock device over vhost-user on `path` (QEMU's
@@ -68,13 +69,14 @@ export type VhostUserVsockOptions = Omit<VsockDeviceOptions, 'queueLauncher' | '
  * GET_CONFIG. Connect `server.device` to a VsockHost or a VsockUnixMuxer.
  */
 export function serveVhostUserVsock(path: string, all: VhostUserVsockOptions): VhostUserServer<VirtioVsockDevice> {
-  const { allowUnsealedMemory, hostNotifiers, threads, spinUs, ...options } = all;
+  const { allowUnsealedMemory, hostNotifiers, threads, spinUs, idlePollMs, ...options } = all;
   return new VhostUserServer({
     path,
     allowUnsealedMemory,
     hostNotifiers,
     threads,
     spinUs,
+    idlePollMs,
     rings: Math.max(VSOCK_RX_QUEUE, VSOCK_TX_QUEUE) + 1,
     configSpace: true,
     device: (base) => new VirtioVsockDevice(base.memory, { ...options, queueLauncher: base.queueLauncher, spinUs: base.spinUs }),

@@ -83,14 +83,15 @@ export class KickPollWait implements ThreadSleeper {
     }
     let n: number;
     let timedOut: boolean;
+    // poll() takes whole milliseconds: a shorter timeout (an idle look every 0.5 ms) must not become 0, a busy loop.
     if (this.pages.length === 0) {
-      n = this.polls.poll(timeoutMs);
+      n = this.polls.poll(Math.ceil(timeoutMs));
       timedOut = n === 0;
     } else {
       // A notify write to a page wakes nobody: look at the pages between short polls.
       let left = timeoutMs;
       do {
-        n = this.polls.poll(Math.min(PAGE_LOOK_MS, left));
+        n = this.polls.poll(Math.ceil(Math.min(PAGE_LOOK_MS, left)));
         left -= PAGE_LOOK_MS;
       } while (n === 0 && left > 0 && !this.pageKicked());
       timedOut = n === 0 && left <= 0;

@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { InvalidArgumentError, VirtioLabError } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import type { FeatureSet } from '../spec/features.js';
+import type { QueueThreadPolling } from '../transport/kept-queue-threads.js';
 import { type QueueThreads, type ThreadMapping, defaultThreadMapping, mapQueueThreads } from '../transport/thread-mapping.js';
 import type { QueueLauncher, VirtioDevice } from '../transport/virtio-device.js';
 import { workerFile } from '../transport/worker-file.js';
@@ -58,6 +59,8 @@ export interface VhostUserServerOptions<D extends VirtioDevice> {
   threads?: ThreadMapping;
   /** See {@link VhostUserThreadOptions.spinUs}. */
   spinUs?: number;
+  /** See {@link VhostUserThreadOptions.idlePollMs}. */
+  idlePollMs?: number;
 }
 
 /** Which threads run a vhost-user back end's rings (docs/vhost-user.md, "Threads and the path of a frame"). */
@@ -73,6 +76,8 @@ export interface VhostUserThreadOptions {
   threads?: ThreadMapping;
   /** Microseconds a ring thread polls before it sleeps, at most (default 30; the budget adapts below it). */
   spinUs?: number;
+  /** How often an idle ring thread looks at its rings while it sleeps, in milliseconds (default 0: never; QueueThreadPoolOptions.idlePollMs). */
+  idlePollMs?: number;
 }
 
 /** How a vhost-user back end's rings are kicked (docs/vhost-user.md, "Host notifiers"). */
@@ -167,7 +172,8 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
     this.allowUnsealedMemory = options.allowUnsealedMemory ?? false;
     const spinUs = options.spinUs ?? 30;
     const mapping = options.threads ?? defaultThreadMapping();
-    const queueLauncher: QueueLauncher = { threads: (numQueues) => (this.threads = ringThreads(mapping, rings, numQueues, spinUs)), prepare: this.prepare };
+    const polling = { spinUs, idlePollMs: options.idlePollMs ?? 0 };
+    const queueLauncher: QueueLauncher = { threads: (numQueues) => (this.threads = ringThreads(mapping, rings, numQueues, polling)), prepare: this.prepare };
     this.device = options.device({ memory: this.noMemory, queueLauncher, spinUs });
     if (this.device.numQueues < rings) throw new InvalidArgumentError(`device has ${this.device.numQueues} queues, fewer than ${rings} rings`);
     this.offered = options.features ?? this.device.deviceFeatures;
@@ -374,8 +380,8 @@ export class VhostUserServer<D extends VirtioDevice = VirtioDevice> extends Even
  * the front end and never start here; they are listed on thread 0 only so
  * that every queue has a thread.
  */
-function ringThreads(mapping: ThreadMapping, rings: number, numQueues: number, spinUs: number): QueueThreads {
-  const threads = mapQueueThreads(mapping, rings, spinUs, true);
+function ringThreads(mapping: ThreadMapping, rings: number, numQueues: number, polling: QueueThreadPolling): QueueThreads {
+  const threads = mapQueueThreads(mapping, rings, { ...polling, vhostUser: true });
   while (threads.threadOf.length < numQueues) threads.threadOf.push(threads.threadOf[0]);
   return threads;
 }

@@ -7,7 +7,7 @@ import { NotifyArea, ring } from '../notify/notify-area.js';
 import type { QueueState } from '../ring/queue-state.js';
 import { createQueueDevice } from '../ring/create-queue.js';
 import type { VirtqDevice } from '../ring/virtqueue.js';
-import { C_INTERRUPTS, C_SLEEPS, StatsBlock } from '../stats/queue-stats.js';
+import { C_IDLE_LOOKS, C_INTERRUPTS, C_SLEEPS, StatsBlock } from '../stats/queue-stats.js';
 import { STATUS_DEVICE_NEEDS_RESET } from '../spec/status.js';
 import { PortEndpoint } from './port-endpoint.js';
 import type { HandlerFactory, QueueHandler } from './queue-handler.js';
@@ -111,8 +111,9 @@ interface ServedQueue {
   stats: StatsBlock;
   /** The queue's device's notify area (its status word takes DEVICE_NEEDS_RESET). */
   notify: NotifyArea;
-  /** Where this queue's sleeps are counted in `stats`. */
+  /** Where this queue's sleeps and idle looks are counted in `stats`. */
   sleepsAt: number;
+  idleLooksAt: number;
   kick: QueueKick | undefined;
 }
 
@@ -148,6 +149,8 @@ export class QueueThread implements QueueThreadApi {
   private readonly pollAll = (): number => this.pollRound();
   /** The task running beside the queues, if any (startTask()). */
   private task: ThreadTask | undefined;
+  /** QueueThreadData.idlePollMs. */
+  private readonly idlePollMs: number;
 
   constructor(
     data: QueueThreadData,
@@ -162,6 +165,7 @@ export class QueueThread implements QueueThreadApi {
     this.wait = new AdaptiveWait(this.words, this.wakeIndex, data.spinUs);
     this.sleeper = sleeper ?? this.wait;
     this.napTries = this.sleeper.nap === undefined ? 0 : NAP_TRIES;
+    this.idlePollMs = data.idlePollMs;
     this.endpoint = new PortEndpoint(data.control);
     expose(this, this.endpoint);
   }
@@ -197,7 +201,7 @@ export class QueueThread implements QueueThreadApi {
     // next round then looks at the ring before any sleep.
     device.enableNotify();
     const notify = new NotifyArea(data.notify);
-    this.queues.push({ slot, data, device, handler, stats, notify, sleepsAt: stats.base(data.queue) + C_SLEEPS, kick: env?.kick });
+    this.queues.push({ slot, data, device, handler, stats, notify, sleepsAt: stats.base(data.queue) + C_SLEEPS, idleLooksAt: stats.base(data.queue) + C_IDLE_LOOKS, kick: env?.kick });
     this.watchKicks();
     this.schedule();
   }
@@ -278,12 +282,36 @@ export class QueueThread implements QueueThreadApi {
       }
       if (this.armAll()) continue;
       for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].sleepsAt]++;
-      const timedOut = this.sleeper.sleep(seen, this.taskSleepMs());
+      const timedOut = this.idleSleep(seen);
       for (let i = 0; i < queues.length; i++) queues[i].handler.disarm();
       if (timedOut) break; // let the event loop breathe while idle
     }
     this.schedule();
   };
+
+  /**
+   * Sleep on the armed queues until woken (false) or the idle timeout
+   * (true). With idlePollMs the sleep is cut into naps of that length, each
+   * followed by one look at the queues and the task; work found ends it
+   * (false). After a few milliseconds asleep the first frame's code and
+   * data are out of the caches and cost 20x a warm pass on a VM; a look
+   * every millisecond keeps them in and takes about 30 us off the first
+   * frame after an idle spell, for that many wake-ups a second (see
+   * docs/benchmarks.md, "Idle polling").
+   */
+  private idleSleep(seen: number): boolean {
+    const limit = this.taskSleepMs();
+    const every = this.idlePollMs;
+    if (!(every > 0 && every < limit)) return this.sleeper.sleep(seen, limit);
+    const queues = this.queues;
+    for (let slept = 0; slept < limit; slept += every) {
+      if (!this.sleeper.sleep(seen, Math.min(every, limit - slept))) return false;
+      for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].idleLooksAt]++;
+      if (this.pollRound() !== 0) return false;
+      if (queues.length === 0 && this.task === undefined) return true; // the look failed the last queue
+    }
+    return true;
+  }
 
   /** Poll every queue once (and the task); a queue that finds bad guest data is failed, the others go on. */
   private pollRound(): number {

@@ -24,6 +24,8 @@ export interface LoadOptions {
   threads?: PumpThreads;
   /** Microseconds every thread polls before sleeping (default 30). */
   spinUs?: number;
+  /** How often idle queue threads look at their queues while they sleep, in milliseconds (default 0: never): see PumpOptions.idlePollMs. */
+  idlePollMs?: number;
   /**
    * Time one frame in N (default: about 10 000 samples per second per pair
    * at the offered rate, 1 in 1024 unpaced). Stamping reads a clock (20-50 ns),
@@ -110,6 +112,7 @@ export async function runLoad(options: LoadOptions = {}): Promise<LoadResult> {
     ring: options.ring,
     queueSize: options.queueSize,
     spinUs: options.spinUs,
+    idlePollMs: options.idlePollMs,
     threads: options.threads,
     ratePps: perPair,
     latencyEvery,

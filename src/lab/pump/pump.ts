@@ -76,6 +76,8 @@ export interface PumpOptions {
   pairs?: number;
   /** Microseconds every thread polls before sleeping (default 30). */
   spinUs?: number;
+  /** How often idle queue threads look at their queues while they sleep, in milliseconds (default 0: never; QueueThreadPoolOptions.idlePollMs). */
+  idlePollMs?: number;
   /** Features both drivers ask for (default NET_DEFAULT_FEATURES: mergeable receive buffers, control queue). */
   features?: FeatureSet;
   /** Ring format of every queue: 'split' (default) or 'packed' (VIRTIO_F_RING_PACKED, 2.8). */
@@ -197,6 +199,7 @@ interface PumpPlan {
   ratePps: number;
   queueSize: number;
   spinUs: number;
+  idlePollMs: number;
   pairs: number;
   ring: 'split' | 'packed';
   /** 0: no steady figure. */
@@ -214,6 +217,7 @@ function pumpPlan(options: PumpOptions): PumpPlan {
     ratePps: options.ratePps ?? 0,
     queueSize: options.queueSize ?? 1024,
     spinUs: options.spinUs ?? 30,
+    idlePollMs: options.idlePollMs ?? 0,
     pairs: options.pairs ?? 1,
     ring: options.ring ?? 'split',
     warmupSeconds: options.warmupSeconds ?? 0,
@@ -331,18 +335,18 @@ function startGuests(data: Omit<PumpGuestData, 'pair' | 'srcMac'>, pairs: number
  */
 export async function runPump(options: PumpOptions = {}): Promise<PumpResult> {
   const plan = pumpPlan(options);
-  const { pairs, spinUs, queueSize, frameSize } = plan;
+  const { pairs, spinUs, idlePollMs, queueSize, frameSize } = plan;
   // Receive pages (mergeable: one 4 KiB page per slot), tx slots, rings, per pair.
   const memSize = pairs * (queueSize * 4096 + queueSize * (128 + Math.max(frameSize, 1518))) + (2 << 20);
   const arena = new SharedArena(2 * memSize + pairs * (4 << 20));
   const threads = pumpThreads(options.threads ?? 'auto', pairs);
   // 'link' and 'guest': thread p serves pair p of both NICs, so a.tx(p) and b.rx(p) share it ('guest': and p's guest side).
-  const linkPool = threads === 'link' || threads === 'guest' ? new QueueThreadPool({ threads: pairs, spinUs, entry: threads === 'guest' ? 'pump-queue-worker' : undefined }) : undefined;
+  const linkPool = threads === 'link' || threads === 'guest' ? new QueueThreadPool({ threads: pairs, spinUs, idlePollMs, entry: threads === 'guest' ? 'pump-queue-worker' : undefined }) : undefined;
   const mapping: ThreadMapping = linkPool === undefined ? (threads as ThreadMapping) : { pool: linkPool, thread: (q) => Math.min(q >>> 1, pairs - 1) };
   // The devices offer a power of two (4.1.4.3.2); the drivers take `queueSize`, which a packed ring allows to be any size (2.8.10.1).
   const maxQueueSize = 2 ** Math.ceil(Math.log2(queueSize));
-  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: maxQueueSize, spinUs, mac: MAC_A, queuePairs: pairs, threads: mapping });
-  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: maxQueueSize, spinUs, mac: MAC_B, queuePairs: pairs, threads: mapping });
+  const a = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: maxQueueSize, spinUs, idlePollMs, mac: MAC_A, queuePairs: pairs, threads: mapping });
+  const b = new VirtioNetDevice(arena.guestMemory(memSize), { queueSize: maxQueueSize, spinUs, idlePollMs, mac: MAC_B, queuePairs: pairs, threads: mapping });
   const sw = options.via === 'switch' ? new NetSwitch(arena) : undefined;
   if (sw !== undefined) {
     sw.connect(a);

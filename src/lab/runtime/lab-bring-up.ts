@@ -34,6 +34,7 @@ const WORKER_START_TIMEOUT_MS = 20_000;
 /** What bringing a lab up needs of the Lab besides its entries. */
 export interface BringUpContext {
   spinUs: number;
+  idlePollMs: number;
   threads: ThreadMapping | undefined;
   memoryPerNic: number | undefined;
   /** The word every driver routes its interrupts to. */
@@ -94,6 +95,7 @@ async function createPorts(entries: LabEntries, arena: SharedArena, ctx: BringUp
       queueSize: 2 ** Math.ceil(Math.log2(n.queueSize)),
       features: n.features,
       spinUs: ctx.spinUs,
+      idlePollMs: ctx.idlePollMs,
       threads: ctx.threads,
     });
   }
@@ -113,7 +115,7 @@ async function createPorts(entries: LabEntries, arena: SharedArena, ctx: BringUp
     ctx.abortIfClosed();
   }
   for (const v of entries.vhostUser) {
-    v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, threads: v.threads, spinUs: v.spinUs ?? ctx.spinUs, allowUnsealedMemory: v.allowUnsealedMemory });
+    v.server = serveVhostUserNet(v.path, { mac: v.mac, mtu: v.mtu, queuePairs: v.queuePairs, threads: v.threads, spinUs: v.spinUs ?? ctx.spinUs, idlePollMs: ctx.idlePollMs, allowUnsealedMemory: v.allowUnsealedMemory });
     v.server.on('connected', () => v.connects++);
     v.server.on('disconnected', (d: VhostUserDisconnect) => {
       v.disconnects++;

@@ -11,6 +11,7 @@ import type { LabEntries, NetnsEntry, NicEntry, SocketEntry, SwitchEntry, VhostU
 import type { LabNetnsOptions } from './lab-netns.js';
 import { nicMemoryBytes } from './lab-sizing.js';
 import type { ThreadMapping } from '../../transport/thread-mapping.js';
+import { checkIdlePollMs } from '../../transport/queue-thread-pool.js';
 import type { LabNicOptions, LabOptions, LabVhostUserOptions } from './lab-types.js';
 
 // Each Lab building method's checks of its options, turned into the entry
@@ -24,6 +25,7 @@ const DEFAULT_SPIN_US = 20;
 /** LabOptions checked, with their defaults. */
 export interface LabConfig {
   spinUs: number;
+  idlePollMs: number;
   threads: ThreadMapping | undefined;
   /** Of NICs that name none. */
   queueSize: number;
@@ -31,7 +33,7 @@ export interface LabConfig {
 }
 
 export function checkLabOptions(options: LabOptions): LabConfig {
-  const config: LabConfig = { spinUs: options.spinUs ?? DEFAULT_SPIN_US, threads: options.threads, queueSize: options.queueSize ?? DEFAULT_QUEUE_SIZE, memoryPerNic: options.memoryPerNic };
+  const config: LabConfig = { spinUs: options.spinUs ?? DEFAULT_SPIN_US, idlePollMs: checkIdlePollMs(options.idlePollMs ?? 0, 'lab'), threads: options.threads, queueSize: options.queueSize ?? DEFAULT_QUEUE_SIZE, memoryPerNic: options.memoryPerNic };
   if (!(Number.isFinite(config.spinUs) && config.spinUs >= 0)) throw new InvalidArgumentError(`lab spinUs ${config.spinUs} must be a number >= 0`);
   // Each NIC checks it against its ring format (checkNicEntry()).
   if (!(Number.isInteger(config.queueSize) && config.queueSize >= 1 && config.queueSize <= 32768)) throw new InvalidArgumentError(`lab queueSize ${config.queueSize} must be an integer in [1, 32768]`);

@@ -351,7 +351,7 @@ describe.each(FORMATS)('virtio-vsock through real queue workers (%s rings)', (fo
 });
 
 describe('queue threads kept across links', () => {
-  it("a closed vsock device's idle queue thread serves the next pool that keeps threads: that pool boots none, and its link carries a stream byte-exact; a pool with another spin budget, one without keepThreads, or one made after closeKept() boots its own", async () => {
+  it("a closed vsock device's idle queue thread serves the next pool that keeps threads: that pool boots none, and its link carries a stream byte-exact; a pool with another spin budget or idle polling, one without keepThreads, or one made after closeKept() boots its own", async () => {
     await QueueThreadPool.closeKept();
     const pools: QueueThreadPool[] = [];
     const link = async (threads?: ThreadMapping): Promise<void> => {
@@ -372,6 +372,7 @@ describe('queue threads kept across links', () => {
       expect((await linkOn({ keepThreads: true })).spawned, "the device's own thread, kept at its close").toBe(0);
       expect((await linkOn({ keepThreads: true })).spawned, 'the same thread, kept again').toBe(0);
       expect((await linkOn({ keepThreads: true, spinUs: 10 })).spawned, 'another spin budget').toBe(1);
+      expect((await linkOn({ keepThreads: true, idlePollMs: 1 })).spawned, 'another idle polling').toBe(1);
       expect((await linkOn({})).spawned, 'a pool without keepThreads').toBe(1);
       await QueueThreadPool.closeKept();
       expect((await linkOn({ keepThreads: true })).spawned, 'nothing kept after closeKept()').toBe(1);

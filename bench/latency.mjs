@@ -17,8 +17,9 @@
 //      one-way latency.
 // --idle-poll-ms T: the queue threads look at their queues every T ms while
 // they sleep (QueueThreadPoolOptions.idlePollMs; default 0, the library's
-// default: never). After the idle samples, the process's CPU over one idle
-// second (every thread asleep) says what the looks cost.
+// default: never; they look for a second after their last work). After the
+// idle samples, the process's CPU with every thread asleep, right after the
+// last sample and two seconds later, says what the looks cost.
 // Prints placement, threads and cores, p50 / p99 / p99.9 in microseconds
 // from HDR histograms (median and range over the runs, and pooled over every
 // sample); writes JSON + Markdown to bench/results/. Also the "latency" case
@@ -214,6 +215,21 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
         `  run ${r + 1}: p50 ${us(s.p50)} us  p99 ${us(s.p99)} us  max ${us(s.max)} us; bare hop p50 ${us(h.p50)} us (frame = ${(s.p50 / h.p50).toFixed(2)} bare hops)  placement ${p.placement} (${p.roundTripNs} ns)`,
       );
     }
+    // What idling costs (the looks of --idle-poll-ms last a second after the last work): the
+    // process's CPU with every thread asleep, over the half second after the last sample and
+    // over a half second two seconds after it.
+    const idleCpuPct = async (ms) => {
+      const cpu0 = process.cpuUsage();
+      const wall0 = performance.now();
+      await sleep(ms);
+      const cpu = process.cpuUsage(cpu0);
+      return (cpu.user + cpu.system) / (performance.now() - wall0) / 10;
+    };
+    const idleCpuSoon = await idleCpuPct(500);
+    await sleep(1500);
+    const idleCpuLater = await idleCpuPct(500);
+    const idleCpuLine = `the process idle (${idlePolling}): ${idleCpuSoon.toFixed(2)} % of a core in the half second after the last sample, ${idleCpuLater.toFixed(2)} % two seconds after it`;
+    console.log(`  ${idleCpuLine}`);
     const idlePooled = summary(idleAll);
     const barePooled = summary(bareAll);
     await stopBareWaiter();
@@ -222,14 +238,6 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
     const [cold] = (await coldPath({ gaps: [gapMs], samples: idleSamples })).rows;
     const coldLine = `one frame through all five stages in one thread after ${gapMs} ms asleep (no hop, split rings): ${us(cold.coldUs)} us median, the frame after it ${us(cold.nextUs)} us`;
     console.log(`  ${coldLine}`);
-    // What idling costs (the looks of --idle-poll-ms): the process's CPU over an idle second, every thread asleep.
-    const idleCpu0 = process.cpuUsage();
-    const idleWall0 = performance.now();
-    await sleep(1000);
-    const idleCpuUs = process.cpuUsage(idleCpu0);
-    const idleCpuPct = (idleCpuUs.user + idleCpuUs.system) / (performance.now() - idleWall0) / 10;
-    const idleCpuLine = `the process idle (${idlePolling}): ${idleCpuPct.toFixed(2)} % of a core over 1 s`;
-    console.log(`  ${idleCpuLine}`);
 
     // ---- (b) busy ping-pong ---------------------------------------------
     console.log(`\n(b) busy ping-pong a -> b -> a: ${runs} runs x up to ${trips} round trips (at most ${maxRunMs / 1000} s each), one-way = RTT / 2; both guests polling`);
@@ -318,7 +326,7 @@ export async function latencyCases({ runs = 5, idleSamples = 50, gapMs: gap = 55
       trips,
       spinUs,
       idlePollMs,
-      idleCpuPct,
+      idleCpuPct: { soon: idleCpuSoon, later: idleCpuLater },
       frameSize: FRAME,
       queueSize: QUEUE_SIZE,
       placementBefore,

@@ -262,7 +262,7 @@ if (cases.includes('latency')) {
     const l = await latencyCases({ runs, idleSamples: quick ? 20 : 50, trips: quick ? 5_000 : 20_000, idlePollMs });
     report.cases.latency.push(l);
     sections.push('', `latency (${l.threads} threads, queue threads ${l.queueThreads}, ${l.frameSize}-byte frames, idlePollMs ${idlePollMs}, HDR histograms):`, '', ...mdTable(['measurement', 'p50 us', 'p99 us', 'p99.9 us', 'pooled samples'], l.rows.map((r) => [r.name, fmtRange(r.p50, 1, 1), fmtRange(r.p99, 1, 1), fmtRange(r.p999, 1, 1), String(r.pooled.n)])));
-    sections.push('', `reference, one bare Atomics.notify -> wait hop after idling: p50 ${fmtUs(l.bareWake.p50)} us, p99 ${fmtUs(l.bareWake.p99)} us; the process idle: ${l.idleCpuPct.toFixed(2)} % of a core`);
+    sections.push('', `reference, one bare Atomics.notify -> wait hop after idling: p50 ${fmtUs(l.bareWake.p50)} us, p99 ${fmtUs(l.bareWake.p99)} us; the process idle: ${l.idleCpuPct.soon.toFixed(2)} % of a core right after the samples, ${l.idleCpuPct.later.toFixed(2)} % two seconds later`);
   }
 }
 

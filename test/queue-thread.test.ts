@@ -25,14 +25,14 @@ afterEach(() => {
   }
 });
 
-it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RESET, config interrupt) and the loop goes on', async () => {
-  const arena = new SharedArena(1 << 20);
-  const memory = arena.guestMemory(64 << 10);
+/** One queue's data for a thread in this thread, served by a handler of the test's own (kind `kind`). */
+function oneQueue(kind: string): { notify: NotifyArea; stats: StatsBlock; state: QueueState; data: QueueWorkerData } {
+  const memory = new SharedArena(1 << 20).guestMemory(64 << 10);
   const notify = NotifyArea.create(1, 2);
   const stats = StatsBlock.create(1, NO_DEVICE_COUNTERS);
   const state: QueueState = { size: 16, desc: 0x1000, avail: 0x2000, used: 0x3000, nextAvail: 0, nextUsed: 0, eventIdx: true, indirect: false, packed: false, inOrder: false };
   const data: QueueWorkerData = {
-    kind: 'lying',
+    kind,
     queue: 0,
     memory: memory.specs(),
     state,
@@ -43,6 +43,19 @@ it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RES
     configInterrupt: { buffer: notify.spec.buffer, index: notify.vectorWord(0) },
     params: undefined,
   };
+  return { notify, stats, state, data };
+}
+
+/** A queue thread loop in this thread (it sleeps by blocking it), every queue served by `handler`. */
+function threadHere(handler: HandlerFactory, idlePollMs: number): QueueThread {
+  const channel = new MessageChannel();
+  channels.push(channel);
+  const words = new SharedArrayBuffer(128);
+  return new QueueThread({ words: { buffer: words, wake: 0, control: 16 }, spinUs: 0, idlePollMs, control: channel.port2 }, () => handler);
+}
+
+it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RESET, config interrupt) and the loop goes on', async () => {
+  const { notify, stats, state, data } = oneQueue('lying');
   let arms = 0;
   const lying: HandlerFactory = () => ({
     poll: () => 0,
@@ -53,10 +66,7 @@ it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RES
     disarm: () => undefined,
     quiesce: () => undefined,
   });
-  const channel = new MessageChannel();
-  channels.push(channel);
-  const words = new SharedArrayBuffer(128);
-  const thread = new QueueThread({ words: { buffer: words, wake: 0, control: 16 }, spinUs: 0, idlePollMs: 0, control: channel.port2 }, () => lying);
+  const thread = threadHere(lying, 0);
   const irqBefore = Atomics.load(notify.i32, notify.vectorWord(0));
   thread.start(1, data);
   // The loop runs on the next turn of the event loop; the failed queue leaves it with nothing to serve.
@@ -71,33 +81,18 @@ it('a VirtqueueError thrown by arm() fails that queue (counted, DEVICE_NEEDS_RES
   expect(thread.stop(1)).toBeUndefined();
 });
 
-it('idlePollMs: a sleeping thread looks at its queues every idlePollMs (counted as idleLooks), and a look that finds work ends the sleep', async () => {
-  const arena = new SharedArena(1 << 20);
-  const memory = arena.guestMemory(64 << 10);
-  const notify = NotifyArea.create(1, 2);
-  const stats = StatsBlock.create(1, NO_DEVICE_COUNTERS);
-  const state: QueueState = { size: 16, desc: 0x1000, avail: 0x2000, used: 0x3000, nextAvail: 0, nextUsed: 0, eventIdx: true, indirect: false, packed: false, inOrder: false };
-  const data: QueueWorkerData = {
-    kind: 'scripted',
-    queue: 0,
-    memory: memory.specs(),
-    state,
-    notify: notify.spec,
-    stats: stats.buffer,
-    counters: stats.schema,
-    interrupt: null,
-    configInterrupt: null,
-    params: undefined,
-  };
-  // Polls 1-3 find nothing, poll 4 (the third look) finds work, poll 5 nothing, poll 6 (the next sleep's first look) finds bad data.
+it('idlePollMs: a sleeping thread that had work looks at its queues every idlePollMs (counted as idleLooks), and a look that finds work ends the sleep', async () => {
+  const { stats, data } = oneQueue('scripted');
+  // Poll 1 finds work (a thread looks only after it had some), poll 2 nothing: it sleeps. Looks 3 and 4
+  // find nothing, look 5 finds work; poll 6 nothing: it sleeps again, and look 7 finds bad data.
   const events: string[] = [];
   let polls = 0;
   const scripted: HandlerFactory = () => ({
     poll: () => {
       polls++;
       events.push(`poll ${polls}`);
-      if (polls === 6) throw new VirtqueueError('AVAIL_INDEX_JUMP', 'the test ends the queue', 0);
-      return polls === 4 ? 1 : 0;
+      if (polls === 7) throw new VirtqueueError('AVAIL_INDEX_JUMP', 'the test ends the queue', 0);
+      return polls === 1 || polls === 5 ? 1 : 0;
     },
     arm: () => {
       events.push('arm');
@@ -108,18 +103,15 @@ it('idlePollMs: a sleeping thread looks at its queues every idlePollMs (counted 
     },
     quiesce: () => undefined,
   });
-  const channel = new MessageChannel();
-  channels.push(channel);
-  const words = new SharedArrayBuffer(128);
   const every = 5;
-  const thread = new QueueThread({ words: { buffer: words, wake: 0, control: 16 }, spinUs: 0, idlePollMs: every, control: channel.port2 }, () => scripted);
+  const thread = threadHere(scripted, every);
   thread.start(1, data);
   const t0 = performance.now();
   // The loop runs (and sleeps, blocking this thread) on the next turn of the event loop.
   await new Promise((resolve) => setImmediate(resolve));
   await new Promise((resolve) => setImmediate(resolve));
   const elapsed = performance.now() - t0;
-  expect(events).toEqual(['poll 1', 'arm', 'poll 2', 'poll 3', 'poll 4', 'disarm', 'poll 5', 'arm', 'poll 6']);
+  expect(events).toEqual(['poll 1', 'poll 2', 'arm', 'poll 3', 'poll 4', 'poll 5', 'disarm', 'poll 6', 'arm', 'poll 7']);
   // Four naps of `every` ms: three before the look that found work, one before the look that failed the queue.
   expect(elapsed).toBeGreaterThanOrEqual(4 * every - 1);
   expect(elapsed).toBeLessThan(1000);

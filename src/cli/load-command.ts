@@ -25,9 +25,10 @@ then a table with the latency percentiles (HDR histogram) at that rate.
   --threads M        queue threads, as the pump's: auto (default), per-queue,
                      per-pair, per-device, link, guest
   --latency-every N  time one frame in N (default ~10k samples/s per pair)
-  --idle-poll-ms T   idle queue threads look at their queues every T ms while
-                     they sleep (default 0: never); at low rates a look every
-                     1 ms keeps the first frame after a pause fast
+  --idle-poll-ms T   sleeping queue threads look at their queues every T ms,
+                     for a second after their last work (default 0: never);
+                     at low rates a look every 1 ms keeps the first frame
+                     after a pause fast
   --progress         a plain progress line every second when stdout is not
                      a terminal
   --json             print one JSON object instead of the live line and table

@@ -34,15 +34,16 @@ export interface QueueThreadPoolOptions {
   /** Microseconds a thread polls before it sleeps, at most (default 30; the budget adapts below it). */
   spinUs?: number;
   /**
-   * While every queue a thread serves is idle, it wakes every `idlePollMs`
-   * milliseconds for one look at its queues (and its task) instead of
-   * sleeping until a kick: 0 (the default) or a number in (0, 1000]. After a
-   * few milliseconds asleep a frame's code and data are out of the caches
-   * (a VM's host runs other work on the core); the looks keep them in. On
-   * the 2-vCPU development VM, 1 ms took an idle -> first frame from about
-   * 175 us to about 145 us for 1000 wake-ups a second of an idle thread
-   * (see docs/benchmarks.md, "Idle polling"). A busy thread never sleeps and
-   * never looks this way.
+   * For one second after it last had work, a sleeping thread wakes every
+   * `idlePollMs` milliseconds for one look at its queues (and its task);
+   * then it sleeps until a kick, as it always does with 0 (the default).
+   * A number in [0, 1000]. After a few milliseconds asleep a frame's code
+   * and data are out of the caches (a VM's host runs other work on the
+   * core); the looks keep them in, so the first frame after a pause is
+   * faster. On the 2-vCPU development VM, 1 ms took an idle -> first frame
+   * from about 175 us to about 140 us, for 1000 wake-ups a second of each
+   * thread in that second (see docs/benchmarks.md, "Idle polling"). A busy
+   * thread never sleeps and never looks this way.
    */
   idlePollMs?: number;
   /**

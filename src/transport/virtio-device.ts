@@ -21,7 +21,7 @@ export type { QueueLauncher } from './queue-starter.js';
 export interface VirtioDeviceOptions {
   /** Microseconds a queue thread polls before it sleeps, at most (default 30; the budget adapts below it). */
   spinUs?: number;
-  /** How often an idle queue thread looks at its queues while it sleeps, in milliseconds (default 0: never). See QueueThreadPoolOptions.idlePollMs. */
+  /** How often a sleeping queue thread looks at its queues, for a second after its last work, in milliseconds (default 0: never). See QueueThreadPoolOptions.idlePollMs. */
   idlePollMs?: number;
   /**
    * How the device's worker queues map onto queue threads (default: the

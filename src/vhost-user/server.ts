@@ -76,7 +76,7 @@ export interface VhostUserThreadOptions {
   threads?: ThreadMapping;
   /** Microseconds a ring thread polls before it sleeps, at most (default 30; the budget adapts below it). */
   spinUs?: number;
-  /** How often an idle ring thread looks at its rings while it sleeps, in milliseconds (default 0: never; QueueThreadPoolOptions.idlePollMs). */
+  /** How often a sleeping ring thread looks at its rings, for a second after its last work, in milliseconds (default 0: never; QueueThreadPoolOptions.idlePollMs). */
   idlePollMs?: number;
 }
 

@@ -87,6 +87,8 @@ export type EnvironmentFactory = (data: QueueWorkerData) => QueueEnvironment;
 
 /** A sleeping thread wakes at least this often to serve its event loop. */
 const IDLE_TIMEOUT_MS = 1000;
+/** With idlePollMs, how long after its last work a thread keeps looking at its queues while it sleeps; then it sleeps until woken. */
+const IDLE_POLL_WINDOW_MS = 1000;
 /**
  * A nap between the spin and the sleep, for sleepers that offer one
  * (vhost-user ring threads): the thread gives its core up for this long
@@ -151,6 +153,9 @@ export class QueueThread implements QueueThreadApi {
   private task: ThreadTask | undefined;
   /** QueueThreadData.idlePollMs. */
   private readonly idlePollMs: number;
+  /** Idle looks in one idle spell (IDLE_POLL_WINDOW_MS of them), and how many are left in this one: refilled whenever work is found. */
+  private readonly idleLooksMax: number;
+  private idleLooksLeft = 0;
 
   constructor(
     data: QueueThreadData,
@@ -166,6 +171,7 @@ export class QueueThread implements QueueThreadApi {
     this.sleeper = sleeper ?? this.wait;
     this.napTries = this.sleeper.nap === undefined ? 0 : NAP_TRIES;
     this.idlePollMs = data.idlePollMs;
+    this.idleLooksMax = data.idlePollMs > 0 ? Math.ceil(IDLE_POLL_WINDOW_MS / data.idlePollMs) : 0;
     this.endpoint = new PortEndpoint(data.control);
     expose(this, this.endpoint);
   }
@@ -266,10 +272,12 @@ export class QueueThread implements QueueThreadApi {
         // without a nap (then the thread never stops polling).
         if (this.napsLeft < this.napTries) this.wait.refill();
         this.napsLeft = this.napTries;
+        this.idleLooksLeft = this.idleLooksMax;
         continue;
       }
       if (this.wait.spin(this.pollAll) !== 0) {
         this.napsLeft = this.napTries;
+        this.idleLooksLeft = this.idleLooksMax;
         continue;
       }
       if (queues.length === 0 && this.task === undefined) break; // the last queue failed while polling
@@ -291,26 +299,33 @@ export class QueueThread implements QueueThreadApi {
 
   /**
    * Sleep on the armed queues until woken (false) or the idle timeout
-   * (true). With idlePollMs the sleep is cut into naps of that length, each
-   * followed by one look at the queues and the task; work found ends it
-   * (false). After a few milliseconds asleep the first frame's code and
-   * data are out of the caches and cost 20x a warm pass on a VM; a look
-   * every millisecond keeps them in and takes about 30 us off the first
-   * frame after an idle spell, for that many wake-ups a second (see
+   * (true). With idlePollMs, for the first IDLE_POLL_WINDOW_MS of an idle
+   * spell, the sleep is cut into waits of that length, each followed by one
+   * look at the queues and the task; work found ends it (false). After a few
+   * milliseconds asleep the first frame's code and data are out of the
+   * caches and cost 20x a warm pass on a VM; a look every millisecond keeps
+   * them in and takes about 30 us off the first frame after a pause, for
+   * that many wake-ups a second while the window lasts (see
    * docs/benchmarks.md, "Idle polling").
    */
   private idleSleep(seen: number): boolean {
     const limit = this.taskSleepMs();
     const every = this.idlePollMs;
-    if (!(every > 0 && every < limit)) return this.sleeper.sleep(seen, limit);
-    const queues = this.queues;
-    for (let slept = 0; slept < limit; slept += every) {
-      if (!this.sleeper.sleep(seen, Math.min(every, limit - slept))) return false;
-      for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].idleLooksAt]++;
-      if (this.pollRound() !== 0) return false;
-      if (queues.length === 0 && this.task === undefined) return true; // the look failed the last queue
+    let slept = 0;
+    if (every > 0) {
+      const queues = this.queues;
+      for (; this.idleLooksLeft > 0 && slept + every < limit; slept += every) {
+        if (!this.sleeper.sleep(seen, every)) return false;
+        this.idleLooksLeft--;
+        for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].idleLooksAt]++;
+        if (this.pollRound() !== 0) {
+          this.idleLooksLeft = this.idleLooksMax;
+          return false;
+        }
+        if (queues.length === 0 && this.task === undefined) return true; // the look failed the last queue
+      }
     }
-    return true;
+    return this.sleeper.sleep(seen, limit - slept);
   }
 
   /** Poll every queue once (and the task); a queue that finds bad guest data is failed, the others go on. */

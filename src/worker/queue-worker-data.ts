@@ -39,7 +39,7 @@ export interface QueueThreadData {
   words: QueueThreadWords;
   /** Microseconds to poll before sleeping (the most the adaptive budget grows to). */
   spinUs: number;
-  /** While every queue is idle, wake this often (ms) for one look at the queues and the task; 0: sleep until woken (QueueThreadPoolOptions.idlePollMs). */
+  /** While every queue is idle, for a second after the last work, wake this often (ms) for one look at the queues and the task; 0: sleep until woken (QueueThreadPoolOptions.idlePollMs). */
   idlePollMs: number;
   /** The comlink control channel (transferred). */
   control: MessagePort;

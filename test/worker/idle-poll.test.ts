@@ -34,7 +34,7 @@ async function carry(p: NetPair, first: number, count: number): Promise<void> {
 }
 
 describe('idle queue threads (idlePollMs)', () => {
-  it('a thread with idlePollMs 2 looks at every queue it serves while idle, and frames after idle spells arrive; one with 0 never looks', async () => {
+  it('a thread with idlePollMs 2 looks at every queue it serves while idle, for one second after its last work, and frames after idle spells arrive; one with 0 never looks', async () => {
     const polling = new QueueThreadPool({ threads: 1, spinUs: 20, idlePollMs: 2 });
     const sleeping = new QueueThreadPool({ threads: 1, spinUs: 20 });
     const looks = (p: NetPair): number[] => [netTxQueue(0), netRxQueue(0)].flatMap((q) => [p.a.queueStats(q).idleLooks, p.b.queueStats(q).idleLooks]);
@@ -53,6 +53,12 @@ describe('idle queue threads (idlePollMs)', () => {
         for (const [i, n] of after.entries()) expect(n - before[i]).toBeGreaterThanOrEqual(5);
       }
       await carry(p, seq, 8);
+      // The looks last one second after the last work; then the thread sleeps until woken.
+      await sleep(1300);
+      const late = looks(p);
+      await sleep(300);
+      expect(looks(p)).toEqual(late);
+      await carry(p, seq + 8, 8);
       expect(looks(q)).toEqual([0, 0, 0, 0]);
       expect(polling.idlePollMs).toBe(2);
       expect(sleeping.idlePollMs).toBe(0);

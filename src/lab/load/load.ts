@@ -24,7 +24,7 @@ export interface LoadOptions {
   threads?: PumpThreads;
   /** Microseconds every thread polls before sleeping (default 30). */
   spinUs?: number;
-  /** How often idle queue threads look at their queues while they sleep, in milliseconds (default 0: never): see PumpOptions.idlePollMs. */
+  /** How often sleeping queue threads look at their queues, for a second after their last work, in milliseconds (default 0: never): see PumpOptions.idlePollMs. */
   idlePollMs?: number;
   /**
    * Time one frame in N (default: about 10 000 samples per second per pair

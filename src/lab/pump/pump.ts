@@ -76,7 +76,7 @@ export interface PumpOptions {
   pairs?: number;
   /** Microseconds every thread polls before sleeping (default 30). */
   spinUs?: number;
-  /** How often idle queue threads look at their queues while they sleep, in milliseconds (default 0: never; QueueThreadPoolOptions.idlePollMs). */
+  /** How often sleeping queue threads look at their queues, for a second after their last work, in milliseconds (default 0: never; QueueThreadPoolOptions.idlePollMs). */
   idlePollMs?: number;
   /** Features both drivers ask for (default NET_DEFAULT_FEATURES: mergeable receive buffers, control queue). */
   features?: FeatureSet;

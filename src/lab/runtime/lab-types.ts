@@ -23,11 +23,12 @@ export interface LabOptions {
   /** Microseconds queue, switch and relay workers poll before they sleep; default 20. */
   spinUs?: number;
   /**
-   * How often the NICs' and vhost-user ports' idle queue threads look at
-   * their queues while they sleep, in milliseconds: 0 (the default: never,
-   * an idle lab costs no wake-ups) up to 1000. A look every millisecond
-   * keeps the first frame after an idle spell fast (QueueThreadPoolOptions.idlePollMs).
-   * A shared `threads: { pool }` polls as that pool was made.
+   * How often the NICs' and vhost-user ports' queue threads look at their
+   * queues while they sleep, for a second after their last work, in
+   * milliseconds: 0 (the default: never) up to 1000. A look every
+   * millisecond keeps the first frame after a pause fast
+   * (QueueThreadPoolOptions.idlePollMs). A shared `threads: { pool }`
+   * polls as that pool was made.
    */
   idlePollMs?: number;
   /** Queue size of NICs that do not name one; default 256. */

@@ -53,7 +53,7 @@ export class QueueStarter {
     private readonly reports: QueueStartReports,
   ) {
     this.launcher = options.queueLauncher;
-    this.threads = this.launcher?.threads(numQueues) ?? mapQueueThreads(options.threads ?? defaultThreadMapping(), numQueues, options);
+    this.threads = this.launcher?.threads(numQueues) ?? mapQueueThreads(options.threads ?? defaultThreadMapping(), numQueues, { spinUs: options.spinUs, idlePollMs: options.idlePollMs, keepThreads: options.keepThreads });
   }
 
   /**

@@ -61,7 +61,7 @@ export function defaultThreadMapping(): ThreadMapping {
 export function mapQueueThreads(mapping: ThreadMapping, numQueues: number, ownPool: OwnPoolOptions): QueueThreads {
   const vhostUser = ownPool.vhostUser ?? false;
   const own = (threads: number, of: (q: number) => number, name: string): QueueThreads => ({
-    pool: new QueueThreadPool({ ...ownPool, threads }),
+    pool: new QueueThreadPool({ threads, spinUs: ownPool.spinUs, idlePollMs: ownPool.idlePollMs, vhostUser, keepThreads: ownPool.keepThreads }),
     threadOf: Array.from({ length: numQueues }, (_, q) => of(q)),
     owned: true,
     name,

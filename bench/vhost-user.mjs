@@ -13,7 +13,9 @@
 //      Before the samples, 20 000 frames warm the path. After each sample, a
 //      bare hop after the same gap: an eventfd write -> a thread asleep in
 //      poll() runs, looked for the same way. p50/p99 in microseconds, and
-//      the kick in bare hops.
+//      the kick in bare hops. Twice: the ring threads asleep until kicked
+//      (the default), and looking at their rings every 1 ms while they
+//      sleep (idlePollMs: 1).
 //  (c) throughput: dpdk-testpmd's virtio-user PMD (a virtio driver in C,
 //      one busy forwarding lcore) drives our vhost-user net device, whose
 //      transmitted frames loop back to its receive queue; testpmd forwards
@@ -175,9 +177,11 @@ function timeUntil(t0, done, nap) {
  * are looked for the same way, every 50 us, with this thread's timer slack
  * at 1 us (the default 50 us would double every look). `inHops` is the
  * median of kick / bare hop over the samples. Before the samples,
- * `warmFrames` frames in bursts of 64 warm the path.
+ * `warmFrames` frames in bursts of 64 warm the path. `idlePollMs`: the
+ * server's ring threads look at their rings that often while they sleep
+ * (VhostUserThreadOptions.idlePollMs; 0, the default, never).
  */
-export async function kickToUsed(samples, gapMs, warmFrames = 20_000) {
+export async function kickToUsed(samples, gapMs, { idlePollMs = 0, warmFrames = 20_000 } = {}) {
   const { upNet, takeRx, frame, FE_MAC, TX } = await testFrontEnd();
   const koffi = require('koffi');
   const libc = koffi.load('libc.so.6');
@@ -189,7 +193,7 @@ export async function kickToUsed(samples, gapMs, warmFrames = 20_000) {
   prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0);
   const dir = mkdtempSync(join(tmpdir(), 'vl-vu-kick-'));
   const sock = join(dir, 'net.sock');
-  const server = serveVhostUserNet(sock);
+  const server = serveVhostUserNet(sock, { idlePollMs });
   connectLoopback(new SharedArena(8 << 20), server.device);
   const words = new SharedArrayBuffer(128);
   const bareFd = eventfd(0, 0o2000000);
@@ -308,11 +312,14 @@ export async function vhostUserCases({ runs = 5, trips = 2000, seconds = 2, kick
     wake[mode] = { p50: range(rs.map((x) => x.p50)), p99: range(rs.map((x) => x.p99)) };
     console.log(`wake-up ${mode.padEnd(8)} p50 ${fmtRange(wake[mode].p50, 1, 1)} us  p99 ${fmtRange(wake[mode].p99, 1, 1)} us  (RTT/2, ${trips} trips x ${runs} runs, 2 threads)`);
   }
+  const kickLine = (k, idlePollMs) =>
+    `kick -> first used entry${idlePollMs > 0 ? `, ring threads looking every ${idlePollMs} ms,` : ''} p50 ${k.p50.toFixed(1)} us  p99 ${k.p99.toFixed(1)} us  (tx ring thread asleep, ${kicks} kicks 40 ms apart); ` +
+    `a bare hop after the same gap (eventfd write -> a thread in poll() runs) p50 ${k.hopP50.toFixed(1)} us  p99 ${k.hopP99.toFixed(1)} us; kick in bare hops: x${k.inHops.toFixed(2)} (median)`;
   const kick = await kickToUsed(kicks, 20);
-  console.log(
-    `kick -> first used entry p50 ${kick.p50.toFixed(1)} us  p99 ${kick.p99.toFixed(1)} us  (tx ring thread asleep, ${kicks} kicks 40 ms apart); ` +
-      `a bare hop after the same gap (eventfd write -> a thread in poll() runs) p50 ${kick.hopP50.toFixed(1)} us  p99 ${kick.hopP99.toFixed(1)} us; kick in bare hops: x${kick.inHops.toFixed(2)} (median)`,
-  );
+  console.log(kickLine(kick, 0));
+  // The same with idle polling (opt-in): the ring thread wakes every 1 ms for a look while it sleeps.
+  const kickIdlePoll = await kickToUsed(kicks, 20, { idlePollMs: 1 });
+  console.log(kickLine(kickIdlePoll, 1));
   const rings = {};
   if (testpmdAvailable()) {
     for (const ring of ['split', 'packed']) {
@@ -337,7 +344,7 @@ export async function vhostUserCases({ runs = 5, trips = 2000, seconds = 2, kick
   } else {
     console.log('testpmd throughput: skipped (dpdk-testpmd not on PATH: apt-get install dpdk-dev)');
   }
-  return { wake, kick, rings };
+  return { wake, kick, kickIdlePoll, rings };
 }
 
 if (isMain(import.meta.url)) {
@@ -356,6 +363,8 @@ if (isMain(import.meta.url)) {
     ),
     '',
     `kick -> first used entry (ring thread asleep): p50 ${r.kick.p50.toFixed(1)} us, p99 ${r.kick.p99.toFixed(1)} us; a bare hop after the same gap p50 ${r.kick.hopP50.toFixed(1)} us; kick in bare hops x${r.kick.inHops.toFixed(2)}`,
+    '',
+    `the same with the ring threads looking every 1 ms while they sleep (idlePollMs: 1): p50 ${r.kickIdlePoll.p50.toFixed(1)} us, p99 ${r.kickIdlePoll.p99.toFixed(1)} us; bare hop p50 ${r.kickIdlePoll.hopP50.toFixed(1)} us; kick in bare hops x${r.kickIdlePoll.inHops.toFixed(2)}`,
     '',
     mdTable(
       ['testpmd io loop, 64 B', 'ours (through our back end), Mpps', 'baseline (testpmd vhost PMD loop), Mpps', 'ratio', 'busiest ring thread: time running, CPU ns a frame'],

@@ -7,7 +7,7 @@ import { LabRates } from './lab-live.js';
 import { LiveLine, liveMode } from './live-line.js';
 import { commandLine, usageFailure } from './options.js';
 
-export const LAB_USAGE = `usage: virtio-lab lab <topology.json> [--seconds N] [--progress] [--json]
+export const LAB_USAGE = `usage: virtio-lab lab <topology.json> [--seconds N] [--idle-poll-ms T] [--progress] [--json]
 
 Build the network lab a topology file describes (virtio-net NICs, learning
 switches, links with loss / delay / rate, pcap taps, socket links, VXLAN
@@ -17,6 +17,12 @@ uplinks), run its traffic flows of numbered frames, then print per-flow sent
   --seconds N   stop sending after N seconds (flows report what they sent);
                 a topology without traffic stays up N seconds (without
                 --seconds: until Ctrl-C)
+  --idle-poll-ms T
+                the NICs' and vhost-user ports' sleeping queue threads look
+                at their queues every T ms, for a second after their last
+                work (default 0: never): the first frame after a pause (a
+                ping every second) is faster, for 1000 / T wake-ups a second
+                of each thread in that second
   --progress    a plain line of per-port rates every second when stdout is
                 not a terminal (on a terminal one line is redrawn anyway)
   --json        print one JSON object instead of tables
@@ -58,6 +64,7 @@ failure), 2 for a bad command line or topology, 1 when the lab failed.
 
 const OPTIONS = {
   seconds: { type: 'number', above: 0 },
+  'idle-poll-ms': { type: 'number', min: 0, max: 1000, default: 0 },
   progress: { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
@@ -83,6 +90,7 @@ export async function labCommand(args: string[]): Promise<number> {
   try {
     const report = await runTopology(topology, {
       seconds: values.seconds,
+      lab: { idlePollMs: values['idle-poll-ms'] },
       signal: interrupt.signal,
       onRunning: (lab) => {
         if (live.mode === 'off') return;

@@ -165,6 +165,24 @@ describe('Lab: a switch with three NICs', () => {
     expect(got.b.map(seqOf)).toEqual(Array.from({ length: 600 }, (_, i) => i));
   });
 
+  it('idlePollMs reaches the NICs\' queue threads: after frames over a link they look at their queues while idle (idleLooks), a lab without it never does', async () => {
+    const looks = async (idlePollMs: number): Promise<number> => {
+      lab = new Lab({ queueSize: 64, idlePollMs }).nic('a', { mac: '52:54:00:00:0e:01' }).nic('b', { mac: '52:54:00:00:0e:02' }).link('a', 'b');
+      await lab.start();
+      for (let i = 0; i < 16; i++) expect(lab.driver('a').send(ethFrame('52:54:00:00:0e:02', '52:54:00:00:0e:01', i, 64))).toBe(true);
+      lab.driver('a').flushTx();
+      const got: Record<string, Uint8Array[]> = {};
+      await until(() => (drain(lab!, got), (got.b?.length ?? 0) === 16), 10_000, '16 frames at b');
+      await new Promise((r) => setTimeout(r, 100));
+      const q = lab.stats().nics.a.queues[0];
+      await lab.close();
+      lab = undefined;
+      return q.tx.idleLooks + q.rx.idleLooks;
+    };
+    expect(await looks(2)).toBeGreaterThan(0);
+    expect(await looks(0)).toBe(0);
+  });
+
   it('a socket link is a port like a NIC: a UDP peer and a NIC exchange frames through the switch', async () => {
     const peer: UdpSocket = createSocket('udp4');
     await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()));

@@ -40,6 +40,10 @@ Serve our virtio-net or virtio-vsock device to a vhost-user front end
   --spin-us U       microseconds a ring thread polls before it sleeps
                     (default 30; 0 is faster when the front end busy-polls a
                     core of a small machine, as DPDK does)
+  --idle-poll-ms T  sleeping ring threads (and the lab's own NIC) look at
+                    their queues every T ms, for a second after their last
+                    work (default 0: never): a guest's first ping after a
+                    pause is answered sooner
   --seconds S       stop after S seconds (default: until SIGINT/SIGTERM; a
                     second signal exits at once)
   --allow-unsealed-memory
@@ -86,7 +90,7 @@ function logSessions(server: VhostUserServer, label: string): void {
 
 async function serveNet(path: string, values: OptionValues<typeof OPTIONS>): Promise<Running> {
   const { ip, prefixLength } = values['host-ip'];
-  const lab = new Lab({ spinUs: values['spin-us'] })
+  const lab = new Lab({ spinUs: values['spin-us'], idlePollMs: values['idle-poll-ms'] })
     .switch('sw')
     .vhostUser('guest', { path, mac: values.mac, queuePairs: values.pairs, threads: values.threads, allowUnsealedMemory: values['allow-unsealed-memory'] })
     .nic('host')
@@ -118,7 +122,7 @@ async function serveNet(path: string, values: OptionValues<typeof OPTIONS>): Pro
 
 async function serveVsock(path: string, udsPath: string, values: OptionValues<typeof OPTIONS>): Promise<Running> {
   const cid = values.cid;
-  const server = serveVhostUserVsock(path, { guestCid: cid, threads: values.threads, spinUs: values['spin-us'], allowUnsealedMemory: values['allow-unsealed-memory'] });
+  const server = serveVhostUserVsock(path, { guestCid: cid, threads: values.threads, spinUs: values['spin-us'], idlePollMs: values['idle-poll-ms'], allowUnsealedMemory: values['allow-unsealed-memory'] });
   const host = new VsockHost(server.device);
   const mux = new VsockUnixMuxer(host.stack, { udsPath, guestCid: cid });
   await mux.listen();
@@ -174,6 +178,7 @@ const OPTIONS = {
   // The pump's --threads and --spin-us rules (the pump adds 'link').
   threads: { type: 'string', choices: THREAD_MAPPING_NAMES },
   'spin-us': { type: 'number', min: 0, default: 30 },
+  'idle-poll-ms': { type: 'number', min: 0, max: 1000, default: 0 },
   quiet: { type: 'boolean' },
   'allow-unsealed-memory': { type: 'boolean' },
 } as const;

@@ -65,6 +65,7 @@ describe('bad numbers on the command line exit 2, naming the flag and the value,
     ['vhost-user', ['--net', 'x.sock', '--mac', '52:54'], '--mac 52:54: must be a MAC address like 52:54:00:12:34:56'],
     ['vhost-user', ['--net', 'x.sock', '--host-ip', '10.0.2.300'], '--host-ip 10.0.2.300: must be an IPv4 address'],
     ['vhost-user', ['--net', 'x.sock', '--threads', 'many'], '--threads many: must be auto, per-queue, per-pair or per-device'],
+    ['vhost-user', ['--net', 'x.sock', '--idle-poll-ms', 'x'], '--idle-poll-ms x: must be a number >= 0 and <= 1000'],
   ])('%s %j', async (command, args, message) => {
     const r = await runCli([command, ...args], 30_000);
     expect(r.code).toBe(2);

@@ -33,6 +33,22 @@ async function carry(p: NetPair, first: number, count: number): Promise<void> {
   expect(firstDifference(got, frames)).toBe(-1);
 }
 
+/** Resolves once `read()` has not changed for `quietMs`; throws after `ms`. */
+async function whenStill(read: () => string, quietMs: number, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  let last = read();
+  let since = Date.now();
+  while (Date.now() - since < quietMs) {
+    if (Date.now() > end) throw new Error(`still changing after ${ms} ms: ${last}`);
+    await sleep(10);
+    const now = read();
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    }
+  }
+}
+
 describe('idle queue threads (idlePollMs)', () => {
   it('a thread with idlePollMs 2 looks at every queue it serves while idle, for one second after its last work, and frames after idle spells arrive; one with 0 never looks', async () => {
     const polling = new QueueThreadPool({ threads: 1, spinUs: 20, idlePollMs: 2 });
@@ -53,11 +69,17 @@ describe('idle queue threads (idlePollMs)', () => {
         for (const [i, n] of after.entries()) expect(n - before[i]).toBeGreaterThanOrEqual(5);
       }
       await carry(p, seq, 8);
-      // The looks last one second after the last work; then the thread sleeps until woken.
-      await sleep(1300);
-      const late = looks(p);
+      // The looks last a second's worth of intervals after the last work (500 at 2 ms; on a
+      // loaded machine the waits run long, so wait until they stop), then none come.
+      const start = looks(p);
+      await whenStill(() => looks(p).join(), 400, 10_000);
+      const stopped = looks(p);
+      for (const [i, n] of stopped.entries()) {
+        expect(n - start[i]).toBeGreaterThan(0);
+        expect(n - start[i]).toBeLessThanOrEqual(2 * 500);
+      }
       await sleep(300);
-      expect(looks(p)).toEqual(late);
+      expect(looks(p)).toEqual(stopped);
       await carry(p, seq + 8, 8);
       expect(looks(q)).toEqual([0, 0, 0, 0]);
       expect(polling.idlePollMs).toBe(2);

@@ -347,6 +347,10 @@ export async function vhostUserCases({ runs = 5, trips = 2000, seconds = 2, kick
   return { wake, kick, kickIdlePoll, rings };
 }
 
+/** One kick measurement as a Markdown line. */
+const kickMd = (what, k) =>
+  `${what}: p50 ${k.p50.toFixed(1)} us, p99 ${k.p99.toFixed(1)} us; a bare hop after the same gap p50 ${k.hopP50.toFixed(1)} us; kick in bare hops x${k.inHops.toFixed(2)}`;
+
 if (isMain(import.meta.url)) {
   const values = benchArgs(import.meta.url, { runs: { type: 'string', default: '5' }, trips: { type: 'string', default: '2000' }, seconds: { type: 'string', default: '2' }, kicks: { type: 'string', default: '200' } });
   const placement = await probePlacement();
@@ -362,9 +366,9 @@ if (isMain(import.meta.url)) {
       Object.entries(r.wake).map(([k, v]) => [k, fmtRange(v.p50, 1, 1), fmtRange(v.p99, 1, 1)]),
     ),
     '',
-    `kick -> first used entry (ring thread asleep): p50 ${r.kick.p50.toFixed(1)} us, p99 ${r.kick.p99.toFixed(1)} us; a bare hop after the same gap p50 ${r.kick.hopP50.toFixed(1)} us; kick in bare hops x${r.kick.inHops.toFixed(2)}`,
+    kickMd('kick -> first used entry (ring thread asleep)', r.kick),
     '',
-    `the same with the ring threads looking every 1 ms while they sleep (idlePollMs: 1): p50 ${r.kickIdlePoll.p50.toFixed(1)} us, p99 ${r.kickIdlePoll.p99.toFixed(1)} us; bare hop p50 ${r.kickIdlePoll.hopP50.toFixed(1)} us; kick in bare hops x${r.kickIdlePoll.inHops.toFixed(2)}`,
+    kickMd('the same with the ring threads looking every 1 ms while they sleep (idlePollMs: 1)', r.kickIdlePoll),
     '',
     mdTable(
       ['testpmd io loop, 64 B', 'ours (through our back end), Mpps', 'baseline (testpmd vhost PMD loop), Mpps', 'ratio', 'busiest ring thread: time running, CPU ns a frame'],

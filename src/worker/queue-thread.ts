@@ -113,9 +113,8 @@ interface ServedQueue {
   stats: StatsBlock;
   /** The queue's device's notify area (its status word takes DEVICE_NEEDS_RESET). */
   notify: NotifyArea;
-  /** Where this queue's sleeps and idle looks are counted in `stats`. */
-  sleepsAt: number;
-  idleLooksAt: number;
+  /** This queue's first counter in `stats` (its sleeps and idle looks are counted there). */
+  statBase: number;
   kick: QueueKick | undefined;
 }
 
@@ -207,7 +206,7 @@ export class QueueThread implements QueueThreadApi {
     // next round then looks at the ring before any sleep.
     device.enableNotify();
     const notify = new NotifyArea(data.notify);
-    this.queues.push({ slot, data, device, handler, stats, notify, sleepsAt: stats.base(data.queue) + C_SLEEPS, idleLooksAt: stats.base(data.queue) + C_IDLE_LOOKS, kick: env?.kick });
+    this.queues.push({ slot, data, device, handler, stats, notify, statBase: stats.base(data.queue), kick: env?.kick });
     this.watchKicks();
     this.schedule();
   }
@@ -289,7 +288,7 @@ export class QueueThread implements QueueThreadApi {
         continue;
       }
       if (this.armAll()) continue;
-      for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].sleepsAt]++;
+      for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].statBase + C_SLEEPS]++;
       const timedOut = this.idleSleep(seen);
       for (let i = 0; i < queues.length; i++) queues[i].handler.disarm();
       if (timedOut) break; // let the event loop breathe while idle
@@ -311,19 +310,18 @@ export class QueueThread implements QueueThreadApi {
   private idleSleep(seen: number): boolean {
     const limit = this.taskSleepMs();
     const every = this.idlePollMs;
+    const queues = this.queues;
     let slept = 0;
-    if (every > 0) {
-      const queues = this.queues;
-      for (; this.idleLooksLeft > 0 && slept + every < limit; slept += every) {
-        if (!this.sleeper.sleep(seen, every)) return false;
-        this.idleLooksLeft--;
-        for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].idleLooksAt]++;
-        if (this.pollRound() !== 0) {
-          this.idleLooksLeft = this.idleLooksMax;
-          return false;
-        }
-        if (queues.length === 0 && this.task === undefined) return true; // the look failed the last queue
+    // Without idlePollMs no look is ever left (idleLooksMax is 0).
+    for (; this.idleLooksLeft > 0 && slept + every < limit; slept += every) {
+      if (!this.sleeper.sleep(seen, every)) return false;
+      this.idleLooksLeft--;
+      for (let i = 0; i < queues.length; i++) queues[i].stats.f64[queues[i].statBase + C_IDLE_LOOKS]++;
+      if (this.pollRound() !== 0) {
+        this.idleLooksLeft = this.idleLooksMax;
+        return false;
       }
+      if (queues.length === 0 && this.task === undefined) return true; // the look failed the last queue
     }
     return this.sleeper.sleep(seen, limit - slept);
   }
